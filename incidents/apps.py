@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class IncidentsConfig(AppConfig):
+    name = "incidents"
+    verbose_name = "Incidents"
+
+    def ready(self) -> None:
+        from . import receivers  # noqa: F401

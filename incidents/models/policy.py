@@ -1,0 +1,195 @@
+"""Policy as data: the procedure's tables (§2.1, §2.2, §3.1, §5.1) as editable, audited models."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from simple_history.models import HistoricalRecords
+
+
+class Channel(models.TextChoices):
+    """Notification channels named by the procedure (§5.1) and the ones Vigil can deliver to."""
+
+    PHONE = "phone", "Phone call"
+    SMS = "sms", "SMS"
+    SLACK = "slack", "Slack"
+    EMAIL = "email", "Email"
+    TEAMS = "teams", "Microsoft Teams"
+    WEBHOOK = "webhook", "Webhook"
+
+
+class Level(models.TextChoices):
+    """Impact and urgency levels of the priority matrix (§2.2)."""
+
+    HIGH = "high", "High"
+    MEDIUM = "medium", "Medium"
+    LOW = "low", "Low"
+
+
+def validate_channels(value: object) -> None:
+    if not isinstance(value, list) or not value:
+        raise ValidationError("Give at least one notification channel as a list.")
+    unknown = [item for item in value if item not in Channel.values]
+    if unknown:
+        raise ValidationError(
+            "Unknown channel(s): %(unknown)s. Known: %(known)s.",
+            params={"unknown": ", ".join(map(str, unknown)), "known": ", ".join(Channel.values)},
+        )
+    if len(set(value)) != len(value):
+        raise ValidationError("A channel is listed twice.")
+
+
+class SeverityLevel(models.Model):
+    """A severity level (§2.1) with its response and resolution targets and channels (§5.1)."""
+
+    level = models.PositiveSmallIntegerField(
+        unique=True, validators=[MinValueValidator(1), MaxValueValidator(4)]
+    )
+    name = models.CharField(max_length=40)
+    definition = models.TextField()
+    business_impact = models.CharField(max_length=200)
+    examples = models.TextField(help_text="One example per line.")
+    response_target = models.DurationField(help_text="Time from detection to acknowledgement.")
+    resolution_target = models.DurationField(help_text="Time from detection to resolution.")
+    notification_channels = models.JSONField(
+        default=list,
+        validators=[validate_channels],
+        help_text='Channels for the immediate notification, in order, e.g. ["phone", "slack"].',
+    )
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["level"]
+
+    def __str__(self) -> str:
+        return f"Sev {self.level} – {self.name}"
+
+    @property
+    def example_list(self) -> list[str]:
+        return [line.strip() for line in self.examples.splitlines() if line.strip()]
+
+    def clean(self) -> None:
+        for field in ("response_target", "resolution_target"):
+            value = getattr(self, field)
+            if value is not None and value <= timedelta(0):
+                raise ValidationError({field: "A target must be longer than zero."})
+        if (
+            self.response_target
+            and self.resolution_target
+            and self.response_target > self.resolution_target
+        ):
+            raise ValidationError(
+                {
+                    "resolution_target": (
+                        "The resolution target cannot be shorter than the response target."
+                    )
+                }
+            )
+
+
+class PriorityMatrixCell(models.Model):
+    """One cell of the priority matrix (§2.2): urgency × impact → priority 1–4."""
+
+    urgency = models.CharField(max_length=10, choices=Level.choices)
+    impact = models.CharField(max_length=10, choices=Level.choices)
+    priority = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(4)]
+    )
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["urgency", "impact"]
+        constraints = [
+            models.UniqueConstraint(fields=["urgency", "impact"], name="priority_cell_unique"),
+        ]
+        verbose_name = "priority matrix cell"
+
+    def __str__(self) -> str:
+        return f"Urgency {self.urgency} × impact {self.impact} → P{self.priority}"
+
+
+class Contact(models.Model):
+    """A person who can be reached: on a response role, an escalation level, a stakeholder list."""
+
+    name = models.CharField(max_length=120)
+    phone = models.CharField(max_length=40, blank=True, help_text="E.164, e.g. +14155550100.")
+    email = models.EmailField(blank=True)
+    slack_handle = models.CharField(max_length=80, blank=True, help_text="e.g. @jane or U0123ABC.")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="contacts",
+        help_text="The Vigil login of this person, so their one-click links act as them.",
+    )
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if not (self.phone or self.email or self.slack_handle):
+            raise ValidationError("A contact needs at least one of phone, email or Slack handle.")
+
+
+class ResponseRole(models.Model):
+    """A response role (§3.1) with its responsibilities and primary and backup contacts."""
+
+    INCIDENT_MANAGER = "incident_manager"
+    TECHNICAL_LEAD = "technical_lead"
+    COMMUNICATIONS_LEAD = "communications_lead"
+    BUSINESS_LIAISON = "business_liaison"
+
+    key = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=80)
+    responsibilities = models.TextField(help_text="One responsibility per line.")
+    primary_contact = models.ForeignKey(
+        Contact, null=True, blank=True, on_delete=models.PROTECT, related_name="primary_for"
+    )
+    backup_contact = models.ForeignKey(
+        Contact, null=True, blank=True, on_delete=models.PROTECT, related_name="backup_for"
+    )
+    group = models.OneToOneField(
+        Group,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        help_text="Permission group whose members may act in this role.",
+    )
+    position = models.PositiveSmallIntegerField(default=0)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["position", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def responsibility_list(self) -> list[str]:
+        return [line.strip() for line in self.responsibilities.splitlines() if line.strip()]
+
+
+class EscalationContact(models.Model):
+    """An escalation level of §5.1 (IT Manager, CTO, CEO, Board) and who answers for it."""
+
+    key = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=80)
+    contact = models.ForeignKey(Contact, null=True, blank=True, on_delete=models.PROTECT)
+    position = models.PositiveSmallIntegerField(default=0)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["position", "name"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,29 @@
+"""SLA breaches noted on incidents; the unique row makes each breach recorded exactly once."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from .incident import Incident
+
+
+class SlaTarget(models.TextChoices):
+    RESPONSE = "response", "Response"
+    RESOLUTION = "resolution", "Resolution"
+
+
+class SlaBreach(models.Model):
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="sla_breaches")
+    target = models.CharField(max_length=12, choices=SlaTarget.choices)
+    due_at = models.DateTimeField()
+    noted_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["incident", "target"], name="sla_breach_once"),
+        ]
+        verbose_name = "SLA breach"
+
+    def __str__(self) -> str:
+        return f"{self.incident.number}: {self.get_target_display()} target breached"

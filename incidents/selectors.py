@@ -1,0 +1,123 @@
+"""Reads of the incident core, shaped for the admin, the API and the report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Count, Prefetch, QuerySet
+from django.utils import timezone
+
+from .models import (
+    ACTIVE_STATUSES,
+    Incident,
+    ResponseRole,
+    RoleAssignment,
+    SeverityLevel,
+    TimelineEntry,
+)
+from .services.lifecycle import ACTIONS, actions_available
+
+__all__ = [
+    "ACTIONS",
+    "SlaClock",
+    "actions_available",
+    "dashboard_summary",
+    "incident_get",
+    "incident_list",
+    "incident_report",
+    "incident_sla_clock",
+    "incident_timeline",
+]
+
+
+def incident_list(*, filters: dict[str, Any] | None = None) -> QuerySet[Incident]:
+    """Incidents with what a list row shows, in a fixed number of queries whatever the size."""
+    assignments = RoleAssignment.objects.select_related("user", "role")
+    return (
+        Incident.objects.filter(**(filters or {}))
+        .select_related("severity")
+        .prefetch_related("services", Prefetch("role_assignments", queryset=assignments))
+    )
+
+
+def incident_get(*, number: str) -> Incident | None:
+    return incident_list().filter(number=number).first()
+
+
+def incident_timeline(*, incident: Incident) -> QuerySet[TimelineEntry]:
+    return incident.timeline.select_related("actor").order_by("occurred_at", "id")
+
+
+def incident_manager_of(incident: Incident) -> Any:
+    """The incident manager from prefetched assignments (no query when prefetched)."""
+    for assignment in incident.role_assignments.all():
+        if assignment.role.key == ResponseRole.INCIDENT_MANAGER:
+            return assignment.user
+    return None
+
+
+@dataclass(frozen=True)
+class SlaClock:
+    """The clock that matters now: response until acknowledged, then resolution."""
+
+    target: str  # "response" | "resolution" | "" when no clock runs
+    due_at: datetime | None
+    remaining_seconds: float | None
+    breached: bool
+    met: bool
+
+
+def incident_sla_clock(incident: Incident, now: datetime | None = None) -> SlaClock:
+    now = now or timezone.now()
+    if not incident.is_active:
+        met = not incident.resolution_breached_at(now) and not incident.response_breached_at(now)
+        return SlaClock(target="", due_at=None, remaining_seconds=None, breached=not met, met=met)
+    if incident.acknowledged_at is None:
+        target, due = "response", incident.response_due_at
+    else:
+        target, due = "resolution", incident.resolution_due_at
+    remaining = (due - now).total_seconds()
+    breached = incident.response_breached_at(now) or remaining < 0
+    return SlaClock(
+        target=target, due_at=due, remaining_seconds=remaining, breached=breached, met=False
+    )
+
+
+def dashboard_summary(*, now: datetime | None = None) -> dict[str, Any]:
+    """Admin index: active incidents per severity and those past their targets."""
+    now = now or timezone.now()
+    active = Incident.objects.active()
+    counts = dict(active.values("severity").annotate(n=Count("id")).values_list("severity", "n"))
+    by_severity = [
+        {"level": level.level, "name": level.name, "count": counts.get(level.level, 0)}
+        for level in SeverityLevel.objects.all()
+    ]
+    breached = (
+        incident_list(filters={"status__in": ACTIVE_STATUSES})
+        .breached(now)
+        .order_by("severity", "detected_at")[:20]
+    )
+    return {
+        "by_severity": by_severity,
+        "active_total": sum(counts.values()),
+        "breached": list(breached),
+        "breached_total": active.breached(now).count(),
+        "unacknowledged_total": active.filter(acknowledged_at__isnull=True).count(),
+    }
+
+
+def incident_report(*, incident: Incident) -> dict[str, Any]:
+    """Everything the §6.2 report template needs, read in a fixed number of queries."""
+    incident = incident_list().get(pk=incident.pk)
+    timeline = list(incident_timeline(incident=incident))
+    end = incident.resolved_at or incident.closed_at or incident.cancelled_at
+    return {
+        "incident": incident,
+        "start": incident.impact_started_at or incident.detected_at,
+        "end": end,
+        "timeline": timeline,
+        "services": list(incident.services.all()),
+        "roles": list(incident.role_assignments.all()),
+    }

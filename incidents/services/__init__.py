@@ -1,0 +1,41 @@
+"""Writes of the incident core. Admin, API, webhooks and tasks call these and nothing else."""
+
+from .incidents import (
+    incident_change_severity,
+    incident_create,
+    incident_note_add,
+    incident_role_assign,
+    incident_update,
+)
+from .lifecycle import (
+    ACTIONS,
+    incident_acknowledge,
+    incident_cancel,
+    incident_close,
+    incident_investigate,
+    incident_mitigate,
+    incident_monitor,
+    incident_reopen,
+    incident_resolve,
+    incident_transition,
+)
+from .sla import sla_breaches_record
+
+__all__ = [
+    "ACTIONS",
+    "incident_acknowledge",
+    "incident_cancel",
+    "incident_change_severity",
+    "incident_close",
+    "incident_create",
+    "incident_investigate",
+    "incident_mitigate",
+    "incident_monitor",
+    "incident_note_add",
+    "incident_reopen",
+    "incident_resolve",
+    "incident_role_assign",
+    "incident_transition",
+    "incident_update",
+    "sla_breaches_record",
+]

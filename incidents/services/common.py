@@ -1,0 +1,81 @@
+"""Pieces shared by the incident services: permission checks, audited saves, timeline writes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import models
+from django.utils import timezone
+
+from ..errors import ActionForbidden, InvalidInput
+from ..models import Incident, Kind, PriorityMatrixCell, SeverityLevel, Source, TimelineEntry
+
+User = AbstractBaseUser
+
+
+def require_perm(actor: Any, perm: str, action: str) -> None:
+    """Raise ActionForbidden unless ``actor`` holds ``perm``. ``None`` is Vigil itself."""
+    if actor is None:
+        return
+    if not (actor.is_active and actor.has_perm(perm)):
+        raise ActionForbidden(action=action, user=actor)
+
+
+def audited_save(instance: models.Model, *, actor: Any, reason: str, **kwargs: Any) -> None:
+    """Save a history-tracked row, naming who did it and why in its history record."""
+    instance._history_user = actor  # type: ignore[attr-defined]
+    instance._change_reason = reason  # type: ignore[attr-defined]
+    instance.save(**kwargs)
+
+
+def timeline_record(
+    *,
+    incident: Incident,
+    kind: str,
+    source: str,
+    actor: Any,
+    message: str,
+    data: dict[str, Any] | None = None,
+    occurred_at: datetime | None = None,
+) -> TimelineEntry:
+    """Append one entry to an incident's timeline. Entries are never edited afterwards."""
+    return TimelineEntry.objects.create(
+        incident=incident,
+        kind=kind,
+        source=source,
+        actor=actor,
+        message=message,
+        data=data or {},
+        occurred_at=occurred_at or timezone.now(),
+    )
+
+
+def priority_for(*, impact: str, urgency: str) -> int:
+    """Priority 1–4 from the priority matrix (§2.2) as currently configured."""
+    cell = (
+        PriorityMatrixCell.objects.filter(impact=impact, urgency=urgency).only("priority").first()
+    )
+    if cell is None:
+        raise InvalidInput(
+            {"impact": f"The priority matrix has no cell for urgency {urgency} × impact {impact}."}
+        )
+    return cell.priority
+
+
+def apply_sla(incident: Incident, severity: SeverityLevel) -> None:
+    """Set the response and resolution due times from detection and the severity's targets."""
+    incident.response_due_at = incident.detected_at + severity.response_target
+    incident.resolution_due_at = incident.detected_at + severity.resolution_target
+
+
+__all__ = [
+    "Kind",
+    "Source",
+    "apply_sla",
+    "audited_save",
+    "priority_for",
+    "require_perm",
+    "timeline_record",
+]

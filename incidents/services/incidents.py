@@ -1,0 +1,448 @@
+"""Creating incidents, editing their details and severity, notes and role assignments."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from ..errors import InvalidInput
+from ..models import (
+    ACTIVE_STATUSES,
+    DetectionSource,
+    Incident,
+    IncidentDaySequence,
+    Kind,
+    Level,
+    ResponseRole,
+    RoleAssignment,
+    Service,
+    SeverityLevel,
+    Source,
+    Status,
+    timestamp_order_errors,
+)
+from ..signals import (
+    announce,
+    incident_created,
+    incident_role_assigned,
+    incident_severity_changed,
+)
+from .common import apply_sla, audited_save, priority_for, require_perm, timeline_record
+
+# Clocks of monitoring senders drift; a detection time this far ahead of ours is still "now".
+CLOCK_SKEW = timedelta(minutes=5)
+NOTE_MAX_LENGTH = 20_000
+
+EDITABLE_FIELDS = (
+    "title",
+    "summary",
+    "impact",
+    "urgency",
+    "detection_source",
+    "services",
+    "customer_facing",
+    "affected_users",
+    "business_impact",
+    "root_cause",
+    "resolution",
+    "lessons_learned",
+    "impact_started_at",
+    "detected_at",
+)
+TEXT_FIELDS = ("summary", "business_impact", "root_cause", "resolution", "lessons_learned")
+
+
+def _severity(value: int | SeverityLevel) -> SeverityLevel:
+    if isinstance(value, SeverityLevel):
+        return value
+    try:
+        return SeverityLevel.objects.get(level=int(value))
+    except (SeverityLevel.DoesNotExist, TypeError, ValueError):
+        known = ", ".join(str(v) for v in SeverityLevel.objects.values_list("level", flat=True))
+        raise InvalidInput(
+            {"severity": f"Unknown severity {value!r}; known levels: {known}."}
+        ) from None
+
+
+def _check_choice(field: str, value: str, choices: Iterable[str]) -> None:
+    choices = list(choices)
+    if value not in choices:
+        raise InvalidInput({field: f"{value!r} is not one of: {', '.join(choices)}."})
+
+
+def _services(values: Iterable[Service | str]) -> list[Service]:
+    items = list(values)
+    slugs = [v for v in items if not isinstance(v, Service)]
+    found = {s.slug: s for s in Service.objects.filter(slug__in=slugs)}
+    missing = [s for s in slugs if s not in found]
+    if missing:
+        raise InvalidInput({"services": f"Unknown service(s): {', '.join(map(str, missing))}."})
+    return [v if isinstance(v, Service) else found[v] for v in items]
+
+
+def _allocate_number(day: Any) -> tuple[int, str]:
+    """Next per-day sequence number and its ID. Must run inside the creating transaction.
+
+    The day's counter row is locked until the incident commits, so concurrent creators queue
+    on it instead of racing; the first creator of a day inserts the row, and a concurrent
+    first creator that loses the insert race waits for it and reads the committed value.
+    """
+    counter = IncidentDaySequence.objects.select_for_update().filter(day=day).first()
+    if counter is None:
+        try:
+            with transaction.atomic():
+                counter = IncidentDaySequence.objects.create(day=day, last=0)
+        except IntegrityError:
+            counter = IncidentDaySequence.objects.select_for_update().get(day=day)
+    counter.last += 1
+    counter.save(update_fields=["last"])
+    return counter.last, f"INC-{day:%Y-%m%d}-{counter.last:03d}"
+
+
+def _validate_times(incident: Incident, now: datetime) -> None:
+    errors = timestamp_order_errors(
+        {
+            "impact_started_at": incident.impact_started_at,
+            "detected_at": incident.detected_at,
+            "acknowledged_at": incident.acknowledged_at,
+            "mitigated_at": incident.mitigated_at,
+            "resolved_at": incident.resolved_at,
+            "closed_at": incident.closed_at,
+        }
+    )
+    for name in ("impact_started_at", "detected_at"):
+        value = getattr(incident, name)
+        if value is not None and value > now + CLOCK_SKEW:
+            errors.setdefault(name, "Cannot be in the future.")
+    if errors:
+        raise InvalidInput(errors)
+
+
+@transaction.atomic
+def incident_create(
+    *,
+    actor: Any,
+    source: str,
+    title: str,
+    severity: int | SeverityLevel,
+    impact: str = Level.MEDIUM,
+    urgency: str = Level.MEDIUM,
+    summary: str = "",
+    detection_source: str = DetectionSource.MONITORING,
+    services: Iterable[Service | str] = (),
+    customer_facing: bool | None = None,
+    affected_users: int | None = None,
+    business_impact: str = "",
+    root_cause: str = "",
+    resolution: str = "",
+    impact_started_at: datetime | None = None,
+    detected_at: datetime | None = None,
+    roles: dict[str, Any] | None = None,
+) -> Incident:
+    """Log a new incident (§4.2 step 1): ID, priority from the matrix, SLA clocks, timeline.
+
+    ``customer_facing`` defaults to whether any affected service is customer-facing. ``roles``
+    maps role keys to users. Sends ``incident_created`` after commit. Not idempotent: each
+    call logs a new incident (deduplication is the caller's, e.g. alert grouping).
+    """
+    require_perm(actor, "incidents.add_incident", "create")
+    title = (title or "").strip()
+    if not title:
+        raise InvalidInput({"title": "A title is required."})
+    level = _severity(severity)
+    _check_choice("impact", impact, Level.values)
+    _check_choice("urgency", urgency, Level.values)
+    _check_choice("detection_source", detection_source, DetectionSource.values)
+    service_list = _services(services)
+    now = timezone.now()
+
+    incident = Incident(
+        title=title[:200],
+        summary=summary,
+        severity=level,
+        impact=impact,
+        urgency=urgency,
+        priority=priority_for(impact=impact, urgency=urgency),
+        detection_source=detection_source,
+        customer_facing=(
+            any(s.customer_facing for s in service_list)
+            if customer_facing is None
+            else customer_facing
+        ),
+        affected_users=affected_users,
+        business_impact=business_impact,
+        root_cause=root_cause,
+        resolution=resolution,
+        impact_started_at=impact_started_at,
+        detected_at=detected_at or now,
+        created_by=actor,
+    )
+    _validate_times(incident, now)
+    apply_sla(incident, level)
+    incident.day = timezone.localdate(now)
+    incident.sequence, incident.number = _allocate_number(incident.day)
+    audited_save(incident, actor=actor, reason="created")
+    if service_list:
+        incident.services.set(service_list)
+    timeline_record(
+        incident=incident,
+        kind=Kind.CREATED,
+        source=source,
+        actor=actor,
+        message=(
+            f"Incident logged: Sev {level.level} ({level.name}), P{incident.priority}, "
+            f"detected via {incident.get_detection_source_display().lower()}."
+        ),
+        data={"severity": level.level, "priority": incident.priority},
+    )
+    announce(incident_created, incident_id=incident.pk, actor_id=_id(actor), source=source)
+    for role_key, user in (roles or {}).items():
+        incident_role_assign(
+            incident=incident, role=role_key, user=user, actor=actor, source=source
+        )
+    return incident
+
+
+@transaction.atomic
+def incident_update(*, incident: Incident, actor: Any, source: str, **changes: Any) -> Incident:
+    """Edit an incident's descriptive fields (not status or severity; those have services).
+
+    Priority is recomputed when impact or urgency changes and SLA clocks when detection time
+    changes. Writes one timeline entry naming the changed fields. Idempotent: unchanged values
+    write nothing.
+    """
+    unknown = sorted(set(changes) - set(EDITABLE_FIELDS))
+    if unknown:
+        raise InvalidInput({name: "This field cannot be changed here." for name in unknown})
+    require_perm(actor, "incidents.change_incident", "edit")
+    locked = Incident.objects.select_for_update().get(pk=incident.pk)
+
+    changed: list[str] = []
+    new_services = None
+    for name, value in changes.items():
+        if name == "services":
+            new_services = _services(value)
+            current = set(locked.services.values_list("pk", flat=True))
+            if current != {s.pk for s in new_services}:
+                changed.append(name)
+            continue
+        if name in ("impact", "urgency"):
+            _check_choice(name, value, Level.values)
+        if name == "detection_source":
+            _check_choice(name, value, DetectionSource.values)
+        if name == "title":
+            value = (value or "").strip()[:200]
+            if not value:
+                raise InvalidInput({"title": "A title is required."})
+        if name in TEXT_FIELDS and value is None:
+            value = ""
+        if name == "detected_at" and value is None:
+            raise InvalidInput({"detected_at": "The detection time is required."})
+        if getattr(locked, name) != value:
+            setattr(locked, name, value)
+            changed.append(name)
+    if not changed:
+        return locked
+
+    now = timezone.now()
+    _validate_times(locked, now)
+    old_priority = locked.priority
+    if "impact" in changed or "urgency" in changed:
+        locked.priority = priority_for(impact=locked.impact, urgency=locked.urgency)
+    if "detected_at" in changed:
+        apply_sla(locked, locked.severity)
+    if new_services is not None and "services" in changed:
+        locked.services.set(new_services)
+    audited_save(locked, actor=actor, reason="updated " + ", ".join(changed))
+
+    labels = [Incident._meta.get_field(name).verbose_name for name in changed if name != "services"]
+    if "services" in changed:
+        labels.append("affected services")
+    timeline_record(
+        incident=locked,
+        kind=Kind.UPDATE,
+        source=source,
+        actor=actor,
+        message="Updated " + ", ".join(labels) + ".",
+        data={"fields": changed},
+    )
+    if locked.priority != old_priority:
+        timeline_record(
+            incident=locked,
+            kind=Kind.PRIORITY,
+            source=source,
+            actor=actor,
+            message=f"Priority changed P{old_priority} → P{locked.priority}.",
+            data={"from": old_priority, "to": locked.priority},
+        )
+    return locked
+
+
+@transaction.atomic
+def incident_change_severity(
+    *,
+    incident: Incident,
+    actor: Any,
+    source: str,
+    severity: int | SeverityLevel,
+    reason: str = "",
+) -> Incident:
+    """Change severity (§4.2 step 2 "update severity if necessary"); SLA clocks recomputed.
+
+    Allowed until the incident is closed or cancelled. Writes a timeline entry and sends
+    ``incident_severity_changed`` after commit. Idempotent: the same severity is a no-op.
+    """
+    require_perm(actor, "incidents.change_incident_severity", "change the severity of")
+    level = _severity(severity)
+    locked = Incident.objects.select_for_update().select_related("severity").get(pk=incident.pk)
+    old = locked.severity
+    if old.level == level.level:
+        return locked
+    if locked.status in (Status.CLOSED, Status.CANCELLED):
+        raise InvalidInput(
+            {"severity": f"The incident is {locked.status}; its severity can no longer change."}
+        )
+    locked.severity = level
+    apply_sla(locked, level)
+    audited_save(locked, actor=actor, reason=f"severity {old.level} → {level.level}")
+    direction = "raised" if level.level < old.level else "lowered"
+    message = (
+        f"Severity {direction}: Sev {old.level} → Sev {level.level} ({level.name}). "
+        f"Response due {timezone.localtime(locked.response_due_at):%Y-%m-%d %H:%M}, "
+        f"resolution due {timezone.localtime(locked.resolution_due_at):%Y-%m-%d %H:%M}."
+    )
+    if reason:
+        message += f" Reason: {reason}"
+    timeline_record(
+        incident=locked,
+        kind=Kind.SEVERITY,
+        source=source,
+        actor=actor,
+        message=message,
+        data={"from": old.level, "to": level.level, "reason": reason},
+    )
+    announce(
+        incident_severity_changed,
+        incident_id=locked.pk,
+        old_severity=old.level,
+        new_severity=level.level,
+        actor_id=_id(actor),
+        source=source,
+    )
+    return locked
+
+
+@transaction.atomic
+def incident_note_add(
+    *,
+    incident: Incident,
+    actor: Any,
+    source: str,
+    body: str,
+    kind: str = Kind.NOTE,
+) -> Any:
+    """Append a note or decision to the timeline. Not idempotent: each call adds an entry."""
+    require_perm(actor, "incidents.add_timelineentry", "add notes to")
+    if kind not in (Kind.NOTE, Kind.DECISION):
+        raise InvalidInput({"kind": "A note is either a note or a decision."})
+    body = (body or "").strip()
+    if not body:
+        raise InvalidInput({"body": "The note is empty."})
+    if len(body) > NOTE_MAX_LENGTH:
+        raise InvalidInput({"body": f"Notes are limited to {NOTE_MAX_LENGTH} characters."})
+    return timeline_record(incident=incident, kind=kind, source=source, actor=actor, message=body)
+
+
+@transaction.atomic
+def incident_role_assign(
+    *,
+    incident: Incident,
+    role: ResponseRole | str,
+    user: Any,
+    actor: Any,
+    source: str,
+) -> RoleAssignment | None:
+    """Assign (or with ``user=None`` unassign) a response role on an incident (§3.1).
+
+    Writes a timeline entry and a history record and sends ``incident_role_assigned`` after
+    commit. Idempotent: assigning the current holder again is a no-op.
+    """
+    require_perm(actor, "incidents.assign_incident_roles", "assign roles on")
+    if not isinstance(role, ResponseRole):
+        try:
+            role = ResponseRole.objects.get(key=role)
+        except ResponseRole.DoesNotExist:
+            raise InvalidInput({"role": f"Unknown role {role!r}."}) from None
+    if user is not None and not isinstance(user, get_user_model()):
+        try:
+            user = get_user_model().objects.get(pk=user)
+        except (get_user_model().DoesNotExist, ValueError, TypeError):
+            raise InvalidInput({"user": f"Unknown user {user!r}."}) from None
+    if user is not None and not user.is_active:
+        raise InvalidInput({"user": f"{user} is not an active user."})
+    # Lock the incident so two assignments of the same role queue instead of colliding.
+    Incident.objects.select_for_update().only("pk").get(pk=incident.pk)
+    current = RoleAssignment.objects.filter(incident=incident, role=role).first()
+    if (current.user_id if current else None) == (user.pk if user else None):
+        return current
+
+    previous = current.user if current else None
+    if user is None:
+        current._history_user = actor
+        current._change_reason = "unassigned"
+        current.delete()
+        assignment = None
+        message = f"{role.name}: {_name(previous)} unassigned."
+    else:
+        assignment = current or RoleAssignment(incident=incident, role=role)
+        assignment.user = user
+        assignment.assigned_at = timezone.now()
+        assignment.assigned_by = actor
+        audited_save(assignment, actor=actor, reason="assigned")
+        message = f"{role.name}: {_name(user)} assigned" + (
+            f" (replacing {_name(previous)})." if previous else "."
+        )
+    timeline_record(
+        incident=incident,
+        kind=Kind.ROLE,
+        source=source,
+        actor=actor,
+        message=message,
+        data={"role": role.key, "user": user.pk if user else None},
+    )
+    announce(
+        incident_role_assigned,
+        incident_id=incident.pk,
+        role_key=role.key,
+        user_id=user.pk if user else None,
+        actor_id=_id(actor),
+        source=source,
+    )
+    return assignment
+
+
+def _name(user: Any) -> str:
+    if user is None:
+        return "nobody"
+    return user.get_full_name() or user.get_username()
+
+
+def _id(actor: Any) -> int | None:
+    return actor.pk if actor is not None else None
+
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "EDITABLE_FIELDS",
+    "Source",
+    "incident_change_severity",
+    "incident_create",
+    "incident_note_add",
+    "incident_role_assign",
+    "incident_update",
+]

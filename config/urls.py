@@ -1,8 +1,12 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
+    # REST API (incidents.api_urls: /api/v1/..., /api/schema/, /api/docs/).
+    path("api/", include("incidents.api_urls")),
+    # Escalation: /healthz, one-click acknowledge links, /api/v1/incidents/{id}/notifications/...
+    path("", include("escalation.urls")),
 ]

@@ -1,13 +1,18 @@
-"""Domain signals of the incident core, sent after the transaction that caused them commits.
+"""Domain signals of the incident core.
 
-Other apps (escalation, communications, reviews) connect receivers in their ``AppConfig.ready``;
-the core never imports them. Every signal carries ids, not instances, plus the action's
-``actor_id`` and ``source``.
+Each event is announced twice by :func:`announce`:
+
+* inside the transaction that caused it, through ``incident_event_in_transaction`` with the
+  event's name, for receivers whose writes must commit or roll back with the event (the
+  notification outbox). An exception there rolls the whole action back: nothing half-happens.
+* after that transaction commits, through the event's own signal (``incident_created``, ...),
+  for reactions that may run later and must not see rolled-back events.
+
+Other apps (escalation, communications, reviews) connect receivers in ``AppConfig.ready``; the
+core never imports them. Payloads carry ids, not instances, plus ``actor_id`` and ``source``.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from django.db import transaction
 from django.dispatch import Signal
@@ -23,12 +28,27 @@ incident_role_assigned = Signal()
 # incident_id, target ("response" or "resolution"), due_at (ISO 8601)
 incident_sla_breached = Signal()
 
+# event (one of EVENT_NAMES' values) plus that event's payload; sent inside the transaction.
+incident_event_in_transaction = Signal()
+
+EVENT_NAMES = {
+    incident_created: "incident_created",
+    incident_transitioned: "incident_transitioned",
+    incident_severity_changed: "incident_severity_changed",
+    incident_role_assigned: "incident_role_assigned",
+    incident_sla_breached: "incident_sla_breached",
+}
+
 
 def announce(signal: Signal, **payload: object) -> None:
-    """Send ``signal`` once the current transaction commits (at once outside a transaction).
+    """Announce an event: in the current transaction now, on its own signal after commit.
 
-    A rolled-back action announces nothing. Receivers are run robustly: one failing receiver is
-    logged and does not stop the others.
+    A rolled-back action announces nothing after commit. After-commit receivers run robustly:
+    one failing receiver is logged and does not stop the others.
     """
-    send: Callable[[], object] = lambda: signal.send_robust(sender="incidents", **payload)  # noqa: E731
+    incident_event_in_transaction.send(sender="incidents", event=EVENT_NAMES[signal], **payload)
+
+    def send() -> None:
+        signal.send_robust(sender="incidents", **payload)
+
     transaction.on_commit(send, robust=True)

@@ -1,0 +1,3 @@
+"""Escalation routes: /healthz, acknowledge links, escalation API lists."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""REST API routes under /api/ (filled in by the API)."""
+
+urlpatterns: list = []

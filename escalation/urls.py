@@ -1,3 +1,23 @@
-"""Escalation routes: /healthz, acknowledge links, escalation API lists."""
+"""Escalation routes: the /healthz watchdog, one-click acknowledge links, and the incident's
+notification and escalation lists in the API."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from . import ack, api, health
+
+app_name = "escalation"
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("ack/<str:token>/", ack.acknowledge_link, name="ack"),
+    path(
+        "api/v1/incidents/<str:number>/notifications/",
+        api.IncidentNotificationList.as_view(),
+        name="incident-notifications",
+    ),
+    path(
+        "api/v1/incidents/<str:number>/escalations/",
+        api.IncidentEscalationList.as_view(),
+        name="incident-escalations",
+    ),
+]

@@ -1,0 +1,1 @@
+"""Admin for the escalation matrix, running escalations and escalation events."""

@@ -1,0 +1,624 @@
+"""Demo data: services, staff in every role group, contacts on the response roles, and a set of
+incidents whose whole history is played through the incident services.
+
+Idempotent: people, contacts and services are matched by their keys and saved only when they
+differ; an incident story is played once (matched by its title) inside one transaction, so a
+story is either all there or not at all. Every run resets the demo logins' password.
+
+When time-machine is installed (it is in the ``dev`` extra that ``make run`` installs), every
+step of a story runs at its scripted moment, so IDs, timeline times, SLA clocks and history
+read like a real week of incidents. Without it the steps happen now and only the detection and
+impact-start times are back-dated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
+from django.contrib.auth.models import Group
+from django.db import models, transaction
+from django.utils import timezone
+
+from incidents.models import (
+    Contact,
+    DetectionSource,
+    EscalationContact,
+    Incident,
+    Kind,
+    Level,
+    ResponseRole,
+    Service,
+    ServiceKind,
+    Source,
+    Tier,
+)
+from incidents.services import (
+    incident_change_severity,
+    incident_create,
+    incident_note_add,
+    incident_role_assign,
+    incident_transition,
+    incident_update,
+    sla_breaches_record,
+)
+
+try:
+    import time_machine
+except ImportError:  # a production install without the dev extra
+    time_machine = None
+
+DEMO_PASSWORD = "vigil-demo"
+SUPERUSER = "admin"
+REASON = "demo data"
+
+IM = ResponseRole.INCIDENT_MANAGER
+TL = ResponseRole.TECHNICAL_LEAD
+CL = ResponseRole.COMMUNICATIONS_LEAD
+BL = ResponseRole.BUSINESS_LIAISON
+
+
+@dataclass(frozen=True)
+class Person:
+    username: str
+    first_name: str
+    last_name: str
+    group: str
+    phone: str
+    # Response role this person is the primary or backup contact of, or escalation level key.
+    role: str = ""
+    backup: bool = False
+    escalation: str = ""
+
+    @property
+    def email(self) -> str:
+        return f"{self.username}@example.com"
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}"
+
+
+PEOPLE = [
+    Person("maria", "Maria", "Chen", "Incident Manager", "+14155550101", role=IM),
+    Person("daniel", "Daniel", "Okafor", "Incident Manager", "+14155550102", IM, True),
+    Person("priya", "Priya", "Raman", "Technical Lead", "+14155550103", role=TL),
+    Person("tom", "Tom", "Becker", "Technical Lead", "+14155550104", TL, True),
+    Person("lena", "Lena", "Fischer", "Communications Lead", "+14155550105", role=CL),
+    Person("sam", "Sam", "Rivera", "Communications Lead", "+14155550106", CL, True),
+    Person("omar", "Omar", "Haddad", "Business Liaison", "+14155550107", role=BL),
+    Person("julia", "Julia", "Novak", "Business Liaison", "+14155550108", BL, True),
+    Person("grace", "Grace", "Liu", "Viewer", "+14155550109", escalation="it_manager"),
+    Person("robert", "Robert", "King", "Viewer", "+14155550110", escalation="cto"),
+    Person("ana", "Ana", "Silva", "Viewer", "+14155550111", escalation="ceo"),
+]
+# The Board is reached through its secretary's mailbox; nobody logs in as the Board.
+BOARD_CONTACT = {"name": "Board of Directors", "email": "board@example.com", "phone": ""}
+
+SERVICES = [
+    {
+        "slug": "web-app",
+        "name": "Customer web app",
+        "public_name": "Website",
+        "description": "The storefront customers browse and buy from.",
+        "kind": ServiceKind.CUSTOMER_APP,
+        "tier": Tier.TIER_1,
+        "customer_facing": True,
+        "owner": "priya",
+    },
+    {
+        "slug": "checkout",
+        "name": "Payments and checkout",
+        "public_name": "Checkout and payments",
+        "description": "Cart, checkout and the card payment gateway integration.",
+        "kind": ServiceKind.PRODUCTION,
+        "tier": Tier.TIER_1,
+        "customer_facing": True,
+        "owner": "tom",
+    },
+    {
+        "slug": "auth",
+        "name": "Authentication (SSO)",
+        "public_name": "Login",
+        "description": "Customer and staff sign-in, sessions and the identity provider.",
+        "kind": ServiceKind.PRODUCTION,
+        "tier": Tier.TIER_1,
+        "customer_facing": True,
+        "owner": "priya",
+    },
+    {
+        "slug": "orders-db",
+        "name": "Orders database (PostgreSQL)",
+        "public_name": "",
+        "description": "Primary and replica PostgreSQL cluster behind orders and checkout.",
+        "kind": ServiceKind.INFRASTRUCTURE,
+        "tier": Tier.TIER_1,
+        "customer_facing": False,
+        "owner": "tom",
+    },
+    {
+        "slug": "cdn",
+        "name": "CDN (third-party)",
+        "public_name": "Images and downloads",
+        "description": "Third-party content delivery network for images and static assets.",
+        "kind": ServiceKind.THIRD_PARTY,
+        "tier": Tier.TIER_2,
+        "customer_facing": True,
+        "owner": "tom",
+    },
+    {
+        "slug": "email-provider",
+        "name": "Transactional email provider",
+        "public_name": "Email notifications",
+        "description": "Third-party provider sending order confirmations and password resets.",
+        "kind": ServiceKind.THIRD_PARTY,
+        "tier": Tier.TIER_2,
+        "customer_facing": True,
+        "owner": "priya",
+    },
+    {
+        "slug": "reporting",
+        "name": "Internal reporting (BI)",
+        "public_name": "",
+        "description": "Nightly sales and finance reports for the business units.",
+        "kind": ServiceKind.INTERNAL,
+        "tier": Tier.TIER_3,
+        "customer_facing": False,
+        "owner": "priya",
+    },
+]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One thing that happens to an incident, ``minutes`` after its detection."""
+
+    minutes: float
+    actor: str | None  # a demo username, or None for Vigil itself
+    verb: str  # a lifecycle action, or "note", "decision", "role", "severity", "update"
+    params: dict[str, Any] = field(default_factory=dict)
+    source: str = Source.ADMIN
+
+
+@dataclass(frozen=True)
+class Story:
+    title: str
+    detected: timedelta  # how long before "now" the incident was detected
+    severity: int
+    creator: str | None
+    create: dict[str, Any]
+    steps: list[Step]
+    source: str = Source.ADMIN
+
+
+def _role(minutes: float, role: str, user: str, actor: str = "maria") -> Step:
+    return Step(minutes, actor, "role", {"role": role, "user": user})
+
+
+def _note(minutes: float, actor: str, body: str, *, decision: bool = False) -> Step:
+    return Step(minutes, actor, "decision" if decision else "note", {"body": body})
+
+
+STORIES = [
+    Story(
+        title="Orders database failover: checkout and order history unavailable",
+        detected=timedelta(days=6, hours=2, minutes=17),
+        severity=2,
+        creator=None,
+        source=Source.WEBHOOK,
+        create={
+            "impact": Level.HIGH,
+            "urgency": Level.HIGH,
+            "detection_source": DetectionSource.MONITORING,
+            "services": ["orders-db", "checkout", "web-app"],
+            "summary": "Checkout error rate above 5 % after the orders database primary "
+            "stopped accepting writes.",
+            "impact_started_minutes": -4,
+        },
+        steps=[
+            Step(5, "priya", "acknowledge"),
+            _role(6, IM, "maria"),
+            _role(6.5, TL, "priya"),
+            Step(8, "priya", "investigate"),
+            _note(
+                10,
+                "priya",
+                "Primary orders-db-1 out of disk on the WAL volume; replicas healthy. "
+                "Checkout fails every order (error rate 100 %).",
+            ),
+            Step(
+                12,
+                "maria",
+                "severity",
+                {
+                    "severity": 1,
+                    "reason": "Checkout completely unavailable, not degraded (§2.1 Sev 1).",
+                },
+            ),
+            _role(13, CL, "lena"),
+            _role(13.5, BL, "omar"),
+            _note(
+                18,
+                "maria",
+                "Promote replica orders-db-2 to primary; accept up to 30 s of replication lag.",
+                decision=True,
+            ),
+            _note(21, "lena", "Status page updated: checkout unavailable, next update in 30 min."),
+            Step(34, "priya", "mitigate"),
+            _note(41, "priya", "orders-db-2 promoted; checkout traffic moving over."),
+            Step(52, "priya", "monitor"),
+            _note(
+                70,
+                "omar",
+                "Finance estimate: about 1,900 orders not placed during the outage "
+                "(~$142,000 at the average basket).",
+            ),
+            Step(
+                104,
+                "priya",
+                "resolve",
+                {
+                    "resolution": "Promoted replica orders-db-2 to primary, re-pointed the "
+                    "connection pooler, freed WAL disk on the old primary and rebuilt it "
+                    "as a replica."
+                },
+            ),
+            _note(106, "lena", "Status page: resolved. Restoration email sent to customers."),
+            Step(
+                24 * 60 + 30,
+                "maria",
+                "update",
+                {
+                    "summary": "Checkout and order history were unavailable for 1 h 44 min "
+                    "after the orders database primary ran out of WAL disk space and "
+                    "stopped accepting writes.",
+                    "root_cause": "A stuck logical replication slot kept WAL segments from "
+                    "being recycled; the WAL volume filled up over three days. Disk alerts "
+                    "watched the data volume only, not the WAL volume.",
+                    "business_impact": "About 1,900 orders lost (~$142,000), 12,400 customers "
+                    "saw errors at checkout, 310 support tickets.",
+                    "lessons_learned": "Alert on every volume (§7.2 disk 85 %) and on "
+                    "replication slot lag; rehearse replica promotion quarterly.",
+                    "affected_users": 12400,
+                },
+            ),
+            Step(24 * 60 + 45, "maria", "close"),
+        ],
+    ),
+    Story(
+        title="Order confirmation emails delayed by up to 40 minutes",
+        detected=timedelta(days=1, hours=2, minutes=40),
+        severity=2,
+        creator="tom",
+        create={
+            "impact": Level.MEDIUM,
+            "urgency": Level.HIGH,
+            "detection_source": DetectionSource.THIRD_PARTY,
+            "services": ["email-provider"],
+            "summary": "The email provider reports degraded delivery; order confirmations "
+            "arrive late.",
+            "affected_users": 3200,
+        },
+        steps=[
+            Step(4, "tom", "acknowledge"),
+            _role(6, IM, "daniel", actor="daniel"),
+            _role(7, TL, "tom", actor="daniel"),
+            _role(8, CL, "sam", actor="daniel"),
+            Step(9, "tom", "investigate"),
+            _note(15, "tom", "Provider status page confirms a queue backlog in their EU region."),
+            _note(
+                22,
+                "daniel",
+                "Route order confirmations through the secondary provider until the backlog "
+                "clears.",
+                decision=True,
+            ),
+            Step(35, "tom", "mitigate"),
+            Step(60, "tom", "monitor"),
+            _note(75, "sam", "Support told: confirmations may arrive late; no action needed."),
+            Step(
+                190,
+                "tom",
+                "resolve",
+                {
+                    "resolution": "Switched order confirmations to the secondary provider; the "
+                    "primary provider drained its backlog and was re-enabled."
+                },
+            ),
+        ],
+    ),
+    Story(
+        title="Nightly EMEA sales report missing",
+        detected=timedelta(hours=5, minutes=12),
+        severity=3,
+        creator="daniel",
+        create={
+            "impact": Level.LOW,
+            "urgency": Level.MEDIUM,
+            "detection_source": DetectionSource.ROUTINE_CHECK,
+            "services": ["reporting"],
+            "summary": "The EMEA figures are absent from this morning's sales report.",
+        },
+        steps=[
+            _note(3, "julia", "Regional directors asked for the report before the 14:00 call."),
+        ],
+    ),
+    Story(
+        title="Product images load slowly in Europe",
+        detected=timedelta(hours=2, minutes=35),
+        severity=3,
+        creator="tom",
+        create={
+            "impact": Level.MEDIUM,
+            "urgency": Level.MEDIUM,
+            "detection_source": DetectionSource.THIRD_PARTY,
+            "services": ["cdn", "web-app"],
+            "summary": "CDN reports degraded performance at two European edge locations.",
+        },
+        steps=[
+            Step(12, "tom", "acknowledge"),
+            _role(14, IM, "daniel", actor="daniel"),
+            _role(15, TL, "tom", actor="daniel"),
+            Step(18, "tom", "investigate"),
+            _note(
+                30, "tom", "Image p95 load time 4.1 s from Frankfurt and Paris, 0.3 s elsewhere."
+            ),
+            Step(62, "tom", "mitigate"),
+            _note(66, "tom", "EU traffic switched to the secondary CDN."),
+            Step(100, "tom", "monitor"),
+        ],
+    ),
+    Story(
+        title="Login takes more than 5 seconds for SSO users",
+        detected=timedelta(minutes=41),
+        severity=2,
+        creator=None,
+        source=Source.WEBHOOK,
+        create={
+            "impact": Level.MEDIUM,
+            "urgency": Level.HIGH,
+            "detection_source": DetectionSource.MONITORING,
+            "services": ["auth"],
+            "summary": "p95 login time above the 5 s response-time threshold (§7.2).",
+        },
+        steps=[
+            _role(4, IM, "maria"),
+            _role(5, TL, "priya"),
+            Step(7, "priya", "investigate"),
+            _note(
+                16,
+                "priya",
+                "p95 login 7.8 s; the identity provider's token endpoint is slow, our side "
+                "is healthy.",
+            ),
+            _note(
+                30,
+                "maria",
+                "Fail session validation over to the secondary IdP region if there is no "
+                "improvement within 30 minutes.",
+                decision=True,
+            ),
+        ],
+    ),
+    Story(
+        title="Card payments fail at checkout with gateway timeouts",
+        detected=timedelta(minutes=6),
+        severity=1,
+        creator=None,
+        source=Source.WEBHOOK,
+        create={
+            "impact": Level.HIGH,
+            "urgency": Level.HIGH,
+            "detection_source": DetectionSource.MONITORING,
+            "services": ["checkout", "web-app"],
+            "summary": "Error rate 23 % on the payment gateway calls (threshold 5 %).",
+            "impact_started_minutes": -3,
+        },
+        steps=[_role(1, IM, "maria")],
+    ),
+    Story(
+        title="Customers report they cannot pay",
+        detected=timedelta(minutes=4),
+        severity=2,
+        creator="daniel",
+        create={
+            "impact": Level.HIGH,
+            "urgency": Level.MEDIUM,
+            "detection_source": DetectionSource.CUSTOMER_REPORT,
+            "services": ["checkout"],
+            "summary": "Several customers wrote to support that card payments are declined.",
+        },
+        steps=[
+            Step(
+                2,
+                "maria",
+                "cancel",
+                {"duplicate_of": "Card payments fail at checkout with gateway timeouts"},
+            ),
+        ],
+    ),
+]
+
+
+@dataclass
+class Result:
+    users: list[tuple[Person, bool]] = field(default_factory=list)
+    incidents: list[tuple[Incident, bool]] = field(default_factory=list)
+    replayed_in_time: bool = False
+
+
+def load(*, now: datetime | None = None) -> Result:
+    """Load the demo data (idempotent); see the module docstring."""
+    now = now or timezone.now()
+    result = Result(replayed_in_time=time_machine is not None)
+    # One hash for every demo login (hashing is deliberately slow); every run resets them.
+    password = make_password(DEMO_PASSWORD)
+    with transaction.atomic():
+        _superuser(password)
+        users = {}
+        for person in PEOPLE:
+            users[person.username], created = _user(person, password)
+            result.users.append((person, created))
+        _contacts(users)
+        _services(users)
+    for story in STORIES:
+        result.incidents.append(_play(story, users=users, now=now))
+    sla_breaches_record()
+    return result
+
+
+def _save_if_changed(instance: models.Model, values: dict[str, Any]) -> bool:
+    """Set ``values`` and save (with a history reason) only when something differs."""
+    changed = [name for name, value in values.items() if getattr(instance, name) != value]
+    if instance.pk is not None and not changed:
+        return False
+    for name in changed:
+        setattr(instance, name, values[name])
+    instance._change_reason = REASON  # read by simple-history where the model has history
+    instance.save()
+    return True
+
+
+def _superuser(password: str) -> Any:
+    User = get_user_model()
+    user = User.objects.filter(username=SUPERUSER).first() or User(username=SUPERUSER)
+    _save_if_changed(
+        user,
+        {
+            "first_name": "Demo",
+            "last_name": "Admin",
+            "email": "admin@example.com",
+            "is_staff": True,
+            "is_superuser": True,
+            "is_active": True,
+            "password": password,
+        },
+    )
+    return user
+
+
+def _user(person: Person, password: str) -> tuple[Any, bool]:
+    User = get_user_model()
+    user = User.objects.filter(username=person.username).first()
+    created = user is None
+    user = user or User(username=person.username)
+    _save_if_changed(
+        user,
+        {
+            "first_name": person.first_name,
+            "last_name": person.last_name,
+            "email": person.email,
+            "is_staff": True,
+            "is_active": True,
+            "password": password,
+        },
+    )
+    group = Group.objects.get(name=person.group)
+    if list(user.groups.all()) != [group]:
+        user.groups.set([group])
+    return user, created
+
+
+def _contacts(users: dict[str, Any]) -> None:
+    contacts = {}
+    for person in PEOPLE:
+        contact = Contact.objects.filter(user=users[person.username]).first() or Contact()
+        _save_if_changed(
+            contact,
+            {
+                "name": person.full_name,
+                "phone": person.phone,
+                "email": person.email,
+                "slack_handle": f"@{person.username}",
+                "user": users[person.username],
+            },
+        )
+        contacts[person.username] = contact
+    board = Contact.objects.filter(name=BOARD_CONTACT["name"], user=None).first() or Contact()
+    _save_if_changed(board, BOARD_CONTACT)
+
+    for role in ResponseRole.objects.all():
+        holders = {p.backup: contacts[p.username] for p in PEOPLE if p.role == role.key}
+        if holders:
+            _save_if_changed(
+                role,
+                {"primary_contact": holders.get(False), "backup_contact": holders.get(True)},
+            )
+    for level in EscalationContact.objects.all():
+        matches = [contacts[p.username] for p in PEOPLE if p.escalation == level.key]
+        contact = matches[0] if matches else (board if level.key == "board" else None)
+        if contact is not None:
+            _save_if_changed(level, {"contact": contact})
+
+
+def _services(users: dict[str, Any]) -> None:
+    for values in SERVICES:
+        values = {**values, "owner": users[values["owner"]], "is_active": True}
+        service = Service.objects.filter(slug=values["slug"]).first() or Service()
+        _save_if_changed(service, values)
+
+
+@contextlib.contextmanager
+def _at(moment: datetime) -> Iterator[None]:
+    if time_machine is None:
+        yield
+        return
+    with time_machine.travel(moment, tick=False):
+        yield
+
+
+def _play(story: Story, *, users: dict[str, Any], now: datetime) -> tuple[Incident, bool]:
+    existing = Incident.objects.filter(title=story.title).order_by("pk").first()
+    if existing is not None:
+        return existing, False
+
+    detected = now - story.detected
+    create = dict(story.create)
+    impact_offset = create.pop("impact_started_minutes", None)
+    if impact_offset is not None:
+        create["impact_started_at"] = detected + timedelta(minutes=impact_offset)
+    # One transaction per story: after-commit reactions (Celery tasks) are published once the
+    # whole story is in, at the real time, while every row written carries its story time.
+    with transaction.atomic():
+        with _at(detected):
+            incident = incident_create(
+                actor=_actor(story.creator, users),
+                source=story.source,
+                title=story.title,
+                severity=story.severity,
+                detected_at=detected,
+                **create,
+            )
+        for step in story.steps:
+            with _at(detected + timedelta(minutes=step.minutes)):
+                incident = _apply(step, incident=incident, users=users)
+    return incident, True
+
+
+def _actor(username: str | None, users: dict[str, Any]) -> Any:
+    return None if username is None else users[username]
+
+
+def _apply(step: Step, *, incident: Incident, users: dict[str, Any]) -> Incident:
+    common = {"incident": incident, "actor": _actor(step.actor, users), "source": step.source}
+    params = dict(step.params)
+    handlers: dict[str, Callable[[], Any]] = {
+        "note": lambda: incident_note_add(**common, body=params["body"], kind=Kind.NOTE),
+        "decision": lambda: incident_note_add(**common, body=params["body"], kind=Kind.DECISION),
+        "role": lambda: incident_role_assign(
+            **common, role=params["role"], user=users[params["user"]]
+        ),
+        "severity": lambda: incident_change_severity(**common, **params),
+        "update": lambda: incident_update(**common, **params),
+    }
+    if step.verb in handlers:
+        handlers[step.verb]()
+        return Incident.objects.get(pk=incident.pk)
+    if "duplicate_of" in params:
+        params["duplicate_of"] = Incident.objects.get(title=params["duplicate_of"])
+    return incident_transition(**common, action=step.verb, **params)

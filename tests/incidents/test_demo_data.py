@@ -1,0 +1,187 @@
+"""The demo data command: runs, is idempotent, covers the states, and its timelines are real."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from incidents.management import demo
+from incidents.models import (
+    Contact,
+    EscalationContact,
+    Incident,
+    Kind,
+    ResponseRole,
+    RoleAssignment,
+    Service,
+    SlaBreach,
+    Status,
+    TimelineEntry,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def run(**options) -> str:
+    out = io.StringIO()
+    call_command("demo_data", stdout=out, **options)
+    return out.getvalue()
+
+
+def snapshot() -> dict[str, object]:
+    """Everything the demo writes, in comparable form (password hashes excepted)."""
+    User = get_user_model()
+    return {
+        "users": sorted(
+            User.objects.values_list(
+                "username", "first_name", "last_name", "email", "is_staff", "is_superuser"
+            )
+        ),
+        "groups": sorted(User.groups.through.objects.values_list("user__username", "group__name")),
+        "contacts": sorted(Contact.objects.values_list("name", "email", "phone", "user__username")),
+        "roles": sorted(
+            ResponseRole.objects.values_list("key", "primary_contact__name", "backup_contact__name")
+        ),
+        "escalation": sorted(EscalationContact.objects.values_list("key", "contact__name")),
+        "services": sorted(Service.objects.values_list("slug", "name", "owner__username")),
+        "incidents": sorted(
+            Incident.objects.values_list("number", "title", "status", "severity", "updated_at")
+        ),
+        "timeline": TimelineEntry.objects.count(),
+        "assignments": RoleAssignment.objects.count(),
+        "breaches": SlaBreach.objects.count(),
+        "incident_history": Incident.history.count(),
+        "service_history": Service.history.count(),
+        "contact_history": Contact.history.count(),
+        "role_history": ResponseRole.history.count(),
+    }
+
+
+@pytest.fixture
+def debug(settings):
+    settings.DEBUG = True
+
+
+def test_refuses_to_run_with_debug_off(settings):
+    settings.DEBUG = False
+    with pytest.raises(CommandError, match="DJANGO_DEBUG off"):
+        run()
+    assert not Incident.objects.exists()
+    assert not get_user_model().objects.filter(username=demo.SUPERUSER).exists()
+
+
+def test_force_runs_with_debug_off(settings):
+    settings.DEBUG = False
+    run(force=True)
+    assert Incident.objects.count() == len(demo.STORIES)
+
+
+def test_loads_and_prints_the_logins(debug):
+    output = run()
+    assert f"Log in as {demo.SUPERUSER} / {demo.DEMO_PASSWORD}" in output
+    for incident in Incident.objects.all():
+        assert incident.number in output
+    for person in demo.PEOPLE:
+        assert person.username in output
+
+
+def test_is_idempotent(debug):
+    run()
+    first = snapshot()
+    output = run()
+    assert snapshot() == first
+    assert "(created)" not in output
+    assert output.count("(already there)") == len(demo.STORIES)
+
+
+def test_rerun_resets_the_demo_passwords(debug):
+    run()
+    User = get_user_model()
+    admin = User.objects.get(username=demo.SUPERUSER)
+    admin.set_password("something-else-entirely")
+    admin.save()
+    run()
+    admin.refresh_from_db()
+    assert admin.is_superuser and admin.is_staff
+    assert admin.check_password(demo.DEMO_PASSWORD)
+    assert User.objects.get(username="maria").check_password(demo.DEMO_PASSWORD)
+
+
+def test_every_state_is_present(debug):
+    run()
+    statuses = set(Incident.objects.values_list("status", flat=True))
+    assert {
+        Status.OPEN,
+        Status.INVESTIGATING,
+        Status.MONITORING,
+        Status.RESOLVED,
+        Status.CLOSED,
+        Status.CANCELLED,
+    } <= statuses
+    assert Incident.objects.filter(status=Status.OPEN, severity=1).exists()
+    assert Incident.objects.filter(status=Status.INVESTIGATING, severity=2).exists()
+
+    closed = Incident.objects.get(status=Status.CLOSED)
+    for name in ("summary", "root_cause", "resolution", "business_impact", "lessons_learned"):
+        assert getattr(closed, name).strip(), name
+    assert closed.role_assignments.count() == 4
+    duplicate = Incident.objects.get(status=Status.CANCELLED)
+    assert duplicate.duplicate_of is not None
+    assert duplicate.duplicate_of.status == Status.OPEN
+
+
+def test_staff_contacts_and_services(debug):
+    run()
+    User = get_user_model()
+    for group in ("Incident Manager", "Technical Lead", "Communications Lead", "Business Liaison"):
+        assert User.objects.filter(groups__name=group, is_staff=True).count() == 2
+    assert User.objects.filter(groups__name="Viewer").exists()
+    for role in ResponseRole.objects.select_related("primary_contact", "backup_contact"):
+        assert role.primary_contact.user is not None, role.key
+        assert role.backup_contact.user is not None, role.key
+        assert role.primary_contact.user.groups.filter(pk=role.group_id).exists()
+    assert not EscalationContact.objects.filter(contact__name__startswith="[Name]").exists()
+    kinds = set(Service.objects.values_list("kind", flat=True))
+    assert {"customer_app", "production", "infrastructure", "third_party", "internal"} <= kinds
+
+
+def test_timelines_are_written_by_the_services(debug):
+    run()
+    now = timezone.now()
+    for incident in Incident.objects.all():
+        entries = list(incident.timeline.order_by("occurred_at", "id"))
+        assert entries[0].kind == Kind.CREATED, incident.number
+        assert incident.detected_at < now - timedelta(minutes=1)
+        # Stories replay in time: the log starts at detection and never runs backwards.
+        assert entries[0].occurred_at == incident.detected_at
+        times = [entry.occurred_at for entry in entries]
+        assert times == sorted(times)
+        assert incident.history.exists()
+        if incident.status != Status.OPEN:
+            assert any(entry.kind == Kind.STATUS for entry in entries), incident.number
+
+    closed = Incident.objects.get(status=Status.CLOSED)
+    kinds = list(closed.timeline.values_list("kind", flat=True))
+    for kind in (Kind.ROLE, Kind.NOTE, Kind.DECISION, Kind.SEVERITY, Kind.UPDATE, Kind.STATUS):
+        assert kind in kinds
+    steps = [e.data.get("action") for e in closed.timeline.filter(kind=Kind.STATUS)]
+    assert steps == ["acknowledge", "investigate", "mitigate", "monitor", "resolve", "close"]
+    assert closed.detected_at < closed.acknowledged_at < closed.resolved_at < closed.closed_at
+    assert closed.closed_at < now - timedelta(days=1)
+    assert not closed.response_breached_at(now)
+    assert not closed.resolution_breached_at(now)
+
+
+def test_without_time_machine_steps_happen_now(debug, monkeypatch):
+    monkeypatch.setattr(demo, "time_machine", None)
+    output = run()
+    assert "time-machine is not installed" in output
+    closed = Incident.objects.get(status=Status.CLOSED)
+    assert closed.detected_at < timezone.now() - timedelta(days=5)
+    assert closed.closed_at > timezone.now() - timedelta(minutes=5)
+    assert Incident.objects.count() == len(demo.STORIES)

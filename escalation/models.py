@@ -3,6 +3,7 @@ notification outbox."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -45,7 +46,11 @@ class IncidentEscalation(models.Model):
         help_text="The escalation matrix and contacts in force when escalation started.",
     )
     severity_from = models.DateTimeField(
-        default=timezone.now, help_text="When the current severity's row started to apply."
+        default=timezone.now,
+        help_text=(
+            "Steps of the current severity's row due from this time on fire: the detection "
+            "time when escalation starts or severity rises, the moment of a drop or reopen."
+        ),
     )
     next_due_at = models.DateTimeField(null=True, blank=True)
     ack_due_at = models.DateTimeField(null=True, blank=True)
@@ -154,3 +159,36 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_channel_display()} to {self.recipient}: {self.reason}"
+
+
+class AckOutcome(models.TextChoices):
+    ACKNOWLEDGED = "acknowledged", "Acknowledged the incident"
+    ALREADY = "already", "Incident was already acknowledged"
+
+
+class AckLinkUse(models.Model):
+    """A one-click acknowledge link that was used. The UNIQUE nonce (each link carries its own)
+    makes a link work once, however often or however concurrently it is posted."""
+
+    nonce = models.CharField(max_length=32, unique=True)
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="ack_link_uses")
+    contact = models.ForeignKey(
+        Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    channel = models.CharField(max_length=10, choices=Channel.choices, blank=True)
+    used_at = models.DateTimeField(default=timezone.now)
+    outcome = models.CharField(max_length=12, choices=AckOutcome.choices)
+
+    class Meta:
+        ordering = ["-used_at", "-id"]
+        verbose_name = "used acknowledge link"
+
+    def __str__(self) -> str:
+        return f"{self.incident.number}: acknowledge link {self.nonce[:8]}… used"

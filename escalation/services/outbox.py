@@ -1,0 +1,395 @@
+"""The notification outbox: enqueue in the causing transaction, deliver after commit, retry
+transient failures with backoff, fail permanent ones at once, and recover lost work.
+
+Delivery is at-least-once towards the provider and exactly-once in Vigil's records: the row's
+unique idempotency key means one row per logical notification, the row lock means one worker
+delivers it at a time, and the key travels with every attempt so the receiver can recognise the
+one unavoidable repeat (a worker killed after the provider accepted, before the row said so).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from incidents.models import Channel, Contact, Incident, Kind, Source
+from incidents.services.common import timeline_record
+
+from ..models import Notification, NotificationStatus
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DeliveryOutcome",
+    "notification_deliver",
+    "notification_enqueue",
+    "notification_retry",
+    "notifications_requeue",
+    "outbox_settings",
+]
+
+
+@dataclass(frozen=True)
+class OutboxSettings:
+    max_attempts: int
+    backoff_base: float
+    backoff_max: float
+    max_countdown: float
+    lease: timedelta
+    requeue_after: timedelta
+    requeue_batch: int
+
+
+def outbox_settings() -> OutboxSettings:
+    """The outbox's tuning, read from settings at call time (tests override it)."""
+    return OutboxSettings(
+        max_attempts=max(1, int(getattr(settings, "VIGIL_NOTIFY_MAX_ATTEMPTS", 6))),
+        backoff_base=float(getattr(settings, "VIGIL_NOTIFY_BACKOFF_BASE_SECONDS", 10)),
+        backoff_max=float(getattr(settings, "VIGIL_NOTIFY_BACKOFF_MAX_SECONDS", 600)),
+        max_countdown=float(getattr(settings, "VIGIL_NOTIFY_MAX_COUNTDOWN_SECONDS", 900)),
+        lease=timedelta(seconds=float(getattr(settings, "VIGIL_NOTIFY_LEASE_SECONDS", 180))),
+        requeue_after=timedelta(
+            seconds=float(getattr(settings, "VIGIL_NOTIFY_REQUEUE_AFTER_SECONDS", 60))
+        ),
+        requeue_batch=int(getattr(settings, "VIGIL_NOTIFY_REQUEUE_BATCH", 500)),
+    )
+
+
+# --- enqueue ---------------------------------------------------------------------------------
+
+
+def notification_enqueue(
+    *,
+    incident: Incident | None,
+    channel: str,
+    recipient: str,
+    subject: str,
+    body: str,
+    template: str,
+    reason: str,
+    idempotency_key: str,
+    contact: Contact | None = None,
+    context: dict | None = None,
+) -> Notification:
+    """Write an outbox row in the CURRENT transaction (the caller's, that of the causing event)
+    and deliver it after commit. Idempotent: an existing row with the same idempotency_key is
+    returned unchanged (no second row, no second delivery).
+
+    Rolling back the caller's transaction removes the row and cancels its delivery. If
+    publishing the delivery task fails after commit (broker down, process killed), the row stays
+    pending and :func:`notifications_requeue` picks it up.
+    """
+    if channel not in Channel.values:
+        raise ValueError(f"Unknown notification channel {channel!r}; known: {Channel.values}.")
+    recipient = (recipient or "").strip()
+    if not recipient:
+        raise ValueError("A notification needs a recipient.")
+    if not idempotency_key or len(idempotency_key) > 200:
+        raise ValueError("An idempotency key of 1 to 200 characters is required.")
+
+    existing = Notification.objects.filter(idempotency_key=idempotency_key).first()
+    if existing is not None:
+        return existing
+    try:
+        # A savepoint, so losing the race for the key leaves the caller's transaction usable.
+        with transaction.atomic():
+            notification = Notification.objects.create(
+                incident=incident,
+                contact=contact,
+                channel=channel,
+                recipient=recipient[:255],
+                subject=(subject or "")[:255],
+                body=body or "",
+                template=template[:80],
+                reason=reason[:200],
+                idempotency_key=idempotency_key,
+                context=context or {},
+                next_attempt_at=timezone.now(),
+            )
+    except IntegrityError:
+        # A concurrent transaction inserted the same key and committed first.
+        return Notification.objects.get(idempotency_key=idempotency_key)
+    notification_id = notification.pk
+    transaction.on_commit(lambda: _publish(notification_id), robust=True)
+    return notification
+
+
+def _publish(notification_id: int, countdown: float | None = None) -> None:
+    from ..tasks import deliver_task
+
+    options: dict[str, Any] = {}
+    if countdown:
+        options["countdown"] = countdown
+    deliver_task.apply_async(args=[notification_id], **options)
+
+
+# --- deliver ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """What one delivery attempt did: ``sent``, ``retry``, ``failed`` or ``skipped``."""
+
+    result: str
+    notification_id: int
+    attempts: int = 0
+    detail: str = ""
+    retry_in: float | None = None
+
+
+def _in_transaction() -> bool:
+    # The atomic blocks a test case wraps around each test are not the caller's transaction.
+    connection = transaction.get_connection()
+    return any(not getattr(block, "_from_testcase", False) for block in connection.atomic_blocks)
+
+
+def _claim(notification_id: int, now: datetime, lease: timedelta) -> Notification | None:
+    with transaction.atomic():
+        row = (
+            Notification.objects.select_for_update()
+            .select_related("incident")
+            .filter(pk=notification_id)
+            .first()
+        )
+        if row is None:
+            return None
+        stale = row.claimed_at is None or row.claimed_at <= now - lease
+        if row.status == NotificationStatus.PENDING or (
+            row.status == NotificationStatus.SENDING and stale
+        ):
+            row.status = NotificationStatus.SENDING
+            row.attempts += 1
+            row.claimed_at = now
+            row.save(update_fields=["status", "attempts", "claimed_at"])
+            return row
+        # Sent, failed, or being sent by a live claim: a duplicate task has nothing to do.
+        return None
+
+
+def backoff_delay(*, attempts: int, retry_after: float | None = None) -> float:
+    """Seconds before the next attempt: exponential in the attempts so far, with jitter so a
+    provider outage does not end in a synchronised burst, and never sooner than the provider's
+    own ``Retry-After``."""
+    conf = outbox_settings()
+    ceiling = min(conf.backoff_max, conf.backoff_base * (2 ** max(0, attempts - 1)))
+    delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+    if retry_after is not None and retry_after > delay:
+        delay = float(retry_after)
+    return delay
+
+
+def notification_deliver(*, notification_id: int) -> DeliveryOutcome:
+    """Deliver one outbox row through its channel backend. Safe to call any number of times.
+
+    Claims the row with a row lock (pending, or sending with an expired lease → sending,
+    attempts + 1) and commits; calls the channel outside any transaction; then records the
+    result under a fresh lock: sent with the provider's message id; a transient error back to
+    pending with exponential backoff (and a retry published after commit); a permanent error,
+    or a transient one on the last attempt, failed with a timeline entry on the incident.
+    A result is recorded only while this attempt's claim is current, so a worker that lost its
+    lease cannot overwrite a newer attempt.
+    """
+    from ..channels import PermanentDeliveryError, TransientDeliveryError, backend_for
+
+    if _in_transaction():
+        raise RuntimeError("notification_deliver calls the network; never inside a transaction.")
+    conf = outbox_settings()
+    now = timezone.now()
+    row = _claim(notification_id, now, conf.lease)
+    if row is None:
+        return DeliveryOutcome("skipped", notification_id)
+    claim = row.claimed_at
+
+    try:
+        backend = backend_for(row.channel)
+        provider_id = backend.send(row)
+    except PermanentDeliveryError as exc:
+        return _record_failure(row, claim=claim, error=str(exc) or repr(exc), permanent=True)
+    except TransientDeliveryError as exc:
+        return _record_failure(
+            row, claim=claim, error=str(exc) or repr(exc), retry_after=exc.retry_after
+        )
+    except Exception as exc:
+        # An unexpected error (a bug, a library surprise, the soft time limit) is retried:
+        # giving up on a page after one odd exception is worse than trying again.
+        logger.exception("Notification %s: unexpected delivery error", notification_id)
+        return _record_failure(row, claim=claim, error=f"{type(exc).__name__}: {exc}")
+    return _record_sent(row, provider_id=provider_id or "")
+
+
+def _record_sent(row: Notification, *, provider_id: str) -> DeliveryOutcome:
+    with transaction.atomic():
+        locked = Notification.objects.select_for_update().get(pk=row.pk)
+        if locked.status != NotificationStatus.SENT:
+            # A success stands even if this attempt's lease lapsed meanwhile: the message is out.
+            locked.status = NotificationStatus.SENT
+            locked.provider_message_id = provider_id[:255]
+            locked.sent_at = timezone.now()
+            locked.last_error = ""
+            locked.save(update_fields=["status", "provider_message_id", "sent_at", "last_error"])
+    return DeliveryOutcome("sent", row.pk, attempts=locked.attempts, detail=provider_id)
+
+
+def _record_failure(
+    row: Notification,
+    *,
+    claim: datetime,
+    error: str,
+    permanent: bool = False,
+    retry_after: float | None = None,
+) -> DeliveryOutcome:
+    conf = outbox_settings()
+    error = error[:2000]
+    with transaction.atomic():
+        locked = Notification.objects.select_for_update().select_related("incident").get(pk=row.pk)
+        if locked.status != NotificationStatus.SENDING or locked.claimed_at != claim:
+            return DeliveryOutcome(
+                "skipped", row.pk, attempts=locked.attempts, detail="claim superseded"
+            )
+        now = timezone.now()
+        locked.last_error = error
+        if permanent or locked.attempts >= conf.max_attempts:
+            locked.status = NotificationStatus.FAILED
+            locked.failed_at = now
+            locked.save(update_fields=["status", "last_error", "failed_at"])
+            _timeline_failure(locked, error=error, permanent=permanent)
+            logger.warning(
+                "Notification %s to %s by %s failed after %s attempt(s): %s",
+                locked.pk,
+                locked.recipient,
+                locked.channel,
+                locked.attempts,
+                error,
+            )
+            return DeliveryOutcome("failed", row.pk, attempts=locked.attempts, detail=error)
+        delay = backoff_delay(attempts=locked.attempts, retry_after=retry_after)
+        locked.status = NotificationStatus.PENDING
+        locked.next_attempt_at = now + timedelta(seconds=delay)
+        locked.save(update_fields=["status", "last_error", "next_attempt_at"])
+        if delay <= conf.max_countdown:
+            # Longer waits are left to the requeue sweep: a broker ETA far in the future can be
+            # redelivered early by Redis once it exceeds the visibility timeout.
+            transaction.on_commit(lambda: _publish(row.pk, countdown=delay), robust=True)
+    return DeliveryOutcome("retry", row.pk, attempts=locked.attempts, detail=error, retry_in=delay)
+
+
+def _timeline_failure(row: Notification, *, error: str, permanent: bool) -> None:
+    if row.incident is None:
+        return
+    who = row.contact.name if row.contact_id and row.contact else row.recipient
+    how = Channel(row.channel).label
+    attempts = "1 attempt" if row.attempts == 1 else f"{row.attempts} attempts"
+    timeline_record(
+        incident=row.incident,
+        kind=Kind.NOTIFICATION,
+        source=Source.SYSTEM,
+        actor=None,
+        message=f"Notification to {who} by {how} failed after {attempts}: {error}",
+        data={
+            "notification": row.pk,
+            "channel": row.channel,
+            "recipient": row.recipient,
+            "reason": row.reason,
+            "attempts": row.attempts,
+            "permanent": permanent,
+        },
+    )
+
+
+# --- recovery and operator actions -----------------------------------------------------------
+
+
+def notifications_requeue(*, now: datetime | None = None) -> int:
+    """Re-publish deliveries that were lost: rows pending past ``next_attempt_at`` (plus a
+    grace period, so a retry already scheduled on the broker is not doubled) and rows left
+    sending past the lease (the worker died mid-send). Returns how many were re-queued.
+
+    Claims with ``select_for_update(skip_locked=True)`` and pushes each row's next attempt out
+    by the grace period before publishing, so two sweeps at once re-queue a row once. Stale
+    sending rows go back to pending (their attempt counted); the lock in
+    :func:`notification_deliver` makes any duplicate task harmless.
+    """
+    conf = outbox_settings()
+    now = now or timezone.now()
+    due: list[int] = []
+    with transaction.atomic():
+        pending = list(
+            Notification.objects.select_for_update(skip_locked=True)
+            .filter(
+                status=NotificationStatus.PENDING,
+                next_attempt_at__lte=now - conf.requeue_after,
+            )
+            .order_by("next_attempt_at")
+            .values_list("pk", flat=True)[: conf.requeue_batch]
+        )
+        stuck = list(
+            Notification.objects.select_for_update(skip_locked=True)
+            .filter(status=NotificationStatus.SENDING, claimed_at__lte=now - conf.lease)
+            .order_by("claimed_at")
+            .values_list("pk", flat=True)[: conf.requeue_batch]
+        )
+        if pending:
+            Notification.objects.filter(pk__in=pending).update(next_attempt_at=now)
+        if stuck:
+            Notification.objects.filter(pk__in=stuck).update(
+                status=NotificationStatus.PENDING,
+                next_attempt_at=now,
+                last_error="Delivery interrupted (worker lost mid-send); re-queued.",
+            )
+        due = pending + stuck
+        for pk in due:
+            transaction.on_commit(lambda pk=pk: _publish(pk), robust=True)
+    if due:
+        logger.info(
+            "Re-queued %s notification(s): %s pending, %s stuck in sending",
+            len(due),
+            len(pending),
+            len(stuck),
+        )
+    return len(due)
+
+
+def notification_retry(*, notification: Notification, actor: Any, source: str) -> bool:
+    """Send a failed or waiting notification again now (the admin's "retry now").
+
+    A failed row gets a fresh attempt budget; the retry is written on the incident's timeline
+    naming the actor. Returns False (and changes nothing) for a row already sent or being sent.
+    """
+    with transaction.atomic():
+        locked = (
+            Notification.objects.select_for_update()
+            .select_related("incident", "contact")
+            .get(pk=notification.pk)
+        )
+        if locked.status in (NotificationStatus.SENT, NotificationStatus.SENDING):
+            return False
+        was_failed = locked.status == NotificationStatus.FAILED
+        locked.status = NotificationStatus.PENDING
+        locked.next_attempt_at = timezone.now()
+        if was_failed:
+            locked.attempts = 0
+            locked.failed_at = None
+        locked.save(update_fields=["status", "next_attempt_at", "attempts", "failed_at"])
+        if locked.incident is not None:
+            who = locked.contact.name if locked.contact else locked.recipient
+            timeline_record(
+                incident=locked.incident,
+                kind=Kind.NOTIFICATION,
+                source=source,
+                actor=actor,
+                message=(
+                    f"Notification to {who} by {Channel(locked.channel).label} "
+                    f"sent again by hand{' after it failed' if was_failed else ''}."
+                ),
+                data={"notification": locked.pk, "retry": True},
+            )
+        pk = locked.pk
+        transaction.on_commit(lambda: _publish(pk), robust=True)
+    return True

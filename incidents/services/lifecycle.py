@@ -8,6 +8,7 @@ commit. Order of checks: permission (403), already done (no-op), status (409), g
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +39,19 @@ ACTIONS = (
     "cancel",
 )
 
+
+def _last_action(incident: Incident) -> str | None:
+    entry = incident.timeline.filter(kind=Kind.STATUS).order_by("-occurred_at", "-id").first()
+    return entry.data.get("action") if entry is not None else None
+
+
+def _reopened(incident: Incident) -> bool:
+    # Investigating is also where "investigate" leads; only a reopen that really happened
+    # makes a second reopen a no-op, otherwise reopening a never-resolved incident would
+    # silently "succeed".
+    return incident.status == Status.INVESTIGATING and _last_action(incident) == "reopen"
+
+
 # What each action looks like once it has happened; repeating it then changes nothing.
 _ALREADY_DONE: dict[str, Callable[[Incident], bool]] = {
     "acknowledge": lambda i: i.acknowledged_at is not None and i.status != Status.OPEN,
@@ -45,7 +59,7 @@ _ALREADY_DONE: dict[str, Callable[[Incident], bool]] = {
     "mitigate": lambda i: i.status == Status.MITIGATING,
     "monitor": lambda i: i.status == Status.MONITORING,
     "resolve": lambda i: i.status == Status.RESOLVED,
-    "reopen": lambda i: i.status == Status.INVESTIGATING,
+    "reopen": _reopened,
     "close": lambda i: i.status == Status.CLOSED,
     "cancel": lambda i: i.status == Status.CANCELLED,
 }
@@ -286,9 +300,17 @@ _SERVICES: dict[str, Callable[..., Incident]] = {
 def incident_transition(
     *, incident: Incident, action: str, actor: Any, source: str, **params: Any
 ) -> Incident:
-    """Dispatch ``action`` to its service (for the admin buttons and the API's action routes)."""
+    """Dispatch ``action`` to its service (for the admin buttons and the API's action routes).
+
+    Parameters the action does not take are refused with ``InvalidInput`` rather than a
+    ``TypeError``, so a client sending ``reason`` to ``acknowledge`` gets a clear 400.
+    """
     try:
         service = _SERVICES[action]
     except KeyError:
         raise InvalidInput({"action": f"Unknown action {action!r}."}) from None
+    accepted = set(inspect.signature(service).parameters) - {"incident", "actor", "source"}
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise InvalidInput({name: f"Not a parameter of {action}." for name in unknown})
     return service(incident=incident, actor=actor, source=source, **params)

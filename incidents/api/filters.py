@@ -1,0 +1,57 @@
+"""Query filters of the incident list."""
+
+from __future__ import annotations
+
+import django_filters as filters
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from ..models import Incident, Status
+
+SEVERITY_CHOICES = [(level, f"Sev {level}") for level in (1, 2, 3, 4)]
+PRIORITY_CHOICES = [(priority, f"P{priority}") for priority in (1, 2, 3, 4)]
+
+
+class IncidentFilter(filters.FilterSet):
+    status = filters.MultipleChoiceFilter(
+        choices=Status.choices, help_text="One or more statuses (repeat the parameter)."
+    )
+    severity = filters.MultipleChoiceFilter(
+        field_name="severity_id", choices=SEVERITY_CHOICES, help_text="One or more levels."
+    )
+    priority = filters.MultipleChoiceFilter(
+        choices=PRIORITY_CHOICES, help_text="One or more priorities."
+    )
+    service = filters.CharFilter(
+        method="filter_service", max_length=60, help_text="Slug of an affected service."
+    )
+    customer_facing = filters.BooleanFilter()
+    breached = filters.BooleanFilter(
+        method="filter_breached", help_text="Response or resolution target missed (or not)."
+    )
+    created = filters.IsoDateTimeFromToRangeFilter(field_name="created_at")
+    detected = filters.IsoDateTimeFromToRangeFilter(field_name="detected_at")
+    search = filters.CharFilter(
+        method="filter_search", max_length=200, help_text="Text in the ID or the title."
+    )
+
+    class Meta:
+        model = Incident
+        fields: list[str] = []
+
+    def filter_service(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        # A subquery, not a join: no duplicate rows and no DISTINCT on the page query.
+        through = Incident.services.through.objects.filter(service__slug=value)
+        return queryset.filter(pk__in=through.values("incident_id"))
+
+    def filter_breached(self, queryset: QuerySet, name: str, value: bool | None) -> QuerySet:
+        if value is None:
+            return queryset
+        now = timezone.now()
+        return queryset.breached(now) if value else queryset.not_breached(now)
+
+    def filter_search(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        value = value.strip()
+        if not value:
+            return queryset
+        return queryset.filter(Q(number__icontains=value) | Q(title__icontains=value))

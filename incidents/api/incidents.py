@@ -1,0 +1,374 @@
+"""Incident endpoints: list and log, read and edit, the lifecycle actions, timeline, roles and
+history. Views parse input with a serializer, call one service (or a selector) and shape the
+result; rules live in ``incidents.services`` and errors become HTTP in ``api.errors``."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.http import Http404
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.generics import GenericAPIView
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from ..models import Incident, Source, TimelineEntry
+from ..selectors import incident_get, incident_list, incident_timeline
+from ..serializers import (
+    ACTION_INPUTS,
+    NUMBER_PATTERN,
+    ROLES_SCHEMA,
+    HistoryRecordSerializer,
+    IncidentCreateSerializer,
+    IncidentSerializer,
+    IncidentUpdateSerializer,
+    NoteInputSerializer,
+    RolesField,
+    TimelineEntrySerializer,
+    UserRefSerializer,
+)
+from ..services import (
+    incident_change_severity,
+    incident_create,
+    incident_note_add,
+    incident_role_assign,
+    incident_transition,
+    incident_update,
+)
+from .base import VigilAPIView
+from .errors import READ_ERRORS, WRITE_ERRORS, error_responses
+from .filters import IncidentFilter
+from .history import history_entries, incident_history_records, previous_record
+from .pagination import StableOrderingFilter, VigilCursorPagination
+
+_NUMBER_RE = re.compile(NUMBER_PATTERN)
+
+ID_PARAMETER = OpenApiParameter(
+    "id",
+    OpenApiTypes.STR,
+    OpenApiParameter.PATH,
+    description="Public incident ID, e.g. INC-2026-1127-001.",
+    pattern=NUMBER_PATTERN,
+)
+TAG = ["incidents"]
+
+
+def _incident_or_404(number: str) -> Incident:
+    # The pattern check keeps malformed IDs (control characters included) away from the query.
+    incident = incident_get(number=number) if _NUMBER_RE.fullmatch(number) else None
+    if incident is None:
+        raise Http404
+    return incident
+
+
+class IncidentPagination(VigilCursorPagination):
+    ordering = ("-detected_at", "-id")
+
+
+class IncidentViewMixin:
+    permission_model = Incident
+
+    def incident_response(self, incident: Incident, code: int = status.HTTP_200_OK) -> Response:
+        fresh = _incident_or_404(incident.number)
+        return Response(IncidentSerializer(fresh, context=self.get_serializer_context()).data, code)
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        return {"request": self.request, "view": self, "now": timezone.now()}
+
+
+class IncidentListView(IncidentViewMixin, VigilAPIView, GenericAPIView):
+    serializer_class = IncidentSerializer
+    pagination_class = IncidentPagination
+    filterset_class = IncidentFilter
+    filter_backends = [*VigilAPIView.filter_backends, StableOrderingFilter]
+    ordering_fields = ["detected_at", "created_at", "updated_at", "severity", "priority"]
+    ordering = ["-detected_at"]
+
+    def get_queryset(self):
+        # duplicate_of's ID rides along as one joined column instead of a query per row.
+        return incident_list().annotate(duplicate_of_number=F("duplicate_of__number"))
+
+    @extend_schema(
+        tags=TAG,
+        operation_id="incidents_list",
+        summary="List incidents",
+        description=(
+            "Cursor-paginated (follow `next`), newest detection first. Filters combine; "
+            "`status`, `severity` and `priority` take several values (repeat the parameter)."
+        ),
+        responses={200: IncidentSerializer(many=True), **error_responses(*READ_ERRORS)},
+    )
+    def get(self, request: Request) -> Response:
+        queryset = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(queryset)
+        serializer = IncidentSerializer(page, many=True, context=self.get_serializer_context())
+        return self.get_paginated_response(serializer.data)
+
+    @extend_schema(
+        tags=TAG,
+        operation_id="incidents_create",
+        summary="Log an incident",
+        description=(
+            "Logs the incident as `incident_create` does from the admin: ID, priority from the "
+            "matrix, SLA clocks, timeline entry, notification of the response team."
+        ),
+        request=IncidentCreateSerializer,
+        responses={201: IncidentSerializer, **error_responses(*WRITE_ERRORS)},
+    )
+    def post(self, request: Request) -> Response:
+        serializer = IncidentCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        incident = incident_create(
+            actor=request.user, source=Source.API, **serializer.validated_data
+        )
+        return self.incident_response(incident, status.HTTP_201_CREATED)
+
+
+class IncidentDetailView(IncidentViewMixin, VigilAPIView):
+    @extend_schema(
+        tags=TAG,
+        operation_id="incidents_retrieve",
+        summary="Read an incident",
+        parameters=[ID_PARAMETER],
+        responses={200: IncidentSerializer, **error_responses(*READ_ERRORS)},
+    )
+    def get(self, request: Request, id: str) -> Response:
+        return self.incident_response(_incident_or_404(id))
+
+    @extend_schema(
+        tags=TAG,
+        operation_id="incidents_partial_update",
+        summary="Edit an incident's details or severity",
+        description=(
+            "Only the fields given change. A new `severity` goes through the same service as "
+            "the admin (timeline entry, SLA clocks recomputed, team notified when raised); "
+            "other fields through `incident_update` (one timeline entry naming them, priority "
+            "recomputed from impact × urgency). `status` is read-only: use the action endpoints."
+        ),
+        parameters=[ID_PARAMETER],
+        request=IncidentUpdateSerializer,
+        responses={200: IncidentSerializer, **error_responses(*WRITE_ERRORS)},
+    )
+    def patch(self, request: Request, id: str) -> Response:
+        incident = _incident_or_404(id)
+        serializer = IncidentUpdateSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        changes = dict(serializer.validated_data)
+        severity = changes.pop("severity", None)
+        reason = changes.pop("severity_reason", "")
+        # Details and severity are one edit for the client: both apply or neither does.
+        with transaction.atomic():
+            if changes:
+                incident = incident_update(
+                    incident=incident, actor=request.user, source=Source.API, **changes
+                )
+            if severity is not None:
+                incident = incident_change_severity(
+                    incident=incident,
+                    actor=request.user,
+                    source=Source.API,
+                    severity=severity,
+                    reason=reason,
+                )
+        return self.incident_response(incident)
+
+
+def _action_view(action: str) -> type[VigilAPIView]:
+    input_serializer = ACTION_INPUTS[action]
+
+    class IncidentActionView(IncidentViewMixin, VigilAPIView):
+        @extend_schema(
+            tags=TAG,
+            operation_id=f"incidents_{action}",
+            summary=f"{action.capitalize()} an incident",
+            description=(
+                f"Runs the `{action}` transition through its service, as the admin button does. "
+                "200 with the updated incident; repeating an action that already happened "
+                "returns 200 and changes nothing. 409 when the action is not possible from the "
+                "current status (`allowed_actions` lists what is); 400 `guard_failed` when "
+                "required fields are missing (`missing_fields`); 403 when the user's role may "
+                "not do it."
+            ),
+            parameters=[ID_PARAMETER],
+            request=input_serializer,
+            responses={200: IncidentSerializer, **error_responses(*WRITE_ERRORS, 409)},
+        )
+        def post(self, request: Request, id: str) -> Response:
+            incident = _incident_or_404(id)
+            serializer = input_serializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            incident = incident_transition(
+                incident=incident,
+                action=action,
+                actor=request.user,
+                source=Source.API,
+                **serializer.validated_data,
+            )
+            return self.incident_response(incident)
+
+    IncidentActionView.__name__ = f"Incident{action.capitalize()}View"
+    IncidentActionView.__qualname__ = IncidentActionView.__name__
+    return IncidentActionView
+
+
+ACTION_VIEWS = {action: _action_view(action) for action in ACTION_INPUTS}
+
+
+class TimelinePagination(VigilCursorPagination):
+    ordering = ("occurred_at", "id")
+
+
+class IncidentTimelineView(IncidentViewMixin, VigilAPIView, GenericAPIView):
+    queryset = TimelineEntry.objects.none()  # names the model for the schema generator
+    pagination_class = TimelinePagination
+    serializer_class = TimelineEntrySerializer
+
+    @extend_schema(
+        tags=TAG,
+        operation_id="incidents_timeline_list",
+        summary="Read an incident's timeline",
+        description="Append-only, oldest first, cursor-paginated.",
+        parameters=[ID_PARAMETER],
+        responses={200: TimelineEntrySerializer(many=True), **error_responses(*READ_ERRORS)},
+    )
+    def get(self, request: Request, id: str) -> Response:
+        incident = _incident_or_404(id)
+        page = self.paginate_queryset(incident_timeline(incident=incident))
+        return self.get_paginated_response(TimelineEntrySerializer(page, many=True).data)
+
+    @extend_schema(
+        tags=TAG,
+        operation_id="incidents_timeline_create",
+        summary="Add a note or decision to the timeline",
+        description="Entries are never edited or deleted.",
+        parameters=[ID_PARAMETER],
+        request=NoteInputSerializer,
+        responses={201: TimelineEntrySerializer, **error_responses(*WRITE_ERRORS)},
+    )
+    def post(self, request: Request, id: str) -> Response:
+        incident = _incident_or_404(id)
+        serializer = NoteInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        entry = incident_note_add(
+            incident=incident, actor=request.user, source=Source.API, **serializer.validated_data
+        )
+        entry = TimelineEntry.objects.select_related("actor").get(pk=entry.pk)
+        return Response(TimelineEntrySerializer(entry).data, status=status.HTTP_201_CREATED)
+
+
+ROLES_RESPONSE = {
+    "type": "object",
+    "additionalProperties": {"$ref": "#/components/schemas/UserRef"},
+    "description": "Assigned response roles: role key → user.",
+}
+
+
+class IncidentRolesView(IncidentViewMixin, VigilAPIView):
+    def _roles(self, incident: Incident) -> Response:
+        return Response(
+            IncidentSerializer(incident, context=self.get_serializer_context()).data["roles"]
+        )
+
+    @extend_schema(
+        tags=TAG,
+        operation_id="incidents_roles_retrieve",
+        summary="Read an incident's role assignments",
+        parameters=[ID_PARAMETER],
+        responses={200: ROLES_RESPONSE, **error_responses(*READ_ERRORS)},
+    )
+    def get(self, request: Request, id: str) -> Response:
+        return self._roles(_incident_or_404(id))
+
+    def _assign(self, request: Request, id: str, *, replace: bool) -> Response:
+        incident = _incident_or_404(id)
+        wanted = RolesField().run_validation(request.data)
+        if replace:
+            held = {assignment.role.key for assignment in incident.role_assignments.all()}
+            wanted = {**dict.fromkeys(held), **wanted}
+        # Several roles are one change for the client: all are assigned or none is.
+        with transaction.atomic():
+            for role_key, user in wanted.items():
+                incident_role_assign(
+                    incident=incident,
+                    role=role_key,
+                    user=user,
+                    actor=request.user,
+                    source=Source.API,
+                )
+        return self._roles(_incident_or_404(id))
+
+    @extend_schema(
+        tags=TAG,
+        operation_id="incidents_roles_update",
+        summary="Set all role assignments",
+        description=(
+            "Assigns each role named (username, or null to unassign) and unassigns every role "
+            "not named. Each change is a timeline entry; assigning the current holder again "
+            "changes nothing."
+        ),
+        parameters=[ID_PARAMETER],
+        request={"application/json": ROLES_SCHEMA},
+        responses={200: ROLES_RESPONSE, **error_responses(*WRITE_ERRORS)},
+    )
+    def put(self, request: Request, id: str) -> Response:
+        return self._assign(request, id, replace=True)
+
+    @extend_schema(
+        tags=TAG,
+        operation_id="incidents_roles_partial_update",
+        summary="Assign or unassign some roles",
+        description="Changes only the roles named; the others keep their holders.",
+        parameters=[ID_PARAMETER],
+        request={"application/json": ROLES_SCHEMA},
+        responses={200: ROLES_RESPONSE, **error_responses(*WRITE_ERRORS)},
+    )
+    def patch(self, request: Request, id: str) -> Response:
+        return self._assign(request, id, replace=False)
+
+
+class HistoryPagination(VigilCursorPagination):
+    ordering = ("history_id",)
+
+
+class IncidentHistoryView(IncidentViewMixin, VigilAPIView, GenericAPIView):
+    queryset = Incident.history.none()  # names the model for the schema generator
+    pagination_class = HistoryPagination
+    serializer_class = HistoryRecordSerializer
+
+    @extend_schema(
+        tags=TAG,
+        operation_id="incidents_history_list",
+        summary="Read an incident's field-level change history",
+        description=(
+            "One entry per saved change, oldest first: who, when, why (the service's reason) "
+            "and each field's old and new value."
+        ),
+        parameters=[ID_PARAMETER],
+        responses={200: HistoryRecordSerializer(many=True), **error_responses(*READ_ERRORS)},
+    )
+    def get(self, request: Request, id: str) -> Response:
+        incident = _incident_or_404(id)
+        records = self.paginate_queryset(incident_history_records(incident=incident))
+        previous = (
+            previous_record(incident=incident, before_history_id=records[0].history_id)
+            if records
+            else None
+        )
+        return self.get_paginated_response(history_entries(records, previous))
+
+
+__all__ = [
+    "ACTION_VIEWS",
+    "IncidentDetailView",
+    "IncidentHistoryView",
+    "IncidentListView",
+    "IncidentRolesView",
+    "IncidentTimelineView",
+    "UserRefSerializer",
+]

@@ -1,0 +1,60 @@
+"""The API's plain input and output serializers. They validate and shape data only; every
+write goes through ``incidents.services``."""
+
+from .catalog import (
+    ContactSerializer,
+    PriorityCellSerializer,
+    PriorityCellUpdateSerializer,
+    ResponseRoleSerializer,
+    ResponseRoleUpdateSerializer,
+    ServiceSerializer,
+    ServiceWriteSerializer,
+    SeverityLevelSerializer,
+    SeverityLevelUpdateSerializer,
+)
+from .common import UserRefSerializer, iso, user_ref
+from .incidents import (
+    ACTION_INPUTS,
+    NUMBER_PATTERN,
+    ROLES_SCHEMA,
+    CancelInputSerializer,
+    HistoryRecordSerializer,
+    IncidentCreateSerializer,
+    IncidentSerializer,
+    IncidentUpdateSerializer,
+    NoActionInputSerializer,
+    NoteInputSerializer,
+    ReopenInputSerializer,
+    ResolveInputSerializer,
+    RolesField,
+    TimelineEntrySerializer,
+)
+
+__all__ = [
+    "ACTION_INPUTS",
+    "NUMBER_PATTERN",
+    "ROLES_SCHEMA",
+    "CancelInputSerializer",
+    "ContactSerializer",
+    "HistoryRecordSerializer",
+    "IncidentCreateSerializer",
+    "IncidentSerializer",
+    "IncidentUpdateSerializer",
+    "NoActionInputSerializer",
+    "NoteInputSerializer",
+    "PriorityCellSerializer",
+    "PriorityCellUpdateSerializer",
+    "ReopenInputSerializer",
+    "ResolveInputSerializer",
+    "ResponseRoleSerializer",
+    "ResponseRoleUpdateSerializer",
+    "RolesField",
+    "ServiceSerializer",
+    "ServiceWriteSerializer",
+    "SeverityLevelSerializer",
+    "SeverityLevelUpdateSerializer",
+    "TimelineEntrySerializer",
+    "UserRefSerializer",
+    "iso",
+    "user_ref",
+]

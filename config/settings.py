@@ -250,13 +250,37 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "EXCEPTION_HANDLER": "incidents.api.errors.api_exception_handler",
+    # Each API token has its own budget (browser sessions one per user); anonymous callers
+    # (schema, docs) one per address. Rates are "N/second|minute|hour|day".
+    "DEFAULT_THROTTLE_CLASSES": ["incidents.api.throttling.PerTokenRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "token": env.str("VIGIL_API_RATE", default="1200/minute"),
+        "anon": env.str("VIGIL_API_ANON_RATE", default="120/minute"),
+    },
+    "NUM_PROXIES": env.int("DJANGO_NUM_PROXIES", default=None),
 }
 REST_KNOX = {"TOKEN_TTL": None, "AUTH_HEADER_PREFIX": "Token"}
 SPECTACULAR_SETTINGS = {
     "TITLE": "Vigil API",
-    "DESCRIPTION": "Incident management: incidents, timeline, services and policy.",
+    "DESCRIPTION": (
+        "Incident management: incidents, timeline, services and policy.\n\n"
+        "Authenticate with `Authorization: Token <key>` (a key from "
+        "`python manage.py apitoken <username>` or the admin). Every error has the same JSON "
+        "shape (`status`, `code`, `detail`, `errors`)."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "ENUM_NAME_OVERRIDES": {
+        "LevelEnum": "incidents.models.Level",
+        "StatusEnum": "incidents.models.Status",
+        "ActionEnum": "incidents.services.ACTIONS",
+        "ServiceKindEnum": "incidents.models.ServiceKind",
+        "TimelineKindEnum": "incidents.models.Kind",
+        "NoteKindEnum": "incidents.serializers.incidents.NOTE_KINDS",
+    },
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # --- Logging ------------------------------------------------------------------------------------

@@ -1,1 +1,334 @@
-"""Admin for the escalation matrix, running escalations and escalation events."""
+"""Admin for the escalation matrix (§5.1, history-tracked policy), running escalations with
+their policy snapshot, escalation events and used acknowledge links; and, on the incident
+page, the incident's escalation state, snapshot and events.
+
+Escalations, events and link uses are written only by the escalation services, so they are
+read-only here. The matrix is policy: editable by those allowed, every change audited.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.forms.models import BaseInlineFormSet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
+from simple_history.admin import SimpleHistoryAdmin
+
+from incidents.models import Channel, Incident
+
+from .models import AckLinkUse, EscalationEvent, EscalationStep, IncidentEscalation
+from .services.paging import format_elapsed
+from .services.timers import ACK_TIMEOUT_STEP
+
+
+class _ReadOnly:
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+def _when(value: Any) -> str:
+    return f"{timezone.localtime(value):%Y-%m-%d %H:%M %Z}" if value else "–"
+
+
+def _contact_text(contact: dict[str, Any] | None) -> str:
+    if not contact:
+        return "no contact set"
+    parts = [contact.get("email"), contact.get("phone"), contact.get("slack")]
+    details = ", ".join(p for p in parts if p)
+    return f"{contact.get('name', '?')} ({details})" if details else contact.get("name", "?")
+
+
+def snapshot_html(snapshot: dict[str, Any], *, current: int | None = None) -> SafeString:
+    """The policy snapshot as small tables: per severity its channels, response target and
+    matrix row with each level's contact; then the backup contacts paged on ack timeout."""
+    if not snapshot:
+        return mark_safe("<em>No snapshot.</em>")
+    levels = snapshot.get("levels", {})
+    rows = []
+    for severity, conf in sorted(snapshot.get("severities", {}).items()):
+        steps = snapshot.get("matrix", {}).get(severity, [])
+        step_text = format_html_join(
+            mark_safe("<br>"),
+            "{} → <strong>{}</strong>: {}",
+            (
+                (
+                    format_elapsed(timedelta(seconds=step["elapsed_s"])),
+                    levels.get(step["level"], {}).get("name", step["level"]),
+                    _contact_text(levels.get(step["level"], {}).get("contact")),
+                )
+                for step in steps
+            ),
+        )
+        channels = ", ".join(Channel(c).label for c in conf.get("channels", []))
+        marker = " (current)" if current is not None and str(current) == severity else ""
+        rows.append(
+            format_html(
+                "<tr><th>Sev {}{}</th><td>{}</td><td>{}</td><td>{}</td></tr>",
+                severity,
+                marker,
+                format_elapsed(timedelta(seconds=conf.get("response_target_s", 0))),
+                channels,
+                step_text or mark_safe("<em>no steps</em>"),
+            )
+        )
+    backups = format_html_join(
+        mark_safe("<br>"),
+        "{}: {}",
+        (
+            (entry.get("role", key), _contact_text(entry.get("contact")))
+            for key, entry in snapshot.get("backups", {}).items()
+        ),
+    )
+    return format_html(
+        '<table class="vigil-snapshot"><thead><tr><th>Severity</th><th>Response target</th>'
+        "<th>Channels</th><th>Escalation matrix (time since detection → level: contact)</th>"
+        "</tr></thead><tbody>{}</tbody></table>"
+        "<p><strong>Backups paged when not acknowledged in time</strong><br>{}</p>"
+        "<p>Taken {}.</p>",
+        format_html_join("", "{}", ((row,) for row in rows)),
+        backups or mark_safe("<em>none</em>"),
+        snapshot.get("taken_at", "?"),
+    )
+
+
+# --- the matrix ------------------------------------------------------------------------------
+
+
+class EscalationStepForm(forms.ModelForm):
+    class Meta:
+        model = EscalationStep
+        fields = ("severity", "elapsed", "target")
+
+    def clean_elapsed(self) -> timedelta:
+        elapsed = self.cleaned_data["elapsed"]
+        if elapsed is not None and elapsed < timedelta(0):
+            raise forms.ValidationError("The time since detection cannot be negative.")
+        return elapsed
+
+
+@admin.register(EscalationStep)
+class EscalationStepAdmin(SimpleHistoryAdmin):
+    form = EscalationStepForm
+    list_display = ("severity", "elapsed_label", "target")
+    list_filter = ("severity", "target")
+    list_select_related = ("severity", "target")
+    ordering = ("severity", "elapsed")
+
+    @admin.display(description="Time since detection", ordering="elapsed")
+    def elapsed_label(self, obj: EscalationStep) -> str:
+        return format_elapsed(obj.elapsed)
+
+
+# --- running escalations and events ----------------------------------------------------------
+
+
+class RunningFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("running", "Running"), ("due", "Due now"), ("stopped", "Stopped")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "running":
+            return queryset.filter(stopped_at__isnull=True)
+        if self.value() == "stopped":
+            return queryset.filter(stopped_at__isnull=False)
+        if self.value() == "due":
+            from .services.timers import escalation_due
+
+            return queryset.filter(pk__in=escalation_due(now=timezone.now()).values("pk"))
+        return queryset
+
+
+def _incident_link(incident: Incident) -> str:
+    return format_html(
+        '<a href="{}">{}</a>',
+        reverse("admin:incidents_incident_change", args=[incident.pk]),
+        incident.number,
+    )
+
+
+@admin.register(IncidentEscalation)
+class IncidentEscalationAdmin(_ReadOnly, admin.ModelAdmin):
+    list_display = (
+        "incident_label",
+        "severity",
+        "started_at",
+        "ack_due_at",
+        "next_due_at",
+        "state",
+    )
+    list_filter = (RunningFilter,)
+    list_select_related = ("incident",)
+    search_fields = ("incident__number", "incident__title")
+    search_help_text = "Incident ID or title."
+    ordering = ("-started_at",)
+    show_full_result_count = False
+    fields = (
+        "incident_label",
+        "started_at",
+        "state",
+        "severity_from",
+        "ack_due_at",
+        "next_due_at",
+        "token",
+        "snapshot_display",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="Incident", ordering="incident__number")
+    def incident_label(self, obj: IncidentEscalation) -> str:
+        return _incident_link(obj.incident)
+
+    @admin.display(description="Severity", ordering="incident__severity")
+    def severity(self, obj: IncidentEscalation) -> str:
+        return f"Sev {obj.incident.severity_id}"
+
+    @admin.display(description="State")
+    def state(self, obj: IncidentEscalation) -> str:
+        if obj.stopped_at:
+            return f"Stopped {_when(obj.stopped_at)}: {obj.stop_reason}"
+        return "Running"
+
+    @admin.display(description="Policy snapshot")
+    def snapshot_display(self, obj: IncidentEscalation) -> SafeString:
+        return snapshot_html(obj.policy_snapshot, current=obj.incident.severity_id)
+
+
+@admin.register(EscalationEvent)
+class EscalationEventAdmin(_ReadOnly, admin.ModelAdmin):
+    list_display = (
+        "fired_at",
+        "incident_label",
+        "step_label",
+        "target",
+        "severity",
+        "due_at",
+        "caught_up",
+    )
+    list_filter = ("severity", "caught_up", "target")
+    list_select_related = ("incident",)
+    search_fields = ("incident__number", "step", "target")
+    search_help_text = "Incident ID, step key or target."
+    date_hierarchy = "fired_at"
+    ordering = ("-fired_at", "-id")
+    show_full_result_count = False
+
+    @admin.display(description="Incident", ordering="incident__number")
+    def incident_label(self, obj: EscalationEvent) -> str:
+        return _incident_link(obj.incident)
+
+    @admin.display(description="Step", ordering="step")
+    def step_label(self, obj: EscalationEvent) -> str:
+        return _step_label(obj)
+
+
+def _step_label(event: EscalationEvent) -> str:
+    if event.step == ACK_TIMEOUT_STEP:
+        return "Acknowledgement timeout"
+    elapsed = format_elapsed(event.elapsed) if event.elapsed is not None else "?"
+    return f"Sev {event.severity} after {elapsed}"
+
+
+@admin.register(AckLinkUse)
+class AckLinkUseAdmin(_ReadOnly, admin.ModelAdmin):
+    list_display = ("used_at", "incident_label", "user", "contact", "channel", "outcome")
+    list_filter = ("outcome", "channel")
+    list_select_related = ("incident", "user", "contact")
+    search_fields = ("incident__number", "nonce", "user__username", "contact__name")
+    ordering = ("-used_at",)
+
+    @admin.display(description="Incident", ordering="incident__number")
+    def incident_label(self, obj: AckLinkUse) -> str:
+        return _incident_link(obj.incident)
+
+
+# --- on the incident page --------------------------------------------------------------------
+
+
+class ShownOnlyFormSet(BaseInlineFormSet):
+    """The formset of a read-only inline on the incident page.
+
+    The incident admin saves through the services and never saves inline formsets, while the
+    admin's change message still reads what each formset saved; these inlines save nothing.
+    """
+
+    new_objects: list = []
+    changed_objects: list = []
+    deleted_objects: list = []
+
+    def save(self, commit: bool = True) -> list:
+        return []
+
+
+class IncidentEscalationInline(_ReadOnly, admin.StackedInline):
+    """The incident's escalation: state, due times and the policy snapshot in force."""
+
+    model = IncidentEscalation
+    formset = ShownOnlyFormSet
+    can_delete = False
+    verbose_name = "escalation"
+    verbose_name_plural = "escalation (policy snapshot in force)"
+    fields = ("state", "ack_due_at", "next_due_at", "severity_from", "snapshot_display")
+    readonly_fields = fields
+
+    @admin.display(description="State")
+    def state(self, obj: IncidentEscalation) -> str:
+        if obj.stopped_at:
+            return f"Stopped {_when(obj.stopped_at)}: {obj.stop_reason}"
+        return f"Running since {_when(obj.started_at)}"
+
+    @admin.display(description="Policy snapshot")
+    def snapshot_display(self, obj: IncidentEscalation) -> SafeString:
+        return snapshot_html(obj.policy_snapshot, current=obj.incident.severity_id)
+
+
+class EscalationEventInline(_ReadOnly, admin.TabularInline):
+    """Every escalation step that fired for the incident."""
+
+    model = EscalationEvent
+    formset = ShownOnlyFormSet
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "escalation events"
+    fields = ("step_label", "target", "due_at", "fired_at", "caught_up")
+    readonly_fields = fields
+    ordering = ("due_at", "id")
+
+    @admin.display(description="Step")
+    def step_label(self, obj: EscalationEvent) -> str:
+        return _step_label(obj)
+
+
+def _attach_inlines(site: admin.AdminSite) -> None:
+    """Add the escalation inlines to the incident admin. The incident core may not import
+    escalation, so they are attached from this side, after ``incidents.admin`` registered
+    the incident admin (it comes first in INSTALLED_APPS; autodiscovery follows that order).
+    """
+    model_admin = site._registry.get(Incident)
+    if model_admin is None:
+        return
+    missing = [
+        inline
+        for inline in (IncidentEscalationInline, EscalationEventInline)
+        if inline not in model_admin.inlines
+    ]
+    model_admin.inlines = [*model_admin.inlines, *missing]
+
+
+_attach_inlines(admin.site)

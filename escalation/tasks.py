@@ -30,3 +30,18 @@ def deliver_task(notification_id: int) -> str:
 def requeue_sweep_task() -> int:
     """Re-publish notifications whose delivery task was lost. Safe to run twice at once."""
     return notifications_requeue()
+
+
+@shared_task(
+    name="escalation.sweep",
+    acks_late=True,
+    soft_time_limit=50,
+    time_limit=60,
+    ignore_result=True,
+)
+def escalation_sweep_task() -> int:
+    """Fire due escalation steps and acknowledgement timeouts (beat, every 30 s). Safe to run
+    twice at once: rows are claimed with SKIP LOCKED and each step is a unique event."""
+    from .services.timers import escalation_sweep
+
+    return len(escalation_sweep())

@@ -13,3 +13,38 @@ __all__ = [
     "notification_retry",
     "notifications_requeue",
 ]
+
+# Paging, acknowledge links and escalation timers (initial notification, ack timer, matrix).
+from .paging import (
+    ack_link_make,
+    ack_link_read,
+    ack_link_use,
+    incident_page_assignee,
+    incident_page_team,
+    recipients_notify,
+)
+from .timers import (
+    SWEEP_HEARTBEAT_KEY,
+    escalation_advance,
+    escalation_on_severity_change,
+    escalation_on_transition,
+    escalation_start,
+    escalation_sweep,
+    policy_snapshot_take,
+)
+
+__all__ += [
+    "SWEEP_HEARTBEAT_KEY",
+    "ack_link_make",
+    "ack_link_read",
+    "ack_link_use",
+    "escalation_advance",
+    "escalation_on_severity_change",
+    "escalation_on_transition",
+    "escalation_start",
+    "escalation_sweep",
+    "incident_page_assignee",
+    "incident_page_team",
+    "policy_snapshot_take",
+    "recipients_notify",
+]

@@ -1,0 +1,591 @@
+"""Escalation timers (§2.1 response targets, §5.1 escalation matrix): the per-incident escalation
+state, its policy snapshot, and the beat sweep that fires what is due, each step exactly once.
+
+How due times are kept. Each incident has one :class:`IncidentEscalation` row holding two
+indexed due times: ``ack_due_at`` (the response target; passing it unacknowledged pages the
+backup contacts) and ``next_due_at`` (the earliest matrix step not yet fired). The sweep finds
+rows through those columns alone, so its cost follows what is due, not what is open. No task
+waits on a broker ETA.
+
+Exactly once. A step fires by inserting its :class:`EscalationEvent`, UNIQUE (incident, step);
+its notifications and timeline entry are written in the same transaction, so a step either
+fired completely or not at all. The sweep claims each row with ``SELECT ... FOR UPDATE SKIP
+LOCKED`` on the escalation *and* its incident (the lifecycle services lock the incident first
+and then the escalation; a sweep that never waits cannot deadlock with them), so two sweeps,
+or a sweep and a status change, never work on one incident at once.
+
+The policy snapshot. When escalation starts, the matrix rows of every severity, the contact of
+every escalation level and the backup contacts of the incident manager and technical lead are
+copied into ``policy_snapshot``; steps, recipients and channels come from the snapshot, so
+editing the policy mid-incident does not rewrite a running escalation.
+
+Which steps of a row fire (``severity_from``). A step is due at detection + its elapsed time and
+fires if it is due at or after ``severity_from``:
+
+* when escalation starts: ``severity_from`` = detection. Every step of the row counts, so an
+  incident logged late (detection back-dated) fires the steps its age has already reached on
+  the next sweep, once each.
+* when severity rises: ``severity_from`` = detection again, and the new row applies from then
+  on. A more serious incident is owed every step its age has reached under the more serious
+  row, so the steps of the new row already past (and not fired before) fire on the next sweep,
+  once each, marked as sent late. Steps of the old row not yet fired no longer fire.
+* when severity drops: ``severity_from`` = the moment of the drop. Steps of the new row that
+  lie in the past are not fired retroactively (whoever they name has either been told under
+  the more serious row or need not be told now); its later steps apply.
+* on reopen: ``severity_from`` = the moment of reopening; steps that fell due while the incident
+  was resolved are not fired retroactively. Resolution and cancellation stop escalation.
+
+The acknowledgement timer fires once per incident. It follows the response due time the core
+recomputes on a severity change (a raise can make it due at once); acknowledging stops it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from incidents.models import (
+    EscalationContact,
+    Incident,
+    Kind,
+    ResponseRole,
+    SeverityLevel,
+    Source,
+    Status,
+)
+from incidents.services.common import timeline_record
+
+from ..models import EscalationEvent, EscalationStep, IncidentEscalation
+from .paging import (
+    Recipient,
+    format_elapsed,
+    recipient_for_contact,
+    recipients_merge,
+    recipients_notify,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ACK_TIMEOUT_STEP",
+    "SWEEP_HEARTBEAT_KEY",
+    "Fired",
+    "escalation_advance",
+    "escalation_due",
+    "escalation_on_severity_change",
+    "escalation_on_transition",
+    "escalation_start",
+    "escalation_sweep",
+    "policy_snapshot_take",
+    "step_key",
+]
+
+SWEEP_HEARTBEAT_KEY = "vigil:escalation:sweep:last"
+ACK_TIMEOUT_STEP = "ack-timeout"
+BACKUP_ROLES = (ResponseRole.INCIDENT_MANAGER, ResponseRole.TECHNICAL_LEAD)
+# The sweep runs every 30 s; a step fired later than this after its due time was missed by a
+# stopped scheduler (or counted from a back-dated detection) and is marked as caught up.
+CATCH_UP_AFTER = timedelta(seconds=90)
+BATCH = 200
+STOPPING_STATUSES = (Status.RESOLVED, Status.CLOSED, Status.CANCELLED)
+
+
+def step_key(severity: int, elapsed: timedelta) -> str:
+    """Stable key of a matrix step, e.g. ``sev1-0:30:00`` (hours may exceed 24)."""
+    seconds = int(elapsed.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    return f"sev{severity}-{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def _new_token() -> str:
+    return uuid.uuid4().hex
+
+
+# --- the snapshot ----------------------------------------------------------------------------
+
+
+def policy_snapshot_take(*, now: datetime) -> dict[str, Any]:
+    """The escalation policy in force now, as plain JSON: every severity's channels and
+    response target, the matrix row of every severity, each escalation level's contact, and
+    the backup contacts of the incident manager and technical lead."""
+    severities = {
+        str(s.level): {
+            "name": s.name,
+            "channels": list(s.notification_channels),
+            "response_target_s": int(s.response_target.total_seconds()),
+        }
+        for s in SeverityLevel.objects.all()
+    }
+    levels = {
+        level.key: {
+            "name": level.name,
+            "contact": recipient_for_contact(level.contact).snapshot() if level.contact else None,
+        }
+        for level in EscalationContact.objects.select_related("contact")
+    }
+    matrix: dict[str, list[dict[str, Any]]] = {}
+    for step in EscalationStep.objects.select_related("target").order_by("severity_id", "elapsed"):
+        matrix.setdefault(str(step.severity_id), []).append(
+            {
+                "step": step_key(step.severity_id, step.elapsed),
+                "elapsed_s": int(step.elapsed.total_seconds()),
+                "level": step.target.key,
+            }
+        )
+    backups = {
+        role.key: {
+            "role": role.name,
+            "contact": (
+                recipient_for_contact(role.backup_contact).snapshot()
+                if role.backup_contact
+                else None
+            ),
+        }
+        for role in ResponseRole.objects.filter(key__in=BACKUP_ROLES).select_related(
+            "backup_contact"
+        )
+    }
+    return {
+        "version": 1,
+        "taken_at": now.isoformat(),
+        "severities": severities,
+        "matrix": matrix,
+        "levels": levels,
+        "backups": backups,
+    }
+
+
+def _row(snapshot: dict[str, Any], severity: int) -> list[dict[str, Any]]:
+    return snapshot.get("matrix", {}).get(str(severity), [])
+
+
+def _severity_conf(snapshot: dict[str, Any], severity: int) -> dict[str, Any]:
+    conf = snapshot.get("severities", {}).get(str(severity))
+    if conf is not None:
+        return conf
+    level = SeverityLevel.objects.get(level=severity)
+    return {
+        "name": level.name,
+        "channels": list(level.notification_channels),
+        "response_target_s": int(level.response_target.total_seconds()),
+    }
+
+
+def _step_due(incident: Incident, step: dict[str, Any]) -> datetime:
+    return incident.detected_at + timedelta(seconds=step["elapsed_s"])
+
+
+def _next_due(esc: IncidentEscalation, incident: Incident, fired: set[str]) -> datetime | None:
+    dues = [
+        due
+        for step in _row(esc.policy_snapshot, incident.severity_id)
+        if step["step"] not in fired and (due := _step_due(incident, step)) >= esc.severity_from
+    ]
+    return min(dues, default=None)
+
+
+def _fired(incident: Incident) -> set[str]:
+    return set(EscalationEvent.objects.filter(incident=incident).values_list("step", flat=True))
+
+
+def _locked(incident_id: int) -> IncidentEscalation | None:
+    return IncidentEscalation.objects.select_for_update().filter(incident_id=incident_id).first()
+
+
+# --- starting, changing, stopping ------------------------------------------------------------
+
+
+def escalation_start(*, incident: Incident, now: datetime | None = None) -> IncidentEscalation:
+    """Start an incident's escalation in the current transaction (the incident's creation).
+
+    Takes the policy snapshot; ``ack_due_at`` = the response due time (unless acknowledged);
+    ``next_due_at`` = the first matrix step of the severity's row, counted from detection.
+    Idempotent: an incident that already has an escalation keeps it unchanged.
+    """
+    now = now or timezone.now()
+    existing = IncidentEscalation.objects.filter(incident=incident).first()
+    if existing is not None:
+        return existing
+    esc = IncidentEscalation(
+        incident=incident,
+        started_at=now,
+        policy_snapshot=policy_snapshot_take(now=now),
+        severity_from=incident.detected_at,
+        ack_due_at=incident.response_due_at if incident.acknowledged_at is None else None,
+        token=_new_token(),
+    )
+    esc.next_due_at = _next_due(esc, incident, set())
+    try:
+        with transaction.atomic():
+            esc.save()
+    except IntegrityError:
+        return IncidentEscalation.objects.get(incident=incident)
+    return esc
+
+
+def escalation_on_severity_change(
+    *, incident: Incident, old_severity: int, new_severity: int, now: datetime | None = None
+) -> IncidentEscalation | None:
+    """Apply the new severity's matrix row (rules in the module docstring) and follow the
+    recomputed response due time. Runs in the transaction of the change, which holds the
+    incident's lock. Bumps ``token``. A stopped escalation is left alone (reopening
+    restarts it under the severity of that moment). Idempotent for the same change."""
+    now = now or timezone.now()
+    esc = _locked(incident.pk)
+    if esc is None or esc.stopped_at is not None:
+        return esc
+    raised = new_severity < old_severity
+    esc.severity_from = incident.detected_at if raised else now
+    fired = _fired(incident)
+    if ACK_TIMEOUT_STEP not in fired and incident.acknowledged_at is None:
+        esc.ack_due_at = incident.response_due_at
+    esc.next_due_at = _next_due(esc, incident, fired)
+    esc.token = _new_token()
+    esc.save(update_fields=["severity_from", "ack_due_at", "next_due_at", "token"])
+    return esc
+
+
+def escalation_on_transition(
+    *, incident: Incident, action: str, now: datetime | None = None
+) -> IncidentEscalation | None:
+    """Follow a lifecycle transition, in its transaction: an acknowledgement (explicit or by
+    taking action) stops the acknowledgement timer; resolve, close and cancel stop escalation
+    (``stopped_at``, ``stop_reason``); reopen restarts it from that moment (module docstring).
+    Writes no timeline entry: the transition's own entry says what happened, and the
+    escalation's state is shown on the incident page. Idempotent."""
+    now = now or timezone.now()
+    esc = _locked(incident.pk)
+    if esc is None:
+        return None
+    fields: list[str] = []
+    if incident.acknowledged_at is not None and esc.ack_due_at is not None:
+        esc.ack_due_at = None
+        fields.append("ack_due_at")
+    if incident.status in STOPPING_STATUSES and esc.stopped_at is None:
+        esc.stopped_at = now
+        esc.stop_reason = f"Incident {Status(incident.status).label.lower()}."
+        esc.next_due_at = None
+        esc.ack_due_at = None
+        esc.token = _new_token()
+        fields += ["stopped_at", "stop_reason", "next_due_at", "ack_due_at", "token"]
+    elif action == "reopen" and incident.is_active and esc.stopped_at is not None:
+        esc.stopped_at = None
+        esc.stop_reason = ""
+        esc.severity_from = now
+        esc.next_due_at = _next_due(esc, incident, _fired(incident))
+        esc.token = _new_token()
+        fields += ["stopped_at", "stop_reason", "severity_from", "next_due_at", "token"]
+    if fields:
+        esc.save(update_fields=sorted(set(fields)))
+    return esc
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _upcoming_text(esc: IncidentEscalation, incident: Incident) -> str:
+    if esc.next_due_at is None:
+        return "No further matrix step is due."
+    for step in _row(esc.policy_snapshot, incident.severity_id):
+        if _step_due(incident, step) == esc.next_due_at:
+            level = esc.policy_snapshot["levels"].get(step["level"], {})
+            return (
+                f"Next: {level.get('name', step['level'])} at "
+                f"{timezone.localtime(esc.next_due_at):%Y-%m-%d %H:%M %Z}."
+            )
+    return f"Next step at {timezone.localtime(esc.next_due_at):%Y-%m-%d %H:%M %Z}."
+
+
+# --- the sweep -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fired:
+    """One step the sweep fired (for the ``escalate`` command and the logs)."""
+
+    incident: str
+    step: str
+    target: str
+    severity: int
+    due_at: datetime
+    caught_up: bool
+    notifications: int
+
+    def __str__(self) -> str:
+        late = " (caught up)" if self.caught_up else ""
+        return (
+            f"{self.incident}: {self.step} → {self.target}, Sev {self.severity}, due "
+            f"{timezone.localtime(self.due_at):%Y-%m-%d %H:%M:%S %Z}{late}, "
+            f"{self.notifications} notification(s)"
+        )
+
+
+def escalation_due(*, now: datetime) -> QuerySet[IncidentEscalation]:
+    """Running escalations with something due, found through the two partial indexes."""
+    return IncidentEscalation.objects.filter(stopped_at__isnull=True).filter(
+        Q(next_due_at__lte=now) | Q(ack_due_at__lte=now)
+    )
+
+
+def escalation_sweep(*, now: datetime | None = None, batch: int = BATCH) -> list[Fired]:
+    """Fire every escalation step and acknowledgement timeout due at ``now`` (default: the
+    current time), each exactly once; steps missed while no sweep ran are caught up once each.
+
+    Safe to run concurrently (row claims skip what another sweep holds) and repeatedly (fired
+    steps are recorded). A row that fails is logged and left for the next sweep; the others
+    still run. At the end stores the completion time under ``SWEEP_HEARTBEAT_KEY`` for the
+    watchdog. Returns what fired.
+    """
+    now = now or timezone.now()
+    fired: list[Fired] = []
+    # Keyset pagination: a row skipped because someone holds it stays due, and re-reading
+    # from the start would spin on it.
+    after = 0
+    while True:
+        ids = list(
+            escalation_due(now=now)
+            .filter(pk__gt=after)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:batch]
+        )
+        for pk in ids:
+            try:
+                fired.extend(escalation_advance(escalation_id=pk, now=now))
+            except Exception:
+                logger.exception("Escalation %s could not be advanced; left for the next sweep", pk)
+        if len(ids) < batch:
+            break
+        after = ids[-1]
+    cache.set(SWEEP_HEARTBEAT_KEY, timezone.now().isoformat(), timeout=None)
+    if fired:
+        logger.info("Escalation sweep fired %s step(s)", len(fired))
+    return fired
+
+
+@transaction.atomic
+def escalation_advance(*, escalation_id: int, now: datetime) -> list[Fired]:
+    """Fire what is due on one escalation and move its due times on, in one transaction.
+
+    Claims the escalation and its incident with ``FOR UPDATE SKIP LOCKED``; a row someone else
+    holds is skipped (returns nothing) and stays due for the next sweep. Fires the
+    acknowledgement timeout (if still unacknowledged) and every matrix step of the current row
+    due by ``now``, in due order, each by inserting its unique event. Idempotent.
+    """
+    esc = (
+        IncidentEscalation.objects.select_for_update(skip_locked=True, of=("self", "incident"))
+        .select_related("incident", "incident__severity")
+        .filter(pk=escalation_id, stopped_at__isnull=True)
+        .first()
+    )
+    if esc is None:
+        return []
+    incident = esc.incident
+    if not incident.is_active:
+        # Stopped by a transition that did not go through the services' receivers.
+        esc.stopped_at = now
+        esc.stop_reason = f"Incident {Status(incident.status).label.lower()}."
+        esc.next_due_at = esc.ack_due_at = None
+        esc.save(update_fields=["stopped_at", "stop_reason", "next_due_at", "ack_due_at"])
+        return []
+
+    fired_steps = _fired(incident)
+    snapshot = esc.policy_snapshot
+    severity = incident.severity_id
+    due: list[tuple[datetime, str, dict[str, Any] | None]] = []
+    if esc.ack_due_at is not None and esc.ack_due_at <= now:
+        if incident.acknowledged_at is None and ACK_TIMEOUT_STEP not in fired_steps:
+            due.append((esc.ack_due_at, ACK_TIMEOUT_STEP, None))
+        esc.ack_due_at = None
+    for step in _row(snapshot, severity):
+        step_due = _step_due(incident, step)
+        if step["step"] not in fired_steps and esc.severity_from <= step_due <= now:
+            due.append((step_due, step["step"], step))
+    due.sort(key=lambda item: (item[0], item[1]))
+
+    out: list[Fired] = []
+    for due_at, key, step in due:
+        if step is None:
+            result = _fire_ack_timeout(esc=esc, incident=incident, due_at=due_at, now=now)
+        else:
+            result = _fire_step(esc=esc, incident=incident, step=step, due_at=due_at, now=now)
+        fired_steps.add(key)
+        if result is not None:
+            out.append(result)
+    esc.next_due_at = _next_due(esc, incident, fired_steps)
+    esc.save(update_fields=["ack_due_at", "next_due_at"])
+    return out
+
+
+def _create_event(**fields: Any) -> EscalationEvent | None:
+    try:
+        with transaction.atomic():
+            return EscalationEvent.objects.create(**fields)
+    except IntegrityError:
+        return None  # fired already (by a sweep that held the row before us)
+
+
+def _fire_step(
+    *,
+    esc: IncidentEscalation,
+    incident: Incident,
+    step: dict[str, Any],
+    due_at: datetime,
+    now: datetime,
+) -> Fired | None:
+    snapshot = esc.policy_snapshot
+    severity = incident.severity_id
+    level = snapshot.get("levels", {}).get(step["level"], {"name": step["level"], "contact": None})
+    elapsed = timedelta(seconds=step["elapsed_s"])
+    caught_up = now - due_at > CATCH_UP_AFTER
+    event = _create_event(
+        incident=incident,
+        step=step["step"],
+        severity=severity,
+        elapsed=elapsed,
+        target=level["name"][:80],
+        due_at=due_at,
+        fired_at=now,
+        caught_up=caught_up,
+    )
+    if event is None:
+        return None
+    channels = _severity_conf(snapshot, severity)["channels"]
+    recipients = (
+        [Recipient.from_snapshot(level["contact"], role=level["name"])] if level["contact"] else []
+    )
+    reason = f"Escalated to {level['name']} (Sev {severity}, {format_elapsed(elapsed)} elapsed)"
+    result = recipients_notify(
+        incident=incident,
+        recipients=recipients,
+        channels=channels,
+        kind="step",
+        key_prefix=f"escalation:{incident.pk}:{step['step']}",
+        reason=reason,
+        extra_context={
+            "target": level["name"],
+            "elapsed": format_elapsed(elapsed),
+            "caught_up": caught_up,
+            "due_at": timezone.localtime(due_at),
+        },
+    )
+    message = reason + "."
+    if caught_up:
+        message += f" Sent late: it was due {timezone.localtime(due_at):%Y-%m-%d %H:%M %Z}."
+    if not recipients:
+        message += f" No contact is set for {level['name']}: nobody was notified."
+    elif result.reached:
+        message += f" Notified {result.reached_text()}."
+    if result.skipped:
+        message += f" Not reachable: {result.skipped_text()}."
+    timeline_record(
+        incident=incident,
+        kind=Kind.ESCALATION,
+        source=Source.SYSTEM,
+        actor=None,
+        message=message,
+        data={
+            "event": event.pk,
+            "step": event.step,
+            "target": event.target,
+            "due_at": due_at.isoformat(),
+            "caught_up": caught_up,
+            "notifications": [n.pk for n in result.sent],
+        },
+        occurred_at=now,
+    )
+    return Fired(
+        incident=incident.number,
+        step=event.step,
+        target=event.target,
+        severity=severity,
+        due_at=due_at,
+        caught_up=caught_up,
+        notifications=len(result.sent),
+    )
+
+
+def _fire_ack_timeout(
+    *, esc: IncidentEscalation, incident: Incident, due_at: datetime, now: datetime
+) -> Fired | None:
+    snapshot = esc.policy_snapshot
+    severity = incident.severity_id
+    backups = snapshot.get("backups", {})
+    recipients: list[Recipient] = []
+    roles: list[str] = []
+    for key in BACKUP_ROLES:
+        entry = backups.get(key)
+        if not entry:
+            continue
+        roles.append(entry["role"])
+        if entry["contact"]:
+            recipients.append(Recipient.from_snapshot(entry["contact"], role=entry["role"]))
+    recipients = recipients_merge(recipients)
+    target = ("Backups of " + " and ".join(roles)) if roles else "Backup contacts"
+    response_target = format_elapsed(due_at - incident.detected_at)
+    caught_up = now - due_at > CATCH_UP_AFTER
+    event = _create_event(
+        incident=incident,
+        step=ACK_TIMEOUT_STEP,
+        severity=severity,
+        elapsed=due_at - incident.detected_at,
+        target=target[:80],
+        due_at=due_at,
+        fired_at=now,
+        caught_up=caught_up,
+    )
+    if event is None:
+        return None
+    channels = _severity_conf(snapshot, severity)["channels"]
+    reason = f"Not acknowledged within the {response_target} response target (Sev {severity})"
+    result = recipients_notify(
+        incident=incident,
+        recipients=recipients,
+        channels=channels,
+        kind="ack_timeout",
+        key_prefix=f"ack-timeout:{incident.pk}",
+        reason=reason,
+        extra_context={"response_target": response_target, "caught_up": caught_up},
+    )
+    if result.reached:
+        message = f"{reason}: paged the backup contacts – {result.reached_text()}."
+    elif not recipients:
+        message = f"{reason}. No backup contacts are set: nobody was paged."
+    else:
+        message = f"{reason}. No backup contact could be reached."
+    if caught_up:
+        message += f" Sent late: it was due {timezone.localtime(due_at):%Y-%m-%d %H:%M %Z}."
+    if result.skipped:
+        message += f" Not reachable: {result.skipped_text()}."
+    timeline_record(
+        incident=incident,
+        kind=Kind.ESCALATION,
+        source=Source.SYSTEM,
+        actor=None,
+        message=message,
+        data={
+            "event": event.pk,
+            "step": ACK_TIMEOUT_STEP,
+            "due_at": due_at.isoformat(),
+            "caught_up": caught_up,
+            "notifications": [n.pk for n in result.sent],
+        },
+        occurred_at=now,
+    )
+    return Fired(
+        incident=incident.number,
+        step=ACK_TIMEOUT_STEP,
+        target=event.target,
+        severity=severity,
+        due_at=due_at,
+        caught_up=caught_up,
+        notifications=len(result.sent),
+    )

@@ -167,6 +167,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("VIGIL_SLA_SWEEP_SECONDS", default=30.0),
         "options": {"expires": 25},
     },
+    "escalation-requeue-sweep": {
+        "task": "escalation.requeue_sweep",
+        "schedule": env.float("VIGIL_OUTBOX_REQUEUE_SECONDS", default=60.0),
+        "options": {"expires": 55},
+    },
 }
 
 # --- Email --------------------------------------------------------------------------------------
@@ -293,3 +298,64 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("VIGIL_LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Escalation and notification delivery -------------------------------------------------------
+
+# Channel → backend class. The log backend (development) writes notifications to the log; the
+# real ones need the credentials below and fail loudly (admin alert) when those are missing.
+_log_backend = "escalation.channels.log.LogBackend"
+VIGIL_CHANNEL_BACKENDS = {
+    "email": env.str("VIGIL_CHANNEL_EMAIL", default="escalation.channels.email.EmailBackend"),
+    "slack": env.str(
+        "VIGIL_CHANNEL_SLACK",
+        default=_log_backend if DEBUG else "escalation.channels.slack.SlackBackend",
+    ),
+    "sms": env.str(
+        "VIGIL_CHANNEL_SMS",
+        default=_log_backend if DEBUG else "escalation.channels.twilio.TwilioSmsBackend",
+    ),
+    "phone": env.str(
+        "VIGIL_CHANNEL_PHONE",
+        default=_log_backend if DEBUG else "escalation.channels.twilio.TwilioVoiceBackend",
+    ),
+    "teams": env.str(
+        "VIGIL_CHANNEL_TEAMS",
+        default=_log_backend if DEBUG else "escalation.channels.teams.TeamsBackend",
+    ),
+    "webhook": env.str(
+        "VIGIL_CHANNEL_WEBHOOK",
+        default=_log_backend if DEBUG else "escalation.channels.webhook.WebhookBackend",
+    ),
+}
+# Outbox delivery: attempts before a notification is failed (and alerted on), exponential
+# backoff with jitter between them, and how long a "sending" claim lasts before the requeue
+# sweep assumes its worker died (longer than the delivery task's 60 s hard time limit).
+VIGIL_NOTIFY_MAX_ATTEMPTS = env.int("VIGIL_NOTIFY_MAX_ATTEMPTS", default=6)
+VIGIL_NOTIFY_BACKOFF_BASE_SECONDS = env.float("VIGIL_NOTIFY_BACKOFF_BASE_SECONDS", default=10.0)
+VIGIL_NOTIFY_BACKOFF_MAX_SECONDS = env.float("VIGIL_NOTIFY_BACKOFF_MAX_SECONDS", default=600.0)
+VIGIL_NOTIFY_LEASE_SECONDS = env.float("VIGIL_NOTIFY_LEASE_SECONDS", default=180.0)
+VIGIL_NOTIFY_REQUEUE_AFTER_SECONDS = env.float("VIGIL_NOTIFY_REQUEUE_AFTER_SECONDS", default=60.0)
+VIGIL_NOTIFY_HTTP_TIMEOUT_SECONDS = env.float("VIGIL_NOTIFY_HTTP_TIMEOUT_SECONDS", default=10.0)
+# Slack: a bot token (chat.postMessage to the recipient's channel or user id) or an incoming
+# webhook (one fixed channel).
+VIGIL_SLACK_BOT_TOKEN = env.str("VIGIL_SLACK_BOT_TOKEN", default="")
+VIGIL_SLACK_WEBHOOK_URL = env.str("VIGIL_SLACK_WEBHOOK_URL", default="")
+VIGIL_SLACK_API_URL = env.str("VIGIL_SLACK_API_URL", default="https://slack.com/api/")
+# Twilio: SMS and voice calls.
+VIGIL_TWILIO_ACCOUNT_SID = env.str("VIGIL_TWILIO_ACCOUNT_SID", default="")
+VIGIL_TWILIO_AUTH_TOKEN = env.str("VIGIL_TWILIO_AUTH_TOKEN", default="")
+VIGIL_TWILIO_FROM_NUMBER = env.str("VIGIL_TWILIO_FROM_NUMBER", default="")
+VIGIL_TWILIO_MESSAGING_SERVICE_SID = env.str("VIGIL_TWILIO_MESSAGING_SERVICE_SID", default="")
+VIGIL_TWILIO_STATUS_CALLBACK_URL = env.str("VIGIL_TWILIO_STATUS_CALLBACK_URL", default="")
+VIGIL_TWILIO_API_URL = env.str("VIGIL_TWILIO_API_URL", default="")
+# Microsoft Teams and the signed generic webhook: a default URL and optional named ones
+# ("ops=https://...,exec=https://..."); a notification's recipient picks a name, never a URL.
+VIGIL_TEAMS_WEBHOOK_URL = env.str("VIGIL_TEAMS_WEBHOOK_URL", default="")
+VIGIL_TEAMS_WEBHOOK_URLS = env.dict("VIGIL_TEAMS_WEBHOOK_URLS", default={})
+VIGIL_WEBHOOK_URL = env.str("VIGIL_WEBHOOK_URL", default="")
+VIGIL_WEBHOOK_URLS = env.dict("VIGIL_WEBHOOK_URLS", default={})
+VIGIL_WEBHOOK_SECRET = env.str("VIGIL_WEBHOOK_SECRET", default="")
+# /healthz: how late a sweep may be before the watchdog answers 503, and how long it waits
+# for the broker.
+VIGIL_HEALTH_SWEEP_MAX_AGE_SECONDS = env.float("VIGIL_HEALTH_SWEEP_MAX_AGE_SECONDS", default=120.0)
+VIGIL_HEALTH_BROKER_TIMEOUT_SECONDS = env.float("VIGIL_HEALTH_BROKER_TIMEOUT_SECONDS", default=2.0)

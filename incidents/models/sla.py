@@ -20,8 +20,12 @@ class SlaBreach(models.Model):
     noted_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        # A breach is a target missed at a given due time: noted once, however many sweeps
+        # run; a severity change that moves the due time makes a new breach possible.
         constraints = [
-            models.UniqueConstraint(fields=["incident", "target"], name="sla_breach_once"),
+            models.UniqueConstraint(
+                fields=["incident", "target", "due_at"], name="sla_breach_once_per_due"
+            ),
         ]
         verbose_name = "SLA breach"
 

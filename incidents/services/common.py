@@ -26,7 +26,8 @@ def require_perm(actor: Any, perm: str, action: str) -> None:
 def audited_save(instance: models.Model, *, actor: Any, reason: str, **kwargs: Any) -> None:
     """Save a history-tracked row, naming who did it and why in its history record."""
     instance._history_user = actor  # type: ignore[attr-defined]
-    instance._change_reason = reason  # type: ignore[attr-defined]
+    # The history column holds 100 characters; PostgreSQL rejects a longer reason outright.
+    instance._change_reason = reason[:100]  # type: ignore[attr-defined]
     instance.save(**kwargs)
 
 
@@ -64,10 +65,17 @@ def priority_for(*, impact: str, urgency: str) -> int:
     return cell.priority
 
 
-def apply_sla(incident: Incident, severity: SeverityLevel) -> None:
-    """Set the response and resolution due times from detection and the severity's targets."""
-    incident.response_due_at = incident.detected_at + severity.response_target
-    incident.resolution_due_at = incident.detected_at + severity.resolution_target
+def apply_sla(incident: Incident, severity: SeverityLevel, *, running_only: bool = False) -> None:
+    """Set the response and resolution due times from detection and the severity's targets.
+
+    With ``running_only`` a clock that has stopped (acknowledged, resolved) keeps its due
+    time: a response or resolution that met the target of its day is not made late after the
+    fact by a later severity change.
+    """
+    if not (running_only and incident.acknowledged_at is not None):
+        incident.response_due_at = incident.detected_at + severity.response_target
+    if not (running_only and incident.resolved_at is not None):
+        incident.resolution_due_at = incident.detected_at + severity.resolution_target
 
 
 __all__ = [

@@ -104,6 +104,29 @@ def _allocate_number(day: Any) -> tuple[int, str]:
     return counter.last, f"INC-{day:%Y-%m%d}-{counter.last:03d}"
 
 
+def _reported_time(field: str, value: Any, now: datetime) -> datetime | None:
+    """A time reported by a person or a sender: aware, and not in the future.
+
+    A time up to ``CLOCK_SKEW`` ahead is taken as now, so a sender's fast clock cannot leave a
+    detection time after the acknowledgement that follows it (which would make every later
+    edit of the incident fail the timestamp order check).
+    """
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise InvalidInput({field: "Give a date and time."})
+    if timezone.is_naive(value):
+        raise InvalidInput({field: "Give the time with its time zone."})
+    if value > now + CLOCK_SKEW:
+        raise InvalidInput({field: "Cannot be in the future."})
+    return min(value, now)
+
+
+def _check_count(field: str, value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise InvalidInput({field: "Give a whole number of zero or more, or leave it empty."})
+
+
 def _validate_times(incident: Incident, now: datetime) -> None:
     errors = timestamp_order_errors(
         {
@@ -115,10 +138,6 @@ def _validate_times(incident: Incident, now: datetime) -> None:
             "closed_at": incident.closed_at,
         }
     )
-    for name in ("impact_started_at", "detected_at"):
-        value = getattr(incident, name)
-        if value is not None and value > now + CLOCK_SKEW:
-            errors.setdefault(name, "Cannot be in the future.")
     if errors:
         raise InvalidInput(errors)
 
@@ -159,7 +178,10 @@ def incident_create(
     _check_choice("urgency", urgency, Level.values)
     _check_choice("detection_source", detection_source, DetectionSource.values)
     service_list = _services(services)
+    _check_count("affected_users", affected_users)
     now = timezone.now()
+    impact_started_at = _reported_time("impact_started_at", impact_started_at, now)
+    detected_at = _reported_time("detected_at", detected_at, now)
 
     incident = Incident(
         title=title[:200],
@@ -221,6 +243,7 @@ def incident_update(*, incident: Incident, actor: Any, source: str, **changes: A
         raise InvalidInput({name: "This field cannot be changed here." for name in unknown})
     require_perm(actor, "incidents.change_incident", "edit")
     locked = Incident.objects.select_for_update().get(pk=incident.pk)
+    now = timezone.now()
 
     changed: list[str] = []
     new_services = None
@@ -243,13 +266,16 @@ def incident_update(*, incident: Incident, actor: Any, source: str, **changes: A
             value = ""
         if name == "detected_at" and value is None:
             raise InvalidInput({"detected_at": "The detection time is required."})
+        if name in ("impact_started_at", "detected_at"):
+            value = _reported_time(name, value, now)
+        if name == "affected_users":
+            _check_count(name, value)
         if getattr(locked, name) != value:
             setattr(locked, name, value)
             changed.append(name)
     if not changed:
         return locked
 
-    now = timezone.now()
     _validate_times(locked, now)
     old_priority = locked.priority
     if "impact" in changed or "urgency" in changed:
@@ -257,7 +283,13 @@ def incident_update(*, incident: Incident, actor: Any, source: str, **changes: A
     if "detected_at" in changed:
         apply_sla(locked, locked.severity)
     if new_services is not None and "services" in changed:
-        locked.services.set(new_services)
+        # Left to the save below, so one history record holds the fields and the services
+        # together, with the actor and reason (the m2m signal would record them without).
+        locked.skip_history_when_saving = True
+        try:
+            locked.services.set(new_services)
+        finally:
+            del locked.skip_history_when_saving
     audited_save(locked, actor=actor, reason="updated " + ", ".join(changed))
 
     labels = [Incident._meta.get_field(name).verbose_name for name in changed if name != "services"]
@@ -299,7 +331,12 @@ def incident_change_severity(
     """
     require_perm(actor, "incidents.change_incident_severity", "change the severity of")
     level = _severity(severity)
-    locked = Incident.objects.select_for_update().select_related("severity").get(pk=incident.pk)
+    # of=("self",): lock the incident, not the shared severity row joined in.
+    locked = (
+        Incident.objects.select_for_update(of=("self",))
+        .select_related("severity")
+        .get(pk=incident.pk)
+    )
     old = locked.severity
     if old.level == level.level:
         return locked
@@ -308,7 +345,7 @@ def incident_change_severity(
             {"severity": f"The incident is {locked.status}; its severity can no longer change."}
         )
     locked.severity = level
-    apply_sla(locked, level)
+    apply_sla(locked, level, running_only=True)
     audited_save(locked, actor=actor, reason=f"severity {old.level} → {level.level}")
     direction = "raised" if level.level < old.level else "lowered"
     message = (

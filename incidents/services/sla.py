@@ -1,4 +1,4 @@
-"""Noting SLA breaches (§2.1 targets) on the timeline, once per incident and target."""
+"""Noting SLA breaches (§2.1 targets) on the timeline, once per incident, target and due time."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from datetime import datetime
 
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from ..models import Incident, Kind, SlaBreach, SlaTarget, Source
@@ -15,42 +16,60 @@ from .common import timeline_record
 SWEEP_HEARTBEAT_KEY = "vigil:incidents:sla_sweep:last"
 BATCH = 200
 
+_DUE_FIELD = {SlaTarget.RESPONSE: "response_due_at", SlaTarget.RESOLUTION: "resolution_due_at"}
 
-def _due(target: str, now: datetime):
-    incidents = Incident.objects.active().exclude(sla_breaches__target=target)
+
+def _due(target: str, now: datetime) -> QuerySet[Incident]:
+    due_field = _DUE_FIELD[target]
+    noted = SlaBreach.objects.filter(
+        incident=OuterRef("pk"), target=target, due_at=OuterRef(due_field)
+    )
+    incidents = Incident.objects.active().filter(**{f"{due_field}__lt": now})
     if target == SlaTarget.RESPONSE:
-        return incidents.filter(acknowledged_at__isnull=True, response_due_at__lt=now)
-    return incidents.filter(resolved_at__isnull=True, resolution_due_at__lt=now)
+        incidents = incidents.filter(acknowledged_at__isnull=True)
+    else:
+        incidents = incidents.filter(resolved_at__isnull=True)
+    return incidents.filter(~Exists(noted))
 
 
 def sla_breaches_record(*, now: datetime | None = None) -> int:
     """Note every response or resolution target that has passed on an active incident.
 
-    Each breach is claimed by inserting its unique SlaBreach row, so concurrent sweeps and
-    repeated runs note it once; each noted breach gets a timeline entry and sends
-    ``incident_sla_breached`` after commit. Returns the number of breaches noted.
+    Each breach is claimed by inserting its unique SlaBreach row (incident, target, due time),
+    so concurrent sweeps and repeated runs note it once; each noted breach gets a timeline
+    entry and sends ``incident_sla_breached`` after commit. An incident whose row is locked
+    by someone else is left to the next sweep. Returns the number of breaches noted.
     """
     now = now or timezone.now()
     noted = 0
     for target in (SlaTarget.RESPONSE, SlaTarget.RESOLUTION):
+        # Keyset pagination: a skipped (locked) incident stays due, and re-reading from the
+        # start would spin on it for as long as its lock is held.
+        after = 0
         while True:
-            batch = list(_due(target, now).order_by("pk").values_list("pk", flat=True)[:BATCH])
-            if not batch:
-                break
+            batch = list(
+                _due(target, now)
+                .filter(pk__gt=after)
+                .order_by("pk")
+                .values_list("pk", flat=True)[:BATCH]
+            )
             for incident_id in batch:
                 noted += _note(incident_id=incident_id, target=target, now=now)
             if len(batch) < BATCH:
                 break
+            after = batch[-1]
     cache.set(SWEEP_HEARTBEAT_KEY, now.isoformat(), timeout=None)
     return noted
 
 
 @transaction.atomic
 def _note(*, incident_id: int, target: str, now: datetime) -> int:
-    incident = Incident.objects.select_for_update(skip_locked=True).filter(pk=incident_id).first()
+    # Re-read under the lock: between the batch query and here the incident may have been
+    # acknowledged, resolved or had its severity (and so its due time) changed.
+    incident = _due(target, now).select_for_update(skip_locked=True).filter(pk=incident_id).first()
     if incident is None:
-        return 0  # another sweep holds it; it will note the breach
-    due = incident.response_due_at if target == SlaTarget.RESPONSE else incident.resolution_due_at
+        return 0
+    due = getattr(incident, _DUE_FIELD[target])
     try:
         with transaction.atomic():
             SlaBreach.objects.create(incident=incident, target=target, due_at=due, noted_at=now)

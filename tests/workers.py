@@ -361,9 +361,10 @@ class CeleryLauncher:
 
 
 @pytest.fixture
-def celery_worker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CeleryLauncher]:
-    """A launcher of real worker and beat processes. Needs PostgreSQL (the worker must see the
-    rows the test commits: use ``@pytest.mark.django_db(transaction=True)``) and Redis."""
+def celery_worker(tmp_path: Path) -> Iterator[CeleryLauncher]:
+    """A launcher of real worker and beat processes. Needs Redis, and PostgreSQL: the worker
+    must see the rows the test commits, so mark the test
+    ``@pytest.mark.django_db(transaction=True, serialized_rollback=True)``."""
     from django.conf import settings
 
     if not urlparse(settings.CELERY_BROKER_URL).scheme.startswith("redis"):

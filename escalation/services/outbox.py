@@ -153,7 +153,8 @@ def _in_transaction() -> bool:
 def _claim(notification_id: int, now: datetime, lease: timedelta) -> Notification | None:
     with transaction.atomic():
         row = (
-            Notification.objects.select_for_update()
+            # Lock only the notification: the incident row is not ours to hold during a claim.
+            Notification.objects.select_for_update(of=("self",))
             .select_related("incident")
             .filter(pk=notification_id)
             .first()
@@ -248,7 +249,11 @@ def _record_failure(
     conf = outbox_settings()
     error = error[:2000]
     with transaction.atomic():
-        locked = Notification.objects.select_for_update().select_related("incident").get(pk=row.pk)
+        locked = (
+            Notification.objects.select_for_update(of=("self",))
+            .select_related("incident", "contact")
+            .get(pk=row.pk)
+        )
         if locked.status != NotificationStatus.SENDING or locked.claimed_at != claim:
             return DeliveryOutcome(
                 "skipped", row.pk, attempts=locked.attempts, detail="claim superseded"
@@ -364,7 +369,7 @@ def notification_retry(*, notification: Notification, actor: Any, source: str) -
     """
     with transaction.atomic():
         locked = (
-            Notification.objects.select_for_update()
+            Notification.objects.select_for_update(of=("self",))
             .select_related("incident", "contact")
             .get(pk=notification.pk)
         )

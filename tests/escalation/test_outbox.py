@@ -144,7 +144,7 @@ def test_enqueue_refuses_bad_input(field, value, message):
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_concurrent_enqueues_of_one_key_make_one_row(settings):
     settings.CELERY_TASK_ALWAYS_EAGER = False
     barrier = threading.Barrier(4)
@@ -361,7 +361,7 @@ def test_requeue_sweep_marks_what_it_takes_over(sink, django_capture_on_commit_c
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_two_requeue_sweeps_at_once_requeue_each_row_once(settings):
     settings.VIGIL_NOTIFY_REQUEUE_AFTER_SECONDS = 60
     past = timezone.now() - timedelta(minutes=5)

@@ -1,0 +1,169 @@
+"""/healthz, the watchdog: 200 while the sweeps run and the database and broker answer, 503 with
+the reasons otherwise, and never a 500."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.core.cache import cache
+from django.db import OperationalError, connection
+from django.utils import timezone
+
+from config.celery import app
+from escalation.health import ESCALATION_SWEEP_KEY, SLA_SWEEP_KEY
+from escalation.models import Notification, NotificationStatus
+from escalation.services import notification_enqueue
+
+pytestmark = pytest.mark.django_db
+
+URL = "/healthz"
+
+
+@pytest.fixture(autouse=True)
+def fresh_heartbeats():
+    now = timezone.now().isoformat()
+    cache.set(ESCALATION_SWEEP_KEY, now, timeout=None)
+    cache.set(SLA_SWEEP_KEY, now, timeout=None)
+    yield
+    cache.delete_many([ESCALATION_SWEEP_KEY, SLA_SWEEP_KEY])
+
+
+def test_healthy(client):
+    response = client.get(URL)
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["problems"] == []
+    assert body["checks"]["database"]["ok"] is True
+    assert body["checks"]["broker"]["ok"] is True
+    assert body["checks"]["escalation_sweep"]["age_seconds"] < 5
+    assert body["outbox"] == {
+        "pending": 0,
+        "sending": 0,
+        "oldest_pending_age_seconds": None,
+        "failed_last_24h": 0,
+    }
+    assert "no-cache" in response["Cache-Control"] or "max-age=0" in response["Cache-Control"]
+
+
+def test_reports_the_outbox_backlog(client):
+    with time_machine.travel(timezone.now() - timedelta(minutes=3)):
+        notification_enqueue(
+            incident=None,
+            channel="email",
+            recipient="im@example.org",
+            subject="s",
+            body="b",
+            template="page",
+            reason="test",
+            idempotency_key="health:old",
+        )
+    failed = notification_enqueue(
+        incident=None,
+        channel="email",
+        recipient="im@example.org",
+        subject="s",
+        body="b",
+        template="page",
+        reason="test",
+        idempotency_key="health:failed",
+    )
+    Notification.objects.filter(pk=failed.pk).update(
+        status=NotificationStatus.FAILED, failed_at=timezone.now()
+    )
+
+    outbox = client.get(URL).json()["outbox"]
+
+    assert outbox["pending"] == 1
+    assert outbox["failed_last_24h"] == 1
+    assert 170 < outbox["oldest_pending_age_seconds"] < 200
+
+
+def test_503_when_the_escalation_sweep_is_more_than_two_minutes_late(client):
+    with time_machine.travel(timezone.now() + timedelta(seconds=110)):
+        assert client.get(URL).status_code == 200
+    with time_machine.travel(timezone.now() + timedelta(seconds=130)):
+        cache.set(SLA_SWEEP_KEY, timezone.now().isoformat(), timeout=None)
+        response = client.get(URL)
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "failing"
+    assert body["checks"]["escalation_sweep"]["ok"] is False
+    assert body["checks"]["sla_sweep"]["ok"] is True
+    assert [p.split(":")[0] for p in body["problems"]] == ["escalation_sweep"]
+
+
+def test_503_when_a_sweep_never_ran(client):
+    cache.delete(ESCALATION_SWEEP_KEY)
+    response = client.get(URL)
+    assert response.status_code == 503
+    assert "escalation_sweep: has never run" in response.json()["problems"]
+
+
+def test_503_when_the_sla_sweep_stops(client):
+    cache.set(SLA_SWEEP_KEY, (timezone.now() - timedelta(minutes=10)).isoformat(), timeout=None)
+    response = client.get(URL)
+    assert response.status_code == 503
+    assert response.json()["checks"]["sla_sweep"]["ok"] is False
+
+
+def test_503_when_the_database_is_unreachable(client, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OperationalError("could not connect to server: Connection refused")
+
+    monkeypatch.setattr(connection, "ensure_connection", refuse)
+    response = client.get(URL)
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["checks"]["database"] == {
+        "ok": False,
+        "error": "OperationalError: could not connect to server: Connection refused",
+    }
+    assert body["outbox"] is None
+
+
+def test_503_when_the_broker_is_unreachable(client, settings):
+    settings.VIGIL_HEALTH_BROKER_TIMEOUT_SECONDS = 1
+    previous = app.conf.broker_write_url
+    # A port nothing listens on: the connection is refused at once.
+    app.conf.broker_write_url = "redis://127.0.0.1:1/0"
+    try:
+        response = client.get(URL)
+    finally:
+        app.conf.broker_write_url = previous
+
+    assert response.status_code == 503
+    assert response.json()["checks"]["broker"]["ok"] is False
+
+
+def test_503_not_500_when_the_cache_is_down(client, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ConnectionError("cache server gone")
+
+    monkeypatch.setattr(cache, "get", broken)
+    response = client.get(URL)
+    assert response.status_code == 503
+    assert "cache unreachable" in response.json()["checks"]["escalation_sweep"]["error"]
+
+
+def test_503_not_500_when_the_check_itself_breaks(client, monkeypatch):
+    def broken(**kwargs):
+        raise RuntimeError("a bug in the watchdog")
+
+    monkeypatch.setattr("escalation.health.health_report", broken)
+    response = client.get(URL)
+    assert response.status_code == 503
+    assert response.json()["problems"] == ["RuntimeError: a bug in the watchdog"]
+
+
+def test_not_redirected_to_https(client, settings):
+    settings.SECURE_SSL_REDIRECT = True
+    assert client.get("/admin/").status_code == 301
+    assert client.get(URL).status_code == 200
+    assert client.head(URL).status_code == 200
+    assert client.post(URL).status_code == 405

@@ -1,0 +1,6 @@
+"""The Django admin of the incident core: the staff workspace (see ``incident``), policy and
+service pages (``policy``) and the read-only records the services write (``records``)."""
+
+from . import incident, policy, records
+
+__all__ = ["incident", "policy", "records"]

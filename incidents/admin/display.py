@@ -1,0 +1,143 @@
+"""How incidents look in the admin: badges, clocks and durations. Presentation only."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+from django.utils.html import format_html
+
+from ..models import Incident, SeverityLevel, Status
+from ..selectors import SlaClock, incident_sla_clock
+
+# Below this share of its target left, a running clock is shown as a warning.
+CLOCK_WARNING_SHARE = 0.25
+
+
+def duration_text(seconds: float) -> str:
+    """A short human duration: "45 s", "12 min", "3 h 10 min", "2 d 4 h"."""
+    seconds = int(abs(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+def target_text(value: timedelta | None) -> str:
+    """A policy target as the procedure writes it: "15 min", "1 h", "72 h"."""
+    if value is None:
+        return "–"
+    minutes = int(value.total_seconds() // 60)
+    if minutes % 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h"
+
+
+def severity_badge(severity: SeverityLevel | None, *, level: int | None = None) -> str:
+    if severity is None and level is None:
+        return "–"
+    level = severity.level if severity is not None else level
+    name = severity.name if severity is not None else ""
+    return format_html(
+        '<span class="vigil-badge vigil-sev vigil-sev-{}" title="{}">Sev {}</span>',
+        level,
+        name,
+        level,
+    )
+
+
+def status_badge(status: str) -> str:
+    return format_html(
+        '<span class="vigil-badge vigil-status vigil-status-{}">{}</span>',
+        status,
+        Status(status).label,
+    )
+
+
+def clock_state(incident: Incident, clock: SlaClock) -> str:
+    """ "breached", "warning", "running", "met" or "none" (for the CSS class)."""
+    if incident.status == Status.CANCELLED:
+        return "none"
+    if clock.breached:
+        return "breached"
+    if not clock.target:
+        return "met"
+    total = (clock.due_at - incident.detected_at).total_seconds()
+    if total > 0 and clock.remaining_seconds < total * CLOCK_WARNING_SHARE:
+        return "warning"
+    return "running"
+
+
+def clock_text(incident: Incident, clock: SlaClock) -> str:
+    if incident.status == Status.CANCELLED:
+        return "–"
+    if not clock.target:
+        return "Targets met" if clock.met else "Target missed"
+    label = "Response" if clock.target == "response" else "Resolution"
+    remaining = clock.remaining_seconds
+    if remaining < 0:
+        return f"{label} breached {duration_text(remaining)} ago"
+    if clock.breached:
+        # Acknowledged after its response target: the miss stays visible while the
+        # resolution clock runs.
+        return f"Response missed · resolution in {duration_text(remaining)}"
+    return f"{label} in {duration_text(remaining)}"
+
+
+def clock_parts(incident: Incident, clock: SlaClock) -> tuple[str, str]:
+    """The clock for a narrow column: the figure, and what it counts towards."""
+    if incident.status == Status.CANCELLED:
+        return "–", ""
+    if not clock.target:
+        return ("Met", "targets") if clock.met else ("Missed", "a target")
+    remaining = clock.remaining_seconds
+    if remaining < 0:
+        return "Breached", f"{clock.target} · {duration_text(remaining)} ago"
+    if clock.breached:
+        return duration_text(remaining), "to resolution; response was late"
+    return duration_text(remaining), f"to {clock.target}"
+
+
+def sla_badge(incident: Incident, now: datetime | None = None, *, compact: bool = False) -> str:
+    clock = incident_sla_clock(incident, now)
+    title = ""
+    if clock.due_at is not None:
+        due = timezone.localtime(clock.due_at)
+        title = f"{clock.target.capitalize()} due {due:%Y-%m-%d %H:%M %Z}"
+    state = clock_state(incident, clock)
+    if compact:
+        figure, note = clock_parts(incident, clock)
+        return format_html(
+            '<span class="vigil-clock vigil-clock-{}" title="{}">{}</span>'
+            '<span class="vigil-clock-note">{}</span>',
+            state,
+            title,
+            figure,
+            note,
+        )
+    return format_html(
+        '<span class="vigil-clock vigil-clock-{}" title="{}">{}</span>',
+        state,
+        title,
+        clock_text(incident, clock),
+    )
+
+
+def age_text(incident: Incident, now: datetime | None = None) -> str:
+    now = now or timezone.now()
+    end = incident.resolved_at or incident.cancelled_at
+    if end is not None and not incident.is_active:
+        return f"lasted {duration_text((end - incident.detected_at).total_seconds())}"
+    return duration_text((now - incident.detected_at).total_seconds())
+
+
+def person(user: object) -> str:
+    if user is None:
+        return "–"
+    return user.get_full_name() or user.get_username()

@@ -1,0 +1,255 @@
+"""Admin forms. They check and shape what staff type; the services do every write."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib.auth import get_user_model
+from django.core.exceptions import NON_FIELD_ERRORS
+
+from ..errors import VigilError
+from ..models import (
+    ORDERED_TIMESTAMPS,
+    Channel,
+    Incident,
+    Kind,
+    ResponseRole,
+    SeverityLevel,
+    timestamp_order_errors,
+)
+from ..models.policy import validate_channels
+from ..services.incidents import EDITABLE_FIELDS, NOTE_MAX_LENGTH
+
+# The timestamps staff may type; the later ones are set by the lifecycle services.
+EDITABLE_TIMES = ("impact_started_at", "detected_at")
+
+
+def attach_errors(form: forms.Form, error: VigilError) -> None:
+    """Show a service's refusal on the fields it names, or above the form."""
+    errors = getattr(error, "errors", None)
+    if not isinstance(errors, dict):
+        form.add_error(None, error.message)
+        return
+    for field, message in errors.items():
+        target = field if field in form.fields else None
+        if target is None and field != NON_FIELD_ERRORS and field != "non_field_errors":
+            message = f"{field.replace('_', ' ').capitalize()}: {message}"
+        form.add_error(target, message)
+
+
+class IncidentForm(forms.ModelForm):
+    """The incident's details. The admin hands the cleaned values to ``incident_update`` and
+    ``incident_change_severity``; it never saves the instance itself."""
+
+    severity_change_reason = forms.CharField(
+        required=False,
+        max_length=500,
+        label="Reason for a severity change",
+        help_text="Recorded on the timeline when you change the severity.",
+        widget=forms.TextInput(attrs={"size": 60}),
+    )
+
+    # A refusal from the services on the previous attempt to save this submission; the admin
+    # sets it on a subclass to show the submission again with the refusal on its fields.
+    rejection: VigilError | None = None
+
+    class Meta:
+        model = Incident
+        fields = [*EDITABLE_FIELDS, "severity"]
+        error_messages = {
+            "severity": {
+                "invalid_choice": "Unknown severity %(value)s; choose one of the listed levels."
+            },
+        }
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        self._check_timestamp_order(cleaned)
+        if self.rejection is not None:
+            attach_errors(self, self.rejection)
+        return cleaned
+
+    def _check_timestamp_order(self, cleaned: dict[str, Any]) -> None:
+        """Times out of order, reported on the field staff changed.
+
+        The model's own check names whichever stage is out of order, often a read-only one
+        (say "acknowledged" when detection moved after it); a form cannot show an error on a
+        field it does not have, so the message goes to the changed time instead. Fields that
+        get an error drop out of ``cleaned_data``, so the model check then sees the stored,
+        consistent times.
+        """
+        editable = [name for name in EDITABLE_TIMES if name in self.fields]
+        if not editable:
+            return
+        values = {name: getattr(self.instance, name) for name in ORDERED_TIMESTAMPS}
+        for name in editable:
+            if name in cleaned:
+                values[name] = cleaned[name]
+        errors = timestamp_order_errors(values)
+        if not errors:
+            return
+        changed = [name for name in editable if name in self.changed_data] or editable
+        for field, message in errors.items():
+            self.add_error(field if field in changed else changed[-1], message)
+
+
+class IncidentAddForm(IncidentForm):
+    """Logging a new incident. "Customer-facing" may be left to the affected services."""
+
+    customer_facing = forms.TypedChoiceField(
+        label="Customer-facing",
+        choices=[("", "Decide from the affected services"), ("yes", "Yes"), ("no", "No")],
+        coerce=lambda value: value == "yes",
+        empty_value=None,
+        required=False,
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        # Not a model value yet: "unknown" is for incident_create to decide from the services.
+        self.customer_facing_choice = cleaned.pop("customer_facing", None)
+        return cleaned
+
+
+class ChannelListField(forms.CharField):
+    """Notification channels in the order they are used, typed as "phone, slack, email"."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault(
+            "help_text",
+            "In order, separated by commas. Known channels: "
+            + ", ".join(f"{value} ({label})" for value, label in Channel.choices)
+            + ".",
+        )
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return ", ".join(str(item) for item in value)
+        return value
+
+    def to_python(self, value: Any) -> list[str]:
+        if isinstance(value, list):
+            return value
+        text = super().to_python(value) or ""
+        return [item.strip().lower() for item in text.split(",") if item.strip()]
+
+    def validate(self, value: list[str]) -> None:
+        super().validate(value)
+        validate_channels(value)
+
+
+class SeverityLevelForm(forms.ModelForm):
+    notification_channels = ChannelListField(label="Notification channels")
+
+    class Meta:
+        model = SeverityLevel
+        fields = [
+            "level",
+            "name",
+            "definition",
+            "business_impact",
+            "examples",
+            "response_target",
+            "resolution_target",
+            "notification_channels",
+        ]
+        help_texts = {
+            "response_target": "Time from detection to acknowledgement, e.g. 00:15:00 or 1:00:00.",
+            "resolution_target": (
+                "Time from detection to resolution, e.g. 4:00:00, or 3 00:00:00 for 72 hours."
+            ),
+        }
+
+
+# --- the incident page's own small forms --------------------------------------------------------
+
+
+class ResolveForm(forms.Form):
+    resolution = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 6, "cols": 80}),
+        help_text="Steps taken to resolve the incident (§6.2 RESOLUTION).",
+    )
+
+    def __init__(self, *args: Any, incident: Incident, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["resolution"].initial = incident.resolution
+
+    def service_params(self) -> dict[str, Any]:
+        return {"resolution": self.cleaned_data["resolution"]}
+
+
+class CancelForm(forms.Form):
+    reason = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
+        help_text="Why this is not an incident, e.g. a false alarm.",
+    )
+    duplicate_of = forms.CharField(
+        required=False,
+        max_length=24,
+        label="Duplicate of",
+        help_text="Or the ID of the incident this one duplicates, e.g. INC-2025-0101-001.",
+    )
+
+    def __init__(self, *args: Any, incident: Incident, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+
+    def clean_duplicate_of(self) -> str:
+        return self.cleaned_data["duplicate_of"].strip().upper()
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if not (cleaned.get("reason") or "").strip() and not cleaned.get("duplicate_of"):
+            raise forms.ValidationError(
+                "Give a reason, or the ID of the incident this one duplicates."
+            )
+        return cleaned
+
+    def service_params(self) -> dict[str, Any]:
+        return {
+            "reason": self.cleaned_data["reason"],
+            "duplicate_of": self.cleaned_data["duplicate_of"] or None,
+        }
+
+
+class ReopenForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
+        help_text="Why the fix did not hold; recorded on the timeline.",
+    )
+
+    def __init__(self, *args: Any, incident: Incident, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+
+    def service_params(self) -> dict[str, Any]:
+        return {"reason": self.cleaned_data["reason"]}
+
+
+# Actions that need input get a small form page of their own; the others are one click.
+TRANSITION_FORMS: dict[str, type[forms.Form]] = {
+    "resolve": ResolveForm,
+    "cancel": CancelForm,
+    "reopen": ReopenForm,
+}
+
+
+class NoteForm(forms.Form):
+    body = forms.CharField(
+        label="Note",
+        max_length=NOTE_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+    kind = forms.ChoiceField(
+        choices=[(Kind.NOTE, "Note"), (Kind.DECISION, "Decision")], initial=Kind.NOTE
+    )
+
+
+class RoleAssignForm(forms.Form):
+    role = forms.ModelChoiceField(queryset=ResponseRole.objects.all(), to_field_name="key")
+    user = forms.ModelChoiceField(
+        queryset=get_user_model().objects.filter(is_active=True),
+        required=False,
+        error_messages={"invalid_choice": "Unknown or inactive user."},
+    )

@@ -1,0 +1,442 @@
+"""The incident admin: the list that answers "what needs me now", the add and change pages,
+and list actions. Every write goes through the services with ``source="admin"``; the page's
+buttons, notes, roles and report live in ``workspace``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.options import IS_POPUP_VAR
+from django.contrib.admin.widgets import AdminTextareaWidget
+from django.db import models
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.shortcuts import redirect
+from django.utils.html import format_html
+from simple_history.admin import SimpleHistoryAdmin
+
+from ..errors import VigilError
+from ..models import Incident, Source, Status
+from ..selectors import incident_list, incident_manager_of
+from ..services import (
+    incident_change_severity,
+    incident_create,
+    incident_transition,
+    incident_update,
+)
+from ..services.incidents import EDITABLE_FIELDS
+from ..services.lifecycle import action_permission
+from . import display as ui
+from .common import NoRevertMixin
+from .filters import BreachedFilter, PriorityFilter, StatusFilter
+from .forms import IncidentAddForm, IncidentForm
+from .workspace import (
+    ACTION_DONE,
+    ACTION_LABELS,
+    INCIDENT_ID,
+    IncidentWorkspaceMixin,
+    error_text,
+    lookup_incident,
+)
+
+ADD_FIELDSETS = [
+    (
+        None,
+        {
+            "fields": [
+                "title",
+                "severity",
+                ("impact", "urgency"),
+                "detection_source",
+                "services",
+                "customer_facing",
+                "affected_users",
+                "summary",
+                "business_impact",
+                ("impact_started_at", "detected_at"),
+            ]
+        },
+    ),
+]
+CHANGE_READONLY = [
+    "number",
+    "status_display",
+    "priority_display",
+    "sla_display",
+    "acknowledged_at",
+    "mitigated_at",
+    "resolved_at",
+    "closed_at",
+    "cancelled_at",
+    "response_due_at",
+    "resolution_due_at",
+    "cancel_reason",
+    "duplicate_link",
+    "created_by",
+    "created_at",
+    "updated_at",
+]
+
+
+class _ServiceRejected(Exception):
+    """A service refused the form's save; carries the refusal to the re-rendered form."""
+
+    def __init__(self, error: VigilError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+@admin.register(Incident)
+class IncidentAdmin(IncidentWorkspaceMixin, NoRevertMixin, SimpleHistoryAdmin):
+    form = IncidentForm
+    list_display = (
+        "number",
+        "title",
+        "severity_badge",
+        "status_badge",
+        "priority_label",
+        "age",
+        "sla",
+        "service_names",
+        "incident_manager",
+    )
+    list_display_links = ("number", "title")
+    list_filter = (
+        StatusFilter,
+        "severity",
+        PriorityFilter,
+        BreachedFilter,
+        "services",
+        "customer_facing",
+    )
+    list_select_related = ("severity",)
+    sortable_by = ("number", "title", "severity_badge", "status_badge", "priority_label", "age")
+    search_fields = ("number", "title")
+    search_help_text = "Search by incident ID (INC-YYYY-MMDD-XXX) or by words of the title."
+    # The paginator still counts the filtered rows; this skips a second, unfiltered count.
+    show_full_result_count = False
+    list_per_page = 50
+    autocomplete_fields = ("services",)
+    formfield_overrides = {
+        models.TextField: {"widget": AdminTextareaWidget(attrs={"rows": 4, "cols": 80})}
+    }
+    view_on_site = False
+    actions = ("acknowledge_selected", "investigate_selected", "close_selected")
+
+    # --- list -----------------------------------------------------------------------------------
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Incident]:
+        queryset = incident_list()
+        ordering = self.get_ordering(request)
+        return queryset.order_by(*ordering) if ordering else queryset
+
+    def get_ordering(self, request: HttpRequest) -> list[str]:
+        # Among active incidents the most severe come first; across all of them, the newest
+        # (that order has its index, so "All" stays fast at any size).
+        if request.GET.get(StatusFilter.parameter_name, StatusFilter.ACTIVE) == "active":
+            return ["severity_id", "-detected_at"]
+        return ["-detected_at"]
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Incident], search_term: str
+    ) -> tuple[QuerySet[Incident], bool]:
+        if INCIDENT_ID.match(search_term):
+            # A whole ID is a unique-index lookup instead of a scan of every title.
+            return queryset.filter(number=search_term.strip().upper()), False
+        return super().get_search_results(request, queryset, search_term)
+
+    @admin.display(description="Severity", ordering="severity_id")
+    def severity_badge(self, obj: Incident) -> str:
+        return ui.severity_badge(obj.severity)
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, obj: Incident) -> str:
+        return ui.status_badge(obj.status)
+
+    @admin.display(description="Priority", ordering="priority")
+    def priority_label(self, obj: Incident) -> str:
+        return f"P{obj.priority}"
+
+    @admin.display(description="Age", ordering="-detected_at")
+    def age(self, obj: Incident) -> str:
+        return ui.age_text(obj)
+
+    @admin.display(description="SLA")
+    def sla(self, obj: Incident) -> str:
+        return ui.sla_badge(obj, compact=True)
+
+    @admin.display(description="Services")
+    def service_names(self, obj: Incident) -> str:
+        return ", ".join(service.name for service in obj.services.all()) or "–"
+
+    @admin.display(description="Incident manager")
+    def incident_manager(self, obj: Incident) -> str:
+        return ui.person(incident_manager_of(obj))
+
+    # --- list actions -----------------------------------------------------------------------------
+
+    def has_acknowledge_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(action_permission("acknowledge"))
+
+    def has_investigate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(action_permission("investigate"))
+
+    def has_close_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(action_permission("close"))
+
+    @admin.action(description="Acknowledge selected incidents", permissions=["acknowledge"])
+    def acknowledge_selected(self, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
+        self._bulk_transition(request, queryset, "acknowledge")
+
+    @admin.action(
+        description="Move selected incidents to investigating", permissions=["investigate"]
+    )
+    def investigate_selected(self, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
+        self._bulk_transition(request, queryset, "investigate")
+
+    @admin.action(description="Close selected incidents", permissions=["close"])
+    def close_selected(self, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
+        self._bulk_transition(request, queryset, "close")
+
+    def _bulk_transition(self, request: HttpRequest, queryset: QuerySet[Incident], action: str):
+        """Run one service call per incident, each in its own transaction, so one refusal
+        does not undo the others; report what happened to each."""
+        done, unchanged, failed = [], [], []
+        for incident in queryset.prefetch_related(None).order_by("detected_at", "pk"):
+            before = incident.status
+            try:
+                result = incident_transition(
+                    incident=incident, action=action, actor=request.user, source=Source.ADMIN
+                )
+            except VigilError as exc:
+                failed.append(f"{incident.number}: {error_text(exc)}")
+                continue
+            if result.status == before:
+                unchanged.append(result.number)
+            else:
+                done.append(result.number)
+                self.log_change(request, result, f"{ACTION_LABELS[action]} (list action)")
+        parts = []
+        if done:
+            parts.append(f"{len(done)} {ACTION_DONE[action]}")
+        if unchanged:
+            parts.append(f"{len(unchanged)} already {ACTION_DONE[action]}")
+        if failed:
+            parts.append(f"{len(failed)} failed: " + " ".join(failed))
+        level = messages.SUCCESS if not failed else messages.WARNING if done else messages.ERROR
+        self.message_user(request, ", ".join(parts) + ("" if failed else "."), level)
+
+    # --- permissions ------------------------------------------------------------------------------
+
+    def has_delete_permission(self, request: HttpRequest, obj: Incident | None = None) -> bool:
+        # Incidents are a record: false alarms and duplicates are cancelled, never deleted.
+        return False
+
+    def _can_change_severity(self, request: HttpRequest, obj: Incident) -> bool:
+        return (
+            request.user.has_perm("incidents.change_incident_severity")
+            and obj.status not in (Status.CLOSED, Status.CANCELLED)
+            and self.has_change_permission(request, obj)
+        )
+
+    # --- the incident page ------------------------------------------------------------------------
+
+    def get_object(
+        self, request: HttpRequest, object_id: str, from_field: str | None = None
+    ) -> Incident | None:
+        queryset = self.get_queryset(request).select_related("created_by", "duplicate_of")
+        return lookup_incident(queryset, object_id, from_field)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Incident | None = None):
+        if obj is None:
+            return ADD_FIELDSETS
+        first: list[Any] = [
+            "number",
+            "title",
+            ("severity", "status_display"),
+            ("impact", "urgency", "priority_display"),
+        ]
+        if self._can_change_severity(request, obj):
+            first.append("severity_change_reason")
+        fieldsets: list[Any] = [
+            (None, {"fields": first}),
+            (
+                "Detection and impact",
+                {
+                    "fields": [
+                        "detection_source",
+                        "services",
+                        "customer_facing",
+                        "affected_users",
+                        "summary",
+                        "business_impact",
+                    ]
+                },
+            ),
+            ("Analysis", {"fields": ["root_cause", "resolution", "lessons_learned"]}),
+            (
+                "Times and targets",
+                {
+                    "fields": [
+                        "sla_display",
+                        ("impact_started_at", "detected_at"),
+                        ("acknowledged_at", "mitigated_at"),
+                        ("resolved_at", "closed_at"),
+                        ("response_due_at", "resolution_due_at"),
+                    ]
+                },
+            ),
+        ]
+        if obj.status == Status.CANCELLED:
+            fieldsets.append(
+                ("Cancellation", {"fields": ["cancelled_at", "cancel_reason", "duplicate_link"]})
+            )
+        fieldsets.append(
+            (
+                "Record",
+                {"classes": ["collapse"], "fields": ["created_by", "created_at", "updated_at"]},
+            )
+        )
+        return fieldsets
+
+    def get_inline_instances(self, request: HttpRequest, obj: Incident | None = None):
+        # Inlines other apps attach describe an existing incident (its escalation, its
+        # notifications); logging a new one is just its details.
+        if obj is None:
+            return []
+        return super().get_inline_instances(request, obj)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Incident | None = None):
+        if obj is None:
+            return ()
+        fields = list(CHANGE_READONLY)
+        if not self._can_change_severity(request, obj):
+            fields.append("severity")
+        return fields
+
+    def get_form(self, request: HttpRequest, obj: Incident | None = None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = IncidentAddForm
+        elif not self._can_change_severity(request, obj):
+            # Not in the fieldsets then; a declared field would otherwise stay in the form.
+            kwargs["form"] = type("IncidentForm", (IncidentForm,), {"severity_change_reason": None})
+        form = super().get_form(request, obj, change=change, **kwargs)
+        rejection = getattr(request, "_vigil_rejection", None)
+        if rejection is not None:
+            form = type(form.__name__, (form,), {"rejection": rejection})
+        return form
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        formfield = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "title" and formfield is not None:
+            formfield.widget.attrs["class"] = "vLargeTextField"
+        if db_field.name == "severity" and formfield is not None:
+            # Severity levels are policy, edited on their own page, not from an incident.
+            formfield.widget.can_add_related = False
+            formfield.widget.can_change_related = False
+            formfield.widget.can_delete_related = False
+            formfield.widget.can_view_related = False
+        return formfield
+
+    @admin.display(description="Status")
+    def status_display(self, obj: Incident) -> str:
+        return format_html(
+            '{} <span class="vigil-muted">report status: {}</span>',
+            ui.status_badge(obj.status),
+            obj.report_status,
+        )
+
+    @admin.display(description="Priority")
+    def priority_display(self, obj: Incident) -> str:
+        return format_html(
+            'P{} <span class="vigil-muted">from urgency × impact (priority matrix)</span>',
+            obj.priority,
+        )
+
+    @admin.display(description="Targets")
+    def sla_display(self, obj: Incident) -> str:
+        return ui.sla_badge(obj)
+
+    @admin.display(description="Duplicate of")
+    def duplicate_link(self, obj: Incident) -> str:
+        if obj.duplicate_of is None:
+            return "–"
+        return format_html(
+            '<a href="{}">{}</a>', self._url("change", obj.duplicate_of), obj.duplicate_of
+        )
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except _ServiceRejected as rejected:
+            # The admin's transaction has rolled back, so nothing changed. Show the same
+            # submission again, now with the refusal on the fields it names.
+            request._vigil_rejection = rejected.error
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def save_model(self, request: HttpRequest, obj: Incident, form, change: bool) -> None:
+        try:
+            if change:
+                self._save_changes(request, obj, form)
+            else:
+                created = incident_create(
+                    actor=request.user, source=Source.ADMIN, **self._create_kwargs(form)
+                )
+                # The admin goes on with ``obj`` (log entry, message, redirect).
+                for field in Incident._meta.concrete_fields:
+                    setattr(obj, field.attname, getattr(created, field.attname))
+                obj._state.adding = False
+        except VigilError as exc:
+            raise _ServiceRejected(exc) from exc
+
+    def save_related(self, request, form, formsets, change) -> None:
+        # Affected services were written by incident_create / incident_update; the form's
+        # own m2m save would write them a second time, around the audit. Inlines other apps
+        # attach are read-only; saving them records that nothing changed.
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
+
+    def _create_kwargs(self, form: IncidentAddForm) -> dict[str, Any]:
+        data = form.cleaned_data
+        return {
+            "title": data["title"],
+            "severity": data["severity"],
+            "impact": data["impact"],
+            "urgency": data["urgency"],
+            "summary": data.get("summary", ""),
+            "detection_source": data["detection_source"],
+            "services": list(data.get("services") or []),
+            "customer_facing": form.customer_facing_choice,
+            "affected_users": data.get("affected_users"),
+            "business_impact": data.get("business_impact", ""),
+            "impact_started_at": data.get("impact_started_at"),
+            "detected_at": data.get("detected_at"),
+        }
+
+    def _save_changes(self, request: HttpRequest, obj: Incident, form: IncidentForm) -> None:
+        changes = {
+            name: form.cleaned_data[name] for name in form.changed_data if name in EDITABLE_FIELDS
+        }
+        if "services" in changes:
+            changes["services"] = list(changes["services"])
+        if changes:
+            incident_update(incident=obj, actor=request.user, source=Source.ADMIN, **changes)
+        if "severity" in form.changed_data:
+            incident_change_severity(
+                incident=obj,
+                actor=request.user,
+                source=Source.ADMIN,
+                severity=form.cleaned_data["severity"],
+                reason=form.cleaned_data.get("severity_change_reason", "").strip(),
+            )
+
+    def response_add(self, request, obj, post_url_continue=None):
+        if "_addanother" in request.POST or IS_POPUP_VAR in request.POST:
+            return super().response_add(request, obj, post_url_continue)
+        # A new incident's next stop is its own page: roles, notes, actions.
+        self.message_user(
+            request, f"{obj.number} logged. Assign the response roles below.", messages.SUCCESS
+        )
+        return redirect(self._url("change", obj))

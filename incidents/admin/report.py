@@ -1,0 +1,54 @@
+"""The incident report of §6.2, shaped from ``selectors.incident_report`` for its admin page
+and its Markdown download (``templates/incidents/report.md``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils import timezone
+
+from ..models import Status
+from . import display as ui
+
+
+def report_context(report: dict[str, Any]) -> dict[str, Any]:
+    """The §6.2 report's values, shaped for its HTML page and its Markdown file."""
+    incident = report["incident"]
+    timeline = [
+        {
+            "at": entry.occurred_at,
+            "kind": entry.get_kind_display(),
+            "source": entry.get_source_display(),
+            "who": entry.actor_label,
+            "message": entry.message,
+            # Continuation lines stay inside their Markdown list item.
+            "message_md": "\n  ".join(entry.message.splitlines()),
+        }
+        for entry in report["timeline"]
+    ]
+    status_note = ""
+    if incident.status == Status.CANCELLED:
+        status_note = (
+            f"cancelled as a duplicate of {incident.duplicate_of.number}"
+            if incident.duplicate_of_id and incident.duplicate_of is not None
+            else "cancelled"
+        )
+        if incident.cancel_reason:
+            status_note += f": {incident.cancel_reason}"
+    roles = [
+        {"role": assignment.role.name, "who": ui.person(assignment.user)}
+        for assignment in report["roles"]
+    ]
+    return {
+        "incident": incident,
+        "start": report["start"],
+        "end": report["end"],
+        "report_status": incident.report_status,
+        "status_note": status_note,
+        "services": ", ".join(service.name for service in report["services"]),
+        "roles": roles,
+        "timeline": timeline,
+        # Follow-up actions belong to post-incident reviews; none are invented here.
+        "follow_ups": list(report.get("follow_up_actions") or []),
+        "generated_at": timezone.now(),
+    }

@@ -1,0 +1,363 @@
+"""The incident page's workspace: lifecycle buttons, timeline and notes, response roles and
+the §6.2 report, each a small endpoint beside the admin's change view that calls one service
+with ``source="admin"``. A service's refusal becomes a message or a form error; nothing changes.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.admin.utils import unquote
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Prefetch, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.shortcuts import redirect
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.http import content_disposition_header
+
+from ..errors import ActionForbidden, GuardFailed, InvalidInput, TransitionNotAllowed, VigilError
+from ..models import Incident, ResponseRole, Source, Status
+from ..selectors import (
+    ACTIONS,
+    actions_available,
+    incident_manager_of,
+    incident_report,
+    incident_timeline,
+)
+from ..services import incident_note_add, incident_role_assign, incident_transition
+from ..services.lifecycle import action_permission
+from . import display as ui
+from .forms import TRANSITION_FORMS, NoteForm, RoleAssignForm, attach_errors
+from .report import report_context
+
+ACTION_LABELS = {
+    "acknowledge": "Acknowledge",
+    "investigate": "Investigate",
+    "mitigate": "Mitigate",
+    "monitor": "Monitor",
+    "resolve": "Resolve…",
+    "reopen": "Reopen…",
+    "close": "Close",
+    "cancel": "Cancel…",
+}
+ACTION_HELP = {
+    "acknowledge": "Someone is on it: stops the acknowledgement timer.",
+    "investigate": "Investigating the cause.",
+    "mitigate": "Applying a fix or containment.",
+    "monitor": "Impact mitigated; watching the fix.",
+    "resolve": "Service restored. Needs the resolution.",
+    "reopen": "The fix did not hold.",
+    "close": "Done: needs summary, root cause, resolution and business impact.",
+    "cancel": "A false alarm, or a duplicate of another incident.",
+}
+ACTION_DONE = {
+    "acknowledge": "acknowledged",
+    "investigate": "moved to investigating",
+    "mitigate": "moved to mitigating",
+    "monitor": "moved to monitoring",
+    "resolve": "resolved",
+    "reopen": "reopened",
+    "close": "closed",
+    "cancel": "cancelled",
+}
+INCIDENT_ID = re.compile(r"^\s*INC-\d{4}-\d{4}-\d{3,}\s*$", re.IGNORECASE)
+
+
+def field_label(name: str) -> str:
+    try:
+        return str(Incident._meta.get_field(name).verbose_name).capitalize()
+    except Exception:
+        return name.replace("_", " ").capitalize()
+
+
+def error_text(error: VigilError) -> str:
+    """A domain error as staff should read it; a failed guard names the missing fields."""
+    if isinstance(error, GuardFailed):
+        fields = ", ".join(field_label(name) for name in error.errors)
+        return f"Cannot {error.action} yet: fill in {fields} first."
+    return error.message
+
+
+class IncidentWorkspaceMixin:
+    """The endpoints and context of the incident page (mixed into ``IncidentAdmin``)."""
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if change and obj is not None and obj.pk:
+            context["vigil"] = self._workspace(request, obj)
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def _workspace(self, request: HttpRequest, incident: Incident) -> dict[str, Any]:
+        user = request.user
+        actions = [
+            {
+                "name": name,
+                "label": ACTION_LABELS[name],
+                "help": ACTION_HELP[name],
+                "url": self._url("transition", incident, name),
+                "needs_input": name in TRANSITION_FORMS,
+            }
+            for name in actions_available(incident, user)
+        ]
+        can_assign = user.has_perm("incidents.assign_incident_roles")
+        return {
+            "incident": incident,
+            "actions": actions,
+            "severity": ui.severity_badge(incident.severity),
+            "severity_name": incident.severity.name,
+            "status": ui.status_badge(incident.status),
+            "sla": ui.sla_badge(incident),
+            "age": ui.age_text(incident),
+            "incident_manager": ui.person(incident_manager_of(incident)),
+            "roles": self._role_rows(incident, with_choices=can_assign),
+            "can_assign": can_assign,
+            "role_url": self._url("role", incident),
+            "timeline": list(incident_timeline(incident=incident)),
+            "can_note": user.has_perm("incidents.add_timelineentry"),
+            "note_form": NoteForm(),
+            "note_url": self._url("note", incident),
+            "report_url": self._url("report", incident),
+        }
+
+    def _role_rows(self, incident: Incident, *, with_choices: bool) -> list[dict[str, Any]]:
+        holders = {a.role_id: a for a in incident.role_assignments.all()}
+        roles = list(ResponseRole.objects.all())
+        users: list[Any] = []
+        if with_choices:
+            users = list(
+                get_user_model()
+                .objects.filter(is_active=True)
+                .order_by("first_name", "last_name", get_user_model().USERNAME_FIELD)
+                .prefetch_related(Prefetch("groups", queryset=Group.objects.only("pk")))
+            )
+        rows = []
+        for role in roles:
+            assignment = holders.get(role.pk)
+            row: dict[str, Any] = {
+                "role": role,
+                "holder": ui.person(assignment.user) if assignment else "",
+                "holder_id": assignment.user_id if assignment else None,
+                "assigned_at": assignment.assigned_at if assignment else None,
+            }
+            if with_choices:
+                # Members of the role's group first: they hold its permissions.
+                members = [
+                    (u.pk, ui.person(u))
+                    for u in users
+                    if role.group_id and any(g.pk == role.group_id for g in u.groups.all())
+                ]
+                member_ids = {pk for pk, _ in members}
+                row["members"] = members
+                row["others"] = [(u.pk, ui.person(u)) for u in users if u.pk not in member_ids]
+                row["group_name"] = role.name
+            rows.append(row)
+        return rows
+
+    # --- the page's own endpoints: lifecycle buttons, notes, roles, report ---------------------
+
+    def get_urls(self):
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        wrap = self.admin_site.admin_view
+        custom = [
+            path(
+                "<path:object_id>/transition/<str:action>/",
+                wrap(self.transition_view),
+                name=f"{prefix}_transition",
+            ),
+            path("<path:object_id>/note/", wrap(self.note_view), name=f"{prefix}_note"),
+            path("<path:object_id>/role/", wrap(self.role_view), name=f"{prefix}_role"),
+            path("<path:object_id>/report/", wrap(self.report_view), name=f"{prefix}_report"),
+        ]
+        return custom + super().get_urls()
+
+    def _url(self, name: str, incident: Incident, *args: Any) -> str:
+        return reverse(
+            f"admin:{self.opts.app_label}_{self.opts.model_name}_{name}",
+            args=[incident.pk, *args],
+            current_app=self.admin_site.name,
+        )
+
+    def _incident_for(self, request: HttpRequest, object_id: str, queryset=None) -> Incident:
+        incident = lookup_incident(
+            queryset if queryset is not None else Incident.objects.select_related("severity"),
+            unquote(object_id),
+        )
+        if incident is None:
+            raise Http404("No such incident.")
+        if not self.has_view_or_change_permission(request, incident):
+            raise PermissionDenied
+        return incident
+
+    def transition_view(self, request: HttpRequest, object_id: str, action: str) -> HttpResponse:
+        if action not in ACTIONS:
+            raise Http404(f"Unknown action {action!r}.")
+        incident = self._incident_for(request, object_id)
+        change_url = self._url("change", incident)
+        form_class = TRANSITION_FORMS.get(action)
+        if request.method != "POST":
+            if form_class is None:
+                return redirect(change_url)
+            refusal = _refusal(incident, action, request.user)
+            if refusal:
+                messages.error(request, refusal)
+                return redirect(change_url)
+            return self._transition_page(request, incident, action, form_class(incident=incident))
+
+        form = form_class(request.POST, incident=incident) if form_class else None
+        if form is not None and not form.is_valid():
+            return self._transition_page(request, incident, action, form)
+        before = incident.status
+        try:
+            result = incident_transition(
+                incident=incident,
+                action=action,
+                actor=request.user,
+                source=Source.ADMIN,
+                **(form.service_params() if form is not None else {}),
+            )
+        except (InvalidInput, GuardFailed) as exc:
+            if form is not None:
+                attach_errors(form, exc)
+                return self._transition_page(request, incident, action, form)
+            messages.error(request, error_text(exc))
+            return redirect(change_url)
+        except VigilError as exc:
+            messages.error(request, error_text(exc))
+            return redirect(change_url)
+        if result.status == before:
+            messages.info(
+                request,
+                f"{result.number} is already {Status(result.status).label.lower()}; "
+                "nothing changed.",
+            )
+        else:
+            change = f"{Status(before).label} → {Status(result.status).label}"
+            self.log_change(request, result, f"{ACTION_LABELS[action].rstrip('…')}: {change}")
+            messages.success(request, f"{result.number}: {change}.")
+        return redirect(change_url)
+
+    def _transition_page(self, request, incident, action, form) -> HttpResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"{ACTION_LABELS[action].rstrip('…')} {incident.number}",
+            "subtitle": incident.title,
+            "incident": incident,
+            "action": action,
+            "action_label": ACTION_LABELS[action].rstrip("…"),
+            "action_help": ACTION_HELP[action],
+            "form": form,
+            "change_url": self._url("change", incident),
+            "status": ui.status_badge(incident.status),
+            "severity": ui.severity_badge(incident.severity),
+        }
+        return TemplateResponse(request, "admin/incidents/incident/transition_form.html", context)
+
+    def note_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        incident = self._incident_for(request, object_id)
+        target = self._url("change", incident) + "#timeline"
+        form = NoteForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, _form_errors(form))
+            return redirect(target)
+        try:
+            incident_note_add(
+                incident=incident,
+                actor=request.user,
+                source=Source.ADMIN,
+                body=form.cleaned_data["body"],
+                kind=form.cleaned_data["kind"],
+            )
+        except VigilError as exc:
+            messages.error(request, error_text(exc))
+        else:
+            kind = "Decision" if form.cleaned_data["kind"] == "decision" else "Note"
+            messages.success(request, f"{kind} added to the timeline of {incident.number}.")
+        return redirect(target)
+
+    def role_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        incident = self._incident_for(request, object_id)
+        target = self._url("change", incident) + "#roles"
+        form = RoleAssignForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, _form_errors(form))
+            return redirect(target)
+        role, user = form.cleaned_data["role"], form.cleaned_data["user"]
+        try:
+            incident_role_assign(
+                incident=incident, role=role, user=user, actor=request.user, source=Source.ADMIN
+            )
+        except VigilError as exc:
+            messages.error(request, error_text(exc))
+        else:
+            who = ui.person(user) if user is not None else "nobody"
+            messages.success(request, f"{role.name} on {incident.number}: {who}.")
+        return redirect(target)
+
+    def report_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        incident = self._incident_for(request, object_id, Incident.objects.only("pk", "number"))
+        context = report_context(incident_report(incident=incident))
+        if request.GET.get("format") == "md":
+            text = render_to_string("incidents/report.md", context)
+            text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+            response = HttpResponse(text, content_type="text/markdown; charset=utf-8")
+            response["Content-Disposition"] = content_disposition_header(
+                True, f"{incident.number}.md"
+            )
+            return response
+        report_incident = context["incident"]
+        context.update(
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": f"Incident report {report_incident.number}",
+                "subtitle": report_incident.title,
+                "original": report_incident,
+                "change_url": self._url("change", report_incident),
+                "markdown_url": self._url("report", report_incident) + "?format=md",
+                "severity_badge": ui.severity_badge(report_incident.severity),
+                "status_badge": ui.status_badge(report_incident.status),
+            }
+        )
+        return TemplateResponse(request, "admin/incidents/incident/report.html", context)
+
+
+def lookup_incident(queryset: QuerySet[Incident], object_id: str, from_field: str | None = None):
+    """An incident by primary key, or by its ID (INC-...), so pasted IDs work in URLs."""
+    model = queryset.model
+    field = model._meta.pk if from_field is None else model._meta.get_field(from_field)
+    try:
+        return queryset.get(**{field.name: field.to_python(object_id)})
+    except (model.DoesNotExist, ValidationError, ValueError):
+        pass
+    if from_field is None and INCIDENT_ID.match(str(object_id)):
+        return queryset.filter(number=str(object_id).strip().upper()).first()
+    return None
+
+
+def _refusal(incident: Incident, action: str, user: Any) -> str:
+    """Why ``user`` cannot start ``action`` now, in the services' words ("" if they can)."""
+    if not (user.is_active and user.has_perm(action_permission(action))):
+        return ActionForbidden(action=action, user=user).message
+    if action not in actions_available(incident):
+        allowed = actions_available(incident, user)
+        return TransitionNotAllowed(action=action, status=incident.status, allowed=allowed).message
+    return ""
+
+
+def _form_errors(form) -> str:
+    parts = []
+    for field, errors in form.errors.items():
+        label = form.fields[field].label if field in form.fields else ""
+        text = " ".join(str(e) for e in errors)
+        parts.append(f"{label}: {text}" if label else text)
+    return " ".join(parts)

@@ -7,6 +7,8 @@ of queries whatever the page size (the incident, then one page).
 
 from __future__ import annotations
 
+import re
+
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -20,6 +22,7 @@ from incidents.models import Incident
 from .models import EscalationEvent, Notification
 from .serializers import EscalationEventSerializer, NotificationSerializer
 
+_NUMBER_SHAPE = re.compile(r"^[A-Za-z0-9-]{1,24}$")
 _NUMBER = OpenApiParameter(
     "number",
     OpenApiTypes.STR,
@@ -44,7 +47,11 @@ class _IncidentChildList(ListAPIView):
     filter_backends: list = []
 
     def incident(self) -> Incident:
-        found = Incident.objects.filter(number=self.kwargs["number"]).only("pk").first()
+        number = self.kwargs["number"]
+        # Not an ID shape (e.g. a NUL byte, which PostgreSQL refuses in a query): no such incident.
+        if not _NUMBER_SHAPE.match(number):
+            raise Http404("No such incident.")
+        found = Incident.objects.filter(number=number).only("pk").first()
         if found is None:
             raise Http404("No such incident.")
         return found

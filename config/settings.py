@@ -172,7 +172,14 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("VIGIL_OUTBOX_REQUEUE_SECONDS", default=60.0),
         "options": {"expires": 55},
     },
+    "escalation-sweep": {
+        "task": "escalation.sweep",
+        "schedule": env.float("VIGIL_ESCALATION_SWEEP_SECONDS", default=30.0),
+        "options": {"expires": 25},
+    },
 }
+# How long a one-click acknowledge link in a notification stays valid.
+VIGIL_ACK_LINK_MAX_AGE = env.int("VIGIL_ACK_LINK_MAX_AGE_SECONDS", default=24 * 3600)
 
 # --- Email --------------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -51,6 +52,21 @@ def named_target(*, service: str, default: str, named: dict[str, str], recipient
     return url
 
 
+_sessions: dict[int, requests.Session] = {}
+
+
+def _session() -> requests.Session:
+    """One HTTP session per process, so deliveries reuse connections (and TLS handshakes) to a
+    provider; keyed by process id because a forked pool child must not share its parent's
+    sockets."""
+    pid = os.getpid()
+    session = _sessions.get(pid)
+    if session is None:
+        _sessions.clear()
+        session = _sessions[pid] = requests.Session()
+    return session
+
+
 def post(
     *,
     service: str,
@@ -61,7 +77,7 @@ def post(
     """POST ``data`` and classify the outcome; redirects are not followed (a hook that moves is
     a configuration error, not somewhere to send an incident to)."""
     try:
-        response = requests.post(
+        response = _session().post(
             url,
             data=data,
             headers={"User-Agent": USER_AGENT, **headers},

@@ -226,16 +226,15 @@ def notification_deliver(*, notification_id: int) -> DeliveryOutcome:
 
 
 def _record_sent(row: Notification, *, provider_id: str) -> DeliveryOutcome:
-    with transaction.atomic():
-        locked = Notification.objects.select_for_update().get(pk=row.pk)
-        if locked.status != NotificationStatus.SENT:
-            # A success stands even if this attempt's lease lapsed meanwhile: the message is out.
-            locked.status = NotificationStatus.SENT
-            locked.provider_message_id = provider_id[:255]
-            locked.sent_at = timezone.now()
-            locked.last_error = ""
-            locked.save(update_fields=["status", "provider_message_id", "sent_at", "last_error"])
-    return DeliveryOutcome("sent", row.pk, attempts=locked.attempts, detail=provider_id)
+    # One conditional UPDATE: atomic under its own row lock, and a success stands even if this
+    # attempt's lease lapsed meanwhile (the message is out), but never overwrites an earlier one.
+    Notification.objects.filter(pk=row.pk).exclude(status=NotificationStatus.SENT).update(
+        status=NotificationStatus.SENT,
+        provider_message_id=provider_id[:255],
+        sent_at=timezone.now(),
+        last_error="",
+    )
+    return DeliveryOutcome("sent", row.pk, attempts=row.attempts, detail=provider_id)
 
 
 def _record_failure(

@@ -1,0 +1,314 @@
+#!/usr/bin/env python
+"""Benchmark: outbox throughput. Notifications delivered per second by one real Celery worker to
+a local HTTP sink, against the same worker running a no-op task, on PostgreSQL + Redis.
+
+Both runs queue all their tasks first, then start the worker (prefork, concurrency 1, prefetch
+1, the production settings) and time from the first completed task to the last, so worker
+start-up is not counted. A delivery is the whole path of ``escalation.deliver``: claim the row
+under a lock and commit, sign and POST the webhook, record ``sent`` under a lock and commit. The
+no-op task only stamps its completion time in Redis (one pipelined round trip), which is the
+floor of what any task costs on this worker and broker. Prints both rates and their ratio.
+
+    python bench/escalation_outbox.py [--database-url postgres://postgres@127.0.0.1:5432/vigil_bench_outbox]
+                                      [--broker-url redis://127.0.0.1:6379/0] [--count 2000]
+
+The database is dropped and recreated. In the Redis database given, Vigil's queues and the
+bench's own keys are cleared before each run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.server
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+from celery import shared_task
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/vigil_bench_outbox"
+NOOP_KEY = "vigil-bench:noop"
+
+
+@shared_task(name="bench.noop", ignore_result=True, acks_late=True)
+def noop_task(index: int) -> None:
+    """Does nothing but note when it ran (so the bench can time the run)."""
+    import redis
+
+    client = redis.Redis.from_url(os.environ["CELERY_BROKER_URL"])
+    now = time.time()
+    pipe = client.pipeline(transaction=False)
+    pipe.setnx(f"{NOOP_KEY}:first", now)
+    pipe.set(f"{NOOP_KEY}:last", now)
+    pipe.incr(f"{NOOP_KEY}:count")
+    pipe.execute()
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL),
+        help="PostgreSQL database to (re)create for the bench; it is dropped first.",
+    )
+    parser.add_argument(
+        "--broker-url",
+        default=os.environ.get("BENCH_BROKER_URL")
+        or os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"),
+        help="Redis database used as broker and cache.",
+    )
+    parser.add_argument("--count", type=int, default=2000, help="tasks per run")
+    parser.add_argument("--warmup", type=int, default=50, help="untimed deliveries first")
+    return parser.parse_args()
+
+
+def configure(args: argparse.Namespace, sink_url: str) -> dict[str, str]:
+    """Production settings (DEBUG off) on the bench database and broker, for this process and
+    the worker alike."""
+    env = {
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": args.database_url,
+        "CELERY_BROKER_URL": args.broker_url,
+        "REDIS_URL": args.broker_url,
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "DJANGO_SECURE_SSL_REDIRECT": "0",
+        "VIGIL_VAR_DIR": tempfile.mkdtemp(prefix="vigil-bench-outbox-"),
+        "VIGIL_LOG_LEVEL": "WARNING",
+        "VIGIL_CHANNEL_WEBHOOK": "escalation.channels.webhook.WebhookBackend",
+        "VIGIL_WEBHOOK_URL": f"{sink_url}/hook",
+        "VIGIL_WEBHOOK_SECRET": secrets.token_hex(16),
+        "PYTHONPATH": str(ROOT),
+    }
+    os.environ.update(env)
+    return dict(os.environ)
+
+
+def recreate_database(database_url: str) -> None:
+    import psycopg
+
+    url = urlparse(database_url)
+    name = url.path.lstrip("/")
+    if not name or url.scheme not in ("postgres", "postgresql"):
+        sys.exit(f"--database-url must name a PostgreSQL database, got {database_url!r}")
+    admin_url = urlunparse(url._replace(path="/postgres"))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def clear_broker(broker_url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(broker_url)
+    for pattern in ("vigil", "vigil.sweeps", "vigil\x06*", "unacked*", f"{NOOP_KEY}:*"):
+        keys = list(client.scan_iter(match=pattern))
+        if keys:
+            client.delete(*keys)
+
+
+class Sink:
+    """A threaded local HTTP server answering 200 at once and noting when each POST arrived."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        lock = threading.Lock()
+        sink = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with lock:
+                    sink.times.append(time.time())
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+
+def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    # The worker holds its own copy of the file descriptor; ours is closed on return.
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "--queues",
+                "vigil,vigil.sweeps",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                "1",
+                "--without-gossip",
+                "--without-mingle",
+                "--include",
+                "bench.escalation_outbox",
+                "--loglevel",
+                "WARNING",
+                "--hostname",
+                f"bench-{secrets.token_hex(4)}@%h",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop_worker(process: subprocess.Popen) -> None:
+    import signal
+
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def wait(predicate, *, timeout: float, what: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if process.poll() is not None:
+            sys.exit(f"the worker exited while waiting for {what}:\n{log.read_text()[-4000:]}")
+        if time.monotonic() > deadline:
+            sys.exit(f"timed out waiting for {what}:\n{log.read_text()[-4000:]}")
+        time.sleep(0.05)
+
+
+def enqueue(count: int, prefix: str) -> None:
+    from django.db import transaction
+
+    from escalation.services import notification_enqueue
+
+    # One transaction: the rows commit together, then their tasks are published.
+    with transaction.atomic():
+        for index in range(count):
+            notification_enqueue(
+                incident=None,
+                channel="webhook",
+                recipient="bench",
+                subject="Sev 1: checkout down",
+                body="Checkout is down. Acknowledge: https://vigil.example.org/ack/x/",
+                template="page",
+                reason="Outbox benchmark",
+                idempotency_key=f"{prefix}:{index}",
+            )
+
+
+def sent_count(prefix: str) -> int:
+    from escalation.models import Notification
+
+    return Notification.objects.filter(
+        idempotency_key__startswith=f"{prefix}:", status="sent"
+    ).count()
+
+
+def main() -> None:
+    args = parse_args()
+    sink = Sink()
+    env = configure(args, sink.url)
+    recreate_database(args.database_url)
+    clear_broker(args.broker_url)
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    import redis
+
+    broker = redis.Redis.from_url(args.broker_url)
+    log = Path(env["VIGIL_VAR_DIR"]) / "worker.log"
+
+    print(f"Outbox throughput, one worker (prefork, concurrency 1), {args.count} tasks per run")
+
+    # Warm-up: the worker's first tasks pay for imports and connections.
+    enqueue(args.warmup, "warmup")
+    worker = start_worker(env, log)
+    try:
+        wait(
+            lambda: sent_count("warmup") == args.warmup,
+            timeout=120,
+            what="the warm-up deliveries",
+            process=worker,
+            log=log,
+        )
+    finally:
+        stop_worker(worker)
+
+    # Deliveries: rows committed and tasks queued first, then the worker starts.
+    sink.times.clear()
+    enqueue(args.count, "bench")
+    worker = start_worker(env, log)
+    try:
+        wait(
+            lambda: sent_count("bench") == args.count,
+            timeout=600,
+            what="the deliveries",
+            process=worker,
+            log=log,
+        )
+    finally:
+        stop_worker(worker)
+    times = sorted(sink.times)
+    if len(times) != args.count:
+        sys.exit(f"the sink received {len(times)} deliveries for {args.count} notifications")
+    delivered_rate = (len(times) - 1) / (times[-1] - times[0])
+
+    # No-op tasks on the same worker and broker.
+    for index in range(args.count):
+        noop_task.apply_async(args=[index], queue="vigil")
+    worker = start_worker(env, log)
+    try:
+        wait(
+            lambda: int(broker.get(f"{NOOP_KEY}:count") or 0) == args.count,
+            timeout=600,
+            what="the no-op tasks",
+            process=worker,
+            log=log,
+        )
+    finally:
+        stop_worker(worker)
+    first = float(broker.get(f"{NOOP_KEY}:first"))
+    last = float(broker.get(f"{NOOP_KEY}:last"))
+    noop_rate = (args.count - 1) / (last - first)
+    clear_broker(args.broker_url)
+
+    print(f"  delivered to a local HTTP sink: {delivered_rate:8.1f} notifications/s")
+    print(f"  no-op task:                     {noop_rate:8.1f} tasks/s")
+    print(f"  ratio delivered / no-op:        {delivered_rate / noop_rate:8.2f}")
+    print(f"  cost of a delivery over a no-op: {1000 / delivered_rate - 1000 / noop_rate:.2f} ms")
+
+
+if __name__ == "__main__":
+    main()

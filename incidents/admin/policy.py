@@ -80,15 +80,12 @@ class PriorityMatrixCellAdmin(SimpleHistoryAdmin):
     readonly_fields = ("urgency", "impact")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[PriorityMatrixCell]:
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(u=_level_order("urgency"), i=_level_order("impact"))
-            .order_by("u", "i")
+        return PriorityMatrixCell.objects.annotate(
+            urgency_rank=_level_order("urgency"), impact_rank=_level_order("impact")
         )
 
     def get_ordering(self, request: HttpRequest) -> list[str]:
-        return []
+        return ["urgency_rank", "impact_rank"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # the matrix is always 3 × 3

@@ -39,12 +39,17 @@ DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/vigil_bench_outbox"
 NOOP_KEY = "vigil-bench:noop"
 
 
+_redis_clients: dict = {}
+
+
 @shared_task(name="bench.noop", ignore_result=True, acks_late=True)
 def noop_task(index: int) -> None:
     """Does nothing but note when it ran (so the bench can time the run)."""
     import redis
 
-    client = redis.Redis.from_url(os.environ["CELERY_BROKER_URL"])
+    client = _redis_clients.get(os.getpid())
+    if client is None:
+        client = _redis_clients[os.getpid()] = redis.Redis.from_url(os.environ["CELERY_BROKER_URL"])
     now = time.time()
     pipe = client.pipeline(transaction=False)
     pipe.setnx(f"{NOOP_KEY}:first", now)

@@ -29,10 +29,10 @@ v1 = [
         for action, view in ACTION_VIEWS.items()
     ],
     path("services/", catalog.ServiceListView.as_view(), name="api-service-list"),
-    path("services/<slug:slug>/", catalog.ServiceDetailView.as_view(), name="api-service-detail"),
+    path("services/<str:slug>/", catalog.ServiceDetailView.as_view(), name="api-service-detail"),
     path("policy/severities/", catalog.SeverityListView.as_view(), name="api-policy-severities"),
     path(
-        "policy/severities/<int:level>/",
+        "policy/severities/<str:level>/",
         catalog.SeverityDetailView.as_view(),
         name="api-policy-severity",
     ),
@@ -48,7 +48,7 @@ v1 = [
     ),
     path("policy/roles/", catalog.ResponseRoleListView.as_view(), name="api-policy-roles"),
     path(
-        "policy/roles/<slug:key>/", catalog.ResponseRoleDetailView.as_view(), name="api-policy-role"
+        "policy/roles/<str:key>/", catalog.ResponseRoleDetailView.as_view(), name="api-policy-role"
     ),
 ]
 

@@ -7,6 +7,8 @@ services, and only holders of the admin-level change permission edit the policy.
 
 from __future__ import annotations
 
+import re
+
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -47,8 +49,12 @@ def _services():
     return Service.objects.select_related("owner")
 
 
+_SLUG = re.compile(r"[-a-zA-Z0-9_]+")
+
+
 def _service_or_404(slug: str) -> Service:
-    service = _services().filter(slug=slug).first()
+    # Only well-formed slugs reach the query (control characters would upset PostgreSQL).
+    service = _services().filter(slug=slug).first() if _SLUG.fullmatch(slug) else None
     if service is None:
         raise Http404
     return service
@@ -152,8 +158,9 @@ KEY_PARAMETER = OpenApiParameter(
 )
 
 
-def _severity_or_404(level: int) -> SeverityLevel:
-    severity = SeverityLevel.objects.filter(level=level).first() if 1 <= level <= 4 else None
+def _severity_or_404(level: str) -> SeverityLevel:
+    known = level in ("1", "2", "3", "4")
+    severity = SeverityLevel.objects.filter(level=int(level)).first() if known else None
     if severity is None:
         raise Http404
     return severity
@@ -183,7 +190,7 @@ class SeverityDetailView(VigilAPIView):
         parameters=[LEVEL_PARAMETER],
         responses={200: SeverityLevelSerializer, **error_responses(*READ_ERRORS)},
     )
-    def get(self, request: Request, level: int) -> Response:
+    def get(self, request: Request, level: str) -> Response:
         return Response(SeverityLevelSerializer(_severity_or_404(level)).data)
 
     @extend_schema(
@@ -198,7 +205,7 @@ class SeverityDetailView(VigilAPIView):
         request=SeverityLevelUpdateSerializer,
         responses={200: SeverityLevelSerializer, **error_responses(*WRITE_ERRORS)},
     )
-    def patch(self, request: Request, level: int) -> Response:
+    def patch(self, request: Request, level: str) -> Response:
         severity = _severity_or_404(level)
         serializer = SeverityLevelUpdateSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
@@ -269,7 +276,7 @@ def _roles():
 
 
 def _role_or_404(key: str) -> ResponseRole:
-    role = _roles().filter(key=key).first()
+    role = _roles().filter(key=key).first() if _SLUG.fullmatch(key) else None
     if role is None:
         raise Http404
     return role

@@ -2,14 +2,40 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import django_filters as filters
+from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+from django_filters.fields import IsoDateTimeField, RangeField
 
 from ..models import Incident, Status
 
 SEVERITY_CHOICES = [(level, f"Sev {level}") for level in (1, 2, 3, 4)]
 PRIORITY_CHOICES = [(priority, f"P{priority}") for priority in (1, 2, 3, 4)]
+
+
+class UtcIsoDateTimeField(IsoDateTimeField):
+    """An ISO 8601 date-time, converted to UTC: PostgreSQL refuses offsets past ±15:59."""
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value is None:
+            return None
+        try:
+            return value.astimezone(UTC)
+        except (OverflowError, ValueError):
+            raise ValidationError("Date and time out of range.", code="invalid") from None
+
+
+class UtcIsoDateTimeRangeField(RangeField):
+    def __init__(self, *args, **kwargs):
+        super().__init__((UtcIsoDateTimeField(), UtcIsoDateTimeField()), *args, **kwargs)
+
+
+class UtcIsoDateTimeFromToRangeFilter(filters.IsoDateTimeFromToRangeFilter):
+    field_class = UtcIsoDateTimeRangeField
 
 
 class IncidentFilter(filters.FilterSet):
@@ -29,8 +55,12 @@ class IncidentFilter(filters.FilterSet):
     breached = filters.BooleanFilter(
         method="filter_breached", help_text="Response or resolution target missed (or not)."
     )
-    created = filters.IsoDateTimeFromToRangeFilter(field_name="created_at")
-    detected = filters.IsoDateTimeFromToRangeFilter(field_name="detected_at")
+    created = UtcIsoDateTimeFromToRangeFilter(
+        field_name="created_at", help_text="created_after / created_before (ISO 8601)."
+    )
+    detected = UtcIsoDateTimeFromToRangeFilter(
+        field_name="detected_at", help_text="detected_after / detected_before (ISO 8601)."
+    )
     search = filters.CharFilter(
         method="filter_search", max_length=200, help_text="Text in the ID or the title."
     )

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from django.core.exceptions import FieldDoesNotExist, ValidationError
+from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.filters import OrderingFilter
-from rest_framework.pagination import CursorPagination
+from rest_framework.pagination import Cursor, CursorPagination
 
 INVALID_CURSOR = "Invalid cursor: use the `next` or `previous` link of a previous page."
+
+
+def _normalized(value: object) -> str:
+    """A cursor position the database accepts: date-times in UTC, integers within 64 bits."""
+    if isinstance(value, datetime):
+        if timezone.is_naive(value):
+            value = timezone.make_aware(value, UTC)
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise ValueError("out of range")
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("NUL")
+    return str(value)
 
 
 class VigilCursorPagination(CursorPagination):
@@ -34,9 +50,10 @@ class VigilCursorPagination(CursorPagination):
             except FieldDoesNotExist:
                 field = next(f for f in self._model._meta.concrete_fields if f.attname == name)
             try:
-                field.to_python(cursor.position)
+                position = _normalized(field.to_python(cursor.position))
             except (ValidationError, ValueError, TypeError, OverflowError):
                 raise exceptions.ValidationError({"cursor": [INVALID_CURSOR]}) from None
+            cursor = Cursor(offset=cursor.offset, reverse=cursor.reverse, position=position)
         return cursor
 
 

@@ -237,17 +237,29 @@ def incident_cancel(
     A duplicate also gets a timeline entry on the incident it duplicates. Incident Manager
     only. Idempotent.
     """
+    require_perm(actor, action_permission("cancel"), "cancel")
     reason = (reason or "").strip()
     original = None
     if duplicate_of not in (None, ""):
         if isinstance(duplicate_of, Incident):
-            original = duplicate_of
+            number_or_pk = {"pk": duplicate_of.pk}
         else:
-            original = Incident.objects.filter(number=str(duplicate_of).strip()).first()
-            if original is None:
-                raise InvalidInput({"duplicate_of": f"No incident {duplicate_of}."})
-        if original.pk == incident.pk:
+            number_or_pk = {"number": str(duplicate_of).strip()}
+        original_pk = Incident.objects.filter(**number_or_pk).values_list("pk", flat=True).first()
+        if original_pk is None:
+            raise InvalidInput({"duplicate_of": f"No incident {duplicate_of}."})
+        if original_pk == incident.pk:
             raise InvalidInput({"duplicate_of": "An incident cannot duplicate itself."})
+        # Lock both rows, always in pk order, and read the original under the lock: two
+        # incidents cancelled as duplicates of each other at the same moment must not both
+        # succeed (each would point at a cancelled original).
+        rows = {
+            row.pk: row
+            for row in Incident.objects.select_for_update()
+            .filter(pk__in=[incident.pk, original_pk])
+            .order_by("pk")
+        }
+        original = rows[original_pk]
         if original.status == Status.CANCELLED:
             raise InvalidInput(
                 {"duplicate_of": f"{original.number} is itself cancelled; name the original."}

@@ -527,6 +527,24 @@ def test_cancel_rejects_a_bad_duplicate(case, incident_manager):
     assert snapshot(incident) == before
 
 
+def test_cancel_checks_permission_before_the_duplicate(viewer):
+    incident = IncidentFactory()
+    with pytest.raises(ActionForbidden):
+        incident_cancel(incident=incident, actor=viewer, source=Source.API, duplicate_of="INC-X")
+
+
+def test_a_stale_original_instance_is_read_again(incident_manager):
+    original = IncidentFactory()
+    stale = Incident.objects.get(pk=original.pk)
+    incident_cancel(incident=original, actor=incident_manager, source=Source.API, reason="Test.")
+    incident = IncidentFactory()
+    with pytest.raises(InvalidInput) as info:
+        incident_cancel(
+            incident=incident, actor=incident_manager, source=Source.API, duplicate_of=stale
+        )
+    assert "itself cancelled" in info.value.errors["duplicate_of"]
+
+
 # --- what a transition writes --------------------------------------------------------------------
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

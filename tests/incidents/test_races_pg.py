@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from django.db import connection, transaction
 
-from incidents.errors import TransitionNotAllowed
+from incidents.errors import InvalidInput, TransitionNotAllowed
 from incidents.models import Incident, Kind, Source, Status
 from incidents.services import (
     incident_cancel,
@@ -295,6 +295,29 @@ def test_two_assignments_of_one_role_queue(manager, lead):
     first_holder = entries[0].data["user"]
     assert "replacing" in entries[1].message
     assert assignments[0].user_id == entries[1].data["user"] != first_holder
+
+
+def test_two_incidents_cancelled_as_duplicates_of_each_other_at_once(manager):
+    for _ in range(ROUNDS):
+        first, second = IncidentFactory(), IncidentFactory()
+        result = race(
+            lambda first=first, second=second: incident_cancel(
+                incident=first, actor=manager, source=Source.API, duplicate_of=second.number
+            ),
+            lambda first=first, second=second: incident_cancel(
+                incident=second, actor=manager, source=Source.API, duplicate_of=first.number
+            ),
+        )
+        assert len(result.winners) == 1, [o.error for o in result.outcomes]
+        winner = result.winners[0]
+        error = result.outcomes[1 - winner].error
+        assert isinstance(error, InvalidInput), repr(error)
+        assert "itself cancelled" in error.errors["duplicate_of"]
+        cancelled, original = (first, second) if winner == 0 else (second, first)
+        cancelled.refresh_from_db()
+        original.refresh_from_db()
+        assert (cancelled.status, cancelled.duplicate_of_id) == (Status.CANCELLED, original.pk)
+        assert (original.status, original.duplicate_of_id) == (Status.OPEN, None)
 
 
 # --- the row lock is what serialises them --------------------------------------------------------

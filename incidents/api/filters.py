@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django_filters.fields import IsoDateTimeField, RangeField
+from django_filters.widgets import DateRangeWidget
 
 from ..models import Incident, Status
 
@@ -30,6 +31,8 @@ class UtcIsoDateTimeField(IsoDateTimeField):
 
 
 class UtcIsoDateTimeRangeField(RangeField):
+    widget = DateRangeWidget  # <name>_after / <name>_before
+
     def __init__(self, *args, **kwargs):
         super().__init__((UtcIsoDateTimeField(), UtcIsoDateTimeField()), *args, **kwargs)
 

@@ -58,15 +58,14 @@ class VigilCursorPagination(CursorPagination):
 
 
 class StableOrderingFilter(OrderingFilter):
-    """``?ordering=`` with a unique tie-breaker, so that cursor offsets within equal values are
-    stable; ``severity`` orders by its stored level."""
+    """``?ordering=`` with the id as tie-breaker (in the same direction), so that cursor offsets
+    within equal values are stable; ``severity`` orders by its stored level."""
 
-    tie_breaker = "-id"
     aliases = {"severity": "severity_id", "-severity": "-severity_id"}
 
     def get_ordering(self, request, queryset, view):
         ordering = super().get_ordering(request, queryset, view) or ()
         ordering = [self.aliases.get(term, term) for term in ordering]
-        if not any(term.lstrip("-") == self.tie_breaker.lstrip("-") for term in ordering):
-            ordering.append(self.tie_breaker)
+        if ordering and not any(term.lstrip("-") == "id" for term in ordering):
+            ordering.append("-id" if ordering[0].startswith("-") else "id")
         return tuple(ordering)

@@ -261,6 +261,7 @@ def test_responders_write_and_only_managers_assign_roles():
 
 def test_editing_a_severity_level_is_audited_with_its_user(make_user):
     editor = make_user(username="policy-editor", is_superuser=True)
+    reviewer = make_user(username="policy-reviewer", is_superuser=True)
     row = SeverityLevel.objects.get(level=1)
     before = row.history.count()
 
@@ -268,17 +269,24 @@ def test_editing_a_severity_level_is_audited_with_its_user(make_user):
     row._history_user = editor
     row._change_reason = "tighter Sev 1 response"
     row.save()
+    row = SeverityLevel.objects.get(level=1)
+    row.notification_channels = ["phone", "sms", "slack", "email"]
+    row._history_user = reviewer
+    row._change_reason = "add SMS"
+    row.save()
 
-    assert row.history.count() == before + 1
-    record = row.history.latest()
-    assert record.history_type == "~"
-    assert record.history_user == editor
-    assert record.history_change_reason == "tighter Sev 1 response"
-    assert record.response_target == timedelta(minutes=10)
-    previous = record.prev_record
-    if previous is not None:  # the seed migration writes rows without history
-        delta = record.diff_against(previous)
-        assert delta.changed_fields == ["response_target"]
+    assert row.history.count() == before + 2
+    second, first = row.history.all()[:2]
+    assert (first.history_type, first.history_user, first.history_change_reason) == (
+        "~",
+        editor,
+        "tighter Sev 1 response",
+    )
+    assert first.response_target == timedelta(minutes=10)
+    assert (second.history_user, second.history_change_reason) == (reviewer, "add SMS")
+    delta = second.diff_against(first)
+    assert delta.changed_fields == ["notification_channels"]
+    assert delta.changes[0].new == ["phone", "sms", "slack", "email"]
 
 
 @pytest.mark.parametrize(

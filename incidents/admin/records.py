@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
-from ..models import RoleAssignment, SlaBreach, TimelineEntry
+from ..models import IncidentDaySequence, RoleAssignment, SlaBreach, TimelineEntry
 from . import display as ui
 from .common import NoRevertMixin, ReadOnlyAdminMixin
 
@@ -86,3 +86,12 @@ class SlaBreachAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="Severity", ordering="incident__severity_id")
     def severity(self, obj: SlaBreach) -> str:
         return ui.severity_badge(obj.incident.severity)
+
+
+@admin.register(IncidentDaySequence)
+class IncidentDaySequenceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The last ID handed out per day, for checking the INC-YYYY-MMDD-XXX numbering."""
+
+    list_display = ("day", "last")
+    ordering = ("-day",)
+    show_full_result_count = False

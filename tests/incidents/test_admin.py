@@ -757,6 +757,28 @@ def test_adding_with_an_unknown_severity_creates_nothing(client, incident_manage
     assert not Incident.objects.exists()
 
 
+def test_adding_with_a_detection_time_in_the_future_is_refused_by_the_service(
+    client, incident_manager
+):
+    client.force_login(incident_manager)
+    future = timezone.localtime(timezone.now() + timedelta(hours=2))
+
+    response = client.post(
+        url("add"),
+        add_form_data(
+            client,
+            title="From the future",
+            severity="3",
+            detected_at_0=future.strftime("%Y-%m-%d"),
+            detected_at_1=future.strftime("%H:%M:%S"),
+        ),
+    )
+
+    assert response.status_code == 200
+    assert "future" in str(response.context["adminform"].form.errors["detected_at"])
+    assert not Incident.objects.exists()
+
+
 def test_viewer_and_liaison_cannot_add(client, viewer, business_liaison):
     for user in (viewer, business_liaison):
         client.force_login(user)

@@ -182,3 +182,15 @@ def test_role_assignments_and_sla_breaches_are_read_only(
         assert client.get(reverse(f"admin:incidents_{name}_add")).status_code == 403
         page = client.get(reverse(f"admin:incidents_{name}_change", args=[obj.pk]))
         assert 'name="_save"' not in page.content.decode()
+
+
+def test_id_sequences_are_shown_read_only(client, superuser, make_incident):
+    incident = make_incident()
+    client.force_login(superuser)
+
+    listing = client.get(reverse("admin:incidents_incidentdaysequence_changelist"))
+
+    assert [(row.day, row.last) for row in listing.context["cl"].result_list] == [
+        (incident.day, incident.sequence)
+    ]
+    assert client.get(reverse("admin:incidents_incidentdaysequence_add")).status_code == 403

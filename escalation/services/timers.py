@@ -42,11 +42,13 @@ recomputes on a severity change (a raise can make it due at once); acknowledging
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
@@ -336,21 +338,27 @@ def escalation_due(*, now: datetime) -> QuerySet[IncidentEscalation]:
     )
 
 
-def escalation_sweep(*, now: datetime | None = None, batch: int = BATCH) -> list[Fired]:
+def escalation_sweep(
+    *, now: datetime | None = None, batch: int = BATCH, time_budget: float | None = None
+) -> list[Fired]:
     """Fire every escalation step and acknowledgement timeout due at ``now`` (default: the
     current time), each exactly once; steps missed while no sweep ran are caught up once each.
 
     Safe to run concurrently (row claims skip what another sweep holds) and repeatedly (fired
     steps are recorded). A row that fails is logged and left for the next sweep; the others
-    still run. At the end stores the completion time under ``SWEEP_HEARTBEAT_KEY`` for the
-    watchdog. Returns what fired.
+    still run. With ``time_budget`` (seconds) the sweep stops taking new rows once the budget
+    is spent, so a backlog is worked off over several sweeps instead of hitting the task's
+    time limit mid-row. At the end stores the completion time under ``SWEEP_HEARTBEAT_KEY``
+    for the watchdog. Returns what fired.
     """
     now = now or timezone.now()
+    deadline = time.monotonic() + time_budget if time_budget is not None else None
     fired: list[Fired] = []
     # Keyset pagination: a row skipped because someone holds it stays due, and re-reading
     # from the start would spin on it.
     after = 0
-    while True:
+    out_of_time = False
+    while not out_of_time:
         ids = list(
             escalation_due(now=now)
             .filter(pk__gt=after)
@@ -358,8 +366,14 @@ def escalation_sweep(*, now: datetime | None = None, batch: int = BATCH) -> list
             .values_list("pk", flat=True)[:batch]
         )
         for pk in ids:
+            if deadline is not None and time.monotonic() > deadline:
+                out_of_time = True
+                logger.warning("Escalation sweep out of time; the rest is left for the next one")
+                break
             try:
                 fired.extend(escalation_advance(escalation_id=pk, now=now))
+            except SoftTimeLimitExceeded:
+                raise
             except Exception:
                 logger.exception("Escalation %s could not be advanced; left for the next sweep", pk)
         if len(ids) < batch:

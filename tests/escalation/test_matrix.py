@@ -358,3 +358,30 @@ def test_escalate_command_refuses_a_bad_time(db):
 
     with pytest.raises(CommandError, match="not an ISO 8601"):
         call_command("escalate", "--now", "tomorrow-ish")
+
+
+def test_a_sweep_out_of_time_leaves_the_rest_for_the_next_one(reachable_policy, clock):
+    incident = create(1)
+    clock.move_to(T0 + HOUR)
+    cache.delete(SWEEP_HEARTBEAT_KEY)
+
+    assert escalation_sweep(time_budget=-1) == []
+    assert cache.get(SWEEP_HEARTBEAT_KEY) == (T0 + HOUR).isoformat()  # alive, just behind
+
+    assert [f.step for f in escalation_sweep()] == ["ack-timeout", "sev1-0:30:00", "sev1-1:00:00"]
+    assert len(steps(incident)) == 2
+
+
+def test_the_beat_runs_the_sweep_task_every_30_seconds(settings, reachable_policy, clock):
+    from config.celery import app
+    from escalation.tasks import escalation_sweep_task
+
+    entry = settings.CELERY_BEAT_SCHEDULE["escalation-sweep"]
+    assert entry["task"] == "escalation.sweep" == escalation_sweep_task.name
+    assert entry["schedule"] == 30.0
+    assert "escalation.sweep" in app.tasks
+
+    create(2)
+    clock.move_to(T0 + 30 * MIN)
+    assert escalation_sweep_task.apply().get() == 1
+    assert escalation_sweep_task.apply().get() == 0

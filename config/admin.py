@@ -17,6 +17,10 @@ class VigilAdminSite(admin.AdminSite):
         context = dict(extra_context or {})
         if request.user.has_perm("incidents.view_incident"):
             context["vigil_dashboard"] = _dashboard()
+        if request.user.has_perm("escalation.view_notification"):
+            from escalation.selectors import notification_alerts
+
+            context["vigil_notification_alerts"] = notification_alerts()
         return super().index(request, extra_context=context)
 
 

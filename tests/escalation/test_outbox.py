@@ -484,3 +484,16 @@ def test_incident_page_shows_its_notifications(client, superuser, sink, incident
     text = page.content.decode()
     assert "notifications (delivery status)" in text.lower()
     assert "noc-inline" in text
+
+
+def test_admin_index_carries_the_failed_notification_alert(client, superuser, sink, incident):
+    notification = enqueue(incident, key="page:index-alert")
+    sink.reply(Reply(status=400))
+    notification_deliver(notification_id=notification.pk)
+    client.force_login(superuser)
+
+    response = client.get(reverse("admin:index"))
+
+    alerts = response.context["vigil_notification_alerts"]
+    assert alerts.failed_total == 1
+    assert [row.pk for row in alerts.latest] == [notification.pk]

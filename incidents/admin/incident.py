@@ -5,6 +5,7 @@ buttons, notes, roles and report live in ``workspace``.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.contrib import admin, messages
@@ -31,7 +32,7 @@ from ..services.incidents import EDITABLE_FIELDS
 from ..services.lifecycle import action_permission
 from . import display as ui
 from .common import NoRevertMixin
-from .filters import BreachedFilter, PriorityFilter, StatusFilter
+from .filters import BreachedFilter, PriorityFilter, ServiceFilter, StatusFilter
 from .forms import IncidentAddForm, IncidentForm
 from .workspace import (
     ACTION_DONE,
@@ -41,6 +42,10 @@ from .workspace import (
     error_text,
     lookup_incident,
 )
+
+# Part of an ID ("INC-2025-0101", "0101-004"): matched against IDs only. Plain numbers
+# ("500") stay title words.
+ID_FRAGMENT = re.compile(r"^(INC-?[0-9-]*|[0-9]+-[0-9-]*)$", re.IGNORECASE)
 
 ADD_FIELDSETS = [
     (
@@ -110,13 +115,13 @@ class IncidentAdmin(IncidentWorkspaceMixin, NoRevertMixin, SimpleHistoryAdmin):
         "severity",
         PriorityFilter,
         BreachedFilter,
-        "services",
+        ServiceFilter,
         "customer_facing",
     )
     list_select_related = ("severity",)
     sortable_by = ("number", "title", "severity_badge", "status_badge", "priority_label", "age")
-    search_fields = ("number", "title")
-    search_help_text = "Search by incident ID (INC-YYYY-MMDD-XXX) or by words of the title."
+    search_fields = ("title",)
+    search_help_text = "Search by incident ID (INC-YYYY-MMDD-XXX, or part of it) or title words."
     # The paginator still counts the filtered rows; this skips a second, unfiltered count.
     show_full_result_count = False
     list_per_page = 50
@@ -144,9 +149,12 @@ class IncidentAdmin(IncidentWorkspaceMixin, NoRevertMixin, SimpleHistoryAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Incident], search_term: str
     ) -> tuple[QuerySet[Incident], bool]:
-        if INCIDENT_ID.match(search_term):
+        term = search_term.strip()
+        if INCIDENT_ID.match(term):
             # A whole ID is a unique-index lookup instead of a scan of every title.
-            return queryset.filter(number=search_term.strip().upper()), False
+            return queryset.filter(number=term.upper()), False
+        if ID_FRAGMENT.match(term):
+            return queryset.filter(number__icontains=term), False
         return super().get_search_results(request, queryset, search_term)
 
     def action_checkbox(self, obj: Incident) -> str:

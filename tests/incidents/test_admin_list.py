@@ -150,21 +150,25 @@ def test_service_filter(client, viewer, make_incident, service):
     make_incident(services=[ServiceFactory(slug="search").slug])
     client.force_login(viewer)
 
-    response = client.get(LIST, {"services__id__exact": service.pk})
+    response = client.get(LIST, {"service": service.slug})
 
     assert shown(response) == [on_checkout.number]
 
 
 def test_search_by_id_and_by_title(client, viewer, make_incident):
     payments = make_incident(title="Payments API timing out")
-    make_incident(title="Search is slow")
+    http = make_incident(title="Search returns HTTP 500")
     client.force_login(viewer)
 
     by_id = client.get(LIST, {"q": payments.number.lower()})
+    by_part_of_id = client.get(LIST, {"q": payments.number[4:13]})
     by_title = client.get(LIST, {"q": "timing"})
+    by_number_in_title = client.get(LIST, {"q": "500"})
 
     assert shown(by_id) == [payments.number]
+    assert len(shown(by_part_of_id)) == 2  # both IDs share the day
     assert shown(by_title) == [payments.number]
+    assert shown(by_number_in_title) == [http.number]
 
 
 def test_list_query_count_does_not_grow_with_rows(

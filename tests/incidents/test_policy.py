@@ -208,6 +208,8 @@ def test_escalation_levels_in_order_with_contacts():
         ("cto", "CTO"),
         ("ceo", "CEO"),
         ("board", "Board"),
+        # Not a matrix level: notified by the "security team alert" rule action (§7.2).
+        ("security_team", "Security team"),
     ]
     assert all(e.contact is not None for e in levels)
 

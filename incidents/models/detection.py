@@ -1,0 +1,324 @@
+"""Detection (§4.1, §7): integrations that send alerts, their raw deliveries, the alerts and
+alert groups made from them, and the alert rules of §7.2 as policy data."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from simple_history.models import HistoricalRecords
+
+from .incident import Incident, Service
+from .policy import SeverityLevel
+
+KEY_BYTES = 16  # 32 hex characters, the length of a PagerDuty integration (routing) key
+SECRET_BYTES = 32
+
+
+def new_integration_key() -> str:
+    return secrets.token_hex(KEY_BYTES)
+
+
+def new_integration_secret() -> str:
+    return secrets.token_urlsafe(SECRET_BYTES)
+
+
+class IntegrationKind(models.TextChoices):
+    ALERTMANAGER = "alertmanager", "Prometheus Alertmanager"
+    GRAFANA = "grafana", "Grafana alerting"
+    PAGERDUTY = "pagerduty", "PagerDuty Events API v2"
+    GENERIC = "generic", "Generic signed JSON"
+
+
+def validate_label_names(value: object) -> None:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValidationError('Give a list of label names, e.g. ["service", "alertname"].')
+
+
+def validate_string_list(value: object) -> None:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValidationError('Give a list of strings, e.g. ["HighErrorRate"].')
+
+
+class Integration(models.Model):
+    """A sender of alerts (§7.3 monitoring tools) with its own URL key and secret.
+
+    The key is part of the sender's URL (the PagerDuty routing key for PagerDuty senders);
+    the secret is the Alertmanager bearer token, the Grafana HMAC secret or the generic hook's
+    HMAC secret. PagerDuty senders carry only the routing key, so they have no secret.
+    """
+
+    name = models.CharField(max_length=120)
+    kind = models.CharField(max_length=20, choices=IntegrationKind.choices)
+    service = models.ForeignKey(
+        Service,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="integrations",
+        help_text="The service incidents opened from this sender's alerts affect.",
+    )
+    default_severity = models.ForeignKey(
+        SeverityLevel,
+        to_field="level",
+        on_delete=models.PROTECT,
+        default=3,
+        related_name="+",
+        help_text="Severity of alerts no alert rule matches and that carry no severity.",
+    )
+    key = models.CharField(
+        max_length=64, unique=True, default=new_integration_key, editable=False
+    )
+    secret = models.CharField(
+        max_length=128,
+        blank=True,
+        default=new_integration_secret,
+        help_text=(
+            "Alertmanager: the bearer token; Grafana and generic: the HMAC-SHA256 secret. "
+            "Blank: Alertmanager and Grafana deliveries are accepted on the URL key alone. "
+            "Not used by PagerDuty senders (the routing key is their credential)."
+        ),
+    )
+    enabled = models.BooleanField(
+        default=True, help_text="Deliveries to a disabled integration are refused (403)."
+    )
+    auto_resolve = models.BooleanField(
+        default=False,
+        help_text=(
+            "When every alert of an incident has resolved, move the incident to monitoring "
+            "(never straight to resolved or closed)."
+        ),
+    )
+    group_by = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_label_names],
+        help_text=(
+            "Grouping rule: label names whose values put alerts in one incident, e.g. "
+            '["service"]. Empty: the sender\'s own grouping (Alertmanager and Grafana '
+            "groupKey, PagerDuty dedup_key, the generic hook's group_key)."
+        ),
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    # The secret stays out of the audit trail; its changes show as changes of updated_at.
+    history = HistoricalRecords(excluded_fields=["secret"])
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.kind == IntegrationKind.PAGERDUTY:
+            self.secret = ""
+        elif self.kind == IntegrationKind.GENERIC and not self.secret:
+            raise ValidationError({"secret": "The generic hook needs a secret to verify with."})
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    PROCESSED = "processed", "Processed"
+    FAILED = "failed", "Failed"
+
+
+class WebhookDelivery(models.Model):
+    """One accepted POST from a sender, stored raw before anything is made of it, so that an
+    alert is never lost between acceptance and processing (a lost task is re-queued)."""
+
+    integration = models.ForeignKey(
+        Integration, on_delete=models.PROTECT, related_name="deliveries"
+    )
+    received_at = models.DateTimeField(default=timezone.now)
+    body = models.TextField()
+    headers = models.JSONField(default=dict, blank=True)
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    dedup_key = models.CharField(
+        max_length=255, blank=True, help_text="PagerDuty events: the dedup key answered."
+    )
+    alert_count = models.PositiveIntegerField(default=0)
+    status = models.CharField(
+        max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        verbose_name_plural = "webhook deliveries"
+        indexes = [
+            models.Index(
+                fields=["received_at"],
+                name="delivery_pending",
+                condition=Q(status="pending"),
+            ),
+            models.Index(fields=["integration", "-received_at"], name="delivery_integration"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Delivery {self.pk} from {self.integration}"
+
+
+class AlertGroup(models.Model):
+    """Alerts of one sender that belong together (one Alertmanager group, one PagerDuty
+    dedup key, one value of the grouping labels) and the incident they currently feed.
+
+    Its row lock serialises the processing of a group, so concurrent deliveries of one
+    group open one incident, not one each.
+    """
+
+    integration = models.ForeignKey(
+        Integration, on_delete=models.PROTECT, related_name="alert_groups"
+    )
+    key_hash = models.CharField(max_length=64)
+    key = models.TextField(help_text="The group key as the sender gave it (or the labels).")
+    incident = models.ForeignKey(
+        Incident, null=True, blank=True, on_delete=models.PROTECT, related_name="alert_groups"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["integration", "key_hash"], name="alert_group_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.key[:80]
+
+
+class AlertStatus(models.TextChoices):
+    FIRING = "firing", "Firing"
+    RESOLVED = "resolved", "Resolved"
+
+
+class AlertAction(models.TextChoices):
+    """What an alert rule asks for (§7.2 "Action")."""
+
+    PAGE_ONCALL = "page_oncall", "Page on-call engineer"
+    ESCALATE = "escalate", "Escalate immediately"
+    MONITOR = "monitor", "Monitor and investigate"
+    IMMEDIATE_ATTENTION = "immediate_attention", "Immediate attention"
+    SECURITY = "security", "Security team alert"
+
+
+class AlertRule(models.Model):
+    """A row of the alert configuration table (§7.2).
+
+    An alert matches when its ``metric`` label equals ``key`` or its ``match_label`` label is
+    one of ``match_values`` (case-insensitive); with a ``threshold``, a value read from the
+    alert (Grafana ``values``, then labels, then annotations, under ``value_keys``) must also
+    reach it. The first matching rule by ``position`` gives the severity and the action.
+    """
+
+    key = models.SlugField(
+        max_length=40, unique=True, help_text="Stable metric key, e.g. error_rate."
+    )
+    name = models.CharField(max_length=80)
+    match_label = models.CharField(max_length=100, default="alertname")
+    match_values = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_string_list],
+        help_text='Values of the match label that mean this metric, e.g. ["HighErrorRate"].',
+    )
+    threshold = models.DecimalField(
+        max_digits=14,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text="The alert's value must reach this (in the rule's unit) for the rule to apply.",
+    )
+    unit = models.CharField(max_length=20, blank=True, help_text='e.g. "s", "%", "per minute".')
+    value_keys = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_string_list],
+        help_text=(
+            "Where the value is read from, in order: keys of Grafana's values, then of the "
+            "labels, then of the annotations. No value found: the threshold is not checked."
+        ),
+    )
+    severity = models.ForeignKey(
+        SeverityLevel, to_field="level", on_delete=models.PROTECT, related_name="alert_rules"
+    )
+    action = models.CharField(max_length=20, choices=AlertAction.choices)
+    enabled = models.BooleanField(default=True)
+    position = models.PositiveSmallIntegerField(
+        default=0, validators=[MinValueValidator(0), MaxValueValidator(1000)]
+    )
+    description = models.TextField(blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Alert(models.Model):
+    """One alert as its sender identifies it (fingerprint or dedup key), from firing to
+    resolved. Repeats while it fires are counted on the same row: at most one firing alert
+    per (integration, fingerprint), enforced by a partial unique constraint."""
+
+    integration = models.ForeignKey(Integration, on_delete=models.PROTECT, related_name="alerts")
+    group = models.ForeignKey(AlertGroup, on_delete=models.PROTECT, related_name="alerts")
+    incident = models.ForeignKey(
+        Incident, null=True, blank=True, on_delete=models.PROTECT, related_name="alerts"
+    )
+    fingerprint = models.CharField(max_length=255)
+    status = models.CharField(
+        max_length=10, choices=AlertStatus.choices, default=AlertStatus.FIRING
+    )
+    title = models.CharField(max_length=255)
+    labels = models.JSONField(default=dict, blank=True)
+    annotations = models.JSONField(default=dict, blank=True)
+    raw = models.JSONField(default=dict, blank=True, help_text="The alert as last received.")
+    severity = models.ForeignKey(
+        SeverityLevel, to_field="level", on_delete=models.PROTECT, related_name="+"
+    )
+    rule = models.ForeignKey(
+        AlertRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts"
+    )
+    action = models.CharField(max_length=20, choices=AlertAction.choices, blank=True)
+    value = models.FloatField(null=True, blank=True)
+    starts_at = models.DateTimeField()
+    starts_at_estimated = models.BooleanField(
+        default=False,
+        help_text="The sender's start time was missing or unreadable; the receipt time is used.",
+    )
+    ends_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+    last_received_at = models.DateTimeField(default=timezone.now)
+    count = models.PositiveIntegerField(default=1)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["integration", "fingerprint"],
+                condition=Q(status="firing"),
+                name="alert_firing_once",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["incident", "status"], name="alert_incident_status"),
+            models.Index(
+                fields=["integration", "fingerprint", "-last_received_at"],
+                name="alert_fingerprint_latest",
+            ),
+            models.Index(fields=["-received_at"], name="alert_received"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.get_status_display().lower()})"

@@ -66,7 +66,7 @@ class PriorityFilter(admin.SimpleListFilter):
 
 
 class BreachedFilter(admin.SimpleListFilter):
-    title = "past its targets"
+    title = "SLA"
     parameter_name = "breached"
 
     def lookups(self, request, model_admin):

@@ -14,7 +14,6 @@ from functools import cache
 from typing import TYPE_CHECKING, Protocol
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from incidents.models import Channel
@@ -60,5 +59,7 @@ def backend_for(channel: str) -> ChannelBackend:
     try:
         backend_class = _load(path)
     except ImportError as exc:
-        raise ImproperlyConfigured(f"Channel backend {path!r} cannot be imported: {exc}") from exc
+        # A wrong setting fails the notification at once, visibly, instead of retrying for
+        # the length of the backoff schedule.
+        raise PermanentDeliveryError(f"Channel backend {path!r} cannot be imported: {exc}") from exc
     return backend_class()

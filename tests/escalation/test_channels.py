@@ -532,3 +532,9 @@ def test_backends_are_chosen_in_settings(settings, make_notification):
 def test_external_addresses_are_blocked_in_tests():
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("192.0.2.1", 443), timeout=1)
+
+
+def test_a_backend_that_cannot_be_imported_fails_permanently(settings):
+    settings.VIGIL_CHANNEL_BACKENDS = {"sms": "escalation.channels.nowhere.Backend"}
+    with pytest.raises(PermanentDeliveryError, match="cannot be imported"):
+        backend_for("sms")

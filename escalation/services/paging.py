@@ -52,6 +52,7 @@ __all__ = [
     "ack_link_read",
     "ack_link_use",
     "format_elapsed",
+    "incident_context",
     "incident_page_assignee",
     "incident_page_team",
     "recipient_for_contact",
@@ -408,7 +409,7 @@ def format_elapsed(value: timedelta) -> str:
     return " ".join(parts)
 
 
-def _incident_context(incident: Incident) -> dict[str, Any]:
+def incident_context(incident: Incident) -> dict[str, Any]:
     severity = incident.severity
     return {
         "number": incident.number,
@@ -477,13 +478,15 @@ def recipients_notify(
     key_prefix: str,
     reason: str,
     extra_context: dict[str, Any] | None = None,
+    base_context: dict[str, Any] | None = None,
 ) -> PageResult:
     """Write one notification per (recipient, channel) in the current transaction.
 
     Idempotency key ``<key_prefix>:<recipient key>:<channel>`` (teams and webhook reach a
     place, not a person: one row per page, key ``<key_prefix>:<channel>``). A channel the
     recipient has no address for is skipped and reported in the result. Rows whose key
-    already exists are returned in ``existing`` and not written again.
+    already exists are returned in ``existing`` and not written again. ``base_context``
+    (from :func:`incident_context`) saves re-reading the incident when paging several times.
     """
     planned: list[tuple[str, Recipient | None, str, str]] = []
     result = PageResult()
@@ -504,7 +507,7 @@ def recipients_notify(
     }
     contact_ids = {r.contact_id for _, r, _, _ in planned if r is not None and r.contact_id}
     contacts = Contact.objects.in_bulk(contact_ids) if contact_ids else {}
-    base = _incident_context(incident)
+    base = dict(base_context) if base_context is not None else incident_context(incident)
     base.update(extra_context or {})
     for key, recipient, channel, address in planned:
         if key in existing:

@@ -69,6 +69,7 @@ from ..models import EscalationEvent, EscalationStep, IncidentEscalation
 from .paging import (
     Recipient,
     format_elapsed,
+    incident_context,
     recipient_for_contact,
     recipients_merge,
     recipients_notify,
@@ -426,11 +427,16 @@ def escalation_advance(*, escalation_id: int, now: datetime) -> list[Fired]:
     due.sort(key=lambda item: (item[0], item[1]))
 
     out: list[Fired] = []
+    context = incident_context(incident) if due else {}
     for due_at, key, step in due:
         if step is None:
-            result = _fire_ack_timeout(esc=esc, incident=incident, due_at=due_at, now=now)
+            result = _fire_ack_timeout(
+                esc=esc, incident=incident, due_at=due_at, now=now, context=context
+            )
         else:
-            result = _fire_step(esc=esc, incident=incident, step=step, due_at=due_at, now=now)
+            result = _fire_step(
+                esc=esc, incident=incident, step=step, due_at=due_at, now=now, context=context
+            )
         fired_steps.add(key)
         if result is not None:
             out.append(result)
@@ -454,6 +460,7 @@ def _fire_step(
     step: dict[str, Any],
     due_at: datetime,
     now: datetime,
+    context: dict[str, Any],
 ) -> Fired | None:
     snapshot = esc.policy_snapshot
     severity = incident.severity_id
@@ -484,6 +491,7 @@ def _fire_step(
         kind="step",
         key_prefix=f"escalation:{incident.pk}:{step['step']}",
         reason=reason,
+        base_context=context,
         extra_context={
             "target": level["name"],
             "elapsed": format_elapsed(elapsed),
@@ -528,7 +536,12 @@ def _fire_step(
 
 
 def _fire_ack_timeout(
-    *, esc: IncidentEscalation, incident: Incident, due_at: datetime, now: datetime
+    *,
+    esc: IncidentEscalation,
+    incident: Incident,
+    due_at: datetime,
+    now: datetime,
+    context: dict[str, Any],
 ) -> Fired | None:
     snapshot = esc.policy_snapshot
     severity = incident.severity_id
@@ -567,6 +580,7 @@ def _fire_ack_timeout(
         kind="ack_timeout",
         key_prefix=f"ack-timeout:{incident.pk}",
         reason=reason,
+        base_context=context,
         extra_context={"response_target": response_target, "caught_up": caught_up},
     )
     if result.reached:

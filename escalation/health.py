@@ -56,17 +56,23 @@ def check_broker() -> dict[str, Any]:
     timeout = float(getattr(settings, "VIGIL_HEALTH_BROKER_TIMEOUT_SECONDS", 2.0))
     started = time.monotonic()
     try:
-        with app.connection_for_write(connect_timeout=timeout) as conn:
+        # Bounded waits for every transport: a broker that accepts connections but never
+        # answers must not hang the watchdog.
+        with app.connection_for_write(
+            connect_timeout=timeout,
+            transport_options={"socket_connect_timeout": timeout, "socket_timeout": timeout},
+        ) as conn:
             conn.ensure_connection(
                 max_retries=1, interval_start=0, interval_step=0, timeout=timeout
             )
             # Connecting may be lazy; opening a channel makes the transport talk to the broker.
             conn.default_channel  # noqa: B018
+            transport = conn.transport_cls
     except Exception as exc:
         return {"ok": False, "error": _error(exc)}
     return {
         "ok": True,
-        "transport": app.conf.broker_url.split(":", 1)[0],
+        "transport": str(transport),
         "latency_ms": round((time.monotonic() - started) * 1000, 1),
     }
 

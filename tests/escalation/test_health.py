@@ -3,6 +3,8 @@ the reasons otherwise, and never a 500."""
 
 from __future__ import annotations
 
+import socket
+import time
 from datetime import timedelta
 
 import pytest
@@ -139,6 +141,25 @@ def test_503_when_the_broker_is_unreachable(client, settings):
 
     assert response.status_code == 503
     assert response.json()["checks"]["broker"]["ok"] is False
+
+
+def test_a_broker_that_never_answers_does_not_hang_the_watchdog(client, settings):
+    settings.VIGIL_HEALTH_BROKER_TIMEOUT_SECONDS = 1
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # connections are accepted by the kernel and then never answered
+    previous = app.conf.broker_write_url
+    app.conf.broker_write_url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+    started = time.monotonic()
+    try:
+        response = client.get(URL)
+    finally:
+        app.conf.broker_write_url = previous
+        silent.close()
+
+    assert response.status_code == 503
+    assert response.json()["checks"]["broker"]["ok"] is False
+    assert time.monotonic() - started < 5
 
 
 def test_503_not_500_when_the_cache_is_down(client, monkeypatch):

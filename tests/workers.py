@@ -368,7 +368,10 @@ def celery_worker(tmp_path: Path) -> Iterator[CeleryLauncher]:
     from django.conf import settings
 
     if not urlparse(settings.CELERY_BROKER_URL).scheme.startswith("redis"):
-        pytest.skip("needs a Redis broker (CELERY_BROKER_URL=redis://...)")
+        reason = "needs a Redis broker (CELERY_BROKER_URL=redis://...)"
+        if os.environ.get("VIGIL_REQUIRE_SERVICES") == "1":
+            pytest.fail(reason + ", but VIGIL_REQUIRE_SERVICES=1", pytrace=False)
+        pytest.skip(reason)
     purge_broker()
     launcher = CeleryLauncher(tmp_path)
     yield launcher

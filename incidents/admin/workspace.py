@@ -12,7 +12,7 @@ from django.contrib import messages
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect
@@ -72,7 +72,7 @@ INCIDENT_ID = re.compile(r"^\s*INC-\d{4}-\d{4}-\d{3,}\s*$", re.IGNORECASE)
 def field_label(name: str) -> str:
     try:
         return str(Incident._meta.get_field(name).verbose_name).capitalize()
-    except Exception:
+    except FieldDoesNotExist:
         return name.replace("_", " ").capitalize()
 
 
@@ -109,7 +109,6 @@ class IncidentWorkspaceMixin:
             "incident": incident,
             "actions": actions,
             "severity": ui.severity_badge(incident.severity),
-            "severity_name": incident.severity.name,
             "status": ui.status_badge(incident.status),
             "sla": ui.sla_badge(incident),
             "age": ui.age_text(incident),

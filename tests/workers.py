@@ -250,6 +250,21 @@ class CeleryProcess:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def children(self) -> list[int]:
+        """Process ids of this process's children (the worker's pool processes), from /proc."""
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            if parent == self.process.pid:
+                found.append(int(entry))
+        return found
+
     def kill(self) -> None:
         """SIGKILL the whole process group: the main process and its pool children at once, as
         when a machine dies or the OOM killer strikes."""

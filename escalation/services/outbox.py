@@ -54,7 +54,7 @@ def outbox_settings() -> OutboxSettings:
         backoff_base=float(getattr(settings, "VIGIL_NOTIFY_BACKOFF_BASE_SECONDS", 10)),
         backoff_max=float(getattr(settings, "VIGIL_NOTIFY_BACKOFF_MAX_SECONDS", 600)),
         max_countdown=float(getattr(settings, "VIGIL_NOTIFY_MAX_COUNTDOWN_SECONDS", 900)),
-        lease=timedelta(seconds=float(getattr(settings, "VIGIL_NOTIFY_LEASE_SECONDS", 180))),
+        lease=timedelta(seconds=float(getattr(settings, "VIGIL_NOTIFY_LEASE_SECONDS", 120))),
         requeue_after=timedelta(
             seconds=float(getattr(settings, "VIGIL_NOTIFY_REQUEUE_AFTER_SECONDS", 60))
         ),

@@ -4,6 +4,8 @@ a task lost after commit, a worker killed mid-send, retries scheduled through th
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from datetime import timedelta
@@ -120,6 +122,31 @@ def test_a_worker_killed_mid_delivery_ends_delivered_and_recorded_once(celery_wo
     assert notification.sent_at is not None
     # The provider saw it twice (the first answer was lost with the worker), and can tell.
     assert keys_at(http_sink) == ["killed:1", "killed:1"]
+
+
+def test_a_pool_process_killed_mid_delivery_is_recovered_by_its_worker(celery_worker, http_sink):
+    held = threading.Event()
+    http_sink.reply(Reply(hold=held))
+    env = worker_env(
+        http_sink, VIGIL_NOTIFY_LEASE_SECONDS="2", VIGIL_NOTIFY_REQUEUE_AFTER_SECONDS="1"
+    )
+    worker = celery_worker.worker(env)
+    celery_worker.beat({**env, "VIGIL_OUTBOX_REQUEUE_SECONDS": "1"})
+
+    notification = enqueue("oom:1")
+    wait_for(lambda: len(http_sink.requests()) == 1, timeout=30, what="the first delivery")
+    # Only the pool process dies (the OOM killer's choice); the worker itself lives on and
+    # hands the unacknowledged task out again.
+    for pid in worker.children():
+        os.kill(pid, signal.SIGKILL)
+    held.set()
+
+    wait_for(lambda: status_of(notification) == NotificationStatus.SENT, timeout=60)
+    time.sleep(3)
+    assert worker.alive
+    notification.refresh_from_db()
+    assert notification.attempts == 2
+    assert keys_at(http_sink) == ["oom:1", "oom:1"]
 
 
 def test_a_provider_answering_500_then_200_is_retried_after_retry_after(celery_worker, http_sink):

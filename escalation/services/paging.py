@@ -354,6 +354,13 @@ def ack_link_use(*, token: str) -> AckLinkResult:
 
     payload = ack_link_read(token)
     incident, user, contact = ack_link_check(payload)
+    # Lock before deciding: two different links posted at once must not both record that they
+    # acknowledged the incident.
+    incident = (
+        Incident.objects.select_for_update(of=("self",))
+        .select_related("severity")
+        .get(pk=incident.pk)
+    )
     already = incident.acknowledged_at is not None
     try:
         with transaction.atomic():

@@ -320,3 +320,43 @@ def test_other_methods_are_not_allowed(client, reachable_policy, clock):
     url = link_for(incident, reachable_policy.primary["incident_manager"])
     assert client.put(url).status_code == 405
     assert client.delete(url).status_code == 405
+
+
+# --- concurrent clicks (PostgreSQL) ------------------------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize("same_link", [True, False])
+def test_links_posted_at_the_same_moment_acknowledge_once(reachable_policy, same_link):
+    import threading
+
+    from django.db import connections
+    from django.test import Client
+
+    incident = create(2)
+    first = link_for(incident, reachable_policy.primary["incident_manager"])
+    second = first if same_link else link_for(incident, reachable_policy.primary["technical_lead"])
+    barrier = threading.Barrier(2)
+    statuses: list[int] = []
+
+    def click(url: str) -> None:
+        try:
+            barrier.wait(10)
+            statuses.append(Client().post(url).status_code)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=click, args=(url,)) for url in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert sorted(statuses) == ([200, 410] if same_link else [200, 200])
+    incident.refresh_from_db()
+    assert incident.status == Status.ACKNOWLEDGED
+    assert incident.timeline.filter(kind=Kind.STATUS).count() == 1
+    outcomes = sorted(AckLinkUse.objects.values_list("outcome", flat=True))
+    assert outcomes == (["acknowledged"] if same_link else ["acknowledged", "already"])
+    assert incident.timeline.filter(kind=Kind.NOTIFICATION, data__has_key="ack_link").count() == 1

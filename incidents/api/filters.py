@@ -42,14 +42,21 @@ class UtcIsoDateTimeFromToRangeFilter(filters.IsoDateTimeFromToRangeFilter):
 
 
 class IncidentFilter(filters.FilterSet):
+    # distinct=False: these are columns of the incident itself, no join can duplicate a row,
+    # and DISTINCT over the page's wide rows would make PostgreSQL sort every match.
     status = filters.MultipleChoiceFilter(
-        choices=Status.choices, help_text="One or more statuses (repeat the parameter)."
+        choices=Status.choices,
+        distinct=False,
+        help_text="One or more statuses (repeat the parameter).",
     )
     severity = filters.MultipleChoiceFilter(
-        field_name="severity_id", choices=SEVERITY_CHOICES, help_text="One or more levels."
+        field_name="severity_id",
+        choices=SEVERITY_CHOICES,
+        distinct=False,
+        help_text="One or more levels.",
     )
     priority = filters.MultipleChoiceFilter(
-        choices=PRIORITY_CHOICES, help_text="One or more priorities."
+        choices=PRIORITY_CHOICES, distinct=False, help_text="One or more priorities."
     )
     service = filters.CharFilter(
         method="filter_service", max_length=60, help_text="Slug of an affected service."

@@ -46,6 +46,7 @@ from .errors import READ_ERRORS, WRITE_ERRORS, error_responses
 from .filters import IncidentFilter
 from .history import history_entries, incident_history_records, previous_record
 from .pagination import StableOrderingFilter, VigilCursorPagination
+from .rows import attach_related
 
 _NUMBER_RE = re.compile(NUMBER_PATTERN)
 
@@ -91,8 +92,16 @@ class IncidentListView(IncidentViewMixin, VigilAPIView, GenericAPIView):
     ordering = ["-detected_at"]
 
     def get_queryset(self):
-        # duplicate_of's ID rides along as one joined column instead of a query per row.
-        return incident_list().annotate(duplicate_of_number=F("duplicate_of__number"))
+        # The selector's rows without its prefetches: a page's services and role holders are
+        # read as plain values by attach_related (see incidents.api.rows). The severity join
+        # goes too (the row shows the level, which is the key). duplicate_of's ID rides along
+        # as one joined column.
+        return (
+            incident_list()
+            .select_related(None)
+            .prefetch_related(None)
+            .annotate(duplicate_of_number=F("duplicate_of__number"))
+        )
 
     @extend_schema(
         tags=TAG,
@@ -107,6 +116,7 @@ class IncidentListView(IncidentViewMixin, VigilAPIView, GenericAPIView):
     def get(self, request: Request) -> Response:
         queryset = self.filter_queryset(self.get_queryset())
         page = self.paginate_queryset(queryset)
+        attach_related(page)
         serializer = IncidentSerializer(page, many=True, context=self.get_serializer_context())
         return self.get_paginated_response(serializer.data)
 

@@ -15,8 +15,10 @@ from .catalog import (
 from .common import UserRefSerializer, iso, user_ref
 from .incidents import (
     ACTION_INPUTS,
+    ASSIGNMENTS,
     NUMBER_PATTERN,
     ROLES_SCHEMA,
+    SERVICES,
     CancelInputSerializer,
     HistoryRecordSerializer,
     IncidentCreateSerializer,
@@ -32,8 +34,10 @@ from .incidents import (
 
 __all__ = [
     "ACTION_INPUTS",
+    "ASSIGNMENTS",
     "NUMBER_PATTERN",
     "ROLES_SCHEMA",
+    "SERVICES",
     "CancelInputSerializer",
     "ContactSerializer",
     "HistoryRecordSerializer",

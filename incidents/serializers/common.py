@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from django.utils import timezone
@@ -53,9 +53,10 @@ def user_ref(user: Any) -> dict[str, Any] | None:
     }
 
 
-def iso(value: datetime | None) -> str | None:
-    """The API's datetime format (DRF's): ISO 8601 in the current time zone, UTC as ``Z``."""
+def iso(value: datetime | None, tz: tzinfo | None = None) -> str | None:
+    """The API's datetime format (DRF's): ISO 8601 in the current time zone (or ``tz``, which
+    a serializer looks up once for all its rows), UTC as ``Z``."""
     if value is None:
         return None
-    text = timezone.localtime(value).isoformat()
+    text = value.astimezone(tz or timezone.get_current_timezone()).isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text

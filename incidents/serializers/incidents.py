@@ -12,6 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -72,6 +73,27 @@ def _when(help_text: str = "") -> serializers.DateTimeField:
     return serializers.DateTimeField(allow_null=True, help_text=help_text)
 
 
+# Where a list view stores a page's service slugs and role holders, read as plain values
+# (incidents.api.rows.attach_related); single incidents use the selector's prefetches.
+SERVICES = "api_service_slugs"
+ASSIGNMENTS = "api_role_holders"
+
+
+def _services(incident: Incident) -> list[str]:
+    if SERVICES in incident.__dict__:
+        return incident.__dict__[SERVICES]
+    return [service.slug for service in incident.services.all()]
+
+
+def _roles(incident: Incident) -> dict[str, Any]:
+    if ASSIGNMENTS in incident.__dict__:
+        return incident.__dict__[ASSIGNMENTS]
+    return {
+        assignment.role.key: user_ref(assignment.user)
+        for assignment in incident.role_assignments.all()
+    }
+
+
 class IncidentSerializer(serializers.Serializer):
     id = _text(help_text="Public ID, INC-YYYY-MMDD-NNN.")
     title = _text()
@@ -123,8 +145,19 @@ class IncidentSerializer(serializers.Serializer):
             cache[incident.status] = actions_available(incident, user)
         return cache[incident.status]
 
+    def _url(self, incident: Incident) -> str:
+        # One reverse() per serializer, not per row: the admin URL differs only by the pk.
+        template = self.__dict__.get("_url_template")
+        if template is None:
+            path = reverse("admin:incidents_incident_change", args=["__pk__"])
+            template = self.__dict__["_url_template"] = settings.VIGIL_BASE_URL + path
+        return template.replace("__pk__", str(incident.pk))
+
     def to_representation(self, incident: Incident) -> dict[str, Any]:
         now = self.context.get("now") or timezone.now()
+        tz = self.__dict__.get("_tz") or self.__dict__.setdefault(
+            "_tz", timezone.get_current_timezone()
+        )
         if "duplicate_of_number" in incident.__dict__:
             duplicate = incident.duplicate_of_number
         else:
@@ -140,7 +173,7 @@ class IncidentSerializer(serializers.Serializer):
             "status": incident.status,
             "report_status": incident.report_status,
             "detection_source": incident.detection_source,
-            "services": [service.slug for service in incident.services.all()],
+            "services": _services(incident),
             "customer_facing": incident.customer_facing,
             "affected_users": incident.affected_users,
             "business_impact": incident.business_impact,
@@ -149,27 +182,24 @@ class IncidentSerializer(serializers.Serializer):
             "lessons_learned": incident.lessons_learned,
             "cancel_reason": incident.cancel_reason,
             "duplicate_of": duplicate,
-            "impact_started_at": iso(incident.impact_started_at),
-            "detected_at": iso(incident.detected_at),
-            "acknowledged_at": iso(incident.acknowledged_at),
-            "mitigated_at": iso(incident.mitigated_at),
-            "resolved_at": iso(incident.resolved_at),
-            "closed_at": iso(incident.closed_at),
-            "cancelled_at": iso(incident.cancelled_at),
-            "created_at": iso(incident.created_at),
-            "updated_at": iso(incident.updated_at),
+            "impact_started_at": iso(incident.impact_started_at, tz),
+            "detected_at": iso(incident.detected_at, tz),
+            "acknowledged_at": iso(incident.acknowledged_at, tz),
+            "mitigated_at": iso(incident.mitigated_at, tz),
+            "resolved_at": iso(incident.resolved_at, tz),
+            "closed_at": iso(incident.closed_at, tz),
+            "cancelled_at": iso(incident.cancelled_at, tz),
+            "created_at": iso(incident.created_at, tz),
+            "updated_at": iso(incident.updated_at, tz),
             "sla": {
-                "response_due": iso(incident.response_due_at),
-                "resolution_due": iso(incident.resolution_due_at),
+                "response_due": iso(incident.response_due_at, tz),
+                "resolution_due": iso(incident.resolution_due_at, tz),
                 "response_breached": incident.response_breached_at(now),
                 "resolution_breached": incident.resolution_breached_at(now),
             },
-            "roles": {
-                assignment.role.key: user_ref(assignment.user)
-                for assignment in incident.role_assignments.all()
-            },
+            "roles": _roles(incident),
             "actions": self._actions(incident),
-            "url": settings.VIGIL_BASE_URL + incident.get_absolute_url(),
+            "url": self._url(incident),
         }
 
 

@@ -177,12 +177,13 @@ def _claim(notification_id: int, now: datetime, lease: timedelta) -> Notificatio
 def backoff_delay(*, attempts: int, retry_after: float | None = None) -> float:
     """Seconds before the next attempt: exponential in the attempts so far, with jitter so a
     provider outage does not end in a synchronised burst, and never sooner than the provider's
-    own ``Retry-After``."""
+    own ``Retry-After`` — up to the longest backoff: a page held back for hours is worth less
+    than an attempt that may fail again and, on the last one, raise the alert."""
     conf = outbox_settings()
     ceiling = min(conf.backoff_max, conf.backoff_base * (2 ** max(0, attempts - 1)))
     delay = ceiling / 2 + random.uniform(0, ceiling / 2)
     if retry_after is not None and retry_after > delay:
-        delay = float(retry_after)
+        delay = min(float(retry_after), max(conf.backoff_max, delay))
     return delay
 
 

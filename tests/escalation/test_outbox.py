@@ -211,7 +211,13 @@ def test_backoff_is_exponential_with_jitter_and_capped(settings, attempts):
     delays = [backoff_delay(attempts=attempts) for _ in range(200)]
     assert all(ceiling / 2 <= delay <= ceiling for delay in delays)
     assert len({round(delay, 6) for delay in delays}) > 1  # jittered, not synchronised
-    assert backoff_delay(attempts=attempts, retry_after=3600) == 3600
+    # Never sooner than the provider's Retry-After...
+    assert all(
+        300 <= backoff_delay(attempts=attempts, retry_after=300) <= max(300, ceiling)
+        for _ in range(50)
+    )
+    # ...up to the longest backoff, not beyond.
+    assert backoff_delay(attempts=attempts, retry_after=86400) == 600
 
 
 def test_permanent_failure_fails_at_once_with_timeline_and_alert(

@@ -17,13 +17,11 @@ class UsernameField(TextField):
 
     default_error_messages = {"unknown": "No active user {username!r}."}
 
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("max_length", 150)
-        super().__init__(**kwargs)
-
     def to_internal_value(self, data: Any) -> Any:
         username = super().to_internal_value(data)
-        user = get_user_model().objects.filter(username=username, is_active=True).first()
+        user = None
+        if len(username) <= 150:
+            user = get_user_model().objects.filter(username=username, is_active=True).first()
         if user is None:
             self.fail("unknown", username=username)
         return user
@@ -34,14 +32,10 @@ class ContactIdField(serializers.IntegerField):
 
     default_error_messages = {"unknown": "No contact {pk}."}
 
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("min_value", 1)
-        kwargs.setdefault("max_value", 2**63 - 1)
-        super().__init__(**kwargs)
-
     def to_internal_value(self, data: Any) -> Contact:
         pk = super().to_internal_value(data)
-        contact = Contact.objects.filter(pk=pk).first()
+        # The range check comes first: a 30-digit id must not reach the query.
+        contact = Contact.objects.filter(pk=pk).first() if 0 < pk < 2**63 else None
         if contact is None:
             self.fail("unknown", pk=pk)
         return contact
@@ -126,7 +120,9 @@ class SeverityLevelUpdateSerializer(serializers.Serializer):
     name = TextField(max_length=40, required=False)
     definition = TextField(max_length=TEXT_MAX, required=False)
     business_impact = TextField(max_length=200, required=False)
-    examples = serializers.ListField(child=TextField(max_length=500), required=False, max_length=50)
+    examples = serializers.ListField(
+        child=TextField(max_length=500, allow_blank=True), required=False, max_length=50
+    )
     response_target = BoundedDurationField(
         required=False, help_text="ISO 8601 (PT15M) or HH:MM:SS."
     )
@@ -203,7 +199,7 @@ class ResponseRoleSerializer(serializers.Serializer):
 class ResponseRoleUpdateSerializer(serializers.Serializer):
     name = TextField(max_length=80, required=False)
     responsibilities = serializers.ListField(
-        child=TextField(max_length=500), required=False, max_length=50
+        child=TextField(max_length=500, allow_blank=True), required=False, max_length=50
     )
     primary_contact = ContactIdField(required=False, allow_null=True, help_text="Contact id.")
     backup_contact = ContactIdField(required=False, allow_null=True, help_text="Contact id.")

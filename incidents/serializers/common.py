@@ -14,10 +14,14 @@ TEXT_MAX = 20_000
 
 
 class TextField(serializers.CharField):
-    """A CharField that also refuses lone surrogates, which JSON allows but no database
-    column can store."""
+    """A strict CharField: a JSON string only (DRF would turn 5 into "5"), and no lone
+    surrogates, which JSON allows but no database column can store."""
+
+    default_error_messages = {"not_a_string": "Expected a string."}
 
     def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("not_a_string")
         value = super().to_internal_value(data)
         try:
             value.encode("utf-8")

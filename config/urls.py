@@ -7,6 +7,10 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # REST API (incidents.api_urls: /api/v1/..., /api/schema/, /api/docs/).
     path("api/", include("incidents.api_urls")),
+    # Email providers' webhooks (django-anymail): inbound email becomes customer reports.
+    path("anymail/", include("incidents.inbound_urls")),
     # Escalation: /healthz, one-click acknowledge links, /api/v1/incidents/{id}/notifications/...
     path("", include("escalation.urls")),
+    # Inbound webhooks: /hooks/alertmanager|grafana|generic/<key>/, /hooks/pagerduty/v2/enqueue.
+    path("", include("incidents.detection.urls")),
 ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.dispatch import Signal
 
-# incident_id, actor_id, source
+# incident_id, actor_id, source, paging (one of incidents.services.incidents.PAGING_MODES)
 incident_created = Signal()
 # incident_id, action, from_status, to_status, actor_id, source
 incident_transitioned = Signal()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.db import OperationalError
 
 from .services import sla_breaches_record
 
@@ -17,3 +18,38 @@ from .services import sla_breaches_record
 def sla_sweep_task() -> int:
     """Note SLA breaches that came due. Safe to run twice at once (unique breach rows)."""
     return sla_breaches_record()
+
+
+@shared_task(
+    name="incidents.alert_delivery_process",
+    acks_late=True,
+    soft_time_limit=50,
+    time_limit=60,
+    ignore_result=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    max_retries=5,
+)
+def alert_delivery_process_task(delivery_id: int) -> str:
+    """Turn one stored webhook delivery into alerts and incidents. A duplicate or stale task
+    finds the delivery claimed or processed and does nothing; a transient database error
+    (deadlock, lost connection) is retried with backoff."""
+    from .detection.processing import delivery_process
+
+    return delivery_process(delivery_id=delivery_id).outcome
+
+
+@shared_task(
+    name="incidents.alert_delivery_sweep",
+    acks_late=True,
+    soft_time_limit=50,
+    time_limit=60,
+    ignore_result=True,
+)
+def alert_delivery_sweep_task() -> int:
+    """Queue again webhook deliveries left pending (lost task, failed attempt). Safe to run
+    twice at once."""
+    from .detection.intake import deliveries_requeue
+
+    return deliveries_requeue()

@@ -34,6 +34,12 @@ from ..signals import (
 )
 from .common import apply_sla, audited_save, priority_for, require_perm, timeline_record
 
+# Who is told when an incident is logged, carried in the ``incident_created`` event for the
+# escalation app: "team" pages the response team (§4.2 step 1); "none" pages nobody (an alert
+# rule's "monitor and investigate"); "escalate" also fires the escalation matrix's first step
+# at once ("escalate immediately"); "security" also notifies the security team contact.
+PAGING_MODES = ("team", "none", "escalate", "security")
+
 # Clocks of monitoring senders drift; a detection time this far ahead of ours is still "now".
 CLOCK_SKEW = timedelta(minutes=5)
 NOTE_MAX_LENGTH = 20_000
@@ -162,14 +168,18 @@ def incident_create(
     impact_started_at: datetime | None = None,
     detected_at: datetime | None = None,
     roles: dict[str, Any] | None = None,
+    paging: str = "team",
 ) -> Incident:
     """Log a new incident (§4.2 step 1): ID, priority from the matrix, SLA clocks, timeline.
 
     ``customer_facing`` defaults to whether any affected service is customer-facing. ``roles``
-    maps role keys to users. Sends ``incident_created`` after commit. Not idempotent: each
-    call logs a new incident (deduplication is the caller's, e.g. alert grouping).
+    maps role keys to users. ``paging`` (one of ``PAGING_MODES``) says who is told, and travels
+    in the ``incident_created`` event. Sends ``incident_created`` after commit. Not
+    idempotent: each call logs a new incident (deduplication is the caller's, e.g. alert
+    grouping).
     """
     require_perm(actor, "incidents.add_incident", "create")
+    _check_choice("paging", paging, PAGING_MODES)
     title = (title or "").strip()
     if not title:
         raise InvalidInput({"title": "A title is required."})
@@ -222,7 +232,13 @@ def incident_create(
         ),
         data={"severity": level.level, "priority": incident.priority},
     )
-    announce(incident_created, incident_id=incident.pk, actor_id=_id(actor), source=source)
+    announce(
+        incident_created,
+        incident_id=incident.pk,
+        actor_id=_id(actor),
+        source=source,
+        paging=paging,
+    )
     for role_key, user in (roles or {}).items():
         incident_role_assign(
             incident=incident, role=role_key, user=user, actor=actor, source=source
@@ -476,6 +492,7 @@ def _id(actor: Any) -> int | None:
 __all__ = [
     "ACTIVE_STATUSES",
     "EDITABLE_FIELDS",
+    "PAGING_MODES",
     "Source",
     "incident_change_severity",
     "incident_create",

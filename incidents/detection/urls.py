@@ -1,0 +1,19 @@
+"""The inbound webhooks, included at the site root by ``config.urls``.
+
+``/v2/enqueue`` is PagerDuty's own path: a PagerDuty client given Vigil's base URL (or
+Vigil's base URL + ``/hooks/pagerduty``) as its API base posts there unchanged.
+"""
+
+from django.urls import path
+
+from . import views
+
+app_name = "hooks"
+
+urlpatterns = [
+    path("hooks/alertmanager/<str:key>/", views.alertmanager_hook, name="alertmanager"),
+    path("hooks/grafana/<str:key>/", views.grafana_hook, name="grafana"),
+    path("hooks/generic/<str:key>/", views.generic_hook, name="generic"),
+    path("hooks/pagerduty/v2/enqueue", views.pagerduty_enqueue, name="pagerduty"),
+    path("v2/enqueue", views.pagerduty_enqueue, name="pagerduty-root"),
+]

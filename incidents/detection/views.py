@@ -1,0 +1,348 @@
+"""The inbound webhooks. Plain Django views (no session, no CSRF, no content negotiation): a
+sender is answered after one key lookup and one INSERT.
+
+Every request goes through the same gates, in this order, and a refusal writes nothing, is
+logged, and is answered with a JSON error (``{"status", "code", "detail", "errors"}``, the
+API's shape; PagerDuty's own shape on its endpoint):
+
+====  ==========================  ============================================================
+405   method_not_allowed          anything but POST
+415   unsupported_media_type      a Content-Type other than application/json (or ``+json``)
+413   payload_too_large           a declared or actual body over 1 MiB (checked before reading
+                                  and again on the bytes read)
+404   not_found                   no integration of this kind has the URL key
+403   integration_disabled        the integration is disabled
+401   authentication_failed       missing or wrong bearer token / signature
+400   parse_error / invalid       not UTF-8 JSON, or not a valid payload of the sender
+====  ==========================  ============================================================
+
+PagerDuty (``/hooks/pagerduty/v2/enqueue``, and ``/v2/enqueue`` so that a client pointed at
+Vigil's base URL works unchanged) answers as PagerDuty does: 202 ``{"status": "success",
+"message": "Event processed", "dedup_key": ...}``, 400 ``{"status": "invalid event",
+"message": ..., "errors": [...]}`` (an unknown routing key too: "Invalid routing key", as
+PagerDuty), 403 for a disabled integration, 429 with ``Retry-After`` past
+``VIGIL_PAGERDUTY_RATE`` events per routing key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import time
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from ..models import Integration, IntegrationKind
+from .intake import delivery_accept
+from .parsing import PayloadError, pagerduty_errors, parse_delivery, parse_pagerduty
+from .verify import (
+    GRAFANA_TIMESTAMP,
+    VerificationFailed,
+    verify_bearer,
+    verify_grafana,
+    verify_vigil_signature,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY = 1024 * 1024
+_KEY = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_KEPT_HEADERS = {
+    "HTTP_USER_AGENT": "User-Agent",
+    "CONTENT_TYPE": "Content-Type",
+    "CONTENT_LENGTH": "Content-Length",
+    "HTTP_X_FORWARDED_FOR": "X-Forwarded-For",
+    GRAFANA_TIMESTAMP: "X-Grafana-Alerting-Signature-Timestamp",
+}
+
+
+class Refused(Exception):
+    def __init__(self, status: int, code: str, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail, self.extra = status, code, detail, extra
+
+
+def max_body() -> int:
+    return int(getattr(settings, "VIGIL_HOOK_MAX_BODY_BYTES", DEFAULT_MAX_BODY))
+
+
+def _log_refusal(request: HttpRequest, kind: str, refused: Refused, integration: Any) -> None:
+    logger.warning(
+        "Refused %s webhook: %s %s: %s (integration %s, from %s)",
+        kind,
+        refused.status,
+        refused.code,
+        refused.detail,
+        getattr(integration, "pk", None),
+        request.META.get("REMOTE_ADDR"),
+    )
+
+
+def _gate(request: HttpRequest) -> None:
+    """Method, content type and declared size: checked before any lookup or read."""
+    if request.method != "POST":
+        raise Refused(405, "method_not_allowed", f"Method {request.method} not allowed: POST only.")
+    content_type = (request.content_type or "").lower()
+    if not (content_type == "application/json" or content_type.endswith("+json")):
+        raise Refused(
+            415,
+            "unsupported_media_type",
+            f"Content-Type {content_type or '(none)'} not accepted: send application/json.",
+        )
+    declared = request.META.get("CONTENT_LENGTH") or ""
+    if declared:
+        try:
+            length = int(declared)
+        except ValueError:
+            raise Refused(400, "parse_error", "Invalid Content-Length header.") from None
+        if length > max_body():
+            raise Refused(413, "payload_too_large", f"The body is larger than {max_body()} bytes.")
+
+
+def _read(request: HttpRequest) -> bytes:
+    """At most the size limit plus one byte, so an oversize body is never read whole."""
+    limit = max_body()
+    if (
+        not request.META.get("CONTENT_LENGTH")
+        and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+    ):
+        body = request.environ["wsgi.input"].read(limit + 1)
+    else:
+        body = request.read(limit + 1)
+    if len(body) > limit:
+        raise Refused(413, "payload_too_large", f"The body is larger than {limit} bytes.")
+    return body
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _json(body: bytes) -> tuple[str, Any]:
+    try:
+        text = body.decode("utf-8")
+        return text, json.loads(text, parse_constant=_no_constants)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise Refused(400, "parse_error", f"The body is not valid UTF-8 JSON: {exc}") from None
+
+
+def _headers(request: HttpRequest) -> dict[str, str]:
+    return {
+        name: request.META[meta][:500]
+        for meta, name in _KEPT_HEADERS.items()
+        if meta in request.META
+    }
+
+
+def _integration(key: str, kind: str) -> Integration | None:
+    if not _KEY.match(key or ""):
+        return None
+    return (
+        Integration.objects.filter(key=key, kind=kind)
+        .only("pk", "key", "kind", "secret", "enabled", "name")
+        .first()
+    )
+
+
+def _verify(request: HttpRequest, integration: Integration, body: bytes) -> None:
+    kind, secret, meta = integration.kind, integration.secret, request.META
+    try:
+        if kind == IntegrationKind.ALERTMANAGER and secret:
+            verify_bearer(meta, secret)
+        elif kind == IntegrationKind.GRAFANA and secret:
+            verify_grafana(meta, secret, body)
+        elif kind == IntegrationKind.GENERIC:
+            if not secret:
+                raise VerificationFailed("This integration has no secret to verify with.")
+            verify_vigil_signature(meta, secret, body)
+    except VerificationFailed as exc:
+        headers = {"WWW-Authenticate": 'Bearer realm="vigil"'}
+        raise Refused(
+            401,
+            "authentication_failed",
+            str(exc),
+            headers=headers if kind == IntegrationKind.ALERTMANAGER else {},
+        ) from None
+
+
+def _error_response(refused: Refused) -> JsonResponse:
+    response = JsonResponse(
+        {
+            "status": refused.status,
+            "code": refused.code,
+            "detail": refused.detail,
+            "errors": refused.extra.get("errors", {}),
+        },
+        status=refused.status,
+    )
+    if refused.status == 405:
+        response["Allow"] = "POST"
+    for name, value in refused.extra.get("headers", {}).items():
+        response[name] = value
+    return response
+
+
+def _keyed_hook(request: HttpRequest, key: str, kind: str) -> JsonResponse:
+    integration = None
+    try:
+        _gate(request)
+        integration = _integration(key, kind)
+        if integration is None:
+            raise Refused(404, "not_found", "No integration of this kind has this key.")
+        if not integration.enabled:
+            raise Refused(403, "integration_disabled", "This integration is disabled.")
+        body = _read(request)
+        _verify(request, integration, body)
+        text, payload = _json(body)
+        try:
+            parsed = parse_delivery(kind, payload)
+        except RecursionError:
+            raise Refused(400, "invalid", "The payload is nested too deeply.") from None
+        except PayloadError as exc:
+            errors = exc.errors
+            raise Refused(400, "invalid", f"Invalid payload. {exc}"[:2000], errors=errors) from None
+    except Refused as refused:
+        _log_refusal(request, kind, refused, integration)
+        return _error_response(refused)
+    delivery = delivery_accept(
+        integration=integration,
+        body=text,
+        headers=_headers(request),
+        remote_addr=request.META.get("REMOTE_ADDR") or None,
+        alert_count=len(parsed.alerts),
+    )
+    return JsonResponse(
+        {"status": "accepted", "delivery": delivery.pk, "alerts": len(parsed.alerts)},
+        status=202,
+    )
+
+
+@csrf_exempt
+def alertmanager_hook(request: HttpRequest, key: str) -> JsonResponse:
+    """Prometheus Alertmanager ``webhook_config`` (payload version 4)."""
+    return _keyed_hook(request, key, IntegrationKind.ALERTMANAGER)
+
+
+@csrf_exempt
+def grafana_hook(request: HttpRequest, key: str) -> JsonResponse:
+    """Grafana alerting webhook contact point (payload version 1)."""
+    return _keyed_hook(request, key, IntegrationKind.GRAFANA)
+
+
+@csrf_exempt
+def generic_hook(request: HttpRequest, key: str) -> JsonResponse:
+    """Vigil's generic signed JSON alert."""
+    return _keyed_hook(request, key, IntegrationKind.GENERIC)
+
+
+# --- PagerDuty Events API v2 --------------------------------------------------------------------
+
+
+def _pd_response(status: int, label: str, message: str, errors: list[str] | None = None):
+    body: dict[str, Any] = {"status": label, "message": message}
+    if errors is not None:
+        body["errors"] = errors
+    return JsonResponse(body, status=status)
+
+
+def _rate(value: str) -> tuple[int, int] | None:
+    """``"N/second|minute|hour"`` as (N, seconds); empty or zero disables the limit."""
+    number, _, unit = (value or "").partition("/")
+    periods = {"second": 1, "minute": 60, "hour": 3600}
+    try:
+        limit = int(number)
+    except ValueError:
+        return None
+    if limit <= 0 or unit not in periods:
+        return None
+    return limit, periods[unit]
+
+
+def throttle_wait(integration: Integration) -> int | None:
+    """Seconds to wait when this routing key is over its rate, else None. A fixed window
+    counted in the cache shared by every web process; a cache outage lets events through
+    (an alert is worth more than the limit)."""
+    rate = _rate(getattr(settings, "VIGIL_PAGERDUTY_RATE", ""))
+    if rate is None:
+        return None
+    limit, period = rate
+    now = time.time()
+    window = int(now // period)
+    key = f"vigil:hook-rate:{integration.key}:{window}"
+    try:
+        count = 1 if cache.add(key, 1, timeout=period + 1) else cache.incr(key)
+    except Exception:
+        logger.exception("Rate-limit counter unavailable; event let through")
+        return None
+    if count <= limit:
+        return None
+    return max(1, math.ceil((window + 1) * period - now))
+
+
+@csrf_exempt
+def pagerduty_enqueue(request: HttpRequest) -> JsonResponse:
+    """PagerDuty Events API v2 ``enqueue``: trigger, acknowledge and resolve by dedup key."""
+    integration = None
+    try:
+        _gate(request)
+        body = _read(request)
+        text, payload = _json(body)
+    except Refused as refused:
+        _log_refusal(request, "pagerduty", refused, None)
+        label = "invalid event" if refused.status == 400 else refused.code.replace("_", " ")
+        response = _pd_response(refused.status, label, refused.detail, [refused.detail])
+        if refused.status == 405:
+            response["Allow"] = "POST"
+        return response
+
+    def invalid(errors: list[str]) -> JsonResponse:
+        refused = Refused(400, "invalid event", "; ".join(errors))
+        _log_refusal(request, "pagerduty", refused, integration)
+        return _pd_response(400, "invalid event", "Event object is invalid", errors)
+
+    routing_key = payload.get("routing_key") if isinstance(payload, dict) else None
+    if not isinstance(routing_key, str) or not routing_key.strip():
+        return invalid(["'routing_key' is missing or blank"])
+    integration = _integration(routing_key.strip(), IntegrationKind.PAGERDUTY)
+    if integration is None:
+        return invalid(["Invalid routing key"])
+    if not integration.enabled:
+        refused = Refused(403, "integration_disabled", "This integration is disabled.")
+        _log_refusal(request, "pagerduty", refused, integration)
+        return _pd_response(403, "forbidden", refused.detail, [refused.detail])
+    wait = throttle_wait(integration)
+    if wait is not None:
+        refused = Refused(429, "throttled", f"Rate limit reached; retry in {wait} s.")
+        _log_refusal(request, "pagerduty", refused, integration)
+        response = _pd_response(
+            429, "throttle event", "Requests for this integration are arriving too quickly."
+        )
+        response["Retry-After"] = str(wait)
+        return response
+    errors = pagerduty_errors(payload)
+    if errors:
+        return invalid(errors)
+    dedup_key = payload.get("dedup_key") or uuid.uuid4().hex
+    try:
+        parsed = parse_pagerduty(payload, dedup_key=dedup_key)
+    except RecursionError:
+        return invalid(["The event is nested too deeply."])
+    delivery_accept(
+        integration=integration,
+        body=text,
+        headers=_headers(request),
+        remote_addr=request.META.get("REMOTE_ADDR") or None,
+        alert_count=len(parsed.alerts),
+        dedup_key=parsed.dedup_key,
+    )
+    return JsonResponse(
+        {"status": "success", "message": "Event processed", "dedup_key": parsed.dedup_key},
+        status=202,
+    )

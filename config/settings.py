@@ -366,3 +366,21 @@ VIGIL_WEBHOOK_SECRET = env.str("VIGIL_WEBHOOK_SECRET", default="")
 # for the broker.
 VIGIL_HEALTH_SWEEP_MAX_AGE_SECONDS = env.float("VIGIL_HEALTH_SWEEP_MAX_AGE_SECONDS", default=120.0)
 VIGIL_HEALTH_BROKER_TIMEOUT_SECONDS = env.float("VIGIL_HEALTH_BROKER_TIMEOUT_SECONDS", default=2.0)
+
+# --- Detection ----------------------------------------------------------------------------------
+
+# Inbound webhooks (/hooks/...): the largest body accepted, PagerDuty events allowed per routing
+# key ("N/second|minute|hour"; empty disables the limit), how far a Grafana signature timestamp
+# may be off Vigil's clock, and how long a stored delivery may wait for its processing task
+# before the sweep queues it again.
+VIGIL_HOOK_MAX_BODY_BYTES = env.int("VIGIL_HOOK_MAX_BODY_BYTES", default=1024 * 1024)
+VIGIL_PAGERDUTY_RATE = env.str("VIGIL_PAGERDUTY_RATE", default="1200/minute")
+VIGIL_GRAFANA_SIGNATURE_MAX_AGE_SECONDS = env.float(
+    "VIGIL_GRAFANA_SIGNATURE_MAX_AGE_SECONDS", default=300.0
+)
+VIGIL_ALERT_REQUEUE_AFTER_SECONDS = env.float("VIGIL_ALERT_REQUEUE_AFTER_SECONDS", default=60.0)
+CELERY_BEAT_SCHEDULE["incidents-alert-delivery-sweep"] = {
+    "task": "incidents.alert_delivery_sweep",
+    "schedule": env.float("VIGIL_ALERT_SWEEP_SECONDS", default=30.0),
+    "options": {"expires": 25},
+}

@@ -13,8 +13,9 @@ from django.utils import timezone
 
 from incidents.models import Incident
 
-from .services.paging import incident_page_assignee, incident_page_team
+from .services.paging import incident_page_assignee, incident_page_security, incident_page_team
 from .services.timers import (
+    escalation_escalate_now,
     escalation_on_severity_change,
     escalation_on_transition,
     escalation_start,
@@ -25,10 +26,21 @@ def _incident(incident_id: int) -> Incident:
     return Incident.objects.select_related("severity").get(pk=incident_id)
 
 
-def on_incident_created(*, incident_id: int, **payload: Any) -> None:
+def on_incident_created(*, incident_id: int, paging: str = "team", **payload: Any) -> None:
+    """``paging`` (``incident_create``'s, from an alert rule's action): "team" pages the
+    response team; "none" pages nobody (the timers still run: an unacknowledged incident
+    still reaches the backups and the matrix); "escalate" also fires the matrix's first
+    step now; "security" also notifies the security team contact."""
     incident = _incident(incident_id)
-    escalation_start(incident=incident, now=timezone.now())
+    now = timezone.now()
+    escalation_start(incident=incident, now=now)
+    if paging == "none":
+        return
     incident_page_team(incident=incident, reason="logged")
+    if paging == "escalate":
+        escalation_escalate_now(incident=incident, now=now)
+    elif paging == "security":
+        incident_page_security(incident=incident)
 
 
 def on_incident_severity_changed(

@@ -34,7 +34,16 @@ from django.template.loader import render_to_string, select_template
 from django.urls import reverse
 from django.utils import timezone
 
-from incidents.models import Channel, Contact, Incident, Kind, ResponseRole, Source, Status
+from incidents.models import (
+    Channel,
+    Contact,
+    EscalationContact,
+    Incident,
+    Kind,
+    ResponseRole,
+    Source,
+    Status,
+)
 from incidents.services import incident_acknowledge
 from incidents.services.common import timeline_record
 
@@ -54,6 +63,7 @@ __all__ = [
     "format_elapsed",
     "incident_context",
     "incident_page_assignee",
+    "incident_page_security",
     "incident_page_team",
     "recipient_for_contact",
     "recipient_for_user",
@@ -638,5 +648,45 @@ def incident_page_assignee(*, incident: Incident, role_key: str, user: Any) -> P
         result=result,
         message=f"{text}: paged {result.reached_text() or 'nobody'}.",
         data={"page": "assigned", "role": role_key, "severity": severity.level},
+    )
+    return result
+
+
+SECURITY_LEVEL = "security_team"
+
+
+def incident_page_security(*, incident: Incident) -> PageResult:
+    """Notify the security team (the ``security_team`` escalation contact) of an incident an
+    alert rule marked "security team alert" (§7.2), on the channels of its severity, in the
+    current transaction. Idempotent: keys ``security:<incident>:<person>:<channel>``. With
+    no security contact set, nobody is notified and the timeline says so."""
+    level = EscalationContact.objects.select_related("contact").filter(key=SECURITY_LEVEL).first()
+    severity = incident.severity
+    text = f"Security team alert on a Sev {severity.level} incident"
+    if level is None or level.contact is None:
+        timeline_record(
+            incident=incident,
+            kind=Kind.NOTIFICATION,
+            source=Source.SYSTEM,
+            actor=None,
+            message=f"{text}: no security team contact is set, nobody was notified.",
+            data={"page": "security", "severity": severity.level},
+        )
+        return PageResult()
+    channels = list(severity.notification_channels)
+    result = recipients_notify(
+        incident=incident,
+        recipients=[recipient_for_contact(level.contact, role=level.name)],
+        channels=channels,
+        kind="page",
+        key_prefix=f"security:{incident.pk}",
+        reason=text,
+        extra_context={"page_reason": "security"},
+    )
+    _record_page(
+        incident=incident,
+        result=result,
+        message=f"{text}: notified {result.reached_text() or 'nobody'}.",
+        data={"page": "security", "severity": severity.level, "channels": channels},
     )
     return result

@@ -83,6 +83,7 @@ __all__ = [
     "Fired",
     "escalation_advance",
     "escalation_due",
+    "escalation_escalate_now",
     "escalation_on_severity_change",
     "escalation_on_transition",
     "escalation_start",
@@ -617,3 +618,29 @@ def _fire_ack_timeout(
         caught_up=caught_up,
         notifications=len(result.sent),
     )
+
+
+def escalation_escalate_now(*, incident: Incident, now: datetime | None = None) -> Fired | None:
+    """Fire the first step of the incident's matrix row now, not at its due time (an alert
+    rule's "escalate immediately", §7.2), in the current transaction. It is recorded as that
+    step (its unique event), so the sweep does not fire it again when it falls due; the
+    elapsed time shown is the real one. Idempotent: a step already fired fires no more."""
+    now = now or timezone.now()
+    esc = _locked(incident.pk)
+    if esc is None or esc.stopped_at is not None:
+        return None
+    row = _row(esc.policy_snapshot, incident.severity_id)
+    if not row or row[0]["step"] in _fired(incident):
+        return None
+    elapsed = max(0, int((now - incident.detected_at).total_seconds()))
+    fired = _fire_step(
+        esc=esc,
+        incident=incident,
+        step={**row[0], "elapsed_s": elapsed},
+        due_at=now,
+        now=now,
+        context=incident_context(incident),
+    )
+    esc.next_due_at = _next_due(esc, incident, _fired(incident))
+    esc.save(update_fields=["next_due_at"])
+    return fired

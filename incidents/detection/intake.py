@@ -79,3 +79,20 @@ def deliveries_requeue(*, now: datetime | None = None, batch: int = REQUEUE_BATC
     if ids:
         logger.info("Re-queued %s pending webhook deliveries", queued)
     return queued
+
+
+@transaction.atomic
+def delivery_retry(*, delivery: WebhookDelivery) -> WebhookDelivery:
+    """Give a failed (or stuck) delivery a fresh set of attempts and queue it after commit
+    (admin action, once the cause is fixed). A processed delivery is left alone: its alerts
+    exist. Idempotent."""
+    locked = WebhookDelivery.objects.select_for_update().get(pk=delivery.pk)
+    if locked.status == DeliveryStatus.PROCESSED:
+        return locked
+    locked.status = DeliveryStatus.PENDING
+    locked.attempts = 0
+    locked.error = ""
+    locked.processed_at = None
+    locked.save(update_fields=["status", "attempts", "error", "processed_at"])
+    transaction.on_commit(lambda: delivery_enqueue(delivery_id=locked.pk))
+    return locked

@@ -1,0 +1,300 @@
+"""Detection in the admin: integrations (with each sender's URL and configuration snippet),
+the §7.2 alert rules, and the alerts and raw deliveries Vigil received (read-only).
+
+Integrations hold credentials: by default only superusers see them (no role group holds
+their permissions). Alert rules are policy, edited here and audited like the other tables.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from simple_history.admin import SimpleHistoryAdmin
+
+from ..detection.intake import delivery_retry
+from ..detection.integrations import (
+    integration_rotate_secret,
+    integration_snippet,
+    integration_update,
+    integration_urls,
+)
+from ..errors import VigilError
+from ..models import (
+    Alert,
+    AlertRule,
+    DeliveryStatus,
+    Integration,
+    Source,
+    WebhookDelivery,
+)
+from . import display as ui
+from .common import NoRevertMixin, ReadOnlyAdminMixin
+
+
+def _incident_link(incident) -> str:
+    if incident is None:
+        return "–"
+    url = reverse("admin:incidents_incident_change", args=[incident.pk])
+    return format_html('<a href="{}">{}</a>', url, incident.number)
+
+
+def _report(modeladmin, request, done: int, failures: list[str], verb: str) -> None:
+    if done:
+        modeladmin.message_user(request, f"{done} integration(s) {verb}.", messages.SUCCESS)
+    for failure in failures:
+        modeladmin.message_user(request, failure, messages.ERROR)
+
+
+@admin.register(Integration)
+class IntegrationAdmin(NoRevertMixin, SimpleHistoryAdmin):
+    list_display = (
+        "name",
+        "kind",
+        "service",
+        "default_severity",
+        "enabled",
+        "auto_resolve",
+        "last_delivery",
+    )
+    list_filter = ("kind", "enabled", "auto_resolve")
+    list_select_related = ("service", "default_severity")
+    search_fields = ("name", "=key")
+    readonly_fields = ("key", "sender_urls", "snippet", "created_at", "updated_at")
+    actions = ("rotate_secret", "enable", "disable")
+    fieldsets = [
+        (None, {"fields": ["name", "kind", "enabled"]}),
+        (
+            "Incidents from this sender",
+            {"fields": ["service", "default_severity", "auto_resolve", "group_by"]},
+        ),
+        (
+            "Sender configuration",
+            {"fields": ["key", "secret", "sender_urls", "snippet"]},
+        ),
+        ("Record", {"fields": ["created_at", "updated_at"]}),
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Integration]:
+        latest = WebhookDelivery.objects.filter(integration=OuterRef("pk")).order_by("-received_at")
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(last_received=Subquery(latest.values("received_at")[:1]))
+        )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Integration | None = None):
+        # The sender's URL is made from the kind and key: changing the kind would break it.
+        if obj is not None:
+            return ("kind", *self.readonly_fields)
+        return self.readonly_fields
+
+    @admin.display(description="Last delivery", ordering="last_received")
+    def last_delivery(self, obj: Integration):
+        return getattr(obj, "last_received", None) or "never"
+
+    @admin.display(description="Sender URL")
+    def sender_urls(self, obj: Integration) -> str:
+        if obj.pk is None:
+            return "Shown once the integration is saved."
+        rows = integration_urls(obj)
+        return format_html(
+            "<br>".join(["{}: <code>{}</code>"] * len(rows)),
+            *[item for pair in rows.items() for item in pair],
+        )
+
+    @admin.display(description="Configuration snippet")
+    def snippet(self, obj: Integration) -> str:
+        if obj.pk is None:
+            return "Shown once the integration is saved."
+        return format_html(
+            '<pre style="white-space: pre-wrap; user-select: all">{}</pre>',
+            integration_snippet(obj),
+        )
+
+    @admin.action(description="Rotate the secret of selected integrations", permissions=["change"])
+    def rotate_secret(self, request: HttpRequest, queryset: QuerySet[Integration]) -> None:
+        done, failures = 0, []
+        for integration in queryset:
+            try:
+                integration_rotate_secret(
+                    integration=integration, actor=request.user, source=Source.ADMIN
+                )
+                done += 1
+            except VigilError as exc:
+                failures.append(f"{integration}: {exc.message}")
+        _report(self, request, done, failures, "given a new secret (update the senders)")
+
+    def _set_enabled(self, request, queryset, enabled: bool) -> None:
+        done, failures = 0, []
+        for integration in queryset:
+            try:
+                integration_update(
+                    integration=integration,
+                    actor=request.user,
+                    source=Source.ADMIN,
+                    enabled=enabled,
+                )
+                done += 1
+            except VigilError as exc:
+                failures.append(f"{integration}: {exc.message}")
+        _report(self, request, done, failures, "enabled" if enabled else "disabled")
+
+    @admin.action(description="Enable selected integrations", permissions=["change"])
+    def enable(self, request: HttpRequest, queryset: QuerySet[Integration]) -> None:
+        self._set_enabled(request, queryset, True)
+
+    @admin.action(description="Disable selected integrations", permissions=["change"])
+    def disable(self, request: HttpRequest, queryset: QuerySet[Integration]) -> None:
+        self._set_enabled(request, queryset, False)
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(NoRevertMixin, SimpleHistoryAdmin):
+    list_display = (
+        "name",
+        "key",
+        "matches",
+        "threshold_shown",
+        "severity_badge",
+        "action",
+        "enabled",
+        "position",
+    )
+    list_filter = ("enabled", "action", "severity")
+    list_select_related = ("severity",)
+    ordering = ("position", "id")
+    fieldsets = [
+        (None, {"fields": ["name", "key", "description", "enabled", "position"]}),
+        ("Match", {"fields": ["match_label", "match_values"]}),
+        ("Threshold", {"fields": ["threshold", "unit", "value_keys"]}),
+        ("Outcome", {"fields": ["severity", "action"]}),
+    ]
+
+    @admin.display(description="Matches")
+    def matches(self, obj: AlertRule) -> str:
+        values = ", ".join(obj.match_values or []) or "–"
+        return f"metric={obj.key} or {obj.match_label} in ({values})"
+
+    @admin.display(description="Threshold", ordering="threshold")
+    def threshold_shown(self, obj: AlertRule) -> str:
+        if obj.threshold is None:
+            return "–"
+        return f"{obj.threshold.normalize():f} {obj.unit}".strip()
+
+    @admin.display(description="Severity", ordering="severity_id")
+    def severity_badge(self, obj: AlertRule) -> str:
+        return ui.severity_badge(obj.severity)
+
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "received_at",
+        "title",
+        "status",
+        "severity_id",
+        "integration",
+        "incident_link",
+        "count",
+        "last_received_at",
+    )
+    list_filter = ("status", "integration", "severity", "action")
+    list_select_related = ("integration", "incident")
+    search_fields = ("=fingerprint", "=incident__number", "title")
+    search_help_text = "An exact fingerprint or incident ID, or words of the title."
+    ordering = ("-received_at", "-id")
+    show_full_result_count = False
+    fields = (
+        "title",
+        "status",
+        "integration",
+        "incident",
+        "group",
+        "fingerprint",
+        "severity",
+        "rule",
+        "action",
+        "value",
+        "starts_at",
+        "starts_at_estimated",
+        "ends_at",
+        "received_at",
+        "last_received_at",
+        "count",
+        "acknowledged_at",
+        "resolved_at",
+        "labels",
+        "annotations",
+        "raw",
+    )
+
+    @admin.display(description="Incident", ordering="incident__number")
+    def incident_link(self, obj: Alert) -> str:
+        return _incident_link(obj.incident)
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "received_at",
+        "integration",
+        "status",
+        "alert_count",
+        "attempts",
+        "processed_at",
+        "error_excerpt",
+    )
+    list_filter = ("status", "integration")
+    list_select_related = ("integration",)
+    ordering = ("-received_at", "-id")
+    show_full_result_count = False
+    actions = ("process_again",)
+    fields = (
+        "integration",
+        "received_at",
+        "status",
+        "attempts",
+        "processed_at",
+        "error",
+        "alert_count",
+        "dedup_key",
+        "remote_addr",
+        "headers",
+        "body",
+    )
+
+    @admin.display(description="Error")
+    def error_excerpt(self, obj: WebhookDelivery) -> str:
+        return (obj.error[:80] + "…") if len(obj.error) > 80 else obj.error
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("incidents.change_webhookdelivery")
+
+    @admin.action(description="Process selected deliveries again", permissions=["retry"])
+    def process_again(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
+        queued, skipped = 0, 0
+        for delivery in queryset:
+            if delivery.status == DeliveryStatus.PROCESSED:
+                skipped += 1
+                continue
+            delivery_retry(delivery=delivery)
+            queued += 1
+        if queued:
+            self.message_user(request, f"{queued} delivery(ies) queued again.", messages.SUCCESS)
+        if skipped:
+            self.message_user(
+                request,
+                f"{skipped} delivery(ies) already processed: nothing to do.",
+                messages.WARNING,
+            )
+
+
+__all__ = [
+    "AlertAdmin",
+    "AlertRuleAdmin",
+    "IntegrationAdmin",
+    "WebhookDeliveryAdmin",
+]

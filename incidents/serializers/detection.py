@@ -1,0 +1,99 @@
+"""Input and output of ``/api/v1/integrations/``. The secret is shown once, when it is made
+(create, rotate); reads only say whether there is one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from ..detection.integrations import integration_urls
+from ..models import Integration, IntegrationKind
+from .common import TextField, iso
+
+LABEL_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,99}$"
+
+
+class IntegrationUrlsSerializer(serializers.Serializer):
+    webhook_url = serializers.URLField(
+        required=False, help_text="Alertmanager, Grafana, generic: the URL to POST to."
+    )
+    events_url = serializers.URLField(
+        required=False, help_text="PagerDuty: the Events API v2 enqueue URL."
+    )
+    client_base_url = serializers.URLField(
+        required=False, help_text="PagerDuty: the base URL to give a PagerDuty client."
+    )
+    events_url_alias = serializers.URLField(
+        required=False, help_text="PagerDuty: /v2/enqueue at Vigil's root (base URL as is)."
+    )
+
+
+class IntegrationSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    kind = serializers.ChoiceField(choices=IntegrationKind.choices)
+    service = serializers.CharField(allow_null=True, help_text="Service slug.")
+    default_severity = serializers.IntegerField()
+    key = serializers.CharField(help_text="In the URL; the PagerDuty routing key.")
+    has_secret = serializers.BooleanField()
+    enabled = serializers.BooleanField()
+    auto_resolve = serializers.BooleanField()
+    group_by = serializers.ListField(child=serializers.CharField())
+    urls = IntegrationUrlsSerializer()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    def to_representation(self, instance: Integration) -> dict[str, Any]:
+        return {
+            "id": instance.pk,
+            "name": instance.name,
+            "kind": instance.kind,
+            "service": instance.service.slug if instance.service_id else None,
+            "default_severity": instance.default_severity_id,
+            "key": instance.key,
+            "has_secret": bool(instance.secret),
+            "enabled": instance.enabled,
+            "auto_resolve": instance.auto_resolve,
+            "group_by": list(instance.group_by or []),
+            "urls": integration_urls(instance),
+            "created_at": iso(instance.created_at),
+            "updated_at": iso(instance.updated_at),
+        }
+
+
+class IntegrationWithSecretSerializer(IntegrationSerializer):
+    secret = serializers.CharField(
+        help_text="Shown only now: the bearer token (Alertmanager) or HMAC secret (Grafana, "
+        "generic). Empty for PagerDuty senders."
+    )
+
+    def to_representation(self, instance: Integration) -> dict[str, Any]:
+        return {**super().to_representation(instance), "secret": instance.secret}
+
+
+class _IntegrationFields(serializers.Serializer):
+    name = TextField(max_length=120)
+    service = serializers.SlugField(
+        max_length=60, required=False, allow_null=True, help_text="Service slug."
+    )
+    default_severity = serializers.IntegerField(min_value=1, max_value=4, required=False)
+    enabled = serializers.BooleanField(required=False)
+    auto_resolve = serializers.BooleanField(required=False)
+    group_by = serializers.ListField(
+        child=serializers.RegexField(LABEL_NAME), max_length=20, required=False
+    )
+
+
+class IntegrationCreateSerializer(_IntegrationFields):
+    kind = serializers.ChoiceField(choices=IntegrationKind.choices)
+    secret = TextField(
+        max_length=128,
+        required=False,
+        allow_blank=True,
+        help_text='Leave out for a random one; "" for none (Alertmanager, Grafana only).',
+    )
+
+
+class IntegrationUpdateSerializer(_IntegrationFields):
+    pass

@@ -28,6 +28,7 @@ v1 = [
         path(f"incidents/<str:id>/{action}/", view.as_view(), name=f"api-incident-{action}")
         for action, view in ACTION_VIEWS.items()
     ],
+    path("", include("incidents.detection.api_urls")),  # integrations/
     path("services/", catalog.ServiceListView.as_view(), name="api-service-list"),
     path("services/<str:slug>/", catalog.ServiceDetailView.as_view(), name="api-service-detail"),
     path("policy/severities/", catalog.SeverityListView.as_view(), name="api-policy-severities"),

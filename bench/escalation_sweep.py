@@ -266,6 +266,19 @@ def analyze() -> None:
         cursor.execute("ANALYZE")
 
 
+def round_trip_ms() -> float:
+    """The database's round trip for ``SELECT 1``, to read the absolute figures against: the
+    sweep is a few dozen short queries per due incident."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        started = time.perf_counter()
+        for _ in range(200):
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    return (time.perf_counter() - started) / 200 * 1000
+
+
 def due_plan(now: datetime) -> str:
     from django.db import connection
 
@@ -301,7 +314,8 @@ def main() -> int:
     results: dict[int, dict] = {}
 
     print(f"Escalation sweep bench on {args.database_url}")
-    print(f"{args.due} incidents due per sweep, {args.repeat} sweeps per size (median)\n")
+    print(f"{args.due} incidents due per sweep, {args.repeat} sweeps per size (median)")
+    print(f"Database round trip (SELECT 1): {round_trip_ms():.2f} ms\n")
     for size in sizes:
         started = time.perf_counter()
         open_set.grow_to(size)

@@ -385,3 +385,26 @@ def test_the_beat_runs_the_sweep_task_every_30_seconds(settings, reachable_polic
     clock.move_to(T0 + 30 * MIN)
     assert escalation_sweep_task.apply().get() == 1
     assert escalation_sweep_task.apply().get() == 0
+
+
+def test_the_sweeps_queries_follow_what_is_due_not_what_is_open(reachable_policy, clock):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def sweep_queries() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            escalation_sweep()
+        return len(queries)
+
+    counts = []
+    for quiet in (2, 12):
+        for _ in range(quiet):
+            incident_acknowledge(incident=create(3), actor=None, source=Source.SYSTEM)
+        due = create(2)
+        clock.shift(30 * MIN)  # the due incident owes its 30 min step; the others owe nothing
+        counts.append(sweep_queries())
+        assert len(steps(due)) == 1
+        clock.shift(5 * HOUR)
+        escalation_sweep()  # fire everything left, so the next round starts quiet
+        clock.shift(MIN)
+    assert counts[0] == counts[1]

@@ -43,7 +43,7 @@ def grafana_payload() -> dict[str, Any]:
     return payload("grafana-webhook-v1-firing.json")
 
 
-def pagerduty_event(routing_key: str, **changes: Any) -> dict[str, Any]:
+def pagerduty_event(routing_key: str, /, **changes: Any) -> dict[str, Any]:
     event = payload("pagerduty-events-v2-trigger.json")
     event["routing_key"] = routing_key
     event.update(changes)

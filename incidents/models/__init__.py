@@ -37,6 +37,8 @@ from .policy import (
     ResponseRole,
     SeverityLevel,
 )
+from .reports import IncomingReport, ReportKind
+from .security import LoginFailureEpisode
 from .sla import SlaBreach, SlaTarget
 from .timeline import AppendOnlyError, Kind, Source, TimelineEntry
 
@@ -60,11 +62,14 @@ __all__ = [
     "EscalationContact",
     "Incident",
     "IncidentDaySequence",
+    "IncomingReport",
     "Integration",
     "IntegrationKind",
     "Kind",
     "Level",
+    "LoginFailureEpisode",
     "PriorityMatrixCell",
+    "ReportKind",
     "ReportStatus",
     "ResponseRole",
     "RoleAssignment",

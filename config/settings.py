@@ -291,6 +291,7 @@ SPECTACULAR_SETTINGS = {
         "ServiceKindEnum": "incidents.models.ServiceKind",
         "TimelineKindEnum": "incidents.models.Kind",
         "NoteKindEnum": "incidents.serializers.incidents.NOTE_KINDS",
+        "ReportKindEnum": "incidents.models.ReportKind",
     },
     "COMPONENT_SPLIT_REQUEST": True,
 }

@@ -15,6 +15,7 @@ from incidents.api.incidents import (
     IncidentRolesView,
     IncidentTimelineView,
 )
+from incidents.api.reports import ReportCreateView
 
 v1 = [
     path("incidents/", IncidentListView.as_view(), name="api-incident-list"),
@@ -28,6 +29,7 @@ v1 = [
         path(f"incidents/<str:id>/{action}/", view.as_view(), name=f"api-incident-{action}")
         for action, view in ACTION_VIEWS.items()
     ],
+    path("reports/", ReportCreateView.as_view(), name="api-report-create"),
     path("", include("incidents.detection.api_urls")),  # integrations/
     path("services/", catalog.ServiceListView.as_view(), name="api-service-list"),
     path("services/<str:slug>/", catalog.ServiceDetailView.as_view(), name="api-service-detail"),

@@ -1,1 +1,24 @@
-"""Signal receivers of the incident core (failed-login counting and the like live here)."""
+"""Signal receivers of the incident core, connected when ``IncidentsConfig.ready`` imports
+this module: failed logins counted for the security watch (§7.1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.signals import user_login_failed
+from django.dispatch import receiver
+
+from .services.security import login_failure_from_request
+
+
+@receiver(user_login_failed, dispatch_uid="incidents.count_failed_login")
+def count_failed_login(sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs):
+    """Every failed ``authenticate()`` with a request: the admin login page, and any API
+    authentication that checks a password. (The API's token failures are counted by the API's
+    exception handler, which sees no ``authenticate()`` call.)"""
+    path = getattr(request, "path", "") or ""
+    channel = "api" if path.startswith("/api/") else "admin" if request is not None else "other"
+    login_failure_from_request(
+        request=request, channel=channel, username=str(credentials.get("username") or "")
+    )
+

@@ -23,6 +23,7 @@ from rest_framework.views import set_rollback
 
 from ..errors import ActionForbidden, GuardFailed, InvalidInput, TransitionNotAllowed
 from ..services.catalog import ServiceInUse
+from ..services.security import login_failure_from_request
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -132,6 +133,9 @@ def _detail_text(exc: exceptions.APIException, errors: dict[str, list[str]]) -> 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Map domain errors and DRF's own errors to the one JSON error shape."""
+    if isinstance(exc, exceptions.AuthenticationFailed):
+        # A refused API credential is a failed login for the security watch (§7.2).
+        login_failure_from_request(request=context.get("request"), channel="api")
     response = _domain_response(exc)
     if response is not None:
         set_rollback()

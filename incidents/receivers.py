@@ -1,13 +1,16 @@
 """Signal receivers of the incident core, connected when ``IncidentsConfig.ready`` imports
-this module: failed logins counted for the security watch (§7.1)."""
+this module: failed logins counted for the security watch (§7.1), inbound email taken as
+customer reports (§4.1)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from anymail.signals import inbound
 from django.contrib.auth.signals import user_login_failed
 from django.dispatch import receiver
 
+from .inbound import inbound_email_receive
 from .services.security import login_failure_from_request
 
 
@@ -22,3 +25,7 @@ def count_failed_login(sender: Any, credentials: dict[str, Any], request: Any = 
         request=request, channel=channel, username=str(credentials.get("username") or "")
     )
 
+
+@receiver(inbound, dispatch_uid="incidents.inbound_email")
+def take_inbound_email(sender: Any, event: Any, esp_name: str, **kwargs) -> None:
+    inbound_email_receive(event=event, esp_name=esp_name)

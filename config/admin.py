@@ -35,7 +35,7 @@ def _dashboard() -> dict:
             "incident": incident,
             "severity": severity_badge(incident.severity),
             "status": status_badge(incident.status),
-            "clock": sla_badge(incident),
+            "clock": sla_badge(incident, compact=True),
         }
         for incident in summary["breached"]
     ]

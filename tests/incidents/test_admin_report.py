@@ -195,7 +195,7 @@ def test_index_shows_active_incidents_by_severity_and_those_past_target(
     changelist = reverse("admin:incidents_incident_changelist")
     assert f"{changelist}?severity__level__exact=1" in html
     assert f"{changelist}?breached=yes" in html
-    assert "Response breached" in html
+    assert "Breached" in html and "response · 45 min ago" in html
     assert late.number in html
 
 

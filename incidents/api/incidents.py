@@ -46,7 +46,7 @@ from .errors import READ_ERRORS, WRITE_ERRORS, error_responses
 from .filters import IncidentFilter
 from .history import history_entries, incident_history_records, previous_record
 from .pagination import StableOrderingFilter, VigilCursorPagination
-from .rows import attach_related
+from .rows import attach_related, with_related
 
 _NUMBER_RE = re.compile(NUMBER_PATTERN)
 
@@ -93,10 +93,10 @@ class IncidentListView(IncidentViewMixin, VigilAPIView, GenericAPIView):
 
     def get_queryset(self):
         # The selector's rows without its prefetches: a page's services and role holders are
-        # read as plain values by attach_related (see incidents.api.rows). The severity join
+        # read as plain values (incidents.api.rows). The severity join
         # goes too (the row shows the level, which is the key). duplicate_of's ID rides along
         # as one joined column.
-        return (
+        return with_related(
             incident_list()
             .select_related(None)
             .prefetch_related(None)

@@ -503,3 +503,17 @@ def test_admin_index_carries_the_failed_notification_alert(client, superuser, si
     alerts = response.context["vigil_notification_alerts"]
     assert alerts.failed_total == 1
     assert [row.pk for row in alerts.latest] == [notification.pk]
+    page = response.content.decode()
+    assert "Notifications that failed" in page
+    assert reverse("admin:escalation_notification_change", args=[notification.pk]) in page
+    assert incident.number in page
+
+
+def test_admin_index_shows_no_failed_notification_alert_when_all_delivered(
+    client, superuser, incident
+):
+    client.force_login(superuser)
+
+    page = client.get(reverse("admin:index")).content.decode()
+
+    assert "Notifications that failed" not in page

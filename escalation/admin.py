@@ -7,6 +7,7 @@ one write is the "retry now" action, which calls :func:`notification_retry` per 
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from django.contrib import admin, messages
@@ -21,6 +22,8 @@ from incidents.models import Incident, Source
 from . import admin_escalation  # noqa: F401
 from .models import Notification, NotificationStatus
 from .services import notification_retry
+
+ACK_LINK = re.compile(r"(/ack/)[^/\s]+/")
 
 STATUS_COLOURS = {
     NotificationStatus.PENDING: "#8a6d00",
@@ -80,6 +83,7 @@ class NotificationAdmin(ReadOnlyMixin, admin.ModelAdmin):
     show_full_result_count = False
     list_per_page = 50
     actions = ("retry_now",)
+    readonly_fields = ("body_shown",)
     fieldsets = (
         (
             None,
@@ -92,7 +96,7 @@ class NotificationAdmin(ReadOnlyMixin, admin.ModelAdmin):
                     "reason",
                     "template",
                     "subject",
-                    "body",
+                    "body_shown",
                 )
             },
         ),
@@ -119,6 +123,12 @@ class NotificationAdmin(ReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description="Status", ordering="status")
     def status_label(self, obj: Notification) -> str:
         return status_badge(obj)
+
+    @admin.display(description="Body")
+    def body_shown(self, obj: Notification) -> str:
+        # A one-click acknowledge link is a credential of its recipient: anyone who may read
+        # the outbox (a Viewer, say) must not be able to acknowledge as somebody else.
+        return ACK_LINK.sub(r"\1[one-click link hidden]/", obj.body)
 
     @admin.display(description="Recipient", ordering="recipient")
     def recipient_label(self, obj: Notification) -> str:

@@ -360,3 +360,20 @@ def test_links_posted_at_the_same_moment_acknowledge_once(reachable_policy, same
     outcomes = sorted(AckLinkUse.objects.values_list("outcome", flat=True))
     assert outcomes == (["acknowledged"] if same_link else ["acknowledged", "already"])
     assert incident.timeline.filter(kind=Kind.NOTIFICATION, data__has_key="ack_link").count() == 1
+
+
+def test_outbox_admin_hides_the_link_so_a_reader_cannot_acknowledge_as_the_recipient(
+    client, reachable_policy, clock, viewer
+):
+    incident = create(2)
+    notification = incident.notifications.filter(channel="email").exclude(body="").first()
+    assert "/ack/" in notification.body
+    token_url = notification.body.split("/ack/", 1)[1].split("/", 1)[0]
+    client.force_login(viewer)
+
+    page = client.get(
+        reverse("admin:escalation_notification_change", args=[notification.pk])
+    ).content.decode()
+
+    assert "[one-click link hidden]" in page
+    assert token_url not in page

@@ -42,37 +42,58 @@ class UtcIsoDateTimeFromToRangeFilter(filters.IsoDateTimeFromToRangeFilter):
 
 
 class IncidentFilter(filters.FilterSet):
+    # Explicit labels: django-filter would otherwise derive each from the model's verbose names
+    # on every request.
     # distinct=False: these are columns of the incident itself, no join can duplicate a row,
     # and DISTINCT over the page's wide rows would make PostgreSQL sort every match.
     status = filters.MultipleChoiceFilter(
+        label="Status",
         choices=Status.choices,
         distinct=False,
         help_text="One or more statuses (repeat the parameter).",
     )
     severity = filters.MultipleChoiceFilter(
+        label="Severity",
         field_name="severity_id",
         choices=SEVERITY_CHOICES,
         distinct=False,
         help_text="One or more levels.",
     )
     priority = filters.MultipleChoiceFilter(
-        choices=PRIORITY_CHOICES, distinct=False, help_text="One or more priorities."
+        label="Priority",
+        choices=PRIORITY_CHOICES,
+        distinct=False,
+        help_text="One or more priorities.",
     )
     service = filters.CharFilter(
-        method="filter_service", max_length=60, help_text="Slug of an affected service."
+        label="Service",
+        method="filter_service",
+        max_length=60,
+        help_text="Slug of an affected service.",
     )
-    customer_facing = filters.BooleanFilter()
+    customer_facing = filters.BooleanFilter(
+        label="Customer-facing",
+    )
     breached = filters.BooleanFilter(
-        method="filter_breached", help_text="Response or resolution target missed (or not)."
+        label="Breached",
+        method="filter_breached",
+        help_text="Response or resolution target missed (or not).",
     )
     created = UtcIsoDateTimeFromToRangeFilter(
-        field_name="created_at", help_text="created_after / created_before (ISO 8601)."
+        label="Created",
+        field_name="created_at",
+        help_text="created_after / created_before (ISO 8601).",
     )
     detected = UtcIsoDateTimeFromToRangeFilter(
-        field_name="detected_at", help_text="detected_after / detected_before (ISO 8601)."
+        label="Detected",
+        field_name="detected_at",
+        help_text="detected_after / detected_before (ISO 8601).",
     )
     search = filters.CharFilter(
-        method="filter_search", max_length=200, help_text="Text in the ID or the title."
+        label="Search",
+        method="filter_search",
+        max_length=200,
+        help_text="Text in the ID or the title.",
     )
 
     class Meta:

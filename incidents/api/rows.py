@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 from django.db import connection
@@ -27,6 +28,12 @@ def with_related(queryset: QuerySet) -> QuerySet:
     """On PostgreSQL, annotate the page query with each incident's slugs and role holders."""
     if not _ARRAYS:
         return queryset
+    return queryset.annotate(**_array_subqueries())
+
+
+@cache
+def _array_subqueries() -> dict[str, Any]:
+    # Built once: annotate() resolves a copy of each expression for its own query.
     from django.contrib.postgres.expressions import ArraySubquery
 
     slugs = (
@@ -47,9 +54,7 @@ def with_related(queryset: QuerySet) -> QuerySet:
             )
         )
     )
-    return queryset.annotate(
-        **{SERVICES: ArraySubquery(slugs), "api_holder_rows": ArraySubquery(holders)}
-    )
+    return {SERVICES: ArraySubquery(slugs), "api_holder_rows": ArraySubquery(holders)}
 
 
 def _holder(row: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ not at all, and an error here rolls the action back rather than leaving an incid
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.utils import timezone
@@ -16,6 +17,7 @@ from incidents.models import Incident
 from .services.paging import incident_page_assignee, incident_page_security, incident_page_team
 from .services.timers import (
     escalation_escalate_now,
+    escalation_on_detection_change,
     escalation_on_severity_change,
     escalation_on_transition,
     escalation_start,
@@ -71,11 +73,22 @@ def on_incident_role_assigned(
         incident_page_assignee(incident=_incident(incident_id), role_key=role_key, user=user)
 
 
+def on_incident_updated(
+    *, incident_id: int, fields: list[str], previous_detected_at: str, **payload: Any
+) -> None:
+    if "detected_at" in fields:
+        escalation_on_detection_change(
+            incident=_incident(incident_id),
+            previous_detected_at=datetime.fromisoformat(previous_detected_at),
+        )
+
+
 HANDLERS = {
     "incident_created": on_incident_created,
     "incident_severity_changed": on_incident_severity_changed,
     "incident_transitioned": on_incident_transitioned,
     "incident_role_assigned": on_incident_role_assigned,
+    "incident_updated": on_incident_updated,
 }
 
 

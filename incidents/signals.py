@@ -27,6 +27,9 @@ incident_severity_changed = Signal()
 incident_role_assigned = Signal()
 # incident_id, target ("response" or "resolution"), due_at (ISO 8601)
 incident_sla_breached = Signal()
+# incident_id, fields (names changed by incident_update), previous_detected_at (ISO 8601),
+# actor_id, source
+incident_updated = Signal()
 
 # event (one of EVENT_NAMES' values) plus that event's payload; sent inside the transaction.
 incident_event_in_transaction = Signal()
@@ -37,6 +40,7 @@ EVENT_NAMES = {
     incident_severity_changed: "incident_severity_changed",
     incident_role_assigned: "incident_role_assigned",
     incident_sla_breached: "incident_sla_breached",
+    incident_updated: "incident_updated",
 }
 
 

@@ -257,6 +257,29 @@ def escalation_on_severity_change(
     return esc
 
 
+def escalation_on_detection_change(
+    *, incident: Incident, previous_detected_at: datetime, now: datetime | None = None
+) -> IncidentEscalation | None:
+    """Follow a corrected detection time, in the transaction of the edit: matrix steps are
+    counted from detection, so the schedule and the acknowledgement timer (the response due
+    time, recomputed by the core) move with it. A row that applied from the old detection time
+    now applies from the new one; a row that applied from a later severity change keeps its
+    start. Steps that became due by the correction fire on the next sweep, once each.
+    A stopped escalation is left alone. Bumps ``token``."""
+    esc = _locked(incident.pk)
+    if esc is None or esc.stopped_at is not None:
+        return esc
+    if esc.severity_from == previous_detected_at:
+        esc.severity_from = incident.detected_at
+    fired = _fired(incident)
+    if ACK_TIMEOUT_STEP not in fired and incident.acknowledged_at is None:
+        esc.ack_due_at = incident.response_due_at
+    esc.next_due_at = _next_due(esc, incident, fired)
+    esc.token = _new_token()
+    esc.save(update_fields=["severity_from", "ack_due_at", "next_due_at", "token"])
+    return esc
+
+
 def escalation_on_transition(
     *, incident: Incident, action: str, now: datetime | None = None
 ) -> IncidentEscalation | None:

@@ -31,6 +31,7 @@ from ..signals import (
     incident_created,
     incident_role_assigned,
     incident_severity_changed,
+    incident_updated,
 )
 from .common import apply_sla, audited_save, priority_for, require_perm, timeline_record
 
@@ -263,6 +264,7 @@ def incident_update(*, incident: Incident, actor: Any, source: str, **changes: A
 
     changed: list[str] = []
     new_services = None
+    previous_detected_at = locked.detected_at
     for name, value in changes.items():
         if name == "services":
             new_services = _services(value)
@@ -328,6 +330,14 @@ def incident_update(*, incident: Incident, actor: Any, source: str, **changes: A
             message=f"Priority changed P{old_priority} → P{locked.priority}.",
             data={"from": old_priority, "to": locked.priority},
         )
+    announce(
+        incident_updated,
+        incident_id=locked.pk,
+        fields=changed,
+        previous_detected_at=previous_detected_at.isoformat(),
+        actor_id=_id(actor),
+        source=source,
+    )
     return locked
 
 

@@ -20,6 +20,7 @@ from incidents.services import (
     incident_change_severity,
     incident_create,
     incident_transition,
+    incident_update,
 )
 from tests.escalation import escalation_fixtures
 from tests.escalation.escalation_fixtures import CHANNELS, T0
@@ -408,3 +409,42 @@ def test_the_sweeps_queries_follow_what_is_due_not_what_is_open(reachable_policy
         escalation_sweep()  # fire everything left, so the next round starts quiet
         clock.shift(MIN)
     assert counts[0] == counts[1]
+
+
+def test_a_corrected_detection_time_moves_the_schedule(reachable_policy, clock):
+    incident = create(1)
+    incident_acknowledge(incident=incident, actor=None, source=Source.SYSTEM)
+    clock.move_to(T0 + 10 * MIN)
+    assert escalation_sweep() == []
+
+    # Monitoring saw it first 40 minutes ago: the 30-minute step is already due.
+    incident_update(
+        incident=Incident.objects.get(pk=incident.pk),
+        actor=None,
+        source=Source.SYSTEM,
+        detected_at=T0 - 30 * MIN,
+    )
+    escalation = IncidentEscalation.objects.get(incident=incident)
+    assert escalation.next_due_at == T0
+
+    fired = escalation_sweep()
+    assert [f.target for f in fired] == ["IT Manager"]
+    assert steps(incident) == [(30 * MIN, "IT Manager")]
+    assert escalation_sweep() == []
+    assert IncidentEscalation.objects.get(incident=incident).next_due_at == T0 + 30 * MIN
+
+
+def test_a_later_detection_time_does_not_fire_a_step_early(reachable_policy, clock):
+    incident = create(1, detected_at=T0 - 20 * MIN)
+    incident_acknowledge(incident=incident, actor=None, source=Source.SYSTEM)
+
+    incident_update(
+        incident=Incident.objects.get(pk=incident.pk),
+        actor=None,
+        source=Source.SYSTEM,
+        detected_at=T0 - 5 * MIN,
+    )
+    clock.move_to(T0 + 15 * MIN)
+    assert escalation_sweep() == []
+    clock.move_to(T0 + 25 * MIN)
+    assert [f.target for f in escalation_sweep()] == ["IT Manager"]

@@ -294,6 +294,7 @@ SPECTACULAR_SETTINGS = {
         "TimelineKindEnum": "incidents.models.Kind",
         "NoteKindEnum": "incidents.serializers.incidents.NOTE_KINDS",
         "ReportKindEnum": "incidents.models.ReportKind",
+        "ChannelEnum": "incidents.models.Channel",
     },
     "COMPONENT_SPLIT_REQUEST": True,
 }

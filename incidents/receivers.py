@@ -1,6 +1,6 @@
 """Signal receivers of the incident core, connected when ``IncidentsConfig.ready`` imports
-this module: failed logins counted for the security watch (§7.1), inbound email taken as
-customer reports (§4.1)."""
+this module: failed logins counted for the security watch (§7.1) (and its cached threshold
+cleared when alert rules are saved), inbound email taken as customer reports (§4.1)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ from typing import Any
 
 from anymail.signals import inbound
 from django.contrib.auth.signals import user_login_failed
+from django.db import transaction
+from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from .inbound import inbound_email_receive
-from .services.security import login_failure_from_request
+from .models import AlertRule
+from .services.security import login_failure_from_request, login_watch_rule_changed
 
 
 @receiver(user_login_failed, dispatch_uid="incidents.count_failed_login")
@@ -24,6 +27,13 @@ def count_failed_login(sender: Any, credentials: dict[str, Any], request: Any = 
     login_failure_from_request(
         request=request, channel=channel, username=str(credentials.get("username") or "")
     )
+
+
+@receiver(post_save, sender=AlertRule, dispatch_uid="incidents.login_watch_rule_saved")
+def forget_login_watch_threshold(sender: Any, **kwargs) -> None:
+    """The failed-login watch caches its rule's threshold; a saved rule clears it once the
+    save has committed (before that, another process could cache the old value again)."""
+    transaction.on_commit(login_watch_rule_changed, robust=True)
 
 
 @receiver(inbound, dispatch_uid="incidents.inbound_email")

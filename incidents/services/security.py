@@ -2,10 +2,11 @@
 security team alert").
 
 Every failed login (the admin login page, an API request with a bad token) is counted in the
-cache, per minute: one atomic ``INCR`` on Redis (the file or local-memory cache of a single
-host otherwise), with the source addresses and usernames of the minute kept as capped sets.
-The database is touched only when the minute reaches the threshold of the alert rule with key
-``failed_logins`` (read at each failure, so an edit in the admin applies at once):
+cache, per minute: atomic ``INCR``s in one pipelined round trip on Redis (the file or
+local-memory cache of a single host otherwise), with the source addresses and usernames of the
+minute kept as capped sets. The threshold is that of the alert rule with key ``failed_logins``,
+cached beside the counters (saving a rule clears it, so an edit in the admin applies from the
+next failure). The database is written only when a minute reaches it:
 
 * the first failure to reach it in a minute (a cache ``add`` lets exactly one through) opens
   the security incident, or adds the minute to the one already open;
@@ -29,7 +30,8 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -50,6 +52,10 @@ from .incidents import incident_create, incident_update
 logger = logging.getLogger(__name__)
 
 RULE_KEY = "failed_logins"
+# The rule's threshold is cached so a failed login costs no database query; saving an alert
+# rule clears it (``login_watch_rule_changed``), and it expires anyway after RULE_TTL.
+RULE_CACHE_KEY = "vigil:login-failures:threshold"
+RULE_TTL = 60
 CHANNELS = {"admin": "admin login page", "api": "API", "other": "other logins"}
 # Cache entries outlive their minute long enough for the last failures of it to be counted.
 WINDOW_TTL = 180
@@ -80,31 +86,48 @@ def login_failure_record(
 
     ``channel`` is ``"admin"``, ``"api"`` or ``"other"``; ``address`` the client address (not
     validated by the caller: anything that is not an IP address is recorded as unknown).
-    Nothing is counted while the ``failed_logins`` rule is missing, disabled or without a
-    threshold. Each call counts once: it is not idempotent, by design.
+    Failures are always counted; they open or update nothing while the ``failed_logins`` rule
+    is missing, disabled or without a threshold. Each call counts once: it is not idempotent,
+    by design.
     """
-    rule = AlertRule.objects.filter(key=RULE_KEY, enabled=True).first()
-    if rule is None or rule.threshold is None:
-        return None
-    threshold = max(1, math.ceil(rule.threshold))
     now = now or timezone.now()
     window = now.replace(second=0, microsecond=0)
     prefix = _prefix(window)
     channel = channel if channel in CHANNELS else "other"
 
-    count = _incr(prefix + "count")
-    _incr(prefix + f"via:{channel}")
-    new_address = _remember(prefix, "addr", _address(address))
-    # API token failures carry no username; only named attempts are listed.
-    new_username = bool(username) and _remember(prefix, "user", _username(username))
+    members = [("addr", _address(address))]
+    if username:  # API token failures carry no username; only named attempts are listed
+        members.append(("user", _username(username)))
+    count, firsts, threshold = _count(prefix, channel, members)
+    # A value new to the minute is listed (up to the cap): that is what makes an update.
+    # (A list, not a generator: every new value is listed, not only the first.)
+    listed = [
+        _list(prefix, kind, value)
+        for (kind, value), first in zip(members, firsts, strict=True)
+        if first
+    ]
+    new_member = any(listed)
 
-    if count < threshold:
+    if threshold is None:
+        threshold = _threshold_load()
+    if not threshold or count < threshold:
         return None
-    if cache.add(prefix + "crossed", 1, WINDOW_TTL):
-        return _episode_record(rule=rule, threshold=threshold, window=window, crossing=True)
-    if new_address or new_username or count % threshold == 0:
-        return _episode_record(rule=rule, threshold=threshold, window=window, crossing=False)
-    return None
+    crossing = cache.add(prefix + "crossed", 1, WINDOW_TTL)
+    if not (crossing or new_member or count % threshold == 0):
+        return None
+    # The rule itself is read afresh whenever the database is about to be written.
+    rule = AlertRule.objects.filter(key=RULE_KEY, enabled=True).first()
+    if rule is None or rule.threshold is None:
+        return None
+    return _episode_record(
+        rule=rule, threshold=_threshold_of(rule), window=window, crossing=crossing
+    )
+
+
+def login_watch_rule_changed() -> None:
+    """Forget the cached threshold: an edit of the rule applies from the next failure on.
+    (Called when an alert rule is saved; without it the cached value lasts ``RULE_TTL``.)"""
+    cache.delete(RULE_CACHE_KEY)
 
 
 def login_failure_from_request(*, request: Any, channel: str, username: str = "") -> None:
@@ -152,22 +175,67 @@ def _prefix(window: datetime) -> str:
     return f"vigil:login-failures:{window:%Y%m%d%H%M}:"
 
 
+def _count(
+    prefix: str, channel: str, members: list[tuple[str, str]]
+) -> tuple[int, list[bool], int | None]:
+    """Count the failure in the minute and per door, and mark its address and username as
+    seen. Returns the minute's count, per member whether it is the first of the minute, and
+    the cached threshold (0: the rule is off; ``None``: not cached).
+
+    On Redis this is one pipelined round trip (``SET NX EX`` creates each counter with its
+    expiry, so no counter outlives its minute; ``INCR`` is atomic across processes); other
+    caches take the same steps through Django's cache API.
+    """
+    backend = caches["default"]
+    member_keys = [_member_key(prefix, kind, value) for kind, value in members]
+    if isinstance(backend, RedisCache):
+        key = backend.make_and_validate_key
+        # Django's Redis backend has no pipelines; its client (a redis-py one) does.
+        client = backend._cache.get_client(write=True)
+        pipe = client.pipeline(transaction=False)
+        pipe.get(key(RULE_CACHE_KEY))
+        for counter in (prefix + "count", prefix + f"via:{channel}"):
+            pipe.set(key(counter), 0, ex=WINDOW_TTL, nx=True)
+            pipe.incr(key(counter))
+        for member_key in member_keys:
+            pipe.set(key(member_key), 1, ex=WINDOW_TTL, nx=True)
+        results = pipe.execute()
+        # Django's Redis serializer stores integers as plain numbers.
+        threshold = int(results[0]) if results[0] is not None else None
+        return int(results[2]), [bool(result) for result in results[5:]], threshold
+    threshold = cache.get(RULE_CACHE_KEY)
+    count = _incr(prefix + "count")
+    _incr(prefix + f"via:{channel}")
+    firsts = [cache.add(member_key, 1, WINDOW_TTL) for member_key in member_keys]
+    return count, firsts, threshold
+
+
+def _threshold_of(rule: AlertRule) -> int:
+    return max(1, math.ceil(rule.threshold))
+
+
+def _threshold_load() -> int:
+    rule = AlertRule.objects.filter(key=RULE_KEY, enabled=True).first()
+    threshold = _threshold_of(rule) if rule is not None and rule.threshold is not None else 0
+    cache.set(RULE_CACHE_KEY, threshold, RULE_TTL)
+    return threshold
+
+
 def _incr(key: str) -> int:
-    # add() then incr(): Redis INCR is atomic; the key is created with its expiry first, so a
-    # counter never outlives its minute.
-    cache.add(key, 0, WINDOW_TTL)
     try:
         return cache.incr(key)
-    except ValueError:  # expired between the two calls (a minute-old key): start it again
-        cache.add(key, 0, WINDOW_TTL)
+    except ValueError:  # the minute's first: create it with its expiry
+        if cache.add(key, 1, WINDOW_TTL):
+            return 1
         return cache.incr(key)
 
 
-def _remember(prefix: str, kind: str, value: str) -> bool:
-    """Add ``value`` to the minute's set of ``kind``; True if it is new and listed."""
-    digest = hashlib.sha256(value.encode()).hexdigest()[:32]
-    if not cache.add(f"{prefix}{kind}:{digest}", 1, WINDOW_TTL):
-        return False
+def _member_key(prefix: str, kind: str, value: str) -> str:
+    return f"{prefix}{kind}:{hashlib.sha256(value.encode()).hexdigest()[:32]}"
+
+
+def _list(prefix: str, kind: str, value: str) -> bool:
+    """List a value first seen this minute; False once the minute's list is full."""
     position = _incr(f"{prefix}{kind}-n")
     if position > MINUTE_CAP:
         return False
@@ -434,4 +502,9 @@ def _summary(
     )
 
 
-__all__ = ["client_address", "login_failure_from_request", "login_failure_record"]
+__all__ = [
+    "client_address",
+    "login_failure_from_request",
+    "login_failure_record",
+    "login_watch_rule_changed",
+]

@@ -4,6 +4,7 @@ incident per episode with the addresses and usernames seen."""
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -223,16 +224,39 @@ def test_another_minute_joins_the_active_incident_and_opens_a_new_one_after_it_r
     ]
 
 
-def test_the_threshold_is_read_from_the_alert_rule(attack):
+def test_the_threshold_and_severity_are_the_alert_rules_as_edited_in_the_admin(
+    attack, superuser, django_capture_on_commit_callbacks
+):
     rule = AlertRule.objects.get(key="failed_logins")
-    rule.threshold = Decimal("5")
-    rule.severity_id = 1
-    rule.save()
     with time_machine.travel(T0, tick=False):
-        attack(4)
-        assert not _security_incidents().exists()
+        attack(3)  # the watch has read (and cached) the seeded threshold, 100
+        admin = Client()
+        admin.force_login(superuser)
+        with django_capture_on_commit_callbacks(execute=True):
+            response = admin.post(
+                f"/admin/incidents/alertrule/{rule.pk}/change/",
+                {
+                    "name": rule.name,
+                    "key": rule.key,
+                    "description": rule.description,
+                    "enabled": "on",
+                    "position": rule.position,
+                    "match_label": rule.match_label,
+                    "match_values": json.dumps(rule.match_values),
+                    "threshold": "5",
+                    "unit": rule.unit,
+                    "value_keys": json.dumps(rule.value_keys),
+                    "severity": "1",
+                    "action": rule.action,
+                },
+            )
+        assert response.status_code == 302, response.context["adminform"].form.errors
         attack(1)
-    assert _security_incidents().get().severity_id == 1
+        assert not _security_incidents().exists()
+        attack(1)  # the fifth failure of the minute
+    incident = _security_incidents().get()
+    assert incident.severity_id == 1
+    assert incident.title.endswith("(rule Failed Logins, 5 per minute)")
 
 
 def test_a_disabled_rule_opens_nothing(attack):
@@ -270,7 +294,8 @@ def test_a_broken_cache_never_breaks_the_login_page(attack, monkeypatch):
     assert not _security_incidents().exists()
 
 
-def test_forwarded_addresses_are_trusted_only_behind_configured_proxies(attack, settings):
+def test_forwarded_addresses_are_trusted_only_behind_configured_proxies(db, settings):
+    AlertRule.objects.filter(key="failed_logins").update(threshold=Decimal("2"))
     with time_machine.travel(T0, tick=False):
         Client().post(
             ADMIN_LOGIN,
@@ -279,7 +304,6 @@ def test_forwarded_addresses_are_trusted_only_behind_configured_proxies(attack, 
             HTTP_X_FORWARDED_FOR="1.2.3.4",
         )
         settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
-        AlertRule.objects.filter(key="failed_logins").update(threshold=Decimal("2"))
         Client().post(
             ADMIN_LOGIN,
             {"username": "x", "password": "y"},

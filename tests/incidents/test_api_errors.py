@@ -189,3 +189,10 @@ def test_docs_page_is_served(db):
     response = APIClient().get("/api/docs/")
     assert response.status_code == 200
     assert b"swagger" in response.content.lower()
+
+
+def test_docs_page_loads_swagger_ui_from_vigils_own_static_files(db):
+    page = APIClient().get("/api/docs/").content.decode()
+
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page
+    assert "cdn.jsdelivr.net" not in page

@@ -41,6 +41,25 @@ def alert_delivery_process_task(delivery_id: int) -> str:
 
 
 @shared_task(
+    name="incidents.alert_deliveries_drain",
+    acks_late=True,
+    soft_time_limit=50,
+    time_limit=60,
+    ignore_result=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    max_retries=5,
+)
+def alert_deliveries_drain_task() -> int:
+    """Process fresh webhook deliveries until none is left (queued after deliveries commit).
+    Several run side by side; each claims what no other holds."""
+    from .detection.processing import deliveries_drain
+
+    return deliveries_drain()
+
+
+@shared_task(
     name="incidents.alert_delivery_sweep",
     acks_late=True,
     soft_time_limit=50,

@@ -187,7 +187,9 @@ def _title(*candidates: Any) -> str:
 # --- Alertmanager and Grafana ----------------------------------------------------------------
 
 
-def _alertmanager_like(payload: dict[str, Any], *, grafana: bool) -> ParsedDelivery:
+def _alertmanager_like(
+    payload: dict[str, Any], *, grafana: bool, keep_raw: bool = True
+) -> ParsedDelivery:
     errors: dict[str, list[str]] = {}
     version = payload.get("version")
     if not grafana and version != "4":
@@ -255,7 +257,7 @@ def _alertmanager_like(payload: dict[str, Any], *, grafana: bool) -> ParsedDeliv
                 starts_at=parse_time(item.get("startsAt"), now=now),
                 ends_at=ends_at if status == AlertStatus.RESOLVED else None,
                 sender_severity=severity_word(labels.get("severity")),
-                raw=clean(item),
+                raw=clean(item) if keep_raw else {},
             )
         )
     if errors:
@@ -263,20 +265,20 @@ def _alertmanager_like(payload: dict[str, Any], *, grafana: bool) -> ParsedDeliv
     return ParsedDelivery(alerts=out)
 
 
-def parse_alertmanager(payload: Any) -> ParsedDelivery:
+def parse_alertmanager(payload: Any, *, keep_raw: bool = True) -> ParsedDelivery:
     """An Alertmanager ``webhook_config`` body (version 4): one group, one alert per
     fingerprint, each firing or resolved."""
     if not isinstance(payload, dict):
         raise PayloadError({"non_field_errors": ["The body must be a JSON object."]})
-    return _alertmanager_like(payload, grafana=False)
+    return _alertmanager_like(payload, grafana=False, keep_raw=keep_raw)
 
 
-def parse_grafana(payload: Any) -> ParsedDelivery:
+def parse_grafana(payload: Any, *, keep_raw: bool = True) -> ParsedDelivery:
     """A Grafana alerting webhook body (version 1): the Alertmanager shape plus ``values``
     per alert (read for the alert rules' thresholds)."""
     if not isinstance(payload, dict):
         raise PayloadError({"non_field_errors": ["The body must be a JSON object."]})
-    return _alertmanager_like(payload, grafana=True)
+    return _alertmanager_like(payload, grafana=True, keep_raw=keep_raw)
 
 
 # --- PagerDuty Events API v2 ------------------------------------------------------------------
@@ -460,12 +462,15 @@ def parse_generic(payload: Any) -> ParsedDelivery:
     )
 
 
-def parse_delivery(kind: str, payload: Any, *, dedup_key: str = "") -> ParsedDelivery:
-    """The alerts of one delivery of ``kind``; raises :class:`PayloadError`."""
+def parse_delivery(
+    kind: str, payload: Any, *, dedup_key: str = "", keep_raw: bool = True
+) -> ParsedDelivery:
+    """The alerts of one delivery of ``kind``; raises :class:`PayloadError`. The request
+    only validates (``keep_raw=False`` skips copying each alert's raw object)."""
     if kind == IntegrationKind.ALERTMANAGER:
-        return parse_alertmanager(payload)
+        return parse_alertmanager(payload, keep_raw=keep_raw)
     if kind == IntegrationKind.GRAFANA:
-        return parse_grafana(payload)
+        return parse_grafana(payload, keep_raw=keep_raw)
     if kind == IntegrationKind.PAGERDUTY:
         return parse_pagerduty(payload, dedup_key=dedup_key)
     if kind == IntegrationKind.GENERIC:

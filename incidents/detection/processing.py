@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -58,6 +59,8 @@ from .rules import Classification, alert_classify, rules_active
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
+# Under the drain task's 50 s soft time limit.
+DRAIN_BUDGET = 40.0
 SUMMARY_ALERTS = 10
 AUTO_MONITOR_FROM = (Status.OPEN, Status.ACKNOWLEDGED, Status.INVESTIGATING, Status.MITIGATING)
 
@@ -104,8 +107,9 @@ class _Run:
 # --- the entry point -----------------------------------------------------------------------------
 
 
-def delivery_process(*, delivery_id: int) -> DeliveryResult:
-    """Process one pending delivery, in one transaction that also marks it processed.
+def delivery_process(*, delivery_id: int | None = None) -> DeliveryResult:
+    """Process one pending delivery (the oldest fresh one when ``delivery_id`` is None), in
+    one transaction that also marks it processed.
 
     Claims the delivery with ``FOR UPDATE SKIP LOCKED``: a delivery another worker holds, or
     one no longer pending, is skipped (a duplicate or stale task does nothing). A transient
@@ -115,12 +119,17 @@ def delivery_process(*, delivery_id: int) -> DeliveryResult:
     marked failed (shown in the admin). Idempotent.
     """
     with transaction.atomic():
-        delivery = (
-            WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("integration")
-            .filter(pk=delivery_id, status=DeliveryStatus.PENDING)
-            .first()
-        )
+        claim = WebhookDelivery.objects.select_for_update(
+            skip_locked=True, of=("self",)
+        ).select_related("integration")
+        if delivery_id is None:
+            # Fresh deliveries only: one that failed waits for the sweep's retry.
+            claim = claim.filter(status=DeliveryStatus.PENDING, attempts=0).order_by(
+                "received_at", "id"
+            )
+        else:
+            claim = claim.filter(pk=delivery_id, status=DeliveryStatus.PENDING)
+        delivery = claim.first()
         if delivery is None:
             return DeliveryResult(outcome="skipped")
         now = timezone.now()
@@ -146,6 +155,30 @@ def delivery_process(*, delivery_id: int) -> DeliveryResult:
         delivery.error = ""
         delivery.save(update_fields=["status", "processed_at", "attempts", "error"])
         return result
+
+
+def deliveries_drain(*, budget_seconds: float = DRAIN_BUDGET) -> int:
+    """Process fresh pending deliveries, oldest first, one transaction each, until none is
+    left to claim or ``budget_seconds`` have passed (then drains are queued again). Several
+    drains run side by side, each claiming the next delivery no other holds. Returns how
+    many it processed."""
+    from .intake import deliveries_kick, kick_flag
+
+    # Before looking: a delivery committed from now on queues drains of its own.
+    try:
+        kick_flag.clear()
+    except Exception:
+        logger.exception("The delivery kick key is unavailable")
+    deadline = time.monotonic() + budget_seconds
+    done = 0
+    while True:
+        if time.monotonic() > deadline:
+            deliveries_kick()
+            break
+        if delivery_process().outcome == "skipped":
+            break
+        done += 1
+    return done
 
 
 def _process(delivery: WebhookDelivery, *, now: datetime) -> DeliveryResult:

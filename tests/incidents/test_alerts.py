@@ -11,7 +11,7 @@ import time_machine
 from django.utils import timezone
 
 from escalation.models import EscalationEvent, IncidentEscalation, Notification
-from incidents.detection.intake import deliveries_requeue
+from incidents.detection.intake import deliveries_kick, deliveries_requeue, kick_flag
 from incidents.models import (
     Alert,
     AlertRule,
@@ -20,7 +20,11 @@ from incidents.models import (
     Kind,
     WebhookDelivery,
 )
-from incidents.tasks import alert_delivery_process_task, alert_delivery_sweep_task
+from incidents.tasks import (
+    alert_deliveries_drain_task,
+    alert_delivery_process_task,
+    alert_delivery_sweep_task,
+)
 from tests.incidents.detection_fixtures import (
     alertmanager_payload,
     at_now,  # noqa: F401
@@ -359,3 +363,24 @@ def test_timeline_entries_are_in_the_incident_timeline_api(
     entries = client.get(f"/api/v1/incidents/{incident.number}/timeline/").json()["results"]
     kinds = [e["kind"] for e in entries]
     assert kinds.count("alert") == 2
+
+
+def test_deliveries_kick_drains_once_and_the_drain_processes_fresh_deliveries(
+    client, django_capture_on_commit_callbacks, generic
+):
+    kick_flag.clear()
+    # The view's after-commit callback is the kick: the first queues drains, the next ones
+    # find drains already queued and cost nothing more.
+    assert deliveries_kick() is True
+    assert deliveries_kick() is False
+    for title in ("one", "two", "three"):
+        fire(client, django_capture_on_commit_callbacks, generic, title=title)
+    failed = WebhookDelivery.objects.create(integration=generic, body="{}", attempts=1)
+    # A drain clears the flag before looking, then takes every fresh delivery, oldest first;
+    # one that already failed waits for the sweep's retry.
+    assert alert_deliveries_drain_task() == 3
+    assert sorted(Alert.objects.values_list("title", flat=True)) == ["one", "three", "two"]
+    failed.refresh_from_db()
+    assert (failed.status, failed.attempts) == ("pending", 1)
+    assert deliveries_kick() is True
+    kick_flag.clear()

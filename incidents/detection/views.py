@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
+from django.db.models.signals import post_delete, post_save
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -152,10 +153,30 @@ class HookIntegration(NamedTuple):
     enabled: bool
 
 
+# Integrations as looked up by the hooks, per process, for a few seconds: a stream of alerts
+# then costs no lookup per request. A change (disabled, new secret) reaches every web process
+# within ``VIGIL_HOOK_INTEGRATION_CACHE_SECONDS``, and this process at once (post_save).
+_cache: dict[tuple[str, str], tuple[float, HookIntegration | None]] = {}
+_CACHE_MAX = 1000
+DEFAULT_CACHE_SECONDS = 5.0
+
+
+def _forget_integrations(**kwargs: Any) -> None:
+    _cache.clear()
+
+
+post_save.connect(_forget_integrations, sender=Integration, dispatch_uid="hooks.integrations")
+post_delete.connect(_forget_integrations, sender=Integration, dispatch_uid="hooks.integrations")
+
+
 def _integration(key: str, kind: str) -> HookIntegration | None:
-    # Hand-written: one indexed lookup per request, cheaper than building an ORM query.
     if not _KEY.match(key or ""):
         return None
+    now = time.monotonic()
+    cached = _cache.get((key, kind))
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    # Hand-written: one indexed lookup, cheaper than building an ORM query.
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT id, secret, enabled FROM {Integration._meta.db_table} "
@@ -163,9 +184,15 @@ def _integration(key: str, kind: str) -> HookIntegration | None:
             [key, kind],
         )
         row = cursor.fetchone()
-    if row is None:
-        return None
-    return HookIntegration(pk=row[0], key=key, kind=kind, secret=row[1], enabled=bool(row[2]))
+    found = None
+    if row is not None:
+        found = HookIntegration(pk=row[0], key=key, kind=kind, secret=row[1], enabled=bool(row[2]))
+    ttl = float(getattr(settings, "VIGIL_HOOK_INTEGRATION_CACHE_SECONDS", DEFAULT_CACHE_SECONDS))
+    if ttl > 0:
+        if len(_cache) >= _CACHE_MAX:
+            _cache.clear()  # unknown keys sent at random cannot grow it without bound
+        _cache[(key, kind)] = (now + ttl, found)
+    return found
 
 
 def _verify(request: HttpRequest, integration: HookIntegration, body: bytes) -> None:

@@ -361,3 +361,38 @@ def test_pagerduty_rate_limit_is_429_with_retry_after(
     other = make_integration("pagerduty")
     response, _ = pd_send(client, django_capture_on_commit_callbacks, pagerduty_event(other.key))
     assert response.status_code == 202
+
+
+def test_disabling_or_rotating_takes_effect_at_once_in_this_process(
+    client, django_capture_on_commit_callbacks
+):
+    from incidents.detection.integrations import integration_rotate_secret, integration_update
+
+    integration = make_integration("alertmanager")
+    old = f"Bearer {integration.secret}"
+    response, _ = send(
+        client,
+        django_capture_on_commit_callbacks,
+        hook_path(integration),
+        alertmanager_payload(),
+        HTTP_AUTHORIZATION=old,
+    )
+    assert response.status_code == 202
+    integration = integration_rotate_secret(integration=integration, actor=None, source="admin")
+    response, _ = send(
+        client,
+        django_capture_on_commit_callbacks,
+        hook_path(integration),
+        alertmanager_payload(),
+        HTTP_AUTHORIZATION=old,
+    )
+    assert response.status_code == 401
+    integration_update(integration=integration, actor=None, source="admin", enabled=False)
+    response, _ = send(
+        client,
+        django_capture_on_commit_callbacks,
+        hook_path(integration),
+        alertmanager_payload(),
+        HTTP_AUTHORIZATION=f"Bearer {integration.secret}",
+    )
+    assert response.status_code == 403

@@ -388,6 +388,11 @@ VIGIL_GRAFANA_SIGNATURE_MAX_AGE_SECONDS = env.float(
     "VIGIL_GRAFANA_SIGNATURE_MAX_AGE_SECONDS", default=300.0
 )
 VIGIL_ALERT_REQUEUE_AFTER_SECONDS = env.float("VIGIL_ALERT_REQUEUE_AFTER_SECONDS", default=60.0)
+# How long a web process keeps an integration it looked up (disabling one or rotating its
+# secret takes at most this long to reach every process).
+VIGIL_HOOK_INTEGRATION_CACHE_SECONDS = env.float(
+    "VIGIL_HOOK_INTEGRATION_CACHE_SECONDS", default=5.0
+)
 # Drain tasks queued when deliveries arrive: how many worker processes share a stream of them.
 VIGIL_ALERT_DRAINS = env.int("VIGIL_ALERT_DRAINS", default=2)
 CELERY_BEAT_SCHEDULE["incidents-alert-delivery-sweep"] = {

@@ -70,9 +70,7 @@ class Integration(models.Model):
         related_name="+",
         help_text="Severity of alerts no alert rule matches and that carry no severity.",
     )
-    key = models.CharField(
-        max_length=64, unique=True, default=new_integration_key, editable=False
-    )
+    key = models.CharField(max_length=64, unique=True, default=new_integration_key, editable=False)
     secret = models.CharField(
         max_length=128,
         blank=True,
@@ -185,9 +183,7 @@ class AlertGroup(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(
-                fields=["integration", "key_hash"], name="alert_group_unique"
-            ),
+            models.UniqueConstraint(fields=["integration", "key_hash"], name="alert_group_unique"),
         ]
 
     def __str__(self) -> str:

@@ -300,6 +300,7 @@ SPECTACULAR_SETTINGS = {
         "NoteKindEnum": "incidents.serializers.incidents.NOTE_KINDS",
         "ReportKindEnum": "incidents.models.ReportKind",
         "ChannelEnum": "incidents.models.Channel",
+        "IntegrationKindEnum": "incidents.models.IntegrationKind",
     },
     "COMPONENT_SPLIT_REQUEST": True,
 }

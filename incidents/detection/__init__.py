@@ -8,7 +8,10 @@ deduplicated, grouped into incidents and classified by the alert rules of §7.2.
   and hand it to a task.
 * ``intake``: storing a delivery and queueing (and re-queueing) its processing.
 * ``rules``: the §7.2 classification (severity, action).
-* ``processing``: a delivery's alerts deduplicated, grouped, attached to incidents.
+* ``processing``: claiming a delivery (by id, or the oldest fresh one for the drains) and
+  grouping its alerts; ``firing`` counts or stores firing alerts and opens or joins
+  incidents; ``resolution`` records resolved and acknowledged alerts and auto-resolves;
+  ``state`` is what a run carries and reports.
 * ``integrations``: creating and changing integrations (admin and API), their sender URLs
   and configuration snippets.
 """

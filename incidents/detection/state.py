@@ -1,0 +1,56 @@
+"""What one delivery's processing carries along (the integration, the receipt time, the timeline
+entries to write) and what it reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ..models import (
+    Integration,
+    Kind,
+    Source,
+    TimelineEntry,
+)
+
+
+@dataclass
+class DeliveryResult:
+    """What processing one delivery did."""
+
+    outcome: str  # processed, skipped (not pending or held elsewhere), failed
+    new: int = 0
+    repeated: int = 0
+    resolved: int = 0
+    acknowledged: int = 0
+    stale: int = 0
+    opened: list[str] = field(default_factory=list)
+    joined: list[str] = field(default_factory=list)
+    monitoring: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Run:
+    """One delivery being processed."""
+
+    integration: Integration
+    received: datetime
+    now: datetime
+    rules: list[Any]
+    result: DeliveryResult
+    entries: list[TimelineEntry] = field(default_factory=list)
+    resolved_incidents: set[int] = field(default_factory=set)
+
+    def note(self, incident_id: int, message: str, data: dict[str, Any]) -> None:
+        self.entries.append(
+            TimelineEntry(
+                incident_id=incident_id,
+                kind=Kind.ALERT,
+                source=Source.WEBHOOK,
+                actor=None,
+                message=message,
+                data={"integration": self.integration.pk, **data},
+                occurred_at=self.now,
+            )
+        )

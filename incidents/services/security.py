@@ -5,9 +5,9 @@ Every failed login (the admin login page, an API request with a bad token) is co
 cache, per minute: atomic ``INCR``s in one pipelined round trip on Redis (the file or
 local-memory cache of a single host otherwise, whose increments are not atomic across
 processes: close, not exact, under concurrent failures), with the source addresses and
-usernames of the minute kept as capped sets. The threshold is that of the alert rule with key ``failed_logins``,
-cached beside the counters (saving a rule clears it, so an edit in the admin applies from the
-next failure). The database is written only when a minute reaches it:
+usernames of the minute kept as capped sets. The threshold is that of the alert rule with key
+``failed_logins``, cached beside the counters (saving a rule clears it, so an edit in the admin
+applies from the next failure). The database is written only when a minute reaches it:
 
 * the first failure to reach it in a minute (a cache ``add`` lets exactly one through) opens
   the security incident, or adds the minute to the one already open;

@@ -17,7 +17,7 @@ BIND ?= 127.0.0.1
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install run demo test lint format check bench clean
+.PHONY: help install run demo reset test lint format check bench clean
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -57,6 +57,11 @@ demo: export DJANGO_DEBUG ?= 1
 demo: $(INSTALLED)
 	$(MANAGE) migrate --noinput
 	$(MANAGE) demo_data
+
+# Forget the embedded database, broker and cache (var/): the next `make run` starts afresh with
+# demo incidents dated from then.
+reset:
+	rm -rf var
 
 test: $(INSTALLED)
 	$(BIN)/pytest $(PYTEST_ARGS)

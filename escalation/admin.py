@@ -17,7 +17,8 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from incidents.models import Incident, Source
+from incidents.admin.extensions import incident_page_inline_register
+from incidents.models import Source
 
 from . import admin_escalation  # noqa: F401
 from .models import Notification, NotificationStatus
@@ -221,17 +222,5 @@ class NotificationInline(ReadOnlyMixin, admin.TabularInline):
         return short_error(obj)
 
 
-def _attach_inline(site: admin.AdminSite, model: type, inline: type) -> None:
-    """Add ``inline`` to the admin ``incidents`` registered for ``model``.
-
-    The incident core must not import escalation, so the notifications inline is added from
-    this side, after ``incidents.admin`` registered the incident admin (it comes first in
-    INSTALLED_APPS, and admin autodiscovery follows that order).
-    """
-    model_admin = site._registry.get(model)
-    if model_admin is None or inline in model_admin.inlines:
-        return
-    model_admin.inlines = [*model_admin.inlines, inline]
-
-
-_attach_inline(admin.site, Incident, NotificationInline)
+# After the escalation inlines (``admin_escalation``, imported above, registers those).
+incident_page_inline_register(NotificationInline)

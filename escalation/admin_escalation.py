@@ -22,6 +22,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from simple_history.admin import SimpleHistoryAdmin
 
+from incidents.admin.extensions import incident_page_inline_register
 from incidents.models import Channel, Incident
 
 from .models import AckLinkUse, EscalationEvent, EscalationStep, IncidentEscalation
@@ -315,20 +316,6 @@ class EscalationEventInline(_ReadOnly, admin.TabularInline):
         return _step_label(obj)
 
 
-def _attach_inlines(site: admin.AdminSite) -> None:
-    """Add the escalation inlines to the incident admin. The incident core may not import
-    escalation, so they are attached from this side, after ``incidents.admin`` registered
-    the incident admin (it comes first in INSTALLED_APPS; autodiscovery follows that order).
-    """
-    model_admin = site._registry.get(Incident)
-    if model_admin is None:
-        return
-    missing = [
-        inline
-        for inline in (IncidentEscalationInline, EscalationEventInline)
-        if inline not in model_admin.inlines
-    ]
-    model_admin.inlines = [*model_admin.inlines, *missing]
-
-
-_attach_inlines(admin.site)
+# The incident page is the core's; it offers a registry for what other apps show on it.
+incident_page_inline_register(IncidentEscalationInline)
+incident_page_inline_register(EscalationEventInline)

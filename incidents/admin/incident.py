@@ -32,6 +32,7 @@ from ..services.incidents import EDITABLE_FIELDS
 from ..services.lifecycle import action_permission
 from . import display as ui
 from .common import NoRevertMixin
+from .extensions import incident_page_inlines
 from .filters import BreachedFilter, PriorityFilter, ServiceFilter, StatusFilter
 from .forms import IncidentAddForm, IncidentForm
 from .workspace import (
@@ -322,12 +323,12 @@ class IncidentAdmin(IncidentWorkspaceMixin, NoRevertMixin, SimpleHistoryAdmin):
         )
         return fieldsets
 
-    def get_inline_instances(self, request: HttpRequest, obj: Incident | None = None):
-        # Inlines other apps attach describe an existing incident (its escalation, its
+    def get_inlines(self, request: HttpRequest, obj: Incident | None = None):
+        # Inlines other apps register describe an existing incident (its escalation, its
         # notifications); logging a new one is just its details.
         if obj is None:
             return []
-        return super().get_inline_instances(request, obj)
+        return [*super().get_inlines(request, obj), *incident_page_inlines()]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Incident | None = None):
         if obj is None:
@@ -415,7 +416,7 @@ class IncidentAdmin(IncidentWorkspaceMixin, NoRevertMixin, SimpleHistoryAdmin):
     def save_related(self, request, form, formsets, change) -> None:
         # Affected services were written by incident_create / incident_update; the form's
         # own m2m save would write them a second time, around the audit. Inlines other apps
-        # attach are read-only; saving them records that nothing changed.
+        # register are read-only; saving them records that nothing changed.
         for formset in formsets:
             self.save_formset(request, form, formset, change=change)
 

@@ -33,6 +33,7 @@ from ..selectors import (
 from ..services import incident_note_add, incident_role_assign, incident_transition
 from ..services.lifecycle import action_permission
 from . import display as ui
+from .extensions import incident_page_panels
 from .forms import TRANSITION_FORMS, NoteForm, RoleAssignForm, attach_errors
 from .report import report_context
 
@@ -121,6 +122,7 @@ class IncidentWorkspaceMixin:
             "note_form": NoteForm(),
             "note_url": self._url("note", incident),
             "report_url": self._url("report", incident),
+            "panels": incident_page_panels(request=request, incident=incident),
         }
 
     def _role_rows(self, incident: Incident, *, with_choices: bool) -> list[dict[str, Any]]:

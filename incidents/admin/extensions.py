@@ -1,0 +1,107 @@
+"""Extension points of the incident page: what the apps above the core may add to it.
+
+The incident core imports none of the apps that follow an incident, so an app that has
+something to show on the incident page (escalation: its state, events and notifications)
+registers it here, from its own admin module, and the incident admin reads this registry
+each time it builds the page. No app edits ``IncidentAdmin`` or the admin site's registry.
+
+Two kinds of additions:
+
+* an inline (:func:`incident_page_inline_register`): a Django inline of a model with a
+  foreign key to :class:`~incidents.models.Incident`, shown below the incident's details on
+  the change page (never on the add page: a new incident has nothing to show yet). The
+  incident admin saves through the services and never writes inline formsets, so inlines
+  registered here should be read-only.
+* a panel (:func:`incident_page_panel_register`): a titled block of HTML shown in the
+  workspace, after the timeline, for users who hold its permission.
+
+Both are shown in the order they were registered; registering the same one twice is a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.admin.options import InlineModelAdmin
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from ..models import Incident
+
+logger = logging.getLogger(__name__)
+
+PanelRender = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class IncidentPanel:
+    """A block of the incident page. ``render(request=..., incident=...)`` returns its HTML
+    (mark it safe, e.g. with ``format_html``; a plain string is escaped)."""
+
+    key: str
+    title: str
+    render: PanelRender
+    permission: str | None = None
+
+
+_inlines: list[type[InlineModelAdmin]] = []
+_panels: dict[str, IncidentPanel] = {}
+
+
+def incident_page_inline_register(inline: type[InlineModelAdmin]) -> type[InlineModelAdmin]:
+    """Show ``inline`` on the incident change page, after those registered before it.
+
+    Idempotent. Returns the class, so it can be used as a class decorator.
+    """
+    if inline not in _inlines:
+        _inlines.append(inline)
+    return inline
+
+
+def incident_page_inline_unregister(inline: type[InlineModelAdmin]) -> None:
+    """Take ``inline`` off the incident page again (no-op when it is not there)."""
+    if inline in _inlines:
+        _inlines.remove(inline)
+
+
+def incident_page_inlines() -> list[type[InlineModelAdmin]]:
+    """The registered inlines, in registration order."""
+    return list(_inlines)
+
+
+def incident_page_panel_register(
+    *, key: str, title: str, render: PanelRender, permission: str | None = None
+) -> IncidentPanel:
+    """Show a panel titled ``title`` on the incident change page.
+
+    ``key`` names the panel (its HTML id is ``panel-<key>``); registering a key again replaces
+    the panel in place. ``permission`` ("app_label.codename"), when given, is the one a user
+    needs to see it. A panel whose ``render`` raises is shown as unavailable and the error
+    logged: an app's bug must not take the incident page down with it.
+    """
+    panel = IncidentPanel(key=key, title=title, render=render, permission=permission)
+    _panels[key] = panel
+    return panel
+
+
+def incident_page_panel_unregister(*, key: str) -> None:
+    """Take the panel ``key`` off the incident page again (no-op when it is not there)."""
+    _panels.pop(key, None)
+
+
+def incident_page_panels(*, request: HttpRequest, incident: Incident) -> list[dict[str, Any]]:
+    """The panels ``request.user`` may see, rendered for ``incident``, in registration order."""
+    shown = []
+    for panel in _panels.values():
+        if panel.permission and not request.user.has_perm(panel.permission):
+            continue
+        try:
+            html = panel.render(request=request, incident=incident)
+        except Exception:
+            logger.exception("Incident page panel %r failed for %s", panel.key, incident.number)
+            html = format_html('<p class="vigil-muted">{}</p>', "This panel is unavailable.")
+        shown.append({"key": panel.key, "title": panel.title, "html": html})
+    return shown

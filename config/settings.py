@@ -143,6 +143,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         # Broadcast (remote control) messages; Kombu's default is ./control in the cwd.
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
+        # Kombu polls the folder once a second by default: a page would wait up to that long
+        # at every hop (event, notification). Listing a folder ten times a second costs little.
+        "polling_interval": env.float("VIGIL_EMBEDDED_BROKER_POLL_SECONDS", default=0.1),
     }
 else:
     # Longer than any task's hard time limit, so a slow task is not handed to a second worker.
@@ -175,12 +178,34 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("VIGIL_OUTBOX_REQUEUE_SECONDS", default=60.0),
         "options": {"expires": 55},
     },
+    "incidents-events-sweep": {
+        "task": "incidents.events_sweep",
+        "schedule": env.float("VIGIL_EVENT_SWEEP_SECONDS", default=10.0),
+        "options": {"expires": 9},
+    },
     "escalation-sweep": {
         "task": "escalation.sweep",
         "schedule": env.float("VIGIL_ESCALATION_SWEEP_SECONDS", default=30.0),
         "options": {"expires": 25},
     },
 }
+# Work about Sev 1–2 incidents (following their events, delivering their notifications) goes to
+# this queue; run a worker that consumes it alone (the Procfile does), so a Sev 1 page never
+# waits behind Sev 4 traffic or a replayed backlog.
+VIGIL_URGENT_QUEUE = env.str("VIGIL_URGENT_QUEUE", default="vigil.urgent")
+
+# --- Incident events ----------------------------------------------------------------------------
+
+# Handlers of incident events (escalation, communications, reviews): attempts before a failing
+# handler is given up (a timeline entry and an admin alert), its backoff, how long a dispatcher's
+# claim on an event lasts, and how long a committed event may wait for its kick before the sweep
+# queues it again.
+VIGIL_EVENT_MAX_ATTEMPTS = env.int("VIGIL_EVENT_MAX_ATTEMPTS", default=6)
+VIGIL_EVENT_BACKOFF_BASE_SECONDS = env.float("VIGIL_EVENT_BACKOFF_BASE_SECONDS", default=5.0)
+VIGIL_EVENT_BACKOFF_MAX_SECONDS = env.float("VIGIL_EVENT_BACKOFF_MAX_SECONDS", default=300.0)
+VIGIL_EVENT_LEASE_SECONDS = env.float("VIGIL_EVENT_LEASE_SECONDS", default=90.0)
+VIGIL_EVENT_REQUEUE_AFTER_SECONDS = env.float("VIGIL_EVENT_REQUEUE_AFTER_SECONDS", default=10.0)
+
 # How long a one-click acknowledge link in a notification stays valid.
 VIGIL_ACK_LINK_MAX_AGE = env.int("VIGIL_ACK_LINK_MAX_AGE_SECONDS", default=24 * 3600)
 

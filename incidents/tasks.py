@@ -72,3 +72,32 @@ def alert_delivery_sweep_task() -> int:
     from .detection.intake import deliveries_requeue
 
     return deliveries_requeue()
+
+
+@shared_task(
+    name="incidents.events_follow",
+    acks_late=True,
+    soft_time_limit=50,
+    time_limit=60,
+    ignore_result=True,
+)
+def incident_events_follow_task(incident_id: int) -> int:
+    """Run the handlers of one incident's due events, oldest first (queued after the events
+    commit, on the urgent queue for Sev 1–2). A duplicate or stale task finds nothing due."""
+    from .events import incident_events_follow
+
+    return incident_events_follow(incident_id=incident_id).handled
+
+
+@shared_task(
+    name="incidents.events_sweep",
+    acks_late=True,
+    soft_time_limit=50,
+    time_limit=60,
+    ignore_result=True,
+)
+def events_sweep_task() -> int:
+    """Queue again events whose kick was lost or whose dispatcher died. Safe to run twice."""
+    from .events import events_requeue
+
+    return events_requeue()

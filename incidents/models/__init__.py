@@ -9,6 +9,7 @@ from .detection import (
     IntegrationKind,
     WebhookDelivery,
 )
+from .events import EventHandling, EventStatus, HandlingStatus, IncidentEvent
 from .incident import (
     ACTIVE_STATUSES,
     CLOSE_REQUIRED_FIELDS,
@@ -60,6 +61,10 @@ __all__ = [
     "DeliveryStatus",
     "DetectionSource",
     "EscalationContact",
+    "EventHandling",
+    "EventStatus",
+    "HandlingStatus",
+    "IncidentEvent",
     "Incident",
     "IncidentDaySequence",
     "IncomingReport",

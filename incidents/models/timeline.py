@@ -33,6 +33,7 @@ class Kind(models.TextChoices):
     ESCALATION = "escalation", "Escalation"
     ALERT = "alert", "Alert"
     COMMUNICATION = "communication", "Communication"
+    SYSTEM = "system", "Vigil itself"
 
 
 class AppendOnlyError(Exception):

@@ -26,12 +26,12 @@ from ..models import (
     Status,
     timestamp_order_errors,
 )
-from ..signals import (
+from ..events import (
+    INCIDENT_CREATED,
+    INCIDENT_ROLE_ASSIGNED,
+    INCIDENT_SEVERITY_CHANGED,
+    INCIDENT_UPDATED,
     announce,
-    incident_created,
-    incident_role_assigned,
-    incident_severity_changed,
-    incident_updated,
 )
 from .common import apply_sla, audited_save, priority_for, require_perm, timeline_record
 
@@ -234,8 +234,8 @@ def incident_create(
         data={"severity": level.level, "priority": incident.priority},
     )
     announce(
-        incident_created,
-        incident_id=incident.pk,
+        INCIDENT_CREATED,
+        incident=incident,
         actor_id=_id(actor),
         source=source,
         paging=paging,
@@ -331,8 +331,8 @@ def incident_update(*, incident: Incident, actor: Any, source: str, **changes: A
             data={"from": old_priority, "to": locked.priority},
         )
     announce(
-        incident_updated,
-        incident_id=locked.pk,
+        INCIDENT_UPDATED,
+        incident=locked,
         fields=changed,
         previous_detected_at=previous_detected_at.isoformat(),
         actor_id=_id(actor),
@@ -390,8 +390,8 @@ def incident_change_severity(
         data={"from": old.level, "to": level.level, "reason": reason},
     )
     announce(
-        incident_severity_changed,
-        incident_id=locked.pk,
+        INCIDENT_SEVERITY_CHANGED,
+        incident=locked,
         old_severity=old.level,
         new_severity=level.level,
         actor_id=_id(actor),
@@ -479,8 +479,8 @@ def incident_role_assign(
         data={"role": role.key, "user": user.pk if user else None},
     )
     announce(
-        incident_role_assigned,
-        incident_id=incident.pk,
+        INCIDENT_ROLE_ASSIGNED,
+        incident=incident,
         role_key=role.key,
         user_id=user.pk if user else None,
         actor_id=_id(actor),

@@ -25,7 +25,7 @@ from ..models import (
     Status,
     missing_fields,
 )
-from ..signals import announce, incident_transitioned
+from ..events import INCIDENT_TRANSITIONED, announce
 from .common import audited_save, require_perm, timeline_record
 
 ACTIONS = (
@@ -137,8 +137,8 @@ def _run(
         occurred_at=now,
     )
     announce(
-        incident_transitioned,
-        incident_id=locked.pk,
+        INCIDENT_TRANSITIONED,
+        incident=locked,
         action=action,
         from_status=from_status,
         to_status=locked.status,

@@ -10,7 +10,7 @@ from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from ..models import Incident, Kind, SlaBreach, SlaTarget, Source
-from ..signals import announce, incident_sla_breached
+from ..events import INCIDENT_SLA_BREACHED, announce
 from .common import timeline_record
 
 SWEEP_HEARTBEAT_KEY = "vigil:incidents:sla_sweep:last"
@@ -88,5 +88,5 @@ def _note(*, incident_id: int, target: str, now: datetime) -> int:
         data={"target": target, "due_at": due.isoformat()},
         occurred_at=now,
     )
-    announce(incident_sla_breached, incident_id=incident.pk, target=target, due_at=due.isoformat())
+    announce(INCIDENT_SLA_BREACHED, incident=incident, target=target, due_at=due.isoformat())
     return 1

@@ -1,6 +1,7 @@
 """Initial notification (§4.2 step 1, §5.1): the response team paged on the severity's channels
-in the transaction that logs the incident; again on a severity rise, not on a drop; and the
-escalation started with its policy snapshot in that same transaction."""
+once the incident's ``incident_created`` event is followed (after the logging transaction
+commits); again on a severity rise, not on a drop; and the escalation started with its policy
+snapshot by that same handler."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from escalation.models import IncidentEscalation, Notification
 from incidents.models import (
     Channel,
     Contact,
+    EventStatus,
     Incident,
+    IncidentEvent,
     Kind,
     ResponseRole,
     SeverityLevel,
@@ -29,6 +32,7 @@ from incidents.services import (
 )
 from tests.escalation import escalation_fixtures
 from tests.escalation.escalation_fixtures import CHANNELS, T0, TEAM, ack_token
+from tests.events import follow_events, followed
 from tests.factories import UserFactory
 
 reachable_policy = escalation_fixtures.reachable_policy
@@ -42,9 +46,15 @@ def frozen():
         yield traveller
 
 
-def create(severity: int, **kwargs) -> Incident:
+def create_unfollowed(severity: int, **kwargs) -> Incident:
     kwargs.setdefault("title", "Checkout & payments down")
     return incident_create(actor=None, source=Source.SYSTEM, severity=severity, **kwargs)
+
+
+create = followed(create_unfollowed)
+incident_change_severity = followed(incident_change_severity)
+incident_role_assign = followed(incident_role_assign)
+incident_transition = followed(incident_transition)
 
 
 def rows(incident: Incident) -> set[tuple[str, str]]:
@@ -190,8 +200,9 @@ def test_assigned_users_are_paged_through_their_contact_or_their_email(reachable
         2, roles={"incident_manager": with_contact, "technical_lead": without_contact}
     )
 
-    # The created event comes before the core assigns the roles, so the primary contacts are
-    # paged at logging and each assignee on assignment.
+    # The roles are assigned in the transaction that logs the incident, so by the time its
+    # events are followed the team is the assignees (the communications lead, unassigned, is
+    # its primary contact); the assignment events find them paged already.
     assert ("ann.pager@example.com", "email") in rows(incident)
     assert ("@ann", "slack") in rows(incident)
     assert ("bob@example.com", "email") in rows(incident)
@@ -199,7 +210,10 @@ def test_assigned_users_are_paged_through_their_contact_or_their_email(reachable
     bob = incident.notifications.get(recipient="bob@example.com")
     assert bob.idempotency_key == f"initial:{incident.pk}:sev2:u{without_contact.pk}:email"
     assert bob.contact is None
-    assert incident.notifications.count() == 3 * 2 + 2 + 1
+    assert incident.notifications.count() == 2 + 1 + 2
+    for role in ("incident_manager", "technical_lead"):
+        primary = reachable_policy.primary[role]
+        assert not incident.notifications.filter(contact=primary).exists()
     entries = list(incident.timeline.filter(kind=Kind.NOTIFICATION))
     assert any(
         "Assigned Technical Lead" in e.message and "Slack for Bob (no Slack handle)" in e.message
@@ -337,19 +351,21 @@ def test_sev4_has_no_matrix_step(frozen):
 # --- one transaction ---------------------------------------------------------------------------
 
 
-def test_rollback_of_the_creating_transaction_leaves_no_page_and_no_escalation(
+def test_rollback_of_the_creating_transaction_leaves_no_event_page_or_escalation(
     reachable_policy, frozen
 ):
     class Abort(Exception):
         pass
 
     with pytest.raises(Abort), transaction.atomic():
-        create(1)
-        assert Notification.objects.count() == 9
-        assert IncidentEscalation.objects.count() == 1
+        create_unfollowed(1)
+        assert IncidentEvent.objects.get().status == EventStatus.PENDING
+        assert Notification.objects.count() == 0  # nothing runs in the causing transaction
         raise Abort
 
+    assert follow_events().handled == 0
     assert Incident.objects.count() == 0
+    assert IncidentEvent.objects.count() == 0
     assert Notification.objects.count() == 0
     assert IncidentEscalation.objects.count() == 0
 
@@ -372,9 +388,16 @@ def eager(settings):
 def test_pages_are_delivered_only_after_commit(
     reachable_policy, frozen, eager, django_capture_on_commit_callbacks
 ):
-    with django_capture_on_commit_callbacks(execute=True):
-        incident = create(2)
-        assert set(incident.notifications.values_list("status", flat=True)) == {"pending"}
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        incident = create_unfollowed(2)
+        assert not incident.notifications.exists()
+
+    # The first callback is the kick of the incident's events; the rest were queued by what it
+    # ran (the delivery of each outbox row, after the follow task's commit).
+    assert callbacks[0].__qualname__.startswith("announce")
+    # After commit: the kick ran the follow task, which wrote the outbox rows and, after its own
+    # commit, delivered them.
+    assert incident.events.get().status == EventStatus.DONE
 
     assert set(incident.notifications.values_list("status", flat=True)) == {"sent"}
     assert all(n.attempts == 1 for n in incident.notifications.all())

@@ -37,9 +37,9 @@ from ..models import (
     DeliveryStatus,
     Incident,
     Integration,
-    TimelineEntry,
     WebhookDelivery,
 )
+from ..services.common import timeline_record_many
 from .firing import alerts_fire
 from .parsing import IncomingAlert, parse_delivery
 from .resolution import alert_acknowledge, alert_resolve, incidents_auto_monitor
@@ -150,7 +150,7 @@ def _process(delivery: WebhookDelivery, *, now: datetime) -> DeliveryResult:
         reason, alerts = groups[key]
         _process_group(run, key=key, reason=reason, alerts=alerts)
     if run.entries:
-        TimelineEntry.objects.bulk_create(run.entries)
+        timeline_record_many(entries=run.entries)
         run.entries = []
     incidents_auto_monitor(run)
     return run.result

@@ -11,12 +11,12 @@ from ..models import (
     Kind,
     Source,
     Status,
-    TimelineEntry,
 )
 from ..services import (
     incident_acknowledge,
     incident_monitor,
 )
+from ..services.common import timeline_record
 from .parsing import IncomingAlert
 from .rules import alert_classify
 from .state import Run
@@ -144,7 +144,7 @@ def incidents_auto_monitor(run: Run) -> None:
             continue
         total = Alert.objects.filter(incident=incident).count()
         incident = incident_monitor(incident=incident, actor=None, source=Source.WEBHOOK)
-        TimelineEntry.objects.create(
+        timeline_record(
             incident=incident,
             kind=Kind.ALERT,
             source=Source.WEBHOOK,

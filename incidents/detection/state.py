@@ -11,7 +11,6 @@ from ..models import (
     Integration,
     Kind,
     Source,
-    TimelineEntry,
 )
 
 
@@ -39,18 +38,19 @@ class Run:
     now: datetime
     rules: list[Any]
     result: DeliveryResult
-    entries: list[TimelineEntry] = field(default_factory=list)
+    # Timeline entries to append in one go (``timeline_record_many``) when the run ends.
+    entries: list[dict[str, Any]] = field(default_factory=list)
     resolved_incidents: set[int] = field(default_factory=set)
 
     def note(self, incident_id: int, message: str, data: dict[str, Any]) -> None:
         self.entries.append(
-            TimelineEntry(
-                incident_id=incident_id,
-                kind=Kind.ALERT,
-                source=Source.WEBHOOK,
-                actor=None,
-                message=message,
-                data={"integration": self.integration.pk, **data},
-                occurred_at=self.now,
-            )
+            {
+                "incident_id": incident_id,
+                "kind": Kind.ALERT,
+                "source": Source.WEBHOOK,
+                "actor": None,
+                "message": message,
+                "data": {"integration": self.integration.pk, **data},
+                "occurred_at": self.now,
+            }
         )

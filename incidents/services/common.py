@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +32,41 @@ def audited_save(instance: models.Model, *, actor: Any, reason: str, **kwargs: A
     instance.save(**kwargs)
 
 
+def audited_delete(instance: models.Model, *, actor: Any, reason: str) -> None:
+    """Delete a history-tracked row; its last history record names who did it and why."""
+    instance._history_user = actor  # type: ignore[attr-defined]
+    instance._change_reason = reason[:100]  # type: ignore[attr-defined]
+    instance.delete()
+
+
+def _timeline_entry(
+    *,
+    kind: str,
+    source: str,
+    actor: Any,
+    message: str,
+    incident: Incident | None = None,
+    incident_id: int | None = None,
+    data: dict[str, Any] | None = None,
+    occurred_at: datetime | None = None,
+) -> TimelineEntry:
+    if (incident is None) == (incident_id is None):
+        raise TypeError("A timeline entry names its incident (incident or incident_id).")
+    entry = TimelineEntry(
+        kind=kind,
+        source=source,
+        actor=actor,
+        message=message,
+        data=data or {},
+        occurred_at=occurred_at or timezone.now(),
+    )
+    if incident is not None:
+        entry.incident = incident
+    else:
+        entry.incident_id = incident_id
+    return entry
+
+
 def timeline_record(
     *,
     incident: Incident,
@@ -42,15 +78,30 @@ def timeline_record(
     occurred_at: datetime | None = None,
 ) -> TimelineEntry:
     """Append one entry to an incident's timeline. Entries are never edited afterwards."""
-    return TimelineEntry.objects.create(
+    entry = _timeline_entry(
         incident=incident,
         kind=kind,
         source=source,
         actor=actor,
         message=message,
-        data=data or {},
-        occurred_at=occurred_at or timezone.now(),
+        data=data,
+        occurred_at=occurred_at,
     )
+    entry.save(force_insert=True)
+    return entry
+
+
+def timeline_record_many(*, entries: Iterable[Mapping[str, Any]]) -> list[TimelineEntry]:
+    """Append several timeline entries in one INSERT (say, every alert of one delivery).
+
+    Each item holds :func:`timeline_record`'s keyword arguments; ``incident_id`` may stand in
+    for ``incident`` when only the id is at hand. The one bulk path to the timeline: entries
+    are never edited afterwards. Not idempotent: each call appends. Nothing to append, no query.
+    """
+    rows = [_timeline_entry(**entry) for entry in entries]
+    if not rows:
+        return []
+    return TimelineEntry.objects.bulk_create(rows)
 
 
 def priority_for(*, impact: str, urgency: str) -> int:
@@ -82,8 +133,10 @@ __all__ = [
     "Kind",
     "Source",
     "apply_sla",
+    "audited_delete",
     "audited_save",
     "priority_for",
     "require_perm",
     "timeline_record",
+    "timeline_record_many",
 ]

@@ -12,7 +12,8 @@ Order of precedence for an alert's severity:
 3. the integration's default severity.
 
 What an action does when the alert opens an incident (``paging`` of ``incident_create``, and
-the urgency that, with impact Medium, gives the priority through the §2.2 matrix):
+the urgency that, with impact Medium, gives the priority through the §2.2 matrix; the core
+holds these tables, ``ALERT_ACTION_PAGING`` and ``ALERT_ACTION_URGENCY`` in its models):
 
 ====================  =========  ===========================================================
 action                urgency    paging
@@ -31,24 +32,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..models import AlertAction, AlertRule, Integration, Level
+from ..models.detection import ALERT_ACTION_PAGING, ALERT_ACTION_URGENCY
 from .parsing import IncomingAlert, parse_number
-
-ACTION_PAGING = {
-    AlertAction.PAGE_ONCALL: "team",
-    AlertAction.ESCALATE: "escalate",
-    AlertAction.MONITOR: "none",
-    AlertAction.IMMEDIATE_ATTENTION: "team",
-    AlertAction.SECURITY: "security",
-    "": "team",
-}
-ACTION_URGENCY = {
-    AlertAction.PAGE_ONCALL: Level.MEDIUM,
-    AlertAction.ESCALATE: Level.HIGH,
-    AlertAction.MONITOR: Level.LOW,
-    AlertAction.IMMEDIATE_ATTENTION: Level.HIGH,
-    AlertAction.SECURITY: Level.HIGH,
-    "": Level.MEDIUM,
-}
 
 
 @dataclass(frozen=True)
@@ -61,11 +46,11 @@ class Classification:
 
     @property
     def paging(self) -> str:
-        return ACTION_PAGING.get(self.action, "team")
+        return ALERT_ACTION_PAGING.get(self.action, "team")
 
     @property
     def urgency(self) -> str:
-        return ACTION_URGENCY.get(self.action, Level.MEDIUM)
+        return ALERT_ACTION_URGENCY.get(self.action, Level.MEDIUM)
 
 
 def rules_active() -> list[AlertRule]:

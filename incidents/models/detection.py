@@ -13,7 +13,7 @@ from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from .incident import Incident, Service
-from .policy import SeverityLevel
+from .policy import Level, SeverityLevel
 
 KEY_BYTES = 16  # 32 hex characters, the length of a PagerDuty integration (routing) key
 SECRET_BYTES = 32
@@ -203,6 +203,28 @@ class AlertAction(models.TextChoices):
     MONITOR = "monitor", "Monitor and investigate"
     IMMEDIATE_ATTENTION = "immediate_attention", "Immediate attention"
     SECURITY = "security", "Security team alert"
+
+
+# What an action does when its alert opens an incident: whom ``incident_create`` pages
+# (``paging``), and the urgency that, with impact Medium, gives the priority through the §2.2
+# matrix. "" stands for an alert no rule matched. Core policy: detection and the failed-login
+# watch both read it.
+ALERT_ACTION_PAGING = {
+    AlertAction.PAGE_ONCALL: "team",
+    AlertAction.ESCALATE: "escalate",
+    AlertAction.MONITOR: "none",
+    AlertAction.IMMEDIATE_ATTENTION: "team",
+    AlertAction.SECURITY: "security",
+    "": "team",
+}
+ALERT_ACTION_URGENCY = {
+    AlertAction.PAGE_ONCALL: Level.MEDIUM,
+    AlertAction.ESCALATE: Level.HIGH,
+    AlertAction.MONITOR: Level.LOW,
+    AlertAction.IMMEDIATE_ATTENTION: Level.HIGH,
+    AlertAction.SECURITY: Level.HIGH,
+    "": Level.MEDIUM,
+}
 
 
 class AlertRule(models.Model):

@@ -36,7 +36,6 @@ from django.core.cache.backends.redis import RedisCache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from ..detection.rules import ACTION_PAGING, ACTION_URGENCY
 from ..models import (
     ACTIVE_STATUSES,
     AlertAction,
@@ -47,6 +46,7 @@ from ..models import (
     LoginFailureEpisode,
     Source,
 )
+from ..models.detection import ALERT_ACTION_PAGING, ALERT_ACTION_URGENCY
 from .common import timeline_record
 from .incidents import incident_create, incident_update
 
@@ -346,11 +346,11 @@ def _episode_open(*, rule: AlertRule, threshold: int, snapshot: MinuteSnapshot) 
             f"(rule {rule.name}, {threshold} per minute)"
         ),
         severity=rule.severity_id,
-        urgency=ACTION_URGENCY.get(rule.action, ACTION_URGENCY[""]),
+        urgency=ALERT_ACTION_URGENCY.get(rule.action, ALERT_ACTION_URGENCY[""]),
         summary=_summary(episode, rule=rule, threshold=threshold, snapshot=snapshot),
         detection_source=DetectionSource.SECURITY_MONITORING,
         impact_started_at=snapshot.window,
-        paging=ACTION_PAGING.get(rule.action, "security"),
+        paging=ALERT_ACTION_PAGING.get(rule.action, "security"),
     )
     episode.incident = incident
     episode.save()

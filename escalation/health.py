@@ -51,7 +51,8 @@ def check_database() -> dict[str, Any]:
 
 
 def check_broker() -> dict[str, Any]:
-    from config.celery import app
+    # The project's Celery app, without importing the project: an app never imports ``config``.
+    from celery import current_app as app
 
     timeout = float(getattr(settings, "VIGIL_HEALTH_BROKER_TIMEOUT_SECONDS", 2.0))
     started = time.monotonic()

@@ -23,6 +23,7 @@ from .paging import (
     incident_page_team,
     recipients_notify,
 )
+from .policy import escalation_step_create, escalation_step_delete, escalation_step_update
 from .timers import (
     SWEEP_HEARTBEAT_KEY,
     escalation_advance,
@@ -42,6 +43,9 @@ __all__ += [
     "escalation_on_severity_change",
     "escalation_on_transition",
     "escalation_start",
+    "escalation_step_create",
+    "escalation_step_delete",
+    "escalation_step_update",
     "escalation_sweep",
     "incident_page_assignee",
     "incident_page_team",

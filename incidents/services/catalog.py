@@ -1,20 +1,30 @@
-"""Writes of the service catalogue (components) and of the policy tables, for the API.
+"""Writes of the service catalogue (components) and of the policy tables: severities, the
+priority matrix, response roles, contacts and escalation levels.
 
-The admin edits these rows through Django's forms; the API goes through here so that it
-checks the same model permissions, runs the same model validation (``full_clean``) and leaves
-the same audited history rows naming the actor.
+The admin and the API both call these, so both check the same model permissions, run the same
+model validation (``full_clean``) and leave the same audited history rows naming the actor.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
+from django.db.models import ProtectedError
 
 from ..errors import ActionForbidden, InvalidInput, VigilError
-from ..models import PriorityMatrixCell, ResponseRole, Service, SeverityLevel
-from .common import audited_save
+from ..models import (
+    Contact,
+    EscalationContact,
+    PriorityMatrixCell,
+    ResponseRole,
+    Service,
+    SeverityLevel,
+)
+from .common import audited_delete, audited_save
+
+M = TypeVar("M", bound=models.Model)
 
 SERVICE_FIELDS = (
     "slug",
@@ -36,7 +46,16 @@ SEVERITY_FIELDS = (
     "resolution_target",
     "notification_channels",
 )
-ROLE_FIELDS = ("name", "responsibilities", "primary_contact", "backup_contact", "position")
+ROLE_FIELDS = (
+    "name",
+    "responsibilities",
+    "primary_contact",
+    "backup_contact",
+    "group",
+    "position",
+)
+CONTACT_FIELDS = ("name", "phone", "email", "slack_handle", "user")
+ESCALATION_CONTACT_FIELDS = ("name", "contact", "position")
 
 
 class CatalogForbidden(ActionForbidden):
@@ -51,7 +70,12 @@ class ServiceInUse(InvalidInput):
     """A service that incidents reference cannot be deleted (their history would change)."""
 
 
-def _require(actor: Any, perm: str, action: str) -> None:
+class RowInUse(ServiceInUse):
+    """A policy row other rows point at (a contact on a role, a level in the matrix) stays."""
+
+
+def require_policy_perm(actor: Any, perm: str, action: str) -> None:
+    """Raise CatalogForbidden unless ``actor`` holds ``perm``. ``None`` is Vigil itself."""
     if actor is None:
         return
     if not (actor.is_active and actor.has_perm(perm)):
@@ -64,7 +88,7 @@ def _unknown(changes: dict[str, Any], allowed: tuple[str, ...]) -> None:
         raise InvalidInput({name: "This field cannot be changed here." for name in unknown})
 
 
-def _validated_save(instance: Any, *, actor: Any, reason: str) -> None:
+def validated_save(instance: Any, *, actor: Any, reason: str) -> None:
     """full_clean, then an audited save; a unique race lost at the database is an input error."""
     try:
         instance.full_clean()
@@ -79,36 +103,53 @@ def _validated_save(instance: Any, *, actor: Any, reason: str) -> None:
         raise InvalidInput({"non_field_errors": "This conflicts with an existing row."}) from None
 
 
+def policy_row_update(row: M, *, actor: Any, source: str, changes: dict[str, Any]) -> M:
+    """Lock ``row``, apply the changed values, validate and save with an audited reason naming
+    the fields. Must run inside the caller's transaction. No change, no write."""
+    locked = type(row)._default_manager.select_for_update().get(pk=row.pk)
+    changed = [name for name, value in changes.items() if getattr(locked, name) != value]
+    if not changed:
+        return locked
+    for name in changed:
+        setattr(locked, name, changes[name])
+    validated_save(locked, actor=actor, reason=f"updated {', '.join(changed)} via {source}")
+    return locked
+
+
+def policy_row_delete(row: models.Model, *, actor: Any, source: str, in_use: str) -> None:
+    """Lock and delete ``row`` with an audited reason; rows that others protect are refused
+    with ``in_use`` as the message (nothing is deleted). Must run inside a transaction."""
+    locked = type(row)._default_manager.select_for_update().get(pk=row.pk)
+    try:
+        with transaction.atomic():
+            audited_delete(locked, actor=actor, reason=f"deleted via {source}")
+    except ProtectedError:
+        raise RowInUse({"non_field_errors": in_use}) from None
+
+
 @transaction.atomic
 def service_create(*, actor: Any, source: str, **fields: Any) -> Service:
     """Add a service to the catalogue. Needs ``incidents.add_service``. Not idempotent."""
-    _require(actor, "incidents.add_service", "add services")
+    require_policy_perm(actor, "incidents.add_service", "add services")
     _unknown(fields, SERVICE_FIELDS)
     service = Service(**fields)
-    _validated_save(service, actor=actor, reason=f"created via {source}")
+    validated_save(service, actor=actor, reason=f"created via {source}")
     return service
 
 
 @transaction.atomic
 def service_update(*, service: Service, actor: Any, source: str, **changes: Any) -> Service:
     """Edit a service. Needs ``incidents.change_service``. Idempotent: no change, no write."""
-    _require(actor, "incidents.change_service", "change services")
+    require_policy_perm(actor, "incidents.change_service", "change services")
     _unknown(changes, SERVICE_FIELDS)
-    locked = Service.objects.select_for_update().get(pk=service.pk)
-    changed = [name for name, value in changes.items() if getattr(locked, name) != value]
-    if not changed:
-        return locked
-    for name in changed:
-        setattr(locked, name, changes[name])
-    _validated_save(locked, actor=actor, reason=f"updated {', '.join(changed)} via {source}")
-    return locked
+    return policy_row_update(service, actor=actor, source=source, changes=changes)
 
 
 @transaction.atomic
 def service_delete(*, service: Service, actor: Any, source: str) -> None:
     """Delete a service no incident references; referenced ones are deactivated instead
     (``is_active=False``) so past incidents keep naming them. Needs ``delete_service``."""
-    _require(actor, "incidents.delete_service", "delete services")
+    require_policy_perm(actor, "incidents.delete_service", "delete services")
     locked = Service.objects.select_for_update().get(pk=service.pk)
     used = locked.incidents.count()
     if used:
@@ -120,9 +161,7 @@ def service_delete(*, service: Service, actor: Any, source: str) -> None:
                 )
             }
         )
-    locked._history_user = actor  # type: ignore[attr-defined]
-    locked._change_reason = f"deleted via {source}"  # type: ignore[attr-defined]
-    locked.delete()
+    audited_delete(locked, actor=actor, reason=f"deleted via {source}")
 
 
 @transaction.atomic
@@ -134,16 +173,9 @@ def severity_level_update(
     Needs ``incidents.change_severitylevel`` (admin level). New targets apply to incidents
     logged or re-classified afterwards. Idempotent.
     """
-    _require(actor, "incidents.change_severitylevel", "change the severity policy")
+    require_policy_perm(actor, "incidents.change_severitylevel", "change the severity policy")
     _unknown(changes, SEVERITY_FIELDS)
-    locked = SeverityLevel.objects.select_for_update().get(pk=severity.pk)
-    changed = [name for name, value in changes.items() if getattr(locked, name) != value]
-    if not changed:
-        return locked
-    for name in changed:
-        setattr(locked, name, changes[name])
-    _validated_save(locked, actor=actor, reason=f"updated {', '.join(changed)} via {source}")
-    return locked
+    return policy_row_update(severity, actor=actor, source=source, changes=changes)
 
 
 @transaction.atomic
@@ -154,13 +186,13 @@ def priority_cell_update(
     ``incidents.change_prioritymatrixcell`` (admin level). Existing incidents keep the priority
     they were given; the new value applies when an incident's impact or urgency next changes.
     Idempotent."""
-    _require(actor, "incidents.change_prioritymatrixcell", "change the priority matrix")
+    require_policy_perm(actor, "incidents.change_prioritymatrixcell", "change the priority matrix")
     locked = PriorityMatrixCell.objects.select_for_update().get(pk=cell.pk)
     if locked.priority == priority:
         return locked
     old = locked.priority
     locked.priority = priority
-    _validated_save(locked, actor=actor, reason=f"priority {old} → {priority} via {source}")
+    validated_save(locked, actor=actor, reason=f"priority {old} → {priority} via {source}")
     return locked
 
 
@@ -168,29 +200,123 @@ def priority_cell_update(
 def response_role_update(
     *, role: ResponseRole, actor: Any, source: str, **changes: Any
 ) -> ResponseRole:
-    """Edit a response role (§3.1): name, responsibilities, contacts, position.
+    """Edit a response role (§3.1): name, responsibilities, contacts, group, position (not
+    its key: code and every incident's assignments refer to it).
 
     Needs ``incidents.change_responserole`` (admin level). Idempotent.
     """
-    _require(actor, "incidents.change_responserole", "change the response roles")
+    require_policy_perm(actor, "incidents.change_responserole", "change the response roles")
     _unknown(changes, ROLE_FIELDS)
-    locked = ResponseRole.objects.select_for_update().get(pk=role.pk)
-    changed = [name for name, value in changes.items() if getattr(locked, name) != value]
-    if not changed:
-        return locked
-    for name in changed:
-        setattr(locked, name, changes[name])
-    _validated_save(locked, actor=actor, reason=f"updated {', '.join(changed)} via {source}")
-    return locked
+    return policy_row_update(role, actor=actor, source=source, changes=changes)
+
+
+@transaction.atomic
+def response_role_create(*, actor: Any, source: str, key: str, **fields: Any) -> ResponseRole:
+    """Add a response role (§3.1). Needs ``incidents.add_responserole`` (admin level). Not
+    idempotent (a second role with the same key is refused)."""
+    require_policy_perm(actor, "incidents.add_responserole", "add response roles")
+    _unknown(fields, ROLE_FIELDS)
+    role = ResponseRole(key=key, **fields)
+    validated_save(role, actor=actor, reason=f"created via {source}")
+    return role
+
+
+# --- contacts and escalation levels (§3.1, §5.1) -----------------------------------------------
+
+
+@transaction.atomic
+def contact_create(*, actor: Any, source: str, **fields: Any) -> Contact:
+    """Add a contact (at least one of phone, email, Slack handle). Needs
+    ``incidents.add_contact``. Not idempotent."""
+    require_policy_perm(actor, "incidents.add_contact", "add contacts")
+    _unknown(fields, CONTACT_FIELDS)
+    contact = Contact(**fields)
+    validated_save(contact, actor=actor, reason=f"created via {source}")
+    return contact
+
+
+@transaction.atomic
+def contact_update(*, contact: Contact, actor: Any, source: str, **changes: Any) -> Contact:
+    """Edit a contact: how the person is reached, and their Vigil login. Roles and escalation
+    levels naming the contact reach the new details at once (running escalations keep the
+    snapshot they took). Needs ``incidents.change_contact``. Idempotent."""
+    require_policy_perm(actor, "incidents.change_contact", "change contacts")
+    _unknown(changes, CONTACT_FIELDS)
+    return policy_row_update(contact, actor=actor, source=source, changes=changes)
+
+
+@transaction.atomic
+def contact_delete(*, contact: Contact, actor: Any, source: str) -> None:
+    """Delete a contact no response role or escalation level names (those are refused with
+    ``RowInUse``). Needs ``incidents.delete_contact``."""
+    require_policy_perm(actor, "incidents.delete_contact", "delete contacts")
+    policy_row_delete(
+        contact,
+        actor=actor,
+        source=source,
+        in_use="A response role or escalation level names this contact; replace it there first.",
+    )
+
+
+@transaction.atomic
+def escalation_contact_create(
+    *, actor: Any, source: str, key: str, **fields: Any
+) -> EscalationContact:
+    """Add an escalation level (§5.1) and its contact. Needs ``incidents.add_escalationcontact``
+    (admin level). Not idempotent (a second level with the same key is refused)."""
+    require_policy_perm(actor, "incidents.add_escalationcontact", "add escalation levels")
+    _unknown(fields, ESCALATION_CONTACT_FIELDS)
+    level = EscalationContact(key=key, **fields)
+    validated_save(level, actor=actor, reason=f"created via {source}")
+    return level
+
+
+@transaction.atomic
+def escalation_contact_update(
+    *, escalation_contact: EscalationContact, actor: Any, source: str, **changes: Any
+) -> EscalationContact:
+    """Edit an escalation level: its name, contact or position (not its key, which the
+    escalation matrix and policy snapshots refer to). Needs
+    ``incidents.change_escalationcontact`` (admin level). Idempotent."""
+    require_policy_perm(actor, "incidents.change_escalationcontact", "change escalation levels")
+    _unknown(changes, ESCALATION_CONTACT_FIELDS)
+    return policy_row_update(escalation_contact, actor=actor, source=source, changes=changes)
+
+
+@transaction.atomic
+def escalation_contact_delete(
+    *, escalation_contact: EscalationContact, actor: Any, source: str
+) -> None:
+    """Delete an escalation level no step of the escalation matrix uses (those are refused
+    with ``RowInUse``). Needs ``incidents.delete_escalationcontact``."""
+    require_policy_perm(actor, "incidents.delete_escalationcontact", "delete escalation levels")
+    policy_row_delete(
+        escalation_contact,
+        actor=actor,
+        source=source,
+        in_use="The escalation matrix uses this level; change or delete those steps first.",
+    )
 
 
 __all__ = [
     "CatalogForbidden",
+    "RowInUse",
     "ServiceInUse",
+    "contact_create",
+    "contact_delete",
+    "contact_update",
+    "escalation_contact_create",
+    "escalation_contact_delete",
+    "escalation_contact_update",
+    "policy_row_delete",
+    "policy_row_update",
     "priority_cell_update",
+    "require_policy_perm",
+    "response_role_create",
     "response_role_update",
     "service_create",
     "service_delete",
     "service_update",
     "severity_level_update",
+    "validated_save",
 ]

@@ -16,6 +16,7 @@ __all__ = [
     "NotificationAlerts",
     "OutboxBacklog",
     "notification_alerts",
+    "notification_get",
     "notification_list",
     "outbox_backlog",
 ]
@@ -29,6 +30,12 @@ def notification_list(*, incident: Incident | None = None) -> QuerySet[Notificat
     if incident is not None:
         rows = rows.filter(incident=incident)
     return rows.order_by("-created_at", "-id")
+
+
+def notification_get(*, idempotency_key: str) -> Notification | None:
+    """The notification enqueued under ``idempotency_key`` (its status, attempts, last error),
+    or None if there is none. A unique-index lookup."""
+    return Notification.objects.filter(idempotency_key=idempotency_key).first()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,31 @@
+"""Sending a message: the one way any app of Vigil tells someone something.
+
+Communications, reviews and any later app send e-mail, chat, SMS, voice or webhook messages by
+calling :func:`notification_enqueue` in their own transaction, and read what became of them
+through the selectors here. Nothing else of ``escalation`` is theirs to import: its models,
+services, channels and tasks are private, and an import-linter contract holds them to this
+module.
+
+* :func:`notification_enqueue` writes an outbox row in the caller's transaction and delivers it
+  after commit, retried with backoff; its idempotency key makes a second row, and so a second
+  delivery, impossible. Rolling the caller back cancels the message.
+* :func:`notification_get` is a message's current state by its idempotency key;
+  :func:`notification_list` an incident's messages, newest first.
+* :class:`NotificationStatus` names the states a message goes through (pending, sending,
+  sent, failed).
+
+Channels are the core's ``incidents.models.Channel`` values.
+"""
+
+from __future__ import annotations
+
+from .models import NotificationStatus
+from .selectors import notification_get, notification_list
+from .services.outbox import notification_enqueue
+
+__all__ = [
+    "NotificationStatus",
+    "notification_enqueue",
+    "notification_get",
+    "notification_list",
+]

@@ -187,7 +187,6 @@ class IncidentEscalationAdmin(_ReadOnly, admin.ModelAdmin):
         "severity_from",
         "ack_due_at",
         "next_due_at",
-        "token",
         "snapshot_display",
     )
     readonly_fields = fields

@@ -54,9 +54,6 @@ class IncidentEscalation(models.Model):
     )
     next_due_at = models.DateTimeField(null=True, blank=True)
     ack_due_at = models.DateTimeField(null=True, blank=True)
-    token = models.CharField(
-        max_length=32, blank=True, help_text="Changes when the schedule changes; stale work stops."
-    )
 
     class Meta:
         indexes = [
@@ -142,6 +139,9 @@ class Notification(models.Model):
     claimed_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     failed_at = models.DateTimeField(null=True, blank=True)
+    urgent = models.BooleanField(
+        default=False, help_text="About a Sev 1 or 2 incident: delivered on the urgent queue."
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -335,7 +335,7 @@ class CeleryLauncher:
             [
                 "worker",
                 "--queues",
-                "vigil,vigil.sweeps",
+                "vigil.urgent,vigil,vigil.sweeps",
                 "--pool",
                 "prefork",
                 "--concurrency",

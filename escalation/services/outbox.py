@@ -10,7 +10,6 @@ one unavoidable repeat (a worker killed after the provider accepted, before the 
 from __future__ import annotations
 
 import logging
-import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,7 +18,9 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from incidents.events import default_queue, urgent_queue
 from incidents.models import Channel, Contact, Incident, Kind, Source
+from incidents.queue import WorkQueue
 from incidents.services.common import timeline_record
 
 from ..models import Notification, NotificationStatus
@@ -60,6 +61,22 @@ def outbox_settings() -> OutboxSettings:
         ),
         requeue_batch=int(getattr(settings, "VIGIL_NOTIFY_REQUEUE_BATCH", 500)),
     )
+
+
+# The outbox is one of Vigil's work tables (``incidents.queue``): pending → sending → sent, or
+# failed; a sending claim is a lease; the requeue sweep recovers lost tasks and dead workers.
+OUTBOX = WorkQueue(
+    model=Notification,
+    pending=NotificationStatus.PENDING,
+    running=NotificationStatus.SENDING,
+    done=NotificationStatus.SENT,
+    failed=NotificationStatus.FAILED,
+    lease=lambda: outbox_settings().lease.total_seconds(),
+    max_attempts=lambda: outbox_settings().max_attempts,
+    backoff_base=lambda: outbox_settings().backoff_base,
+    backoff_max=lambda: outbox_settings().backoff_max,
+    requeue_after=lambda: outbox_settings().requeue_after.total_seconds(),
+)
 
 
 # --- enqueue ---------------------------------------------------------------------------------
@@ -112,19 +129,24 @@ def notification_enqueue(
                 idempotency_key=idempotency_key,
                 context=context or {},
                 next_attempt_at=timezone.now(),
+                urgent=bool(incident is not None and incident.severity_id <= URGENT_SEVERITY),
             )
     except IntegrityError:
         # A concurrent transaction inserted the same key and committed first.
         return Notification.objects.get(idempotency_key=idempotency_key)
-    notification_id = notification.pk
-    transaction.on_commit(lambda: _publish(notification_id), robust=True)
+    notification_id, urgent = notification.pk, notification.urgent
+    transaction.on_commit(lambda: _publish(notification_id, urgent=urgent), robust=True)
     return notification
 
 
-def _publish(notification_id: int, countdown: float | None = None) -> None:
+# Sev 1 and 2 notifications travel on the urgent queue, which a worker of its own consumes.
+URGENT_SEVERITY = 2
+
+
+def _publish(notification_id: int, *, urgent: bool, countdown: float | None = None) -> None:
     from ..tasks import deliver_task
 
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"queue": urgent_queue() if urgent else default_queue()}
     if countdown:
         options["countdown"] = countdown
     deliver_task.apply_async(args=[notification_id], **options)
@@ -144,47 +166,12 @@ class DeliveryOutcome:
     retry_in: float | None = None
 
 
-def _in_transaction() -> bool:
-    # The atomic blocks a test case wraps around each test are not the caller's transaction.
-    connection = transaction.get_connection()
-    return any(not getattr(block, "_from_testcase", False) for block in connection.atomic_blocks)
-
-
-def _claim(notification_id: int, now: datetime, lease: timedelta) -> Notification | None:
-    with transaction.atomic():
-        row = (
-            # Lock only the notification: the incident row is not ours to hold during a claim.
-            Notification.objects.select_for_update(of=("self",))
-            .select_related("incident")
-            .filter(pk=notification_id)
-            .first()
-        )
-        if row is None:
-            return None
-        stale = row.claimed_at is None or row.claimed_at <= now - lease
-        if row.status == NotificationStatus.PENDING or (
-            row.status == NotificationStatus.SENDING and stale
-        ):
-            row.status = NotificationStatus.SENDING
-            row.attempts += 1
-            row.claimed_at = now
-            row.save(update_fields=["status", "attempts", "claimed_at"])
-            return row
-        # Sent, failed, or being sent by a live claim: a duplicate task has nothing to do.
-        return None
-
-
 def backoff_delay(*, attempts: int, retry_after: float | None = None) -> float:
-    """Seconds before the next attempt: exponential in the attempts so far, with jitter so a
-    provider outage does not end in a synchronised burst, and never sooner than the provider's
-    own ``Retry-After`` — up to the longest backoff: a page held back for hours is worth less
-    than an attempt that may fail again and, on the last one, raise the alert."""
-    conf = outbox_settings()
-    ceiling = min(conf.backoff_max, conf.backoff_base * (2 ** max(0, attempts - 1)))
-    delay = ceiling / 2 + random.uniform(0, ceiling / 2)
-    if retry_after is not None and retry_after > delay:
-        delay = min(float(retry_after), max(conf.backoff_max, delay))
-    return delay
+    """Seconds before the next attempt (the outbox's tuning of ``incidents.queue``): never
+    sooner than the provider's own ``Retry-After``, up to the longest backoff — a page held
+    back for hours is worth less than an attempt that may fail again and, on the last one,
+    raise the alert."""
+    return OUTBOX.delay(attempts=attempts, retry_after=retry_after)
 
 
 def notification_deliver(*, notification_id: int) -> DeliveryOutcome:
@@ -200,11 +187,8 @@ def notification_deliver(*, notification_id: int) -> DeliveryOutcome:
     """
     from ..channels import PermanentDeliveryError, TransientDeliveryError, backend_for
 
-    if _in_transaction():
-        raise RuntimeError("notification_deliver calls the network; never inside a transaction.")
-    conf = outbox_settings()
-    now = timezone.now()
-    row = _claim(notification_id, now, conf.lease)
+    # Lock only the notification: the incident row is not ours to hold during a claim.
+    row = OUTBOX.claim(notification_id, related=("incident",))
     if row is None:
         return DeliveryOutcome("skipped", notification_id)
     claim = row.claimed_at
@@ -227,14 +211,7 @@ def notification_deliver(*, notification_id: int) -> DeliveryOutcome:
 
 
 def _record_sent(row: Notification, *, provider_id: str) -> DeliveryOutcome:
-    # One conditional UPDATE: atomic under its own row lock, and a success stands even if this
-    # attempt's lease lapsed meanwhile (the message is out), but never overwrites an earlier one.
-    Notification.objects.filter(pk=row.pk).exclude(status=NotificationStatus.SENT).update(
-        status=NotificationStatus.SENT,
-        provider_message_id=provider_id[:255],
-        sent_at=timezone.now(),
-        last_error="",
-    )
+    OUTBOX.complete(row, provider_message_id=provider_id[:255], sent_at=timezone.now())
     return DeliveryOutcome("sent", row.pk, attempts=row.attempts, detail=provider_id)
 
 
@@ -249,21 +226,22 @@ def _record_failure(
     conf = outbox_settings()
     error = error[:2000]
     with transaction.atomic():
-        locked = (
-            Notification.objects.select_for_update(of=("self",))
-            .select_related("incident", "contact")
-            .get(pk=row.pk)
+        failure = OUTBOX.fail(
+            row,
+            claim=claim,
+            error=error,
+            permanent=permanent,
+            retry_after=retry_after,
+            related=("incident", "contact"),
         )
-        if locked.status != NotificationStatus.SENDING or locked.claimed_at != claim:
+        locked = failure.row
+        if failure.outcome == "superseded":
             return DeliveryOutcome(
                 "skipped", row.pk, attempts=locked.attempts, detail="claim superseded"
             )
-        now = timezone.now()
-        locked.last_error = error
-        if permanent or locked.attempts >= conf.max_attempts:
-            locked.status = NotificationStatus.FAILED
-            locked.failed_at = now
-            locked.save(update_fields=["status", "last_error", "failed_at"])
+        if failure.outcome == "failed":
+            locked.failed_at = timezone.now()
+            locked.save(update_fields=["failed_at"])
             _timeline_failure(locked, error=error, permanent=permanent)
             logger.warning(
                 "Notification %s to %s by %s failed after %s attempt(s): %s",
@@ -274,14 +252,14 @@ def _record_failure(
                 error,
             )
             return DeliveryOutcome("failed", row.pk, attempts=locked.attempts, detail=error)
-        delay = backoff_delay(attempts=locked.attempts, retry_after=retry_after)
-        locked.status = NotificationStatus.PENDING
-        locked.next_attempt_at = now + timedelta(seconds=delay)
-        locked.save(update_fields=["status", "last_error", "next_attempt_at"])
+        delay = failure.delay
         if delay <= conf.max_countdown:
             # Longer waits are left to the requeue sweep: a broker ETA far in the future can be
             # redelivered early by Redis once it exceeds the visibility timeout.
-            transaction.on_commit(lambda: _publish(row.pk, countdown=delay), robust=True)
+            urgent = locked.urgent
+            transaction.on_commit(
+                lambda: _publish(row.pk, urgent=urgent, countdown=delay), robust=True
+            )
     return DeliveryOutcome("retry", row.pk, attempts=locked.attempts, detail=error, retry_in=delay)
 
 
@@ -314,50 +292,19 @@ def _timeline_failure(row: Notification, *, error: str, permanent: bool) -> None
 def notifications_requeue(*, now: datetime | None = None) -> int:
     """Re-publish deliveries that were lost: rows pending past ``next_attempt_at`` (plus a
     grace period, so a retry already scheduled on the broker is not doubled) and rows left
-    sending past the lease (the worker died mid-send). Returns how many were re-queued.
-
-    Claims with ``select_for_update(skip_locked=True)`` and pushes each row's next attempt out
-    by the grace period before publishing, so two sweeps at once re-queue a row once. Stale
-    sending rows go back to pending (their attempt counted); the lock in
-    :func:`notification_deliver` makes any duplicate task harmless.
-    """
+    sending past the lease (the worker died mid-send; back to pending, the attempt counted).
+    Returns how many were re-queued. Safe to run twice at once (``incidents.queue``); the
+    claim in :func:`notification_deliver` makes any duplicate task harmless."""
     conf = outbox_settings()
-    now = now or timezone.now()
-    due: list[int] = []
     with transaction.atomic():
-        pending = list(
-            Notification.objects.select_for_update(skip_locked=True)
-            .filter(
-                status=NotificationStatus.PENDING,
-                next_attempt_at__lte=now - conf.requeue_after,
-            )
-            .order_by("next_attempt_at")
-            .values_list("pk", flat=True)[: conf.requeue_batch]
+        due = OUTBOX.requeue(now=now, batch=conf.requeue_batch)
+        urgent = set(
+            Notification.objects.filter(pk__in=due, urgent=True).values_list("pk", flat=True)
         )
-        stuck = list(
-            Notification.objects.select_for_update(skip_locked=True)
-            .filter(status=NotificationStatus.SENDING, claimed_at__lte=now - conf.lease)
-            .order_by("claimed_at")
-            .values_list("pk", flat=True)[: conf.requeue_batch]
-        )
-        if pending:
-            Notification.objects.filter(pk__in=pending).update(next_attempt_at=now)
-        if stuck:
-            Notification.objects.filter(pk__in=stuck).update(
-                status=NotificationStatus.PENDING,
-                next_attempt_at=now,
-                last_error="Delivery interrupted (worker lost mid-send); re-queued.",
-            )
-        due = pending + stuck
         for pk in due:
-            transaction.on_commit(lambda pk=pk: _publish(pk), robust=True)
+            transaction.on_commit(lambda pk=pk: _publish(pk, urgent=pk in urgent), robust=True)
     if due:
-        logger.info(
-            "Re-queued %s notification(s): %s pending, %s stuck in sending",
-            len(due),
-            len(pending),
-            len(stuck),
-        )
+        logger.info("Re-queued %s notification(s)", len(due))
     return len(due)
 
 
@@ -373,15 +320,12 @@ def notification_retry(*, notification: Notification, actor: Any, source: str) -
             .select_related("incident", "contact")
             .get(pk=notification.pk)
         )
-        if locked.status in (NotificationStatus.SENT, NotificationStatus.SENDING):
-            return False
         was_failed = locked.status == NotificationStatus.FAILED
-        locked.status = NotificationStatus.PENDING
-        locked.next_attempt_at = timezone.now()
+        if not OUTBOX.retry_now(locked, fresh=True):
+            return False
         if was_failed:
-            locked.attempts = 0
             locked.failed_at = None
-        locked.save(update_fields=["status", "next_attempt_at", "attempts", "failed_at"])
+            locked.save(update_fields=["failed_at"])
         if locked.incident is not None:
             who = locked.contact.name if locked.contact else locked.recipient
             timeline_record(
@@ -395,6 +339,6 @@ def notification_retry(*, notification: Notification, actor: Any, source: str) -
                 ),
                 data={"notification": locked.pk, "retry": True},
             )
-        pk = locked.pk
-        transaction.on_commit(lambda: _publish(pk), robust=True)
+        pk, urgent = locked.pk, locked.urgent
+        transaction.on_commit(lambda: _publish(pk, urgent=urgent), robust=True)
     return True

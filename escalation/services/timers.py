@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -107,10 +106,6 @@ def step_key(severity: int, elapsed: timedelta) -> str:
     seconds = int(elapsed.total_seconds())
     hours, rest = divmod(seconds, 3600)
     return f"sev{severity}-{hours}:{rest // 60:02d}:{rest % 60:02d}"
-
-
-def _new_token() -> str:
-    return uuid.uuid4().hex
 
 
 # --- the snapshot ----------------------------------------------------------------------------
@@ -224,7 +219,6 @@ def escalation_start(*, incident: Incident, now: datetime | None = None) -> Inci
         policy_snapshot=policy_snapshot_take(now=now),
         severity_from=incident.detected_at,
         ack_due_at=incident.response_due_at if incident.acknowledged_at is None else None,
-        token=_new_token(),
     )
     esc.next_due_at = _next_due(esc, incident, set())
     try:
@@ -240,7 +234,7 @@ def escalation_on_severity_change(
 ) -> IncidentEscalation | None:
     """Apply the new severity's matrix row (rules in the module docstring) and follow the
     recomputed response due time. Runs in the transaction of the change, which holds the
-    incident's lock. Bumps ``token``. A stopped escalation is left alone (reopening
+    incident's lock. A stopped escalation is left alone (reopening
     restarts it under the severity of that moment). Idempotent for the same change."""
     now = now or timezone.now()
     esc = _locked(incident.pk)
@@ -252,8 +246,7 @@ def escalation_on_severity_change(
     if ACK_TIMEOUT_STEP not in fired and incident.acknowledged_at is None:
         esc.ack_due_at = incident.response_due_at
     esc.next_due_at = _next_due(esc, incident, fired)
-    esc.token = _new_token()
-    esc.save(update_fields=["severity_from", "ack_due_at", "next_due_at", "token"])
+    esc.save(update_fields=["severity_from", "ack_due_at", "next_due_at"])
     return esc
 
 
@@ -265,7 +258,7 @@ def escalation_on_detection_change(
     time, recomputed by the core) move with it. A row that applied from the old detection time
     now applies from the new one; a row that applied from a later severity change keeps its
     start. Steps that became due by the correction fire on the next sweep, once each.
-    A stopped escalation is left alone. Bumps ``token``."""
+    A stopped escalation is left alone."""
     esc = _locked(incident.pk)
     if esc is None or esc.stopped_at is not None:
         return esc
@@ -275,8 +268,7 @@ def escalation_on_detection_change(
     if ACK_TIMEOUT_STEP not in fired and incident.acknowledged_at is None:
         esc.ack_due_at = incident.response_due_at
     esc.next_due_at = _next_due(esc, incident, fired)
-    esc.token = _new_token()
-    esc.save(update_fields=["severity_from", "ack_due_at", "next_due_at", "token"])
+    esc.save(update_fields=["severity_from", "ack_due_at", "next_due_at"])
     return esc
 
 
@@ -301,15 +293,13 @@ def escalation_on_transition(
         esc.stop_reason = f"Incident {Status(incident.status).label.lower()}."
         esc.next_due_at = None
         esc.ack_due_at = None
-        esc.token = _new_token()
-        fields += ["stopped_at", "stop_reason", "next_due_at", "ack_due_at", "token"]
+        fields += ["stopped_at", "stop_reason", "next_due_at", "ack_due_at"]
     elif action == "reopen" and incident.is_active and esc.stopped_at is not None:
         esc.stopped_at = None
         esc.stop_reason = ""
         esc.severity_from = now
         esc.next_due_at = _next_due(esc, incident, _fired(incident))
-        esc.token = _new_token()
-        fields += ["stopped_at", "stop_reason", "severity_from", "next_due_at", "token"]
+        fields += ["stopped_at", "stop_reason", "severity_from", "next_due_at"]
     if fields:
         esc.save(update_fields=sorted(set(fields)))
     return esc

@@ -311,7 +311,7 @@ def test_escalation_starts_with_a_snapshot_of_the_policy(reachable_policy, froze
     assert esc.ack_due_at == incident.response_due_at == T0 + timedelta(minutes=15)
     assert esc.next_due_at == T0 + timedelta(minutes=30)
     assert esc.severity_from == incident.detected_at
-    assert esc.stopped_at is None and esc.token
+    assert esc.stopped_at is None
     snapshot = esc.policy_snapshot
     assert snapshot["severities"]["1"]["channels"] == CHANNELS[1]
     assert snapshot["severities"]["2"]["response_target_s"] == 3600

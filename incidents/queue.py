@@ -85,8 +85,8 @@ def _seconds(value: float | Callable[[], float]) -> float:
 @dataclass(frozen=True)
 class WorkQueue:
     """One table of work rows. The model has the fields ``status`` (holding the values given
-    here), ``attempts``, ``next_attempt_at``, ``claimed_at`` and ``last_error``. Tunings are
-    numbers or callables read at call time (settings that tests override)."""
+    here), ``attempts``, ``next_attempt_at``, ``claimed_at`` and an error text (``error_field``).
+    Tunings are numbers or callables read at call time (settings that tests override)."""
 
     model: type[models.Model]
     pending: str = WorkStatus.PENDING
@@ -98,6 +98,7 @@ class WorkQueue:
     backoff_base: float | Callable[[], float] = 10.0
     backoff_max: float | Callable[[], float] = 600.0
     requeue_after: float | Callable[[], float] = 60.0
+    error_field: str = "last_error"
 
     # --- claiming ------------------------------------------------------------------------------
 
@@ -164,17 +165,17 @@ class WorkQueue:
         changed = (
             self.model.objects.filter(pk=row.pk)
             .exclude(status=self.done)
-            .update(status=self.done, last_error="", **fields)
+            .update(status=self.done, **{self.error_field: ""}, **fields)
         )
         return bool(changed)
 
     def complete_locked(self, row: Any, **fields: Any) -> None:
         """Mark a row claimed with :meth:`claim_locked` done, in the caller's transaction."""
         row.status = self.done
-        row.last_error = ""
+        setattr(row, self.error_field, "")
         for name, value in fields.items():
             setattr(row, name, value)
-        row.save(update_fields=["status", "attempts", "last_error", *fields])
+        row.save(update_fields=["status", "attempts", self.error_field, *fields])
 
     def fail(
         self,
@@ -219,15 +220,15 @@ class WorkQueue:
         now: datetime | None,
     ) -> Failure:
         now = now or timezone.now()
-        row.last_error = error[:4000]
+        setattr(row, self.error_field, error[:4000])
         if permanent or row.attempts >= int(_seconds(self.max_attempts)):
             row.status = self.failed
-            row.save(update_fields=["status", "attempts", "last_error"])
+            row.save(update_fields=["status", "attempts", self.error_field])
             return Failure("failed", row)
         delay = self.delay(attempts=row.attempts, retry_after=retry_after)
         row.status = self.pending
         row.next_attempt_at = now + timedelta(seconds=delay)
-        row.save(update_fields=["status", "attempts", "last_error", "next_attempt_at"])
+        row.save(update_fields=["status", "attempts", self.error_field, "next_attempt_at"])
         return Failure("retry", row, delay)
 
     def delay(self, *, attempts: int, retry_after: float | None = None) -> float:
@@ -287,6 +288,6 @@ class WorkQueue:
             self.model.objects.filter(pk__in=stuck).update(
                 status=self.pending,
                 next_attempt_at=now,
-                last_error="Interrupted (worker lost while working); re-queued.",
+                **{self.error_field: "Interrupted (worker lost while working); re-queued."},
             )
         return pending + stuck

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -22,6 +22,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from ..models import DeliveryStatus, WebhookDelivery
+from ..queue import WorkQueue
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,24 @@ KICK_KEY = "vigil:alert-deliveries:kick"
 KICK_TTL = 10
 # Drain tasks queued per kick: how many worker processes share a stream of deliveries.
 DEFAULT_DRAINS = 2
+MAX_ATTEMPTS = 5
+
+# Inbound deliveries are one of Vigil's work tables (``incidents.queue``). A delivery is
+# processed in one transaction under its row lock (the lock is the lease); a failed attempt is
+# retried with backoff by the sweep, up to MAX_ATTEMPTS.
+INBOUND = WorkQueue(
+    model=WebhookDelivery,
+    pending=DeliveryStatus.PENDING,
+    done=DeliveryStatus.PROCESSED,
+    failed=DeliveryStatus.FAILED,
+    max_attempts=MAX_ATTEMPTS,
+    backoff_base=30.0,
+    backoff_max=600.0,
+    requeue_after=lambda: float(
+        getattr(settings, "VIGIL_ALERT_REQUEUE_AFTER_SECONDS", DEFAULT_REQUEUE_AFTER)
+    ),
+    error_field="error",
+)
 
 
 def delivery_accept(
@@ -50,21 +69,24 @@ def delivery_accept(
     query building costs more CPU than the statement itself.
     """
     ops = connection.ops
+    now = ops.adapt_datetimefield_value(timezone.now())
     json_slot = "CAST(%s AS jsonb)" if connection.vendor == "postgresql" else "%s"
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {WebhookDelivery._meta.db_table} (integration_id, received_at, body, "
-            "headers, remote_addr, dedup_key, alert_count, status, attempts, error) "
-            f"VALUES (%s, %s, %s, {json_slot}, %s, %s, %s, %s, 0, '') RETURNING id",
+            "headers, remote_addr, dedup_key, alert_count, status, attempts, error, "
+            f"next_attempt_at) VALUES (%s, %s, %s, {json_slot}, %s, %s, %s, %s, 0, '', %s) "
+            "RETURNING id",
             [
                 integration_id,
-                ops.adapt_datetimefield_value(timezone.now()),
+                now,
                 body,
                 json.dumps(headers),
                 remote_addr,
                 dedup_key,
                 alert_count,
                 DeliveryStatus.PENDING,
+                now,
             ],
         )
         delivery_id = cursor.fetchone()[0]
@@ -153,22 +175,17 @@ def delivery_enqueue(*, delivery_id: int) -> bool:
 
 def deliveries_requeue(*, now: datetime | None = None, batch: int = REQUEUE_BATCH) -> int:
     """Queue again the deliveries still pending ``VIGIL_ALERT_REQUEUE_AFTER_SECONDS`` after
-    receipt (their task was lost, or failed and awaits a retry), oldest first. Safe to run
-    twice at once: a duplicate task finds the delivery claimed or processed and does
-    nothing. Returns how many were queued."""
-    now = now or timezone.now()
-    after = timedelta(
-        seconds=getattr(settings, "VIGIL_ALERT_REQUEUE_AFTER_SECONDS", DEFAULT_REQUEUE_AFTER)
-    )
-    ids = list(
-        WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, received_at__lt=now - after)
-        .order_by("received_at")
-        .values_list("pk", flat=True)[:batch]
-    )
-    queued = sum(delivery_enqueue(delivery_id=pk) for pk in ids)
+    their next attempt was due (their task was lost, or a failed attempt's backoff ran out),
+    oldest first. Safe to run twice at once (``incidents.queue``): each is taken once, and a
+    duplicate task finds the delivery held or processed and does nothing. Returns how many
+    were queued."""
+    with transaction.atomic():
+        ids = INBOUND.requeue(now=now, batch=batch)
+        for pk in ids:
+            transaction.on_commit(lambda pk=pk: delivery_enqueue(delivery_id=pk))
     if ids:
-        logger.info("Re-queued %s pending webhook deliveries", queued)
-    return queued
+        logger.info("Re-queued %s pending webhook deliveries", len(ids))
+    return len(ids)
 
 
 @transaction.atomic
@@ -179,10 +196,15 @@ def delivery_retry(*, delivery: WebhookDelivery) -> WebhookDelivery:
     locked = WebhookDelivery.objects.select_for_update().get(pk=delivery.pk)
     if locked.status == DeliveryStatus.PROCESSED:
         return locked
-    locked.status = DeliveryStatus.PENDING
-    locked.attempts = 0
+    if locked.status == DeliveryStatus.FAILED:
+        INBOUND.retry_now(locked, fresh=True)
+    else:
+        # Stuck pending: try now with a fresh budget.
+        locked.attempts = 0
+        locked.next_attempt_at = timezone.now()
+        locked.save(update_fields=["attempts", "next_attempt_at"])
     locked.error = ""
     locked.processed_at = None
-    locked.save(update_fields=["status", "attempts", "error", "processed_at"])
+    locked.save(update_fields=["error", "processed_at"])
     transaction.on_commit(lambda: delivery_enqueue(delivery_id=locked.pk))
     return locked

@@ -34,13 +34,13 @@ from django.utils import timezone
 from ..models import (
     ACTIVE_STATUSES,
     AlertGroup,
-    DeliveryStatus,
     Incident,
     Integration,
     WebhookDelivery,
 )
 from ..services.common import timeline_record_many
 from .firing import alerts_fire
+from .intake import INBOUND
 from .parsing import IncomingAlert, parse_delivery
 from .resolution import alert_acknowledge, alert_resolve, incidents_auto_monitor
 from .rules import rules_active
@@ -48,7 +48,7 @@ from .state import DeliveryResult, Run
 
 logger = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 5
+
 # Under the drain task's 50 s soft time limit.
 DRAIN_BUDGET = 40.0
 
@@ -68,20 +68,16 @@ def delivery_process(*, delivery_id: int | None = None) -> DeliveryResult:
     marked failed (shown in the admin). Idempotent.
     """
     with transaction.atomic():
-        claim = WebhookDelivery.objects.select_for_update(
-            skip_locked=True, of=("self",)
-        ).select_related("integration")
+        claim = WebhookDelivery.objects.select_related("integration")
         if delivery_id is None:
             # Fresh deliveries only: one that failed waits for the sweep's retry.
-            claim = claim.filter(status=DeliveryStatus.PENDING, attempts=0).order_by(
-                "received_at", "id"
-            )
+            claim = claim.filter(attempts=0).order_by("received_at", "id")
         else:
-            claim = claim.filter(pk=delivery_id, status=DeliveryStatus.PENDING)
-        delivery = claim.first()
+            claim = claim.filter(pk=delivery_id)
+        now = timezone.now()
+        delivery = INBOUND.claim_locked(claim, now=now)
         if delivery is None:
             return DeliveryResult(outcome="skipped")
-        now = timezone.now()
         try:
             with transaction.atomic():
                 result = _process(delivery, now=now)
@@ -89,20 +85,12 @@ def delivery_process(*, delivery_id: int | None = None) -> DeliveryResult:
             raise
         except Exception as exc:
             logger.exception("Webhook delivery %s could not be processed", delivery.pk)
-            delivery.attempts += 1
-            delivery.error = f"{type(exc).__name__}: {exc}"[:4000]
-            fields = ["attempts", "error"]
-            if delivery.attempts >= MAX_ATTEMPTS:
-                delivery.status = DeliveryStatus.FAILED
+            failure = INBOUND.fail_locked(delivery, error=f"{type(exc).__name__}: {exc}", now=now)
+            if failure.outcome == "failed":
                 delivery.processed_at = now
-                fields += ["status", "processed_at"]
-            delivery.save(update_fields=fields)
+                delivery.save(update_fields=["processed_at"])
             return DeliveryResult(outcome="failed")
-        delivery.status = DeliveryStatus.PROCESSED
-        delivery.processed_at = now
-        delivery.attempts += 1
-        delivery.error = ""
-        delivery.save(update_fields=["status", "processed_at", "attempts", "error"])
+        INBOUND.complete_locked(delivery, processed_at=now)
         return result
 
 

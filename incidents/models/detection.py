@@ -146,6 +146,12 @@ class WebhookDelivery(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     processed_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
+    next_attempt_at = models.DateTimeField(
+        default=timezone.now, help_text="Receipt, or when a failed attempt is tried again."
+    )
+    claimed_at = models.DateTimeField(
+        null=True, blank=True, help_text="Unused: a delivery is processed under its row lock."
+    )
 
     class Meta:
         ordering = ["-received_at", "-id"]
@@ -154,6 +160,11 @@ class WebhookDelivery(models.Model):
             models.Index(
                 fields=["received_at"],
                 name="delivery_pending",
+                condition=Q(status="pending"),
+            ),
+            models.Index(
+                fields=["next_attempt_at"],
+                name="delivery_due",
                 condition=Q(status="pending"),
             ),
             models.Index(fields=["integration", "-received_at"], name="delivery_integration"),

@@ -11,6 +11,13 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from ..errors import InvalidInput
+from ..events import (
+    INCIDENT_CREATED,
+    INCIDENT_ROLE_ASSIGNED,
+    INCIDENT_SEVERITY_CHANGED,
+    INCIDENT_UPDATED,
+    announce,
+)
 from ..models import (
     ACTIVE_STATUSES,
     DetectionSource,
@@ -25,13 +32,6 @@ from ..models import (
     Source,
     Status,
     timestamp_order_errors,
-)
-from ..events import (
-    INCIDENT_CREATED,
-    INCIDENT_ROLE_ASSIGNED,
-    INCIDENT_SEVERITY_CHANGED,
-    INCIDENT_UPDATED,
-    announce,
 )
 from .common import apply_sla, audited_save, priority_for, require_perm, timeline_record
 

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django_fsm import can_proceed
 
 from ..errors import GuardFailed, InvalidInput, TransitionNotAllowed
+from ..events import INCIDENT_TRANSITIONED, announce
 from ..models import (
     CLOSE_REQUIRED_FIELDS,
     RESOLVE_REQUIRED_FIELDS,
@@ -25,7 +26,6 @@ from ..models import (
     Status,
     missing_fields,
 )
-from ..events import INCIDENT_TRANSITIONED, announce
 from .common import audited_save, require_perm, timeline_record
 
 ACTIONS = (

@@ -9,8 +9,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
-from ..models import Incident, Kind, SlaBreach, SlaTarget, Source
 from ..events import INCIDENT_SLA_BREACHED, announce
+from ..models import Incident, Kind, SlaBreach, SlaTarget, Source
 from .common import timeline_record
 
 SWEEP_HEARTBEAT_KEY = "vigil:incidents:sla_sweep:last"

@@ -17,6 +17,9 @@ class VigilAdminSite(admin.AdminSite):
         context = dict(extra_context or {})
         if request.user.has_perm("incidents.view_incident"):
             context["vigil_dashboard"] = _dashboard()
+            from incidents.selectors import event_handler_alerts
+
+            context["vigil_handler_alerts"] = event_handler_alerts()
         if request.user.has_perm("escalation.view_notification"):
             from escalation.selectors import notification_alerts
 

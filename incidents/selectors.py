@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Prefetch, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from .models import (
     ACTIVE_STATUSES,
+    EventHandling,
+    HandlingStatus,
     Incident,
     ResponseRole,
     RoleAssignment,
@@ -24,6 +26,7 @@ __all__ = [
     "SlaClock",
     "actions_available",
     "dashboard_summary",
+    "event_handler_alerts",
     "incident_get",
     "incident_list",
     "incident_report",
@@ -121,3 +124,28 @@ def incident_report(*, incident: Incident) -> dict[str, Any]:
         "services": list(incident.services.all()),
         "roles": list(incident.role_assignments.all()),
     }
+
+
+@dataclass(frozen=True)
+class HandlerAlerts:
+    """Incident-event handlers that gave up: a follower (escalation, communications, reviews)
+    did not react to something that happened, until an operator retries it."""
+
+    failed_total: int
+    failed_last_24h: int
+    latest: list[Any]
+
+
+def event_handler_alerts(*, now: datetime | None = None, limit: int = 5) -> HandlerAlerts:
+    """Handlers that gave up on an event (and were not retried since), newest first."""
+    now = now or timezone.now()
+    failed = EventHandling.objects.filter(status=HandlingStatus.FAILED)
+    counts = failed.aggregate(
+        total=Count("pk"), recent=Count("pk", filter=Q(finished_at__gte=now - timedelta(hours=24)))
+    )
+    latest = list(
+        failed.select_related("event", "event__incident").order_by("-finished_at", "-id")[:limit]
+    )
+    return HandlerAlerts(
+        failed_total=counts["total"], failed_last_24h=counts["recent"], latest=latest
+    )

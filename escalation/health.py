@@ -1,8 +1,9 @@
 """/healthz: the watchdog an outside monitor polls, so Vigil is paged about when Vigil itself
 stops escalating.
 
-200 when the escalation and SLA sweeps ran within the allowed age and the database and broker
-answer; 503 otherwise, with the reasons. Never a 500: every check catches its own failure.
+200 when the escalation and SLA sweeps ran within the allowed age, no incident event has waited
+longer than that for its handlers, and the database and broker answer; 503 otherwise, with the
+reasons. Never a 500: every check catches its own failure.
 """
 
 from __future__ import annotations
@@ -100,6 +101,24 @@ def check_sweep(key: str, *, now: datetime, max_age: float) -> dict[str, Any]:
     return result
 
 
+def check_events(*, now: datetime, max_age: float) -> dict[str, Any]:
+    """Incident events must be followed promptly: a due event older than the sweep's allowed
+    age means no dispatcher is running (no worker, or its queue is not consumed)."""
+    from incidents.selectors import events_backlog
+
+    try:
+        backlog = events_backlog(now=now)
+    except Exception as exc:
+        return {"ok": False, "error": _error(exc)}
+    result: dict[str, Any] = {"ok": backlog["oldest_due_seconds"] <= max_age, **backlog}
+    if not result["ok"]:
+        result["error"] = (
+            f"an incident event has waited {round(backlog['oldest_due_seconds'])} s for its "
+            f"handlers (allowed {round(max_age)} s): is a worker consuming every queue?"
+        )
+    return result
+
+
 def health_report(*, now: datetime | None = None) -> tuple[dict[str, Any], bool]:
     from .selectors import outbox_backlog
 
@@ -117,6 +136,7 @@ def health_report(*, now: datetime | None = None) -> tuple[dict[str, Any], bool]
             outbox = outbox_backlog(now=now).as_dict()
         except Exception as exc:
             outbox = {"error": _error(exc)}
+        checks["events"] = check_events(now=now, max_age=max_age)
     problems = [f"{name}: {check['error']}" for name, check in checks.items() if not check["ok"]]
     healthy = not problems
     report = {

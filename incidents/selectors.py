@@ -27,6 +27,7 @@ __all__ = [
     "actions_available",
     "dashboard_summary",
     "event_handler_alerts",
+    "events_backlog",
     "incident_get",
     "incident_list",
     "incident_report",
@@ -149,3 +150,22 @@ def event_handler_alerts(*, now: datetime | None = None, limit: int = 5) -> Hand
     return HandlerAlerts(
         failed_total=counts["total"], failed_last_24h=counts["recent"], latest=latest
     )
+
+
+def events_backlog(*, now: datetime | None = None) -> dict[str, Any]:
+    """Incident events not yet followed: how many, and how long the oldest one that is due
+    (not waiting for a handler's retry) has waited. Two indexed queries."""
+    from .models import EventStatus, IncidentEvent
+
+    now = now or timezone.now()
+    unfinished = IncidentEvent.objects.filter(status__in=[EventStatus.PENDING, EventStatus.RUNNING])
+    oldest = (
+        unfinished.filter(next_attempt_at__lte=now)
+        .order_by("next_attempt_at")
+        .values_list("next_attempt_at", flat=True)
+        .first()
+    )
+    return {
+        "unfinished": unfinished.count(),
+        "oldest_due_seconds": round((now - oldest).total_seconds(), 1) if oldest else 0.0,
+    }

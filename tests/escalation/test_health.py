@@ -188,3 +188,26 @@ def test_not_redirected_to_https(client, settings):
     assert client.get(URL).status_code == 200
     assert client.head(URL).status_code == 200
     assert client.post(URL).status_code == 405
+
+
+def test_events_nobody_follows_fail_the_watchdog(client):
+    """A committed incident whose events wait past the allowed age: no worker is following
+    them (none running, or none consuming their queue), so nobody is being paged."""
+    from incidents.models import Source
+    from incidents.services import incident_create
+
+    with time_machine.travel(timezone.now() - timedelta(minutes=3)):
+        incident_create(actor=None, source=Source.SYSTEM, title="Nobody follows", severity=1)
+    # The sweeps' heartbeats are fresh; the events are not followed.
+    response = client.get(URL)
+
+    assert response.status_code == 503
+    events = response.json()["checks"]["events"]
+    assert events["ok"] is False and events["unfinished"] == 1
+    assert 170 < events["oldest_due_seconds"] < 200
+    assert "waited" in events["error"]
+
+    from tests.events import follow_events
+
+    follow_events()
+    assert client.get(URL).status_code == 200

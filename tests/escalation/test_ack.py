@@ -21,6 +21,7 @@ from incidents.services import (
 )
 from tests.escalation import escalation_fixtures
 from tests.escalation.escalation_fixtures import T0, ack_token
+from tests.events import follow_events, followed
 
 reachable_policy = escalation_fixtures.reachable_policy
 
@@ -36,6 +37,13 @@ def clock():
 def create(severity: int = 2, **kwargs) -> Incident:
     kwargs.setdefault("title", "Checkout is down")
     return incident_create(actor=None, source=Source.SYSTEM, severity=severity, **kwargs)
+
+
+# Escalation follows the incidents' events after each action commits.
+create = followed(create)
+incident_acknowledge = followed(incident_acknowledge)
+incident_change_severity = followed(incident_change_severity)
+incident_transition = followed(incident_transition)
 
 
 def ack_pages(incident: Incident):
@@ -163,6 +171,7 @@ def test_post_acknowledges_as_the_contacts_user_once(client, reachable_policy, c
     clock.shift(timedelta(minutes=7))
 
     response = client.post(url)
+    follow_events()
 
     assert response.status_code == 200
     assert f"{incident.number} acknowledged" in response.content.decode()

@@ -15,10 +15,14 @@ from incidents.models import Incident, Source
 from incidents.services import incident_create
 from tests.escalation import escalation_fixtures
 from tests.escalation.escalation_fixtures import T0
+from tests.events import followed
 
 reachable_policy = escalation_fixtures.reachable_policy
 
 pytestmark = pytest.mark.django_db
+
+# The incident is paged when its events are followed, after the creating transaction commits.
+incident_create = followed(incident_create)
 
 
 @pytest.fixture

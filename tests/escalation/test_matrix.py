@@ -24,6 +24,7 @@ from incidents.services import (
 )
 from tests.escalation import escalation_fixtures
 from tests.escalation.escalation_fixtures import CHANNELS, T0
+from tests.events import followed
 
 reachable_policy = escalation_fixtures.reachable_policy
 
@@ -50,6 +51,14 @@ def clock():
 def create(severity: int, **kwargs) -> Incident:
     kwargs.setdefault("title", "Checkout is down")
     return incident_create(actor=None, source=Source.SYSTEM, severity=severity, **kwargs)
+
+
+# Escalation follows the incidents' events after each action commits.
+create = followed(create)
+incident_acknowledge = followed(incident_acknowledge)
+incident_change_severity = followed(incident_change_severity)
+incident_transition = followed(incident_transition)
+incident_update = followed(incident_update)
 
 
 def steps(incident: Incident) -> list[tuple[timedelta, str]]:

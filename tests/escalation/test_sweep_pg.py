@@ -20,6 +20,7 @@ from escalation.services.timers import escalation_due
 from incidents.models import Incident, Kind, Source, TimelineEntry
 from incidents.services import incident_create, incident_transition
 from tests.escalation import escalation_fixtures
+from tests.events import followed
 
 reachable_policy = escalation_fixtures.reachable_policy
 
@@ -63,6 +64,12 @@ def in_threads(*functions: Callable[[], Any], timeout: float = 60) -> list[Any]:
 def create(severity: int = 1, **kwargs: Any) -> Incident:
     kwargs.setdefault("title", "Checkout is down")
     return incident_create(actor=None, source=Source.SYSTEM, severity=severity, **kwargs)
+
+
+# Escalation follows each action's events once it commits (here, in the acting thread: a
+# resolution's escalation stop races the sweep).
+create = followed(create)
+incident_transition = followed(incident_transition)
 
 
 def test_two_sweeps_at_the_same_moment_send_nothing_twice(reachable_policy):

@@ -18,11 +18,13 @@ from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from escalation.models import Notification
+from incidents.events import INCIDENT_CREATED
 from incidents.models import (
     AlertRule,
     DetectionSource,
     EscalationContact,
     Incident,
+    IncidentEvent,
     Kind,
     LoginFailureEpisode,
     Source,
@@ -31,7 +33,7 @@ from incidents.models import (
 )
 from incidents.services import incident_transition
 from incidents.services.security import login_failure_record
-from incidents.signals import incident_created
+from tests.events import follow_events
 from tests.factories import UserFactory
 
 T0 = datetime(2026, 3, 2, 9, 0, 5, tzinfo=UTC)
@@ -44,18 +46,6 @@ def fresh_cache():
     cache.clear()
     yield
     cache.clear()
-
-
-@pytest.fixture
-def created_events():
-    events: list[dict] = []
-
-    def listen(sender, **payload):
-        events.append(payload)
-
-    incident_created.connect(listen, dispatch_uid="test_failed_logins.created")
-    yield events
-    incident_created.disconnect(dispatch_uid="test_failed_logins.created")
 
 
 @pytest.fixture
@@ -94,15 +84,13 @@ def _alert_entries(incident: Incident) -> list[TimelineEntry]:
     )
 
 
-def test_99_failures_in_a_minute_open_nothing_and_the_100th_opens_one_incident(
-    attack, django_capture_on_commit_callbacks, created_events
-):
+def test_99_failures_in_a_minute_open_nothing_and_the_100th_opens_one_incident(attack):
     with time_machine.travel(T0, tick=False):
         attack(99)
         assert not _security_incidents().exists()
         assert not LoginFailureEpisode.objects.exists()
-        with django_capture_on_commit_callbacks(execute=True):
-            attack(1)
+        attack(1)
+        follow_events()  # what the dispatcher does once the request's transaction commits
 
     incident = _security_incidents().get()
     rule = AlertRule.objects.get(key="failed_logins")
@@ -115,10 +103,15 @@ def test_99_failures_in_a_minute_open_nothing_and_the_100th_opens_one_incident(
     assert incident.impact_started_at == T0.replace(second=0)
     assert "Source addresses: 203.0.113.7" in incident.summary
     assert "Usernames tried: admin" in incident.summary
-    # The security team contact is alerted by the escalation app, on "security" paging.
-    assert [(e["incident_id"], e["paging"], e["source"]) for e in created_events] == [
-        (incident.pk, "security", Source.SYSTEM)
-    ]
+    # The security team contact is alerted by the escalation app, following the incident's
+    # creation with "security" paging.
+    created = IncidentEvent.objects.get(name=INCIDENT_CREATED)
+    assert (created.incident, created.payload, created.actor_id, created.source) == (
+        incident,
+        {"paging": "security"},
+        None,
+        Source.SYSTEM,
+    )
     security_contact = EscalationContact.objects.get(key="security_team").contact
     alerted = Notification.objects.filter(
         incident=incident, idempotency_key__startswith=f"security:{incident.pk}:"

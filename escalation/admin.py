@@ -2,7 +2,9 @@
 ``admin_escalation``.
 
 Notifications are written only by the outbox services, so the admin shows them read-only; the
-one write is the "retry now" action, which calls :func:`notification_retry` per row.
+one write is the "retry now" action, which calls :func:`notification_retry` per row. The
+escalation matrix page (``admin_escalation``) writes its steps through the matrix services
+(``escalation.services.policy``), set up at the end of this module.
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
+from incidents.admin.common import NoRevertMixin, ServiceWriteAdminMixin, WriteServices
 from incidents.admin.extensions import incident_page_inline_register
 from incidents.models import Source
 
 from . import admin_escalation  # noqa: F401
-from .models import Notification, NotificationStatus
+from .admin_escalation import EscalationStepAdmin
+from .models import EscalationStep, Notification, NotificationStatus
 from .services import notification_retry
+from .services.policy import escalation_step_create, escalation_step_delete, escalation_step_update
 
 ACK_LINK = re.compile(r"(/ack/)[^/\s]+/")
 
@@ -224,3 +229,22 @@ class NotificationInline(ReadOnlyMixin, admin.TabularInline):
 
 # After the escalation inlines (``admin_escalation``, imported above, registers those).
 incident_page_inline_register(NotificationInline)
+
+
+# --- the escalation matrix writes through its services --------------------------------------
+
+
+class EscalationStepServiceAdmin(ServiceWriteAdminMixin, NoRevertMixin, EscalationStepAdmin):
+    """The matrix page of ``admin_escalation``, whose add, change and delete (and the "delete
+    selected" action) call the matrix services: permission check, validation, audited save."""
+
+    write_services = WriteServices(
+        instance="step",
+        create=escalation_step_create,
+        update=escalation_step_update,
+        delete=escalation_step_delete,
+    )
+
+
+admin.site.unregister(EscalationStep)
+admin.site.register(EscalationStep, EscalationStepServiceAdmin)

@@ -2,20 +2,26 @@
 the §7.2 alert rules, and the alerts and raw deliveries Vigil received (read-only).
 
 Integrations hold credentials: by default only superusers see them (no role group holds
-their permissions). Alert rules are policy, edited here and audited like the other tables.
+their permissions). They are added, changed and deleted through the integration services, the
+API's too; their secret is never typed here, only rotated (a list action with a confirmation
+page). Alert rules are policy, edited here and audited like the other tables.
 """
 
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from ..detection.intake import delivery_retry
 from ..detection.integrations import (
+    integration_create,
+    integration_delete,
     integration_rotate_secret,
     integration_snippet,
     integration_update,
@@ -27,11 +33,12 @@ from ..models import (
     AlertRule,
     DeliveryStatus,
     Integration,
+    IntegrationKind,
     Source,
     WebhookDelivery,
 )
 from . import display as ui
-from .common import NoRevertMixin, ReadOnlyAdminMixin
+from .common import NoRevertMixin, ReadOnlyAdminMixin, ServiceWriteAdminMixin, WriteServices
 
 
 def _incident_link(incident) -> str:
@@ -39,6 +46,10 @@ def _incident_link(incident) -> str:
         return "–"
     url = reverse("admin:incidents_incident_change", args=[incident.pk])
     return format_html('<a href="{}">{}</a>', url, incident.number)
+
+
+def _shown(field: str) -> str:
+    return "secret_shown" if field == "secret" else field
 
 
 def _report(modeladmin, request, done: int, failures: list[str], verb: str) -> None:
@@ -49,7 +60,13 @@ def _report(modeladmin, request, done: int, failures: list[str], verb: str) -> N
 
 
 @admin.register(Integration)
-class IntegrationAdmin(NoRevertMixin, SimpleHistoryAdmin):
+class IntegrationAdmin(ServiceWriteAdminMixin, NoRevertMixin, SimpleHistoryAdmin):
+    write_services = WriteServices(
+        instance="integration",
+        create=integration_create,
+        update=integration_update,
+        delete=integration_delete,
+    )
     list_display = (
         "name",
         "kind",
@@ -87,9 +104,31 @@ class IntegrationAdmin(NoRevertMixin, SimpleHistoryAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Integration | None = None):
         # The sender's URL is made from the kind and key: changing the kind would break it.
+        # The secret changes only by rotation (the action), never by typing; a new
+        # integration may start with one of the administrator's choosing (or none).
         if obj is not None:
-            return ("kind", *self.readonly_fields)
+            return ("kind", "secret_shown", *self.readonly_fields)
         return self.readonly_fields
+
+    def get_fieldsets(self, request: HttpRequest, obj: Integration | None = None):
+        if obj is None:
+            return self.fieldsets
+        return [
+            (name, {**options, "fields": [_shown(f) for f in options["fields"]]})
+            for name, options in self.fieldsets
+        ]
+
+    @admin.display(description="Secret")
+    def secret_shown(self, obj: Integration) -> str:
+        if not obj.secret:
+            if obj.kind == IntegrationKind.PAGERDUTY:
+                return "none (the routing key is the credential)"
+            return "none (the URL key alone)"
+        return format_html(
+            '<code style="user-select: all">{}</code><div class="help">Change it with the '
+            '"Rotate the secret" action of the list.</div>',
+            obj.secret,
+        )
 
     @admin.display(description="Last delivery", ordering="last_received")
     def last_delivery(self, obj: Integration):
@@ -115,9 +154,25 @@ class IntegrationAdmin(NoRevertMixin, SimpleHistoryAdmin):
         )
 
     @admin.action(description="Rotate the secret of selected integrations", permissions=["change"])
-    def rotate_secret(self, request: HttpRequest, queryset: QuerySet[Integration]) -> None:
+    def rotate_secret(self, request: HttpRequest, queryset: QuerySet[Integration]):
+        """After a confirmation page (the old secrets stop working at once), one
+        ``integration_rotate_secret`` call per integration; reports how many were rotated."""
+        if not request.POST.get("post"):
+            return TemplateResponse(
+                request,
+                "admin/incidents/integration/rotate_secret_confirmation.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": "Rotate integration secrets",
+                    "subtitle": None,
+                    "opts": self.opts,
+                    "queryset": queryset,
+                    "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                    "media": self.media,
+                },
+            )
         done, failures = 0, []
-        for integration in queryset:
+        for integration in queryset.order_by("pk"):
             try:
                 integration_rotate_secret(
                     integration=integration, actor=request.user, source=Source.ADMIN

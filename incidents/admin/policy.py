@@ -1,5 +1,6 @@
-"""Policy as data (§2.1, §2.2, §3.1, §5.1) and the service catalogue, edited here and audited
-by simple-history: every save through these pages leaves a history record naming its author."""
+"""Policy as data (§2.1, §2.2, §3.1, §5.1) and the service catalogue, edited here through the
+catalogue services (``incidents.services.catalog``), the same ones the API calls: the same
+permission checks and validation, and every save leaves a history record naming its author."""
 
 from __future__ import annotations
 
@@ -19,7 +20,22 @@ from ..models import (
     Service,
     SeverityLevel,
 )
+from ..services.catalog import (
+    contact_create,
+    contact_delete,
+    contact_update,
+    escalation_contact_create,
+    escalation_contact_delete,
+    escalation_contact_update,
+    priority_cell_update,
+    response_role_create,
+    response_role_update,
+    service_create,
+    service_update,
+    severity_level_update,
+)
 from . import display as ui
+from .common import NoRevertMixin, ServiceWriteAdminMixin, WriteServices
 from .forms import SeverityLevelForm
 
 
@@ -32,7 +48,8 @@ def _level_order(field: str) -> Case:
 
 
 @admin.register(SeverityLevel)
-class SeverityLevelAdmin(SimpleHistoryAdmin):
+class SeverityLevelAdmin(ServiceWriteAdminMixin, NoRevertMixin, SimpleHistoryAdmin):
+    write_services = WriteServices(instance="severity", update=severity_level_update)
     form = SeverityLevelForm
     list_display = ("badge", "name", "response", "resolution", "channels", "business_impact")
     list_display_links = ("badge", "name")
@@ -72,7 +89,8 @@ class SeverityLevelAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(PriorityMatrixCell)
-class PriorityMatrixCellAdmin(SimpleHistoryAdmin):
+class PriorityMatrixCellAdmin(ServiceWriteAdminMixin, NoRevertMixin, SimpleHistoryAdmin):
+    write_services = WriteServices(instance="cell", update=priority_cell_update)
     list_display = ("urgency", "impact", "priority")
     list_editable = ("priority",)
     list_display_links = None
@@ -95,7 +113,10 @@ class PriorityMatrixCellAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(Contact)
-class ContactAdmin(SimpleHistoryAdmin):
+class ContactAdmin(ServiceWriteAdminMixin, NoRevertMixin, SimpleHistoryAdmin):
+    write_services = WriteServices(
+        instance="contact", create=contact_create, update=contact_update, delete=contact_delete
+    )
     list_display = ("name", "phone", "email", "slack_handle", "user")
     list_select_related = ("user",)
     search_fields = ("name", "email", "phone", "slack_handle")
@@ -103,7 +124,10 @@ class ContactAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(ResponseRole)
-class ResponseRoleAdmin(SimpleHistoryAdmin):
+class ResponseRoleAdmin(ServiceWriteAdminMixin, NoRevertMixin, SimpleHistoryAdmin):
+    write_services = WriteServices(
+        instance="role", create=response_role_create, update=response_role_update
+    )
     list_display = ("name", "primary_contact", "backup_contact", "group", "responsibility_items")
     list_select_related = ("primary_contact", "backup_contact", "group")
     ordering = ("position", "name")
@@ -133,7 +157,13 @@ class ResponseRoleAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(EscalationContact)
-class EscalationContactAdmin(SimpleHistoryAdmin):
+class EscalationContactAdmin(ServiceWriteAdminMixin, NoRevertMixin, SimpleHistoryAdmin):
+    write_services = WriteServices(
+        instance="escalation_contact",
+        create=escalation_contact_create,
+        update=escalation_contact_update,
+        delete=escalation_contact_delete,
+    )
     list_display = ("name", "key", "contact", "position")
     list_select_related = ("contact",)
     ordering = ("position", "name")
@@ -143,7 +173,10 @@ class EscalationContactAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(Service)
-class ServiceAdmin(SimpleHistoryAdmin):
+class ServiceAdmin(ServiceWriteAdminMixin, NoRevertMixin, SimpleHistoryAdmin):
+    # Past incidents name their services; a retired service is marked inactive instead, so
+    # the page has no delete (the API's delete refuses services that incidents name).
+    write_services = WriteServices(instance="service", create=service_create, update=service_update)
     list_display = (
         "name",
         "slug",
@@ -159,7 +192,3 @@ class ServiceAdmin(SimpleHistoryAdmin):
     search_fields = ("name", "slug", "public_name")
     prepopulated_fields = {"slug": ("name",)}
     raw_id_fields = ("owner",)
-
-    def has_delete_permission(self, request: HttpRequest, obj: Service | None = None) -> bool:
-        # Past incidents name their services; a retired service is marked inactive instead.
-        return False

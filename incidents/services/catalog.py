@@ -105,9 +105,15 @@ def validated_save(instance: Any, *, actor: Any, reason: str) -> None:
 
 def policy_row_update(row: M, *, actor: Any, source: str, changes: dict[str, Any]) -> M:
     """Lock ``row``, apply the changed values, validate and save with an audited reason naming
-    the fields. Must run inside the caller's transaction. No change, no write."""
-    locked = type(row)._default_manager.select_for_update().get(pk=row.pk)
-    changed = [name for name, value in changes.items() if getattr(locked, name) != value]
+    the fields (in the model's field order, so the admin and the API write the same reason).
+    Must run inside the caller's transaction. No change, no write."""
+    model = type(row)
+    locked = model._default_manager.select_for_update().get(pk=row.pk)
+    order = {field.name: index for index, field in enumerate(model._meta.fields)}
+    changed = sorted(
+        (name for name, value in changes.items() if getattr(locked, name) != value),
+        key=lambda name: order.get(name, len(order)),
+    )
     if not changed:
         return locked
     for name in changed:

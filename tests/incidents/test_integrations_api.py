@@ -208,11 +208,12 @@ def test_admin_rotate_secret_action(client, superuser):
     integration = make_integration("grafana")
     old = integration.secret
     client.force_login(superuser)
-    response = client.post(
-        "/admin/incidents/integration/",
-        {"action": "rotate_secret", "_selected_action": [integration.pk]},
-        follow=True,
-    )
+    chosen = {"action": "rotate_secret", "_selected_action": [integration.pk]}
+    confirm = client.post("/admin/incidents/integration/", chosen)
+    integration.refresh_from_db()
+    assert integration.secret == old  # not before the confirmation
+    assert "The old secret stops working" in confirm.content.decode()
+    response = client.post("/admin/incidents/integration/", {**chosen, "post": "yes"}, follow=True)
     assert "1 integration(s) given a new secret" in response.content.decode()
     integration.refresh_from_db()
     assert integration.secret != old

@@ -22,12 +22,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from ..errors import VigilError
 from ..models import Incident, Source, Status
 from ..selectors import incident_list, incident_manager_of
-from ..services import (
-    incident_change_severity,
-    incident_create,
-    incident_transition,
-    incident_update,
-)
+from ..services import incident_create, incident_edit, incident_transition
 from ..services.incidents import EDITABLE_FIELDS
 from ..services.lifecycle import action_permission
 from . import display as ui
@@ -438,21 +433,17 @@ class IncidentAdmin(IncidentWorkspaceMixin, NoRevertMixin, SimpleHistoryAdmin):
         }
 
     def _save_changes(self, request: HttpRequest, obj: Incident, form: IncidentForm) -> None:
-        changes = {
-            name: form.cleaned_data[name] for name in form.changed_data if name in EDITABLE_FIELDS
-        }
+        editable = (*EDITABLE_FIELDS, "severity")
+        changes = {name: form.cleaned_data[name] for name in form.changed_data if name in editable}
         if "services" in changes:
             changes["services"] = list(changes["services"])
-        if changes:
-            incident_update(incident=obj, actor=request.user, source=Source.ADMIN, **changes)
-        if "severity" in form.changed_data:
-            incident_change_severity(
-                incident=obj,
-                actor=request.user,
-                source=Source.ADMIN,
-                severity=form.cleaned_data["severity"],
-                reason=form.cleaned_data.get("severity_change_reason", "").strip(),
-            )
+        incident_edit(
+            incident=obj,
+            actor=request.user,
+            source=Source.ADMIN,
+            changes=changes,
+            severity_reason=(form.cleaned_data.get("severity_change_reason") or "").strip(),
+        )
 
     def response_add(self, request, obj, post_url_continue=None):
         if "_addanother" in request.POST or IS_POPUP_VAR in request.POST:

@@ -30,7 +30,7 @@ from ..selectors import (
     incident_report,
     incident_timeline,
 )
-from ..services import incident_note_add, incident_role_assign, incident_transition
+from ..services import incident_note_add, incident_roles_assign, incident_transition
 from ..services.lifecycle import action_permission
 from . import display as ui
 from .extensions import incident_page_panels
@@ -294,8 +294,11 @@ class IncidentWorkspaceMixin:
             return redirect(target)
         role, user = form.cleaned_data["role"], form.cleaned_data["user"]
         try:
-            incident_role_assign(
-                incident=incident, role=role, user=user, actor=request.user, source=Source.ADMIN
+            incident_roles_assign(
+                incident=incident,
+                actor=request.user,
+                source=Source.ADMIN,
+                assignments={role: user},
             )
         except VigilError as exc:
             messages.error(request, error_text(exc))

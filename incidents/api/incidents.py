@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from django.db import transaction
 from django.db.models import F
 from django.http import Http404
 from django.utils import timezone
@@ -34,12 +33,12 @@ from ..serializers import (
     UserRefSerializer,
 )
 from ..services import (
-    incident_change_severity,
     incident_create,
+    incident_edit,
     incident_note_add,
-    incident_role_assign,
+    incident_roles_assign,
+    incident_roles_replace,
     incident_transition,
-    incident_update,
 )
 from .base import VigilAPIView
 from .errors import READ_ERRORS, WRITE_ERRORS, error_responses
@@ -170,22 +169,15 @@ class IncidentDetailView(IncidentViewMixin, VigilAPIView):
         serializer = IncidentUpdateSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         changes = dict(serializer.validated_data)
-        severity = changes.pop("severity", None)
         reason = changes.pop("severity_reason", "")
         # Details and severity are one edit for the client: both apply or neither does.
-        with transaction.atomic():
-            if changes:
-                incident = incident_update(
-                    incident=incident, actor=request.user, source=Source.API, **changes
-                )
-            if severity is not None:
-                incident = incident_change_severity(
-                    incident=incident,
-                    actor=request.user,
-                    source=Source.API,
-                    severity=severity,
-                    reason=reason,
-                )
+        incident = incident_edit(
+            incident=incident,
+            actor=request.user,
+            source=Source.API,
+            changes=changes,
+            severity_reason=reason,
+        )
         return self.incident_response(incident)
 
 
@@ -298,19 +290,9 @@ class IncidentRolesView(IncidentViewMixin, VigilAPIView):
     def _assign(self, request: Request, id: str, *, replace: bool) -> Response:
         incident = _incident_or_404(id)
         wanted = RolesField().run_validation(request.data)
-        if replace:
-            held = {assignment.role.key for assignment in incident.role_assignments.all()}
-            wanted = {**dict.fromkeys(held), **wanted}
         # Several roles are one change for the client: all are assigned or none is.
-        with transaction.atomic():
-            for role_key, user in wanted.items():
-                incident_role_assign(
-                    incident=incident,
-                    role=role_key,
-                    user=user,
-                    actor=request.user,
-                    source=Source.API,
-                )
+        assign = incident_roles_replace if replace else incident_roles_assign
+        assign(incident=incident, actor=request.user, source=Source.API, assignments=wanted)
         return self._roles(_incident_or_404(id))
 
     @extend_schema(

@@ -1,5 +1,6 @@
 """Writes of the incident core. Admin, API, webhooks and tasks call these and nothing else."""
 
+from .editing import incident_edit, incident_roles_assign, incident_roles_replace
 from .incidents import (
     incident_change_severity,
     incident_create,
@@ -28,6 +29,7 @@ __all__ = [
     "incident_change_severity",
     "incident_close",
     "incident_create",
+    "incident_edit",
     "incident_investigate",
     "incident_mitigate",
     "incident_monitor",
@@ -35,6 +37,8 @@ __all__ = [
     "incident_reopen",
     "incident_resolve",
     "incident_role_assign",
+    "incident_roles_assign",
+    "incident_roles_replace",
     "incident_transition",
     "incident_update",
     "sla_breaches_record",

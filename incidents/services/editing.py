@@ -1,0 +1,106 @@
+"""Edits that staff make as one change but that several services carry out: an incident's
+details together with its severity, and several role assignments at once.
+
+The admin's change form and the API's PATCH/PUT call these, so "both apply or neither does"
+and the order of the timeline entries are decided once, here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.db import transaction
+
+from ..models import Incident, ResponseRole, RoleAssignment
+from .incidents import incident_change_severity, incident_role_assign, incident_update
+
+
+@transaction.atomic
+def incident_edit(
+    *,
+    incident: Incident,
+    actor: Any,
+    source: str,
+    changes: Mapping[str, Any],
+    severity_reason: str = "",
+) -> Incident:
+    """Edit an incident's details and, when ``changes`` holds ``severity``, its severity.
+
+    The details (any of ``EDITABLE_FIELDS``) go through :func:`incident_update` first, then the
+    severity through :func:`incident_change_severity` with ``severity_reason`` (each checks
+    its own permission and writes its own timeline entry and event). One transaction: a
+    refusal of either (InvalidInput, ActionForbidden) undoes the other. Idempotent: values
+    equal to the current ones write nothing. Returns the incident as saved.
+    """
+    details = dict(changes)
+    severity = details.pop("severity", None)
+    if details:
+        incident = incident_update(incident=incident, actor=actor, source=source, **details)
+    if severity is not None:
+        incident = incident_change_severity(
+            incident=incident,
+            actor=actor,
+            source=source,
+            severity=severity,
+            reason=severity_reason,
+        )
+    return incident
+
+
+def _role_key(role: ResponseRole | str) -> str:
+    return role.key if isinstance(role, ResponseRole) else role
+
+
+def _assign_all(
+    *, incident: Incident, actor: Any, source: str, wanted: Mapping[str, Any]
+) -> dict[str, RoleAssignment | None]:
+    return {
+        role_key: incident_role_assign(
+            incident=incident, role=role_key, user=user, actor=actor, source=source
+        )
+        for role_key, user in wanted.items()
+    }
+
+
+@transaction.atomic
+def incident_roles_assign(
+    *,
+    incident: Incident,
+    actor: Any,
+    source: str,
+    assignments: Mapping[ResponseRole | str, Any],
+) -> dict[str, RoleAssignment | None]:
+    """Assign (a user) or unassign (``None``) each role named; the other roles keep their
+    holders. Each change goes through :func:`incident_role_assign` (permission, timeline
+    entry, event). One transaction: a refusal of any undoes them all. Idempotent: naming the
+    current holder changes nothing. Returns role key → assignment (``None`` when unassigned).
+    """
+    wanted = {_role_key(role): user for role, user in assignments.items()}
+    return _assign_all(incident=incident, actor=actor, source=source, wanted=wanted)
+
+
+@transaction.atomic
+def incident_roles_replace(
+    *,
+    incident: Incident,
+    actor: Any,
+    source: str,
+    assignments: Mapping[ResponseRole | str, Any],
+) -> dict[str, RoleAssignment | None]:
+    """Set all of an incident's role assignments: each role named gets its user (``None``
+    unassigns it) and every role held but not named is unassigned (first, in role order).
+
+    The incident is locked while the held roles are read, so a concurrent assignment cannot
+    slip in between. Otherwise as :func:`incident_roles_assign`: one transaction, idempotent.
+    """
+    Incident.objects.select_for_update().only("pk").get(pk=incident.pk)
+    held = RoleAssignment.objects.filter(incident=incident).values_list("role__key", flat=True)
+    wanted = {
+        **dict.fromkeys(held),
+        **{_role_key(role): user for role, user in assignments.items()},
+    }
+    return _assign_all(incident=incident, actor=actor, source=source, wanted=wanted)
+
+
+__all__ = ["incident_edit", "incident_roles_assign", "incident_roles_replace"]

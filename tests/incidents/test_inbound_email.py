@@ -17,16 +17,17 @@ import pytest
 from django.db import connection
 from django.test import Client
 
+from incidents.events import INCIDENT_CREATED
 from incidents.models import (
     DetectionSource,
     Incident,
+    IncidentEvent,
     IncomingReport,
     Kind,
     Source,
     Status,
     TimelineEntry,
 )
-from incidents.signals import incident_created
 from tests.factories import IncidentFactory
 
 POSTMARK = "/anymail/postmark/inbound/"
@@ -106,18 +107,6 @@ def inbound(settings, db):
     return post
 
 
-@pytest.fixture
-def created_events():
-    events: list[dict] = []
-
-    def listen(sender, **payload):
-        events.append(payload)
-
-    incident_created.connect(listen, dispatch_uid="test_inbound_email.created")
-    yield events
-    incident_created.disconnect(dispatch_uid="test_inbound_email.created")
-
-
 def _email_notes(incident: Incident) -> list[TimelineEntry]:
     return list(
         TimelineEntry.objects.filter(incident=incident, source=Source.EMAIL, kind=Kind.NOTE)
@@ -131,11 +120,8 @@ def _counts() -> tuple[int, int, int]:
 # --- a new report --------------------------------------------------------------------------------
 
 
-def test_an_email_opens_a_customer_report_incident_with_the_sender_recorded(
-    inbound, django_capture_on_commit_callbacks, created_events
-):
-    with django_capture_on_commit_callbacks(execute=True):
-        response = inbound(postmark_message())
+def test_an_email_opens_a_customer_report_incident_with_the_sender_recorded(inbound):
+    response = inbound(postmark_message())
 
     assert response.status_code == 200
     incident = Incident.objects.get()
@@ -161,7 +147,9 @@ def test_an_email_opens_a_customer_report_incident_with_the_sender_recorded(
         "Customer report from Dana Whitfield <dana@customer.example>, received by email "
         "(opened this incident)."
     )
-    assert [(e["incident_id"], e["paging"]) for e in created_events] == [(incident.pk, "team")]
+    assert [
+        (e.incident, e.name, e.payload, e.actor, e.source) for e in IncidentEvent.objects.all()
+    ] == [(incident, INCIDENT_CREATED, {"paging": "team"}, None, Source.EMAIL)]
 
 
 def test_a_redelivered_email_is_taken_once(inbound):

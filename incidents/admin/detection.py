@@ -4,7 +4,8 @@ the §7.2 alert rules, and the alerts and raw deliveries Vigil received (read-on
 Integrations hold credentials: by default only superusers see them (no role group holds
 their permissions). They are added, changed and deleted through the integration services, the
 API's too; their secret is never typed here, only rotated (a list action with a confirmation
-page). Alert rules are policy, edited here and audited like the other tables.
+page). Alert rules are policy, edited here through the catalogue services and audited like
+the other tables.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from ..models import (
     Source,
     WebhookDelivery,
 )
+from ..services.catalog import alert_rule_create, alert_rule_delete, alert_rule_update
 from . import display as ui
 from .common import NoRevertMixin, ReadOnlyAdminMixin, ServiceWriteAdminMixin, WriteServices
 
@@ -207,7 +209,13 @@ class IntegrationAdmin(ServiceWriteAdminMixin, NoRevertMixin, SimpleHistoryAdmin
 
 
 @admin.register(AlertRule)
-class AlertRuleAdmin(NoRevertMixin, SimpleHistoryAdmin):
+class AlertRuleAdmin(ServiceWriteAdminMixin, NoRevertMixin, SimpleHistoryAdmin):
+    write_services = WriteServices(
+        instance="rule",
+        create=alert_rule_create,
+        update=alert_rule_update,
+        delete=alert_rule_delete,
+    )
     list_display = (
         "name",
         "key",

@@ -1,5 +1,5 @@
 """Writes of the service catalogue (components) and of the policy tables: severities, the
-priority matrix, response roles, contacts and escalation levels.
+priority matrix, response roles, contacts, escalation levels and the alert rules (§7.2).
 
 The admin and the API both call these, so both check the same model permissions, run the same
 model validation (``full_clean``) and leave the same audited history rows naming the actor.
@@ -15,6 +15,7 @@ from django.db.models import ProtectedError
 
 from ..errors import ActionForbidden, InvalidInput, VigilError
 from ..models import (
+    AlertRule,
     Contact,
     EscalationContact,
     PriorityMatrixCell,
@@ -56,6 +57,20 @@ ROLE_FIELDS = (
 )
 CONTACT_FIELDS = ("name", "phone", "email", "slack_handle", "user")
 ESCALATION_CONTACT_FIELDS = ("name", "contact", "position")
+ALERT_RULE_FIELDS = (
+    "key",
+    "name",
+    "description",
+    "enabled",
+    "position",
+    "match_label",
+    "match_values",
+    "threshold",
+    "unit",
+    "value_keys",
+    "severity",
+    "action",
+)
 
 
 class CatalogForbidden(ActionForbidden):
@@ -304,10 +319,45 @@ def escalation_contact_delete(
     )
 
 
+# --- alert rules (§7.2) --------------------------------------------------------------------------
+
+
+@transaction.atomic
+def alert_rule_create(*, actor: Any, source: str, **fields: Any) -> AlertRule:
+    """Add an alert rule. Needs ``incidents.add_alertrule``. Applies to alerts processed
+    afterwards. Not idempotent (a second rule with the same key is refused)."""
+    require_policy_perm(actor, "incidents.add_alertrule", "add alert rules")
+    _unknown(fields, ALERT_RULE_FIELDS)
+    rule = AlertRule(**fields)
+    validated_save(rule, actor=actor, reason=f"created via {source}")
+    return rule
+
+
+@transaction.atomic
+def alert_rule_update(*, rule: AlertRule, actor: Any, source: str, **changes: Any) -> AlertRule:
+    """Edit an alert rule: what it matches, its threshold, the severity and action it gives.
+    Needs ``incidents.change_alertrule``. Alerts already classified keep their severity.
+    Idempotent."""
+    require_policy_perm(actor, "incidents.change_alertrule", "change alert rules")
+    _unknown(changes, ALERT_RULE_FIELDS)
+    return policy_row_update(rule, actor=actor, source=source, changes=changes)
+
+
+@transaction.atomic
+def alert_rule_delete(*, rule: AlertRule, actor: Any, source: str) -> None:
+    """Delete an alert rule; the alerts it classified keep their severity and action (their
+    link to the rule is cleared). Needs ``incidents.delete_alertrule``."""
+    require_policy_perm(actor, "incidents.delete_alertrule", "delete alert rules")
+    policy_row_delete(rule, actor=actor, source=source, in_use="This rule is in use.")
+
+
 __all__ = [
     "CatalogForbidden",
     "RowInUse",
     "ServiceInUse",
+    "alert_rule_create",
+    "alert_rule_delete",
+    "alert_rule_update",
     "contact_create",
     "contact_delete",
     "contact_update",

@@ -19,6 +19,7 @@ from rest_framework.test import APIClient
 from escalation.models import EscalationStep
 from incidents.errors import InvalidInput
 from incidents.models import (
+    AlertRule,
     Contact,
     EscalationContact,
     Integration,
@@ -172,6 +173,25 @@ def test_an_escalation_step_edited_in_the_admin_is_audited(client, superuser):
     assert step.target == cto
     assert audit(latest(step)) == ("~", superuser, ["target"])
     assert latest(step).history_change_reason == "updated target via admin"
+
+
+def test_an_alert_rule_edited_in_the_admin_is_audited(client, superuser):
+    rule = AlertRule.objects.get(key="error_rate")
+    records = rule.history.count()
+    client.force_login(superuser)
+    url = admin_url(AlertRule, "change", rule.pk)
+
+    response = client.post(url, form_data(client, url, threshold="10", enabled=""))
+
+    assert response.status_code == 302
+    rule.refresh_from_db()
+    assert (rule.threshold, rule.enabled) == (10, False)
+    assert rule.history.count() == records + 1
+    record = latest(rule)
+    assert (record.history_user, record.history_change_reason) == (
+        superuser,
+        "updated threshold, enabled via admin",
+    )
 
 
 # --- no permission: 403 and nothing changes -----------------------------------------------------

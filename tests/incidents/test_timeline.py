@@ -11,7 +11,16 @@ from django.db import transaction
 from django.db.models.deletion import ProtectedError
 
 from incidents.errors import ActionForbidden, InvalidInput
-from incidents.models import AppendOnlyError, Incident, Kind, RoleAssignment, Source, TimelineEntry
+from incidents.events import INCIDENT_ROLE_ASSIGNED
+from incidents.models import (
+    AppendOnlyError,
+    EventStatus,
+    Incident,
+    Kind,
+    RoleAssignment,
+    Source,
+    TimelineEntry,
+)
 from incidents.selectors import incident_timeline
 from incidents.services import (
     incident_acknowledge,
@@ -20,14 +29,13 @@ from incidents.services import (
     incident_role_assign,
     incident_update,
 )
-from incidents.signals import incident_role_assigned
 from tests.factories import IncidentFactory, ServiceFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
-# Timeline kinds written by the apps that listen to the core's signals, not by the core.
+# Timeline kinds written by the apps that follow the core's events, not by the core.
 OTHER_APPS_KINDS = (Kind.NOTIFICATION, Kind.ESCALATION, Kind.COMMUNICATION)
 
 
@@ -206,53 +214,40 @@ def test_who_may_add_notes(group, allowed, make_user):
 # --- role assignments ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def role_signals():
-    calls: list[dict] = []
-
-    def receiver(sender, **payload):
-        payload.pop("signal", None)
-        calls.append(payload)
-
-    incident_role_assigned.connect(receiver, dispatch_uid="test-timeline-roles")
-    yield calls
-    incident_role_assigned.disconnect(dispatch_uid="test-timeline-roles")
+def role_events(incident: Incident):
+    return incident.events.filter(name=INCIDENT_ROLE_ASSIGNED).order_by("id")
 
 
-def test_assign_replace_and_unassign_a_role(
-    incident_manager, role_signals, django_capture_on_commit_callbacks
-):
+def test_assign_replace_and_unassign_a_role(incident_manager):
     incident = IncidentFactory()
     alice = UserFactory(username="alice", first_name="Alice", last_name="Ng")
     bob = UserFactory(username="bob", first_name="Bob", last_name="Ray")
 
-    with django_capture_on_commit_callbacks(execute=True):
-        assignment = incident_role_assign(
-            incident=incident,
-            role="technical_lead",
-            user=alice,
-            actor=incident_manager,
-            source=Source.ADMIN,
-        )
-        assert role_signals == []
+    assignment = incident_role_assign(
+        incident=incident,
+        role="technical_lead",
+        user=alice,
+        actor=incident_manager,
+        source=Source.ADMIN,
+    )
+    # Recorded in the assigning transaction; its followers run only after it commits.
+    assert [e.status for e in role_events(incident)] == [EventStatus.PENDING]
     assert (assignment.user, assignment.assigned_by) == (alice, incident_manager)
 
-    with django_capture_on_commit_callbacks(execute=True):
-        incident_role_assign(
-            incident=incident,
-            role="technical_lead",
-            user=bob.pk,
-            actor=incident_manager,
-            source="api",
-        )
-    with django_capture_on_commit_callbacks(execute=True):
-        removed = incident_role_assign(
-            incident=incident,
-            role="technical_lead",
-            user=None,
-            actor=incident_manager,
-            source="api",
-        )
+    incident_role_assign(
+        incident=incident,
+        role="technical_lead",
+        user=bob.pk,
+        actor=incident_manager,
+        source="api",
+    )
+    removed = incident_role_assign(
+        incident=incident,
+        role="technical_lead",
+        user=None,
+        actor=incident_manager,
+        source="api",
+    )
     assert removed is None
     assert not RoleAssignment.objects.filter(incident=incident).exists()
 
@@ -281,10 +276,10 @@ def test_assign_replace_and_unassign_a_role(
         ("~", bob.pk, incident_manager, "assigned"),
         ("-", bob.pk, incident_manager, "unassigned"),
     ]
-    assert [(c["role_key"], c["user_id"]) for c in role_signals] == [
-        ("technical_lead", alice.pk),
-        ("technical_lead", bob.pk),
-        ("technical_lead", None),
+    assert [(e.payload, e.actor, e.source) for e in role_events(incident)] == [
+        ({"role_key": "technical_lead", "user_id": alice.pk}, incident_manager, "admin"),
+        ({"role_key": "technical_lead", "user_id": bob.pk}, incident_manager, "api"),
+        ({"role_key": "technical_lead", "user_id": None}, incident_manager, "api"),
     ]
 
 

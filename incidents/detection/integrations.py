@@ -1,5 +1,6 @@
-"""Integrations: creating and changing them (API; the admin edits the same rows through its
-forms), the URLs a sender posts to, and the configuration snippet for each kind of sender.
+"""Integrations: creating, changing, rotating the secret of and deleting them (the API and the
+admin both call these), the URLs a sender posts to, and the configuration snippet for each
+kind of sender.
 
 Integrations are administrator business: the model permissions (add, change, delete) are held
 by no role group, only by superusers or whoever an administrator grants them to.
@@ -11,15 +12,14 @@ import json
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.urls import reverse
 
 from ..errors import InvalidInput
 from ..models import Integration, IntegrationKind, Service, SeverityLevel
 from ..models.detection import new_integration_secret
-from ..services.catalog import CatalogForbidden, ServiceInUse
-from ..services.common import audited_save
+from ..services.catalog import ServiceInUse, require_policy_perm, validated_save
+from ..services.common import audited_delete
 
 INTEGRATION_FIELDS = (
     "name",
@@ -36,11 +36,6 @@ CHANGEABLE_FIELDS = tuple(f for f in INTEGRATION_FIELDS if f not in ("kind", "se
 
 class IntegrationInUse(ServiceInUse):
     """An integration that received deliveries is kept for its alerts' sake (disable it)."""
-
-
-def _require(actor: Any, perm: str, action: str) -> None:
-    if actor is not None and not (actor.is_active and actor.has_perm(perm)):
-        raise CatalogForbidden(action=action, user=actor)
 
 
 def _resolve_refs(fields: dict[str, Any]) -> dict[str, Any]:
@@ -62,29 +57,19 @@ def _resolve_refs(fields: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def _save(integration: Integration, *, actor: Any, reason: str) -> None:
-    try:
-        integration.full_clean()
-    except ValidationError as exc:
-        raise InvalidInput(
-            {field: " ".join(messages) for field, messages in exc.message_dict.items()}
-        ) from None
-    audited_save(integration, actor=actor, reason=reason)
-
-
 @transaction.atomic
 def integration_create(*, actor: Any, source: str, **fields: Any) -> Integration:
     """Add an integration with a fresh random key, and a fresh random secret unless
     ``secret`` is given (``""``: none, for an Alertmanager or Grafana sender that cannot
     authenticate; never for PagerDuty senders). Needs ``incidents.add_integration``. Not
     idempotent."""
-    _require(actor, "incidents.add_integration", "add integrations")
+    require_policy_perm(actor, "incidents.add_integration", "add integrations")
     unknown = sorted(set(fields) - set(INTEGRATION_FIELDS))
     if unknown:
         raise InvalidInput({name: "Unknown field." for name in unknown})
     fields = _resolve_refs(fields)
     integration = Integration(**fields)
-    _save(integration, actor=actor, reason=f"created via {source}")
+    validated_save(integration, actor=actor, reason=f"created via {source}")
     return integration
 
 
@@ -95,7 +80,7 @@ def integration_update(
     """Change an integration's settings (not its kind or key: the sender's configuration
     depends on them; the secret changes through :func:`integration_rotate_secret`). Needs
     ``incidents.change_integration``. Idempotent: no change, no write."""
-    _require(actor, "incidents.change_integration", "change integrations")
+    require_policy_perm(actor, "incidents.change_integration", "change integrations")
     unknown = sorted(set(changes) - set(CHANGEABLE_FIELDS))
     if unknown:
         raise InvalidInput({name: "This field cannot be changed here." for name in unknown})
@@ -106,7 +91,7 @@ def integration_update(
         return locked
     for name in changed:
         setattr(locked, name, changes[name])
-    _save(locked, actor=actor, reason=f"updated {', '.join(changed)} via {source}")
+    validated_save(locked, actor=actor, reason=f"updated {', '.join(changed)} via {source}")
     return locked
 
 
@@ -114,14 +99,14 @@ def integration_update(
 def integration_rotate_secret(*, integration: Integration, actor: Any, source: str) -> Integration:
     """Give the integration a new random secret; the old one stops working at once. Not for
     PagerDuty senders (their routing key is the credential). Needs ``change_integration``."""
-    _require(actor, "incidents.change_integration", "change integrations")
+    require_policy_perm(actor, "incidents.change_integration", "change integrations")
     locked = Integration.objects.select_for_update().get(pk=integration.pk)
     if locked.kind == IntegrationKind.PAGERDUTY:
         raise InvalidInput(
             {"secret": "PagerDuty senders have no secret: their routing key is the credential."}
         )
     locked.secret = new_integration_secret()
-    _save(locked, actor=actor, reason=f"secret rotated via {source}")
+    validated_save(locked, actor=actor, reason=f"secret rotated via {source}")
     return locked
 
 
@@ -129,15 +114,13 @@ def integration_rotate_secret(*, integration: Integration, actor: Any, source: s
 def integration_delete(*, integration: Integration, actor: Any, source: str) -> None:
     """Delete an integration that never received a delivery; others are kept for their
     alerts' history and can be disabled. Needs ``delete_integration``."""
-    _require(actor, "incidents.delete_integration", "delete integrations")
+    require_policy_perm(actor, "incidents.delete_integration", "delete integrations")
     locked = Integration.objects.select_for_update().get(pk=integration.pk)
     if locked.deliveries.exists() or locked.alerts.exists():
         raise IntegrationInUse(
             {"integration": "It has received alerts; disable it (enabled=false) instead."}
         )
-    locked._history_user = actor
-    locked._change_reason = f"deleted via {source}"
-    locked.delete()
+    audited_delete(locked, actor=actor, reason=f"deleted via {source}")
 
 
 # --- what a sender needs ---------------------------------------------------------------------

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from .services.outbox import notification_deliver, notifications_requeue
+from .services.outbox import notification_send, notifications_requeue
 
 
 @shared_task(
-    name="escalation.deliver",
+    name="escalation.notification_send",
     acks_late=True,
     soft_time_limit=45,
     time_limit=60,
     ignore_result=True,
 )
-def deliver_task(notification_id: int) -> str:
-    """Deliver one outbox row. Retries are scheduled by the service (one place for the rules);
+def notification_send_task(notification_id: int) -> str:
+    """Send one outbox row. Retries are scheduled by the service (one place for the rules);
     a duplicate or stale task finds nothing to claim and does nothing."""
-    return notification_deliver(notification_id=notification_id).result
+    return notification_send(notification_id=notification_id).result
 
 
 @shared_task(
@@ -28,7 +28,7 @@ def deliver_task(notification_id: int) -> str:
     ignore_result=True,
 )
 def requeue_sweep_task() -> int:
-    """Re-publish notifications whose delivery task was lost. Safe to run twice at once."""
+    """Re-publish notifications whose send task was lost. Safe to run twice at once."""
     return notifications_requeue()
 
 

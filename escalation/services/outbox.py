@@ -28,10 +28,10 @@ from ..models import Notification, NotificationStatus
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "DeliveryOutcome",
-    "notification_deliver",
+    "SendOutcome",
     "notification_enqueue",
     "notification_retry",
+    "notification_send",
     "notifications_requeue",
     "outbox_settings",
 ]
@@ -144,20 +144,20 @@ URGENT_SEVERITY = 2
 
 
 def _publish(notification_id: int, *, urgent: bool, countdown: float | None = None) -> None:
-    from ..tasks import deliver_task
+    from ..tasks import notification_send_task
 
     options: dict[str, Any] = {"queue": urgent_queue() if urgent else default_queue()}
     if countdown:
         options["countdown"] = countdown
-    deliver_task.apply_async(args=[notification_id], **options)
+    notification_send_task.apply_async(args=[notification_id], **options)
 
 
 # --- deliver ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class DeliveryOutcome:
-    """What one delivery attempt did: ``sent``, ``retry``, ``failed`` or ``skipped``."""
+class SendOutcome:
+    """What one attempt to send did: ``sent``, ``retry``, ``failed`` or ``skipped``."""
 
     result: str
     notification_id: int
@@ -174,8 +174,8 @@ def backoff_delay(*, attempts: int, retry_after: float | None = None) -> float:
     return OUTBOX.delay(attempts=attempts, retry_after=retry_after)
 
 
-def notification_deliver(*, notification_id: int) -> DeliveryOutcome:
-    """Deliver one outbox row through its channel backend. Safe to call any number of times.
+def notification_send(*, notification_id: int) -> SendOutcome:
+    """Send one outbox row through its channel backend. Safe to call any number of times.
 
     Claims the row with a row lock (pending, or sending with an expired lease → sending,
     attempts + 1) and commits; calls the channel outside any transaction; then records the
@@ -190,7 +190,7 @@ def notification_deliver(*, notification_id: int) -> DeliveryOutcome:
     # Lock only the notification: the incident row is not ours to hold during a claim.
     row = OUTBOX.claim(notification_id, related=("incident",))
     if row is None:
-        return DeliveryOutcome("skipped", notification_id)
+        return SendOutcome("skipped", notification_id)
     claim = row.claimed_at
 
     try:
@@ -210,9 +210,9 @@ def notification_deliver(*, notification_id: int) -> DeliveryOutcome:
     return _record_sent(row, provider_id=provider_id or "")
 
 
-def _record_sent(row: Notification, *, provider_id: str) -> DeliveryOutcome:
+def _record_sent(row: Notification, *, provider_id: str) -> SendOutcome:
     OUTBOX.complete(row, provider_message_id=provider_id[:255], sent_at=timezone.now())
-    return DeliveryOutcome("sent", row.pk, attempts=row.attempts, detail=provider_id)
+    return SendOutcome("sent", row.pk, attempts=row.attempts, detail=provider_id)
 
 
 def _record_failure(
@@ -222,7 +222,7 @@ def _record_failure(
     error: str,
     permanent: bool = False,
     retry_after: float | None = None,
-) -> DeliveryOutcome:
+) -> SendOutcome:
     conf = outbox_settings()
     error = error[:2000]
     with transaction.atomic():
@@ -236,7 +236,7 @@ def _record_failure(
         )
         locked = failure.row
         if failure.outcome == "superseded":
-            return DeliveryOutcome(
+            return SendOutcome(
                 "skipped", row.pk, attempts=locked.attempts, detail="claim superseded"
             )
         if failure.outcome == "failed":
@@ -251,7 +251,7 @@ def _record_failure(
                 locked.attempts,
                 error,
             )
-            return DeliveryOutcome("failed", row.pk, attempts=locked.attempts, detail=error)
+            return SendOutcome("failed", row.pk, attempts=locked.attempts, detail=error)
         delay = failure.delay
         if delay <= conf.max_countdown:
             # Longer waits are left to the requeue sweep: a broker ETA far in the future can be
@@ -260,7 +260,7 @@ def _record_failure(
             transaction.on_commit(
                 lambda: _publish(row.pk, urgent=urgent, countdown=delay), robust=True
             )
-    return DeliveryOutcome("retry", row.pk, attempts=locked.attempts, detail=error, retry_in=delay)
+    return SendOutcome("retry", row.pk, attempts=locked.attempts, detail=error, retry_in=delay)
 
 
 def _timeline_failure(row: Notification, *, error: str, permanent: bool) -> None:
@@ -294,7 +294,7 @@ def notifications_requeue(*, now: datetime | None = None) -> int:
     grace period, so a retry already scheduled on the broker is not doubled) and rows left
     sending past the lease (the worker died mid-send; back to pending, the attempt counted).
     Returns how many were re-queued. Safe to run twice at once (``incidents.queue``); the
-    claim in :func:`notification_deliver` makes any duplicate task harmless."""
+    claim in :func:`notification_send` makes any duplicate task harmless."""
     conf = outbox_settings()
     with transaction.atomic():
         due = OUTBOX.requeue(now=now, batch=conf.requeue_batch)

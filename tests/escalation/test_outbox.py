@@ -18,8 +18,8 @@ from config.celery import app
 from escalation.models import Notification, NotificationStatus
 from escalation.selectors import notification_alerts, outbox_backlog
 from escalation.services import (
-    notification_deliver,
     notification_enqueue,
+    notification_send,
     notifications_requeue,
 )
 from escalation.services.outbox import backoff_delay
@@ -183,7 +183,7 @@ def test_transient_failure_is_retried_honouring_retry_after(
     started = timezone.now()
 
     with django_capture_on_commit_callbacks() as callbacks:
-        outcome = notification_deliver(notification_id=notification.pk)
+        outcome = notification_send(notification_id=notification.pk)
 
     assert outcome.result == "retry"
     notification.refresh_from_db()
@@ -194,7 +194,7 @@ def test_transient_failure_is_retried_honouring_retry_after(
     assert len(callbacks) == 1  # the retry is published after the result commits
 
     with time_machine.travel(notification.next_attempt_at + timedelta(seconds=1)):
-        assert notification_deliver(notification_id=notification.pk).result == "sent"
+        assert notification_send(notification_id=notification.pk).result == "sent"
 
     notification.refresh_from_db()
     assert notification.status == NotificationStatus.SENT
@@ -227,7 +227,7 @@ def test_permanent_failure_fails_at_once_with_timeline_and_alert(
     sink.reply(Reply(status=400, body="unknown route"))
 
     with django_capture_on_commit_callbacks() as callbacks:
-        outcome = notification_deliver(notification_id=notification.pk)
+        outcome = notification_send(notification_id=notification.pk)
 
     assert outcome.result == "failed"
     assert callbacks == []  # no retry scheduled
@@ -242,7 +242,7 @@ def test_permanent_failure_fails_at_once_with_timeline_and_alert(
     assert "HTTP 400" in entry.message
 
     # A duplicate or late task does nothing: no retry loop.
-    assert notification_deliver(notification_id=notification.pk).result == "skipped"
+    assert notification_send(notification_id=notification.pk).result == "skipped"
     assert keys_at(sink) == ["page:rejected"]
 
     alerts = notification_alerts()
@@ -256,9 +256,9 @@ def test_last_transient_attempt_fails_the_notification(settings, sink, incident)
     notification = enqueue(incident, key="page:exhausted")
     sink.reply(Reply(status=503), Reply(status=503))
 
-    assert notification_deliver(notification_id=notification.pk).result == "retry"
+    assert notification_send(notification_id=notification.pk).result == "retry"
     with time_machine.travel(timezone.now() + timedelta(minutes=5)):
-        assert notification_deliver(notification_id=notification.pk).result == "failed"
+        assert notification_send(notification_id=notification.pk).result == "failed"
 
     notification.refresh_from_db()
     assert notification.status == NotificationStatus.FAILED
@@ -276,7 +276,7 @@ class ExplodingBackend:
 def test_unexpected_backend_error_is_retried_not_lost(settings, sink):
     settings.VIGIL_CHANNEL_BACKENDS = {"webhook": f"{__name__}.ExplodingBackend"}
     notification = enqueue(key="page:bug")
-    outcome = notification_deliver(notification_id=notification.pk)
+    outcome = notification_send(notification_id=notification.pk)
     assert outcome.result == "retry"
     notification.refresh_from_db()
     assert notification.status == NotificationStatus.PENDING
@@ -289,19 +289,19 @@ def test_a_live_claim_is_not_taken_twice_but_a_stale_one_is(sink):
     Notification.objects.filter(pk=notification.pk).update(
         status=NotificationStatus.SENDING, attempts=1, claimed_at=timezone.now()
     )
-    assert notification_deliver(notification_id=notification.pk).result == "skipped"
+    assert notification_send(notification_id=notification.pk).result == "skipped"
     assert sink.requests() == []
 
     # That worker died: past the lease, the claim is taken over.
     with time_machine.travel(timezone.now() + timedelta(seconds=181)):
-        assert notification_deliver(notification_id=notification.pk).result == "sent"
+        assert notification_send(notification_id=notification.pk).result == "sent"
     notification.refresh_from_db()
     assert notification.attempts == 2
     assert keys_at(sink) == ["page:claimed"]
 
 
 def test_delivering_a_missing_row_does_nothing(sink):
-    assert notification_deliver(notification_id=987654).result == "skipped"
+    assert notification_send(notification_id=987654).result == "skipped"
 
 
 # --- recovery -------------------------------------------------------------------------------------
@@ -432,7 +432,7 @@ def test_admin_retry_now_resends_a_failed_notification(
     notification = enqueue(incident, key="page:retry")
     sent = enqueue(incident, key="page:already-sent")
     sink.reply(Reply(status=404))
-    notification_deliver(notification_id=notification.pk)
+    notification_send(notification_id=notification.pk)
     Notification.objects.filter(pk=sent.pk).update(status=NotificationStatus.SENT)
     client.force_login(superuser)
 
@@ -488,7 +488,7 @@ def test_incident_page_shows_its_notifications(client, superuser, sink, incident
 def test_admin_index_carries_the_failed_notification_alert(client, superuser, sink, incident):
     notification = enqueue(incident, key="page:index-alert")
     sink.reply(Reply(status=400))
-    notification_deliver(notification_id=notification.pk)
+    notification_send(notification_id=notification.pk)
     client.force_login(superuser)
 
     response = client.get(reverse("admin:index"))

@@ -11,7 +11,8 @@ import time_machine
 from django.db import connection, transaction
 
 from incidents.errors import ActionForbidden, InvalidInput
-from incidents.models import Incident, Kind, SlaBreach, Source
+from incidents.events import INCIDENT_SEVERITY_CHANGED, INCIDENT_SLA_BREACHED
+from incidents.models import EventStatus, Incident, IncidentEvent, Kind, SlaBreach, Source
 from incidents.selectors import dashboard_summary, incident_sla_clock
 from incidents.services import (
     incident_acknowledge,
@@ -22,7 +23,6 @@ from incidents.services import (
     sla_breaches_record,
 )
 from incidents.services import sla as sla_service
-from incidents.signals import incident_severity_changed, incident_sla_breached
 from incidents.tasks import sla_sweep_task
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -70,29 +70,12 @@ def fresh(incident: Incident) -> Incident:
     return Incident.objects.get(pk=incident.pk)
 
 
-def capture(signal):
-    calls: list[dict] = []
-
-    def receiver(sender, **payload):
-        payload.pop("signal", None)
-        calls.append(payload)
-
-    signal.connect(receiver, weak=False, dispatch_uid=f"test-sla-{id(calls)}")
-    return calls, lambda: signal.disconnect(dispatch_uid=f"test-sla-{id(calls)}")
-
-
-@pytest.fixture
-def severity_changes():
-    calls, disconnect = capture(incident_severity_changed)
-    yield calls
-    disconnect()
-
-
-@pytest.fixture
-def breaches_announced():
-    calls, disconnect = capture(incident_sla_breached)
-    yield calls
-    disconnect()
+def recorded(name: str) -> list[tuple]:
+    """(incident id, payload, actor id, source) of every ``name`` event recorded, in order."""
+    return [
+        (e.incident_id, e.payload, e.actor_id, e.source)
+        for e in IncidentEvent.objects.filter(name=name).order_by("id")
+    ]
 
 
 # --- due times -----------------------------------------------------------------------------------
@@ -128,14 +111,9 @@ def test_correcting_the_detection_time_moves_both_clocks():
 
 
 @pytest.mark.django_db
-def test_raising_severity_recomputes_both_clocks_and_records_it(
-    incident_manager, severity_changes, django_capture_on_commit_callbacks
-):
+def test_raising_severity_recomputes_both_clocks_and_records_it(incident_manager):
     incident = create(3)
-    with (
-        time_machine.travel(at(minutes=10), tick=False),
-        django_capture_on_commit_callbacks(execute=True),
-    ):
+    with time_machine.travel(at(minutes=10), tick=False):
         result = incident_change_severity(
             incident=incident,
             actor=incident_manager,
@@ -143,7 +121,9 @@ def test_raising_severity_recomputes_both_clocks_and_records_it(
             severity=1,
             reason="Payments affected too.",
         )
-        assert severity_changes == []  # only after commit
+    # Recorded with the change; its followers run only after the transaction commits.
+    event = IncidentEvent.objects.get(name=INCIDENT_SEVERITY_CHANGED)
+    assert (event.status, event.occurred_at) == (EventStatus.PENDING, at(minutes=10))
     stored = fresh(incident)
     assert (result.severity_id, stored.severity_id) == (1, 1)
     assert stored.response_due_at == T0 + RESPONSE[1]
@@ -159,14 +139,13 @@ def test_raising_severity_recomputes_both_clocks_and_records_it(
     assert "Sev 3 → Sev 1" in entry.message and "Payments affected too." in entry.message
     record = stored.history.latest()
     assert (record.severity_id, record.history_user) == (1, incident_manager)
-    assert severity_changes == [
-        {
-            "incident_id": incident.pk,
-            "old_severity": 3,
-            "new_severity": 1,
-            "actor_id": incident_manager.pk,
-            "source": Source.ADMIN,
-        }
+    assert recorded(INCIDENT_SEVERITY_CHANGED) == [
+        (
+            incident.pk,
+            {"old_severity": 3, "new_severity": 1},
+            incident_manager.pk,
+            Source.ADMIN,
+        )
     ]
 
 
@@ -202,13 +181,12 @@ def test_after_resolution_neither_clock_moves():
 
 
 @pytest.mark.django_db
-def test_same_severity_is_a_no_op(severity_changes, django_capture_on_commit_callbacks):
+def test_same_severity_is_a_no_op():
     incident = create(2)
     counts = (incident.timeline.count(), incident.history.count())
-    with django_capture_on_commit_callbacks(execute=True):
-        act(at(minutes=1), incident_change_severity, incident, severity=2)
+    act(at(minutes=1), incident_change_severity, incident, severity=2)
     assert (incident.timeline.count(), incident.history.count()) == counts
-    assert severity_changes == []
+    assert recorded(INCIDENT_SEVERITY_CHANGED) == []
 
 
 @pytest.mark.django_db
@@ -359,15 +337,12 @@ def test_sla_clock_shows_the_clock_that_matters():
 
 
 @pytest.mark.django_db
-def test_sweep_notes_each_breach_exactly_once(
-    breaches_announced, django_capture_on_commit_callbacks
-):
+def test_sweep_notes_each_breach_exactly_once():
     incident = create(1)
     assert sweep(at(minutes=15)) == 0  # due, not yet late
-    with django_capture_on_commit_callbacks(execute=True):
-        assert sweep(at(minutes=16)) == 1
-        assert sweep(at(minutes=16)) == 0
-        assert sweep(at(minutes=30)) == 0
+    assert sweep(at(minutes=16)) == 1
+    assert sweep(at(minutes=16)) == 0
+    assert sweep(at(minutes=30)) == 0
     entries = list(incident.timeline.filter(kind=Kind.SLA))
     assert len(entries) == 1
     entry = entries[0]
@@ -380,8 +355,13 @@ def test_sweep_notes_each_breach_exactly_once(
         at(minutes=15),
         at(minutes=16),
     )
-    assert breaches_announced == [
-        {"incident_id": incident.pk, "target": "response", "due_at": at(minutes=15).isoformat()}
+    assert recorded(INCIDENT_SLA_BREACHED) == [
+        (
+            incident.pk,
+            {"target": "response", "due_at": at(minutes=15).isoformat()},
+            None,
+            Source.SYSTEM,
+        )
     ]
 
     assert sweep(at(hours=4, minutes=1)) == 1  # then the resolution target
@@ -445,22 +425,17 @@ def test_sweep_pages_through_many_due_incidents(monkeypatch):
 
 
 @pytest.mark.django_db
-def test_sweep_announces_nothing_when_rolled_back(
-    breaches_announced, django_capture_on_commit_callbacks
-):
+def test_sweep_announces_nothing_when_rolled_back():
     incident = create(1)
 
     class Abort(Exception):
         pass
 
-    with (
-        django_capture_on_commit_callbacks(execute=True),
-        pytest.raises(Abort),
-        transaction.atomic(),
-    ):
+    with pytest.raises(Abort), transaction.atomic():
         sweep(at(minutes=20))
+        assert len(recorded(INCIDENT_SLA_BREACHED)) == 1
         raise Abort
-    assert breaches_announced == []
+    assert recorded(INCIDENT_SLA_BREACHED) == []
     assert not incident.timeline.filter(kind=Kind.SLA).exists()
     assert sweep(at(minutes=20)) == 1
 

@@ -13,16 +13,17 @@ from django.urls import reverse
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
+from incidents.events import INCIDENT_CREATED
 from incidents.models import (
     DetectionSource,
     Incident,
+    IncidentEvent,
     IncomingReport,
     Kind,
     ReportKind,
     Source,
     TimelineEntry,
 )
-from incidents.signals import incident_created
 from tests.factories import IncidentFactory, ServiceFactory
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -41,17 +42,13 @@ def api_as(db):
     return make
 
 
-@pytest.fixture
-def created_events():
-    """``incident_created`` payloads sent after commit (what the escalation app pages on)."""
-    events: list[dict] = []
-
-    def listen(sender, **payload):
-        events.append(payload)
-
-    incident_created.connect(listen, dispatch_uid="test_reports.created")
-    yield events
-    incident_created.disconnect(dispatch_uid="test_reports.created")
+def created_events() -> list[tuple]:
+    """(incident id, payload, actor id, source) of every ``incident_created`` event recorded
+    (what the escalation app pages on once the transaction commits)."""
+    return [
+        (e.incident_id, e.payload, e.actor_id, e.source)
+        for e in IncidentEvent.objects.filter(name=INCIDENT_CREATED).order_by("id")
+    ]
 
 
 def _notes(incident: Incident, source: str) -> list[TimelineEntry]:
@@ -73,10 +70,10 @@ def _nothing_written(before_incidents: int, before_entries: int) -> None:
 
 @pytest.mark.parametrize("kind", ReportKind.values)
 def test_api_report_opens_an_incident_with_its_detection_source_and_reporter(
-    api_as, incident_manager, service, kind, django_capture_on_commit_callbacks, created_events
+    api_as, incident_manager, service, kind
 ):
     ServiceFactory(slug="search", name="Search")
-    with time_machine.travel(T0, tick=False), django_capture_on_commit_callbacks(execute=True):
+    with time_machine.travel(T0, tick=False):
         response = api_as(incident_manager).post(
             REPORTS,
             {
@@ -114,9 +111,7 @@ def test_api_report_opens_an_incident_with_its_detection_source_and_reporter(
     assert "received by the API (opened this incident)" in note.message
     assert "Since about 08:45." in note.message
     # The response team is paged as for any new incident.
-    assert [(e["incident_id"], e["paging"], e["source"]) for e in created_events] == [
-        (incident.pk, "team", Source.API)
-    ]
+    assert created_events() == [(incident.pk, {"paging": "team"}, incident_manager.pk, Source.API)]
 
 
 def test_api_report_takes_the_given_title_and_severity(api_as, incident_manager):
@@ -141,11 +136,10 @@ def test_api_report_takes_the_given_title_and_severity(api_as, incident_manager)
     assert IncomingReport.objects.get().reporter_email == ""
 
 
-def test_api_report_appends_to_the_named_incident(
-    api_as, incident_manager, service, created_events
-):
+def test_api_report_appends_to_the_named_incident(api_as, incident_manager, service):
     existing = IncidentFactory(status="investigating", title="Checkout errors")
     before = Incident.objects.count()
+    created_before = created_events()
     response = api_as(incident_manager).post(
         REPORTS,
         {
@@ -171,7 +165,7 @@ def test_api_report_appends_to_the_named_incident(
     assert "Severity given by the reporter: Sev 1" in note.message
     assert "Services named: checkout" in note.message
     assert "Still failing for me at 10:02." in note.message
-    assert created_events == []
+    assert created_events() == created_before
 
 
 @pytest.mark.parametrize(

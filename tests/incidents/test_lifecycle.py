@@ -1,5 +1,5 @@
 """The incident lifecycle: the whole status × action matrix, permissions per role group, guards,
-idempotency, and what each transition writes (timeline, history, timestamps, signal)."""
+idempotency, and what each transition writes (timeline, history, timestamps, event)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,17 @@ import time_machine
 from django.db import transaction
 
 from incidents.errors import ActionForbidden, GuardFailed, InvalidInput, TransitionNotAllowed
-from incidents.models import Incident, Kind, ReportStatus, Source, Status
+from incidents.events import INCIDENT_TRANSITIONED, _handlers, events_subscribe
+from incidents.models import (
+    EventHandling,
+    EventStatus,
+    HandlingStatus,
+    Incident,
+    Kind,
+    ReportStatus,
+    Source,
+    Status,
+)
 from incidents.services import (
     ACTIONS,
     incident_acknowledge,
@@ -21,14 +31,14 @@ from incidents.services import (
     incident_transition,
     incident_update,
 )
-from incidents.signals import incident_event_in_transaction, incident_transitioned
+from tests.events import follow_events
 from tests.factories import IncidentFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
 OK, NOOP, REFUSED = "ok", "noop", "refused"
 
-# Timeline kinds written by the apps that listen to the core's signals, not by the core.
+# Timeline kinds written by the apps that follow the core's events, not by the core.
 OTHER_APPS_KINDS = (Kind.NOTIFICATION, Kind.ESCALATION, Kind.COMMUNICATION)
 
 # What each action does from each status. NOOP: the action already happened, so repeating it
@@ -166,28 +176,23 @@ def complete_incident(status: str, **kwargs) -> Incident:
 
 
 def snapshot(incident: Incident) -> dict:
-    """Every stored field (timestamps included), the services, timeline and history rows."""
+    """Every stored field (timestamps included), the services, timeline, history and event
+    rows."""
     fresh = Incident.objects.get(pk=incident.pk)
     return {
         "row": Incident.objects.filter(pk=incident.pk).values().get(),
         "services": list(fresh.services.values_list("pk", flat=True)),
         "timeline": list(fresh.timeline.values_list("pk", flat=True)),
         "history": list(fresh.history.values_list("pk", flat=True)),
+        "events": list(fresh.events.values_list("pk", flat=True)),
     }
 
 
-@pytest.fixture
-def transitioned():
-    """Calls of ``incident_transitioned``, as (payload) dicts, in order."""
-    calls: list[dict] = []
-
-    def receiver(sender, **payload):
-        payload.pop("signal", None)
-        calls.append(payload)
-
-    incident_transitioned.connect(receiver, dispatch_uid="test-lifecycle")
-    yield calls
-    incident_transitioned.disconnect(dispatch_uid="test-lifecycle")
+def transitioned(incident: Incident, before: dict) -> list[dict]:
+    """The ``incident_transitioned`` events recorded since the ``before`` snapshot, in order,
+    as their payloads with the actor id and source."""
+    events = incident.events.filter(name=INCIDENT_TRANSITIONED).exclude(pk__in=before["events"])
+    return [{**e.payload, "actor_id": e.actor_id, "source": e.source} for e in events]
 
 
 def allowed_from(status: str) -> list[str]:
@@ -206,14 +211,12 @@ def test_matrix_covers_every_status_and_action():
     ("status", "action"),
     [(status, action) for status in MATRIX for action in ACTIONS],
 )
-def test_transition_matrix(
-    status, action, superuser, transitioned, django_capture_on_commit_callbacks
-):
+def test_transition_matrix(status, action, superuser, django_capture_on_commit_callbacks):
     incident = complete_incident(status)
     before = snapshot(incident)
     outcome = MATRIX[status][action]
 
-    with django_capture_on_commit_callbacks(execute=True):
+    with django_capture_on_commit_callbacks() as callbacks:
         if outcome == REFUSED:
             with pytest.raises(TransitionNotAllowed) as info:
                 incident_transition(
@@ -231,7 +234,6 @@ def test_transition_matrix(
                 source=Source.API,
                 **PARAMS.get(action, {}),
             )
-        assert transitioned == []  # nothing is announced before the commit
 
     after = snapshot(incident)
     if outcome == REFUSED:
@@ -240,11 +242,11 @@ def test_transition_matrix(
         assert error.allowed == allowed_from(status)
         assert f"Cannot {action} an incident that is {status}" in error.message
         assert after == before
-        assert transitioned == []
+        assert callbacks == []
     elif outcome == NOOP:
         assert result.status == status
         assert after == before
-        assert transitioned == []
+        assert callbacks == []
     else:
         assert result.status == TARGET[action]
         assert Incident.objects.get(pk=incident.pk).status == TARGET[action]
@@ -263,9 +265,13 @@ def test_transition_matrix(
         record = new_history.get()
         assert (record.history_user, record.history_change_reason) == (superuser, action)
         assert record.status == TARGET[action]
-        assert transitioned == [
+        # Recorded in the transition's transaction; nothing follows it before the commit.
+        assert incident.events.exclude(pk__in=before["events"]).get().status == (
+            EventStatus.PENDING
+        )
+        assert len(callbacks) == 1  # the kick of its followers
+        assert transitioned(incident, before) == [
             {
-                "incident_id": incident.pk,
                 "action": action,
                 "from_status": status,
                 "to_status": TARGET[action],
@@ -630,24 +636,30 @@ def test_the_callers_instance_is_not_changed_by_a_refused_transition(superuser):
     assert incident.status == Status.CLOSED
 
 
-# --- the signal is sent after commit, never on rollback ------------------------------------------
+# --- the event is recorded with the transition and followed after commit, never on rollback ----
 
 
-def test_transition_signal_is_sent_after_commit(
-    superuser, transitioned, django_capture_on_commit_callbacks
+def test_transition_event_is_recorded_with_it_and_followed_after_commit(
+    superuser, django_capture_on_commit_callbacks
 ):
     incident = IncidentFactory()
+    follow_events()
+    before = snapshot(incident)
     with django_capture_on_commit_callbacks() as callbacks:
         incident_acknowledge(incident=incident, actor=superuser, source=Source.WEBHOOK)
-    assert transitioned == []
-    assert callbacks  # queued for the commit
-    for callback in callbacks:
-        callback()
-    assert [(c["action"], c["source"]) for c in transitioned] == [("acknowledge", "webhook")]
+    assert [(c["action"], c["actor_id"], c["source"]) for c in transitioned(incident, before)] == [
+        ("acknowledge", superuser.pk, "webhook")
+    ]
+    event = incident.events.get(name=INCIDENT_TRANSITIONED, payload__action="acknowledge")
+    assert event.status == EventStatus.PENDING
+    assert [c.__qualname__.split(".")[0] for c in callbacks] == ["announce"]  # kick on commit
+    follow_events()  # what the kicked task does
+    event.refresh_from_db()
+    assert event.status == EventStatus.DONE
 
 
-def test_no_signal_and_nothing_written_when_the_transaction_rolls_back(
-    superuser, transitioned, django_capture_on_commit_callbacks
+def test_no_event_and_nothing_written_when_the_transaction_rolls_back(
+    superuser, django_capture_on_commit_callbacks
 ):
     incident = IncidentFactory()
     before = snapshot(incident)
@@ -663,28 +675,31 @@ def test_no_signal_and_nothing_written_when_the_transaction_rolls_back(
         incident_acknowledge(incident=incident, actor=superuser, source=Source.API)
         raise Abort
     assert callbacks == []
-    assert transitioned == []
+    assert transitioned(incident, before) == []
     assert snapshot(incident) == before
 
 
-def test_a_failing_in_transaction_receiver_rolls_the_transition_back(
-    superuser, transitioned, django_capture_on_commit_callbacks
-):
+def test_a_failing_follower_never_rolls_the_transition_back(superuser):
     incident = IncidentFactory()
-    before = snapshot(incident)
+    follow_events()
 
-    def fail(sender, event, **payload):
-        if event == "incident_transitioned":
-            raise RuntimeError("outbox unavailable")
+    def fail(event):
+        raise RuntimeError("outbox unavailable")
 
-    incident_event_in_transaction.connect(fail, dispatch_uid="test-fail")
+    events_subscribe(handler="tests.failing", event=INCIDENT_TRANSITIONED, callback=fail)
     try:
-        with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError):
-            incident_acknowledge(incident=incident, actor=superuser, source=Source.API)
+        result = incident_acknowledge(incident=incident, actor=superuser, source=Source.API)
+        follow_events()
     finally:
-        incident_event_in_transaction.disconnect(dispatch_uid="test-fail")
-    assert snapshot(incident) == before
-    assert transitioned == []
+        _handlers.pop("tests.failing", None)
+    assert result.status == Status.ACKNOWLEDGED
+    assert Incident.objects.get(pk=incident.pk).status == Status.ACKNOWLEDGED
+    event = incident.events.get(name=INCIDENT_TRANSITIONED, payload__action="acknowledge")
+    handling = EventHandling.objects.get(event=event, handler="tests.failing")
+    assert handling.status == HandlingStatus.RETRYING
+    assert "outbox unavailable" in handling.last_error
+    escalation = EventHandling.objects.get(event=event, handler="escalation")
+    assert escalation.status == HandlingStatus.DONE  # the other followers went on
 
 
 # --- report status (§6.2) ------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from incidents.tasks import (
     alert_delivery_process_task,
     alert_delivery_sweep_task,
 )
+from tests.events import followed
 from tests.incidents.detection_fixtures import (
     alertmanager_payload,
     at_now,  # noqa: F401
@@ -36,6 +37,10 @@ from tests.incidents.detection_fixtures import (
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("at_now")]
+
+# The incidents' events are followed once the deliveries' processing commits (paging,
+# escalation), as the workers do.
+process_pending = followed(process_pending)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from incidents.models import (
     WebhookDelivery,
 )
 from incidents.services import incident_resolve
+from tests.events import followed
 from tests.incidents.detection_fixtures import (
     alertmanager_payload,
     at_now,  # noqa: F401
@@ -30,6 +31,10 @@ from tests.incidents.detection_fixtures import (
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("at_now")]
+
+# The incident's events are followed once the delivery's processing commits (escalation), as
+# the workers do.
+process_pending = followed(process_pending)
 
 
 @pytest.fixture

@@ -171,7 +171,6 @@ class OpenSet:
                         detected + timedelta(seconds=upcoming[0]["elapsed_s"]) if upcoming else None
                     ),
                     ack_due_at=None,
-                    token=secrets.token_hex(16),
                 )
             )
             for step in passed:
@@ -233,7 +232,9 @@ class OpenSet:
 
 def log_due(count: int, now: datetime, rng: random.Random) -> list[int]:
     """``count`` incidents logged through the service, detected long enough ago that each owes
-    its acknowledgement timeout and one or two matrix steps at ``now``."""
+    its acknowledgement timeout and one or two matrix steps at ``now``. Their events are followed
+    here (paging, the escalation started), as a worker does once each creation commits."""
+    from incidents.events import incident_events_follow
     from incidents.models import Source
     from incidents.services import incident_create
 
@@ -247,6 +248,7 @@ def log_due(count: int, now: datetime, rng: random.Random) -> list[int]:
             severity=severity,
             detected_at=now - timedelta(minutes=rng.uniform(31, 70)),
         )
+        incident_events_follow(incident_id=incident.pk)
         ids.append(incident.pk)
     return ids
 

@@ -5,6 +5,7 @@ CELERY_BROKER_URL in CI) wins.
 """
 
 import os
+import re
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "vigil-test-secret-key-" + "x" * 40)
 os.environ.setdefault("DJANGO_DEBUG", "0")
@@ -22,3 +23,11 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
 if not REDIS_URL:  # noqa: F405
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# A test database of this run's own, so two runs on one machine (two checkouts, CI beside a
+# developer) never create, flush or drop each other's. pytest-django drops it at the end of the
+# run (unless --reuse-db) and, under pytest-xdist, adds each worker's suffix (_gw0, _gw1, ...).
+# Real worker processes started by tests are handed this name (tests.workers.database_url).
+if "postgresql" in DATABASES["default"]["ENGINE"]:  # noqa: F405
+    _run_id = re.sub(r"\W", "_", os.environ.get("VIGIL_TEST_RUN_ID") or str(os.getpid()))
+    DATABASES["default"].setdefault("TEST", {})["NAME"] = f"test_vigil_{_run_id}"  # noqa: F405

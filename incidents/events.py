@@ -58,6 +58,7 @@ __all__ = [
     "event_handling_retry",
     "events_requeue",
     "events_subscribe",
+    "events_unsubscribe",
     "incident_events_follow",
     "subscribed_handlers",
 ]
@@ -113,6 +114,11 @@ def events_subscribe(
     if not handler or len(handler) > 100:
         raise ValueError("A handler name of 1 to 100 characters is required.")
     _handlers.setdefault(handler, Handler(handler)).callbacks[event] = callback
+
+
+def events_unsubscribe(*, handler: str) -> None:
+    """Remove every subscription of the handler name ``handler`` (a no-op if it has none)."""
+    _handlers.pop(handler, None)
 
 
 def subscribed_handlers(event: str) -> list[Handler]:
@@ -415,11 +421,15 @@ def events_requeue(*, now: datetime | None = None) -> int:
     were queued."""
     with transaction.atomic():
         ids = EVENT_QUEUE.requeue(now=now, order="id")
-        incidents = dict(
+        # Urgent rows first, and an incident's first row decides: an incident with any urgent
+        # event (a Sev 4 raised to Sev 1) goes back on the urgent queue.
+        incidents: dict[int, bool] = {}
+        for incident_id, urgent in (
             IncidentEvent.objects.filter(pk__in=ids)
-            .order_by("-urgent")
+            .order_by("-urgent", "id")
             .values_list("incident_id", "urgent")
-        )
+        ):
+            incidents.setdefault(incident_id, urgent)
         for incident_id, urgent in incidents.items():
             transaction.on_commit(
                 lambda i=incident_id, u=urgent: events_kick(incident_id=i, urgent=u)

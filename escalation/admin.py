@@ -19,15 +19,12 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from incidents.admin.common import NoRevertMixin, ServiceWriteAdminMixin, WriteServices
 from incidents.admin.extensions import incident_page_inline_register
 from incidents.models import Source
 
 from . import admin_escalation  # noqa: F401
-from .admin_escalation import EscalationStepAdmin
-from .models import EscalationStep, Notification, NotificationStatus
+from .models import Notification, NotificationStatus
 from .services import notification_retry
-from .services.policy import escalation_step_create, escalation_step_delete, escalation_step_update
 
 ACK_LINK = re.compile(r"(/ack/)[^/\s]+/")
 
@@ -229,22 +226,3 @@ class NotificationInline(ReadOnlyMixin, admin.TabularInline):
 
 # After the escalation inlines (``admin_escalation``, imported above, registers those).
 incident_page_inline_register(NotificationInline)
-
-
-# --- the escalation matrix writes through its services --------------------------------------
-
-
-class EscalationStepServiceAdmin(ServiceWriteAdminMixin, NoRevertMixin, EscalationStepAdmin):
-    """The matrix page of ``admin_escalation``, whose add, change and delete (and the "delete
-    selected" action) call the matrix services: permission check, validation, audited save."""
-
-    write_services = WriteServices(
-        instance="step",
-        create=escalation_step_create,
-        update=escalation_step_update,
-        delete=escalation_step_delete,
-    )
-
-
-admin.site.unregister(EscalationStep)
-admin.site.register(EscalationStep, EscalationStepServiceAdmin)

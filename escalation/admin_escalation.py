@@ -22,11 +22,17 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from simple_history.admin import SimpleHistoryAdmin
 
+from incidents.admin.common import NoRevertMixin, ServiceWriteAdminMixin, WriteServices
 from incidents.admin.extensions import incident_page_inline_register
 from incidents.models import Channel, Incident
 
 from .models import AckLinkUse, EscalationEvent, EscalationStep, IncidentEscalation
 from .services.paging import format_elapsed
+from .services.policy import (
+    escalation_step_create,
+    escalation_step_delete,
+    escalation_step_update,
+)
 from .services.timers import ACK_TIMEOUT_STEP
 
 
@@ -122,7 +128,16 @@ class EscalationStepForm(forms.ModelForm):
 
 
 @admin.register(EscalationStep)
-class EscalationStepAdmin(SimpleHistoryAdmin):
+class EscalationStepAdmin(ServiceWriteAdminMixin, NoRevertMixin, SimpleHistoryAdmin):
+    """The §5.1 matrix. Add, change and delete (and "delete selected") call the matrix
+    services: permission check, validation, audited save."""
+
+    write_services = WriteServices(
+        instance="step",
+        create=escalation_step_create,
+        update=escalation_step_update,
+        delete=escalation_step_delete,
+    )
     form = EscalationStepForm
     list_display = ("severity", "elapsed_label", "target")
     list_filter = ("severity", "target")

@@ -17,10 +17,10 @@ from incidents.events import (
     EVENT_NAMES,
     INCIDENT_CREATED,
     INCIDENT_TRANSITIONED,
-    _handlers,
     announce,
     events_requeue,
     events_subscribe,
+    events_unsubscribe,
     incident_events_follow,
 )
 from incidents.models import (
@@ -63,7 +63,7 @@ def follower():
     for name in (INCIDENT_CREATED, INCIDENT_TRANSITIONED):
         events_subscribe(handler=recorder.name, event=name, callback=recorder)
     yield recorder
-    _handlers.pop(recorder.name, None)
+    events_unsubscribe(handler=recorder.name)
 
 
 def create(**kwargs) -> Incident:
@@ -257,7 +257,7 @@ def test_the_sweep_requeues_lost_kicks_and_dead_dispatchers_once(
 
 def test_following_costs_a_fixed_number_of_queries(follower, django_assert_max_num_queries):
     incident = create(severity=4)
-    _handlers.pop("escalation")  # measure the dispatcher, not escalation's own work
+    events_unsubscribe(handler="escalation")  # measure the dispatcher, not escalation's work
     try:
         with django_assert_max_num_queries(20):
             incident_events_follow(incident_id=incident.pk)

@@ -21,7 +21,7 @@ from incidents.events import (
     INCIDENT_UPDATED,
     events_subscribe,
 )
-from incidents.models import Incident, IncidentEvent
+from incidents.models import Incident, IncidentEvent, SeverityLevel
 
 from .services.paging import incident_page_assignee, incident_page_security, incident_page_team
 from .services.timers import (
@@ -65,6 +65,9 @@ def on_incident_severity_changed(event: IncidentEvent) -> None:
     # Level 1 is the most severe: a smaller number is a rise. A drop pages nobody. The raise
     # is paged under the severity it raised to, even if it was changed again since.
     if new < old and incident.is_active:
+        # The team is paged on the raised severity's channels (and under its keys), not on
+        # whatever the incident's severity is by the time this runs.
+        incident.severity = SeverityLevel.objects.get(level=new)
         incident_page_team(incident=incident, reason="raised")
 
 

@@ -301,6 +301,22 @@ def test_a_drop_pages_nobody_and_raising_back_does_not_repeat(reachable_policy, 
     assert incident.timeline.filter(kind=Kind.NOTIFICATION).count() == 2
 
 
+def test_a_raise_changed_again_before_it_is_followed_is_still_paged(reachable_policy, frozen):
+    from incidents.services import incident_change_severity as change_severity
+
+    incident = create(3)
+    # Both changes commit before the followers run (a busy or restarting worker).
+    change_severity(incident=incident, severity=1, actor=None, source=Source.SYSTEM)
+    change_severity(incident=incident, severity=2, actor=None, source=Source.SYSTEM)
+    follow_events()
+
+    raised = incident.notifications.filter(idempotency_key__contains=":sev1:")
+    assert raised.count() == 9
+    assert set(raised.values_list("channel", flat=True)) == {"phone", "slack", "email"}
+    assert set(raised.values_list("reason", flat=True)) == {"Severity raised to Sev 1"}
+    assert incident.notifications.count() == 6 + 9  # the drop to Sev 2 pages nobody
+
+
 # --- the escalation starts with the incident ---------------------------------------------------
 
 

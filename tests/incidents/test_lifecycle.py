@@ -10,7 +10,7 @@ import time_machine
 from django.db import transaction
 
 from incidents.errors import ActionForbidden, GuardFailed, InvalidInput, TransitionNotAllowed
-from incidents.events import INCIDENT_TRANSITIONED, _handlers, events_subscribe
+from incidents.events import INCIDENT_TRANSITIONED, events_subscribe, events_unsubscribe
 from incidents.models import (
     EventHandling,
     EventStatus,
@@ -691,7 +691,7 @@ def test_a_failing_follower_never_rolls_the_transition_back(superuser):
         result = incident_acknowledge(incident=incident, actor=superuser, source=Source.API)
         follow_events()
     finally:
-        _handlers.pop("tests.failing", None)
+        events_unsubscribe(handler="tests.failing")
     assert result.status == Status.ACKNOWLEDGED
     assert Incident.objects.get(pk=incident.pk).status == Status.ACKNOWLEDGED
     event = incident.events.get(name=INCIDENT_TRANSITIONED, payload__action="acknowledge")

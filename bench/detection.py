@@ -471,7 +471,7 @@ def main() -> int:
         "config",
         "worker",
         "--queues",
-        "vigil,vigil.sweeps",
+        "vigil.urgent,vigil,vigil.sweeps",
         "--pool",
         "prefork",
         "--concurrency",

@@ -116,7 +116,14 @@ def clear_broker(broker_url: str) -> None:
     import redis
 
     client = redis.Redis.from_url(broker_url)
-    for pattern in ("vigil", "vigil.urgent", "vigil.sweeps", "vigil\x06*", "unacked*", f"{NOOP_KEY}:*"):
+    for pattern in (
+        "vigil",
+        "vigil.urgent",
+        "vigil.sweeps",
+        "vigil\x06*",
+        "unacked*",
+        f"{NOOP_KEY}:*",
+    ):
         keys = list(client.scan_iter(match=pattern))
         if keys:
             client.delete(*keys)

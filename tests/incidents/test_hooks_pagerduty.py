@@ -36,7 +36,16 @@ class TlsRelay(socketserver.ThreadingTCPServer):
 
     def __init__(self, context: ssl.SSLContext, upstream: tuple[str, int]) -> None:
         self.context, self.upstream = context, upstream
+        self.upstream_sockets: set[socket.socket] = set()
         super().__init__(("127.0.0.1", 0), _RelayHandler)
+
+    def close_upstream_connections(self) -> None:
+        """End the connections to the live server that the client keeps alive, so its
+        request threads finish and close their database connections (the test database
+        cannot be dropped at the end of the run while they are open)."""
+        for upstream in list(self.upstream_sockets):
+            with contextlib.suppress(OSError):
+                upstream.shutdown(socket.SHUT_RDWR)
 
 
 class _RelayHandler(socketserver.BaseRequestHandler):
@@ -46,10 +55,12 @@ class _RelayHandler(socketserver.BaseRequestHandler):
         except (ssl.SSLError, OSError):
             return
         with contextlib.closing(tls), socket.create_connection(self.server.upstream) as plain:
+            self.server.upstream_sockets.add(plain)
             back = threading.Thread(target=_pump, args=(plain, tls), daemon=True)
             back.start()
             _pump(tls, plain)
             back.join(10)
+            self.server.upstream_sockets.discard(plain)
 
 
 def _pump(source: socket.socket, target: socket.socket) -> None:
@@ -102,6 +113,7 @@ def https_vigil(live_server, tmp_path: Path):
         ssl.create_default_context(cafile=str(cert)),
     )
     relay.shutdown()
+    relay.close_upstream_connections()
     relay.server_close()
 
 

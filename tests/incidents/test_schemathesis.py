@@ -8,6 +8,7 @@ schema documents.
 
 from __future__ import annotations
 
+import copy
 import re
 import zlib
 from urllib.parse import unquote
@@ -29,6 +30,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.factories import IncidentFactory, ServiceFactory, UserFactory
+from tests.scoped_rows import scoped_rows
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
 
@@ -52,12 +54,7 @@ def keep_test_connection():
     request_finished.connect(close_old_connections)
 
 
-@pytest.fixture
-def world(db, settings, keep_test_connection):
-    settings.REST_FRAMEWORK = {
-        **settings.REST_FRAMEWORK,
-        "DEFAULT_THROTTLE_RATES": {"token": None, "anon": None},
-    }
+def _make_world() -> dict:
     root = UserFactory(username="fuzz-root", is_superuser=True)
     _, token = AuthToken.objects.create(user=root)
     ServiceFactory(slug="checkout", name="Checkout", customer_facing=True)
@@ -72,6 +69,22 @@ def world(db, settings, keep_test_connection):
         "slug": ["checkout", "search"],
         "key": ["incident_manager", "technical_lead"],
     }
+
+
+@pytest.fixture(scope="module")
+def world_rows(django_db_setup, django_db_blocker):
+    """Made once for every operation: each test's writes are rolled back after it, so every
+    operation still starts from these rows exactly as made."""
+    yield from scoped_rows(django_db_blocker, _make_world)
+
+
+@pytest.fixture
+def world(db, world_rows, settings, keep_test_connection):
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"token": None, "anon": None},
+    }
+    return copy.deepcopy(world_rows)
 
 
 def _point_at_real_rows(case, world) -> None:

@@ -156,21 +156,16 @@ def test_change_page_renders_for_every_role_group(client, request, role, make_in
 FROM_OPEN = {"acknowledge", "investigate", "mitigate", "monitor", "resolve"}
 
 
+# Which actions each role may take from each status is tested at the selector the page reads
+# (test_lifecycle's test_actions_available_per_role_and_status). Here: every button is shown
+# (from open, and from resolved), a role's missing permission hides one, and none may be left.
 @pytest.mark.parametrize(
     ("role", "status", "expected"),
     [
         ("incident_manager", "open", FROM_OPEN | {"cancel"}),
-        ("incident_manager", "investigating", {"mitigate", "monitor", "resolve", "cancel"}),
         ("incident_manager", "resolved", {"reopen", "close"}),
-        ("incident_manager", "closed", set()),
-        ("technical_lead", "open", FROM_OPEN),
-        ("technical_lead", "investigating", {"mitigate", "monitor", "resolve"}),
         ("technical_lead", "resolved", {"reopen"}),
-        ("communications_lead", "open", {"acknowledge"}),
-        ("communications_lead", "investigating", set()),
-        ("business_liaison", "open", set()),
         ("viewer", "open", set()),
-        ("viewer", "resolved", set()),
     ],
 )
 def test_buttons_are_the_actions_this_user_may_take_in_this_status(
@@ -387,22 +382,20 @@ def test_a_viewer_cannot_post_a_transition(client, viewer, make_incident):
     assert not own_timeline(incident).exists()
 
 
-def test_a_technical_lead_cannot_close_or_cancel(client, technical_lead, make_incident):
-    resolved = make_incident(status="resolved", root_cause="x", business_impact="y")
-    open_incident = make_incident()
+def test_a_technical_lead_can_neither_post_nor_open_the_cancel_form(
+    client, technical_lead, make_incident
+):
+    incident = make_incident()
     client.force_login(technical_lead)
 
-    close = client.post(url("transition", resolved.pk, "close"))
-    cancel = client.post(url("transition", open_incident.pk, "cancel"), {"reason": "Not ours."})
-    cancel_page = client.get(url("transition", open_incident.pk, "cancel"))
+    cancel = client.post(url("transition", incident.pk, "cancel"), {"reason": "Not ours."})
+    cancel_page = client.get(url("transition", incident.pk, "cancel"))
 
-    assert "may not close" in messages_of(close)[0]
     assert "may not cancel" in messages_of(cancel)[0]
     assert cancel_page.status_code == 302
     assert "may not cancel" in messages_of(cancel_page)[0]
-    resolved.refresh_from_db()
-    open_incident.refresh_from_db()
-    assert (resolved.status, open_incident.status) == (Status.RESOLVED, Status.OPEN)
+    incident.refresh_from_db()
+    assert incident.status == Status.OPEN
 
 
 def test_repeating_a_transition_says_nothing_changed(client, incident_manager, make_incident):

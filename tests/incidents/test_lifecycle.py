@@ -21,6 +21,7 @@ from incidents.models import (
     Source,
     Status,
 )
+from incidents.selectors import actions_available
 from incidents.services import (
     ACTIONS,
     incident_acknowledge,
@@ -372,6 +373,17 @@ def test_permissions_per_role(label, action):
             )
         assert info.value.action == action
         assert snapshot(incident) == before
+
+
+def test_actions_available_per_role_and_status():
+    """What the admin's buttons and the API's ``actions`` show: the actions possible from the
+    status that the user may take."""
+    incidents = {status: complete_incident(status) for status in MATRIX}
+    for label in ROLE_USERS:
+        user = user_for(label)
+        for status, incident in incidents.items():
+            expected = [action for action in allowed_from(status) if permitted(label, action)]
+            assert actions_available(incident, user) == expected, (label, status)
 
 
 def test_forbidden_comes_before_already_done(viewer):

@@ -16,6 +16,7 @@ from incidents.models import Incident, Kind, Source
 from incidents.serializers import IncidentSerializer
 from incidents.services import incident_role_assign
 from tests.factories import IncidentFactory, ServiceFactory
+from tests.scoped_rows import scoped_rows
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -177,9 +178,20 @@ def test_detail_shows_duplicate_and_roles(im_api, incident_manager):
 # --- list: filters, search, ordering, pagination ---------------------------------------------
 
 
+@pytest.fixture(scope="class")
+def spread_rows(django_db_setup, django_db_blocker):
+    """Made once for the tests of TestListOfTheSpread, which only read them (and gone after
+    them, so the module's other tests start from an empty list)."""
+    yield from scoped_rows(django_db_blocker, _make_spread)
+
+
 @pytest.fixture
-def spread(db):
-    """Incidents on three days, several statuses, severities, services."""
+def spread(db, spread_rows):
+    """Incidents on three days, several statuses, severities, services: {key: number}."""
+    return dict(spread_rows)
+
+
+def _make_spread() -> dict[str, str]:
     ServiceFactory(slug="checkout", customer_facing=True)
     ServiceFactory(slug="search")
     made = {}
@@ -197,67 +209,66 @@ def spread(db):
     return {key: incident.number for key, incident in made.items()}
 
 
-@pytest.mark.parametrize(
-    ("query", "expected"),
-    [
-        ("", "dcba"),
-        ("status=open", "a"),
-        ("status=open&status=investigating", "ba"),
-        ("severity=1&severity=4", "da"),
-        ("priority=1", "c"),
-        ("service=checkout", "a"),
-        ("service=unknown", ""),
-        ("customer_facing=true", "a"),
-        ("customer_facing=false", "dcb"),
-        ("search=slow", "b"),
-        ("search=0303", "cb"),
-        ("detected_after=2026-03-03T00:00:00Z", "dcb"),
-        ("detected_before=2026-03-02T12:00:00%2B00:00", "a"),
-        ("created_after=2026-03-03T00:00:00Z&created_before=2026-03-03T23:59:59Z", "cb"),
-        ("ordering=severity", "acbd"),
-        ("ordering=-priority", "dbac"),
-        ("ordering=detected_at", "abcd"),
-    ],
-)
-def test_list_filters_search_and_ordering(im_api, spread, query, expected):
-    with time_machine.travel(T0 + timedelta(days=2, hours=1), tick=False):
+class TestListOfTheSpread:
+    @pytest.mark.parametrize(
+        ("query", "expected"),
+        [
+            ("", "dcba"),
+            ("status=open", "a"),
+            ("status=open&status=investigating", "ba"),
+            ("severity=1&severity=4", "da"),
+            ("priority=1", "c"),
+            ("service=checkout", "a"),
+            ("service=unknown", ""),
+            ("customer_facing=true", "a"),
+            ("customer_facing=false", "dcb"),
+            ("search=slow", "b"),
+            ("search=0303", "cb"),
+            ("detected_after=2026-03-03T00:00:00Z", "dcb"),
+            ("detected_before=2026-03-02T12:00:00%2B00:00", "a"),
+            ("created_after=2026-03-03T00:00:00Z&created_before=2026-03-03T23:59:59Z", "cb"),
+            ("ordering=severity", "acbd"),
+            ("ordering=-priority", "dbac"),
+            ("ordering=detected_at", "abcd"),
+        ],
+    )
+    def test_list_filters_search_and_ordering(self, im_api, spread, query, expected):
+        with time_machine.travel(T0 + timedelta(days=2, hours=1), tick=False):
+            response = im_api.get(f"/api/v1/incidents/?{query}")
+        got = _ids(response)
+        if "ordering" in query and "priority" in query:
+            # Ties keep the tie-breaker's order; only the priorities must be non-increasing.
+            priorities = [row["priority"] for row in response.json()["results"]]
+            assert priorities == sorted(priorities, reverse=True)
+            assert set(got) == {spread[key] for key in expected}
+        else:
+            assert got == [spread[key] for key in expected]
+
+    def test_breached_filter_follows_the_sla_clocks(self, im_api, spread):
+        # Two hours after the last one was logged: "a" (Sev 1, 15 min) was never acknowledged.
+        with time_machine.travel(T0 + timedelta(days=2, hours=2), tick=False):
+            breached = set(_ids(im_api.get("/api/v1/incidents/?breached=true")))
+            fine = set(_ids(im_api.get("/api/v1/incidents/?breached=false")))
+        assert spread["a"] in breached
+        assert spread["d"] in fine
+        assert breached | fine == set(spread.values())
+        assert not breached & fine
+
+    @pytest.mark.parametrize(
+        "query",
+        [
+            "status=burning",
+            "severity=7",
+            "detected_after=tomorrow",
+            "detected_after=0001-01-01T00:00:00%2B05:00",
+            "cursor=not-base64!",
+            "cursor=cD0yMDI2LTAzLTAyIGp1bms%3D",  # p=2026-03-02 junk
+        ],
+    )
+    def test_bad_query_parameters_are_400(self, im_api, spread, query):
         response = im_api.get(f"/api/v1/incidents/?{query}")
-    got = _ids(response)
-    if "ordering" in query and "priority" in query:
-        # Ties keep the tie-breaker's order; only the priorities must be non-increasing.
-        priorities = [row["priority"] for row in response.json()["results"]]
-        assert priorities == sorted(priorities, reverse=True)
-        assert set(got) == {spread[key] for key in expected}
-    else:
-        assert got == [spread[key] for key in expected]
-
-
-def test_breached_filter_follows_the_sla_clocks(im_api, spread):
-    # Two hours after the last one was logged: "a" (Sev 1, 15 min) was never acknowledged.
-    with time_machine.travel(T0 + timedelta(days=2, hours=2), tick=False):
-        breached = set(_ids(im_api.get("/api/v1/incidents/?breached=true")))
-        fine = set(_ids(im_api.get("/api/v1/incidents/?breached=false")))
-    assert spread["a"] in breached
-    assert spread["d"] in fine
-    assert breached | fine == set(spread.values())
-    assert not breached & fine
-
-
-@pytest.mark.parametrize(
-    "query",
-    [
-        "status=burning",
-        "severity=7",
-        "detected_after=tomorrow",
-        "detected_after=0001-01-01T00:00:00%2B05:00",
-        "cursor=not-base64!",
-        "cursor=cD0yMDI2LTAzLTAyIGp1bms%3D",  # p=2026-03-02 junk
-    ],
-)
-def test_bad_query_parameters_are_400(im_api, spread, query):
-    response = im_api.get(f"/api/v1/incidents/?{query}")
-    assert response.status_code == 400, response.json()
-    assert response.json()["status"] == 400
+        assert response.status_code == 400, response.json()
+        assert response.json()["status"] == 400
 
 
 def test_cursor_pages_cover_everything_once_even_with_inserts(im_api, db):

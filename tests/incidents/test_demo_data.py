@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from django.test import override_settings
 from django.utils import timezone
 
 from incidents.management import demo
@@ -23,6 +24,7 @@ from incidents.models import (
     Status,
     TimelineEntry,
 )
+from tests.scoped_rows import scoped_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -67,6 +69,23 @@ def debug(settings):
     settings.DEBUG = True
 
 
+def _load() -> str:
+    with override_settings(DEBUG=True):
+        return run()
+
+
+@pytest.fixture(scope="class")
+def loaded_rows(django_db_setup, django_db_blocker):
+    """One load of the demo for the tests of TestOneLoad (each test's writes are rolled back
+    after it); the output of that first run."""
+    yield from scoped_rows(django_db_blocker, _load)
+
+
+@pytest.fixture
+def loaded(db, loaded_rows) -> str:
+    return loaded_rows
+
+
 def test_refuses_to_run_with_debug_off(settings):
     settings.DEBUG = False
     with pytest.raises(CommandError, match="DJANGO_DEBUG off"):
@@ -81,100 +100,98 @@ def test_force_runs_with_debug_off(settings):
     assert Incident.objects.count() == len(demo.STORIES)
 
 
-def test_loads_and_prints_the_logins(debug):
-    output = run()
-    assert f"Log in as {demo.SUPERUSER} / {demo.DEMO_PASSWORD}" in output
-    for incident in Incident.objects.all():
-        assert incident.number in output
-    for person in demo.PEOPLE:
-        assert person.username in output
+class TestOneLoad:
+    """Tests that start from one run of the command, made once for all of them."""
 
+    def test_loads_and_prints_the_logins(self, loaded):
+        output = loaded
+        assert f"Log in as {demo.SUPERUSER} / {demo.DEMO_PASSWORD}" in output
+        for incident in Incident.objects.all():
+            assert incident.number in output
+        for person in demo.PEOPLE:
+            assert person.username in output
 
-def test_is_idempotent(debug):
-    run()
-    first = snapshot()
-    output = run()
-    assert snapshot() == first
-    assert "(created)" not in output
-    assert output.count("(already there)") == len(demo.STORIES)
+    def test_is_idempotent(self, loaded, debug):
+        first = snapshot()
+        output = run()
+        assert snapshot() == first
+        assert "(created)" not in output
+        assert output.count("(already there)") == len(demo.STORIES)
 
+    def test_rerun_resets_the_demo_passwords(self, loaded, debug):
+        User = get_user_model()
+        admin = User.objects.get(username=demo.SUPERUSER)
+        admin.set_password("something-else-entirely")
+        admin.save()
+        run()
+        admin.refresh_from_db()
+        assert admin.is_superuser and admin.is_staff
+        assert admin.check_password(demo.DEMO_PASSWORD)
+        assert User.objects.get(username="maria").check_password(demo.DEMO_PASSWORD)
 
-def test_rerun_resets_the_demo_passwords(debug):
-    run()
-    User = get_user_model()
-    admin = User.objects.get(username=demo.SUPERUSER)
-    admin.set_password("something-else-entirely")
-    admin.save()
-    run()
-    admin.refresh_from_db()
-    assert admin.is_superuser and admin.is_staff
-    assert admin.check_password(demo.DEMO_PASSWORD)
-    assert User.objects.get(username="maria").check_password(demo.DEMO_PASSWORD)
+    def test_every_state_is_present(self, loaded):
+        statuses = set(Incident.objects.values_list("status", flat=True))
+        assert {
+            Status.OPEN,
+            Status.INVESTIGATING,
+            Status.MONITORING,
+            Status.RESOLVED,
+            Status.CLOSED,
+            Status.CANCELLED,
+        } <= statuses
+        assert Incident.objects.filter(status=Status.OPEN, severity=1).exists()
+        assert Incident.objects.filter(status=Status.INVESTIGATING, severity=2).exists()
 
+        closed = Incident.objects.get(status=Status.CLOSED)
+        for name in ("summary", "root_cause", "resolution", "business_impact", "lessons_learned"):
+            assert getattr(closed, name).strip(), name
+        assert closed.role_assignments.count() == 4
+        duplicate = Incident.objects.get(status=Status.CANCELLED)
+        assert duplicate.duplicate_of is not None
+        assert duplicate.duplicate_of.status == Status.OPEN
 
-def test_every_state_is_present(debug):
-    run()
-    statuses = set(Incident.objects.values_list("status", flat=True))
-    assert {
-        Status.OPEN,
-        Status.INVESTIGATING,
-        Status.MONITORING,
-        Status.RESOLVED,
-        Status.CLOSED,
-        Status.CANCELLED,
-    } <= statuses
-    assert Incident.objects.filter(status=Status.OPEN, severity=1).exists()
-    assert Incident.objects.filter(status=Status.INVESTIGATING, severity=2).exists()
+    def test_staff_contacts_and_services(self, loaded):
+        User = get_user_model()
+        for group in (
+            "Incident Manager",
+            "Technical Lead",
+            "Communications Lead",
+            "Business Liaison",
+        ):
+            assert User.objects.filter(groups__name=group, is_staff=True).count() == 2
+        assert User.objects.filter(groups__name="Viewer").exists()
+        for role in ResponseRole.objects.select_related("primary_contact", "backup_contact"):
+            assert role.primary_contact.user is not None, role.key
+            assert role.backup_contact.user is not None, role.key
+            assert role.primary_contact.user.groups.filter(pk=role.group_id).exists()
+        assert not EscalationContact.objects.filter(contact__name__startswith="[Name]").exists()
+        kinds = set(Service.objects.values_list("kind", flat=True))
+        assert {"customer_app", "production", "infrastructure", "third_party", "internal"} <= kinds
 
-    closed = Incident.objects.get(status=Status.CLOSED)
-    for name in ("summary", "root_cause", "resolution", "business_impact", "lessons_learned"):
-        assert getattr(closed, name).strip(), name
-    assert closed.role_assignments.count() == 4
-    duplicate = Incident.objects.get(status=Status.CANCELLED)
-    assert duplicate.duplicate_of is not None
-    assert duplicate.duplicate_of.status == Status.OPEN
+    def test_timelines_are_written_by_the_services(self, loaded):
+        now = timezone.now()
+        for incident in Incident.objects.all():
+            entries = list(incident.timeline.order_by("occurred_at", "id"))
+            assert entries[0].kind == Kind.CREATED, incident.number
+            assert incident.detected_at < now - timedelta(minutes=1)
+            # Stories replay in time: the log starts at detection and never runs backwards.
+            assert entries[0].occurred_at == incident.detected_at
+            times = [entry.occurred_at for entry in entries]
+            assert times == sorted(times)
+            assert incident.history.exists()
+            if incident.status != Status.OPEN:
+                assert any(entry.kind == Kind.STATUS for entry in entries), incident.number
 
-
-def test_staff_contacts_and_services(debug):
-    run()
-    User = get_user_model()
-    for group in ("Incident Manager", "Technical Lead", "Communications Lead", "Business Liaison"):
-        assert User.objects.filter(groups__name=group, is_staff=True).count() == 2
-    assert User.objects.filter(groups__name="Viewer").exists()
-    for role in ResponseRole.objects.select_related("primary_contact", "backup_contact"):
-        assert role.primary_contact.user is not None, role.key
-        assert role.backup_contact.user is not None, role.key
-        assert role.primary_contact.user.groups.filter(pk=role.group_id).exists()
-    assert not EscalationContact.objects.filter(contact__name__startswith="[Name]").exists()
-    kinds = set(Service.objects.values_list("kind", flat=True))
-    assert {"customer_app", "production", "infrastructure", "third_party", "internal"} <= kinds
-
-
-def test_timelines_are_written_by_the_services(debug):
-    run()
-    now = timezone.now()
-    for incident in Incident.objects.all():
-        entries = list(incident.timeline.order_by("occurred_at", "id"))
-        assert entries[0].kind == Kind.CREATED, incident.number
-        assert incident.detected_at < now - timedelta(minutes=1)
-        # Stories replay in time: the log starts at detection and never runs backwards.
-        assert entries[0].occurred_at == incident.detected_at
-        times = [entry.occurred_at for entry in entries]
-        assert times == sorted(times)
-        assert incident.history.exists()
-        if incident.status != Status.OPEN:
-            assert any(entry.kind == Kind.STATUS for entry in entries), incident.number
-
-    closed = Incident.objects.get(status=Status.CLOSED)
-    kinds = list(closed.timeline.values_list("kind", flat=True))
-    for kind in (Kind.ROLE, Kind.NOTE, Kind.DECISION, Kind.SEVERITY, Kind.UPDATE, Kind.STATUS):
-        assert kind in kinds
-    steps = [e.data.get("action") for e in closed.timeline.filter(kind=Kind.STATUS)]
-    assert steps == ["acknowledge", "investigate", "mitigate", "monitor", "resolve", "close"]
-    assert closed.detected_at < closed.acknowledged_at < closed.resolved_at < closed.closed_at
-    assert closed.closed_at < now - timedelta(days=1)
-    assert not closed.response_breached_at(now)
-    assert not closed.resolution_breached_at(now)
+        closed = Incident.objects.get(status=Status.CLOSED)
+        kinds = list(closed.timeline.values_list("kind", flat=True))
+        for kind in (Kind.ROLE, Kind.NOTE, Kind.DECISION, Kind.SEVERITY, Kind.UPDATE, Kind.STATUS):
+            assert kind in kinds
+        steps = [e.data.get("action") for e in closed.timeline.filter(kind=Kind.STATUS)]
+        assert steps == ["acknowledge", "investigate", "mitigate", "monitor", "resolve", "close"]
+        assert closed.detected_at < closed.acknowledged_at < closed.resolved_at < closed.closed_at
+        assert closed.closed_at < now - timedelta(days=1)
+        assert not closed.response_breached_at(now)
+        assert not closed.resolution_breached_at(now)
 
 
 def test_without_time_machine_steps_happen_now(debug, monkeypatch):

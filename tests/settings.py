@@ -31,3 +31,20 @@ if not REDIS_URL:  # noqa: F405
 if "postgresql" in DATABASES["default"]["ENGINE"]:  # noqa: F405
     _run_id = re.sub(r"\W", "_", os.environ.get("VIGIL_TEST_RUN_ID") or str(os.getpid()))
     DATABASES["default"].setdefault("TEST", {})["NAME"] = f"test_vigil_{_run_id}"  # noqa: F405
+
+# Under pytest-xdist each worker process has a Redis database of its own (the run's database
+# number + 1 + the worker's number) for the cache and the broker: the cache's clear() empties a
+# whole Redis database, and a test's purge of the broker would take the other worker's messages.
+_xdist_worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+if REDIS_URL and re.fullmatch(r"gw\d+", _xdist_worker):  # noqa: F405
+    from urllib.parse import urlsplit, urlunsplit
+
+    def _worker_redis_url(url: str) -> str:
+        parts = urlsplit(url)
+        number = int(parts.path.strip("/") or 0) + 1 + int(_xdist_worker[2:])
+        return urlunsplit(parts._replace(path=f"/{number}"))
+
+    if CELERY_BROKER_URL == REDIS_URL:  # noqa: F405
+        CELERY_BROKER_URL = _worker_redis_url(CELERY_BROKER_URL)  # noqa: F405
+    REDIS_URL = _worker_redis_url(REDIS_URL)  # noqa: F405
+    CACHES["default"]["LOCATION"] = REDIS_URL

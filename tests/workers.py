@@ -296,6 +296,9 @@ class CeleryLauncher:
         from django.conf import settings
 
         env = dict(os.environ)
+        # Handed this process's database and Redis URLs as they are: tests.settings must not
+        # work out an xdist worker's own Redis database from them a second time.
+        env.pop("PYTEST_XDIST_WORKER", None)
         env.update(
             {
                 "DJANGO_SETTINGS_MODULE": "tests.settings",

@@ -9,6 +9,8 @@ schema documents.
 from __future__ import annotations
 
 import copy
+import importlib
+import pkgutil
 import re
 import zlib
 from urllib.parse import unquote
@@ -32,6 +34,19 @@ from schemathesis.specs.openapi.checks import (
 from tests.factories import IncidentFactory, ServiceFactory, UserFactory
 from tests.scoped_rows import scoped_rows
 
+
+def _import_every_vigil_module() -> None:
+    """Hypothesis also draws from the constants of the project's modules loaded at the time, so
+    whichever modules earlier tests happened to load (run order, the xdist worker a test lands
+    on) would change the requests generated. With all of them loaded first, what is generated
+    depends on the code alone."""
+    for name in ("config", "incidents", "escalation", "communications", "reviews"):
+        package = importlib.import_module(name)
+        for module in pkgutil.walk_packages(package.__path__, f"{name}."):
+            importlib.import_module(module.name)
+
+
+_import_every_vigil_module()
 schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
 
 CHECKS = [

@@ -15,9 +15,13 @@ TEXT_MAX = 20_000
 
 class TextField(serializers.CharField):
     """A strict CharField: a JSON string only (DRF would turn 5 into "5"), and no lone
-    surrogates, which JSON allows but no database column can store."""
+    surrogates or NUL bytes, which JSON allows but no database column can store. Checked here,
+    before any subclass looks the value up (DRF's own NUL validator runs only afterwards)."""
 
-    default_error_messages = {"not_a_string": "Expected a string."}
+    default_error_messages = {
+        "not_a_string": "Expected a string.",
+        "null_characters": "Null characters are not allowed.",
+    }
 
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
@@ -27,6 +31,8 @@ class TextField(serializers.CharField):
             value.encode("utf-8")
         except UnicodeEncodeError:
             self.fail("invalid")
+        if "\x00" in value:
+            self.fail("null_characters")
         return value
 
 

@@ -100,6 +100,27 @@ def test_a_service_named_by_incidents_is_not_deleted(api_as, superuser, service)
     assert response.json()["is_active"] is False
 
 
+def test_an_owner_name_with_a_nul_byte_is_a_400_not_a_500(api_as, superuser):
+    response = api_as(superuser).post(
+        "/api/v1/services/",
+        {
+            "slug": "nul-owner",
+            "name": "Nul owner",
+            "public_name": "Nul owner",
+            "description": "",
+            "kind": "third_party",
+            "tier": 3,
+            "customer_facing": False,
+            "owner": "ro\x00ot",
+            "is_active": True,
+        },
+        format="json",
+    )
+    assert response.status_code == 400
+    assert "owner" in response.json()["errors"] or "owner" in str(response.json())
+    assert not Service.objects.filter(slug="nul-owner").exists()
+
+
 def test_unknown_service_is_404(api_as, viewer):
     assert api_as(viewer).get("/api/v1/services/nope/").status_code == 404
 

@@ -13,6 +13,8 @@ import socket
 import pytest
 from django.conf import settings
 from django.db import connection
+from knox.models import AuthToken
+from rest_framework.test import APIClient
 
 from tests.factories import IncidentFactory, ServiceFactory, UserFactory
 
@@ -97,3 +99,16 @@ def make_incident(db):
 @pytest.fixture
 def incident(db):
     return IncidentFactory()
+
+
+@pytest.fixture
+def api_as(db):
+    """``api_as(user)``: an API client authenticated with a fresh token of ``user``."""
+
+    def make(user) -> APIClient:
+        _, token = AuthToken.objects.create(user=user)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+        return client
+
+    return make

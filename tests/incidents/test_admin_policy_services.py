@@ -13,8 +13,6 @@ from django.contrib.admin.models import DELETION, LogEntry
 from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.urls import reverse
-from knox.models import AuthToken
-from rest_framework.test import APIClient
 
 from escalation.models import EscalationStep
 from incidents.errors import InvalidInput
@@ -101,17 +99,6 @@ def staff_with(make_user):
                 Permission.objects.get(content_type__app_label=app_label, codename=codename)
             )
         return user
-
-    return make
-
-
-@pytest.fixture
-def api_as(db):
-    def make(user) -> APIClient:
-        _, token = AuthToken.objects.create(user=user)
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-        return client
 
     return make
 

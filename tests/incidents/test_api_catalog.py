@@ -3,23 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from knox.models import AuthToken
-from rest_framework.test import APIClient
 
 from incidents.models import PriorityMatrixCell, ResponseRole, Service, SeverityLevel
 from tests.factories import IncidentFactory, ServiceFactory
-
-
-@pytest.fixture
-def api_as(db):
-    def make(user) -> APIClient:
-        _, token = AuthToken.objects.create(user=user)
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-        return client
-
-    return make
-
 
 # --- services ------------------------------------------------------------------------------------
 

@@ -9,8 +9,6 @@ import pytest
 import time_machine
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from knox.models import AuthToken
-from rest_framework.test import APIClient
 
 from incidents.models import Incident, Kind, Source
 from incidents.serializers import IncidentSerializer
@@ -19,17 +17,6 @@ from tests.factories import IncidentFactory, ServiceFactory
 from tests.scoped_rows import scoped_rows
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def api_as(db):
-    def make(user) -> APIClient:
-        _, token = AuthToken.objects.create(user=user)
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-        return client
-
-    return make
 
 
 @pytest.fixture

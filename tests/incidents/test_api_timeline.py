@@ -6,24 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
-from knox.models import AuthToken
-from rest_framework.test import APIClient
 
 from incidents.models import Kind, RoleAssignment, Source, TimelineEntry
 from tests.factories import IncidentFactory, ServiceFactory
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def api_as(db):
-    def make(user) -> APIClient:
-        _, token = AuthToken.objects.create(user=user)
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-        return client
-
-    return make
 
 
 # --- timeline ------------------------------------------------------------------------------------

@@ -8,8 +8,6 @@ HTTP answer once, and the audit trail is the same as the admin's."""
 from __future__ import annotations
 
 import pytest
-from knox.models import AuthToken
-from rest_framework.test import APIClient
 
 from incidents.models import Incident, Kind, Source
 from incidents.services import incident_transition, incident_update
@@ -27,17 +25,6 @@ ACTIONS = {
     "cancel": ("open", "cancelled", {"reason": "False alarm."}),
 }
 CORE_KINDS = [Kind.CREATED, Kind.STATUS, Kind.UPDATE, Kind.SEVERITY, Kind.PRIORITY, Kind.ROLE]
-
-
-@pytest.fixture
-def api_as(db):
-    def make(user) -> APIClient:
-        _, token = AuthToken.objects.create(user=user)
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-        return client
-
-    return make
 
 
 def _post(client, incident, action, body=None):

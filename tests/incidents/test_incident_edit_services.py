@@ -11,8 +11,6 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
-from knox.models import AuthToken
-from rest_framework.test import APIClient
 
 from incidents.errors import InvalidInput
 from incidents.models import Incident, Kind, RoleAssignment, Source, TimelineEntry
@@ -26,17 +24,6 @@ from incidents.services.common import timeline_record_many
 from tests.incidents.test_admin import change_form_data
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def api_as(db):
-    def make(user) -> APIClient:
-        _, token = AuthToken.objects.create(user=user)
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-        return client
-
-    return make
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 from django.test import override_settings
-from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from incidents.models import Integration, WebhookDelivery
@@ -18,17 +17,6 @@ from tests.incidents.detection_fixtures import (
 )
 
 BASE = "https://vigil.example.com"
-
-
-@pytest.fixture
-def api_as(db):
-    def make(user) -> APIClient:
-        _, token = AuthToken.objects.create(user=user)
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-        return client
-
-    return make
 
 
 @override_settings(VIGIL_BASE_URL=BASE)

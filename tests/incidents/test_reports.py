@@ -10,7 +10,6 @@ import pytest
 import time_machine
 from django.contrib.messages import get_messages
 from django.urls import reverse
-from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from incidents.events import INCIDENT_CREATED
@@ -29,17 +28,6 @@ from tests.factories import IncidentFactory, ServiceFactory
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 REPORTS = "/api/v1/reports/"
 ADMIN_FORM = "/admin/incidents/incomingreport/add/"
-
-
-@pytest.fixture
-def api_as(db):
-    def make(user) -> APIClient:
-        _, token = AuthToken.objects.create(user=user)
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-        return client
-
-    return make
 
 
 def created_events() -> list[tuple]:

@@ -12,6 +12,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 MANAGE := $(BIN)/python manage.py
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 BENCH_ARGS ?=
 BIND ?= 127.0.0.1
 PORT ?= 8000
@@ -43,7 +44,7 @@ run: export DJANGO_DEBUG ?= 1
 run: export PATH := $(abspath $(BIN)):$(PATH)
 run: $(INSTALLED)
 	$(MANAGE) migrate --noinput
-	$(MANAGE) demo_data
+	$(MANAGE) demo_data $(DEMO_ARGS)
 	@echo ""
 	@echo "  Vigil is starting (web, Celery worker, Celery beat). Ctrl-C stops all three."
 	@echo "    Admin:     http://$(BIND):$(PORT)/admin/"
@@ -52,11 +53,12 @@ run: $(INSTALLED)
 	@echo ""
 	VIGIL_BIND=$(BIND) exec honcho start --port $(PORT)
 
-# Load (or reset) the demo data without starting anything.
+# Load the demo data without starting anything. demo_data refuses a database that is not a
+# throwaway one (DJANGO_DEBUG alone does not make it one); DEMO_ARGS=--force overrides that.
 demo: export DJANGO_DEBUG ?= 1
 demo: $(INSTALLED)
 	$(MANAGE) migrate --noinput
-	$(MANAGE) demo_data
+	$(MANAGE) demo_data $(DEMO_ARGS)
 
 # Forget the embedded database, broker and cache (var/): the next `make run` starts afresh with
 # demo incidents dated from then.

@@ -3,7 +3,13 @@ incidents whose whole history is played through the incident services.
 
 Idempotent: people, contacts and services are matched by their keys and saved only when they
 differ; an incident story is played once (matched by its title) inside one transaction, so a
-story is either all there or not at all. Every run resets the demo logins' password.
+story is either all there or not at all.
+
+The demo logins share a published password, so the demo belongs only in a throwaway database:
+:func:`load_refusals` says why a database is not one (not the embedded SQLite under
+``VIGIL_VAR_DIR``, users other than the demo's, or a demo-named user whose password is not the
+demo's, such as a real ``admin``), and the command refuses to load unless forced. An existing
+user's password is changed only when forced (``reset_passwords``).
 
 When time-machine is installed (it is in the ``dev`` extra that ``make run`` installs), every
 step of a story runs at its scripted moment, so IDs, timeline times, SLA clocks and history
@@ -17,12 +23,14 @@ import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.hashers import make_password
+from django.contrib.auth.hashers import check_password, make_password
 from django.contrib.auth.models import Group
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from incidents.models import (
@@ -97,6 +105,7 @@ PEOPLE = [
     Person("robert", "Robert", "King", "Viewer", "+14155550110", escalation="cto"),
     Person("ana", "Ana", "Silva", "Viewer", "+14155550111", escalation="ceo"),
 ]
+DEMO_USERNAMES = (SUPERUSER, *(person.username for person in PEOPLE))
 # The Board is reached through its secretary's mailbox; nobody logs in as the Board.
 BOARD_CONTACT = {"name": "Board of Directors", "email": "board@example.com", "phone": ""}
 
@@ -452,17 +461,80 @@ class Result:
     replayed_in_time: bool = False
 
 
-def load(*, now: datetime | None = None) -> Result:
-    """Load the demo data (idempotent); see the module docstring."""
+def load_refusals(*, debug: bool) -> list[str]:
+    """Why this database is not a throwaway one the demo may be loaded into (empty: it is).
+
+    Reads only: the settings, the database's name and the users. A demo login is recognised by
+    its password, the published one (checked once per distinct hash: the demo gives all its
+    logins one hash), not by its name: a real ``admin`` is not the demo's.
+    """
+    reasons = []
+    if not debug:
+        reasons.append("DJANGO_DEBUG off (production mode)")
+    if not _embedded_database():
+        name = connection.settings_dict.get("NAME")
+        reasons.append(
+            f"the database ({connection.vendor} {name}) is not the embedded SQLite under "
+            f"VIGIL_VAR_DIR ({settings.VAR_DIR})"
+        )
+    User = get_user_model()
+    others = list(
+        User.objects.exclude(username__in=DEMO_USERNAMES)
+        .order_by("username")
+        .values_list("username", flat=True)[:6]
+    )
+    if others:
+        listed = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+        reasons.append(f"users that are not the demo's exist ({listed})")
+    demo_named = User.objects.filter(username__in=DEMO_USERNAMES).values_list("username", flat=True)
+    known = set(demo_logins())
+    foreign = sorted(set(demo_named) - known)
+    if foreign:
+        reasons.append(
+            "users with demo names exist whose password is not the demo password, so the demo "
+            f"did not make them ({', '.join(foreign)})"
+        )
+    return reasons
+
+
+def demo_logins() -> list[str]:
+    """The usernames of the demo's logins that still have the published password (a few
+    password checks: one per distinct hash of the demo's usernames, not one per user)."""
+    User = get_user_model()
+    verdicts: dict[str, bool] = {}
+    found = []
+    rows = User.objects.filter(username__in=DEMO_USERNAMES).values_list("username", "password")
+    for username, encoded in rows:
+        if encoded not in verdicts:
+            verdicts[encoded] = bool(encoded) and check_password(DEMO_PASSWORD, encoded)
+        if verdicts[encoded]:
+            found.append(username)
+    return sorted(found)
+
+
+def _embedded_database() -> bool:
+    """The embedded default: SQLite in a file under VIGIL_VAR_DIR (or in memory, which no
+    installation can keep its data in)."""
+    if connection.vendor != "sqlite":
+        return False
+    if connection.is_in_memory_db():
+        return True
+    name = Path(str(connection.settings_dict["NAME"])).resolve()
+    return name.is_relative_to(Path(settings.VAR_DIR).resolve())
+
+
+def load(*, now: datetime | None = None, reset_passwords: bool = False) -> Result:
+    """Load the demo data (idempotent); see the module docstring. New demo logins get the demo
+    password; existing users keep theirs unless ``reset_passwords``."""
     now = now or timezone.now()
     result = Result(replayed_in_time=time_machine is not None)
-    # One hash for every demo login (hashing is deliberately slow); every run resets them.
+    # One hash for every demo login (hashing is deliberately slow).
     password = make_password(DEMO_PASSWORD)
     with transaction.atomic():
-        _superuser(password)
+        _superuser(password, reset=reset_passwords)
         users = {}
         for person in PEOPLE:
-            users[person.username], created = _user(person, password)
+            users[person.username], created = _user(person, password, reset=reset_passwords)
             result.users.append((person, created))
         _contacts(users)
         _services(users)
@@ -484,40 +556,38 @@ def _save_if_changed(instance: models.Model, values: dict[str, Any]) -> bool:
     return True
 
 
-def _superuser(password: str) -> Any:
+def _superuser(password: str, *, reset: bool) -> Any:
     User = get_user_model()
     user = User.objects.filter(username=SUPERUSER).first() or User(username=SUPERUSER)
-    _save_if_changed(
-        user,
-        {
-            "first_name": "Demo",
-            "last_name": "Admin",
-            "email": "admin@example.com",
-            "is_staff": True,
-            "is_superuser": True,
-            "is_active": True,
-            "password": password,
-        },
-    )
+    values = {
+        "first_name": "Demo",
+        "last_name": "Admin",
+        "email": "admin@example.com",
+        "is_staff": True,
+        "is_superuser": True,
+        "is_active": True,
+    }
+    if user.pk is None or reset:
+        values["password"] = password
+    _save_if_changed(user, values)
     return user
 
 
-def _user(person: Person, password: str) -> tuple[Any, bool]:
+def _user(person: Person, password: str, *, reset: bool) -> tuple[Any, bool]:
     User = get_user_model()
     user = User.objects.filter(username=person.username).first()
     created = user is None
     user = user or User(username=person.username)
-    _save_if_changed(
-        user,
-        {
-            "first_name": person.first_name,
-            "last_name": person.last_name,
-            "email": person.email,
-            "is_staff": True,
-            "is_active": True,
-            "password": password,
-        },
-    )
+    values = {
+        "first_name": person.first_name,
+        "last_name": person.last_name,
+        "email": person.email,
+        "is_staff": True,
+        "is_active": True,
+    }
+    if created or reset:
+        values["password"] = password
+    _save_if_changed(user, values)
     group = Group.objects.get(name=person.group)
     if list(user.groups.all()) != [group]:
         user.groups.set([group])

@@ -1,4 +1,6 @@
-"""The demo data command: runs, is idempotent, covers the states, and its timelines are real."""
+"""The demo data command: runs, is idempotent, covers the states, and its timelines are real; it
+refuses a database that holds anything but the demo (a real admin, other users, a server
+database) unless forced."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
@@ -27,6 +30,14 @@ from incidents.models import (
 from tests.scoped_rows import scoped_rows
 
 pytestmark = pytest.mark.django_db
+
+# The loads that test the demo's content run as `make run` runs them: on the embedded SQLite
+# (the in-memory test database counts as embedded). On PostgreSQL, a database the guard refuses
+# (tested below), they run forced.
+LOAD = {} if connection.vendor == "sqlite" else {"force": True}
+embedded_only = pytest.mark.skipif(
+    connection.vendor != "sqlite", reason="the guard refuses any database but the embedded SQLite"
+)
 
 
 def run(**options) -> str:
@@ -71,7 +82,7 @@ def debug(settings):
 
 def _load() -> str:
     with override_settings(DEBUG=True):
-        return run()
+        return run(**LOAD)
 
 
 @pytest.fixture(scope="class")
@@ -90,6 +101,7 @@ def test_refuses_to_run_with_debug_off(settings):
     settings.DEBUG = False
     with pytest.raises(CommandError, match="DJANGO_DEBUG off"):
         run()
+    assert _nothing_loaded(users=0)
     assert not Incident.objects.exists()
     assert not get_user_model().objects.filter(username=demo.SUPERUSER).exists()
 
@@ -113,17 +125,23 @@ class TestOneLoad:
 
     def test_is_idempotent(self, loaded, debug):
         first = snapshot()
-        output = run()
+        output = run(**LOAD)
         assert snapshot() == first
         assert "(created)" not in output
         assert output.count("(already there)") == len(demo.STORIES)
 
-    def test_rerun_resets_the_demo_passwords(self, loaded, debug):
+    @embedded_only
+    def test_a_rerun_keeps_a_changed_password_and_refuses_unless_forced(self, loaded, debug):
         User = get_user_model()
         admin = User.objects.get(username=demo.SUPERUSER)
         admin.set_password("something-else-entirely")
         admin.save()
-        run()
+        with pytest.raises(CommandError, match="admin"):
+            run()
+        admin.refresh_from_db()
+        assert admin.check_password("something-else-entirely")
+
+        run(force=True)
         admin.refresh_from_db()
         assert admin.is_superuser and admin.is_staff
         assert admin.check_password(demo.DEMO_PASSWORD)
@@ -196,9 +214,75 @@ class TestOneLoad:
 
 def test_without_time_machine_steps_happen_now(debug, monkeypatch):
     monkeypatch.setattr(demo, "time_machine", None)
-    output = run()
+    output = run(**LOAD)
     assert "time-machine is not installed" in output
     closed = Incident.objects.get(status=Status.CLOSED)
     assert closed.detected_at < timezone.now() - timedelta(days=5)
     assert closed.closed_at > timezone.now() - timedelta(minutes=5)
     assert Incident.objects.count() == len(demo.STORIES)
+
+
+# --- the guard: however the command is started (make demo and make run set DJANGO_DEBUG=1) -------
+
+
+def _nothing_loaded(*, users: int = 1) -> bool:
+    return (
+        not Incident.objects.exists()
+        and not Service.objects.filter(slug__in=[s["slug"] for s in demo.SERVICES]).exists()
+        and not Contact.objects.filter(user__isnull=False).exists()
+        and get_user_model().objects.count() == users
+    )
+
+
+@embedded_only
+def test_a_fresh_embedded_database_loads_without_force(debug):
+    output = run()
+    assert Incident.objects.count() == len(demo.STORIES)
+    assert get_user_model().objects.get(username="admin").check_password(demo.DEMO_PASSWORD)
+    assert f"Log in as {demo.SUPERUSER} / {demo.DEMO_PASSWORD}" in output
+
+
+def test_a_real_admin_is_refused_even_in_debug_and_keeps_its_password(debug):
+    User = get_user_model()
+    User.objects.create_superuser("admin", "ops@vigil.example", "a-real-secret-9f3k")
+    with pytest.raises(CommandError) as refused:
+        run()
+    message = str(refused.value)
+    assert "admin" in message and "--force" in message
+    admin = User.objects.get(username="admin")
+    assert admin.check_password("a-real-secret-9f3k")
+    assert not admin.check_password(demo.DEMO_PASSWORD)
+    assert (admin.email, admin.first_name) == ("ops@vigil.example", "")
+    assert _nothing_loaded()
+
+
+def test_a_demo_named_user_without_a_usable_password_is_not_the_demos(debug):
+    User = get_user_model()
+    User.objects.create_user("maria", "maria@corp.example")  # e.g. signs in through SSO
+    with pytest.raises(CommandError, match="maria"):
+        run()
+    assert not User.objects.get(username="maria").has_usable_password()
+    assert _nothing_loaded()
+
+
+def test_a_user_outside_the_demo_is_refused(debug):
+    get_user_model().objects.create_user("alice", "alice@corp.example", "alices-own-pass-77")
+    with pytest.raises(CommandError, match="alice"):
+        run()
+    assert _nothing_loaded()
+
+
+def test_force_loads_over_a_real_admin(debug):
+    User = get_user_model()
+    User.objects.create_superuser("admin", "ops@vigil.example", "a-real-secret-9f3k")
+    output = run(force=True)
+    assert Incident.objects.count() == len(demo.STORIES)
+    assert User.objects.get(username="admin").check_password(demo.DEMO_PASSWORD)
+    assert f"Log in as {demo.SUPERUSER} / {demo.DEMO_PASSWORD}" in output
+
+
+@pytest.mark.postgres
+def test_a_database_that_is_not_the_embedded_sqlite_is_refused(debug):
+    with pytest.raises(CommandError, match="not the embedded SQLite"):
+        run()
+    assert _nothing_loaded(users=0)

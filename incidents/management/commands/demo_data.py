@@ -13,24 +13,38 @@ class Command(BaseCommand):
     help = (
         "Load demo data: services, staff in every role group, contacts on the response roles "
         "and incidents in several states, all played through the incident services. "
-        "Idempotent; resets the demo logins' password. Refuses to run with DEBUG off."
+        "Idempotent. The demo logins have a published password, so it refuses any database "
+        "but a throwaway one: DJANGO_DEBUG off, a database other than the embedded SQLite "
+        "under VIGIL_VAR_DIR, users other than the demo's, or demo-named users whose password "
+        "is not the demo password. --force loads anyway and resets the demo logins' passwords."
     )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument(
             "--force",
             action="store_true",
-            help="Run even with DJANGO_DEBUG off (creates logins with a published password).",
+            help=(
+                "Load even into a database the guard refuses, and reset the password of every "
+                "demo-named user (admin included) to the published demo password."
+            ),
         )
 
     def handle(self, *args, **options) -> None:
-        if not settings.DEBUG and not options["force"]:
+        refusals = demo.load_refusals(debug=settings.DEBUG)
+        if refusals and not options["force"]:
             raise CommandError(
-                "Refusing to load demo data with DJANGO_DEBUG off: it creates logins with a "
-                "published password. Use DJANGO_DEBUG=1 (as `make run` does), or --force on a "
-                "throwaway installation."
+                f"Refusing to load demo data: it creates logins with the published password "
+                f"{demo.DEMO_PASSWORD!r}, and this is not a throwaway database: "
+                + "; ".join(refusals)
+                + ". Nothing was changed. For a fresh development database: `make reset`, then "
+                "`make run`. On a throwaway installation: --force (`make run DEMO_ARGS=--force`), "
+                "which also resets the demo-named users' passwords to the demo password."
             )
-        result = demo.load()
+        if refusals:
+            self.stdout.write(
+                self.style.WARNING("Loading anyway (--force): " + "; ".join(refusals) + ".")
+            )
+        result = demo.load(reset_passwords=options["force"])
         out = self.stdout
         if not result.replayed_in_time:
             out.write(

@@ -232,6 +232,9 @@ EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=20)
 ANYMAIL = {
     key[len("ANYMAIL_") :]: value for key, value in os.environ.items() if key.startswith("ANYMAIL_")
 }
+# The one ESP whose inbound webhook (/anymail/<esp>/inbound/) is mounted, as anymail names it
+# ("postmark", "mailgun", ...); every other anymail URL answers 404. Empty: no inbound email.
+VIGIL_INBOUND_EMAIL_PROVIDER = env.str("VIGIL_INBOUND_EMAIL_PROVIDER", default="").strip().lower()
 
 # --- Internationalisation -----------------------------------------------------------------------
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.checks import CheckMessage, Tags, Warning, register
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import DatabaseError
 
+from .inbound_urls import INBOUND_PROVIDERS
 from .management.demo import DEMO_PASSWORD, demo_logins
 
 
@@ -41,5 +43,21 @@ def demo_logins_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMessa
                 "belongs only in a throwaway database."
             ),
             id="vigil.W001",
+        )
+    ]
+
+
+@register()
+def inbound_email_provider_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """vigil.E001: VIGIL_INBOUND_EMAIL_PROVIDER names no ESP with an anymail inbound webhook."""
+    provider = settings.VIGIL_INBOUND_EMAIL_PROVIDER
+    if not _ours(app_configs) or not provider or provider in INBOUND_PROVIDERS:
+        return []
+    return [
+        Error(
+            f"VIGIL_INBOUND_EMAIL_PROVIDER={provider!r} is not an email provider with an "
+            "inbound webhook in django-anymail, so no inbound email URL is served.",
+            hint="One of: " + ", ".join(sorted(INBOUND_PROVIDERS)) + " (or empty for none).",
+            id="vigil.E001",
         )
     ]

@@ -1,5 +1,6 @@
 """Vigil's system checks: ``check --deploy`` warns while the demo's logins (published password)
-are in the database, and stays clean on a fresh database without tables (CI's ``make check``)."""
+are in the database, stays clean on a fresh database without tables (CI's ``make check``), and
+an inbound email provider anymail does not know is an error."""
 
 from __future__ import annotations
 
@@ -57,6 +58,16 @@ def test_only_the_logins_still_on_the_demo_password_are_named(demo_loaded):
 
 def test_the_warning_is_a_deployment_check_only(demo_loaded):
     assert "vigil.W001" not in check()
+
+
+def test_an_unknown_inbound_email_provider_is_an_error(settings, db):
+    from django.core.management.base import SystemCheckError
+
+    settings.VIGIL_INBOUND_EMAIL_PROVIDER = "mailgnu"
+    with pytest.raises(SystemCheckError, match=r"vigil\.E001"):
+        check()
+    settings.VIGIL_INBOUND_EMAIL_PROVIDER = "mailgun"
+    assert "vigil.E001" not in check()
 
 
 def test_check_deploy_in_production_mode_is_clean_on_a_fresh_database(tmp_path):

@@ -95,6 +95,7 @@ def _header(message: dict, name: str, value: str) -> dict:
 
 @pytest.fixture
 def inbound(settings, db):
+    settings.VIGIL_INBOUND_EMAIL_PROVIDER = "postmark"
     settings.ANYMAIL = {"WEBHOOK_SECRET": SECRET, "MAILGUN_WEBHOOK_SIGNING_KEY": MAILGUN_KEY}
     settings.DEFAULT_FROM_EMAIL = "Vigil <vigil@vigil.example>"
     client = Client()
@@ -349,7 +350,12 @@ def _mailgun_form(key: str = MAILGUN_KEY) -> dict[str, str]:
     }
 
 
-def test_mailgun_raw_mime_opens_an_incident(inbound):
+@pytest.fixture
+def mailgun(inbound, settings):
+    settings.VIGIL_INBOUND_EMAIL_PROVIDER = "mailgun"
+
+
+def test_mailgun_raw_mime_opens_an_incident(mailgun):
     response = Client().post(MAILGUN, _mailgun_form(), **_auth())
     assert response.status_code == 200
     incident = Incident.objects.get()
@@ -363,7 +369,7 @@ def test_mailgun_raw_mime_opens_an_incident(inbound):
     )
 
 
-def test_mailgun_with_a_wrong_signature_is_refused(inbound):
+def test_mailgun_with_a_wrong_signature_is_refused(mailgun):
     response = Client().post(MAILGUN, _mailgun_form(key="key-someone-else"), **_auth())
     assert response.status_code == 400
     assert _counts() == (0, 0, 0)
@@ -376,6 +382,7 @@ def test_mailgun_with_a_wrong_signature_is_refused(inbound):
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 @pytest.mark.timeout(120)
 def test_concurrent_redeliveries_open_one_incident(settings):
+    settings.VIGIL_INBOUND_EMAIL_PROVIDER = "postmark"
     settings.ANYMAIL = {"WEBHOOK_SECRET": SECRET}
     body = json.dumps(postmark_message())
     barrier = threading.Barrier(4)
@@ -400,3 +407,48 @@ def test_concurrent_redeliveries_open_one_incident(settings):
     assert Incident.objects.count() == 1
     assert IncomingReport.objects.count() == 1
     assert len(_email_notes(Incident.objects.get())) == 1
+
+
+# --- only the configured provider's inbound endpoint is mounted ----------------------------------
+
+
+def _anymail_paths() -> list[tuple[str, str]]:
+    """(esp, path) of every webhook URL django-anymail defines, inbound and tracking."""
+    from anymail import urls as anymail_urls
+
+    paths = []
+    for pattern in anymail_urls.urlpatterns:
+        route = str(pattern.pattern).lstrip("^").rstrip("$")
+        if route.startswith("mailgun/inbound"):
+            paths += [("mailgun", "mailgun/inbound/"), ("mailgun", "mailgun/inbound_mime/")]
+        else:
+            paths.append((route.split("/")[0], route))
+    return [(esp, f"/anymail/{route}") for esp, route in paths]
+
+
+ANYMAIL_PATHS = _anymail_paths()
+
+
+@pytest.mark.parametrize("provider", ["", "postmark"])
+def test_endpoints_of_providers_not_configured_answer_404(settings, db, provider, caplog):
+    settings.VIGIL_INBOUND_EMAIL_PROVIDER = provider
+    settings.ANYMAIL = {"WEBHOOK_SECRET": SECRET}
+    client = Client(raise_request_exception=False)
+    others = [path for esp, path in ANYMAIL_PATHS if esp != provider]
+    assert len(others) >= 25
+    for path in others:
+        responses = {
+            "GET": client.get(path, **_auth()),
+            "POST": client.post(path, "{}", content_type="application/json", **_auth()),
+        }
+        for method, response in responses.items():
+            assert response.status_code == 404, (method, path, response.status_code)
+    assert _counts() == (0, 0, 0)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+def test_the_configured_providers_tracking_endpoint_is_not_mounted(inbound):
+    response = Client().post(
+        "/anymail/postmark/tracking/", "{}", content_type="application/json", **_auth()
+    )
+    assert response.status_code == 404

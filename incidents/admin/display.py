@@ -84,10 +84,15 @@ def clock_text(incident: Incident, clock: SlaClock) -> str:
     if remaining < 0:
         return f"{label} breached {duration_text(remaining)} ago"
     if clock.breached:
-        # Acknowledged after its response target: the miss stays visible while the
-        # resolution clock runs.
-        return f"Response missed · resolution in {duration_text(remaining)}"
+        # A missed target stays visible while a clock runs: acknowledged after the response
+        # target, or a recorded breach whose due time moved later (a lower severity).
+        missed = _missed(incident)
+        return f"{missed} missed · {label.lower()} in {duration_text(remaining)}"
     return f"{label} in {duration_text(remaining)}"
+
+
+def _missed(incident: Incident) -> str:
+    return "Response" if incident.response_breached_at() else "Resolution"
 
 
 def clock_parts(incident: Incident, clock: SlaClock) -> tuple[str, str]:
@@ -100,7 +105,7 @@ def clock_parts(incident: Incident, clock: SlaClock) -> tuple[str, str]:
     if remaining < 0:
         return "Breached", f"{clock.target} · {duration_text(remaining)} ago"
     if clock.breached:
-        return duration_text(remaining), "to resolution; response was late"
+        return duration_text(remaining), f"to {clock.target}; {_missed(incident).lower()} was late"
     return duration_text(remaining), f"to {clock.target}"
 
 

@@ -49,6 +49,14 @@ class IncidentForm(forms.ModelForm):
         help_text="Recorded on the timeline when you change the severity.",
         widget=forms.TextInput(attrs={"size": 60}),
     )
+    correction_reason = forms.CharField(
+        required=False,
+        max_length=2000,
+        label="Reason for the correction",
+        help_text="Required to correct the report of a closed or cancelled incident; "
+        "recorded on the timeline with the correction.",
+        widget=forms.TextInput(attrs={"size": 60}),
+    )
 
     # A refusal from the services on the previous attempt to save this submission; the admin
     # sets it on a subclass to show the submission again with the refusal on its fields.

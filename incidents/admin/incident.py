@@ -20,10 +20,16 @@ from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from ..errors import VigilError
-from ..models import Incident, Source, Status
+from ..models import ACTIVE_STATUSES, Incident, Source, Status
 from ..selectors import incident_list, incident_manager_of
 from ..services import incident_create, incident_edit, incident_transition
-from ..services.incidents import EDITABLE_FIELDS
+from ..services.incidents import (
+    CORRECTABLE_FIELDS,
+    CORRECTION_PERMISSION,
+    EDITABLE_FIELDS,
+    FINAL_STATUSES,
+    TIMING_FIELDS,
+)
 from ..services.lifecycle import action_permission
 from . import display as ui
 from .common import NoRevertMixin
@@ -252,11 +258,50 @@ class IncidentAdmin(IncidentWorkspaceMixin, NoRevertMixin, SimpleHistoryAdmin):
         return False
 
     def _can_change_severity(self, request: HttpRequest, obj: Incident) -> bool:
+        # Frozen once resolved, with the SLA clocks it set (incident_change_severity).
         return (
             request.user.has_perm("incidents.change_incident_severity")
-            and obj.status not in (Status.CLOSED, Status.CANCELLED)
+            and obj.status in ACTIVE_STATUSES
             and self.has_change_permission(request, obj)
         )
+
+    def _can_correct(self, request: HttpRequest, obj: Incident) -> bool:
+        return (
+            obj.status in FINAL_STATUSES
+            and request.user.has_perm(CORRECTION_PERMISSION)
+            and self.has_change_permission(request, obj)
+        )
+
+    def _frozen_fields(self, request: HttpRequest, obj: Incident) -> list[str]:
+        """Details shown read-only in this status for this user: what incident_update would
+        refuse (the services decide; this keeps the form from offering it)."""
+        if obj.status in ACTIVE_STATUSES:
+            return []
+        if obj.status not in FINAL_STATUSES:
+            return list(TIMING_FIELDS)
+        if self._can_correct(request, obj):
+            return [name for name in EDITABLE_FIELDS if name not in CORRECTABLE_FIELDS]
+        return list(EDITABLE_FIELDS)
+
+    def _status_rule(self, request: HttpRequest, obj: Incident) -> str | None:
+        if obj.status == Status.RESOLVED:
+            return (
+                "Resolved: the SLA clocks have stopped, so the detection and impact start "
+                "times and the severity no longer change (reopen the incident to change "
+                "them). The report fields can still be completed."
+            )
+        if obj.status in FINAL_STATUSES:
+            if self._can_correct(request, obj):
+                return (
+                    f"{Status(obj.status).label}: only the report (summary, affected users, "
+                    "business impact, root cause, resolution, lessons learned) may be "
+                    "corrected, with a reason, which is written on the timeline."
+                )
+            return (
+                f"{Status(obj.status).label}: the incident is a record. Only someone who may "
+                "close incidents (the Incident Manager) can correct its report."
+            )
+        return None
 
     # --- the incident page ------------------------------------------------------------------------
 
@@ -277,8 +322,11 @@ class IncidentAdmin(IncidentWorkspaceMixin, NoRevertMixin, SimpleHistoryAdmin):
         ]
         if self._can_change_severity(request, obj):
             first.append("severity_change_reason")
+        if self._can_correct(request, obj):
+            first.append("correction_reason")
+        rule = self._status_rule(request, obj)
         fieldsets: list[Any] = [
-            (None, {"fields": first}),
+            (None, {"fields": first, **({"description": rule} if rule else {})}),
             (
                 "Detection and impact",
                 {
@@ -328,7 +376,7 @@ class IncidentAdmin(IncidentWorkspaceMixin, NoRevertMixin, SimpleHistoryAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Incident | None = None):
         if obj is None:
             return ()
-        fields = list(CHANGE_READONLY)
+        fields = [*CHANGE_READONLY, *self._frozen_fields(request, obj)]
         if not self._can_change_severity(request, obj):
             fields.append("severity")
         return fields
@@ -336,9 +384,15 @@ class IncidentAdmin(IncidentWorkspaceMixin, NoRevertMixin, SimpleHistoryAdmin):
     def get_form(self, request: HttpRequest, obj: Incident | None = None, change=False, **kwargs):
         if obj is None:
             kwargs["form"] = IncidentAddForm
-        elif not self._can_change_severity(request, obj):
-            # Not in the fieldsets then; a declared field would otherwise stay in the form.
-            kwargs["form"] = type("IncidentForm", (IncidentForm,), {"severity_change_reason": None})
+        else:
+            # A declared field not in the fieldsets would otherwise stay in the form.
+            dropped = {}
+            if not self._can_change_severity(request, obj):
+                dropped["severity_change_reason"] = None
+            if not self._can_correct(request, obj):
+                dropped["correction_reason"] = None
+            if dropped:
+                kwargs["form"] = type("IncidentForm", (IncidentForm,), dropped)
         form = super().get_form(request, obj, change=change, **kwargs)
         rejection = getattr(request, "_vigil_rejection", None)
         if rejection is not None:
@@ -443,6 +497,7 @@ class IncidentAdmin(IncidentWorkspaceMixin, NoRevertMixin, SimpleHistoryAdmin):
             source=Source.ADMIN,
             changes=changes,
             severity_reason=(form.cleaned_data.get("severity_change_reason") or "").strip(),
+            correction_reason=(form.cleaned_data.get("correction_reason") or "").strip(),
         )
 
     def response_add(self, request, obj, post_url_continue=None):

@@ -156,9 +156,14 @@ class IncidentDetailView(IncidentViewMixin, VigilAPIView):
         summary="Edit an incident's details or severity",
         description=(
             "Only the fields given change. A new `severity` goes through the same service as "
-            "the admin (timeline entry, SLA clocks recomputed, team notified when raised); "
-            "other fields through `incident_update` (one timeline entry naming them, priority "
-            "recomputed from impact × urgency). `status` is read-only: use the action endpoints."
+            "the admin (timeline entry, running SLA clocks recomputed, team notified when "
+            "raised); other fields through `incident_update` (one timeline entry naming them, "
+            "priority recomputed from impact × urgency). `status` is read-only: use the action "
+            "endpoints. Once the incident is resolved, `detected_at`, `impact_started_at` and "
+            "`severity` no longer change (400). A closed or cancelled incident takes only "
+            "corrections of its report (`summary`, `affected_users`, `business_impact`, "
+            "`root_cause`, `resolution`, `lessons_learned`) by users who may close incidents "
+            "(403 otherwise), with a `correction_reason` (400 without), written on the timeline."
         ),
         parameters=[ID_PARAMETER],
         request=IncidentUpdateSerializer,
@@ -170,6 +175,7 @@ class IncidentDetailView(IncidentViewMixin, VigilAPIView):
         serializer.is_valid(raise_exception=True)
         changes = dict(serializer.validated_data)
         reason = changes.pop("severity_reason", "")
+        correction_reason = changes.pop("correction_reason", "")
         # Details and severity are one edit for the client: both apply or neither does.
         incident = incident_edit(
             incident=incident,
@@ -177,6 +183,7 @@ class IncidentDetailView(IncidentViewMixin, VigilAPIView):
             source=Source.API,
             changes=changes,
             severity_reason=reason,
+            correction_reason=correction_reason,
         )
         return self.incident_response(incident)
 

@@ -185,13 +185,13 @@ def _response_breached_q(now: datetime) -> Q:
     still_waiting = Q(
         acknowledged_at__isnull=True, response_due_at__lt=now, status__in=ACTIVE_STATUSES
     )
-    return late_ack | still_waiting
+    return Q(response_breach_recorded=True) | late_ack | still_waiting
 
 
 def _resolution_breached_q(now: datetime) -> Q:
     late = Q(resolved_at__isnull=False, resolved_at__gt=models.F("resolution_due_at"))
     still_open = Q(resolved_at__isnull=True, resolution_due_at__lt=now, status__in=ACTIVE_STATUSES)
-    return late | still_open
+    return Q(resolution_breach_recorded=True) | late | still_open
 
 
 class Incident(models.Model):
@@ -243,6 +243,11 @@ class Incident(models.Model):
 
     response_due_at = models.DateTimeField("response due", editable=False)
     resolution_due_at = models.DateTimeField("resolution due", editable=False)
+    # Set in the transaction that records an SlaBreach of the target, never cleared: a due
+    # time moved later afterwards (a lower severity on a running clock, a reopened incident)
+    # cannot turn a recorded breach back into a met target.
+    response_breach_recorded = models.BooleanField(default=False, editable=False)
+    resolution_breach_recorded = models.BooleanField(default=False, editable=False)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -303,11 +308,15 @@ class Incident(models.Model):
         return self.status in ACTIVE_STATUSES
 
     def response_breached_at(self, now: datetime | None = None) -> bool:
+        if self.response_breach_recorded:
+            return True
         if self.acknowledged_at is not None:
             return self.acknowledged_at > self.response_due_at
         return self.is_active and (now or timezone.now()) > self.response_due_at
 
     def resolution_breached_at(self, now: datetime | None = None) -> bool:
+        if self.resolution_breach_recorded:
+            return True
         if self.resolved_at is not None:
             return self.resolved_at > self.resolution_due_at
         return self.is_active and (now or timezone.now()) > self.resolution_due_at

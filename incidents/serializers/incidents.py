@@ -340,12 +340,19 @@ class IncidentCreateSerializer(serializers.Serializer):
 
 class IncidentUpdateSerializer(serializers.Serializer):
     """PATCH: only the fields given change. ``severity`` goes through the severity service
-    (timeline entry, SLA clocks recomputed); ``severity_reason`` is noted with it."""
+    (timeline entry, running SLA clocks recomputed); ``severity_reason`` is noted with it,
+    ``correction_reason`` with the other fields (a correction after closure needs one)."""
 
     title = TextField(max_length=200, required=False)
     summary = _long_text()
     severity = serializers.IntegerField(min_value=1, max_value=4, required=False)
     severity_reason = _long_text(max_length=2000, write_only=True)
+    correction_reason = _long_text(
+        max_length=2000,
+        write_only=True,
+        help_text="Why: required to correct a closed or cancelled incident; written on the "
+        "timeline with the edit.",
+    )
     impact = serializers.ChoiceField(choices=Level.choices, required=False)
     urgency = serializers.ChoiceField(choices=Level.choices, required=False)
     detection_source = serializers.ChoiceField(choices=DetectionSource.choices, required=False)

@@ -24,19 +24,27 @@ def incident_edit(
     source: str,
     changes: Mapping[str, Any],
     severity_reason: str = "",
+    correction_reason: str = "",
 ) -> Incident:
     """Edit an incident's details and, when ``changes`` holds ``severity``, its severity.
 
-    The details (any of ``EDITABLE_FIELDS``) go through :func:`incident_update` first, then the
+    The details (any of ``EDITABLE_FIELDS``) go through :func:`incident_update` first, with
+    ``correction_reason`` (required to correct a closed or cancelled incident), then the
     severity through :func:`incident_change_severity` with ``severity_reason`` (each checks
-    its own permission and writes its own timeline entry and event). One transaction: a
-    refusal of either (InvalidInput, ActionForbidden) undoes the other. Idempotent: values
-    equal to the current ones write nothing. Returns the incident as saved.
+    its own permission and status rules and writes its own timeline entry and event). One
+    transaction: a refusal of either (InvalidInput, ActionForbidden) undoes the other.
+    Idempotent: values equal to the current ones write nothing. Returns the incident as saved.
     """
     details = dict(changes)
     severity = details.pop("severity", None)
     if details:
-        incident = incident_update(incident=incident, actor=actor, source=source, **details)
+        incident = incident_update(
+            incident=incident,
+            actor=actor,
+            source=source,
+            correction_reason=correction_reason,
+            **details,
+        )
     if severity is not None:
         incident = incident_change_severity(
             incident=incident,

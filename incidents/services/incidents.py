@@ -20,6 +20,7 @@ from ..events import (
 )
 from ..models import (
     ACTIVE_STATUSES,
+    CLOSE_REQUIRED_FIELDS,
     DetectionSource,
     Incident,
     IncidentDaySequence,
@@ -31,9 +32,11 @@ from ..models import (
     SeverityLevel,
     Source,
     Status,
+    missing_fields,
     timestamp_order_errors,
 )
 from .common import apply_sla, audited_save, priority_for, require_perm, timeline_record
+from .sla import sla_breaches_record_due
 
 # Who is told when an incident is logged, carried in the ``incident_created`` event for the
 # escalation app: "team" pages the response team (§4.2 step 1); "none" pages nobody (an alert
@@ -62,6 +65,24 @@ EDITABLE_FIELDS = (
     "detected_at",
 )
 TEXT_FIELDS = ("summary", "business_impact", "root_cause", "resolution", "lessons_learned")
+
+# What may change after resolution and closure (README "What may change after an incident is
+# resolved or closed"). The timing facts drive the SLA clocks: once the incident is resolved
+# both clocks have stopped, and a stopped clock is never recomputed, so they no longer change
+# (nor does the severity, see incident_change_severity). A closed or cancelled incident is a
+# record: only its report may be corrected, by whoever may close incidents, with a reason.
+TIMING_FIELDS = {"impact_started_at": "impact start time", "detected_at": "detection time"}
+CORRECTABLE_FIELDS = (
+    "summary",
+    "affected_users",
+    "business_impact",
+    "root_cause",
+    "resolution",
+    "lessons_learned",
+)
+FINAL_STATUSES = (Status.CLOSED, Status.CANCELLED)
+CORRECTION_PERMISSION = "incidents.close_incident"
+REASON_MAX_LENGTH = 2000
 
 
 def _severity(value: int | SeverityLevel) -> SeverityLevel:
@@ -248,19 +269,41 @@ def incident_create(
 
 
 @transaction.atomic
-def incident_update(*, incident: Incident, actor: Any, source: str, **changes: Any) -> Incident:
+def incident_update(
+    *,
+    incident: Incident,
+    actor: Any,
+    source: str,
+    correction_reason: str = "",
+    **changes: Any,
+) -> Incident:
     """Edit an incident's descriptive fields (not status or severity; those have services).
 
-    Priority is recomputed when impact or urgency changes and SLA clocks when detection time
-    changes. Writes one timeline entry naming the changed fields. Idempotent: unchanged values
-    write nothing.
+    Priority is recomputed when impact or urgency changes; a corrected detection time moves
+    the SLA clocks still running (a stopped clock keeps its due time, after any breach it has
+    already run into is recorded). Once the incident is resolved its timing facts
+    (``TIMING_FIELDS``) no longer change. A closed or cancelled incident takes only
+    corrections of ``CORRECTABLE_FIELDS``, by holders of ``CORRECTION_PERMISSION``, with a
+    ``correction_reason``; the fields closing required stay filled. The reason, when given
+    (in any status), is written with the timeline entry and the history record. Refusals
+    (InvalidInput, ActionForbidden) change nothing. Writes one timeline entry naming the
+    changed fields. Idempotent: unchanged values write nothing, whatever the status.
     """
     unknown = sorted(set(changes) - set(EDITABLE_FIELDS))
     if unknown:
         raise InvalidInput({name: "This field cannot be changed here." for name in unknown})
     require_perm(actor, "incidents.change_incident", "edit")
+    reason = (correction_reason or "").strip()
+    if len(reason) > REASON_MAX_LENGTH:
+        raise InvalidInput(
+            {"correction_reason": f"Reasons are limited to {REASON_MAX_LENGTH} characters."}
+        )
     locked = Incident.objects.select_for_update().get(pk=incident.pk)
     now = timezone.now()
+    if "detected_at" in changes and locked.is_active:
+        # The clocks still running move with the detection time; one already past its due
+        # time has its breach recorded first, as the sweep would.
+        sla_breaches_record_due(incident=locked, now=now)
 
     changed: list[str] = []
     new_services = None
@@ -293,13 +336,15 @@ def incident_update(*, incident: Incident, actor: Any, source: str, **changes: A
             changed.append(name)
     if not changed:
         return locked
+    correction = locked.status in FINAL_STATUSES
+    _check_after_resolution(locked, changed, actor=actor, reason=reason)
 
     _validate_times(locked, now)
     old_priority = locked.priority
     if "impact" in changed or "urgency" in changed:
         locked.priority = priority_for(impact=locked.impact, urgency=locked.urgency)
     if "detected_at" in changed:
-        apply_sla(locked, locked.severity)
+        apply_sla(locked, locked.severity, running_only=True)
     if new_services is not None and "services" in changed:
         # Left to the save below, so one history record holds the fields and the services
         # together, with the actor and reason (the m2m signal would record them without).
@@ -308,18 +353,33 @@ def incident_update(*, incident: Incident, actor: Any, source: str, **changes: A
             locked.services.set(new_services)
         finally:
             del locked.skip_history_when_saving
-    audited_save(locked, actor=actor, reason="updated " + ", ".join(changed))
+    verb = "corrected" if correction else "updated"
+    audited_save(
+        locked,
+        actor=actor,
+        reason=f"{verb} " + ", ".join(changed) + (f": {reason}" if reason else ""),
+    )
 
     labels = [Incident._meta.get_field(name).verbose_name for name in changed if name != "services"]
     if "services" in changed:
         labels.append("affected services")
+    if correction:
+        when = "closure" if locked.status == Status.CLOSED else "cancellation"
+        message = f"Corrected after {when}: " + ", ".join(labels) + f". Reason: {reason}"
+    else:
+        message = "Updated " + ", ".join(labels) + "." + (f" Reason: {reason}" if reason else "")
+    data: dict[str, Any] = {"fields": changed}
+    if reason:
+        data["reason"] = reason
+    if correction:
+        data["correction"] = True
     timeline_record(
         incident=locked,
         kind=Kind.UPDATE,
         source=source,
         actor=actor,
-        message="Updated " + ", ".join(labels) + ".",
-        data={"fields": changed},
+        message=message,
+        data=data,
     )
     if locked.priority != old_priority:
         timeline_record(
@@ -341,6 +401,56 @@ def incident_update(*, incident: Incident, actor: Any, source: str, **changes: A
     return locked
 
 
+def _field_label(name: str) -> str:
+    if name == "services":
+        return "affected services"
+    return str(Incident._meta.get_field(name).verbose_name)
+
+
+def _check_after_resolution(
+    incident: Incident, changed: list[str], *, actor: Any, reason: str
+) -> None:
+    """Refuse what may no longer change in the incident's status (InvalidInput naming each
+    field, or ActionForbidden for a correction by someone who may not close incidents)."""
+    status = incident.status
+    if status in ACTIVE_STATUSES:
+        return
+    errors: dict[str, str] = {}
+    for name in changed:
+        label = _field_label(name).capitalize()
+        if name in TIMING_FIELDS:
+            errors[name] = (
+                f"The incident is {status}: its SLA clocks have stopped and their results are "
+                f"final, so its {TIMING_FIELDS[name]} no longer changes."
+            )
+        elif status in FINAL_STATUSES and name not in CORRECTABLE_FIELDS:
+            errors[name] = (
+                f"{label} of a {status} incident no longer changes; only its report "
+                f"({', '.join(_field_label(f) for f in CORRECTABLE_FIELDS)}) may be corrected."
+            )
+    if errors:
+        raise InvalidInput(errors)
+    if status not in FINAL_STATUSES:
+        return
+    fields = ", ".join(_field_label(name) for name in changed)
+    require_perm(actor, CORRECTION_PERMISSION, f"correct the {fields} of {status}")
+    if status == Status.CLOSED:
+        blank = [
+            name for name in missing_fields(incident, CLOSE_REQUIRED_FIELDS) if name in changed
+        ]
+        if blank:
+            raise InvalidInput(
+                {name: "Required in the report of a closed incident." for name in blank}
+            )
+    if not reason:
+        raise InvalidInput(
+            {
+                "correction_reason": f"A correction of a {status} incident needs a reason; "
+                "it is written on the timeline with the correction."
+            }
+        )
+
+
 @transaction.atomic
 def incident_change_severity(
     *,
@@ -350,9 +460,12 @@ def incident_change_severity(
     severity: int | SeverityLevel,
     reason: str = "",
 ) -> Incident:
-    """Change severity (§4.2 step 2 "update severity if necessary"); SLA clocks recomputed.
+    """Change severity (§4.2 step 2 "update severity if necessary"); the SLA clocks still
+    running are recomputed (a running clock already past its due time has its breach recorded
+    first), a stopped clock keeps its due time.
 
-    Allowed until the incident is closed or cancelled. Writes a timeline entry and sends
+    Allowed while the incident is active: once resolved the severity is frozen with the
+    clocks it set (reopening makes it changeable again). Writes a timeline entry and sends
     ``incident_severity_changed`` after commit. Idempotent: the same severity is a no-op.
     """
     require_perm(actor, "incidents.change_incident_severity", "change the severity of")
@@ -366,10 +479,18 @@ def incident_change_severity(
     old = locked.severity
     if old.level == level.level:
         return locked
-    if locked.status in (Status.CLOSED, Status.CANCELLED):
+    if locked.status == Status.RESOLVED:
+        raise InvalidInput(
+            {
+                "severity": "The incident is resolved: its severity is frozen with the SLA "
+                "clocks it set. Reopen the incident to change it."
+            }
+        )
+    if locked.status in FINAL_STATUSES:
         raise InvalidInput(
             {"severity": f"The incident is {locked.status}; its severity can no longer change."}
         )
+    sla_breaches_record_due(incident=locked, now=timezone.now())
     locked.severity = level
     apply_sla(locked, level, running_only=True)
     audited_save(locked, actor=actor, reason=f"severity {old.level} → {level.level}")
@@ -432,8 +553,10 @@ def incident_role_assign(
 ) -> RoleAssignment | None:
     """Assign (or with ``user=None`` unassign) a response role on an incident (§3.1).
 
-    Writes a timeline entry and a history record and sends ``incident_role_assigned`` after
-    commit. Idempotent: assigning the current holder again is a no-op.
+    Refused (InvalidInput) once the incident is closed or cancelled: who held which role is
+    part of its record. Writes a timeline entry and a history record and sends
+    ``incident_role_assigned`` after commit. Idempotent: assigning the current holder again
+    is a no-op, in any status.
     """
     require_perm(actor, "incidents.assign_incident_roles", "assign roles on")
     if not isinstance(role, ResponseRole):
@@ -449,10 +572,19 @@ def incident_role_assign(
     if user is not None and not user.is_active:
         raise InvalidInput({"user": f"{user} is not an active user."})
     # Lock the incident so two assignments of the same role queue instead of colliding.
-    Incident.objects.select_for_update().only("pk").get(pk=incident.pk)
+    status = (
+        Incident.objects.select_for_update().values_list("status", flat=True).get(pk=incident.pk)
+    )
     current = RoleAssignment.objects.filter(incident=incident, role=role).first()
     if (current.user_id if current else None) == (user.pk if user else None):
         return current
+    if status in FINAL_STATUSES:
+        raise InvalidInput(
+            {
+                "role": f"The incident is {status}; its response roles are part of its record "
+                f"and no longer change ({role.name})."
+            }
+        )
 
     previous = current.user if current else None
     if user is None:
@@ -501,8 +633,12 @@ def _id(actor: Any) -> int | None:
 
 __all__ = [
     "ACTIVE_STATUSES",
+    "CORRECTABLE_FIELDS",
+    "CORRECTION_PERMISSION",
     "EDITABLE_FIELDS",
+    "FINAL_STATUSES",
     "PAGING_MODES",
+    "TIMING_FIELDS",
     "Source",
     "incident_change_severity",
     "incident_create",

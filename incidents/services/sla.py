@@ -1,4 +1,7 @@
-"""Noting SLA breaches (§2.1 targets) on the timeline, once per incident, target and due time."""
+"""Noting SLA breaches (§2.1 targets) on the timeline, once per incident, target and due time.
+
+A recorded breach is kept: its row is never deleted and the incident's breach flag for the
+target is never cleared, so no later edit turns the target back into a met one."""
 
 from __future__ import annotations
 
@@ -11,12 +14,16 @@ from django.utils import timezone
 
 from ..events import INCIDENT_SLA_BREACHED, announce
 from ..models import Incident, Kind, SlaBreach, SlaTarget, Source
-from .common import timeline_record
+from .common import audited_save, timeline_record
 
 SWEEP_HEARTBEAT_KEY = "vigil:incidents:sla_sweep:last"
 BATCH = 200
 
 _DUE_FIELD = {SlaTarget.RESPONSE: "response_due_at", SlaTarget.RESOLUTION: "resolution_due_at"}
+_RECORDED_FLAG = {
+    SlaTarget.RESPONSE: "response_breach_recorded",
+    SlaTarget.RESOLUTION: "resolution_breach_recorded",
+}
 
 
 def _due(target: str, now: datetime) -> QuerySet[Incident]:
@@ -69,12 +76,49 @@ def _note(*, incident_id: int, target: str, now: datetime) -> int:
     incident = _due(target, now).select_for_update(skip_locked=True).filter(pk=incident_id).first()
     if incident is None:
         return 0
+    return _record(incident=incident, target=target, now=now)
+
+
+def sla_breaches_record_due(*, incident: Incident, now: datetime) -> int:
+    """Record the breach of each running clock of ``incident`` already past its due time.
+
+    For services about to move a running clock (a severity change, a corrected detection
+    time): what the sweep would note on its next run is noted first, so moving the due time
+    later cannot make a missed target look met. The caller holds the incident's row lock and
+    has not changed the instance yet (the breach is saved from it). Idempotent: a breach
+    already recorded for the current due time is not recorded again. Returns the number noted.
+    """
+    if not incident.is_active:
+        return 0
+    noted = 0
+    for target in (SlaTarget.RESPONSE, SlaTarget.RESOLUTION):
+        stopped_at = (
+            incident.acknowledged_at if target == SlaTarget.RESPONSE else incident.resolved_at
+        )
+        due = getattr(incident, _DUE_FIELD[target])
+        if stopped_at is None and due < now:
+            noted += _record(incident=incident, target=target, now=now)
+    return noted
+
+
+def _record(*, incident: Incident, target: str, now: datetime) -> int:
+    """Insert the breach row (its unique key claims it), keep the incident's breach flag,
+    and note it on the timeline. The caller holds the incident's row lock."""
     due = getattr(incident, _DUE_FIELD[target])
     try:
         with transaction.atomic():
             SlaBreach.objects.create(incident=incident, target=target, due_at=due, noted_at=now)
     except IntegrityError:
         return 0
+    flag = _RECORDED_FLAG[target]
+    if not getattr(incident, flag):
+        setattr(incident, flag, True)
+        audited_save(
+            incident,
+            actor=None,
+            reason=f"{target} target breached",
+            update_fields=[flag, "updated_at"],
+        )
     label = SlaTarget(target).label.lower()
     timeline_record(
         incident=incident,

@@ -167,9 +167,11 @@ def test_history_lists_field_changes_with_who_and_why(api_as, incident_manager):
             "/api/v1/incidents/", {"title": "Checkout down", "severity": 3}, format="json"
         ).json()["id"]
     url = f"/api/v1/incidents/{number}/"
-    client.patch(url, {"title": "Checkout 500s", "services": ["checkout"]}, format="json")
-    client.patch(url, {"severity": 1}, format="json")
-    client.post(f"{url}acknowledge/", {}, format="json")
+    # Within the targets: a severity change past one would first record its breach (Vigil's).
+    with time_machine.travel(T0 + timedelta(minutes=5), tick=False):
+        client.patch(url, {"title": "Checkout 500s", "services": ["checkout"]}, format="json")
+        client.patch(url, {"severity": 1}, format="json")
+        client.post(f"{url}acknowledge/", {}, format="json")
 
     records = client.get(f"{url}history/").json()["results"]
     assert records[0]["type"] == "created"

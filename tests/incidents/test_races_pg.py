@@ -405,8 +405,12 @@ def test_a_writer_waits_for_the_row_lock_and_then_sees_the_commit(writer, manage
         assert outcome.error is not None  # severity is frozen once cancelled
         assert stored.severity_id == 3
     elif writer == "update":
-        assert outcome.error is None
-        assert stored.title == "Renamed while locked"
+        # A cancelled incident's title no longer changes: decided on the committed state.
+        assert isinstance(outcome.error, InvalidInput)
+        assert list(outcome.error.errors) == ["title"]
+        assert stored.title != "Renamed while locked"
     else:
-        assert outcome.error is None
-        assert stored.role_assignments.get().user == manager
+        # Nor do its role assignments.
+        assert isinstance(outcome.error, InvalidInput)
+        assert list(outcome.error.errors) == ["role"]
+        assert not stored.role_assignments.exists()

@@ -170,12 +170,15 @@ def test_after_acknowledgement_only_the_resolution_clock_moves():
 
 
 @pytest.mark.django_db
-def test_after_resolution_neither_clock_moves():
+def test_after_resolution_the_severity_and_both_clocks_are_frozen():
     incident = create(2)
     incident = act(at(hours=6), incident_resolve, incident, resolution="Fixed.")
     due = (incident.response_due_at, incident.resolution_due_at)
-    incident = act(at(hours=7), incident_change_severity, incident, severity=1)
-    assert incident.severity_id == 1
+    with pytest.raises(InvalidInput) as info:
+        act(at(hours=7), incident_change_severity, incident, severity=1)
+    assert list(info.value.errors) == ["severity"]
+    incident = fresh(incident)
+    assert incident.severity_id == 2
     assert (incident.response_due_at, incident.resolution_due_at) == due
     assert not incident.resolution_breached_at(at(hours=7))
 

@@ -1,29 +1,46 @@
-"""One-click acknowledge links carried by notifications (route ``ack/<token>/``).
+"""One-click acknowledge links carried by notifications (route ``ack/``).
 
-GET shows what the link will do and a button; only the POST acknowledges. Mail clients and
-chat previews open links on their own (link scanners, unfurlers); a GET that acted would
-acknowledge incidents nobody has looked at.
+A link is ``<base>/ack/#<token>``. The token, the credential, is the URL's fragment, which
+browsers never send: the one request a click makes is ``GET /ack/``, so no access log of Vigil, a
+proxy or a load balancer ever holds a token. That GET answers the same page to everyone, naming
+nothing; its script (``static/escalation/ack.js``, no inline script) takes the token from the
+fragment, clears it from the address bar, and posts it in a form body. The POST shows what the
+link will do and a button; only a POST with ``confirm`` acknowledges. So mail clients and chat
+previews that open links on their own (link scanners, unfurlers) fetch a page that knows
+nothing, and even one that runs the script only reaches the confirmation. Without JavaScript
+the page says so and points to the incident in Vigil.
 
-The link is the credential: a signed token (``escalation.services.paging.ack_link_make``)
-naming the incident, the contact and the user it acts as, valid for
-``VIGIL_ACK_LINK_MAX_AGE`` and usable once. No session is involved, so CSRF protection, which
-guards a browser's ambient session, adds nothing here and would only fail people whose
-browsers block the cookie. Pages are never cached and send no referrer, so the token does not
-leak into caches or other sites' logs.
+The token is a signed payload (``escalation.services.paging.ack_link_make``) naming the incident,
+the contact and the user it acts as, valid for ``VIGIL_ACK_LINK_MAX_AGE`` and usable once. No
+session is involved, so CSRF protection, which guards a browser's ambient session, adds nothing
+here and would only fail people whose browsers block the cookie. Pages are never cached and send
+no referrer. Django's error reports (the debug page, the admins' error email where one is set
+up) show the posted token as stars.
 
-Answers: 200 confirmation or result; 400 tampered or malformed link; 403 no Vigil login behind
-the contact, or no permission to acknowledge; 404 incident gone; 409 nothing to acknowledge
-(cancelled); 410 expired or already used. Every refusal changes nothing.
+Links of the earlier form ``/ack/<token>/`` (the token in the path, so in access logs) no longer
+acknowledge: they answer 410 with a link to the incident, and change nothing.
+
+Answers: 200 the link page, a confirmation or a result; 400 no token, or a tampered or malformed
+one; 403 no Vigil login behind the contact, or no permission to acknowledge; 404 incident gone;
+409 nothing to acknowledge (cancelled); 410 expired, already used, or a link of the old form.
+Every refusal changes nothing.
 """
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_post_parameters
+
+from incidents.models import Incident
 
 from .services.paging import AckLinkError, ack_link_check, ack_link_read, ack_link_use
+
+# Longer than any token Vigil signs; anything longer is not worth verifying.
+TOKEN_MAX = 1000
 
 
 def _page(request: HttpRequest, template: str, context: dict, status: int = 200) -> HttpResponse:
@@ -44,10 +61,25 @@ def _refused(request: HttpRequest, error: AckLinkError) -> HttpResponse:
 
 @csrf_exempt
 @never_cache
-def acknowledge_link(request: HttpRequest, token: str) -> HttpResponse:
-    if request.method not in ("GET", "HEAD", "POST"):
+@sensitive_post_parameters("token")
+def acknowledge_link(request: HttpRequest) -> HttpResponse:
+    if request.method in ("GET", "HEAD"):
+        return _page(request, "escalation/ack_open.html", {})
+    if request.method != "POST":
         return HttpResponseNotAllowed(["GET", "POST"])
-    if request.method == "POST":
+    token = request.POST.get("token", "").strip()
+    if not token or len(token) > TOKEN_MAX:
+        return _refused(
+            request,
+            AckLinkError(
+                "This page needs the acknowledge link from your notification, complete: the "
+                "part after the # is its key. Open the link again, or open the incident in "
+                "Vigil to acknowledge it.",
+                status=400,
+                code="invalid",
+            ),
+        )
+    if request.POST.get("confirm"):
         try:
             result = ack_link_use(token=token)
         except AckLinkError as error:
@@ -64,5 +96,29 @@ def acknowledge_link(request: HttpRequest, token: str) -> HttpResponse:
     return _page(
         request,
         "escalation/ack_confirm.html",
-        {"incident": incident, "actor": user, "contact": contact},
+        {"incident": incident, "actor": user, "contact": contact, "token": token},
+    )
+
+
+@csrf_exempt
+@never_cache
+def acknowledge_link_retired(request: HttpRequest, token: str) -> HttpResponse:
+    """A link of the old form, its token in the path: refused whatever it holds, pointing to
+    the incident when the token is one Vigil signed and still valid."""
+    if request.method not in ("GET", "HEAD", "POST"):
+        return HttpResponseNotAllowed(["GET", "POST"])
+    try:
+        incident = Incident.objects.filter(pk=ack_link_read(token)["i"]).first()
+    except AckLinkError:
+        incident = None
+    return _page(
+        request,
+        "escalation/ack_retired.html",
+        {
+            "incident": incident,
+            "incident_url": settings.VIGIL_BASE_URL + incident.get_absolute_url()
+            if incident
+            else "",
+        },
+        status=410,
     )

@@ -26,7 +26,8 @@ from . import admin_escalation  # noqa: F401
 from .models import Notification, NotificationStatus
 from .services import notification_retry
 
-ACK_LINK = re.compile(r"(/ack/)[^/\s]+/")
+# A one-click acknowledge link: its key after the "#" (or, in links of the old form, in the path).
+ACK_LINK = re.compile(r"(/ack/)(?:#[^\s|>]+|[^/\s]+/)")
 
 STATUS_COLOURS = {
     NotificationStatus.PENDING: "#8a6d00",
@@ -131,7 +132,7 @@ class NotificationAdmin(ReadOnlyMixin, admin.ModelAdmin):
     def body_shown(self, obj: Notification) -> str:
         # A one-click acknowledge link is a credential of its recipient: anyone who may read
         # the outbox (a Viewer, say) must not be able to acknowledge as somebody else.
-        return ACK_LINK.sub(r"\1[one-click link hidden]/", obj.body)
+        return ACK_LINK.sub(r"\1#[one-click link hidden]", obj.body)
 
     @admin.display(description="Recipient", ordering="recipient")
     def recipient_label(self, obj: Notification) -> str:

@@ -110,7 +110,8 @@ class NotificationStatus(models.TextChoices):
 
 class Notification(models.Model):
     """The outbox: written in the transaction of the event that causes it, delivered after
-    commit by a task, retried with backoff, never sent twice (unique idempotency key)."""
+    commit by a task, retried with backoff. One row per message (unique idempotency key);
+    delivered at least once, every attempt carrying that key to the provider."""
 
     incident = models.ForeignKey(
         Incident, null=True, blank=True, on_delete=models.CASCADE, related_name="notifications"
@@ -126,6 +127,13 @@ class Notification(models.Model):
     subject = models.CharField(max_length=255, blank=True)
     body = models.TextField()
     context = models.JSONField(default=dict, blank=True)
+    ack_url = models.TextField(
+        blank=True,
+        help_text=(
+            "The recipient's one-click acknowledge link, for channels that show it as a button. "
+            "A credential of the recipient: never shown in the admin or the API."
+        ),
+    )
     reason = models.CharField(max_length=200)
     idempotency_key = models.CharField(max_length=200, unique=True)
     status = models.CharField(

@@ -9,7 +9,9 @@ app_name = "escalation"
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
-    path("ack/<str:token>/", ack.acknowledge_link, name="ack"),
+    # A link's key travels in the URL's fragment, never in the path (see ``ack``).
+    path("ack/", ack.acknowledge_link, name="ack"),
+    path("ack/<str:token>/", ack.acknowledge_link_retired, name="ack-retired"),
     path(
         "api/v1/incidents/<str:number>/notifications/",
         api.IncidentNotificationList.as_view(),

@@ -3,7 +3,13 @@ development, locmem in tests (``DJANGO_EMAIL_BACKEND``).
 
 The idempotency key travels as anymail ``metadata`` (stored by the ESP with the message and
 returned in its webhooks), as an ``X-Vigil-Idempotency-Key`` header, and as a Message-ID derived
-from it, so a repeated delivery reaches the mailbox as the same message.
+from it: every attempt to send one notification is the same message, which mail clients and
+archives that deduplicate by Message-ID show once.
+
+Messages are plain text (Vigil's templates render none in HTML), so there is nothing to escape in
+the body; an ``html`` alternative given in the context is sent as given, and whoever renders it
+must autoescape. The subject is one line: line breaks in it become spaces, so it can never start
+a header of its own.
 """
 
 from __future__ import annotations
@@ -59,7 +65,7 @@ class EmailBackend:
             raise PermanentDeliveryError(f"{address!r} is not an email address.") from exc
         msgid = message_id(notification.idempotency_key)
         message = EmailMultiAlternatives(
-            subject=notification.subject or notification.reason,
+            subject=" ".join((notification.subject or notification.reason).split()),
             body=notification.body,
             to=[address],
             headers={IDEMPOTENCY_HEADER: notification.idempotency_key, "Message-ID": msgid},

@@ -2,7 +2,16 @@
 user id), or an incoming webhook (a fixed channel; the recipient is mentioned).
 
 slack-sdk's own retry handlers are switched off: the outbox is the one place that decides about
-retries, with backoff across attempts rather than an immediate repeat inside one.
+retries, with backoff across attempts rather than an immediate repeat inside one. Neither
+``chat.postMessage`` nor an incoming webhook takes an idempotency key: a resent notification is a
+second message (the key rides along in the message metadata and a request header, for tracing).
+
+A notification's subject and body are plain text. Everything taken from them is escaped as Slack
+documents (``&`` ``<`` ``>`` as ``&amp;`` ``&lt;`` ``&gt;``), so no title can mention anyone
+(``<!channel>``, ``<@U…>``) or make a link (``<https://…|Acknowledge>``), and the text objects are
+``verbatim`` (no automatic linking of names or URLs). Slack has no escape for its emphasis
+characters (``*`` ``_`` ``~`` `````): they can only change how the text itself looks. Links
+are buttons: "Acknowledge" opens the recipient's signed acknowledge link, "Open" the incident.
 """
 
 from __future__ import annotations
@@ -37,22 +46,45 @@ TRANSIENT_API_ERRORS = {
     "team_added_to_org",
 }
 SLACK_ID = re.compile(r"^[UW][A-Z0-9]{6,}$")
+SECTION_MAX = 3000
+TEXT_MAX = 3900
+_CUT_ENTITY = re.compile(r"&[a-z]{0,3}$")
+
+
+def escape(text: str) -> str:
+    """Plain text as Slack shows it literally: its three control characters as entities."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _clip(text: str, limit: int) -> str:
+    """At most ``limit`` characters, never ending inside an entity."""
+    if len(text) <= limit:
+        return text
+    return _CUT_ENTITY.sub("", text[: limit - 1]) + "…"
 
 
 def _mention(recipient: str) -> str:
     if SLACK_ID.match(recipient):
         return f"<@{recipient}>"
-    return recipient
+    return escape(recipient)
+
+
+def _text(notification: Notification) -> str:
+    return escape(f"{notification.subject}\n{notification.body}".strip())
 
 
 def _blocks(notification: Notification) -> list[dict[str, Any]]:
     incident = incident_payload(notification)
-    text = f"*{notification.subject or notification.reason}*\n{notification.body}"
+    title = escape(notification.subject or notification.reason)
+    text = f"*{title}*\n{escape(notification.body)}"
     blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": text[:2900]}}
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": _clip(text, SECTION_MAX), "verbatim": True},
+        }
     ]
     buttons = []
-    ack_url = (notification.context or {}).get("ack_url")
+    ack_url = notification.ack_url
     if ack_url:
         buttons.append(
             {
@@ -96,11 +128,10 @@ class SlackBackend:
             user_agent_prefix=USER_AGENT,
             retry_handlers=[],
         )
-        text = f"{notification.subject}\n{notification.body}".strip()
         try:
             response = client.chat_postMessage(
                 channel=notification.recipient.lstrip("#"),
-                text=text[:3900],
+                text=_clip(_text(notification), TEXT_MAX),
                 blocks=_blocks(notification),
                 metadata={
                     "event_type": "vigil_notification",
@@ -132,11 +163,17 @@ class SlackBackend:
             retry_handlers=[],
         )
         mention = _mention(notification.recipient)
-        text = f"{mention}: {notification.subject}\n{notification.body}".strip()
+        text = f"{mention}: {_text(notification)}"
         blocks = _blocks(notification)
-        blocks.insert(0, {"type": "context", "elements": [{"type": "mrkdwn", "text": mention}]})
+        blocks.insert(
+            0,
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": mention, "verbatim": True}],
+            },
+        )
         try:
-            response = client.send(text=text[:3900], blocks=blocks, unfurl_links=False)
+            response = client.send(text=_clip(text, TEXT_MAX), blocks=blocks, unfurl_links=False)
         except (URLError, TimeoutError, ConnectionError, OSError) as exc:
             raise TransientDeliveryError(f"Slack webhook unreachable: {exc}") from exc
         if response.status_code >= 300:

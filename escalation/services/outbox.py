@@ -94,10 +94,17 @@ def notification_enqueue(
     idempotency_key: str,
     contact: Contact | None = None,
     context: dict | None = None,
+    ack_url: str = "",
 ) -> Notification:
     """Write an outbox row in the CURRENT transaction (the caller's, that of the causing event)
     and deliver it after commit. Idempotent: an existing row with the same idempotency_key is
     returned unchanged (no second row, no second delivery).
+
+    ``subject`` and ``body`` are plain text: each channel escapes them for its own format
+    (Slack mrkdwn, Teams cards, TwiML), so markup put in them is shown, never interpreted. The
+    subject is one line (line breaks become spaces). ``ack_url`` is the recipient's one-click
+    acknowledge link, shown as a button by the chat channels; it is a credential of the
+    recipient and is kept out of the admin and the API.
 
     Rolling back the caller's transaction removes the row and cancels its delivery. If
     publishing the delivery task fails after commit (broker down, process killed), the row stays
@@ -122,12 +129,13 @@ def notification_enqueue(
                 contact=contact,
                 channel=channel,
                 recipient=recipient[:255],
-                subject=(subject or "")[:255],
+                subject=" ".join((subject or "").split())[:255],
                 body=body or "",
                 template=template[:80],
                 reason=reason[:200],
                 idempotency_key=idempotency_key,
                 context=context or {},
+                ack_url=ack_url or "",
                 next_attempt_at=timezone.now(),
                 urgent=bool(incident is not None and incident.severity_id <= URGENT_SEVERITY),
             )

@@ -80,7 +80,9 @@ PAGED_ROLES = (
 # message per page, to the destination configured under this name.
 BROADCAST_CHANNELS = (Channel.TEAMS, Channel.WEBHOOK)
 BROADCAST_RECIPIENT = "default"
-# Channels whose message can carry a link a person can open.
+# Channels whose message can carry a link a person can open: in the text (email, SMS) or as a
+# button (Slack). The broadcast channels (Teams, the webhook) reach a place, not a person: no one
+# for a link to act as, and anyone who reads it there could use it.
 LINK_CHANNELS = (Channel.EMAIL, Channel.SLACK, Channel.SMS)
 _PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{5,}$")
 _BLANK_LINES = re.compile(r"\n\s*\n(\s*\n)+")
@@ -251,7 +253,11 @@ def ack_link_make(
 ) -> AckLink:
     """A signed, expiring, single-use link that acknowledges ``incident`` as the recipient's
     user. Binds the incident, the contact and user, the channel and a fresh nonce (the nonce
-    is what "used once" is recorded against); the signature's timestamp gives the expiry."""
+    is what "used once" is recorded against); the signature's timestamp gives the expiry.
+
+    The signed token is the URL's fragment (``<base>/ack/#<token>``): browsers never send a
+    fragment, so the token never appears in a request line, and so in no access log of Vigil,
+    a proxy or a load balancer. The page at ``/ack/`` reads it and posts it in a form body."""
     nonce = nonce or secrets.token_hex(8)
     payload = {
         "i": incident.pk,
@@ -261,8 +267,7 @@ def ack_link_make(
         "n": nonce,
     }
     token = signing.dumps(payload, salt=ACK_SALT, compress=True)
-    path = reverse("escalation:ack", args=[token])
-    return AckLink(url=settings.VIGIL_BASE_URL + path, nonce=nonce)
+    return AckLink(url=f"{settings.VIGIL_BASE_URL}{reverse('escalation:ack')}#{token}", nonce=nonce)
 
 
 def ack_link_read(token: str) -> dict[str, Any]:
@@ -533,9 +538,10 @@ def recipients_notify(
         context = {**base, "channel": channel, "recipient": recipient, "reason": reason}
         stored: dict[str, Any] = {"kind": kind, "incident": incident.number}
         stored["severity"] = base["severity"]
+        ack_url = ""
         if recipient is not None and channel in LINK_CHANNELS and not base["acknowledged"]:
             link = ack_link_make(incident=incident, recipient=recipient, channel=channel)
-            context["ack_url"] = link.url
+            context["ack_url"] = ack_url = link.url
             stored["ack_nonce"] = link.nonce
         subject, body, template = _render(kind, channel, context)
         result.reached.append((recipient, channel))
@@ -551,6 +557,7 @@ def recipients_notify(
                 idempotency_key=key,
                 contact=contacts.get(recipient.contact_id) if recipient else None,
                 context=stored,
+                ack_url=ack_url,
             )
         )
     return result

@@ -32,7 +32,8 @@ CHANNELS = {
     4: ["email"],
 }
 TEAM = ("incident_manager", "technical_lead", "communications_lead")
-ACK_LINK = re.compile(r"https?://[^/\s]+/ack/([^/\s|>]+)/")
+# The link's key is its fragment: browsers never send it, so no server or proxy logs it.
+ACK_LINK = re.compile(r"https?://[^/\s]+/ack/#([^\s|>]+)")
 
 
 @dataclass
@@ -79,7 +80,7 @@ def reachable_policy(db) -> Policy:
 
 
 def ack_token(body: str) -> str:
-    """The acknowledge token in a rendered notification body."""
+    """The acknowledge token (the key after the ``#``) in a rendered notification body."""
     match = ACK_LINK.search(body)
     assert match, f"no acknowledge link in: {body!r}"
     return match.group(1)

@@ -1,7 +1,10 @@
 """Generic outbound webhook: a JSON POST signed with HMAC-SHA256 of the raw body.
 
 Receivers verify ``X-Vigil-Signature: sha256=<hex>`` with the shared secret over the exact bytes
-received, and recognise a repeated delivery by ``X-Vigil-Idempotency-Key`` (also in the body).
+received, and recognise a repeated delivery by its idempotency key: the ``Idempotency-Key``
+header (draft-ietf-httpapi-idempotency-key-header), the same value as ``X-Vigil-Idempotency-Key``
+and the body's ``idempotency_key``. Every attempt to deliver one notification carries the same
+key; ``attempt`` and ``sent_at`` in the body tell the attempts apart.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ if TYPE_CHECKING:
     from ..models import Notification
 
 SIGNATURE_HEADER = "X-Vigil-Signature"
+STANDARD_IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -61,6 +65,7 @@ class WebhookBackend:
             headers={
                 "Content-Type": "application/json",
                 IDEMPOTENCY_HEADER: notification.idempotency_key,
+                STANDARD_IDEMPOTENCY_HEADER: notification.idempotency_key,
                 SIGNATURE_HEADER: sign(secret, body),
             },
         )

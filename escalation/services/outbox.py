@@ -3,19 +3,25 @@ transient failures with backoff, fail permanent ones at once, and recover lost w
 
 Delivery is at-least-once towards the provider and exactly-once in Vigil's records: the row's
 unique idempotency key means one row per logical notification, the row lock means one worker
-delivers it at a time, and the key travels with every attempt so the receiver can recognise the
-one unavoidable repeat (a worker killed after the provider accepted, before the row said so).
+delivers it at a time, and the key travels with every attempt so the receiver can recognise a
+repeat. A repeat happens when an attempt reached the provider but its result never reached the
+row: the worker died (or the database stayed unreachable) between the provider's answer and the
+write that records it, or the provider accepted a request whose answer timed out. After the
+lease the row is sent again, unchanged, with the same key: email as the same Message-ID, the
+outbound webhook with the same ``Idempotency-Key``; Slack, Teams and Twilio take no key, so
+there the person gets the message twice. Vigil resends rather than risk a page nobody got.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from incidents.events import default_queue, urgent_queue
@@ -98,7 +104,8 @@ def notification_enqueue(
 ) -> Notification:
     """Write an outbox row in the CURRENT transaction (the caller's, that of the causing event)
     and deliver it after commit. Idempotent: an existing row with the same idempotency_key is
-    returned unchanged (no second row, no second delivery).
+    returned unchanged (no second row in Vigil; see the module docstring for what the provider
+    may see).
 
     ``subject`` and ``body`` are plain text: each channel escapes them for its own format
     (Slack mrkdwn, Teams cards, TwiML), so markup put in them is shown, never interpreted. The
@@ -190,8 +197,10 @@ def notification_send(*, notification_id: int) -> SendOutcome:
     result under a fresh lock: sent with the provider's message id; a transient error back to
     pending with exponential backoff (and a retry published after commit); a permanent error,
     or a transient one on the last attempt, failed with a timeline entry on the incident.
-    A result is recorded only while this attempt's claim is current, so a worker that lost its
-    lease cannot overwrite a newer attempt.
+    A failure is recorded only while this attempt's claim is current, so a worker that lost its
+    lease cannot overwrite a newer attempt. If the database refuses the write that records a
+    send, the write is tried again for a few seconds, then the error is raised: the row stays
+    sending and is sent again, with the same idempotency key, after the lease.
     """
     from ..channels import PermanentDeliveryError, TransientDeliveryError, backend_for
 
@@ -218,8 +227,31 @@ def notification_send(*, notification_id: int) -> SendOutcome:
     return _record_sent(row, provider_id=provider_id or "")
 
 
+# Pauses between the tries of the write that records a send. The message is already with the
+# provider: giving up on this write means sending it again after the lease, so a database that
+# is away for a moment (a failover, a dropped connection) is waited for, briefly.
+RECORD_RETRY_DELAYS = (0.5, 1.0, 2.0)
+
+
 def _record_sent(row: Notification, *, provider_id: str) -> SendOutcome:
-    OUTBOX.complete(row, provider_message_id=provider_id[:255], sent_at=timezone.now())
+    sent_at = timezone.now()
+    for pause in (*RECORD_RETRY_DELAYS, None):
+        try:
+            OUTBOX.complete(row, provider_message_id=provider_id[:255], sent_at=sent_at)
+            break
+        except (OperationalError, InterfaceError):
+            if pause is None:
+                logger.error(
+                    "Notification %s was accepted by the provider but could not be recorded; "
+                    "it will be sent again, with the same idempotency key, after the lease",
+                    row.pk,
+                )
+                raise
+            logger.warning("Notification %s: recording the send failed; trying again", row.pk)
+            time.sleep(pause)
+            if not connection.in_atomic_block:
+                # A broken connection is replaced on the next query.
+                connection.close_if_unusable_or_obsolete()
     return SendOutcome("sent", row.pk, attempts=row.attempts, detail=provider_id)
 
 

@@ -184,8 +184,9 @@ def test_a_provider_answering_400_fails_without_retry_loops(celery_worker, http_
 
 
 def test_beat_and_worker_run_the_sweeps_and_the_watchdog_sees_them(
-    celery_worker, http_sink, client
+    celery_worker, http_sink, client, superuser
 ):
+    client.force_login(superuser)  # a staff session sees the watchdog's details
     incident = incident_create(
         actor=None,
         source=Source.SYSTEM,

@@ -413,9 +413,15 @@ VIGIL_HEALTH_BROKER_TIMEOUT_SECONDS = env.float("VIGIL_HEALTH_BROKER_TIMEOUT_SEC
 # before the sweep queues it again.
 VIGIL_HOOK_MAX_BODY_BYTES = env.int("VIGIL_HOOK_MAX_BODY_BYTES", default=1024 * 1024)
 VIGIL_PAGERDUTY_RATE = env.str("VIGIL_PAGERDUTY_RATE", default="1200/minute")
-VIGIL_GRAFANA_SIGNATURE_MAX_AGE_SECONDS = env.float(
-    "VIGIL_GRAFANA_SIGNATURE_MAX_AGE_SECONDS", default=300.0
+# The replay window of the signed webhooks (generic, Grafana): how far a signed timestamp may be
+# off Vigil's clock; the signatures accepted inside it are remembered, each accepted once.
+# VIGIL_GRAFANA_SIGNATURE_MAX_AGE_SECONDS is its former, Grafana-only name.
+VIGIL_HOOK_SIGNATURE_MAX_AGE_SECONDS = env.float(
+    "VIGIL_HOOK_SIGNATURE_MAX_AGE_SECONDS",
+    default=env.float("VIGIL_GRAFANA_SIGNATURE_MAX_AGE_SECONDS", default=300.0),
 )
+if not 0 < VIGIL_HOOK_SIGNATURE_MAX_AGE_SECONDS <= 86400:  # also refuses nan and inf
+    raise ImproperlyConfigured("VIGIL_HOOK_SIGNATURE_MAX_AGE_SECONDS must be in (0, 86400].")
 VIGIL_ALERT_REQUEUE_AFTER_SECONDS = env.float("VIGIL_ALERT_REQUEUE_AFTER_SECONDS", default=60.0)
 # How long a web process keeps an integration it looked up (disabling one or rotating its
 # secret takes at most this long to reach every process).

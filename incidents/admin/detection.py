@@ -78,7 +78,7 @@ class IntegrationAdmin(ServiceWriteAdminMixin, NoRevertMixin, SimpleHistoryAdmin
         "auto_resolve",
         "last_delivery",
     )
-    list_filter = ("kind", "enabled", "auto_resolve")
+    list_filter = ("kind", "enabled", "auto_resolve", "require_timestamp")
     list_select_related = ("service", "default_severity")
     search_fields = ("name", "=key")
     readonly_fields = ("key", "sender_urls", "snippet", "created_at", "updated_at")
@@ -91,7 +91,7 @@ class IntegrationAdmin(ServiceWriteAdminMixin, NoRevertMixin, SimpleHistoryAdmin
         ),
         (
             "Sender configuration",
-            {"fields": ["key", "secret", "sender_urls", "snippet"]},
+            {"fields": ["key", "secret", "require_timestamp", "sender_urls", "snippet"]},
         ),
         ("Record", {"fields": ["created_at", "updated_at"]}),
     ]

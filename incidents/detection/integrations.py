@@ -28,6 +28,7 @@ INTEGRATION_FIELDS = (
     "default_severity",
     "secret",
     "enabled",
+    "require_timestamp",
     "auto_resolve",
     "group_by",
 )
@@ -204,9 +205,12 @@ def integration_snippet(integration: Integration) -> str:
     )
     return (
         f"body='{example}'\n"
-        f"sig=$(printf '%s' \"$body\" | openssl dgst -sha256 -hmac '{secret}' | sed 's/^.* //')\n"
+        "ts=$(date +%s)\n"
+        f"sig=$(printf '%s.%s' \"$ts\" \"$body\" | openssl dgst -sha256 -hmac '{secret}' "
+        "| sed 's/^.* //')\n"
         f"curl -sS -X POST '{urls['webhook_url']}' \\\n"
         "  -H 'Content-Type: application/json' \\\n"
+        '  -H "X-Vigil-Timestamp: $ts" \\\n'
         '  -H "X-Vigil-Signature: sha256=$sig" \\\n'
         '  --data-binary "$body"\n'
     )

@@ -1,33 +1,58 @@
 """Sender credentials, checked on the raw body before it is parsed.
 
 * Alertmanager: ``Authorization: Bearer <secret>`` (``http_config.authorization``), when the
-  integration has a secret.
-* Grafana: ``X-Grafana-Alerting-Signature``, the lowercase hex HMAC-SHA256 of the body with
-  the secret, when the integration has one. When Grafana is configured with a timestamp
-  header (``X-Grafana-Alerting-Signature-Timestamp``, Unix seconds), it signs
-  ``<timestamp>:<body>`` instead; the timestamp must be within 5 minutes of Vigil's clock.
-* Generic: ``X-Vigil-Signature: sha256=<hex>``, the HMAC-SHA256 of the raw body with the
-  secret. Always required.
+  integration has a secret. A bearer token signs nothing: a captured request can be replayed,
+  so only TLS keeps it from being captured.
+* Grafana: ``X-Grafana-Alerting-Signature``, the lowercase hex HMAC-SHA256 with the secret,
+  when the integration has one. With a timestamp header
+  (``X-Grafana-Alerting-Signature-Timestamp``, Unix seconds) Grafana signs
+  ``<timestamp>:<body>``; without one, the body alone, which the integration accepts only when
+  it does not require a signed timestamp.
+* Generic: ``X-Vigil-Signature: sha256=<hex>``, the HMAC-SHA256 with the secret (always
+  required) of ``<timestamp>.<body>``, the timestamp sent in ``X-Vigil-Timestamp`` (Unix
+  seconds); of the body alone only when the integration does not require a signed timestamp.
 
-Every comparison is constant-time.
+A signed timestamp must be whole Unix seconds (ASCII digits: no sign, fraction, exponent,
+``nan`` or ``inf``) within ``VIGIL_HOOK_SIGNATURE_MAX_AGE_SECONDS`` (5 minutes) of Vigil's
+clock, either way. The verified signature is returned so that the caller accepts each signed
+timestamp once (``replay.signature_claim``). Every comparison is constant-time.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 
 GRAFANA_SIGNATURE = "HTTP_X_GRAFANA_ALERTING_SIGNATURE"
 GRAFANA_TIMESTAMP = "HTTP_X_GRAFANA_ALERTING_SIGNATURE_TIMESTAMP"
 VIGIL_SIGNATURE = "HTTP_X_VIGIL_SIGNATURE"
-DEFAULT_MAX_SKEW = 300.0
+VIGIL_TIMESTAMP = "HTTP_X_VIGIL_TIMESTAMP"
+DEFAULT_MAX_AGE = 300.0
+# Whole seconds in ASCII digits; 12 digits reach the year 33658.
+_UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
 
 
 class VerificationFailed(Exception):
     """Missing or wrong credentials; the message says which, never what was expected."""
+
+
+@dataclass(frozen=True)
+class Signed:
+    """A verified signature: its hex HMAC, and the Unix time it signed (``None`` when it
+    covered the body alone, so nothing tells a replay from a repeat)."""
+
+    signature: str
+    timestamp: int | None
+
+
+def signature_max_age() -> float:
+    """How far, in seconds, a signed timestamp may be off Vigil's clock (the replay window)."""
+    return float(getattr(settings, "VIGIL_HOOK_SIGNATURE_MAX_AGE_SECONDS", DEFAULT_MAX_AGE))
 
 
 def hmac_hex(secret: str, message: bytes) -> str:
@@ -36,6 +61,20 @@ def hmac_hex(secret: str, message: bytes) -> str:
 
 def _equal(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode())
+
+
+def _timestamp(value: str, header: str, now: float | None) -> int:
+    if not _UNIX_SECONDS.fullmatch(value):
+        raise VerificationFailed(f"Invalid {header}: give the Unix time in whole seconds.")
+    sent = int(value)
+    now = time.time() if now is None else now
+    max_age = signature_max_age()
+    if abs(now - sent) > max_age:
+        raise VerificationFailed(
+            f"{header} is more than {max_age:g} seconds off Vigil's clock "
+            "(a replayed request, or the sender's clock is wrong)."
+        )
+    return sent
 
 
 def verify_bearer(meta: dict, secret: str) -> None:
@@ -47,32 +86,48 @@ def verify_bearer(meta: dict, secret: str) -> None:
         raise VerificationFailed("Invalid bearer token.")
 
 
-def verify_grafana(meta: dict, secret: str, body: bytes, *, now: float | None = None) -> None:
+def verify_grafana(
+    meta: dict, secret: str, body: bytes, *, require_timestamp: bool, now: float | None = None
+) -> Signed:
     signature = meta.get(GRAFANA_SIGNATURE, "").strip().lower()
     if not signature:
         raise VerificationFailed("Missing X-Grafana-Alerting-Signature header.")
-    timestamp = meta.get(GRAFANA_TIMESTAMP, "").strip()
+    raw = meta.get(GRAFANA_TIMESTAMP, "").strip()
+    sent = None
     message = body
-    if timestamp:
-        try:
-            sent = float(timestamp)
-        except ValueError:
-            raise VerificationFailed("Invalid signature timestamp.") from None
-        now = time.time() if now is None else now
-        max_skew = getattr(settings, "VIGIL_GRAFANA_SIGNATURE_MAX_AGE_SECONDS", DEFAULT_MAX_SKEW)
-        if abs(now - sent) > max_skew:
-            raise VerificationFailed(
-                f"Signature timestamp is more than {max_skew:g} seconds off Vigil's clock."
-            )
-        message = timestamp.encode() + b":" + body
-    if not _equal(signature, hmac_hex(secret, message)):
+    if raw:
+        sent = _timestamp(raw, "X-Grafana-Alerting-Signature-Timestamp", now)
+        message = raw.encode() + b":" + body
+    elif require_timestamp:
+        raise VerificationFailed(
+            "Missing X-Grafana-Alerting-Signature-Timestamp header: this integration requires "
+            "a signed timestamp (set it as the Timestamp Header of Grafana's HMAC signature)."
+        )
+    expected = hmac_hex(secret, message)
+    if not _equal(signature, expected):
         raise VerificationFailed("Invalid X-Grafana-Alerting-Signature.")
+    return Signed(signature=expected, timestamp=sent)
 
 
-def verify_vigil_signature(meta: dict, secret: str, body: bytes) -> None:
+def verify_vigil_signature(
+    meta: dict, secret: str, body: bytes, *, require_timestamp: bool, now: float | None = None
+) -> Signed:
     header = meta.get(VIGIL_SIGNATURE, "").strip()
     if not header:
         raise VerificationFailed("Missing X-Vigil-Signature header (sha256=<hex>).")
+    raw = meta.get(VIGIL_TIMESTAMP, "").strip()
+    sent = None
+    message = body
+    if raw:
+        sent = _timestamp(raw, "X-Vigil-Timestamp", now)
+        message = raw.encode() + b"." + body
+    elif require_timestamp:
+        raise VerificationFailed(
+            "Missing X-Vigil-Timestamp header: this integration requires a signed timestamp "
+            '(X-Vigil-Signature over "<timestamp>.<body>").'
+        )
     scheme, _, signature = header.partition("=")
-    if scheme.lower() != "sha256" or not _equal(signature.lower(), hmac_hex(secret, body)):
+    expected = hmac_hex(secret, message)
+    if scheme.lower() != "sha256" or not _equal(signature.lower(), expected):
         raise VerificationFailed("Invalid X-Vigil-Signature.")
+    return Signed(signature=expected, timestamp=sent)

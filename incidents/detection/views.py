@@ -12,8 +12,12 @@ API's shape; PagerDuty's own shape on its endpoint):
                                   and again on the bytes read)
 404   not_found                   no integration of this kind has the URL key
 403   integration_disabled        the integration is disabled
-401   authentication_failed       missing or wrong bearer token / signature
+401   authentication_failed       missing or wrong bearer token / signature, or a signed
+                                  timestamp missing (when required), malformed or outside
+                                  the replay window
 400   parse_error / invalid       not UTF-8 JSON, or not a valid payload of the sender
+409   replayed                    a signed timestamp (generic, Grafana) already accepted:
+                                  the same request again
 ====  ==========================  ============================================================
 
 PagerDuty (``/hooks/pagerduty/v2/enqueue``, and ``/v2/enqueue`` so that a client pointed at
@@ -36,7 +40,7 @@ from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models.signals import post_delete, post_save
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -44,9 +48,13 @@ from django.views.decorators.csrf import csrf_exempt
 from ..models import Integration, IntegrationKind
 from .intake import delivery_accept
 from .parsing import PayloadError, pagerduty_errors, parse_delivery, parse_pagerduty
+from .replay import signature_claim
 from .verify import (
     GRAFANA_TIMESTAMP,
+    VIGIL_TIMESTAMP,
+    Signed,
     VerificationFailed,
+    signature_max_age,
     verify_bearer,
     verify_grafana,
     verify_vigil_signature,
@@ -62,6 +70,7 @@ _KEPT_HEADERS = {
     "CONTENT_LENGTH": "Content-Length",
     "HTTP_X_FORWARDED_FOR": "X-Forwarded-For",
     GRAFANA_TIMESTAMP: "X-Grafana-Alerting-Signature-Timestamp",
+    VIGIL_TIMESTAMP: "X-Vigil-Timestamp",
 }
 
 
@@ -151,6 +160,7 @@ class HookIntegration(NamedTuple):
     kind: str
     secret: str
     enabled: bool
+    require_timestamp: bool = True
 
 
 # Integrations as looked up by the hooks, per process, for a few seconds: a stream of alerts
@@ -179,14 +189,21 @@ def _integration(key: str, kind: str) -> HookIntegration | None:
     # Hand-written: one indexed lookup, cheaper than building an ORM query.
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT id, secret, enabled FROM {Integration._meta.db_table} "
+            f"SELECT id, secret, enabled, require_timestamp FROM {Integration._meta.db_table} "
             "WHERE key = %s AND kind = %s",
             [key, kind],
         )
         row = cursor.fetchone()
     found = None
     if row is not None:
-        found = HookIntegration(pk=row[0], key=key, kind=kind, secret=row[1], enabled=bool(row[2]))
+        found = HookIntegration(
+            pk=row[0],
+            key=key,
+            kind=kind,
+            secret=row[1],
+            enabled=bool(row[2]),
+            require_timestamp=bool(row[3]),
+        )
     ttl = float(getattr(settings, "VIGIL_HOOK_INTEGRATION_CACHE_SECONDS", DEFAULT_CACHE_SECONDS))
     if ttl > 0:
         if len(_cache) >= _CACHE_MAX:
@@ -195,17 +212,21 @@ def _integration(key: str, kind: str) -> HookIntegration | None:
     return found
 
 
-def _verify(request: HttpRequest, integration: HookIntegration, body: bytes) -> None:
+def _verify(
+    request: HttpRequest, integration: HookIntegration, body: bytes, now: float
+) -> Signed | None:
+    """Check the sender's credentials; returns the verified signature of a signed kind."""
     kind, secret, meta = integration.kind, integration.secret, request.META
+    required = integration.require_timestamp
     try:
         if kind == IntegrationKind.ALERTMANAGER and secret:
             verify_bearer(meta, secret)
         elif kind == IntegrationKind.GRAFANA and secret:
-            verify_grafana(meta, secret, body)
+            return verify_grafana(meta, secret, body, require_timestamp=required, now=now)
         elif kind == IntegrationKind.GENERIC:
             if not secret:
                 raise VerificationFailed("This integration has no secret to verify with.")
-            verify_vigil_signature(meta, secret, body)
+            return verify_vigil_signature(meta, secret, body, require_timestamp=required, now=now)
     except VerificationFailed as exc:
         headers = {"WWW-Authenticate": 'Bearer realm="vigil"'}
         raise Refused(
@@ -214,6 +235,38 @@ def _verify(request: HttpRequest, integration: HookIntegration, body: bytes) -> 
             str(exc),
             headers=headers if kind == IntegrationKind.ALERTMANAGER else {},
         ) from None
+    return None
+
+
+def _accept(
+    request: HttpRequest, integration: HookIntegration, signed: Signed | None, now: float, **kw
+) -> int:
+    """Store the delivery; a signed timestamp is claimed in the same transaction, so the
+    delivery and the record that its signature was used commit together or not at all."""
+    fields = {
+        "integration_id": integration.pk,
+        "headers": _headers(request),
+        "remote_addr": request.META.get("REMOTE_ADDR") or None,
+        **kw,
+    }
+    if signed is None or signed.timestamp is None:
+        return delivery_accept(**fields)
+    with transaction.atomic():
+        if not signature_claim(
+            integration_id=integration.pk,
+            signature=signed.signature,
+            signed_at=signed.timestamp,
+            max_age=signature_max_age(),
+            now=now,
+        ):
+            raise Refused(
+                409,
+                "replayed",
+                "This signed request was already accepted (same signature and timestamp): "
+                "a replay, or a retry of a delivery Vigil has. Sign each new request with "
+                "the current time.",
+            )
+        return delivery_accept(**fields)
 
 
 def _error_response(refused: Refused) -> JsonResponse:
@@ -243,7 +296,8 @@ def _keyed_hook(request: HttpRequest, key: str, kind: str) -> JsonResponse:
         if not integration.enabled:
             raise Refused(403, "integration_disabled", "This integration is disabled.")
         body = _read(request)
-        _verify(request, integration, body)
+        now = time.time()
+        signed = _verify(request, integration, body, now)
         text, payload = _json(body)
         try:
             parsed = parse_delivery(kind, payload, keep_raw=False)
@@ -252,16 +306,12 @@ def _keyed_hook(request: HttpRequest, key: str, kind: str) -> JsonResponse:
         except PayloadError as exc:
             errors = exc.errors
             raise Refused(400, "invalid", f"Invalid payload. {exc}"[:2000], errors=errors) from None
+        delivery_id = _accept(
+            request, integration, signed, now, body=text, alert_count=len(parsed.alerts)
+        )
     except Refused as refused:
         _log_refusal(request, kind, refused, integration)
         return _error_response(refused)
-    delivery_id = delivery_accept(
-        integration_id=integration.pk,
-        body=text,
-        headers=_headers(request),
-        remote_addr=request.META.get("REMOTE_ADDR") or None,
-        alert_count=len(parsed.alerts),
-    )
     return JsonResponse(
         {"status": "accepted", "delivery": delivery_id, "alerts": len(parsed.alerts)},
         status=202,

@@ -8,6 +8,7 @@ from .detection import (
     Integration,
     IntegrationKind,
     WebhookDelivery,
+    WebhookSignature,
 )
 from .events import EventHandling, EventStatus, HandlingStatus, IncidentEvent
 from .incident import (
@@ -88,6 +89,7 @@ __all__ = [
     "Tier",
     "TimelineEntry",
     "WebhookDelivery",
+    "WebhookSignature",
     "missing_fields",
     "timestamp_order_errors",
 ]

@@ -84,6 +84,17 @@ class Integration(models.Model):
     enabled = models.BooleanField(
         default=True, help_text="Deliveries to a disabled integration are refused (403)."
     )
+    require_timestamp = models.BooleanField(
+        "Require a signed timestamp",
+        default=True,
+        help_text=(
+            "Generic and Grafana senders with a secret: refuse a signature that does not cover "
+            "a timestamp (X-Vigil-Timestamp; Grafana's timestamp header). Signed timestamps "
+            "are refused outside the replay window and accepted once. Off: also accept the "
+            "signature of the body alone, which can be replayed (for senders not yet signing "
+            "timestamps; integrations made before replay protection start off)."
+        ),
+    )
     auto_resolve = models.BooleanField(
         default=False,
         help_text=(
@@ -117,6 +128,28 @@ class Integration(models.Model):
             self.secret = ""
         elif self.kind == IntegrationKind.GENERIC and not self.secret:
             raise ValidationError({"secret": "The generic hook needs a secret to verify with."})
+
+
+class WebhookSignature(models.Model):
+    """A signed, timestamped request an integration accepted, remembered while its timestamp
+    is inside the replay window so that the same request is accepted once: the UNIQUE key
+    makes a second INSERT of it fail however many web processes receive it. Written in the
+    transaction that stores the delivery; rows out of the window are deleted on insert."""
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="+")
+    signature = models.CharField(max_length=64, help_text="The request's HMAC-SHA256, hex.")
+    signed_at = models.DateTimeField(help_text="The timestamp the sender signed.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["integration", "signature"], name="webhook_signature_once"
+            ),
+        ]
+        indexes = [models.Index(fields=["signed_at"], name="webhook_signature_age")]
+
+    def __str__(self) -> str:
+        return f"{self.signature[:12]}… ({self.signed_at:%Y-%m-%d %H:%M:%S})"
 
 
 class DeliveryStatus(models.TextChoices):

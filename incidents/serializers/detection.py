@@ -38,6 +38,9 @@ class IntegrationSerializer(serializers.Serializer):
     key = serializers.CharField(help_text="In the URL; the PagerDuty routing key.")
     has_secret = serializers.BooleanField()
     enabled = serializers.BooleanField()
+    require_timestamp = serializers.BooleanField(
+        help_text="Generic and Grafana senders: only signatures over a timestamp are accepted."
+    )
     auto_resolve = serializers.BooleanField()
     group_by = serializers.ListField(child=serializers.CharField())
     urls = IntegrationUrlsSerializer()
@@ -54,6 +57,7 @@ class IntegrationSerializer(serializers.Serializer):
             "key": instance.key,
             "has_secret": bool(instance.secret),
             "enabled": instance.enabled,
+            "require_timestamp": instance.require_timestamp,
             "auto_resolve": instance.auto_resolve,
             "group_by": list(instance.group_by or []),
             "urls": integration_urls(instance),
@@ -79,6 +83,14 @@ class _IntegrationFields(serializers.Serializer):
     )
     default_severity = serializers.IntegerField(min_value=1, max_value=4, required=False)
     enabled = serializers.BooleanField(required=False)
+    require_timestamp = serializers.BooleanField(
+        required=False,
+        help_text=(
+            "Generic and Grafana senders with a secret: refuse signatures that do not cover a "
+            "timestamp (default true; false accepts body-only signatures, which can be "
+            "replayed)."
+        ),
+    )
     auto_resolve = serializers.BooleanField(required=False)
     group_by = serializers.ListField(
         child=serializers.RegexField(LABEL_NAME), max_length=20, required=False

@@ -15,6 +15,7 @@ import copy
 import hashlib
 import hmac
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -106,5 +107,17 @@ def grafana_signature(secret: str, body: bytes, timestamp: str | None = None) ->
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
-def vigil_signature(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def vigil_signature(secret: str, body: bytes, timestamp: str | None = None) -> str:
+    """``X-Vigil-Signature``: over ``"{timestamp}.{body}"``, or (legacy) over the body alone."""
+    message = body if timestamp is None else timestamp.encode() + b"." + body
+    return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def vigil_headers(secret: str, body: bytes, *, timestamp: str | None = None) -> dict[str, str]:
+    """The generic hook's headers as the README's recipe makes them: the current Unix time in
+    ``X-Vigil-Timestamp`` and the signature over ``"{timestamp}.{body}"``."""
+    timestamp = str(int(time.time())) if timestamp is None else timestamp
+    return {
+        "X-Vigil-Timestamp": timestamp,
+        "X-Vigil-Signature": vigil_signature(secret, body, timestamp),
+    }

@@ -33,7 +33,7 @@ from tests.incidents.detection_fixtures import (
     make_integration,
     post,
     process_pending,
-    vigil_signature,
+    vigil_headers,
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("at_now")]
@@ -56,7 +56,7 @@ def fire(client, capture, integration, **data):
         hook_path(integration),
         body,
         capture=capture,
-        **{"X-Vigil-Signature": vigil_signature(integration.secret, body)},
+        **vigil_headers(integration.secret, body),
     )
     assert response.status_code == 202, response.content
     return response
@@ -270,7 +270,10 @@ def test_resolve_processed_before_its_firing_leaves_it_resolved(
 
 
 def test_stale_resolve_does_not_resolve_a_later_firing(
-    client, django_capture_on_commit_callbacks, generic
+    client,
+    django_capture_on_commit_callbacks,
+    generic,
+    at_now,  # noqa: F811 (the traveller)
 ):
     fire(client, django_capture_on_commit_callbacks, generic, title="Flap", dedup_key="flap")
     process_pending()
@@ -282,6 +285,7 @@ def test_stale_resolve_does_not_resolve_a_later_firing(
         dedup_key="flap",
         status="resolved",
     )
+    at_now.shift(1)  # the same body signed a second later: a new request, not a replay
     fire(client, django_capture_on_commit_callbacks, generic, title="Flap", dedup_key="flap")
     resolve, refire = WebhookDelivery.objects.filter(status="pending").order_by("pk")
     alert_delivery_process_task(refire.pk)

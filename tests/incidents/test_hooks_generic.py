@@ -1,5 +1,6 @@
 """Vigil's generic signed JSON hook (/hooks/generic/<key>/): the documented shape, the
-X-Vigil-Signature HMAC-SHA256 of the raw body, firing and resolving by dedup key."""
+X-Vigil-Signature HMAC-SHA256 of "<X-Vigil-Timestamp>.<raw body>", firing and resolving by dedup
+key. Replays and timestamps: test_hooks_replay.py."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from tests.incidents.detection_fixtures import (
     make_integration,
     post,
     process_pending,
-    vigil_signature,
+    vigil_headers,
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("at_now")]
@@ -34,9 +35,9 @@ def integration(service):
     return make_integration("generic", service=service, default_severity=4, auto_resolve=True)
 
 
-def send(client, capture, integration, data, *, signature=None):
+def send(client, capture, integration, data):
     body = json.dumps(data).encode()
-    headers = {"X-Vigil-Signature": signature or vigil_signature(integration.secret, body)}
+    headers = vigil_headers(integration.secret, body)
     return post(client, hook_path(integration), body, capture=capture, **headers)
 
 
@@ -71,7 +72,10 @@ def test_firing_then_resolved_by_dedup_key(client, django_capture_on_commit_call
 
 
 def test_minimal_alert_uses_the_sender_severity_or_the_default(
-    client, django_capture_on_commit_callbacks, integration
+    client,
+    django_capture_on_commit_callbacks,
+    integration,
+    at_now,  # noqa: F811 (the traveller)
 ):
     send(client, django_capture_on_commit_callbacks, integration, {"title": "Backup job late"})
     send(
@@ -86,6 +90,7 @@ def test_minimal_alert_uses_the_sender_severity_or_the_default(
     assert by_title["Vendor API degraded"].severity_id == 3  # warning → Sev 3
     assert by_title["Vendor API degraded"].incident.detection_source == "third_party"
     # No dedup key given: one is derived from the title and labels, stable across repeats.
+    at_now.shift(1)  # the same body signed a second later: a new request, not a replay
     send(client, django_capture_on_commit_callbacks, integration, {"title": "Backup job late"})
     process_pending()
     assert Alert.objects.get(title="Backup job late").count == 2
@@ -100,7 +105,10 @@ def test_bad_signature_is_401_and_writes_nothing(
     client, django_capture_on_commit_callbacks, integration, signature
 ):
     body = json.dumps(EXAMPLE).encode()
-    headers = {"X-Vigil-Signature": signature} if signature else {}
+    # A valid timestamp, so that the signature is what is refused.
+    headers = {"X-Vigil-Timestamp": vigil_headers(integration.secret, body)["X-Vigil-Timestamp"]}
+    if signature:
+        headers["X-Vigil-Signature"] = signature
     response, callbacks = post(
         client, hook_path(integration), body, capture=django_capture_on_commit_callbacks, **headers
     )

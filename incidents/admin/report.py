@@ -1,5 +1,9 @@
 """The incident report of §6.2, shaped from ``selectors.incident_report`` for its admin page
-and its Markdown download (``templates/incidents/report.md``)."""
+and its Markdown download (``templates/incidents/report.md``).
+
+The values are given as they are: the HTML page escapes them as Django templates do, and the
+Markdown template passes every one that people or senders supply through the filters of
+``incidents.templatetags.markdown_text``."""
 
 from __future__ import annotations
 
@@ -21,8 +25,6 @@ def report_context(report: dict[str, Any]) -> dict[str, Any]:
             "source": entry.get_source_display(),
             "who": entry.actor_label,
             "message": entry.message,
-            # Continuation lines stay inside their Markdown list item.
-            "message_md": "\n  ".join(entry.message.splitlines()),
         }
         for entry in report["timeline"]
     ]

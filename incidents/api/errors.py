@@ -8,13 +8,18 @@ from DRF itself (parse errors, validation, authentication, permissions, 404, 405
 
 ``errors`` maps field names (dotted for nested input, e.g. ``services.0``) to messages;
 ``allowed_actions`` appears on 409 transition errors, ``missing_fields`` on failed guards.
+
+Errors that Django answers before a view runs or around it (an unknown path, a body over
+``DATA_UPLOAD_MAX_MEMORY_SIZE``, a server error) get the same shape under ``/api/`` and
+``/hooks/`` from :class:`incidents.api.middleware.JsonErrorsMiddleware`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, serializers, status
@@ -33,7 +38,7 @@ class ErrorSerializer(serializers.Serializer):
             "Stable machine-readable code: parse_error, invalid, invalid_input, guard_failed, "
             "transition_not_allowed, action_forbidden, permission_denied, not_authenticated, "
             "authentication_failed, not_found, method_not_allowed, not_acceptable, "
-            "unsupported_media_type, in_use, throttled."
+            "payload_too_large, unsupported_media_type, in_use, throttled, server_error."
         )
     )
     detail = serializers.CharField(help_text="A human-readable explanation.")
@@ -61,11 +66,12 @@ _DESCRIPTIONS = {
     405: "Method not allowed on this resource.",
     406: "The Accept header asks for a format the API cannot produce.",
     409: "Not allowed in the resource's current state (see `allowed_actions`).",
+    413: "The request body is larger than the limit (`DATA_UPLOAD_MAX_MEMORY_SIZE`, 2.5 MiB).",
     415: "The request body is not JSON.",
     429: "Too many requests for this token; retry after the `Retry-After` seconds.",
 }
 READ_ERRORS = (400, 401, 403, 404, 405, 406, 429)
-WRITE_ERRORS = (400, 401, 403, 404, 405, 406, 415, 429)
+WRITE_ERRORS = (400, 401, 403, 404, 405, 406, 413, 415, 429)
 
 
 def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
@@ -101,6 +107,10 @@ def _body(http_status: int, code: str, detail: str, **extra: Any) -> dict[str, A
     body: dict[str, Any] = {"status": http_status, "code": code, "detail": detail, "errors": {}}
     body.update(extra)
     return body
+
+
+def payload_too_large_detail() -> str:
+    return f"The body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
 
 
 def _domain_response(exc: Exception) -> Response | None:
@@ -141,6 +151,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         set_rollback()
         return response
 
+    if isinstance(exc, RequestDataTooBig):
+        # Django raises it when the body is read, before the parser; its own answer is an
+        # HTML 400 and a traceback in the security log.
+        return Response(_body(413, "payload_too_large", payload_too_large_detail()), status=413)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from django.test import override_settings
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
+from incidents.models import Incident
 from tests.factories import IncidentFactory
 
 SHAPE = {"status", "code", "detail", "errors"}
@@ -196,3 +200,121 @@ def test_docs_page_loads_swagger_ui_from_vigils_own_static_files(db):
 
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page
     assert "cdn.jsdelivr.net" not in page
+
+
+# --- errors Django answers before or around DRF: the same shape under /api/ and /hooks/ ----------
+
+BIG = 3 * 1024 * 1024  # over Django's DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MiB) and the hooks' 1 MiB
+
+
+def _big_json() -> bytes:
+    return json.dumps({"title": "x" * BIG, "severity": 1}).encode()
+
+
+@pytest.mark.parametrize("path", ["/api/v1/incidents/", "/api/v1/reports/"])
+def test_a_body_over_the_request_size_limit_is_a_json_413_and_writes_nothing(im_api, path, caplog):
+    response = im_api.generic("POST", path, _big_json(), content_type="application/json")
+
+    body = _error(response, 413, "payload_too_large")
+    assert "2621440 bytes" in body["detail"]
+    assert not Incident.objects.exists()
+    assert "Traceback" not in caplog.text
+
+
+@override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=1000)
+def test_the_api_size_limit_is_djangos_setting(api_as, superuser):
+    small_but_too_big = json.dumps({"name": "x" * 2000, "kind": "generic"}).encode()
+    response = api_as(superuser).generic(
+        "POST", "/api/v1/integrations/", small_but_too_big, content_type="application/json"
+    )
+
+    _error(response, 413, "payload_too_large")
+
+
+def test_hooks_refuse_a_body_over_the_request_size_limit_in_their_own_shape(db):
+    from tests.incidents.detection_fixtures import make_integration
+
+    generic = make_integration("generic")
+    client = APIClient()
+    response = client.generic(
+        "POST", f"/hooks/generic/{generic.key}/", _big_json(), content_type="application/json"
+    )
+    _error(response, 413, "payload_too_large")
+    pagerduty = client.generic(
+        "POST", "/hooks/pagerduty/v2/enqueue", _big_json(), content_type="application/json"
+    )
+    assert (pagerduty.status_code, pagerduty["Content-Type"]) == (413, "application/json")
+    assert pagerduty.json()["status"] == "payload too large"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/nothing-here/",
+        "/api/nothing",
+        "/api/v2/incidents/",
+        "/api/v1/incidents/INC-2026-0101-001/nothing/",
+        "/hooks/nothing/",
+        "/hooks/generic/",
+    ],
+)
+def test_unknown_paths_under_api_and_hooks_are_a_json_404(im_api, path):
+    body = _error(im_api.get(path), 404, "not_found")
+    assert body["errors"] == {}
+
+
+def test_unknown_paths_elsewhere_keep_djangos_html_404(client, superuser):
+    client.force_login(superuser)
+    for path in ("/admin/incidents/nothing-here/", "/nothing-here/"):
+        response = client.get(path)
+        assert response.status_code == 404
+        assert response["Content-Type"].startswith("text/html")
+
+
+def test_method_not_allowed_is_json_with_allow(im_api):
+    for path in ("/api/schema/", "/hooks/generic/0123456789abcdef0123/"):
+        response = im_api.put(path, {}, format="json")
+        _error(response, 405, "method_not_allowed")
+        assert response["Allow"]
+
+
+@pytest.fixture
+def broken_list(monkeypatch):
+    from incidents.api.incidents import IncidentListView
+
+    def get(self, request, *args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(IncidentListView, "get", get)
+
+
+def test_a_server_error_under_api_is_a_json_500(im_api, broken_list, caplog):
+    im_api.raise_request_exception = False
+
+    body = _error(im_api.get("/api/v1/incidents/"), 500, "server_error")
+
+    assert "a bug" not in body["detail"]  # nothing of the exception leaks
+    assert "RuntimeError: a bug" in caplog.text  # it is logged, with its traceback
+
+
+def test_a_server_error_in_the_admin_keeps_the_html_page(client, superuser, monkeypatch):
+    from incidents.admin.incident import IncidentAdmin
+
+    def get_queryset(self, request):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(IncidentAdmin, "get_queryset", get_queryset)
+    client.force_login(superuser)
+    client.raise_request_exception = False
+
+    response = client.get("/admin/incidents/incident/")
+
+    assert response.status_code == 500
+    assert response["Content-Type"].startswith("text/html")
+
+
+def test_a_suspicious_request_under_api_is_a_json_400(db):
+    # Django refuses a Host header outside DJANGO_ALLOWED_HOSTS before any view runs.
+    response = APIClient().get("/api/v1/incidents/", HTTP_HOST="evil.example")
+
+    _error(response, 400, "bad_request")

@@ -32,20 +32,19 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import time
 import uuid
 from typing import Any, NamedTuple
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models.signals import post_delete, post_save
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from ..models import Integration, IntegrationKind
+from ..ratelimit import rate_limit_hit, rate_parse
 from .intake import delivery_accept
 from .parsing import PayloadError, pagerduty_errors, parse_delivery, parse_pagerduty
 from .replay import signature_claim
@@ -346,38 +345,20 @@ def _pd_response(status: int, label: str, message: str, errors: list[str] | None
     return JsonResponse(body, status=status)
 
 
-def _rate(value: str) -> tuple[int, int] | None:
-    """``"N/second|minute|hour"`` as (N, seconds); empty or zero disables the limit."""
-    number, _, unit = (value or "").partition("/")
-    periods = {"second": 1, "minute": 60, "hour": 3600}
-    try:
-        limit = int(number)
-    except ValueError:
-        return None
-    if limit <= 0 or unit not in periods:
-        return None
-    return limit, periods[unit]
-
-
 def throttle_wait(integration: HookIntegration) -> int | None:
-    """Seconds to wait when this routing key is over its rate, else None. A fixed window
-    counted in the cache shared by every web process; a cache outage lets events through
-    (an alert is worth more than the limit)."""
-    rate = _rate(getattr(settings, "VIGIL_PAGERDUTY_RATE", ""))
+    """Seconds to wait when this routing key is over ``VIGIL_PAGERDUTY_RATE``, else None. A
+    sliding window, counted atomically in Redis for every web process (per process without
+    Redis); a cache outage lets events through (an alert is worth more than the limit)."""
+    value = getattr(settings, "VIGIL_PAGERDUTY_RATE", "")
+    try:
+        rate = rate_parse(value)
+    except ValueError:
+        logger.error("VIGIL_PAGERDUTY_RATE=%r is not a rate; no limit applied", value)
+        return None
     if rate is None:
         return None
-    limit, period = rate
-    now = time.time()
-    window = int(now // period)
-    key = f"vigil:hook-rate:{integration.key}:{window}"
-    try:
-        count = 1 if cache.add(key, 1, timeout=period + 1) else cache.incr(key)
-    except Exception:
-        logger.exception("Rate-limit counter unavailable; event let through")
-        return None
-    if count <= limit:
-        return None
-    return max(1, math.ceil((window + 1) * period - now))
+    decision = rate_limit_hit(key=f"pagerduty:{integration.pk}", rate=rate)
+    return None if decision.allowed else decision.retry_after
 
 
 @csrf_exempt

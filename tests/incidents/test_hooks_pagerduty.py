@@ -11,19 +11,25 @@ setting, not a change to the client).
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import socket
 import socketserver
 import ssl
 import subprocess
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pagerduty
 import pytest
+import time_machine
+from django.test import override_settings
 
 from incidents.models import Alert, Incident, Kind, WebhookDelivery
 from tests.incidents.detection_fixtures import make_integration, pagerduty_event, process_pending
+from tests.redis_server import redis_caches, redis_server
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -252,3 +258,61 @@ def test_acknowledge_or_resolve_of_an_unknown_key_changes_nothing(https_vigil, i
     assert not Incident.objects.exists()
     # The resolution is recorded (it may belong to an alert Vigil never saw fire).
     assert list(Alert.objects.values_list("status", "incident")) == [("resolved", None)]
+
+
+# --- the rate limit per routing key -------------------------------------------------------------
+
+
+def _pd_post(client, routing_key: str):
+    return client.post(
+        "/hooks/pagerduty/v2/enqueue",
+        data=json.dumps(pagerduty_event(routing_key)),
+        content_type="application/json",
+    )
+
+
+@pytest.mark.django_db
+@override_settings(VIGIL_PAGERDUTY_RATE="5/minute")
+def test_the_rate_limit_slides_across_the_minute_boundary(client, service):
+    """5 events at 10:00:59 and 5 more at 10:01:01: a fixed window per minute let all ten
+    through; the sliding window refuses the second five until the first leave it."""
+    integration = make_integration("pagerduty", service=service)
+    start = datetime(2026, 3, 2, 10, 0, 59, tzinfo=UTC)
+    with time_machine.travel(start, tick=False) as traveller:
+        before = [_pd_post(client, integration.key) for _ in range(5)]
+        traveller.move_to(start + timedelta(seconds=2))
+        after = [_pd_post(client, integration.key) for _ in range(5)]
+        traveller.move_to(start + timedelta(seconds=61))
+        later = _pd_post(client, integration.key)
+
+    assert [r.status_code for r in before] == [202] * 5
+    assert [r.status_code for r in after] == [429] * 5
+    assert {r["Retry-After"] for r in after} == {"59"}
+    assert after[0].json()["status"] == "throttle event"
+    assert later.status_code == 202
+    assert WebhookDelivery.objects.filter(integration=integration).count() == 6
+
+
+@pytest.mark.redis
+@pytest.mark.django_db
+@override_settings(VIGIL_PAGERDUTY_RATE="3/minute")
+def test_events_are_accepted_while_the_cache_is_down(client, service, caplog):
+    """A real Redis killed mid-test: the limit holds while it runs; after the kill events are
+    let through (an alert is worth more than the limit) with a warning."""
+    integration = make_integration("pagerduty", service=service)
+    with redis_server() as server, override_settings(CACHES=redis_caches(server.url)):
+        assert [_pd_post(client, integration.key).status_code for _ in range(4)] == [
+            202,
+            202,
+            202,
+            429,
+        ]
+        server.kill()
+        with caplog.at_level(logging.WARNING):
+            during = [_pd_post(client, integration.key).status_code for _ in range(3)]
+
+    assert during == [202] * 3
+    assert any(
+        r.name == "incidents.ratelimit" and r.levelno == logging.WARNING for r in caplog.records
+    )
+    assert WebhookDelivery.objects.filter(integration=integration).count() == 6

@@ -8,6 +8,7 @@ Every variable is listed in the README.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -51,6 +52,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "simple_history",
     "anymail",
+    "axes",
     "incidents",
     "escalation",
     "communications",
@@ -69,6 +71,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    # Last: turns a login refused by django-axes's lockout into the lockout page (429).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -278,6 +282,50 @@ if env.bool("DJANGO_BEHIND_PROXY", default=False):
 # Health checks come from monitors over plain HTTP inside the network.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 
+# First: refuses a locked-out username or address before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
+# --- Brute force: login lockout (django-axes) and API token failures -----------------------------
+
+# django-axes records failed logins in the database (no Redis needed) and, after
+# VIGIL_LOGIN_FAILURE_LIMIT of them, refuses logins for VIGIL_LOGIN_COOLOFF_MINUTES from the
+# failure that locked, by what VIGIL_LOGIN_LOCKOUT names: "username,ip_address" locks the
+# username from every address and the address for every username; "username+ip_address" only
+# that username from that address. Attempts while locked out are refused without a write (they
+# would otherwise grow the attempt's row without bound under an attack). Axes reads the client
+# address with the failed-login watch's rule (REMOTE_ADDR, or X-Forwarded-For behind
+# DJANGO_NUM_PROXIES proxies), so both agree.
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = env.int("VIGIL_LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("VIGIL_LOGIN_COOLOFF_MINUTES", default=15.0))
+AXES_LOCKOUT_PARAMETERS = [
+    item.split("+") if "+" in item else item
+    for item in env.list("VIGIL_LOGIN_LOCKOUT", default=["username", "ip_address"])
+]
+if AXES_FAILURE_LIMIT < 1 or AXES_COOLOFF_TIME.total_seconds() <= 0:
+    raise ImproperlyConfigured(
+        "VIGIL_LOGIN_FAILURE_LIMIT and VIGIL_LOGIN_COOLOFF_MINUTES must be above zero."
+    )
+if not AXES_LOCKOUT_PARAMETERS or {
+    name for item in AXES_LOCKOUT_PARAMETERS for name in ([item] if isinstance(item, str) else item)
+} - {"username", "ip_address"}:
+    raise ImproperlyConfigured(
+        "VIGIL_LOGIN_LOCKOUT: comma-separated username, ip_address or username+ip_address."
+    )
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_CLIENT_IP_CALLABLE = "incidents.services.security.client_ip"
+AXES_LOCKOUT_CALLABLE = "incidents.lockout.lockout_response"
+# Bad API tokens: past this many failures from one address in a window of this many seconds,
+# the address gets 429 until the window ends, its tokens unchecked.
+VIGIL_API_TOKEN_FAILURE_LIMIT = env.int("VIGIL_API_TOKEN_FAILURE_LIMIT", default=20)
+VIGIL_API_TOKEN_FAILURE_WINDOW_SECONDS = env.int(
+    "VIGIL_API_TOKEN_FAILURE_WINDOW_SECONDS", default=300
+)
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -289,7 +337,8 @@ AUTH_PASSWORD_VALIDATORS = [
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "knox.auth.TokenAuthentication",
+        # Knox's, with bad tokens throttled per client address.
+        "incidents.api.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

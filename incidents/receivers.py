@@ -1,12 +1,14 @@
 """Signal receivers of the incident core, connected when ``IncidentsConfig.ready`` imports
-this module: failed logins counted for the security watch (§7.1) (and its cached threshold
-cleared when alert rules are saved), inbound email taken as customer reports (§4.1)."""
+this module: failed logins and django-axes lockouts counted for the security watch (§7.1) (and
+its cached threshold cleared when alert rules are saved), inbound email taken as customer
+reports (§4.1)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from anymail.signals import inbound
+from axes.signals import user_locked_out
 from django.contrib.auth.signals import user_login_failed
 from django.db import transaction
 from django.db.models.signals import post_save
@@ -14,19 +16,32 @@ from django.dispatch import receiver
 
 from .inbound import inbound_email_receive
 from .models import AlertRule
-from .services.security import login_failure_from_request, login_watch_rule_changed
+from .services.security import (
+    login_failure_from_request,
+    login_lockout_record,
+    login_watch_rule_changed,
+)
 
 
 @receiver(user_login_failed, dispatch_uid="incidents.count_failed_login")
 def count_failed_login(sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs):
-    """Every failed ``authenticate()`` with a request: the admin login page, and any API
+    """Every failed ``authenticate()`` with a request: the admin login page (a login refused
+    by django-axes's lockout too: axes refuses it inside ``authenticate()``), and any API
     authentication that checks a password. (The API's token failures are counted by the API's
-    exception handler, which sees no ``authenticate()`` call.)"""
+    exception handler and its token authentication, which see no ``authenticate()`` call.)"""
     path = getattr(request, "path", "") or ""
     channel = "api" if path.startswith("/api/") else "admin" if request is not None else "other"
     login_failure_from_request(
         request=request, channel=channel, username=str(credentials.get("username") or "")
     )
+
+
+@receiver(user_locked_out, dispatch_uid="incidents.count_lockout")
+def count_lockout(sender: Any, **kwargs) -> None:
+    """django-axes's lockout of a username or address: sent (before ``user_login_failed``
+    reaches :func:`count_failed_login`, "axes" coming before "incidents" in INSTALLED_APPS) for
+    the failure that reaches the limit and for each one while locked out."""
+    login_lockout_record()
 
 
 @receiver(post_save, sender=AlertRule, dispatch_uid="incidents.login_watch_rule_saved")

@@ -18,6 +18,16 @@ applies from the next failure). The database is written only when a minute reach
 One incident per episode: the open :class:`LoginFailureEpisode` (at most one, by a partial
 UNIQUE constraint) names it; minutes over the threshold while it is active join it, and the
 first minute over the threshold after it is resolved opens a new one.
+
+Brute force is also stopped, not only watched: django-axes locks usernames and addresses out of
+the admin login (settings ``AXES_*``). A locked-out attempt is still a failed login here (axes
+refuses it through ``authenticate()``, which sends ``user_login_failed``), and each failure at
+or past the lockout limit (axes's ``user_locked_out``) is counted in the minute too, shown on
+the incident. Bad API tokens are counted per client address in a sliding window by the shared
+rate limiter (:func:`api_token_failure_record`); at ``VIGIL_API_TOKEN_FAILURE_LIMIT`` the API
+answers 429 without checking the address's tokens (:func:`api_token_blocked`, a lookup in the
+process's memory: a token request costs no cache call). The limiter is atomic on Redis and
+fails open: with the cache down, tokens are checked as usual and a warning is logged.
 """
 
 from __future__ import annotations
@@ -26,6 +36,8 @@ import hashlib
 import ipaddress
 import logging
 import math
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -47,6 +59,7 @@ from ..models import (
     Source,
 )
 from ..models.detection import ALERT_ACTION_PAGING, ALERT_ACTION_URGENCY
+from ..ratelimit import Rate, rate_limit_hit
 from .common import timeline_record
 from .incidents import incident_create, incident_update
 
@@ -72,6 +85,7 @@ class MinuteSnapshot:
 
     window: datetime
     count: int
+    locked_out: int
     by_channel: dict[str, int]
     addresses: list[str]
     address_count: int
@@ -169,6 +183,82 @@ def client_address(request: Any) -> str | None:
     return remote
 
 
+def client_ip(request: Any) -> str | None:
+    """:func:`client_address` as an IP address, or ``None`` when it is not one (django-axes's
+    client address: it stores it in an IP address column)."""
+    address = _address(client_address(request))
+    return None if address == "unknown" else address
+
+
+def login_lockout_record(*, now: datetime | None = None) -> None:
+    """Count, in its minute, a failed login at or past the lockout limit (django-axes's
+    ``user_locked_out``: the failure that locks, and each one refused while locked). Shown on
+    the security incident; the failure itself is counted by :func:`login_failure_record`.
+    Never raises: it runs on the login path (a broken cache is logged)."""
+    now = now or timezone.now()
+    try:
+        _incr(_prefix(now.replace(second=0, microsecond=0)) + "locked")
+    except Exception:
+        logger.exception("Could not count a login lockout.")
+
+
+# --- API tokens: failures per client address ----------------------------------------------------
+
+TOKEN_FAILURES_KEY = "api-token-failures:"
+# Addresses this process refuses tokens from, and until when (``time.time()``); at most this
+# many, the oldest block forgotten first.
+_blocked: dict[str, float] = {}
+_blocked_lock = threading.Lock()
+BLOCKED_MAX = 10_000
+
+
+def api_token_failure_record(*, address: str | None) -> int | None:
+    """Count one refused API token from ``address`` (a sliding window of
+    ``VIGIL_API_TOKEN_FAILURE_WINDOW_SECONDS``, counted by :mod:`incidents.ratelimit`: atomic
+    on Redis and shared by every process; per process on other caches). When it is the
+    ``VIGIL_API_TOKEN_FAILURE_LIMIT``th in the window, this process refuses the address's
+    tokens until the oldest of them leaves the window: returns those seconds, else ``None``.
+
+    Never raises: with the cache down the limiter lets everything through (and logs it).
+    """
+    limit = settings.VIGIL_API_TOKEN_FAILURE_LIMIT
+    if not limit:
+        return None
+    address = _address(address)
+    # The window holds limit - 1 failures: the one that finds it full is the limit-th.
+    rate = Rate(limit=limit - 1, seconds=settings.VIGIL_API_TOKEN_FAILURE_WINDOW_SECONDS)
+    key = TOKEN_FAILURES_KEY + hashlib.sha256(address.encode()).hexdigest()[:32]
+    decision = rate_limit_hit(key=key, rate=rate)
+    if decision.allowed:
+        return None
+    with _blocked_lock:
+        if len(_blocked) >= BLOCKED_MAX:
+            now = time.time()
+            for blocked, until in list(_blocked.items()):
+                if until <= now:
+                    del _blocked[blocked]
+            while len(_blocked) >= BLOCKED_MAX:
+                del _blocked[min(_blocked, key=_blocked.__getitem__)]
+        _blocked[address] = time.time() + decision.retry_after
+    return decision.retry_after
+
+
+def api_token_blocked(*, address: str | None) -> int | None:
+    """Seconds this process still refuses API tokens from ``address`` (see
+    :func:`api_token_failure_record`), or ``None``. No cache call: one dictionary lookup."""
+    address = _address(address)
+    until = _blocked.get(address)
+    if until is None:
+        return None
+    left = until - time.time()
+    if left <= 0 or not settings.VIGIL_API_TOKEN_FAILURE_LIMIT:
+        with _blocked_lock:
+            if _blocked.get(address) == until:
+                del _blocked[address]
+        return None
+    return max(1, math.ceil(left))
+
+
 # --- the cache side -----------------------------------------------------------------------------
 
 
@@ -253,12 +343,15 @@ def _members(prefix: str, kind: str) -> tuple[list[str], int]:
 
 def _snapshot(window: datetime) -> MinuteSnapshot:
     prefix = _prefix(window)
-    values = cache.get_many([prefix + "count", *(prefix + f"via:{c}" for c in CHANNELS)])
+    values = cache.get_many(
+        [prefix + "count", prefix + "locked", *(prefix + f"via:{c}" for c in CHANNELS)]
+    )
     addresses, address_count = _members(prefix, "addr")
     usernames, username_count = _members(prefix, "user")
     return MinuteSnapshot(
         window=window,
         count=values.get(prefix + "count", 0),
+        locked_out=values.get(prefix + "locked", 0),
         by_channel={
             c: values[prefix + f"via:{c}"] for c in CHANNELS if prefix + f"via:{c}" in values
         },
@@ -362,7 +455,7 @@ def _episode_open(*, rule: AlertRule, threshold: int, snapshot: MinuteSnapshot) 
         message=(
             f"Failed logins reached the {rule.name} threshold ({threshold} per minute): "
             f"{snapshot.count} in the minute from {_hhmm(snapshot.window)}"
-            f"{_channels(snapshot.by_channel)}. {_seen(snapshot)}"
+            f"{_channels(snapshot.by_channel)}.{_locked(snapshot)} {_seen(snapshot)}"
         ),
         data=_data(snapshot, threshold=threshold, rule=rule),
     )
@@ -414,7 +507,7 @@ def _episode_update(
             f"Failed logins continue: {snapshot.count} in the minute from "
             f"{_hhmm(snapshot.window)}{_channels(snapshot.by_channel)}."
         )
-    parts = [head]
+    parts = [head + _locked(snapshot)]
     if new_addresses:
         parts.append("New source addresses: " + ", ".join(new_addresses) + ".")
     if new_usernames:
@@ -451,6 +544,12 @@ def _channels(by_channel: dict[str, int]) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
+def _locked(snapshot: MinuteSnapshot) -> str:
+    if not snapshot.locked_out:
+        return ""
+    return f" {snapshot.locked_out} at or past the lockout limit."
+
+
 def _listing(values: list[str], total: int) -> str:
     text = ", ".join(values) if values else "none recorded"
     if total > len(values):
@@ -471,6 +570,7 @@ def _data(snapshot: MinuteSnapshot, *, threshold: int, rule: AlertRule) -> dict[
         "threshold": threshold,
         "window": snapshot.window.isoformat(),
         "failures": snapshot.count,
+        "locked_out": snapshot.locked_out,
         "by_channel": snapshot.by_channel,
         "addresses": snapshot.addresses,
         "address_count": snapshot.address_count,
@@ -483,6 +583,11 @@ def _summary(
     episode: LoginFailureEpisode, *, rule: AlertRule, threshold: int, snapshot: MinuteSnapshot
 ) -> str:
     more = f" (first {EPISODE_CAP} listed)"
+    locked = (
+        f", {snapshot.locked_out} of them at or past the lockout limit"
+        if snapshot.locked_out
+        else ""
+    )
     return "\n".join(
         [
             f"Failed logins to Vigil went over the {rule.name} alert rule ({threshold} per "
@@ -491,8 +596,8 @@ def _summary(
             f"to {_hhmm(episode.last_window)}; at least {episode.failures} failed logins in "
             f"them, up to {episode.peak} in one minute.",
             f"Latest minute ({_hhmm(snapshot.window)}): {snapshot.count} failed logins"
-            f"{_channels(snapshot.by_channel)}, from {snapshot.address_count} address(es) "
-            f"with {snapshot.username_count} username(s).",
+            f"{_channels(snapshot.by_channel)}{locked}, from {snapshot.address_count} "
+            f"address(es) with {snapshot.username_count} username(s).",
             "Source addresses: "
             + (", ".join(episode.addresses) or "none recorded")
             + (more if len(episode.addresses) >= EPISODE_CAP else ""),
@@ -504,8 +609,12 @@ def _summary(
 
 
 __all__ = [
+    "api_token_blocked",
+    "api_token_failure_record",
     "client_address",
+    "client_ip",
     "login_failure_from_request",
     "login_failure_record",
+    "login_lockout_record",
     "login_watch_rule_changed",
 ]

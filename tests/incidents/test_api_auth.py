@@ -7,6 +7,7 @@ from io import StringIO
 import pytest
 from django.contrib import admin
 from django.core.management import CommandError, call_command
+from django.http import HttpRequest
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
@@ -96,7 +97,9 @@ def test_an_inactive_users_token_stops_working(incident_manager):
 
 def test_session_authentication_works_for_the_browser(incident_manager, incident):
     client = APIClient(enforce_csrf_checks=True)
-    assert client.login(username="im", password="vigil-test-pass")
+    # django-axes's backend needs the request a login comes with (the admin's login page
+    # passes it; the test client's login() has none of its own).
+    assert client.login(request=HttpRequest(), username="im", password="vigil-test-pass")
     assert client.get(f"/api/v1/incidents/{incident.number}/").status_code == 200
     # A browser session must carry the CSRF token to write.
     response = client.post(f"/api/v1/incidents/{incident.number}/acknowledge/", {}, format="json")

@@ -51,10 +51,13 @@ def fresh_cache():
 @pytest.fixture
 def attack(db):
     """``attack(n, via="admin"|"api", addresses=[...], usernames=[...])``: n failed logins
-    through the real login page or API, cycling over the addresses and usernames."""
+    through the real login page or API, cycling over the addresses and usernames. Past the
+    lockout limit (django-axes; VIGIL_API_TOKEN_FAILURE_LIMIT for tokens) the attempts are
+    refused with 429 and still counted by the watch. Returns the statuses."""
     admin, api = Client(), APIClient()
 
     def run(n, *, via="admin", addresses=("203.0.113.7",), usernames=("admin",)):
+        statuses = []
         for i in range(n):
             address = addresses[i % len(addresses)]
             if via == "admin":
@@ -63,13 +66,19 @@ def attack(db):
                     {"username": usernames[i % len(usernames)], "password": "guess", "next": "/"},
                     REMOTE_ADDR=address,
                 )
-                assert response.status_code == 200  # the login form again, with its error
-                assert "Please enter the correct username and password" in response.content.decode()
+                page = response.content.decode()
+                if response.status_code == 429:  # locked out
+                    assert "Too many failed login attempts" in page
+                else:  # the login form again, with its error
+                    assert response.status_code == 200
+                    assert "Please enter the correct username and password" in page
             else:
                 response = api.get(
                     API, HTTP_AUTHORIZATION=f"Token bogus{i:040d}", REMOTE_ADDR=address
                 )
-                assert response.status_code == 401
+                assert response.status_code in (401, 429)
+            statuses.append(response.status_code)
+        return statuses
 
     return run
 
@@ -84,13 +93,16 @@ def _alert_entries(incident: Incident) -> list[TimelineEntry]:
     )
 
 
-def test_99_failures_in_a_minute_open_nothing_and_the_100th_opens_one_incident(attack):
+def test_99_failures_in_a_minute_open_nothing_and_the_100th_opens_one_incident(attack, settings):
     with time_machine.travel(T0, tick=False):
-        attack(99)
+        statuses = attack(99)
         assert not _security_incidents().exists()
         assert not LoginFailureEpisode.objects.exists()
         attack(1)
         follow_events()  # what the dispatcher does once the request's transaction commits
+    # One address and username: locked out after the limit, every attempt still counted.
+    limit = settings.AXES_FAILURE_LIMIT
+    assert statuses == [200] * (limit - 1) + [429] * (99 - limit + 1)
 
     incident = _security_incidents().get()
     rule = AlertRule.objects.get(key="failed_logins")
@@ -163,6 +175,7 @@ def test_admin_and_api_failures_count_together(attack):
         attack(1, via="api", addresses=["198.51.100.23"])
 
     incident = _security_incidents().get()
+    # Refused with 429 past VIGIL_API_TOKEN_FAILURE_LIMIT (20), counted all the same.
     assert "(admin login page 50, API 50)" in incident.summary
     assert "203.0.113.7, 198.51.100.23" in incident.summary
     # API token failures have no username to list.

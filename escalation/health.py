@@ -15,6 +15,7 @@ valid is a 401 and is counted as a failed login.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from datetime import datetime
 from typing import Any
@@ -27,9 +28,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
-from knox.auth import TokenAuthentication
-from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.exceptions import AuthenticationFailed, Throttled
 
+from incidents.api.authentication import TokenAuthentication
 from incidents.services.security import login_failure_from_request
 
 logger = logging.getLogger(__name__)
@@ -219,14 +220,24 @@ class _InvalidToken(Exception):
     pass
 
 
+class _TokensThrottled(Exception):
+    def __init__(self, wait: float | None) -> None:
+        super().__init__(wait)
+        self.wait = wait
+
+
 def may_see_details(request: HttpRequest) -> bool:
     """A valid API token, or a staff session. Raises ``_InvalidToken`` for a token that is not
-    valid; anything that cannot be verified (the database is down) counts as anonymous, so
-    the watchdog still answers."""
+    valid, and ``_TokensThrottled`` when the client's address has refused tokens past the
+    API's limit (the API's own token authentication, so a token guessed here counts against
+    the same per-address budget); anything that cannot be verified (the database is down)
+    counts as anonymous, so the watchdog still answers."""
     if request.META.get("HTTP_AUTHORIZATION"):
         try:
             if TokenAuthentication().authenticate(request) is not None:
                 return True
+        except Throttled as exc:
+            raise _TokensThrottled(exc.wait) from None
         except AuthenticationFailed:
             raise _InvalidToken from None
         except Exception:
@@ -252,6 +263,14 @@ def healthz(request: HttpRequest) -> JsonResponse:
             status=401,
         )
         response["WWW-Authenticate"] = "Token"
+        return response
+    except _TokensThrottled as exc:
+        response = JsonResponse(
+            {"status": 429, "code": "throttled", "detail": str(Throttled(exc.wait).detail)},
+            status=429,
+        )
+        if exc.wait is not None:
+            response["Retry-After"] = str(max(1, math.ceil(exc.wait)))
         return response
     try:
         report, healthy = health_report()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import time
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -94,6 +95,24 @@ def test_an_invalid_token_is_refused(client):
     assert response.status_code == 401
     assert response.json()["code"] == "authentication_failed"
     assert "checks" not in response.json()
+
+
+def test_tokens_guessed_here_count_against_the_apis_per_address_budget(client, settings):
+    """/healthz checks a token with the API's own authentication: bad tokens sent here fill
+    the address's budget of refused tokens, after which it gets 429 here and in the API."""
+    settings.VIGIL_API_TOKEN_FAILURE_LIMIT = 3
+    address = f"2001:db8:{uuid.uuid4().hex[:4]}::9"
+    statuses = [
+        client.get(URL, HTTP_AUTHORIZATION=f"Token guess-{n}", REMOTE_ADDR=address).status_code
+        for n in range(4)
+    ]
+    assert statuses == [401, 401, 401, 429]
+    refused = client.get(URL, HTTP_AUTHORIZATION="Token another", REMOTE_ADDR=address)
+    assert refused.json()["code"] == "throttled" and int(refused["Retry-After"]) >= 1
+    api = client.get("/api/v1/incidents/", HTTP_AUTHORIZATION="Token guess", REMOTE_ADDR=address)
+    assert api.status_code == 429
+    # Without a token the watchdog still answers that address.
+    assert client.get(URL, REMOTE_ADDR=address).json()["checks"] == ALL_OK
 
 
 def test_healthy(detailed):

@@ -124,6 +124,10 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "vigil",
+            # A Redis that stops answering costs a request at most a second per cache call
+            # (redis-py waits forever by default), and every cache use on a request path
+            # degrades instead of failing (README, "When the cache (Redis) is down").
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
         }
     }
 else:

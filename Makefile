@@ -44,7 +44,7 @@ run: export DJANGO_DEBUG ?= 1
 run: export PATH := $(abspath $(BIN)):$(PATH)
 run: $(INSTALLED)
 	$(MANAGE) migrate --noinput
-	$(MANAGE) demo_data $(DEMO_ARGS)
+	$(MANAGE) demo_data --keep-existing $(DEMO_ARGS)
 	@echo ""
 	@echo "  Vigil is starting (web, Celery worker, Celery beat). Ctrl-C stops all three."
 	@echo "    Admin:     http://$(BIND):$(PORT)/admin/"

@@ -468,6 +468,12 @@ def load_refusals(*, debug: bool) -> list[str]:
     its password, the published one (checked once per distinct hash: the demo gives all its
     logins one hash), not by its name: a real ``admin`` is not the demo's.
     """
+    return place_refusals(debug=debug) + user_refusals()
+
+
+def place_refusals(*, debug: bool) -> list[str]:
+    """Why this is not a development database at all (production mode, or not the embedded
+    SQLite): the part of :func:`load_refusals` no flag but ``--force`` gets past."""
     reasons = []
     if not debug:
         reasons.append("DJANGO_DEBUG off (production mode)")
@@ -477,6 +483,13 @@ def load_refusals(*, debug: bool) -> list[str]:
             f"the database ({connection.vendor} {name}) is not the embedded SQLite under "
             f"VIGIL_VAR_DIR ({settings.VAR_DIR})"
         )
+    return reasons
+
+
+def user_refusals() -> list[str]:
+    """Users the demo did not make: the part of :func:`load_refusals` that, in a development
+    database, means it has been used since the demo was loaded."""
+    reasons = []
     User = get_user_model()
     others = list(
         User.objects.exclude(username__in=DEMO_USERNAMES)

@@ -286,3 +286,40 @@ def test_a_database_that_is_not_the_embedded_sqlite_is_refused(debug):
     with pytest.raises(CommandError, match="not the embedded SQLite"):
         run()
     assert _nothing_loaded(users=0)
+
+
+# --- make run: --keep-existing --------------------------------------------------------------------
+
+
+@embedded_only
+def test_keep_existing_loads_a_fresh_embedded_database(debug):
+    run(keep_existing=True)
+    assert Incident.objects.count() == len(demo.STORIES)
+
+
+@embedded_only
+def test_keep_existing_leaves_a_used_development_database_as_it_is(debug):
+    """A developer who added a user in the demo's admin, or changed a demo password, can start
+    `make run` again: nothing is loaded or reset, and it succeeds."""
+    User = get_user_model()
+    User.objects.create_superuser("admin", "ops@vigil.example", "a-real-secret-9f3k")
+    output = run(keep_existing=True)
+    assert "kept as it is" in output and "admin" in output
+    assert User.objects.get(username="admin").check_password("a-real-secret-9f3k")
+    assert _nothing_loaded()
+
+
+@pytest.mark.postgres
+def test_keep_existing_still_refuses_a_database_that_is_not_the_embedded_sqlite(debug):
+    get_user_model().objects.create_user("alice", "alice@corp.example", "alices-own-pass-77")
+    with pytest.raises(CommandError, match="not the embedded SQLite"):
+        run(keep_existing=True)
+    assert _nothing_loaded()
+
+
+def test_keep_existing_still_refuses_production_mode(settings):
+    settings.DEBUG = False
+    get_user_model().objects.create_user("alice", "alice@corp.example", "alices-own-pass-77")
+    with pytest.raises(CommandError, match="DJANGO_DEBUG off"):
+        run(keep_existing=True)
+    assert _nothing_loaded()

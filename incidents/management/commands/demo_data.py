@@ -29,7 +29,30 @@ class Command(BaseCommand):
             ),
         )
 
+        parser.add_argument(
+            "--keep-existing",
+            action="store_true",
+            help=(
+                "In a development database (DJANGO_DEBUG on, the embedded SQLite) that has "
+                "users the demo did not make, or demo logins whose password was changed, load "
+                "nothing and succeed: the database has been used since the demo was loaded, "
+                "and is kept as it is (`make run` passes this). Other refusals stand."
+            ),
+        )
+
     def handle(self, *args, **options) -> None:
+        if options["keep_existing"] and not options["force"]:
+            place = demo.place_refusals(debug=settings.DEBUG)
+            users = demo.user_refusals()
+            if users and not place:
+                self.stdout.write(
+                    self.style.WARNING(
+                        "Demo data not loaded: this development database has been used since "
+                        "(" + "; ".join(users) + "), and is kept as it is. "
+                        "`make reset` starts afresh."
+                    )
+                )
+                return
         refusals = demo.load_refusals(debug=settings.DEBUG)
         if refusals and not options["force"]:
             raise CommandError(

@@ -86,23 +86,45 @@ def verify_bearer(meta: dict, secret: str) -> None:
         raise VerificationFailed("Invalid bearer token.")
 
 
+def _signed_message(
+    meta: dict,
+    body: bytes,
+    *,
+    key: str,
+    header: str,
+    separator: bytes,
+    require_timestamp: bool,
+    now: float | None,
+    how: str,
+) -> tuple[int | None, bytes]:
+    """The signed timestamp (``None`` without one) and the bytes its signature covers:
+    ``<timestamp><separator><body>``, or the body alone when the integration allows it."""
+    raw = meta.get(key, "").strip()
+    if raw:
+        return _timestamp(raw, header, now), raw.encode() + separator + body
+    if require_timestamp:
+        raise VerificationFailed(
+            f"Missing {header} header: this integration requires a signed timestamp ({how})."
+        )
+    return None, body
+
+
 def verify_grafana(
     meta: dict, secret: str, body: bytes, *, require_timestamp: bool, now: float | None = None
 ) -> Signed:
     signature = meta.get(GRAFANA_SIGNATURE, "").strip().lower()
     if not signature:
         raise VerificationFailed("Missing X-Grafana-Alerting-Signature header.")
-    raw = meta.get(GRAFANA_TIMESTAMP, "").strip()
-    sent = None
-    message = body
-    if raw:
-        sent = _timestamp(raw, "X-Grafana-Alerting-Signature-Timestamp", now)
-        message = raw.encode() + b":" + body
-    elif require_timestamp:
-        raise VerificationFailed(
-            "Missing X-Grafana-Alerting-Signature-Timestamp header: this integration requires "
-            "a signed timestamp (set it as the Timestamp Header of Grafana's HMAC signature)."
-        )
+    sent, message = _signed_message(
+        meta,
+        body,
+        key=GRAFANA_TIMESTAMP,
+        header="X-Grafana-Alerting-Signature-Timestamp",
+        separator=b":",
+        require_timestamp=require_timestamp,
+        now=now,
+        how="set it as the Timestamp Header of Grafana's HMAC signature",
+    )
     expected = hmac_hex(secret, message)
     if not _equal(signature, expected):
         raise VerificationFailed("Invalid X-Grafana-Alerting-Signature.")
@@ -115,17 +137,16 @@ def verify_vigil_signature(
     header = meta.get(VIGIL_SIGNATURE, "").strip()
     if not header:
         raise VerificationFailed("Missing X-Vigil-Signature header (sha256=<hex>).")
-    raw = meta.get(VIGIL_TIMESTAMP, "").strip()
-    sent = None
-    message = body
-    if raw:
-        sent = _timestamp(raw, "X-Vigil-Timestamp", now)
-        message = raw.encode() + b"." + body
-    elif require_timestamp:
-        raise VerificationFailed(
-            "Missing X-Vigil-Timestamp header: this integration requires a signed timestamp "
-            '(X-Vigil-Signature over "<timestamp>.<body>").'
-        )
+    sent, message = _signed_message(
+        meta,
+        body,
+        key=VIGIL_TIMESTAMP,
+        header="X-Vigil-Timestamp",
+        separator=b".",
+        require_timestamp=require_timestamp,
+        now=now,
+        how='X-Vigil-Signature over "<timestamp>.<body>"',
+    )
     scheme, _, signature = header.partition("=")
     expected = hmac_hex(secret, message)
     if scheme.lower() != "sha256" or not _equal(signature.lower(), expected):

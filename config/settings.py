@@ -485,6 +485,15 @@ VIGIL_HOOK_INTEGRATION_CACHE_SECONDS = env.float(
 )
 # Drain tasks queued when deliveries arrive: how many worker processes share a stream of them.
 VIGIL_ALERT_DRAINS = env.int("VIGIL_ALERT_DRAINS", default=2)
+# --- Public communication (status page) ----------------------------------------------------------
+
+# How long a rendered status site is served before a request re-renders it (publishing,
+# component changes and maintenance steps re-render it at once).
+VIGIL_STATUS_FRESH_SECONDS = env.float("VIGIL_STATUS_FRESH_SECONDS", default=60.0)
+# A STORAGES alias the status site is also written to on every change (static export, hosted
+# apart from Vigil); empty: no export.
+VIGIL_STATUS_EXPORT_STORAGE = env.str("VIGIL_STATUS_EXPORT_STORAGE", default="")
+
 CELERY_BEAT_SCHEDULE["incidents-alert-delivery-sweep"] = {
     "task": "incidents.alert_delivery_sweep",
     "schedule": env.float("VIGIL_ALERT_SWEEP_SECONDS", default=30.0),

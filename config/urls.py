@@ -11,6 +11,10 @@ urlpatterns = [
     path("anymail/", include("incidents.inbound_urls")),
     # Escalation: /healthz, one-click acknowledge links, /api/v1/incidents/{id}/notifications/...
     path("", include("escalation.urls")),
+    # Public communication: /api/v1/incidents/{id}/status-updates/, components, maintenance.
+    path("api/v1/", include("communications.api_urls")),
+    # The public status site: /status/ (page, Statuspage-compatible JSON, feeds, badges).
+    path("", include("communications.urls")),
     # Inbound webhooks: /hooks/alertmanager|grafana|generic/<key>/, /hooks/pagerduty/v2/enqueue.
     path("", include("incidents.detection.urls")),
 ]

@@ -1,0 +1,2 @@
+"""Imports the modules whose renderers make up the public status site (each registers its own
+with :func:`communications.public.site.renderer`)."""

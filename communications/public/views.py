@@ -1,0 +1,32 @@
+"""The public status site's URLs: each serves one rendered file from the cache (see
+:mod:`.site`). Anonymous, GET and HEAD only."""
+
+from __future__ import annotations
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.views.decorators.http import require_safe
+
+from .site import site_artifact
+
+CORS_PREFIX = "api/"
+
+
+@require_safe
+def public_file(request: HttpRequest, path: str = "") -> HttpResponse:
+    """``/status/`` -> ``index.html``; ``/status/x/`` or ``/status/x`` without an extension ->
+    ``x.html``; anything else by its own name (``api/v2/summary.json``, ``history.atom``)."""
+    name = path.strip("/")
+    if not name:
+        name = "index.html"
+    elif "." not in name.rsplit("/", 1)[-1]:
+        name += ".html"
+    if ".." in name.split("/"):
+        raise Http404
+    artifact = site_artifact(name)
+    if artifact is None:
+        raise Http404
+    response = HttpResponse(artifact.body, content_type=artifact.content_type)
+    response["Cache-Control"] = "public, max-age=30"
+    if name.startswith(CORS_PREFIX):
+        response["Access-Control-Allow-Origin"] = "*"
+    return response

@@ -1,0 +1,14 @@
+"""Celery tasks of public communication: thin, idempotent, each calling one service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+
+@shared_task(name="communications.status_site_render", ignore_result=True)
+def status_site_render() -> None:
+    """Re-render the public status site, warm the cache and write the static export.
+    Idempotent: a render only ever replaces the files with the current truth."""
+    from .public.site import site_refresh
+
+    site_refresh()

@@ -1,4 +1,5 @@
 """Imports the modules whose renderers make up the public status site (each registers its own
 with :func:`communications.public.site.renderer`)."""
 
-from . import api_v2  # noqa: F401
+from .api_v2 import render_api_v2  # noqa: F401
+from .feeds import render_feeds  # noqa: F401

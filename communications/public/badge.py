@@ -27,8 +27,11 @@ STATUS_COLOURS = {
 }
 
 
-def badge_svg(*, label: str, value: str, colour: str) -> bytes:
+def badge_svg(*, label: str, value: str, colour: str, key: str) -> bytes:
     badge = anybadge.Badge(label=xml_text(label), value=xml_text(value), default_color=colour)
+    # anybadge numbers masks per process; a name of the badge's own keeps renders identical
+    # and ids distinct where several badges are inlined in one page.
+    badge.mask_str = f"vigil-badge-{key}"
     return badge.badge_svg_text.encode()
 
 
@@ -42,6 +45,7 @@ def render_badges(context: RenderContext) -> dict[str, Artifact]:
                 label="status",
                 value=status["description"].lower(),
                 colour=INDICATOR_COLOURS[status["indicator"]],
+                key="page",
             ),
             CONTENT_TYPE,
         )
@@ -54,6 +58,7 @@ def render_badges(context: RenderContext) -> dict[str, Artifact]:
                 label=component["name"],
                 value=component["status"].replace("_", " "),
                 colour=STATUS_COLOURS[component["status"]],
+                key=f"component-{component['id']}",
             ),
             CONTENT_TYPE,
         )

@@ -98,10 +98,15 @@ def site_refresh(*, export: bool = True) -> dict[str, Artifact]:
     return files
 
 
+# The list of paths the last export wrote, kept in the export itself.
+EXPORT_MANIFEST = "vigil-status-files.json"
+
+
 def site_export(files: dict[str, Artifact], storage=None) -> None:
     """Write the files to the export storage (or ``storage``), and delete exported files that
-    are no longer part of the site."""
-    from django.core.files.base import ContentFile
+    are no longer part of the site (those the previous export's manifest lists)."""
+    import json
+
     from django.core.files.storage import storages
 
     if storage is None:
@@ -109,10 +114,29 @@ def site_export(files: dict[str, Artifact], storage=None) -> None:
         if not alias:
             return
         storage = storages[alias]
+    previous: list[str] = []
+    if storage.exists(EXPORT_MANIFEST):
+        with storage.open(EXPORT_MANIFEST) as manifest:
+            try:
+                previous = [str(path) for path in json.loads(manifest.read())]
+            except ValueError:
+                logger.warning("Unreadable %s in the status export; rewriting it", EXPORT_MANIFEST)
     for path, artifact in files.items():
-        if storage.exists(path):
+        _export_write(storage, path, artifact.body)
+    _export_write(storage, EXPORT_MANIFEST, json.dumps(sorted(files)).encode())
+    # Only files an earlier export wrote (the manifest's) are removed: the storage may hold
+    # other things.
+    for path in previous:
+        if path not in files and path != EXPORT_MANIFEST and storage.exists(path):
             storage.delete(path)
-        storage.save(path, ContentFile(artifact.body))
+
+
+def _export_write(storage, path: str, body: bytes) -> None:
+    from django.core.files.base import ContentFile
+
+    if storage.exists(path):
+        storage.delete(path)
+    storage.save(path, ContentFile(body))
 
 
 def public_changed() -> None:

@@ -7,8 +7,8 @@ Only public data goes in: components' public names and statuses, *published* sta
 else about an incident (its internal title, severity, notes, people) is read.
 
 **Timestamps** are UTC ISO 8601 to the second with a ``Z`` (``2026-11-27T10:02:00Z``), as in the
-Statuspage sample consumers are tested against (Statuspage itself adds milliseconds, which ISO
-8601 parsers read the same).
+Statuspage sample consumers are tested against. **Links** (``shortlink``) name the ``.html``
+file, so they work on Vigil and on any static host of the export alike.
 
 **Overall status** (``status.indicator`` / ``status.description``), Statuspage's rules:
 
@@ -325,7 +325,7 @@ def _incidents(
                 "monitoring_at": iso(monitoring_at),
                 "resolved_at": iso(resolved_at),
                 "started_at": iso(first.published_at),
-                "shortlink": f"{url}/incidents/{incident.number}",
+                "shortlink": f"{url}/incidents/{incident.number}.html",
                 "page_id": PAGE_ID,
                 "incident_updates": list(reversed(update_dicts)),
                 "components": [component_dicts[pk] for pk in worst if pk in component_dicts],
@@ -397,7 +397,7 @@ def _maintenances(
                 "monitoring_at": None,
                 "resolved_at": iso(maintenance.completed_at),
                 "started_at": iso(maintenance.started_at or maintenance.scheduled_for),
-                "shortlink": f"{url}/maintenance/{maintenance_id}",
+                "shortlink": f"{url}/maintenance/{maintenance_id}.html",
                 "page_id": PAGE_ID,
                 "incident_updates": list(reversed(updates)),
                 "components": component_list,

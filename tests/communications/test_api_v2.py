@@ -142,7 +142,7 @@ def test_summary_values(client, page):
     assert incident["name"] == "Payments failing at checkout"
     assert incident["status"] == "identified"
     assert incident["impact"] == "major"
-    assert incident["shortlink"].endswith(f"/status/incidents/{number}")
+    assert incident["shortlink"].endswith(f"/status/incidents/{number}.html")
     first, second = page["now"] - timedelta(minutes=110), page["now"] - timedelta(minutes=100)
     assert incident["created_at"] == first.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert incident["updated_at"] == second.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

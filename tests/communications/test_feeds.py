@@ -93,7 +93,7 @@ def test_feed_parses_cleanly_with_one_entry_per_incident(client, history, name):
     titles = [entry.title for entry in parsed.entries]
     assert titles == ["Logins failing", "Website slow"]
     newest, oldest = parsed.entries
-    assert newest.link.endswith(f"/status/incidents/{history['second'].number}")
+    assert newest.link.endswith(f"/status/incidents/{history['second'].number}.html")
     assert oldest.id.startswith("tag:")
     assert oldest.id.endswith(f":incident/{history['first'].number}")
     # The whole story, newest first, with the sanitized Markdown.

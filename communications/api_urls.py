@@ -3,6 +3,7 @@
 from django.urls import path
 
 from . import api as updates_api
+from . import api_catalog
 
 app_name = "communications-api"
 
@@ -32,4 +33,34 @@ urlpatterns: list = [
         updates_api.CommunicationPolicyView.as_view(),
         name="communication-policy",
     ),
+]
+
+# The status page's catalogue (components, groups) and maintenance windows.
+urlpatterns += [
+    path("components/", api_catalog.ComponentListView.as_view(), name="component-list"),
+    path(
+        "components/<str:code>/",
+        api_catalog.ComponentDetailView.as_view(),
+        name="component-detail",
+    ),
+    path(
+        "component-groups/",
+        api_catalog.ComponentGroupListView.as_view(),
+        name="component-group-list",
+    ),
+    path(
+        "component-groups/<str:id>/",
+        api_catalog.ComponentGroupDetailView.as_view(),
+        name="component-group-detail",
+    ),
+    path("maintenances/", api_catalog.MaintenanceListView.as_view(), name="maintenance-list"),
+    path(
+        "maintenances/<str:id>/",
+        api_catalog.MaintenanceDetailView.as_view(),
+        name="maintenance-detail",
+    ),
+    *[
+        path(f"maintenances/<str:id>/{action}/", view.as_view(), name=f"maintenance-{action}")
+        for action, view in api_catalog.STEP_VIEWS.items()
+    ],
 ]

@@ -198,6 +198,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("VIGIL_ESCALATION_SWEEP_SECONDS", default=30.0),
         "options": {"expires": 25},
     },
+    # Starts and completes scheduled maintenance windows on time.
+    "communications-maintenance-sweep": {
+        "task": "communications.maintenance_sweep",
+        "schedule": env.float("VIGIL_MAINTENANCE_SWEEP_SECONDS", default=30.0),
+        "options": {"expires": 25},
+    },
 }
 # Work about Sev 1–2 incidents (following their events, delivering their notifications) goes to
 # this queue; run a worker that consumes it alone (the Procfile does), so a Sev 1 page never

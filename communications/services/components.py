@@ -80,9 +80,12 @@ def component_status_set(
     if previous == status:
         return locked, previous
     at = at or timezone.now()
+    # Ordered by pk alone: the model's ordering joins the component's group, and PostgreSQL
+    # refuses FOR UPDATE on the nullable side of an outer join.
     current = (
         ComponentStatusInterval.objects.select_for_update()
         .filter(component=locked, ended_at__isnull=True)
+        .order_by("pk")
         .first()
     )
     if current is not None:

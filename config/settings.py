@@ -136,6 +136,9 @@ else:
         "default": {
             "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
             "LOCATION": str(VAR_DIR / "cache"),
+            # The status site keeps one entry per file (a page per incident); past the default
+            # 300 the file cache would cull a third of them at random.
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
         }
     }
 

@@ -22,14 +22,17 @@ renderers run together, in one read-only transaction, so the files agree with ea
 from __future__ import annotations
 
 import logging
+import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 logger = logging.getLogger(__name__)
@@ -38,6 +41,9 @@ KEY = "vigil:status:"
 FRESH_KEY = KEY + "fresh"
 LOCK_KEY = KEY + "lock"
 INDEX_KEY = KEY + "paths"
+FAILED_KEY = KEY + "failed"
+# Changes with every public change: a render that saw it move was of older data.
+GENERATION_KEY = KEY + "generation"
 LOCK_SECONDS = 60
 RETRY_SECONDS = 5
 WAIT_SECONDS = 10.0
@@ -67,32 +73,74 @@ def renderer(func: Renderer) -> Renderer:
 
 
 def site_render(*, now: datetime | None = None) -> dict[str, Artifact]:
-    """Run every renderer in one read-only snapshot of the database; returns path -> artifact.
+    """Run every renderer in one read-only snapshot of the database (on PostgreSQL a
+    REPEATABLE READ READ ONLY transaction when not already inside one); returns path -> artifact.
     Raises what the database raises (the callers decide what to serve instead)."""
     from . import renderers  # noqa: F401  (registers the built-in renderers)
 
     context = RenderContext(now=now or timezone.now())
     files: dict[str, Artifact] = {}
+    outermost = not connection.in_atomic_block
     with transaction.atomic():
+        if outermost and connection.vendor == "postgresql":
+            # READ COMMITTED would let each query see a different commit: one snapshot.
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         for render in _renderers.values():
             files.update(render(context))
     return files
 
 
-def _store(files: dict[str, Artifact]) -> None:
+class SiteUnavailable(Exception):
+    """No copy of the site to serve: none was ever rendered (or it was evicted) and rendering
+    failed or took too long. The public URLs answer 503 with ``Retry-After``."""
+
+
+# The last site this process rendered: served while the cache is down (see _without_cache).
+_local: dict[str, Any] = {"files": None, "at": 0.0}
+_local_lock = threading.Lock()
+
+
+def _keep_local(files: dict[str, Artifact]) -> None:
+    _local["files"], _local["at"] = files, time.monotonic()
+
+
+def _store(files: dict[str, Artifact], *, fresh: bool = True) -> None:
+    """Put the rendered site in the cache (without expiry: it is the copy served while the
+    database is down) and, if ``fresh``, mark it fresh. Files no longer part of the site are
+    deleted. The index (the set of paths) tells a missing path from an evicted file."""
+    _keep_local(files)
     cache.set_many({KEY + "file:" + path: artifact for path, artifact in files.items()}, None)
-    old = cache.get(INDEX_KEY) or []
+    old = cache.get(INDEX_KEY) or ()
     gone = [KEY + "file:" + path for path in old if path not in files]
     if gone:
         cache.delete_many(gone)
-    cache.set(INDEX_KEY, sorted(files), None)
-    cache.set(FRESH_KEY, 1, settings.VIGIL_STATUS_FRESH_SECONDS)
+    cache.set(INDEX_KEY, frozenset(files), None)
+    cache.delete(FAILED_KEY)
+    if fresh:
+        cache.set(FRESH_KEY, 1, settings.VIGIL_STATUS_FRESH_SECONDS)
+
+
+def _render_and_store() -> dict[str, Artifact] | None:
+    """Render and store the site; ``None`` if rendering failed (then no render is tried again
+    for ``RETRY_SECONDS``). A change published while rendering leaves the site stale (its
+    generation moved), so the next request renders it again."""
+    generation = cache.get(GENERATION_KEY)
+    try:
+        files = site_render()
+    except Exception:
+        logger.exception("The status site could not be rendered; serving the last copy")
+        cache.set(FAILED_KEY, 1, RETRY_SECONDS)
+        return None
+    _store(files, fresh=cache.get(GENERATION_KEY) == generation)
+    return files
 
 
 def site_refresh(*, export: bool = True) -> dict[str, Artifact]:
     """Render the site, store it in the cache and (``export``) write the static export."""
+    generation = cache.get(GENERATION_KEY)
     files = site_render()
-    _store(files)
+    _store(files, fresh=cache.get(GENERATION_KEY) == generation)
     if export:
         site_export(files)
     return files
@@ -145,9 +193,11 @@ def public_changed() -> None:
 
     def stale_and_queue() -> None:
         try:
+            cache.set(GENERATION_KEY, uuid.uuid4().hex, None)
             cache.delete(FRESH_KEY)
         except Exception:
             logger.warning("The status site could not be marked stale", exc_info=True)
+        _local["at"] = 0.0
         from ..tasks import status_site_render
 
         try:
@@ -159,36 +209,98 @@ def public_changed() -> None:
 
 
 def site_artifact(path: str) -> Artifact | None:
-    """The file at ``path`` as the public URLs serve it (``None``: no such file). Never raises
-    because the database or the cache is down while a previous copy exists."""
-    key = KEY + "file:" + path
+    """The file at ``path`` as the public URLs serve it (``None``: no such file).
+
+    A fresh site is served from the cache (one round trip). A stale one is re-rendered by the
+    one request that takes the cache lock; meanwhile the others get the previous copy or, when
+    there is none, wait for the render. When rendering fails (the database is down) the last
+    copy is served and no render is tried for ``RETRY_SECONDS``. When the cache is down, this
+    process's own last copy is served, re-rendered at most once per fresh period.
+
+    Raises :class:`SiteUnavailable` when there is no copy to serve.
+    """
     try:
-        fresh = cache.get(FRESH_KEY)
-        current = cache.get(key)
+        return _from_cache(path)
+    except SiteUnavailable:
+        raise
     except Exception:
-        logger.warning("Status site cache unavailable; rendering for this request", exc_info=True)
-        return site_render().get(path)
-    if fresh and current is not None:
-        return current
-    if fresh and cache.get(INDEX_KEY) is not None:
-        return None  # a fresh site without this path
+        logger.warning("Status site cache unavailable; serving this process's copy", exc_info=True)
+        return _without_cache(path)
+
+
+def _in_index(path: str) -> bool | None:
+    """Whether the last rendered site has ``path`` (``None``: no site rendered yet)."""
+    index = cache.get(INDEX_KEY)
+    return None if index is None else path in index
+
+
+def _from_cache(path: str) -> Artifact | None:
+    key = KEY + "file:" + path
+    got = cache.get_many([FRESH_KEY, FAILED_KEY, key])
+    current = got.get(key)
+    if FRESH_KEY in got:
+        if current is not None:
+            return current
+        if _in_index(path) is False:
+            return None  # a fresh site without this path
+        # Never rendered, or the file was evicted from the cache: render it again.
+    elif FAILED_KEY in got:
+        if current is not None:
+            return current
+        if _in_index(path) is False:
+            return None
+        raise SiteUnavailable
     if cache.add(LOCK_KEY, 1, LOCK_SECONDS):
         try:
-            files = site_render()
-        except Exception:
-            logger.exception("The status site could not be rendered; serving the last copy")
-            # Retry after a while, not on every request while the database is down.
-            cache.set(FRESH_KEY, 1, RETRY_SECONDS)
-            return current
+            files = _render_and_store()
         finally:
             cache.delete(LOCK_KEY)
-        _store(files)
-        return files.get(path)
+        if files is not None:
+            return files.get(path)
+        if current is not None:
+            return current
+        raise SiteUnavailable
     if current is not None:
         return current
     deadline = time.monotonic() + WAIT_SECONDS
     while time.monotonic() < deadline:
         time.sleep(0.05)
-        if cache.get(FRESH_KEY):
-            return cache.get(key)
-    return None
+        got = cache.get_many([LOCK_KEY, key])
+        if got.get(key) is not None:
+            return got[key]
+        if LOCK_KEY not in got:
+            if _in_index(path) is False:
+                return None
+            break  # the render failed, or its site lacks this file
+    raise SiteUnavailable
+
+
+def _without_cache(path: str) -> Artifact | None:
+    files = _local["files"]
+    stale = time.monotonic() - _local["at"] >= settings.VIGIL_STATUS_FRESH_SECONDS
+    # One render at a time per process: the other threads serve the copy they have, or,
+    # without one, wait for it.
+    if (files is None or stale) and _local_lock.acquire(
+        blocking=files is None, timeout=WAIT_SECONDS if files is None else -1
+    ):
+        try:
+            files = _render_local(seen=files)
+        finally:
+            _local_lock.release()
+    if files is None:
+        raise SiteUnavailable
+    return files.get(path)
+
+
+def _render_local(*, seen: dict[str, Artifact] | None) -> dict[str, Artifact] | None:
+    if _local["files"] is not seen:
+        return _local["files"]  # another thread rendered it meanwhile
+    try:
+        files = site_render()
+    except Exception:
+        logger.exception("The status site could not be rendered; serving the last copy")
+        # Not again for RETRY_SECONDS.
+        _local["at"] = time.monotonic() - settings.VIGIL_STATUS_FRESH_SECONDS + RETRY_SECONDS
+        return seen
+    _keep_local(files)
+    return files

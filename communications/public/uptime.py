@@ -95,13 +95,13 @@ def day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
 
 def uptime_compute(
     *,
-    components: list[tuple[int, date]],
+    components: list[tuple[str, date]],
     now: datetime,
     tz: ZoneInfo,
     days: int = DAYS,
-) -> dict[int, Uptime]:
-    """The last ``days`` days (ending today in ``tz``) of each ``(component id, start date)``.
-    One query."""
+) -> dict[str, Uptime]:
+    """The last ``days`` days (ending today in ``tz``) of each ``(component code, start
+    date)``, by code. One query."""
     today = now.astimezone(tz).date()
     first = today - timedelta(days=days - 1)
     window_start = day_bounds(first, tz)[0]
@@ -111,9 +111,9 @@ def uptime_compute(
         start, end = day_bounds(day, tz)
         lengths.append((min(end, now) - start).total_seconds())
 
-    result: dict[int, Uptime] = {}
-    for component_id, start_date in components:
-        result[component_id] = Uptime(
+    result: dict[str, Uptime] = {}
+    for code, start_date in components:
+        result[code] = Uptime(
             days=[
                 Day(date=day, length=length, has_data=day >= start_date)
                 for day, length in zip(dates, lengths, strict=True)
@@ -124,16 +124,16 @@ def uptime_compute(
 
     intervals = ComponentStatusInterval.objects.filter(
         Q(ended_at__isnull=True) | Q(ended_at__gt=window_start),
-        component_id__in=list(result),
+        component__service__slug__in=list(result),
         status__in=OUTAGES,
         started_at__lt=now,
-    ).values_list("component_id", "status", "started_at", "ended_at")
-    for component_id, status, started_at, ended_at in intervals:
+    ).values_list("component__service__slug", "status", "started_at", "ended_at")
+    for code, status, started_at, ended_at in intervals:
         start = max(started_at, window_start)
         end = min(ended_at or now, now)
         if end <= start:
             continue
-        days_of = result[component_id].days
+        days_of = result[code].days
         index = (start.astimezone(tz).date() - first).days
         while index < days and start < end:
             day_end = day_bounds(dates[index], tz)[1]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.http import require_safe
 
-from .site import site_artifact
+from .site import RETRY_SECONDS, SiteUnavailable, site_artifact
 
 CORS_PREFIX = "api/"
 
@@ -22,7 +22,17 @@ def public_file(request: HttpRequest, path: str = "") -> HttpResponse:
         name += ".html"
     if ".." in name.split("/"):
         raise Http404
-    artifact = site_artifact(name)
+    try:
+        artifact = site_artifact(name)
+    except SiteUnavailable:
+        response = HttpResponse(
+            "The status page is temporarily unavailable. Please try again shortly.\n",
+            status=503,
+            content_type="text/plain; charset=utf-8",
+        )
+        response["Retry-After"] = str(RETRY_SECONDS)
+        response["Cache-Control"] = "no-store"
+        return response
     if artifact is None:
         raise Http404
     response = HttpResponse(artifact.body, content_type=artifact.content_type)

@@ -37,8 +37,8 @@ def component_with(*intervals, start_date=date(2026, 1, 1), slug="api") -> Compo
 
 
 def uptime_of(component: Component, now: datetime = NOW, tz: ZoneInfo = UTC):
-    return uptime_compute(components=[(component.pk, component.start_date)], now=now, tz=tz)[
-        component.pk
+    return uptime_compute(components=[(component.code, component.start_date)], now=now, tz=tz)[
+        component.code
     ]
 
 
@@ -153,6 +153,6 @@ def test_one_query_for_all_components(django_assert_num_queries):
     components = [component_with(("major_outage", at(10), None), slug=f"svc-{n}") for n in range(5)]
     with django_assert_num_queries(1):
         result = uptime_compute(
-            components=[(c.pk, c.start_date) for c in components], now=NOW, tz=UTC
+            components=[(c.code, c.start_date) for c in components], now=NOW, tz=UTC
         )
-    assert all(result[c.pk].days[-1].percent == 0.0 for c in components)
+    assert all(result[c.code].days[-1].percent == 0.0 for c in components)

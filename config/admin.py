@@ -24,6 +24,9 @@ class VigilAdminSite(admin.AdminSite):
             from escalation.selectors import notification_alerts
 
             context["vigil_notification_alerts"] = notification_alerts()
+        from incidents.admin.extensions import admin_index_panels
+
+        context["vigil_index_panels"] = admin_index_panels(request=request)
         return super().index(request, extra_context=context)
 
 

@@ -16,6 +16,12 @@ Two kinds of additions:
   workspace, after the timeline, for users who hold its permission.
 
 Both are shown in the order they were registered; registering the same one twice is a no-op.
+
+And one addition to the admin index (the staff's workspace page):
+
+* an index panel (:func:`admin_index_panel_register`): a titled block of HTML shown on the admin
+  index, after the alerts and before the incident dashboard, for users who hold its permission;
+  its ``render(request=...)`` may return None to show nothing (nothing needs anyone now).
 """
 
 from __future__ import annotations
@@ -103,5 +109,60 @@ def incident_page_panels(*, request: HttpRequest, incident: Incident) -> list[di
         except Exception:
             logger.exception("Incident page panel %r failed for %s", panel.key, incident.number)
             html = format_html('<p class="vigil-muted">{}</p>', "This panel is unavailable.")
+        shown.append({"key": panel.key, "title": panel.title, "html": html})
+    return shown
+
+
+# --- the admin index ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IndexPanel:
+    """A block of the admin index. ``render(request=...)`` returns its HTML (marked safe; a
+    plain string is escaped), or None when it has nothing to show."""
+
+    key: str
+    title: str
+    render: PanelRender
+    permission: str | None = None
+
+
+_index_panels: dict[str, IndexPanel] = {}
+
+
+def admin_index_panel_register(
+    *, key: str, title: str, render: PanelRender, permission: str | None = None
+) -> IndexPanel:
+    """Show a panel titled ``title`` on the admin index.
+
+    ``key`` names the panel (its HTML id is ``index-panel-<key>``); registering a key again
+    replaces the panel in place. ``permission`` ("app_label.codename"), when given, is the one
+    a user needs to see it. A panel whose ``render`` raises is shown as unavailable and the
+    error logged: an app's bug must not take the admin index down with it.
+    """
+    panel = IndexPanel(key=key, title=title, render=render, permission=permission)
+    _index_panels[key] = panel
+    return panel
+
+
+def admin_index_panel_unregister(*, key: str) -> None:
+    """Take the index panel ``key`` off the admin index (no-op when it is not there)."""
+    _index_panels.pop(key, None)
+
+
+def admin_index_panels(*, request: HttpRequest) -> list[dict[str, Any]]:
+    """The index panels ``request.user`` may see that have something to show, rendered, in
+    registration order."""
+    shown = []
+    for panel in _index_panels.values():
+        if panel.permission and not request.user.has_perm(panel.permission):
+            continue
+        try:
+            html = panel.render(request=request)
+        except Exception:
+            logger.exception("Admin index panel %r failed", panel.key)
+            html = format_html('<p class="vigil-muted">{}</p>', "This panel is unavailable.")
+        if html is None:
+            continue
         shown.append({"key": panel.key, "title": panel.title, "html": html})
     return shown

@@ -7,9 +7,10 @@ that it ran (once per event), in event order per incident.
 
 from __future__ import annotations
 
-from incidents.events import INCIDENT_TRANSITIONED, events_subscribe
+from incidents.events import INCIDENT_TRANSITIONED, INCIDENT_UPDATED, events_subscribe
 from incidents.models import Incident, IncidentEvent, Status
 
+from .services.clock import clock_for_incident_start, clock_for_incident_stop
 from .services.updates import status_update_restoration_prepare
 
 HANDLER = "communications"
@@ -23,6 +24,39 @@ def on_incident_transitioned(event: IncidentEvent) -> None:
     status_update_restoration_prepare(incident=incident)
 
 
+# The 30-minute rule follows incidents under a handler name of its own: a subscription replaces
+# the callback of the same (handler, event), and the clock's reactions are retried (or given up)
+# apart from the restoration notice's.
+CLOCK_HANDLER = "communications.first_update_clock"
+
+
+def clock_on_incident_transitioned(event: IncidentEvent) -> None:
+    """Acknowledged (or acknowledged by taking action) while customer-facing: start the
+    first-update clock. Cancelled: stop it."""
+    incident = Incident.objects.get(pk=event.incident_id)
+    if event.payload.get("to_status") == Status.CANCELLED:
+        clock_for_incident_stop(incident=incident)
+    else:
+        clock_for_incident_start(incident=incident)
+
+
+def clock_on_incident_updated(event: IncidentEvent) -> None:
+    """Marked customer-facing after acknowledgement: start (or re-arm) the clock; made
+    internal: stop it."""
+    if "customer_facing" not in event.payload.get("fields", ()):
+        return
+    incident = Incident.objects.get(pk=event.incident_id)
+    if incident.customer_facing:
+        clock_for_incident_start(incident=incident)
+    else:
+        clock_for_incident_stop(incident=incident)
+
+
 def subscribe() -> None:
     for name, callback in ((INCIDENT_TRANSITIONED, on_incident_transitioned),):
         events_subscribe(handler=HANDLER, event=name, callback=callback)
+    for name, callback in (
+        (INCIDENT_TRANSITIONED, clock_on_incident_transitioned),
+        (INCIDENT_UPDATED, clock_on_incident_updated),
+    ):
+        events_subscribe(handler=CLOCK_HANDLER, event=name, callback=callback)

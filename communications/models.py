@@ -285,6 +285,12 @@ class FirstUpdateClock(models.Model):
     confirmed_at = models.DateTimeField()
     due_at = models.DateTimeField()
     next_check_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    reminder_minutes = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="The policy's reminder points when the clock started, e.g. [15, 25]: a "
+        "policy edit applies to clocks started after it.",
+    )
     reminders_sent = models.JSONField(
         default=list, blank=True, help_text="Reminder minutes already sent, e.g. [15]."
     )

@@ -27,3 +27,20 @@ def maintenance_sweep_task() -> int:
     from .services.maintenance import maintenance_sweep
 
     return maintenance_sweep()
+
+
+@shared_task(
+    name="communications.first_update_sweep",
+    acks_late=True,
+    soft_time_limit=50,
+    time_limit=60,
+    ignore_result=True,
+)
+def first_update_sweep_task() -> int:
+    """Remind the communications lead of first public updates coming due and record the
+    misses (beat, every 15 s). Safe to run twice at once: clocks are claimed with SKIP LOCKED
+    and each reminder and miss is recorded on the claimed row."""
+    from .services.clock import first_update_sweep
+
+    # Stop taking clocks well before the soft time limit; the rest is for the next run.
+    return len(first_update_sweep(time_budget=35))

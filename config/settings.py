@@ -502,6 +502,13 @@ VIGIL_STATUS_FRESH_SECONDS = env.float("VIGIL_STATUS_FRESH_SECONDS", default=60.
 # A STORAGES alias the status site is also written to on every change (static export, hosted
 # apart from Vigil); empty: no export.
 VIGIL_STATUS_EXPORT_STORAGE = env.str("VIGIL_STATUS_EXPORT_STORAGE", default="")
+# The 30-minute rule: how often the sweep reminds the communications lead of a first public
+# update coming due and records the misses.
+CELERY_BEAT_SCHEDULE["communications-first-update-sweep"] = {
+    "task": "communications.first_update_sweep",
+    "schedule": env.float("VIGIL_FIRST_UPDATE_SWEEP_SECONDS", default=15.0),
+    "options": {"expires": 12},
+}
 
 CELERY_BEAT_SCHEDULE["incidents-alert-delivery-sweep"] = {
     "task": "incidents.alert_delivery_sweep",

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.views.decorators.http import require_safe
 
 from .site import RETRY_SECONDS, SiteUnavailable, site_artifact
@@ -13,8 +13,14 @@ CORS_PREFIX = "api/"
 
 @require_safe
 def public_file(request: HttpRequest, path: str = "") -> HttpResponse:
-    """``/status/`` -> ``index.html``; ``/status/x/`` or ``/status/x`` without an extension ->
-    ``x.html``; anything else by its own name (``api/v2/summary.json``, ``history.atom``)."""
+    """``/status/`` -> ``index.html``; ``/status/x`` without an extension -> ``x.html``;
+    anything else by its own name (``api/v2/summary.json``, ``history.atom``). ``/status/x/``
+    redirects to ``/status/x``: the pages' links are relative (so the static export works on
+    any host), and would not resolve one folder too deep."""
+    if path.endswith("/") and path.strip("/"):
+        query = request.META.get("QUERY_STRING", "")
+        target = request.path.rstrip("/") + ("?" + query if query else "")
+        return HttpResponsePermanentRedirect(target)
     name = path.strip("/")
     if not name:
         name = "index.html"

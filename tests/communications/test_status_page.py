@@ -390,7 +390,16 @@ def test_injection_in_public_fields_is_shown_as_text(client, admin_user, make_in
 def test_unknown_public_paths_are_404(client, admin_user, path):
     make_component(admin_user, "api", "Public API")
     assert client.get("/status/").status_code == 200
-    assert client.get(path).status_code == 404
+    assert client.get(path, follow=True).status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_trailing_slash_redirects_so_relative_links_resolve(client, admin_user, make_incident):
+    make_component(admin_user, "api", "Public API")
+    response = client.get("/status/history/?page=2")
+    assert response.status_code == 301
+    assert response["Location"] == "/status/history?page=2"
+    assert 'href="status.css"' in page(client, "/status/history")
 
 
 def _database_down(monkeypatch):

@@ -1,0 +1,4 @@
+"""The admin of public communication: one module per concern, each imported here so Django's
+admin autodiscovery registers it."""
+
+from . import clock  # noqa: F401

@@ -78,9 +78,16 @@ class IntervalSerializer(serializers.Serializer):
     maintenance = serializers.IntegerField(allow_null=True, source="maintenance_id")
 
     def to_representation(self, instance: ComponentStatusInterval) -> dict[str, Any]:
-        data = super().to_representation(instance)
-        data["actor"] = user_ref(instance.actor)
-        return data
+        when = serializers.DateTimeField()
+        return {
+            "status": instance.status,
+            "started_at": when.to_representation(instance.started_at),
+            "ended_at": when.to_representation(instance.ended_at),
+            "actor": user_ref(instance.actor),
+            "reason": instance.reason,
+            "status_update": instance.status_update_id,
+            "maintenance": instance.maintenance_id,
+        }
 
 
 class ComponentSerializer(serializers.Serializer):

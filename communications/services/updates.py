@@ -42,6 +42,7 @@ from ..models import (
     UpdateStatus,
 )
 from ..public.site import public_changed
+from .clock import first_update_published
 from .components import component_status_set
 from .permissions import CommsForbidden, UpdateStateConflict, require_comms_perm
 from .policy import communication_policy_get
@@ -353,8 +354,9 @@ def status_update_publish(*, status_update: StatusUpdate, actor: Any, source: st
     """Publish an update on the status page. Needs ``communications.publish_statusupdate``; a
     customer-facing title; an incident that is not cancelled; and, when the policy asks it for
     the incident's severity, the business liaison's approval (409 otherwise). Sets each affected
-    component's status (recording its previous one) and marks the public site stale.
-    Idempotent: publishing a published update changes nothing."""
+    component's status (recording its previous one), marks the public site stale and meets the
+    incident's first-update clock (the 30-minute rule). Idempotent: publishing a published
+    update changes nothing."""
     require_comms_perm(actor, "communications.publish_statusupdate", "publish status updates")
     update = _locked(status_update)
     if update.state == UpdateState.PUBLISHED:
@@ -394,6 +396,8 @@ def status_update_publish(*, status_update: StatusUpdate, actor: Any, source: st
         f"({update.get_public_status_display()}).",
     )
     public_changed()
+    # The 30-minute rule: the first published update meets the incident's clock.
+    first_update_published(incident=incident, at=now)
     return update
 
 

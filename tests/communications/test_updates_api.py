@@ -14,6 +14,7 @@ from communications.models import (
     CommunicationPolicy,
     ComponentStatus,
     ComponentStatusInterval,
+    FirstUpdateClock,
     StatusUpdate,
     UpdateKind,
     UpdateState,
@@ -458,3 +459,18 @@ def test_policy_api_validates(api_as, superuser, viewer):
         ).status_code
         == 403
     )
+
+
+def test_first_published_update_meets_the_30_minute_clock(api_as, communications_lead, checkout):
+    incident = IncidentFactory(severity=3, customer_facing=True, services=[checkout.service])
+    transition(incident=incident, action="acknowledge", actor=None, source=Source.SYSTEM)
+    clock = FirstUpdateClock.objects.get(incident=incident)
+    assert clock.met_at is None
+    lead = api_as(communications_lead)
+    created = draft(lead, incident)
+    clock.refresh_from_db()
+    assert clock.met_at is None  # a draft is not an update customers see
+    assert lead.post(url(incident, created["id"], "publish")).status_code == 200
+    clock.refresh_from_db()
+    assert clock.met_at == StatusUpdate.objects.get().published_at
+    assert clock.next_check_at is None

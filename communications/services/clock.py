@@ -168,7 +168,8 @@ def clock_for_incident_start(*, incident: Incident) -> FirstUpdateClock | None:
     The clock counts from the later of the acknowledgement and the moment the incident was
     marked customer-facing. If the incident already has a published update, the clock is
     created met. Writes one timeline entry when it starts. Idempotent (one clock per incident):
-    returns the existing clock, or None when the incident needs none."""
+    returns the existing clock, or None when the incident needs none. Re-arming a stopped clock
+    writes a timeline entry too."""
     incident = Incident.objects.get(pk=incident.pk)
     if (
         not incident.customer_facing
@@ -178,9 +179,20 @@ def clock_for_incident_start(*, incident: Incident) -> FirstUpdateClock | None:
         return None
     existing = FirstUpdateClock.objects.select_for_update().filter(incident=incident).first()
     if existing is not None:
-        if existing.next_check_at is None:
+        if existing.next_check_at is None and _next_check(existing) is not None:
             existing.next_check_at = _next_check(existing)
             existing.save(update_fields=["next_check_at"])
+            timeline_record(
+                incident=incident,
+                kind=Kind.COMMUNICATION,
+                source=Source.SYSTEM,
+                actor=None,
+                message=(
+                    f"First public update clock resumed: the incident is customer-facing "
+                    f"again; the first public status update is due by {_local(existing.due_at)}."
+                ),
+                data={"first_update": "resumed"},
+            )
         return existing
 
     policy = _policy()

@@ -184,6 +184,8 @@ def test_made_internal_the_clock_stops_and_marked_again_it_resumes(clock):
     fuc = FirstUpdateClock.objects.get(incident=incident)
     assert fuc.confirmed_at == T0  # the clock that ran keeps its times
     assert fuc.next_check_at == T0 + 15 * MIN
+    assert [len(entries(incident, p)) for p in ("stopped", "resumed")] == [1, 1]
+    assert "due by 10:30" in entries(incident, "resumed")[0].message
     assert [a.action for a in first_update_sweep()] == ["missed"]
 
 
@@ -425,3 +427,21 @@ def test_a_clock_that_fails_is_left_due_and_the_others_go_on(clock, monkeypatch)
     assert [a.incident for a in first_update_sweep()] == [fine.number]
     assert FirstUpdateClock.objects.get(incident=broken).next_check_at == T0 + 15 * MIN
     assert not reminders(broken).exists()
+
+
+def test_handlers_running_late_decide_as_they_would_have_on_time(clock):
+    from incidents.services import incident_acknowledge as acknowledge_unfollowed
+    from incidents.services import incident_update as update_unfollowed
+    from tests.events import follow_events
+
+    incident = create(customer_facing=False)
+    acknowledge_unfollowed(incident=incident, actor=None, source=Source.SYSTEM)
+    clock.shift(10 * MIN)
+    update_unfollowed(incident=incident, actor=None, source=Source.SYSTEM, customer_facing=True)
+    clock.shift(20 * MIN)  # the workers were down meanwhile
+
+    follow_events()
+
+    fuc = FirstUpdateClock.objects.get(incident=incident)
+    assert (fuc.confirmed_at, fuc.due_at) == (T0 + 10 * MIN, T0 + 40 * MIN)
+    assert len(entries(incident, "started")) == 1

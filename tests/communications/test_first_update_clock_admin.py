@@ -154,3 +154,23 @@ def test_the_countdown_is_hidden_from_staff_without_the_view_permission(client, 
 
     assert 'id="index-panel-first-update"' not in index(client)
     assert incident.number not in index(client)
+
+
+def test_the_index_panel_costs_the_same_queries_for_few_or_many_incidents(client, viewer, clock):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(viewer)
+
+    def clock_queries() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            index(client)
+        return sum("communications_firstupdateclock" in q["sql"] for q in queries)
+
+    confirmed("First")
+    few = clock_queries()
+    for n in range(8):
+        confirmed(f"More {n}")
+    many = clock_queries()
+
+    assert few == many == 1

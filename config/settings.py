@@ -393,6 +393,7 @@ SPECTACULAR_SETTINGS = {
         "ReportKindEnum": "incidents.models.ReportKind",
         "ChannelEnum": "incidents.models.Channel",
         "IntegrationKindEnum": "incidents.models.IntegrationKind",
+        "ComponentStatusEnum": "communications.models.ComponentStatus",
     },
     "COMPONENT_SPLIT_REQUEST": True,
 }

@@ -8,6 +8,7 @@ import threading
 import time
 from datetime import timedelta
 from html.parser import HTMLParser
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.cache import cache
@@ -17,6 +18,7 @@ from django.utils import timezone
 
 from communications.markdown import markdown_to_html
 from communications.models import (
+    Component,
     ComponentGroup,
     Maintenance,
     StatusPageSettings,
@@ -44,9 +46,12 @@ def admin_user(db):
     return UserFactory(username="root", is_superuser=True)
 
 
-def make_component(actor, slug, public_name, *, group=None, start_days_ago=100, **kwargs):
+def make_component(
+    actor, slug, public_name, *, group=None, start_days_ago=100, display=None, **kwargs
+):
+    """A component made by the service; ``display``: its showcase / only-if-degraded flags."""
     service = ServiceFactory(slug=slug, name=f"{public_name} internal", public_name=public_name)
-    return component_create(
+    component = component_create(
         service=service,
         actor=actor,
         group=group,
@@ -54,6 +59,10 @@ def make_component(actor, slug, public_name, *, group=None, start_days_ago=100, 
         at=timezone.now() - timedelta(days=start_days_ago),
         **kwargs,
     )
+    if display:
+        Component.objects.filter(pk=component.pk).update(**display)
+        component.refresh_from_db()
+    return component
 
 
 def publish(incident, *, title, status, body, components=(), at=None, actor=None):
@@ -210,7 +219,7 @@ def test_maintenance_history_and_settings_appear(client, admin_user, make_incide
     assert "<strong>upgrade</strong>" in page(client, f"/status/maintenance/{upcoming.pk}")
     history = page(client, "/status/history")
     assert "Slow API" in history
-    month = timezone.now().astimezone(timezone.get_current_timezone()).strftime("%Y-%m")
+    month = timezone.now().astimezone(ZoneInfo("Europe/Paris")).strftime("%Y-%m")
     assert f'href="history/{month}.html"' in history
     assert "Slow API" in page(client, f"/status/history/{month}")
 
@@ -544,3 +553,29 @@ def test_a_file_evicted_from_the_cache_is_rendered_again_not_404(client, admin_u
     # A full cache (the file cache culls a third of its entries past MAX_ENTRIES) drops files.
     cache.delete(site.KEY + f"file:incidents/{incident.number}.html")
     assert "Slow API" in page(client, f"/status/incidents/{incident.number}")
+
+
+@pytest.mark.django_db
+def test_hidden_components_and_maintenance_in_progress(client, admin_user):
+    make_component(admin_user, "api", "Public API")
+    make_component(admin_user, "tool", "Hidden thing", display={"showcase": False})
+    quiet = make_component(
+        admin_user, "sms", "SMS delivery", display={"only_show_if_degraded": True}
+    )
+    ongoing = Maintenance.objects.create(
+        title="Network work",
+        status="in_progress",
+        started_at=timezone.now() - timedelta(minutes=5),
+        scheduled_for=timezone.now() - timedelta(minutes=5),
+        scheduled_until=timezone.now() + timedelta(hours=1),
+    )
+    html = page(client)
+    assert "Public API" in html
+    assert "Hidden thing" not in html and "SMS delivery" not in html
+    assert "Maintenance in progress" in html and "Network work" in html
+    assert "Scheduled maintenance" not in html
+    assert f'href="maintenance/{ongoing.pk}.html"' in html
+
+    component_status_set(component=quiet, status="partial_outage", actor=admin_user)
+    site.site_refresh(export=False)
+    assert "SMS delivery" in page(client)

@@ -150,7 +150,7 @@ class _Views:
                     parts.append(f"{_duration(day.major_seconds)} major outage")
                 if day.partial_seconds:
                     parts.append(f"{_duration(day.partial_seconds)} partial outage")
-                text = f"{when}: {day.percent:.2f} % uptime ({', '.join(parts)})"
+                text = f"{when}: {_floor2(day.percent)} % uptime ({', '.join(parts)})"
             bars.append({"x": n * 5, "level": day.level, "text": text})
         bad = [bar["text"] for bar, day in zip(bars, days, strict=True) if day.downtime > 0]
         summary = f"Uptime of {item['name']} over the last {len(days)} days: " + (

@@ -317,3 +317,50 @@ def test_cors_open_for_get(client, page):
 def test_unknown_api_path_is_404(client, page):
     assert client.get("/status/api/v2/nope.json").status_code == 404
     assert client.get("/status/api/v2/incidents/INC-0000.json").status_code == 404
+
+
+COMPONENT_STATUSES = {
+    "operational", "degraded_performance", "partial_outage", "major_outage", "under_maintenance",
+}  # fmt: skip
+INCIDENT_STATUSES = {"investigating", "identified", "monitoring", "resolved", "postmortem"}
+MAINTENANCE_STATUSES = {"scheduled", "in_progress", "verifying", "completed"}
+
+
+def test_a_statuspage_consumer_reads_it(client, page):
+    """What exporters and chat bots read, the way they read it: every enum within Statuspage's
+    values, ids joinable (incident updates to their incident, groups to their members)."""
+    summary = get_json(client, "summary.json")
+    assert summary["status"]["indicator"] in {"none", "minor", "major", "critical", "maintenance"}
+    ids = {c["id"] for c in summary["components"]}
+    for component in summary["components"]:
+        assert component["status"] in COMPONENT_STATUSES
+        assert component["page_id"] == summary["page"]["id"]
+        for member in component.get("components", []):
+            assert member in ids
+    for incident in get_json(client, "incidents.json")["incidents"]:
+        assert incident["status"] in INCIDENT_STATUSES
+        assert incident["impact"] in {"none", "minor", "major", "critical"}
+        for update in incident["incident_updates"]:
+            assert update["incident_id"] == incident["id"]
+            assert update["status"] in INCIDENT_STATUSES
+            for affected in update["affected_components"]:
+                assert affected["code"] in ids
+                assert {affected["old_status"], affected["new_status"]} <= COMPONENT_STATUSES
+    for maintenance in get_json(client, "scheduled-maintenances.json")["scheduled_maintenances"]:
+        assert maintenance["status"] in MAINTENANCE_STATUSES
+        assert maintenance["impact"] == "maintenance"
+        for update in maintenance["incident_updates"]:
+            assert update["status"] in MAINTENANCE_STATUSES
+
+
+def test_shortlinks_lead_to_the_pages(client, page):
+    from urllib.parse import urlsplit
+
+    summary = get_json(client, "summary.json")
+    links = [i["shortlink"] for i in summary["incidents"]]
+    links += [m["shortlink"] for m in summary["scheduled_maintenances"]]
+    assert len(links) == 2
+    for link in links:
+        response = client.get(urlsplit(link).path)
+        assert response.status_code == 200, link
+        assert response["Content-Type"].startswith("text/html")

@@ -14,6 +14,7 @@ import pytest
 from django.core.cache import cache
 from django.db import OperationalError, connection
 from django.db.backends.utils import CursorWrapper
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from communications.markdown import markdown_to_html
@@ -579,3 +580,28 @@ def test_hidden_components_and_maintenance_in_progress(client, admin_user):
     component_status_set(component=quiet, status="partial_outage", actor=admin_user)
     site.site_refresh(export=False)
     assert "SMS delivery" in page(client)
+
+
+@pytest.mark.django_db
+def test_the_render_reads_a_fixed_number_of_queries(admin_user, make_incident):
+    """However many incidents, components and intervals: no query per item."""
+
+    def render_queries() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            site.site_render()
+        return len(queries)
+
+    api = make_component(admin_user, "api", "Public API")
+    publish(make_incident(title="a", status="resolved"), title="A", status="resolved", body="x")
+    few = render_queries()
+    for n in range(4):
+        component = make_component(admin_user, f"svc-{n}", f"Service {n}")
+        component_status_set(component=component, status="partial_outage", actor=admin_user)
+        publish(
+            make_incident(title=f"b{n}", status="acknowledged"),
+            title=f"B{n}",
+            status="investigating",
+            body="y",
+            components=[(api, "degraded_performance")],
+        )
+    assert render_queries() == few

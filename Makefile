@@ -45,10 +45,12 @@ run: export PATH := $(abspath $(BIN)):$(PATH)
 run: $(INSTALLED)
 	$(MANAGE) migrate --noinput
 	$(MANAGE) demo_data --keep-existing $(DEMO_ARGS)
+	$(MANAGE) status_demo --keep-existing $(DEMO_ARGS)
 	@echo ""
 	@echo "  Vigil is starting (web, Celery worker, Celery beat). Ctrl-C stops all three."
 	@echo "    Admin:     http://$(BIND):$(PORT)/admin/"
 	@echo "    API docs:  http://$(BIND):$(PORT)/api/docs/"
+	@echo "    Status page: http://$(BIND):$(PORT)/status/"
 	@echo "    Login:     admin / vigil-demo  (staff logins are listed above)"
 	@echo ""
 	VIGIL_BIND=$(BIND) exec honcho start --port $(PORT)
@@ -59,6 +61,7 @@ demo: export DJANGO_DEBUG ?= 1
 demo: $(INSTALLED)
 	$(MANAGE) migrate --noinput
 	$(MANAGE) demo_data $(DEMO_ARGS)
+	$(MANAGE) status_demo $(DEMO_ARGS)
 
 # Forget the embedded database, broker and cache (var/): the next `make run` starts afresh with
 # demo incidents dated from then.

@@ -199,6 +199,18 @@ def test_a_start_already_past_is_started_by_the_next_sweep(lead_api, components)
     assert statuses()["checkout"] == "under_maintenance"
 
 
+def test_a_window_missed_entirely_is_completed_without_touching_components(lead_api, components):
+    # Beat was down for the whole window: the components never went under maintenance, so
+    # nothing is restored and no interval is written.
+    schedule(lead_api)
+    intervals = ComponentStatusInterval.objects.count()
+    assert sweep_at(END + timedelta(minutes=5)) == [1, 0]
+    maintenance = Maintenance.objects.get()
+    assert (maintenance.status, maintenance.started_at) == ("completed", None)
+    assert ComponentStatusInterval.objects.count() == intervals
+    assert set(statuses().values()) == {"operational"}
+
+
 def test_steps_by_hand_and_their_refusals(lead_api, components):
     pk = schedule(lead_api).json()["id"]
     with time_machine.travel(T0 + timedelta(hours=1), tick=False):

@@ -13,7 +13,8 @@ renderers run together, in one read-only transaction, so the files agree with ea
   missing one is re-rendered by exactly one request (a cache lock); the others get the previous
   copy, or, when there is none yet, wait for the render. The artifacts are kept without expiry,
   so if the database is down the last rendered copy is served (and the render retried after
-  ``RETRY_SECONDS``).
+  ``RETRY_SECONDS``); with no copy at all the URLs answer 503 (:class:`SiteUnavailable`). While
+  the cache is down each process serves the copy it rendered last.
 * **Static export.** The render task and ``manage.py statuspage_export`` write the same files to
   the storage ``VIGIL_STATUS_EXPORT_STORAGE`` names (a Django ``STORAGES`` alias), so the page
   can be hosted apart from Vigil.

@@ -183,7 +183,11 @@ def _record(update: StatusUpdate, *, actor: Any, source: str, message: str, **da
 
 
 def _locked(update: StatusUpdate) -> StatusUpdate:
-    return StatusUpdate.objects.select_for_update().select_related("incident").get(pk=update.pk)
+    return (
+        StatusUpdate.objects.select_for_update(of=("self",))
+        .select_related("incident")
+        .get(pk=update.pk)
+    )
 
 
 # --- the workflow -------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
+from incidents.events import incident_events_follow
 from incidents.models import Incident, Service, Source
 
 from ..models import Component, ComponentStatus, Maintenance
@@ -36,6 +37,8 @@ from ..services.maintenance import (
 )
 from ..services.updates import (
     needs_approval,
+    restoration_body,
+    restoration_components,
     status_update_approve,
     status_update_create,
     status_update_edit,
@@ -250,6 +253,14 @@ def load(*, now: datetime | None = None) -> Result:
     def on_day(days: int, clock: time) -> datetime:
         return day_zero + timedelta(days=days, hours=clock.hour, minutes=clock.minute)
 
+    # Follow the demo incidents' events first, as the worker will once Vigil starts: the
+    # restoration notice a resolution prepares is then the draft published below, instead of
+    # a second draft prepared after this one was published.
+    for incident_id in Incident.objects.filter(
+        title__in=[coverage.story for coverage in COVERAGE]
+    ).values_list("pk", flat=True):
+        incident_events_follow(incident_id=incident_id)
+
     with transaction.atomic():
         components = _components(lead=lead, since=day_zero - timedelta(days=HISTORY_DAYS))
         result.components = list(components.values())
@@ -388,12 +399,17 @@ def _coverage(
             incident.refresh_from_db()
             update = status_update_restoration_prepare(incident=incident)
             if update is not None:
-                # The incident keeps the name customers know it by.
+                # The lead edits the prepared notice: the incident keeps the name customers
+                # know it by, and (the draft was prepared when the incident's events were
+                # followed, before the components existed) it names the components it touched.
+                touched = restoration_components(incident)
                 update = status_update_edit(
                     status_update=update,
                     actor=lead,
                     source=Source.ADMIN,
                     public_title=coverage.posts[0].title,
+                    body=restoration_body(incident=incident, components=touched),
+                    components=[(component, C.OPERATIONAL) for component in touched],
                 )
                 publish(update)
 

@@ -26,6 +26,7 @@ from communications.models import (
     UpdateState,
 )
 from incidents.models import Incident
+from tests.events import follow_events
 from tests.scoped_rows import scoped_rows
 
 pytestmark = pytest.mark.django_db
@@ -116,6 +117,13 @@ class TestOneLoad:
         for title in ("Login takes more than 5 seconds", "Card payments fail at checkout"):
             incident = Incident.objects.get(title__startswith=title)
             assert not incident.status_updates.exists()
+
+    def test_following_the_incidents_later_adds_no_second_restoration_notice(self, loaded):
+        # The worker follows the demo incidents' events once `make run` starts: the resolved
+        # incidents' restoration notices are the published ones, not new drafts.
+        follow_events()
+        restorations = StatusUpdate.objects.filter(kind=UpdateKind.RESTORATION)
+        assert list(restorations.values_list("state", flat=True)) == ["published"] * 2
 
     def test_maintenance_next_week_and_one_completed(self, loaded):
         upcoming = Maintenance.objects.get(status="scheduled")

@@ -290,3 +290,13 @@ def test_the_list_takes_a_fixed_number_of_queries(
     with django_assert_max_num_queries(8):
         response = lead_api.get(URL)
     assert len(response.json()["results"]) == 5
+
+
+def test_beat_queues_the_sweep_every_30_seconds_on_the_sweeps_queue(settings):
+    from config.celery import app
+
+    entry = settings.CELERY_BEAT_SCHEDULE["communications-maintenance-sweep"]
+    assert (entry["task"], entry["schedule"]) == ("communications.maintenance_sweep", 30.0)
+    assert maintenance_sweep_task.name == entry["task"]
+    route = app.amqp.router.route({}, entry["task"])
+    assert route["queue"].name == "vigil.sweeps"

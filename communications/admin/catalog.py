@@ -13,7 +13,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import models
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
@@ -278,6 +278,8 @@ class MaintenanceAdmin(ServiceWriteAdminMixin, NoRevertMixin, SimpleHistoryAdmin
             raise PermissionDenied
         if not self.has_step_permission(request):
             raise PermissionDenied
+        if not object_id.isdigit():
+            raise Http404
         maintenance = get_object_or_404(Maintenance, pk=object_id)
         try:
             STEP_SERVICES[action](maintenance=maintenance, actor=request.user, source=Source.ADMIN)

@@ -189,3 +189,9 @@ def test_a_viewer_reads_and_is_refused_every_write(viewer, checkout, communicati
     checkout.refresh_from_db()
     window.refresh_from_db()
     assert (checkout.status, window.status) == ("operational", "scheduled")
+
+
+def test_unknown_windows_and_steps_are_refused_by_the_buttons(lead, checkout):
+    assert lead.post(f"{ADMIN}/maintenance/999/step/start/").status_code == 404
+    assert lead.post(f"{ADMIN}/maintenance/abc/step/start/").status_code == 404
+    assert lead.get(f"{ADMIN}/maintenance/999/step/start/").status_code == 405

@@ -1,11 +1,13 @@
 """The incident history as feeds: ``history.atom`` (Atom 1.0) and ``history.rss`` (RSS 2.0),
 written by Django's :mod:`~django.utils.feedgenerator` (which XML-escapes every text).
 
-As on a Statuspage, there is one entry per incident (its 50 most recent), titled with its public
-title and linking to its page; the entry's content is every published update, newest first, with
-its time, public status and sanitized body, so a reader shows the incident's whole story and
-marks the entry updated when a new update is published. Entry ids are ``tag:`` URIs built from
-the page's host, the incident's first publication date and its number, so they never change.
+As on a Statuspage, there is one entry per incident and per scheduled maintenance (not
+cancelled), the 50 most recent, titled with its public title and linking to its page; the
+entry's content is every published update (a maintenance: its window, its notice and its
+steps), newest first, with its time, status and sanitized body, so a reader shows the whole
+story and marks the entry updated when a new update is published. Entry ids are ``tag:`` URIs
+built from the page's host, the first publication date and the incident number (maintenance
+id), so they never change.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ STATUS_LABELS = {
     "monitoring": "Monitoring",
     "resolved": "Resolved",
     "postmortem": "Postmortem",
+    "scheduled": "Scheduled",
+    "in_progress": "In progress",
+    "verifying": "Verifying",
+    "completed": "Completed",
 }
 # Characters XML 1.0 does not allow at all (a feed holding one is not XML).
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -48,15 +54,27 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-def _content(incident: dict, body_html: dict[str, str], zone: ZoneInfo) -> str:
+def _when(value: str, zone: ZoneInfo) -> str:
+    at = _parse(value).astimezone(zone)
+    return f"{at:%b} {at.day}, {at:%H:%M} {at.tzname()}"
+
+
+def _content(item: dict, body_html: dict[str, str], zone: ZoneInfo) -> str:
+    """The item's updates, newest first: time, status and the sanitized body (a maintenance's
+    notice is its own body; its later steps have Statuspage's standard texts)."""
     parts = []
-    for update in incident["incident_updates"]:
-        at = _parse(update["display_at"]).astimezone(zone)
-        when = f"{at:%b} {at.day}, {at:%H:%M} {at.tzname()}"
+    if "scheduled_for" in item:
+        window = f"{_when(item['scheduled_for'], zone)} to {_when(item['scheduled_until'], zone)}"
+        parts.append(f"<p><strong>Scheduled maintenance</strong>: {escape(window)}</p>")
+    for update in item["incident_updates"]:
         label = STATUS_LABELS.get(update["status"], update["status"])
+        html = body_html.get(update["id"], "")
+        if "scheduled_for" in item and update["status"] == "scheduled":
+            html = body_html.get(f"maintenance-{item['id']}", "")
         parts.append(
-            f"<p><small>{escape(when)}</small><br><strong>{escape(label)}</strong></p>"
-            + xml_text(body_html.get(update["id"], "") or f"<p>{escape(update['body'])}</p>")
+            f"<p><small>{escape(_when(update['display_at'], zone))}</small><br>"
+            f"<strong>{escape(label)}</strong></p>"
+            + xml_text(html or f"<p>{escape(update['body'])}</p>")
         )
     return "\n".join(parts)
 
@@ -75,16 +93,19 @@ def _feed(feed_class: type[SyndicationFeed], context: RenderContext, name: str) 
         author_name=xml_text(page["name"]),
         language="en",
     )
-    for incident in snapshot["incidents"][:INCIDENT_LIMIT]:
-        created = _parse(incident["created_at"])
+    items = [("incident", item) for item in snapshot["incidents"]]
+    items += [("maintenance", item) for item in snapshot["scheduled_maintenances"]]
+    items.sort(key=lambda entry: (entry[1]["created_at"], entry[1]["id"]), reverse=True)
+    for kind, item in items[:INCIDENT_LIMIT]:
+        created = _parse(item["created_at"])
         feed.add_item(
-            title=xml_text(incident["name"]),
-            link=incident["shortlink"],
-            description=_content(incident, snapshot["body_html"], zone),
-            unique_id=f"tag:{host},{created:%Y-%m-%d}:incident/{incident['id']}",
+            title=xml_text(item["name"]),
+            link=item["shortlink"],
+            description=_content(item, snapshot["body_html"], zone),
+            unique_id=f"tag:{host},{created:%Y-%m-%d}:{kind}/{item['id']}",
             unique_id_is_permalink=False,
             pubdate=created,
-            updateddate=_parse(incident["updated_at"]),
+            updateddate=_parse(item["updated_at"]),
         )
     return Artifact(body=feed.writeString("utf-8").encode(), content_type=feed.content_type)
 

@@ -4,7 +4,7 @@ parser, one entry per incident with its updates, stable ids, injection neutralis
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from datetime import timedelta
+from datetime import UTC, timedelta
 from html.parser import HTMLParser
 
 import feedparser
@@ -151,3 +151,25 @@ def test_markup_in_titles_and_bodies_is_neutralised(client, db, name):
     assert "javascript:" not in str(tags)
     assert "&lt;script&gt;" in html and "&lt;img" in html
     assert feedparser.parse(raw).bozo == 0
+
+
+@pytest.mark.parametrize("name", FEEDS)
+def test_scheduled_maintenance_is_announced_in_the_feeds(client, history, name):
+    from communications.models import MaintenanceStatus
+    from tests.communications.feeds_data import make_maintenance
+
+    start = history["now"] + timedelta(days=2)
+    planned = make_maintenance(title="Database upgrade", body="Expect *short* pauses.", start=start)
+    cancelled = make_maintenance(title="Cancelled work", body="Not happening.", start=start)
+    cancelled.status = MaintenanceStatus.CANCELLED
+    cancelled.save()
+    parsed = feedparser.parse(fetch(client, name).content)
+    assert parsed.bozo == 0
+    titles = [entry.title for entry in parsed.entries]
+    assert "Cancelled work" not in titles
+    [entry] = [e for e in parsed.entries if e.title == "Database upgrade"]
+    assert entry.link.endswith(f"/status/maintenance/{planned.pk}.html")
+    assert entry.id.endswith(f":maintenance/{planned.pk}")
+    assert "<em>short</em>" in entry.summary
+    assert "Scheduled" in entry.summary
+    assert f"{start.astimezone(UTC):%H:%M}" in entry.summary  # the window, in the page's zone

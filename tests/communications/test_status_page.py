@@ -492,7 +492,7 @@ def _counting_slow_render(monkeypatch):
     return renders
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 @pytest.mark.parametrize("previous_copy", [True, False], ids=["expired", "empty"])
 def test_many_requests_on_a_stale_site_cause_one_render(client, monkeypatch, previous_copy):
     make_component(UserFactory(username="root", is_superuser=True), "api", "Public API")

@@ -145,6 +145,7 @@ def _errors_of(page) -> list[str]:
     return errors
 
 
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_the_page_in_chromium_at_desktop_and_phone_width(live_server, status_site, screenshots):
     from playwright.sync_api import sync_playwright
 

@@ -55,7 +55,7 @@ class _DatabaseAt:
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_the_page_answers_200_with_the_database_at_a_closed_port():
     cache.clear()
     _component()
@@ -93,7 +93,7 @@ def test_the_page_answers_while_redis_is_down():
 
 
 @pytest.mark.redis
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_concurrent_requests_on_an_expired_site_render_once_through_redis(monkeypatch):
     _component()
     with redis_server() as server, override_settings(CACHES=redis_caches(server.url)):
@@ -128,7 +128,7 @@ def test_concurrent_requests_on_an_expired_site_render_once_through_redis(monkey
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_render_reads_one_snapshot_while_others_commit(monkeypatch):
     _component()
     seen = []

@@ -364,3 +364,31 @@ def test_shortlinks_lead_to_the_pages(client, page):
         response = client.get(urlsplit(link).path)
         assert response.status_code == 200, link
         assert response["Content-Type"].startswith("text/html")
+
+
+def test_the_snapshot_takes_the_same_few_queries_however_much_history(page):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from communications.public.site import RenderContext
+    from communications.public.snapshot import public_snapshot
+
+    def count() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            public_snapshot(RenderContext(now=timezone.now()))
+        return len(queries)
+
+    before = count()
+    for i in range(5):
+        component = make_component(slug=f"more-{i}", public_name=f"More {i}", actor=page["actor"])
+        publish(
+            incident=make_incident(),
+            title=f"More {i}",
+            status="investigating",
+            body="More.",
+            at=timezone.now(),
+            actor=page["actor"],
+            components={component: "degraded_performance"},
+        )
+        make_maintenance(title=f"M{i}", body="b", start=page["now"], components=[component])
+    assert count() == before <= 8

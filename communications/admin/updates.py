@@ -10,7 +10,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import (
@@ -94,6 +94,10 @@ class StatusUpdateForm(forms.ModelForm):
             "before the update is approved or published; the incident's internal title is never "
             "used."
         )
+        self.fields["body"].help_text = (
+            "Markdown. Raw HTML is shown as text, never as markup; links only to http, https "
+            "and mailto addresses."
+        )
         current = {}
         if self.instance.pk:
             current = {row.component_id: row.new_status for row in self.instance.affected.all()}
@@ -147,8 +151,10 @@ class StatusUpdateAdmin(ServiceWriteAdminMixin, NoRevertMixin, SimpleHistoryAdmi
     # -- the page ------------------------------------------------------------------------------
 
     def get_fieldsets(self, request: HttpRequest, obj: StatusUpdate | None = None):
-        form = self._get_form_for_get_fields(request, obj)
-        components = [name for name in form.base_fields if name.startswith(COMPONENT_PREFIX)]
+        # The form adds one field per public component when it is made (see StatusUpdateForm).
+        components = [
+            f"{COMPONENT_PREFIX}{pk}" for pk in public_components().values_list("pk", flat=True)
+        ]
         if obj is not None and not self.has_change_permission(request, obj):
             components = ["affected_components"]
         main = ["incident", "public_title", "public_status", "body", "public_preview"]
@@ -180,6 +186,14 @@ class StatusUpdateAdmin(ServiceWriteAdminMixin, NoRevertMixin, SimpleHistoryAdmi
                 )
             )
         return fieldsets
+
+    def get_form(self, request: HttpRequest, obj: StatusUpdate | None = None, change=False, **kw):
+        # The components' fields are the form's own (made with it), not the model's.
+        shown = kw.get("fields")
+        if shown is None:
+            shown = flatten_fieldsets(self.get_fieldsets(request, obj))
+        kw["fields"] = [name for name in shown if not name.startswith(COMPONENT_PREFIX)]
+        return super().get_form(request, obj, change=change, **kw)
 
     def get_readonly_fields(self, request: HttpRequest, obj: StatusUpdate | None = None):
         fields = [

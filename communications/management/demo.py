@@ -261,8 +261,18 @@ def load(*, now: datetime | None = None) -> Result:
     ).values_list("pk", flat=True):
         incident_events_follow(incident_id=incident_id)
 
+    # History starts 90 days back, or earlier when the incident demo was loaded long ago (its
+    # incidents' updates must come after the components' first intervals).
+    since = day_zero - timedelta(days=HISTORY_DAYS)
+    detected = Incident.objects.filter(title__in=[c.story for c in COVERAGE]).values_list(
+        "detected_at", flat=True
+    )
+    earliest = min(detected)
+    if earliest < since:
+        since = timezone.localtime(earliest).replace(hour=0, minute=0, second=0, microsecond=0)
+
     with transaction.atomic():
-        components = _components(lead=lead, since=day_zero - timedelta(days=HISTORY_DAYS))
+        components = _components(lead=lead, since=since)
         result.components = list(components.values())
         # Every later write, in time order: a component's history only moves forward.
         steps: list[tuple[datetime, int, Callable[[], Any]]] = []

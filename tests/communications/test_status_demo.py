@@ -10,6 +10,7 @@ import itertools
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db import connection
@@ -170,3 +171,15 @@ def test_without_the_incident_demo_it_says_so(settings):
     with pytest.raises(CommandError, match="demo_data"):
         run(**LOAD)
     assert not Component.objects.exists()
+
+
+def test_an_incident_demo_loaded_long_ago_gets_history_from_its_first_incident(settings):
+    settings.DEBUG = True
+    long_ago = timezone.now() - timedelta(days=120)
+    with time_machine.travel(long_ago, tick=False):
+        run("demo_data", **LOAD)
+    run(**LOAD)
+    first = Incident.objects.order_by("detected_at").first()
+    for component in Component.objects.all():
+        assert component.start_date <= timezone.localdate(first.detected_at)
+    assert StatusUpdate.objects.filter(state=UpdateState.PUBLISHED).count() == 9

@@ -4,19 +4,21 @@
 from __future__ import annotations
 
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect
-from django.views.decorators.http import require_safe
+from django.views.decorators.http import require_http_methods
 
 from .site import RETRY_SECONDS, SiteUnavailable, site_artifact
 
 CORS_PREFIX = "api/"
 
 
-@require_safe
+@require_http_methods(["GET", "HEAD", "OPTIONS"])
 def public_file(request: HttpRequest, path: str = "") -> HttpResponse:
     """``/status/`` -> ``index.html``; ``/status/x`` without an extension -> ``x.html``;
     anything else by its own name (``api/v2/summary.json``, ``history.atom``). ``/status/x/``
     redirects to ``/status/x``: the pages' links are relative (so the static export works on
     any host), and would not resolve one folder too deep."""
+    if request.method == "OPTIONS":
+        return _options(path)
     if path.endswith("/") and path.strip("/"):
         query = request.META.get("QUERY_STRING", "")
         target = request.path.rstrip("/") + ("?" + query if query else "")
@@ -45,4 +47,17 @@ def public_file(request: HttpRequest, path: str = "") -> HttpResponse:
     response["Cache-Control"] = "public, max-age=30"
     if name.startswith(CORS_PREFIX):
         response["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+def _options(path: str) -> HttpResponse:
+    """A CORS preflight (a browser asks before a cross-origin request with custom headers): the
+    API's files may be read from any origin; nothing here can be written."""
+    response = HttpResponse(status=204)
+    response["Allow"] = "GET, HEAD, OPTIONS"
+    if path.lstrip("/").startswith(CORS_PREFIX):
+        response["Access-Control-Allow-Origin"] = "*"
+        response["Access-Control-Allow-Methods"] = "GET, HEAD"
+        response["Access-Control-Allow-Headers"] = "*"
+        response["Access-Control-Max-Age"] = "86400"
     return response

@@ -392,3 +392,20 @@ def test_the_snapshot_takes_the_same_few_queries_however_much_history(page):
         )
         make_maintenance(title=f"M{i}", body="b", start=page["now"], components=[component])
     assert count() == before <= 8
+
+
+def test_cors_preflight_for_the_api(client, page):
+    response = client.options(
+        "/status/api/v2/summary.json",
+        HTTP_ORIGIN="https://widget.example",
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET",
+    )
+    assert response.status_code == 204
+    assert response["Access-Control-Allow-Origin"] == "*"
+    assert response["Access-Control-Allow-Methods"] == "GET, HEAD"
+    assert response["Access-Control-Allow-Headers"] == "*"
+    assert response.content == b""
+    # Only reading: anything that writes is still refused.
+    assert client.post("/status/api/v2/summary.json").status_code == 405
+    # The pages are not an API: no CORS there.
+    assert "Access-Control-Allow-Origin" not in client.options("/status/")

@@ -22,6 +22,7 @@ from django.http import (
 )
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from simple_history.admin import SimpleHistoryAdmin
 
 from incidents.admin.common import NoRevertMixin, ServiceWriteAdminMixin, WriteServices
@@ -251,8 +252,8 @@ class StatusUpdateAdmin(ServiceWriteAdminMixin, NoRevertMixin, SimpleHistoryAdmi
 
     @admin.display(description="Public rendering")
     def public_preview(self, obj: StatusUpdate | None) -> str:
-        # Rendered again from the Markdown by the one sanitizing renderer (never raw input).
-        html = markdown_to_html(obj.body) if obj is not None and obj.pk else ""
+        # Rendered again from the Markdown by the one sanitizing renderer (nh3), so safe HTML.
+        html = mark_safe(markdown_to_html(obj.body)) if obj is not None and obj.pk else ""
         return format_html(
             '<div id="status-update-preview" class="vigil-status-preview" data-url="{}" '
             'aria-live="polite">{}</div>',

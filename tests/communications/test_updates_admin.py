@@ -142,6 +142,19 @@ def test_publish_button_refused_without_approval_then_allowed(
     assert checkout.status == ComponentStatus.MAJOR_OUTAGE
 
 
+def test_change_page_shows_the_public_rendering(communications_lead, viewer, sev1):
+    update = make_draft(
+        sev1, communications_lead, body="Some **payments** fail. <script>alert(1)</script>"
+    )
+    for user in (communications_lead, viewer):
+        content = browser(user).get(change_url(update)).content.decode()
+        start = content.index('id="status-update-preview"')
+        preview = content[start : content.index("</div>", start)]
+        assert "<strong>payments</strong>" in preview
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in preview
+        assert "<script>alert(1)" not in content
+
+
 def test_approve_own_draft_refused_in_the_admin(superuser, sev1):
     update = make_draft(sev1, superuser)
     response = browser(superuser).post(step_url(update, "approve"), follow=True)

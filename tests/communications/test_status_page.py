@@ -4,6 +4,7 @@ database is down, 503 when there is no copy, a re-render once a public change co
 
 from __future__ import annotations
 
+import posixpath
 import threading
 import time
 from datetime import timedelta
@@ -605,3 +606,41 @@ def test_the_render_reads_a_fixed_number_of_queries(admin_user, make_incident):
             components=[(api, "degraded_performance")],
         )
     assert render_queries() == few
+
+
+@pytest.mark.django_db
+def test_every_relative_link_of_the_rendered_pages_names_a_rendered_file(admin_user, make_incident):
+    """The static export is self-contained: each page's links, stylesheet and feeds resolve to
+    files of the same render, wherever the export is hosted."""
+    group = ComponentGroup.objects.create(name="Payments")
+    api = make_component(admin_user, "api", "Public API", group=group)
+    now = timezone.now()
+    for n, days in enumerate((0, 35, 70)):
+        publish(
+            make_incident(title=f"internal {n}", status="resolved"),
+            title=f"Incident {n}",
+            status="resolved",
+            body="Done, see [our blog](https://blog.example/post).",
+            components=[(api, "operational")],
+            at=now - timedelta(days=days),
+        )
+    Maintenance.objects.create(
+        title="Upgrade",
+        scheduled_for=now + timedelta(days=1),
+        scheduled_until=now + timedelta(days=1, hours=1),
+    )
+    files = site.site_render()
+    pages = [path for path in files if path.endswith(".html")]
+    assert len(pages) >= 8
+    checked = 0
+    for path in pages:
+        for tag, attributes in elements_of(files[path].body.decode()):
+            for name, value in attributes:
+                if name not in ("href", "src") or value is None:
+                    continue
+                if value.startswith(("https://", "http://", "mailto:", "data:", "#")):
+                    continue
+                target = posixpath.normpath(posixpath.join(posixpath.dirname(path), value))
+                assert target in files, (path, tag, value)
+                checked += 1
+    assert checked > 50

@@ -113,7 +113,8 @@ def public_snapshot(context: RenderContext) -> dict[str, Any]:
     ``incidents`` (every incident with a published update, newest first; ``unresolved`` is the
     list of those not resolved), ``scheduled_maintenances`` (not cancelled, newest first) —
     all in Statuspage's v2 shapes — plus, for the HTML page and the feeds, ``body_html``
-    (incident-update id -> the update's sanitized HTML; maintenance id -> its sanitized HTML),
+    (incident-update id -> the update's sanitized HTML; ``maintenance-<id>`` -> the maintenance
+    notice's sanitized HTML),
     ``settings`` (the :class:`StatusPageSettings` row), ``groups`` (group component dicts in
     order, each with ``children``: its component dicts) and ``ungrouped`` (component dicts
     without a group).
@@ -136,7 +137,7 @@ def _build(context: RenderContext) -> dict[str, Any]:
             "name": component.name,
             "status": component.status,
             "created_at": iso(component.created_at),
-            "updated_at": iso(max(component.updated_at, component.status_changed_at)),
+            "updated_at": iso(_component_updated(component)),
             "position": component.position,
             "description": component.description or None,
             "showcase": component.showcase,
@@ -159,7 +160,7 @@ def _build(context: RenderContext) -> dict[str, Any]:
                 "status": max(member_statuses, key=lambda status: SEVERITY[status]),
                 "created_at": iso(group.created_at),
                 "updated_at": iso(
-                    max([group.updated_at] + [component_dicts_updated(c) for c in members])
+                    max([group.updated_at] + [_component_updated(c) for c in members])
                 ),
                 "position": group.position,
                 "description": group.description or None,
@@ -237,7 +238,7 @@ def _belongs(component: Component, group_dict: dict[str, Any]) -> bool:
     return component.group is not None and _group_id(component.group) == group_dict["id"]
 
 
-def component_dicts_updated(component: Component) -> datetime:
+def _component_updated(component: Component) -> datetime:
     return max(component.updated_at, component.status_changed_at)
 
 

@@ -453,10 +453,25 @@ class MaintenanceListView(VigilAPIView, GenericAPIView):
         tags=MAINTENANCE,
         operation_id="maintenances_list",
         summary="List maintenance windows, newest first",
+        parameters=[
+            OpenApiParameter(
+                "status",
+                OpenApiTypes.STR,
+                OpenApiParameter.QUERY,
+                enum=MaintenanceStatus.values,
+                description="Only the windows in this status.",
+            )
+        ],
         responses={200: MaintenanceSerializer(many=True), **error_responses(*READ_ERRORS)},
     )
     def get(self, request: Request) -> Response:
-        page = self.paginate_queryset(_maintenances_qs())
+        windows = _maintenances_qs()
+        wanted = request.query_params.get("status")
+        if wanted is not None:
+            if wanted not in MaintenanceStatus.values:
+                raise InvalidInput({"status": f"One of {', '.join(MaintenanceStatus.values)}."})
+            windows = windows.filter(status=wanted)
+        page = self.paginate_queryset(windows)
         return self.get_paginated_response(MaintenanceSerializer(page, many=True).data)
 
     @extend_schema(

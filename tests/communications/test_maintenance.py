@@ -300,3 +300,18 @@ def test_beat_queues_the_sweep_every_30_seconds_on_the_sweeps_queue(settings):
     assert maintenance_sweep_task.name == entry["task"]
     route = app.amqp.router.route({}, entry["task"])
     assert route["queue"].name == "vigil.sweeps"
+
+
+def test_the_list_filters_by_status(lead_api, components):
+    kept = schedule(lead_api, title="Kept").json()["id"]
+    cancelled = schedule(lead_api, title="Called off").json()["id"]
+    with time_machine.travel(T0, tick=False):
+        lead_api.post(f"{URL}{cancelled}/cancel/")
+    scheduled = lead_api.get(URL, {"status": "scheduled"}).json()["results"]
+    assert [window["id"] for window in scheduled] == [kept]
+    assert [w["id"] for w in lead_api.get(URL, {"status": "cancelled"}).json()["results"]] == [
+        cancelled
+    ]
+    refused = lead_api.get(URL, {"status": "done"})
+    assert refused.status_code == 400
+    assert "status" in refused.json()["errors"]

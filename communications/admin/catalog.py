@@ -226,6 +226,7 @@ class MaintenanceAdmin(ServiceWriteAdminMixin, NoRevertMixin, SimpleHistoryAdmin
     search_fields = ("title",)
     date_hierarchy = "scheduled_for"
     filter_horizontal = ("components",)
+    actions = ["cancel_selected"]
 
     def get_queryset(self, request: HttpRequest):
         return super().get_queryset(request).prefetch_related("components__service")
@@ -252,6 +253,22 @@ class MaintenanceAdmin(ServiceWriteAdminMixin, NoRevertMixin, SimpleHistoryAdmin
 
     def has_step_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("communications.change_maintenance")
+
+    @admin.action(description="Cancel the selected maintenance", permissions=["step"])
+    def cancel_selected(self, request: HttpRequest, queryset) -> None:
+        cancelled, refused = 0, []
+        for maintenance in queryset.order_by("pk"):
+            if maintenance.status == MaintenanceStatus.CANCELLED:
+                continue
+            try:
+                maintenance_cancel(maintenance=maintenance, actor=request.user, source=Source.ADMIN)
+            except VigilError as exc:
+                refused.append(f"“{maintenance}”: {exc.message}")
+            else:
+                cancelled += 1
+        self.message_user(request, f"Cancelled {cancelled} maintenance window(s).")
+        if refused:
+            self.message_user(request, "Not cancelled: " + " ".join(refused), messages.WARNING)
 
     @admin.display(description="Components")
     def affected(self, maintenance: Maintenance) -> str:

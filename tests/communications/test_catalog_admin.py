@@ -195,3 +195,31 @@ def test_unknown_windows_and_steps_are_refused_by_the_buttons(lead, checkout):
     assert lead.post(f"{ADMIN}/maintenance/999/step/start/").status_code == 404
     assert lead.post(f"{ADMIN}/maintenance/abc/step/start/").status_code == 404
     assert lead.get(f"{ADMIN}/maintenance/999/step/start/").status_code == 405
+
+
+def test_cancel_selected_cancels_what_has_not_started_and_says_what_it_refused(
+    lead, viewer, checkout, communications_lead
+):
+    windows = []
+    for title in ("Later", "Running"):
+        window = Maintenance.objects.create(
+            title=title,
+            scheduled_for=T0 + timedelta(days=1),
+            scheduled_until=T0 + timedelta(days=1, hours=1),
+        )
+        window.components.set([checkout])
+        windows.append(window)
+    with time_machine.travel(T0, tick=False):
+        lead.post(f"{ADMIN}/maintenance/{windows[1].pk}/step/start/")
+        response = lead.post(
+            f"{ADMIN}/maintenance/",
+            {"action": "cancel_selected", "_selected_action": [w.pk for w in windows]},
+            follow=True,
+        )
+    page = response.content.decode()
+    assert "Cancelled 1 maintenance window(s)." in page
+    assert "Not cancelled: “Running”: Cannot cancel a maintenance that is in progress" in page
+    statuses = dict(Maintenance.objects.values_list("title", "status"))
+    assert statuses == {"Later": "cancelled", "Running": "in_progress"}
+    listing = login(viewer).get(f"{ADMIN}/maintenance/").content.decode()
+    assert "cancel_selected" not in listing

@@ -100,6 +100,9 @@ class SiteUnavailable(Exception):
 # The last site this process rendered: served while the cache is down (see _without_cache).
 _local: dict[str, Any] = {"files": None, "at": 0.0}
 _local_lock = threading.Lock()
+# After a cache error this process serves its own copy without asking the cache until then.
+_cache_down: dict[str, float] = {"until": 0.0}
+CACHE_RETRY_SECONDS = 5.0
 
 
 def _keep_local(files: dict[str, Artifact]) -> None:
@@ -216,16 +219,25 @@ def site_artifact(path: str) -> Artifact | None:
     one request that takes the cache lock; meanwhile the others get the previous copy or, when
     there is none, wait for the render. When rendering fails (the database is down) the last
     copy is served and no render is tried for ``RETRY_SECONDS``. When the cache is down, this
-    process's own last copy is served, re-rendered at most once per fresh period.
+    process's own last copy is served, re-rendered at most once per fresh period, and the
+    cache is not asked again for ``CACHE_RETRY_SECONDS``.
 
     Raises :class:`SiteUnavailable` when there is no copy to serve.
     """
+    if time.monotonic() < _cache_down["until"]:
+        return _without_cache(path)
     try:
         return _from_cache(path)
     except SiteUnavailable:
         raise
     except Exception:
-        logger.warning("Status site cache unavailable; serving this process's copy", exc_info=True)
+        # A cache that never answers costs each call its timeout: leave it alone for a while.
+        _cache_down["until"] = time.monotonic() + CACHE_RETRY_SECONDS
+        logger.warning(
+            "Status site cache unavailable; serving this process's copy for the next %s s",
+            CACHE_RETRY_SECONDS,
+            exc_info=True,
+        )
         return _without_cache(path)
 
 

@@ -5,6 +5,7 @@ database is down, 503 when there is no copy, a re-render once a public change co
 from __future__ import annotations
 
 import posixpath
+import socket
 import threading
 import time
 from datetime import timedelta
@@ -15,6 +16,7 @@ import pytest
 from django.core.cache import cache
 from django.db import OperationalError, connection
 from django.db.backends.utils import CursorWrapper
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -38,9 +40,11 @@ from tests.factories import ServiceFactory, UserFactory
 def empty_site_cache():
     cache.clear()
     site._local.update(files=None, at=0.0)
+    site._cache_down["until"] = 0.0
     yield
     cache.clear()
     site._local.update(files=None, at=0.0)
+    site._cache_down["until"] = 0.0
 
 
 @pytest.fixture
@@ -644,3 +648,32 @@ def test_every_relative_link_of_the_rendered_pages_names_a_rendered_file(admin_u
                 assert target in files, (path, tag, value)
                 checked += 1
     assert checked > 50
+
+
+@pytest.mark.django_db
+def test_a_cache_that_never_answers_costs_one_wait_not_one_per_request(client, admin_user):
+    """A Redis that accepts connections and never answers (production's one-second socket
+    timeouts): the first request waits for the timeout, the next ones serve this process's copy
+    without asking the cache again for a while."""
+    make_component(admin_user, "api", "Public API")
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # the kernel accepts; nobody ever answers
+    caches = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{silent.getsockname()[1]}/0",
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+    try:
+        with override_settings(CACHES=caches):
+            first = client.get("/status/")
+            started = time.monotonic()
+            codes = [client.get("/status/").status_code for _ in range(5)]
+            elapsed = time.monotonic() - started
+    finally:
+        silent.close()
+    assert first.status_code == 200 and b"Public API" in first.content
+    assert codes == [200] * 5
+    assert elapsed < 1, elapsed

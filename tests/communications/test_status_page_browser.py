@@ -65,6 +65,7 @@ def status_site(transactional_db):
     an active incident with two updates, a resolved one and upcoming maintenance."""
     cache.clear()
     site._local.update(files=None, at=0.0)
+    site._cache_down["until"] = 0.0
     admin = UserFactory(username="root", is_superuser=True)
     payments = ComponentGroup.objects.create(name="Payments", position=1)
     start = timezone.now() - timedelta(days=120)
@@ -127,6 +128,7 @@ def status_site(transactional_db):
     yield incident
     cache.clear()
     site._local.update(files=None, at=0.0)
+    site._cache_down["until"] = 0.0
 
 
 @pytest.fixture

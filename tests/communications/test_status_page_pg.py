@@ -23,8 +23,10 @@ from tests.redis_server import redis_caches, redis_server
 @pytest.fixture(autouse=True)
 def empty_site_cache():
     site._local.update(files=None, at=0.0)
+    site._cache_down["until"] = 0.0
     yield
     site._local.update(files=None, at=0.0)
+    site._cache_down["until"] = 0.0
 
 
 def _closed_port() -> int:

@@ -256,11 +256,18 @@ def status_pages(context: RenderContext) -> dict[str, Artifact]:
     ungrouped = [views.component(c, uptime) for c in snapshot["ungrouped"] if views.shown(c)]
     # Groups and ungrouped components in page order (the snapshot's ``components`` order).
     order = {item["id"]: n for n, item in enumerate(snapshot["components"])}
-    sections = sorted(
+    ordered = sorted(
         [("group", g, order.get(g["id"], 0)) for g in groups]
         + [("component", c, order.get(c["code"], 0)) for c in ungrouped],
         key=lambda entry: entry[2],
     )
+    # A group, or a run of ungrouped components (one list).
+    sections: list[tuple[str, Any]] = []
+    for kind, item, _ in ordered:
+        if kind == "component" and sections and sections[-1][0] == "components":
+            sections[-1][1].append(item)
+        else:
+            sections.append(("components", [item]) if kind == "component" else (kind, item))
 
     incidents = [views.incident(item) for item in snapshot["incidents"]]
     by_number = {item["number"]: item for item in incidents}

@@ -150,7 +150,10 @@ def test_the_page_shows_the_banner_components_by_group_and_the_active_incident(
     assert html.count('<rect class="day') == 2 * 90
     assert "% uptime" in html
     assert "no downtime</title>" in html
-    assert api.code in {"api"}
+    # Page order (position, then groups before components): the ungrouped component first.
+    assert html.index("Public API") < html.index('<section class="group"')
+    assert html.count('<ul class="components">') == 2  # the ungrouped run, the group's
+    assert api.code == "api"
 
     incident_page = page(client, f"/status/incidents/{incident.number}")
     assert "<h1>Payments are failing</h1>" in incident_page

@@ -88,7 +88,31 @@ def wsgi_app():
         counter.incr(RENDER_COUNTER)
         return {}
 
+    local_seconds = float(os.environ.get("BENCH_STATUS_LOCAL_SECONDS") or 0)
+    if local_seconds > 0:
+        _serve_local_copies(local_seconds)
     return get_wsgi_application()
+
+
+def _serve_local_copies(seconds: float) -> None:
+    """What-if (``--local-copy-seconds``): each process keeps the files it served and serves
+    them again for ``seconds`` without asking the cache. Not Vigil's behaviour; it measures
+    what such a layer would gain."""
+    from communications.public import views
+
+    cached = views.site_artifact
+    copies: dict[str, tuple[float, object]] = {}
+
+    def site_artifact(path: str):
+        now = time.monotonic()
+        kept = copies.get(path)
+        if kept is not None and now - kept[0] < seconds:
+            return kept[1]
+        artifact = cached(path)
+        copies[path] = (now, artifact)
+        return artifact
+
+    views.site_artifact = site_artifact
 
 
 def __getattr__(name: str):
@@ -135,6 +159,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--stampede-threads", type=int, default=16, help="(b) second server's threads per worker"
     )
+    parser.add_argument(
+        "--local-copy-seconds",
+        type=float,
+        default=0,
+        help="what-if: each process serves the files it fetched for this long without the cache "
+        "(not Vigil's behaviour; 0, the default: off)",
+    )
     return parser.parse_args()
 
 
@@ -153,6 +184,7 @@ def environment(args: argparse.Namespace) -> dict[str, str]:
         "VIGIL_LOG_LEVEL": "WARNING",
         "VIGIL_BASE_URL": f"http://127.0.0.1:{args.port}",
         "PYTHONWARNINGS": "ignore::UserWarning",
+        "BENCH_STATUS_LOCAL_SECONDS": str(args.local_copy_seconds),
     }
 
 
@@ -534,6 +566,11 @@ def main() -> int:
         f"{args.connections} connections, {args.rounds} x {args.duration} s, medians); "
         f"{len(files)} files, one render of the whole site {render_ms:.0f} ms:"
     )
+    if args.local_copy_seconds > 0:
+        print(
+            f"  WHAT-IF: each process served its copies for {args.local_copy_seconds:g} s "
+            "without the cache (not Vigil's behaviour)"
+        )
     print(f"  {'endpoint':<40} {'bytes':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
     for name, path in PAGES.items():
         size = len(files[FILES[name]].body)

@@ -33,7 +33,10 @@ def screenshots(tmp_path) -> Path:
     return directory
 
 
-def test_post_a_status_update_with_the_live_preview(live_server, transactional_db, screenshots):
+# Committed data (the live server reads it from another thread); the seeded role groups and
+# severity levels are restored afterwards for the tests that follow.
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_post_a_status_update_with_the_live_preview(live_server, screenshots):
     from playwright.sync_api import expect, sync_playwright
 
     cache.clear()

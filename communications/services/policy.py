@@ -11,8 +11,8 @@ from incidents.errors import InvalidInput
 from incidents.models import SeverityLevel
 from incidents.services.common import audited_save
 
+from ..errors import require
 from ..models import CommunicationPolicy
-from .permissions import require_comms_perm
 
 POLICY_FIELDS = ("approval_severities", "first_update_minutes", "reminder_minutes")
 MAX_MINUTES = 24 * 60
@@ -86,7 +86,7 @@ def communication_policy_update(
     ``reminder_minutes``); the fields not given keep their values. Needs
     ``communications.change_communicationpolicy``. Saved with a history record naming the actor.
     Idempotent: the same values save nothing."""
-    require_comms_perm(actor, "communications.change_communicationpolicy", "change the policy")
+    require(actor, "communications.change_communicationpolicy", "change the policy")
     unknown = sorted(set(changes) - set(POLICY_FIELDS))
     if unknown:
         raise InvalidInput({name: "Not a field of the communication policy." for name in unknown})

@@ -30,6 +30,7 @@ from incidents.errors import InvalidInput
 from incidents.models import Incident, Kind, Status
 from incidents.services.common import audited_save, timeline_record
 
+from ..errors import require
 from ..markdown import markdown_to_html
 from ..models import (
     Component,
@@ -44,7 +45,7 @@ from ..models import (
 from ..public.site import public_changed
 from .clock import first_update_published
 from .components import component_status_set
-from .permissions import CommsForbidden, UpdateStateConflict, require_comms_perm
+from .permissions import CommsForbidden, UpdateStateConflict
 from .policy import communication_policy_get
 
 TITLE_PROMPT = "[Write a customer-facing title]"
@@ -210,7 +211,7 @@ def status_update_create(
     (Markdown) is stored with its sanitized HTML. ``components``: see
     :func:`resolve_components`. Timeline entry and history record. Not idempotent: each call
     drafts one more update."""
-    require_comms_perm(actor, "communications.add_statusupdate", "draft status updates")
+    require(actor, "communications.add_statusupdate", "draft status updates")
     incident = Incident.objects.get(pk=incident.pk)
     _require_open(incident)
     if kind not in UpdateKind.values:
@@ -259,7 +260,7 @@ def status_update_edit(
     fields not given keep their values). Needs ``communications.change_statusupdate``. A
     published update is immutable (409). Editing an approved update withdraws its approval (it
     is a draft again). Idempotent: the same values change nothing."""
-    require_comms_perm(actor, "communications.change_statusupdate", "edit status updates")
+    require(actor, "communications.change_statusupdate", "edit status updates")
     unknown = sorted(set(changes) - set(EDITABLE_FIELDS))
     if unknown:
         raise InvalidInput({name: "Cannot be edited." for name in unknown})
@@ -319,7 +320,7 @@ def status_update_approve(*, status_update: StatusUpdate, actor: Any, source: st
     business liaison), and the approver may not be its author (403). Only a draft with a
     customer-facing title; a published one is a 409. Idempotent: approving an approved update
     changes nothing."""
-    require_comms_perm(
+    require(
         actor,
         "communications.approve_statusupdate",
         "approve status updates (the business liaison approves)",
@@ -361,7 +362,7 @@ def status_update_publish(*, status_update: StatusUpdate, actor: Any, source: st
     component's status (recording its previous one), marks the public site stale and meets the
     incident's first-update clock (the 30-minute rule). Idempotent: publishing a published
     update changes nothing."""
-    require_comms_perm(actor, "communications.publish_statusupdate", "publish status updates")
+    require(actor, "communications.publish_statusupdate", "publish status updates")
     update = _locked(status_update)
     if update.state == UpdateState.PUBLISHED:
         return update

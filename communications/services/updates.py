@@ -485,8 +485,9 @@ def status_update_restoration_prepare(*, incident: Incident) -> StatusUpdate | N
     edit and publish: public status *resolved*, each component it touched back to operational,
     a body from :func:`restoration_body`. Prepared when customers were told (a published update)
     or should be (a customer-facing incident). Idempotent: while a restoration notice of the
-    incident is unpublished, that one is returned; after a reopen and a new resolve, a published
-    notice leads to a new draft. ``None`` when there is nothing to prepare."""
+    incident is unpublished, that one is returned; a "resolved" update published since the
+    incident's last resolution means nothing to prepare; after a reopen and a new resolve, a
+    new draft. ``None`` when there is nothing to prepare."""
     incident = Incident.objects.get(pk=incident.pk)
     if incident.status not in (Status.RESOLVED, Status.CLOSED):
         return None
@@ -502,6 +503,17 @@ def status_update_restoration_prepare(*, incident: Incident) -> StatusUpdate | N
     )
     if pending is not None:
         return pending
+    if (
+        incident.resolved_at is not None
+        and updates.filter(
+            public_status=UpdateStatus.RESOLVED,
+            state=UpdateState.PUBLISHED,
+            published_at__gte=incident.resolved_at,
+        ).exists()
+    ):
+        # The lead published a "resolved" update of this resolution before this handler ran
+        # (a worker backlog): customers have been told.
+        return None
     components = restoration_components(incident)
     title = (
         f"Resolved: {_names([component.name for component in components])}"

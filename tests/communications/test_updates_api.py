@@ -23,7 +23,7 @@ from communications.services.components import component_create
 from communications.services.updates import TITLE_PROMPT
 from incidents.models import Kind, Source
 from incidents.services import incident_transition
-from tests.events import followed
+from tests.events import follow_events, followed
 from tests.factories import IncidentFactory, ServiceFactory
 
 pytestmark = pytest.mark.django_db
@@ -424,6 +424,30 @@ def test_restoration_notice_once_while_unpublished(sev3):
     notices = StatusUpdate.objects.filter(kind=UpdateKind.RESTORATION)
     assert notices.count() == 1
     assert notices.get().public_title == "Service restored"
+
+
+def test_no_restoration_notice_when_resolved_was_published_before_the_handler_ran(
+    api_as, communications_lead, sev3, checkout
+):
+    """A worker backlog: the lead announces the resolution before Vigil follows the resolve
+    event. Customers have been told; no second notice is drafted."""
+    sev3.customer_facing = True
+    sev3.save()
+    incident_transition(
+        incident=sev3, action="resolve", actor=None, source=Source.SYSTEM, resolution="Fixed."
+    )
+    lead = api_as(communications_lead)
+    created = draft(
+        lead,
+        sev3,
+        public_status="resolved",
+        components=[{"component": "checkout", "status": "operational"}],
+    )
+    assert lead.post(url(sev3, created["id"], "publish")).status_code == 200
+    follow_events()
+    assert list(StatusUpdate.objects.values_list("kind", "state")) == [
+        (UpdateKind.UPDATE, UpdateState.PUBLISHED)
+    ]
 
 
 def test_no_restoration_notice_for_an_internal_incident_nobody_was_told_of(sev3):

@@ -223,7 +223,7 @@ class StatusUpdate(models.Model):
     )
     public_title = models.CharField(max_length=200)
     public_status = models.CharField(max_length=16, choices=UpdateStatus.choices)
-    body = models.TextField(help_text="Markdown. Raw HTML is removed when it is rendered.")
+    body = models.TextField(help_text="Markdown. Raw HTML is shown as text, never as markup.")
     body_html = models.TextField(blank=True, help_text="The body rendered and sanitized.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -306,7 +306,9 @@ class Maintenance(models.Model):
     its end, which move its status by themselves (beat)."""
 
     title = models.CharField(max_length=200)
-    body = models.TextField(blank=True, help_text="Markdown. Raw HTML is removed.")
+    body = models.TextField(
+        blank=True, help_text="Markdown. Raw HTML is shown as text, never as markup."
+    )
     body_html = models.TextField(blank=True)
     status = models.CharField(
         max_length=16,

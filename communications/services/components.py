@@ -9,8 +9,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from incidents.errors import InvalidInput
-from incidents.services.common import audited_save, require_perm
+from incidents.services.common import audited_save
 
+from ..errors import require
 from ..models import Component, ComponentGroup, ComponentStatus, ComponentStatusInterval
 from ..public.site import public_changed
 
@@ -29,7 +30,7 @@ def component_create(
 ) -> Component:
     """Put a service on the status page. The service needs a public name (the page never shows
     an internal one). Opens the component's first status interval at ``at`` (default now)."""
-    require_perm(actor, "communications.add_component", "add a component")
+    require(actor, "communications.add_component", "add a component")
     if not (service.public_name or "").strip():
         raise InvalidInput({"service": "Give the service a public name first."})
     if Component.objects.filter(service=service).exists():

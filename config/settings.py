@@ -500,6 +500,9 @@ VIGIL_ALERT_DRAINS = env.int("VIGIL_ALERT_DRAINS", default=2)
 # How long a rendered status site is served before a request re-renders it (publishing,
 # component changes and maintenance steps re-render it at once).
 VIGIL_STATUS_FRESH_SECONDS = env.float("VIGIL_STATUS_FRESH_SECONDS", default=60.0)
+# How often at most a web process asks the cache whether the status files it keeps in memory are
+# still the fresh render (a change shows on every process within this; 0: ask on every request).
+VIGIL_STATUS_LOCAL_SECONDS = env.float("VIGIL_STATUS_LOCAL_SECONDS", default=1.0)
 # A STORAGES alias the status site is also written to on every change (static export, hosted
 # apart from Vigil); empty: no export.
 VIGIL_STATUS_EXPORT_STORAGE = env.str("VIGIL_STATUS_EXPORT_STORAGE", default="")

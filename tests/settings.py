@@ -23,6 +23,9 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
 if not REDIS_URL:  # noqa: F405
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# The status tests expire the site by hand and expect the next request to see it: no per-process
+# memory of the status files (its own tests turn it on).
+VIGIL_STATUS_LOCAL_SECONDS = 0
 
 # A test database of this run's own, so two runs on one machine (two checkouts, CI beside a
 # developer) never create, flush or drop each other's. pytest-django drops it at the end of the

@@ -15,6 +15,11 @@ renderers run together, in one read-only transaction, so the files agree with ea
   so if the database is down the last rendered copy is served (and the render retried after
   ``RETRY_SECONDS``); with no copy at all the URLs answer 503 (:class:`SiteUnavailable`). While
   the cache is down each process serves the copy it rendered last.
+* **Per-process memory.** Each process keeps the files it fetched while the site was fresh and
+  asks the cache at most once per ``VIGIL_STATUS_LOCAL_SECONDS`` whether the site is still fresh
+  and still the same render (the render id :func:`_store` writes). A change published in a
+  process clears that process's memory when it commits; the others see it within
+  ``VIGIL_STATUS_LOCAL_SECONDS``.
 * **Static export.** The render task and ``manage.py statuspage_export`` write the same files to
   the storage ``VIGIL_STATUS_EXPORT_STORAGE`` names (a Django ``STORAGES`` alias), so the page
   can be hosted apart from Vigil.
@@ -45,6 +50,8 @@ INDEX_KEY = KEY + "paths"
 FAILED_KEY = KEY + "failed"
 # Changes with every public change: a render that saw it move was of older data.
 GENERATION_KEY = KEY + "generation"
+# Changes with every stored render: a process's memory of another render is out of date.
+RENDER_KEY = KEY + "render"
 LOCK_SECONDS = 60
 RETRY_SECONDS = 5
 WAIT_SECONDS = 10.0
@@ -109,12 +116,55 @@ def _keep_local(files: dict[str, Artifact]) -> None:
     _local["files"], _local["at"] = files, time.monotonic()
 
 
+@dataclass(frozen=True)
+class _Memory:
+    """Files of one render (``render``: its id) this process fetched while the site was fresh,
+    and when the cache last said that render is the fresh one (``checked``, monotonic)."""
+
+    render: str | None
+    files: dict[str, Artifact]
+    checked: float
+    epoch: int
+
+
+# Replaced whole (never half-updated under a reader); ``files`` only ever gains entries.
+_memory: dict[str, _Memory] = {"current": _Memory(None, {}, float("-inf"), 0)}
+
+
+def _memory_clear() -> None:
+    """Forget the files (a change committed in this process): the next request asks the cache.
+    The epoch moves, so a request that read the cache before the change keeps nothing."""
+    _memory["current"] = _Memory(None, {}, float("-inf"), _memory["current"].epoch + 1)
+
+
+def _memory_keep(render: str | None, path: str, artifact: Artifact, epoch: int) -> None:
+    """The cache just said ``render`` is fresh and holds ``artifact`` at ``path``."""
+    memory = _memory["current"]
+    if render is None or memory.epoch != epoch:
+        return
+    files = memory.files if memory.render == render else {}
+    files[path] = artifact
+    _memory["current"] = _Memory(render, files, time.monotonic(), epoch)
+
+
+def _from_memory(path: str) -> Artifact | None:
+    seconds = settings.VIGIL_STATUS_LOCAL_SECONDS
+    memory = _memory["current"]
+    if seconds <= 0 or time.monotonic() - memory.checked >= seconds:
+        return None
+    return memory.files.get(path)
+
+
 def _store(files: dict[str, Artifact], *, fresh: bool = True) -> None:
     """Put the rendered site in the cache (without expiry: it is the copy served while the
     database is down) and, if ``fresh``, mark it fresh. Files no longer part of the site are
     deleted. The index (the set of paths) tells a missing path from an evicted file."""
     _keep_local(files)
-    cache.set_many({KEY + "file:" + path: artifact for path, artifact in files.items()}, None)
+    epoch = _memory["current"].epoch
+    render = uuid.uuid4().hex
+    # One write (one MSET on Redis): whoever reads this render id reads these files.
+    keys = {KEY + "file:" + path: artifact for path, artifact in files.items()}
+    cache.set_many({RENDER_KEY: render, **keys}, None)
     old = cache.get(INDEX_KEY) or ()
     gone = [KEY + "file:" + path for path in old if path not in files]
     if gone:
@@ -123,6 +173,8 @@ def _store(files: dict[str, Artifact], *, fresh: bool = True) -> None:
     cache.delete(FAILED_KEY)
     if fresh:
         cache.set(FRESH_KEY, 1, settings.VIGIL_STATUS_FRESH_SECONDS)
+        if _memory["current"].epoch == epoch:
+            _memory["current"] = _Memory(render, dict(files), time.monotonic(), epoch)
 
 
 def _render_and_store() -> dict[str, Artifact] | None:
@@ -193,29 +245,60 @@ def _export_write(storage, path: str, body: bytes) -> None:
 
 def public_changed() -> None:
     """Something public changed in the current transaction: once it commits, the site is
-    stale (the next request re-renders it) and the render task re-renders and exports it."""
+    stale (the next request re-renders it), this process forgets its copy and the render task
+    re-renders and exports it. One render task per transaction, however many changes it holds:
+    the callback is registered once (a savepoint rolled back drops it, and a later change
+    registers it again)."""
+    if not _stale_and_queue_pending():
+        transaction.on_commit(_stale_and_queue)
 
-    def stale_and_queue() -> None:
-        try:
-            cache.set(GENERATION_KEY, uuid.uuid4().hex, None)
-            cache.delete(FRESH_KEY)
-        except Exception:
-            logger.warning("The status site could not be marked stale", exc_info=True)
-        _local["at"] = 0.0
-        from ..tasks import status_site_render
 
-        try:
-            status_site_render.delay()
-        except Exception:
-            logger.warning("The status site render could not be queued", exc_info=True)
+def _stale_and_queue() -> None:
+    try:
+        cache.set(GENERATION_KEY, uuid.uuid4().hex, None)
+        cache.delete(FRESH_KEY)
+    except Exception:
+        logger.warning("The status site could not be marked stale", exc_info=True)
+    _local["at"] = 0.0
+    _memory_clear()
+    from ..tasks import status_site_render
 
-    transaction.on_commit(stale_and_queue)
+    try:
+        status_site_render.delay()
+    except Exception:
+        logger.warning("The status site render could not be queued", exc_info=True)
+
+
+def _stale_and_queue_pending() -> bool:
+    """Whether this transaction already has :func:`_stale_and_queue` on its commit hooks.
+
+    ``run_on_commit`` holds ``(savepoint ids, func, robust)``; a savepoint's rollback removes
+    the callbacks registered inside it, and only a savepoint still open here can be rolled back
+    later, which would undo this change too, so any pending one covers this change. Under a
+    test case's atomic blocks (which never commit) the transaction is the outermost block the
+    code itself opened: callbacks captured from an earlier one do not count."""
+    conn = transaction.get_connection()
+    if not conn.in_atomic_block:
+        return False  # autocommit: on_commit runs the callback now
+    blocks = conn.atomic_blocks
+    own = next((i for i, block in enumerate(blocks) if not block._from_testcase), None)
+    if own is None:
+        return False
+    # The outermost block opens the transaction, not a savepoint (no entry in savepoint_ids).
+    offset = len(blocks) - len(conn.savepoint_ids)
+    sid = conn.savepoint_ids[own - offset] if own >= offset else None
+    return any(
+        func is _stale_and_queue and (sid is None or sid in sids)
+        for sids, func, _robust in conn.run_on_commit
+    )
 
 
 def site_artifact(path: str) -> Artifact | None:
     """The file at ``path`` as the public URLs serve it (``None``: no such file).
 
-    A fresh site is served from the cache (one round trip). A stale one is re-rendered by the
+    A file this process fetched is served from its memory while the cache said, less than
+    ``VIGIL_STATUS_LOCAL_SECONDS`` ago, that its render is the fresh one; otherwise a fresh
+    site is served from the cache (one round trip). A stale one is re-rendered by the
     one request that takes the cache lock; meanwhile the others get the previous copy or, when
     there is none, wait for the render. When rendering fails (the database is down) the last
     copy is served and no render is tried for ``RETRY_SECONDS``. When the cache is down, this
@@ -226,6 +309,9 @@ def site_artifact(path: str) -> Artifact | None:
     """
     if time.monotonic() < _cache_down["until"]:
         return _without_cache(path)
+    remembered = _from_memory(path)
+    if remembered is not None:
+        return remembered
     try:
         return _from_cache(path)
     except SiteUnavailable:
@@ -249,10 +335,12 @@ def _in_index(path: str) -> bool | None:
 
 def _from_cache(path: str) -> Artifact | None:
     key = KEY + "file:" + path
-    got = cache.get_many([FRESH_KEY, FAILED_KEY, key])
+    epoch = _memory["current"].epoch
+    got = cache.get_many([FRESH_KEY, FAILED_KEY, RENDER_KEY, key])
     current = got.get(key)
     if FRESH_KEY in got:
         if current is not None:
+            _memory_keep(got.get(RENDER_KEY), path, current, epoch)
             return current
         if _in_index(path) is False:
             return None  # a fresh site without this path

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -48,6 +47,7 @@ from incidents.models import (
     ResponseRole,
     Source,
     Status,
+    channel_address,
 )
 from incidents.services.common import timeline_record
 
@@ -68,7 +68,6 @@ KEY_PREFIX = "comms-first-update"
 # Channels that reach a person; Teams and the webhook reach a place, not the lead.
 PERSON_CHANNELS = (Channel.PHONE, Channel.SMS, Channel.SLACK, Channel.EMAIL)
 # The seeded policy holds placeholders such as "[Phone]"; calling one is pointless.
-_PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{5,}$")
 
 
 @dataclass(frozen=True)
@@ -310,14 +309,7 @@ class _Person:
     slack: str = ""
 
     def address(self, channel: str) -> str:
-        if channel == Channel.EMAIL:
-            return self.email.strip()
-        if channel in (Channel.PHONE, Channel.SMS):
-            phone = self.phone.strip()
-            return phone if _PHONE.match(phone) else ""
-        if channel == Channel.SLACK:
-            return self.slack.strip()
-        return ""
+        return channel_address(channel, email=self.email, phone=self.phone, slack=self.slack)
 
 
 def _person_for_contact(contact: Contact) -> _Person:

@@ -43,6 +43,7 @@ from incidents.models import (
     ResponseRole,
     Source,
     Status,
+    channel_address,
 )
 from incidents.services import incident_acknowledge
 from incidents.services.common import timeline_record
@@ -84,7 +85,6 @@ BROADCAST_RECIPIENT = "default"
 # button (Slack). The broadcast channels (Teams, the webhook) reach a place, not a person: no one
 # for a link to act as, and anyone who reads it there could use it.
 LINK_CHANNELS = (Channel.EMAIL, Channel.SLACK, Channel.SMS)
-_PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{5,}$")
 _BLANK_LINES = re.compile(r"\n\s*\n(\s*\n)+")
 
 ACK_SALT = "vigil.escalation.ack-link"
@@ -113,17 +113,9 @@ class Recipient:
 
     def address(self, channel: str) -> str:
         """The address for ``channel``, or "" when this person cannot be reached on it."""
-        if channel == Channel.EMAIL:
-            return self.email.strip()
-        if channel in (Channel.PHONE, Channel.SMS):
-            # The seeded policy holds placeholders such as "[Phone]"; calling one is pointless.
-            phone = self.phone.strip()
-            return phone if _PHONE.match(phone) else ""
-        if channel == Channel.SLACK:
-            return self.slack.strip()
         if channel in BROADCAST_CHANNELS:
             return BROADCAST_RECIPIENT
-        return ""
+        return channel_address(channel, email=self.email, phone=self.phone, slack=self.slack)
 
     @property
     def label(self) -> str:

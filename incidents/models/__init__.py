@@ -38,6 +38,7 @@ from .policy import (
     PriorityMatrixCell,
     ResponseRole,
     SeverityLevel,
+    channel_address,
 )
 from .reports import IncomingReport, ReportKind
 from .security import LoginFailureEpisode
@@ -90,6 +91,7 @@ __all__ = [
     "TimelineEntry",
     "WebhookDelivery",
     "WebhookSignature",
+    "channel_address",
     "missing_fields",
     "timestamp_order_errors",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from django.conf import settings
@@ -21,6 +22,23 @@ class Channel(models.TextChoices):
     EMAIL = "email", "Email"
     TEAMS = "teams", "Microsoft Teams"
     WEBHOOK = "webhook", "Webhook"
+
+
+# The seeded policy holds placeholders such as "[Phone]"; calling or texting one is pointless.
+_PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{5,}$")
+
+
+def channel_address(channel: str, *, email: str = "", phone: str = "", slack: str = "") -> str:
+    """A person's address on ``channel`` (email, phone or SMS number, Slack handle), or "" when
+    they cannot be reached on it there: blank, or a phone number that is a placeholder."""
+    if channel == Channel.EMAIL:
+        return email.strip()
+    if channel in (Channel.PHONE, Channel.SMS):
+        number = phone.strip()
+        return number if _PHONE.match(number) else ""
+    if channel == Channel.SLACK:
+        return slack.strip()
+    return ""
 
 
 class Level(models.TextChoices):

@@ -9,7 +9,14 @@ from django.db.models import Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
-from incidents.models import Channel, Contact, EscalationContact, Incident, SeverityLevel
+from incidents.models import (
+    Channel,
+    Contact,
+    EscalationContact,
+    Incident,
+    MessageChannel,
+    SeverityLevel,
+)
 
 
 class EscalationStep(models.Model):
@@ -122,7 +129,7 @@ class Notification(models.Model):
     recipient = models.CharField(
         max_length=255, help_text="Address used: email, phone number, Slack handle or URL name."
     )
-    channel = models.CharField(max_length=10, choices=Channel.choices)
+    channel = models.CharField(max_length=10, choices=MessageChannel.choices)
     template = models.CharField(max_length=80)
     subject = models.CharField(max_length=255, blank=True)
     body = models.TextField()

@@ -25,7 +25,7 @@ from django.db import IntegrityError, InterfaceError, OperationalError, connecti
 from django.utils import timezone
 
 from incidents.events import default_queue, urgent_queue
-from incidents.models import Channel, Contact, Incident, Kind, Source
+from incidents.models import Channel, Contact, Incident, Kind, MessageChannel, Source
 from incidents.queue import WorkQueue
 from incidents.services.common import timeline_record
 
@@ -117,8 +117,10 @@ def notification_enqueue(
     publishing the delivery task fails after commit (broker down, process killed), the row stays
     pending and :func:`notifications_requeue` picks it up.
     """
-    if channel not in Channel.values:
-        raise ValueError(f"Unknown notification channel {channel!r}; known: {Channel.values}.")
+    if channel not in MessageChannel.values:
+        raise ValueError(
+            f"Unknown notification channel {channel!r}; known: {MessageChannel.values}."
+        )
     recipient = (recipient or "").strip()
     if not recipient:
         raise ValueError("A notification needs a recipient.")

@@ -24,6 +24,21 @@ class Channel(models.TextChoices):
     WEBHOOK = "webhook", "Webhook"
 
 
+class MessageChannel(models.TextChoices):
+    """Every channel the outbox delivers on: the policy's :class:`Channel` values (which
+    people are paged and reminded on) plus the ones only customer-facing messaging uses — a
+    status-page subscriber's own webhook URL, and the company's Mastodon account."""
+
+    PHONE = "phone", "Phone call"
+    SMS = "sms", "SMS"
+    SLACK = "slack", "Slack"
+    EMAIL = "email", "Email"
+    TEAMS = "teams", "Microsoft Teams"
+    WEBHOOK = "webhook", "Webhook"
+    SUBSCRIBER = "subscriber", "Subscriber webhook"
+    MASTODON = "mastodon", "Mastodon"
+
+
 # The seeded policy holds placeholders such as "[Phone]"; calling or texting one is pointless.
 _PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{5,}$")
 

@@ -5,6 +5,26 @@ that govern them. Writes go through ``communications.services``."""
 
 from __future__ import annotations
 
+__all__ = [
+    "CommunicationPolicy",
+    "Component",
+    "ComponentGroup",
+    "ComponentStatus",
+    "ComponentStatusInterval",
+    "FirstUpdateClock",
+    "Maintenance",
+    "MaintenanceStatus",
+    "StatusPageSettings",
+    "StatusUpdate",
+    "StatusUpdateComponent",
+    "UpdateKind",
+    "UpdateState",
+    "UpdateStatus",
+    "default_approval_severities",
+    "default_reminder_minutes",
+    "default_social_severities",
+]
+
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -65,6 +85,10 @@ def default_reminder_minutes() -> list[int]:
     return [15, 25]
 
 
+def default_social_severities() -> list[int]:
+    return [1]
+
+
 class CommunicationPolicy(models.Model):
     """The communication policy (one row, seeded, editable, audited): which severities need the
     business liaison's approval before an update is published, and the 30-minute rule (§5.2:
@@ -85,6 +109,48 @@ class CommunicationPolicy(models.Model):
         default=default_reminder_minutes,
         help_text="Minutes after confirmation at which the communications lead is reminded "
         "while no update is published, e.g. [15, 25].",
+    )
+    customer_email_severities = models.JSONField(
+        default=default_approval_severities,
+        help_text="Severity levels whose published updates and restoration notice are emailed "
+        "to the contacts of the affected customers (§5.2: Sev 1-2), e.g. [1, 2].",
+    )
+    direct_contact_severities = models.JSONField(
+        default=default_approval_severities,
+        help_text="Severity levels for which each affected enterprise customer with an SLA gets "
+        "a direct-contact task for its account owner, e.g. [1, 2].",
+    )
+    direct_contact_due_minutes = models.PositiveIntegerField(
+        default=60,
+        validators=[MinValueValidator(1)],
+        help_text="A direct-contact task is due this many minutes after it is created.",
+    )
+    direct_contact_reminder_minutes = models.PositiveIntegerField(
+        default=30,
+        validators=[MinValueValidator(5)],
+        help_text="The account owner is reminded every this many minutes until the task is done.",
+    )
+    stakeholder_reminder_lead_minutes = models.PositiveIntegerField(
+        default=10,
+        help_text="When nothing new was written for a stakeholder group, the communications lead "
+        "is reminded this many minutes before its update is due.",
+    )
+    social_severities = models.JSONField(
+        default=default_social_severities,
+        help_text="Severity levels that count as a widespread outage, for which a social media "
+        "post is drafted from each published update, e.g. [1].",
+    )
+    social_affected_users = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        default=10000,
+        help_text="An incident with at least this many estimated affected users also counts as "
+        "a widespread outage, whatever its severity. Empty: severity alone decides.",
+    )
+    confirmation_link_hours = models.PositiveIntegerField(
+        default=48,
+        validators=[MinValueValidator(1)],
+        help_text="A subscription confirmation link expires after this many hours.",
     )
     history = HistoricalRecords()
 

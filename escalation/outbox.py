@@ -9,6 +9,10 @@ module.
 * :func:`notification_enqueue` writes an outbox row in the caller's transaction and delivers it
   after commit, retried with backoff; its idempotency key makes a second row, and so a second
   delivery, impossible. Rolling the caller back cancels the message.
+* :func:`notification_enqueue_many` writes a mailing's rows in a few multi-row INSERTs and
+  delivers them in batches (same idempotency); :class:`OutboxMessage` is one of its messages.
+  :func:`email_message_id` is the Message-ID the email channel gives a key's message, for
+  threading headers (``In-Reply-To``/``References``, allowed names in :data:`EMAIL_HEADERS`).
 * :func:`notification_get` is a message's current state by its idempotency key;
   :func:`notification_list` an incident's messages, newest first.
 * :class:`NotificationStatus` names the states a message goes through (pending, sending,
@@ -19,13 +23,23 @@ Channels are the core's ``incidents.models.Channel`` values.
 
 from __future__ import annotations
 
+from .channels.email import message_id as email_message_id
 from .models import NotificationStatus
 from .selectors import notification_get, notification_list
-from .services.outbox import notification_enqueue
+from .services.outbox import (
+    EMAIL_HEADERS,
+    OutboxMessage,
+    notification_enqueue,
+    notification_enqueue_many,
+)
 
 __all__ = [
+    "EMAIL_HEADERS",
     "NotificationStatus",
+    "OutboxMessage",
+    "email_message_id",
     "notification_enqueue",
+    "notification_enqueue_many",
     "notification_get",
     "notification_list",
 ]

@@ -21,6 +21,19 @@ def notification_send_task(notification_id: int) -> str:
 
 
 @shared_task(
+    name="escalation.notification_send_batch",
+    acks_late=True,
+    soft_time_limit=540,
+    time_limit=600,
+    ignore_result=True,
+)
+def notification_send_batch_task(notification_ids: list[int]) -> int:
+    """Send the outbox rows of a bulk enqueue, one after the other; returns how many were
+    sent. Rows this task never reaches (it was killed) stay pending for the requeue sweep."""
+    return sum(notification_send(notification_id=pk).result == "sent" for pk in notification_ids)
+
+
+@shared_task(
     name="escalation.requeue_sweep",
     acks_late=True,
     soft_time_limit=50,

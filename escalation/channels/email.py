@@ -6,9 +6,11 @@ returned in its webhooks), as an ``X-Vigil-Idempotency-Key`` header, and as a Me
 from it: every attempt to send one notification is the same message, which mail clients and
 archives that deduplicate by Message-ID show once.
 
-Messages are plain text (Vigil's templates render none in HTML), so there is nothing to escape in
-the body; an ``html`` alternative given in the context is sent as given, and whoever renders it
-must autoescape. The subject is one line: line breaks in it become spaces, so it can never start
+Paging messages are plain text, so there is nothing to escape in the body; an ``html``
+alternative given in the context (customer-facing mail) is sent as given, and whoever renders it
+must autoescape. The context's ``headers`` (list and threading headers, checked against
+``escalation.outbox.EMAIL_HEADERS`` when the row is written) are added to the message. The
+subject is one line: line breaks in it become spaces, so it can never start
 a header of its own.
 """
 
@@ -68,7 +70,12 @@ class EmailBackend:
             subject=" ".join((notification.subject or notification.reason).split()),
             body=notification.body,
             to=[address],
-            headers={IDEMPOTENCY_HEADER: notification.idempotency_key, "Message-ID": msgid},
+            headers={
+                # List and threading headers of customer-facing mail (checked at enqueue).
+                **((notification.context or {}).get("headers") or {}),
+                IDEMPOTENCY_HEADER: notification.idempotency_key,
+                "Message-ID": msgid,
+            },
             connection=get_connection(fail_silently=False),
         )
         html = (notification.context or {}).get("html")

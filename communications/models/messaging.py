@@ -361,6 +361,9 @@ class Message(models.Model):
     recipient = models.CharField(max_length=500)
     idempotency_key = models.CharField(max_length=200, unique=True)
     message_id = models.CharField(max_length=255, blank=True, db_index=True)
+    provider_message_id = models.CharField(
+        max_length=255, blank=True, db_index=True, help_text="The email provider's id, once sent."
+    )
     state = models.CharField(
         max_length=14, choices=DeliveryState.choices, default=DeliveryState.QUEUED
     )
@@ -373,6 +376,8 @@ class Message(models.Model):
         indexes = [
             models.Index(fields=["status_update", "state"], name="message_update_state"),
             models.Index(fields=["maintenance", "state"], name="message_maintenance_state"),
+            # The reconcile sweep's backlog: messages whose outbox row may have been sent since.
+            models.Index(fields=["id"], name="message_queued", condition=Q(state="queued")),
         ]
 
     def __str__(self) -> str:

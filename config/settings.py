@@ -465,6 +465,11 @@ VIGIL_TEAMS_WEBHOOK_URLS = env.dict("VIGIL_TEAMS_WEBHOOK_URLS", default={})
 VIGIL_WEBHOOK_URL = env.str("VIGIL_WEBHOOK_URL", default="")
 VIGIL_WEBHOOK_URLS = env.dict("VIGIL_WEBHOOK_URLS", default={})
 VIGIL_WEBHOOK_SECRET = env.str("VIGIL_WEBHOOK_SECRET", default="")
+# Mastodon: the company's account, for posts about widespread outages (server URL, an access
+# token with the write:statuses scope, and the posts' visibility).
+VIGIL_MASTODON_API_BASE_URL = env.str("VIGIL_MASTODON_API_BASE_URL", default="")
+VIGIL_MASTODON_ACCESS_TOKEN = env.str("VIGIL_MASTODON_ACCESS_TOKEN", default="")
+VIGIL_MASTODON_VISIBILITY = env.str("VIGIL_MASTODON_VISIBILITY", default="public")
 # /healthz: how late a sweep may be before the watchdog answers 503, and how long it waits
 # for the broker.
 VIGIL_HEALTH_SWEEP_MAX_AGE_SECONDS = env.float("VIGIL_HEALTH_SWEEP_MAX_AGE_SECONDS", default=120.0)

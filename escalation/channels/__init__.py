@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from incidents.models import Channel
+from incidents.models import Channel, MessageChannel
 
 from .errors import PermanentDeliveryError, TransientDeliveryError
 
@@ -38,6 +38,7 @@ DEFAULT_BACKENDS = {
     Channel.PHONE: "escalation.channels.twilio.TwilioVoiceBackend",
     Channel.TEAMS: "escalation.channels.teams.TeamsBackend",
     Channel.WEBHOOK: "escalation.channels.webhook.WebhookBackend",
+    MessageChannel.MASTODON: "escalation.channels.mastodon.MastodonBackend",
 }
 
 

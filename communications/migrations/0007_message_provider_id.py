@@ -45,6 +45,12 @@ class Migration(migrations.Migration):
                 max_length=255,
             ),
         ),
+        # Threading looks up the last message each recipient got about an incident.
+        migrations.AlterField(
+            model_name="message",
+            name="recipient",
+            field=models.CharField(db_index=True, max_length=500),
+        ),
         migrations.AddIndex(
             model_name="message",
             index=models.Index(

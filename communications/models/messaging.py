@@ -358,7 +358,7 @@ class Message(models.Model):
     channel = models.CharField(
         max_length=10, choices=MessageChannel.choices, default=MessageChannel.EMAIL
     )
-    recipient = models.CharField(max_length=500)
+    recipient = models.CharField(max_length=500, db_index=True)
     idempotency_key = models.CharField(max_length=200, unique=True)
     message_id = models.CharField(max_length=255, blank=True, db_index=True)
     provider_message_id = models.CharField(

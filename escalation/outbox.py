@@ -15,6 +15,9 @@ module.
   threading headers (``In-Reply-To``/``References``, allowed names in :data:`EMAIL_HEADERS`).
 * :func:`notification_get` is a message's current state by its idempotency key;
   :func:`notification_list` an incident's messages, newest first.
+* :func:`subscriber_webhook_secret` is the key that signs what the ``subscriber`` channel sends
+  to a status-page subscriber's webhook URL (shown to staff, never stored);
+  :func:`subscriber_webhook_url_problem` says why a URL would be refused ("" if it would not).
 * :class:`NotificationStatus` names the states a message goes through (pending, sending,
   sent, failed).
 
@@ -24,6 +27,7 @@ Channels are the core's ``incidents.models.Channel`` values.
 from __future__ import annotations
 
 from .channels.email import message_id as email_message_id
+from .channels.subscriber import subscriber_webhook_secret, subscriber_webhook_url_problem
 from .models import NotificationStatus
 from .selectors import notification_get, notification_list
 from .services.outbox import (
@@ -42,4 +46,6 @@ __all__ = [
     "notification_enqueue_many",
     "notification_get",
     "notification_list",
+    "subscriber_webhook_secret",
+    "subscriber_webhook_url_problem",
 ]

@@ -39,6 +39,7 @@ DEFAULT_BACKENDS = {
     Channel.TEAMS: "escalation.channels.teams.TeamsBackend",
     Channel.WEBHOOK: "escalation.channels.webhook.WebhookBackend",
     MessageChannel.MASTODON: "escalation.channels.mastodon.MastodonBackend",
+    MessageChannel.SUBSCRIBER: "escalation.channels.subscriber.SubscriberBackend",
 }
 
 

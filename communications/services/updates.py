@@ -47,6 +47,7 @@ from .clock import first_update_published
 from .components import component_status_set
 from .permissions import CommsForbidden, UpdateStateConflict
 from .policy import communication_policy_get
+from .social import social_post_draft
 
 TITLE_PROMPT = "[Write a customer-facing title]"
 TITLE_MAX = 200
@@ -403,6 +404,7 @@ def status_update_publish(*, status_update: StatusUpdate, actor: Any, source: st
     public_changed()
     # The 30-minute rule: the first published update meets the incident's clock.
     first_update_published(incident=incident, at=now)
+    social_post_draft(status_update=update)
     return update
 
 

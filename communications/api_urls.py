@@ -64,3 +64,8 @@ urlpatterns += [
         for action, view in api_catalog.STEP_VIEWS.items()
     ],
 ]
+
+# Social media posts for widespread outages: list, edit, approve, send, discard.
+from . import api_social  # noqa: E402
+
+urlpatterns += api_social.urlpatterns

@@ -10,3 +10,8 @@ class CommunicationsConfig(AppConfig):
 
         # Subscribing again replaces the callbacks: ready() may run twice (tests, reloads).
         handlers.subscribe()
+        from anymail.signals import tracking
+
+        from .services.tracking import tracking_receive
+
+        tracking.connect(tracking_receive, dispatch_uid="communications.email_tracking")

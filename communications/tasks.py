@@ -44,3 +44,35 @@ def first_update_sweep_task() -> int:
 
     # Stop taking clocks well before the soft time limit; the rest is for the next run.
     return len(first_update_sweep(time_budget=35))
+
+
+@shared_task(
+    name="communications.fanout_run",
+    acks_late=True,
+    soft_time_limit=540,
+    time_limit=600,
+    ignore_result=True,
+)
+def fanout_run_task(fanout_id: int) -> str:
+    """Expand one published update or maintenance step into its messages. A duplicate or
+    stale task finds the fan-out claimed or done and does nothing."""
+    from .services.fanout import fanout_run
+
+    return fanout_run(fanout_id=fanout_id).result
+
+
+@shared_task(
+    name="communications.fanout_sweep",
+    acks_late=True,
+    soft_time_limit=50,
+    time_limit=60,
+    ignore_result=True,
+)
+def fanout_sweep_task() -> int:
+    """Re-publish fan-outs whose task was lost or whose worker died, and mark messages sent or
+    failed as the outbox delivered them (beat, every 30 s). Safe to run twice at once."""
+    from .services.fanout import fanouts_sweep, messages_reconcile
+
+    published = fanouts_sweep()
+    messages_reconcile(time_budget=30)
+    return published

@@ -254,6 +254,20 @@ ANYMAIL = {
 # The one ESP whose inbound webhook (/anymail/<esp>/inbound/) is mounted, as anymail names it
 # ("postmark", "mailgun", ...); every other anymail URL answers 404. Empty: no inbound email.
 VIGIL_INBOUND_EMAIL_PROVIDER = env.str("VIGIL_INBOUND_EMAIL_PROVIDER", default="").strip().lower()
+# The one ESP whose tracking webhook (/anymail/<esp>/tracking/) is mounted: delivered, bounced,
+# complained and unsubscribed events of customer-facing email. Empty: no delivery tracking.
+VIGIL_EMAIL_TRACKING_PROVIDER = env.str("VIGIL_EMAIL_TRACKING_PROVIDER", default="").strip().lower()
+# Customer-facing email (status updates to subscribers and customer contacts): a mailto address
+# for List-Unsubscribe besides the one-click link, and a Reply-To (e.g. the inbound reports
+# address, so replies reach the incident's timeline). Empty: none.
+VIGIL_EMAIL_UNSUBSCRIBE_MAILTO = env.str("VIGIL_EMAIL_UNSUBSCRIBE_MAILTO", default="")
+VIGIL_CUSTOMER_EMAIL_REPLY_TO = env.str("VIGIL_CUSTOMER_EMAIL_REPLY_TO", default="")
+# Re-runs fan-outs whose task was lost and marks customer messages sent as the outbox sends them.
+CELERY_BEAT_SCHEDULE["communications-fanout-sweep"] = {
+    "task": "communications.fanout_sweep",
+    "schedule": env.float("VIGIL_FANOUT_SWEEP_SECONDS", default=30.0),
+    "options": {"expires": 25},
+}
 
 # --- Internationalisation -----------------------------------------------------------------------
 

@@ -9,6 +9,8 @@ urlpatterns = [
     path("api/", include("incidents.api_urls")),
     # Email providers' webhooks (django-anymail): inbound email becomes customer reports.
     path("anymail/", include("incidents.inbound_urls")),
+    # Delivery tracking of customer email (/anymail/<esp>/tracking/, VIGIL_EMAIL_TRACKING_PROVIDER).
+    path("anymail/", include("communications.tracking_urls")),
     # Escalation: /healthz, one-click acknowledge links, /api/v1/incidents/{id}/notifications/...
     path("", include("escalation.urls")),
     # Public communication: /api/v1/incidents/{id}/status-updates/, components, maintenance.

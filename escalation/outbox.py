@@ -15,6 +15,7 @@ module.
   threading headers (``In-Reply-To``/``References``, allowed names in :data:`EMAIL_HEADERS`).
 * :func:`notification_get` is a message's current state by its idempotency key;
   :func:`notification_list` an incident's messages, newest first.
+  :func:`notification_states` the state of many at once (a mailing's delivery tracking).
 * :func:`subscriber_webhook_secret` is the key that signs what the ``subscriber`` channel sends
   to a status-page subscriber's webhook URL (shown to staff, never stored);
   :func:`subscriber_webhook_url_problem` says why a URL would be refused ("" if it would not).
@@ -29,7 +30,7 @@ from __future__ import annotations
 from .channels.email import message_id as email_message_id
 from .channels.subscriber import subscriber_webhook_secret, subscriber_webhook_url_problem
 from .models import NotificationStatus
-from .selectors import notification_get, notification_list
+from .selectors import NotificationState, notification_get, notification_list, notification_states
 from .services.outbox import (
     EMAIL_HEADERS,
     OutboxMessage,
@@ -39,6 +40,7 @@ from .services.outbox import (
 
 __all__ = [
     "EMAIL_HEADERS",
+    "NotificationState",
     "NotificationStatus",
     "OutboxMessage",
     "email_message_id",
@@ -46,6 +48,7 @@ __all__ = [
     "notification_enqueue_many",
     "notification_get",
     "notification_list",
+    "notification_states",
     "subscriber_webhook_secret",
     "subscriber_webhook_url_problem",
 ]

@@ -18,6 +18,7 @@ __all__ = [
     "notification_alerts",
     "notification_get",
     "notification_list",
+    "notification_states",
     "outbox_backlog",
 ]
 
@@ -36,6 +37,29 @@ def notification_get(*, idempotency_key: str) -> Notification | None:
     """The notification enqueued under ``idempotency_key`` (its status, attempts, last error),
     or None if there is none. A unique-index lookup."""
     return Notification.objects.filter(idempotency_key=idempotency_key).first()
+
+
+@dataclass(frozen=True)
+class NotificationState:
+    """What became of one outbox row, for an app that tracks its own messages."""
+
+    status: str
+    provider_message_id: str
+    sent_at: datetime | None
+    last_error: str
+
+
+def notification_states(*, idempotency_keys: list[str]) -> dict[str, NotificationState]:
+    """The state of each notification among ``idempotency_keys`` that has a row, by key: one
+    query per 500 keys on the unique key index."""
+    found: dict[str, NotificationState] = {}
+    for start in range(0, len(idempotency_keys), 500):
+        rows = Notification.objects.filter(
+            idempotency_key__in=idempotency_keys[start : start + 500]
+        ).values_list("idempotency_key", "status", "provider_message_id", "sent_at", "last_error")
+        for key, status, provider_id, sent_at, error in rows:
+            found[key] = NotificationState(status, provider_id or "", sent_at, error or "")
+    return found
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from ..models import (
 )
 from ..public.site import public_changed
 from .components import component_status_set
+from .fanout import fanout_for_maintenance
 
 S = MaintenanceStatus
 ACTIVE = (S.IN_PROGRESS, S.VERIFYING)
@@ -125,6 +126,7 @@ def maintenance_schedule(
     )
     audited_save(maintenance, actor=actor, reason=f"scheduled ({source})")
     maintenance.components.set(chosen)
+    fanout_for_maintenance(maintenance=maintenance, step=S.SCHEDULED)
     public_changed()
     return maintenance
 
@@ -198,6 +200,7 @@ def maintenance_cancel(*, maintenance: Maintenance, actor: Any, source: str) -> 
         raise _refuse(locked, "cancel")
     locked.status = S.CANCELLED
     audited_save(locked, actor=actor, reason=f"cancelled ({source})")
+    fanout_for_maintenance(maintenance=locked, step=S.CANCELLED)
     public_changed()
     return locked
 
@@ -228,6 +231,7 @@ def maintenance_start(
     locked.status = S.IN_PROGRESS
     locked.started_at = now
     audited_save(locked, actor=actor, reason=f"started ({source})")
+    fanout_for_maintenance(maintenance=locked, step=S.IN_PROGRESS)
     public_changed()
     return locked
 
@@ -280,6 +284,7 @@ def maintenance_complete(
     locked.status = S.COMPLETED
     locked.completed_at = now
     audited_save(locked, actor=actor, reason=f"completed ({source})")
+    fanout_for_maintenance(maintenance=locked, step=S.COMPLETED)
     public_changed()
     return locked
 

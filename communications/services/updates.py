@@ -45,6 +45,7 @@ from ..models import (
 from ..public.site import public_changed
 from .clock import first_update_published
 from .components import component_status_set
+from .fanout import fanout_for_status_update
 from .permissions import CommsForbidden, UpdateStateConflict
 from .policy import communication_policy_get
 from .social import social_post_draft
@@ -404,6 +405,8 @@ def status_update_publish(*, status_update: StatusUpdate, actor: Any, source: st
     public_changed()
     # The 30-minute rule: the first published update meets the incident's clock.
     first_update_published(incident=incident, at=now)
+    # Subscribers and affected customers get it by email or webhook, after commit.
+    fanout_for_status_update(status_update=update)
     social_post_draft(status_update=update)
     return update
 

@@ -52,7 +52,34 @@ def clock_on_incident_updated(event: IncidentEvent) -> None:
         clock_for_incident_stop(incident=incident)
 
 
+# The stakeholder schedule (§5.2) follows incidents under a handler name of its own, retried (or
+# given up) apart from the other reactions.
+STAKEHOLDER_HANDLER = "communications.stakeholders"
+STAKEHOLDER_ENDED = (Status.RESOLVED, Status.CLOSED, Status.CANCELLED)
+
+
+def stakeholders_on_event(event: IncidentEvent) -> None:
+    """Logged, moved between active statuses (reopened included) or its severity changed: plan
+    the stakeholder schedules as of the event. Resolved, closed or cancelled: stop them, each
+    group that was on one getting its final message."""
+    from .services.stakeholders import stakeholder_schedules_stop, stakeholder_schedules_sync
+
+    incident = Incident.objects.get(pk=event.incident_id)
+    if event.payload.get("to_status") in STAKEHOLDER_ENDED:
+        stakeholder_schedules_stop(incident=incident)
+    else:
+        stakeholder_schedules_sync(incident=incident, at=event.occurred_at)
+
+
+def stakeholders_subscribe() -> None:
+    from incidents.events import INCIDENT_CREATED, INCIDENT_SEVERITY_CHANGED
+
+    for name in (INCIDENT_CREATED, INCIDENT_SEVERITY_CHANGED, INCIDENT_TRANSITIONED):
+        events_subscribe(handler=STAKEHOLDER_HANDLER, event=name, callback=stakeholders_on_event)
+
+
 def subscribe() -> None:
+    stakeholders_subscribe()
     for name, callback in ((INCIDENT_TRANSITIONED, on_incident_transitioned),):
         events_subscribe(handler=HANDLER, event=name, callback=callback)
     for name, callback in (

@@ -76,3 +76,19 @@ def fanout_sweep_task() -> int:
     published = fanouts_sweep()
     messages_reconcile(time_budget=30)
     return published
+
+
+@shared_task(
+    name="communications.stakeholder_sweep",
+    acks_late=True,
+    soft_time_limit=50,
+    time_limit=60,
+    ignore_result=True,
+)
+def stakeholder_sweep_task() -> int:
+    """Send the stakeholder groups their updates on time and remind the communications lead
+    before an update with nothing new (beat, every 30 s). Safe to run twice at once: schedules
+    are claimed with SKIP LOCKED and each send is unique per incident, group and due time."""
+    from .services.stakeholders import stakeholder_sweep
+
+    return len(stakeholder_sweep(time_budget=35))

@@ -533,6 +533,14 @@ CELERY_BEAT_SCHEDULE["communications-first-update-sweep"] = {
     "options": {"expires": 12},
 }
 
+# The stakeholder schedule (§5.2): how often the sweep sends the groups' updates that are due
+# and reminds the communications lead before them.
+CELERY_BEAT_SCHEDULE["communications-stakeholder-sweep"] = {
+    "task": "communications.stakeholder_sweep",
+    "schedule": env.float("VIGIL_STAKEHOLDER_SWEEP_SECONDS", default=30.0),
+    "options": {"expires": 25},
+}
+
 CELERY_BEAT_SCHEDULE["incidents-alert-delivery-sweep"] = {
     "task": "incidents.alert_delivery_sweep",
     "schedule": env.float("VIGIL_ALERT_SWEEP_SECONDS", default=30.0),

@@ -69,3 +69,8 @@ urlpatterns += [
 from . import api_social  # noqa: E402
 
 urlpatterns += api_social.urlpatterns
+
+# Customers and their contacts (with the CSV import), enterprise direct-contact tasks.
+from . import api_customers  # noqa: E402
+
+urlpatterns += api_customers.urlpatterns

@@ -7,7 +7,14 @@ that it ran (once per event), in event order per incident.
 
 from __future__ import annotations
 
-from incidents.events import INCIDENT_TRANSITIONED, INCIDENT_UPDATED, events_subscribe
+from incidents.events import (
+    INCIDENT_CREATED,
+    INCIDENT_ROLE_ASSIGNED,
+    INCIDENT_SEVERITY_CHANGED,
+    INCIDENT_TRANSITIONED,
+    INCIDENT_UPDATED,
+    events_subscribe,
+)
 from incidents.models import Incident, IncidentEvent, Status
 
 from .services.clock import clock_for_incident_start, clock_for_incident_stop
@@ -52,6 +59,35 @@ def clock_on_incident_updated(event: IncidentEvent) -> None:
         clock_for_incident_stop(incident=incident)
 
 
+# Enterprise direct contact follows incidents under a handler name of its own, retried (or given
+# up) apart from the other reactions.
+DIRECT_CONTACT_HANDLER = "communications.direct_contact"
+DIRECT_CONTACT_FIELDS = {"services", "customer_facing"}
+
+
+def direct_contact_on_event(event: IncidentEvent) -> None:
+    """Created, severity changed, reopened, or its services or customer-facing flag edited:
+    create the direct-contact tasks the incident now needs (idempotent)."""
+    from .services.direct_contact import direct_contact_tasks_create
+
+    if event.name == INCIDENT_UPDATED and not DIRECT_CONTACT_FIELDS & set(
+        event.payload.get("fields", ())
+    ):
+        return
+    if event.name == INCIDENT_TRANSITIONED and event.payload.get("action") != "reopen":
+        return
+    direct_contact_tasks_create(incident=Incident.objects.get(pk=event.incident_id))
+
+
+def direct_contact_on_role_assigned(event: IncidentEvent) -> None:
+    """An incident manager assigned: give them the incident's tasks that have no owner."""
+    from .services.direct_contact import direct_contact_tasks_assign_unowned
+
+    if event.payload.get("role_key") != "incident_manager" or not event.payload.get("user_id"):
+        return
+    direct_contact_tasks_assign_unowned(incident=Incident.objects.get(pk=event.incident_id))
+
+
 # The stakeholder schedule (§5.2) follows incidents under a handler name of its own, retried (or
 # given up) apart from the other reactions.
 STAKEHOLDER_HANDLER = "communications.stakeholders"
@@ -87,3 +123,17 @@ def subscribe() -> None:
         (INCIDENT_UPDATED, clock_on_incident_updated),
     ):
         events_subscribe(handler=CLOCK_HANDLER, event=name, callback=callback)
+    for name in (
+        INCIDENT_CREATED,
+        INCIDENT_SEVERITY_CHANGED,
+        INCIDENT_UPDATED,
+        INCIDENT_TRANSITIONED,
+    ):
+        events_subscribe(
+            handler=DIRECT_CONTACT_HANDLER, event=name, callback=direct_contact_on_event
+        )
+    events_subscribe(
+        handler=DIRECT_CONTACT_HANDLER,
+        event=INCIDENT_ROLE_ASSIGNED,
+        callback=direct_contact_on_role_assigned,
+    )

@@ -47,6 +47,38 @@ def first_update_sweep_task() -> int:
 
 
 @shared_task(
+    name="communications.direct_contact_sweep",
+    acks_late=True,
+    soft_time_limit=50,
+    time_limit=60,
+    ignore_result=True,
+)
+def direct_contact_sweep_task() -> int:
+    """Remind the owners of open enterprise direct-contact tasks every
+    ``direct_contact_reminder_minutes`` until they are closed (beat). Safe to run twice at
+    once: tasks are claimed with SKIP LOCKED and each reminder is numbered on the claimed row."""
+    from .services.direct_contact import direct_contact_sweep
+
+    return direct_contact_sweep(time_budget=35)
+
+
+@shared_task(
+    name="communications.stakeholder_sweep",
+    acks_late=True,
+    soft_time_limit=50,
+    time_limit=60,
+    ignore_result=True,
+)
+def stakeholder_sweep_task() -> int:
+    """Send the stakeholder groups their updates on time and remind the communications lead
+    before an update with nothing new (beat, every 30 s). Safe to run twice at once: schedules
+    are claimed with SKIP LOCKED and each send is unique per incident, group and due time."""
+    from .services.stakeholders import stakeholder_sweep
+
+    return len(stakeholder_sweep(time_budget=35))
+
+
+@shared_task(
     name="communications.fanout_run",
     acks_late=True,
     soft_time_limit=540,
@@ -76,19 +108,3 @@ def fanout_sweep_task() -> int:
     published = fanouts_sweep()
     messages_reconcile(time_budget=30)
     return published
-
-
-@shared_task(
-    name="communications.stakeholder_sweep",
-    acks_late=True,
-    soft_time_limit=50,
-    time_limit=60,
-    ignore_result=True,
-)
-def stakeholder_sweep_task() -> int:
-    """Send the stakeholder groups their updates on time and remind the communications lead
-    before an update with nothing new (beat, every 30 s). Safe to run twice at once: schedules
-    are claimed with SKIP LOCKED and each send is unique per incident, group and due time."""
-    from .services.stakeholders import stakeholder_sweep
-
-    return len(stakeholder_sweep(time_budget=35))

@@ -484,6 +484,13 @@ VIGIL_WEBHOOK_SECRET = env.str("VIGIL_WEBHOOK_SECRET", default="")
 VIGIL_MASTODON_API_BASE_URL = env.str("VIGIL_MASTODON_API_BASE_URL", default="")
 VIGIL_MASTODON_ACCESS_TOKEN = env.str("VIGIL_MASTODON_ACCESS_TOKEN", default="")
 VIGIL_MASTODON_VISIBILITY = env.str("VIGIL_MASTODON_VISIBILITY", default="public")
+# Status-page subscribers' own webhooks (channel "subscriber"): each URL's signing key is derived
+# from this key (empty: from SECRET_KEY); private, loopback and other non-public addresses (and
+# plain http) are refused unless ALLOW_PRIVATE is on (development and tests only).
+VIGIL_SUBSCRIBER_WEBHOOK_KEY = env.str("VIGIL_SUBSCRIBER_WEBHOOK_KEY", default="")
+VIGIL_SUBSCRIBER_WEBHOOK_ALLOW_PRIVATE = env.bool(
+    "VIGIL_SUBSCRIBER_WEBHOOK_ALLOW_PRIVATE", default=False
+)
 # /healthz: how late a sweep may be before the watchdog answers 503, and how long it waits
 # for the broker.
 VIGIL_HEALTH_SWEEP_MAX_AGE_SECONDS = env.float("VIGIL_HEALTH_SWEEP_MAX_AGE_SECONDS", default=120.0)
@@ -525,6 +532,12 @@ VIGIL_STATUS_LOCAL_SECONDS = env.float("VIGIL_STATUS_LOCAL_SECONDS", default=1.0
 # A STORAGES alias the status site is also written to on every change (static export, hosted
 # apart from Vigil); empty: no export.
 VIGIL_STATUS_EXPORT_STORAGE = env.str("VIGIL_STATUS_EXPORT_STORAGE", default="")
+# Public subscriptions: subscribe requests allowed per client address and per email address in
+# any sliding window ("N/second|minute|hour|day"; empty or 0: no limit), and how long at least
+# between two subscription emails (confirmation, "already subscribed") to one address.
+VIGIL_SUBSCRIBE_IP_RATE = env.str("VIGIL_SUBSCRIBE_IP_RATE", default="20/hour")
+VIGIL_SUBSCRIBE_ADDRESS_RATE = env.str("VIGIL_SUBSCRIBE_ADDRESS_RATE", default="10/day")
+VIGIL_SUBSCRIBE_RESEND_MINUTES = env.float("VIGIL_SUBSCRIBE_RESEND_MINUTES", default=15.0)
 # The 30-minute rule: how often the sweep reminds the communications lead of a first public
 # update coming due and records the misses.
 CELERY_BEAT_SCHEDULE["communications-first-update-sweep"] = {
@@ -539,6 +552,14 @@ CELERY_BEAT_SCHEDULE["communications-stakeholder-sweep"] = {
     "task": "communications.stakeholder_sweep",
     "schedule": env.float("VIGIL_STAKEHOLDER_SWEEP_SECONDS", default=30.0),
     "options": {"expires": 25},
+}
+
+# Enterprise direct contact: how often the sweep reminds account owners of their open tasks (each
+# task is reminded every direct_contact_reminder_minutes of the communication policy).
+CELERY_BEAT_SCHEDULE["communications-direct-contact-sweep"] = {
+    "task": "communications.direct_contact_sweep",
+    "schedule": env.float("VIGIL_DIRECT_CONTACT_SWEEP_SECONDS", default=60.0),
+    "options": {"expires": 55},
 }
 
 CELERY_BEAT_SCHEDULE["incidents-alert-delivery-sweep"] = {

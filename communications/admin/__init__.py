@@ -2,3 +2,4 @@
 admin autodiscovery registers it."""
 
 from . import catalog, clock, policy, updates  # noqa: F401
+from . import social  # noqa: F401

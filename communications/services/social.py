@@ -219,8 +219,8 @@ def social_post_draft(*, status_update: StatusUpdate) -> SocialPost | None:
         post,
         actor=None,
         source=Source.SYSTEM,
-        message=f"Social media post drafted from the status update “{status_update.public_title}” "
-        "(widespread outage): it needs the business liaison's approval before it is sent.",
+        message=f"Social media post drafted: from the status update “{status_update.public_title}” "
+        "(a widespread outage); the business liaison approves it before it is sent.",
     )
     return post
 

@@ -133,6 +133,8 @@ def test_sev1_workflow_draft_approve_publish(
         "Status update drafted",
         "Status update approved",
         "Status update published",
+        # Sev 1 is a widespread outage: a social media post is drafted from the update.
+        "Social media post drafted",
     ]
     update = StatusUpdate.objects.get()
     reasons = [record.history_change_reason for record in update.history.order_by("history_id")]

@@ -1,5 +1,4 @@
 """The admin of public communication: one module per concern, each imported here so Django's
 admin autodiscovery registers it."""
 
-from . import catalog, clock, customers, policy, updates  # noqa: F401
-from . import social  # noqa: F401
+from . import catalog, clock, customers, policy, social, updates  # noqa: F401

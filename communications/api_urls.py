@@ -74,3 +74,8 @@ urlpatterns += api_social.urlpatterns
 from . import api_customers  # noqa: E402
 
 urlpatterns += api_customers.urlpatterns
+
+# The stakeholder schedule (§5.2): groups, an incident's schedule, notes, sends on demand.
+from . import api_stakeholders  # noqa: E402
+
+urlpatterns += api_stakeholders.urlpatterns

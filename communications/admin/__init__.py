@@ -2,3 +2,4 @@
 admin autodiscovery registers it."""
 
 from . import catalog, clock, customers, policy, social, updates  # noqa: F401
+from .stakeholders import StakeholderGroupAdmin  # noqa: F401

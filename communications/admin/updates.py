@@ -46,6 +46,7 @@ from ..services.updates import (
     status_update_edit,
     status_update_publish,
 )
+from .messages import deliveries_html, delivery_counts
 
 COMPONENT_PREFIX = "component_"
 STATE_CSS = {
@@ -138,6 +139,7 @@ class StatusUpdateAdmin(ServiceWriteAdminMixin, NoRevertMixin, SimpleHistoryAdmi
         "created_by",
         "approved_by",
         "published_at",
+        "deliveries",
     )
     list_filter = ("state", "kind", "public_status")
     search_fields = ("incident__number", "public_title")
@@ -182,6 +184,7 @@ class StatusUpdateAdmin(ServiceWriteAdminMixin, NoRevertMixin, SimpleHistoryAdmi
                             "approved_at",
                             "published_by",
                             "published_at",
+                            "deliveries",
                         ]
                     },
                 )
@@ -207,6 +210,7 @@ class StatusUpdateAdmin(ServiceWriteAdminMixin, NoRevertMixin, SimpleHistoryAdmi
             "published_by",
             "published_at",
             "affected_components",
+            "deliveries",
         ]
         if obj is not None:
             fields.append("incident")
@@ -240,6 +244,14 @@ class StatusUpdateAdmin(ServiceWriteAdminMixin, NoRevertMixin, SimpleHistoryAdmi
             by_pk = {c.pk: c for c in public_components().filter(pk__in=[pk for pk, _ in wanted])}
             fields["components"] = [(by_pk[pk], status) for pk, status in wanted if pk in by_pk]
         return fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[StatusUpdate]:
+        # The delivery counts of each update, in the list's (and the page's) own query.
+        return super().get_queryset(request).annotate(**delivery_counts())
+
+    @admin.display(description="Deliveries")
+    def deliveries(self, obj: StatusUpdate) -> str:
+        return deliveries_html(obj)
 
     @admin.display(description="Incident", ordering="incident__number")
     def incident_link(self, obj: StatusUpdate) -> str:

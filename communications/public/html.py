@@ -16,7 +16,9 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import nh3
+from django.conf import settings
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils.safestring import mark_safe
 
 from ..markdown import ATTRIBUTES, TAGS, URL_SCHEMES
@@ -224,6 +226,9 @@ def _page(template: str, views: _Views, depth: int, **extra: Any) -> Artifact:
             "home": _http_url(page_settings.home_url),
             "logo": _http_url(page_settings.logo_url),
             "support": _http_url(page_settings.support_url),
+            # The subscription form is dynamic, served by Vigil itself (absolute, so the link
+            # also works from a static export hosted elsewhere).
+            "subscribe": f"{settings.VIGIL_BASE_URL.rstrip('/')}{reverse('status:subscribe')}",
         },
         "zone": views.zone.key,
         "generated": views.when(views.snapshot["page"]["updated_at"]),

@@ -37,11 +37,14 @@ __all__ = [
 
 
 class LinkInvalid(Exception):
-    """A link that cannot be used: ``reason`` is ``expired``, ``used`` or ``invalid``."""
+    """A link that cannot be used: ``reason`` is ``expired``, ``used`` or ``invalid``. A used
+    link names the row it was for (``row``), so a page can say "you are already unsubscribed"
+    and an RFC 8058 one-click repeated by the mail provider can be answered as done."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, row: Subscriber | CustomerContact | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.row = row
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,7 @@ def link_open(token: str, action: Action, *, max_age: timedelta | None = None) -
     if row is None:
         raise LinkInvalid("invalid")
     if row.token_version != data.get("v"):
-        raise LinkInvalid("used")
+        raise LinkInvalid("used", row=row)
     if isinstance(row, CustomerContact):
         return OpenedLink(action=action, contact=row)
     return OpenedLink(action=action, subscriber=row)

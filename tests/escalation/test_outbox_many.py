@@ -1,0 +1,155 @@
+"""``notification_enqueue_many``: a mailing's rows written in the caller's transaction, once per
+key (across calls and within one call), refused as a whole when a message is malformed (nothing
+written), delivered after commit in tasks of 50 with the email's HTML part, allowed headers and
+the Message-ID derived from the key."""
+
+from __future__ import annotations
+
+import pytest
+from django.core import mail
+from django.db import transaction
+
+from config.celery import app
+from escalation.models import Notification, NotificationStatus
+from escalation.outbox import (
+    EMAIL_HEADERS,
+    OutboxMessage,
+    email_message_id,
+    notification_enqueue_many,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def eager():
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous
+
+
+def message(n: int, **changes) -> OutboxMessage:
+    fields = {
+        "channel": "email",
+        "recipient": f"person{n}@example.org",
+        "subject": "Investigating: checkout down",
+        "body": f"Hello {n}",
+        "template": "status_update_email",
+        "reason": "Status update",
+        "idempotency_key": f"mailing:1:{n}",
+        "context": {
+            "html": f"<p>Hello {n}</p>",
+            "headers": {
+                "List-Id": '"Status" <status.example.org>',
+                "In-Reply-To": "<root@example.org>",
+                "References": "<root@example.org>",
+                "Auto-Submitted": "auto-generated",
+            },
+        },
+    }
+    fields.update(changes)
+    return OutboxMessage(**fields)
+
+
+def test_each_key_is_written_once_across_calls_and_within_one(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert notification_enqueue_many([message(n) for n in range(3)]) == 3
+        duplicate = message(1, body="a second message under key 1")
+        assert notification_enqueue_many([message(n) for n in range(5)] + [duplicate]) == 2
+        assert notification_enqueue_many([message(9), message(9, body="again")]) == 1
+    assert Notification.objects.count() == 6
+    assert Notification.objects.get(idempotency_key="mailing:1:1").body == "Hello 1"
+    assert Notification.objects.get(idempotency_key="mailing:1:9").body == "Hello 9"
+    assert set(Notification.objects.values_list("status", "urgent")) == {
+        (NotificationStatus.PENDING, False)
+    }
+    assert len(callbacks) == 3  # one publication per call that wrote rows
+    assert notification_enqueue_many([]) == 0
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        (message(2, context={"headers": {"X-Mailer": "evil"}}), "not allowed"),
+        (message(2, context={"headers": {"Bcc": "someone@example.org"}}), "not allowed"),
+        (
+            message(2, context={"headers": {"List-Id": "a\r\nBcc: x@example.org"}}),
+            "one line",
+        ),
+        (message(2, context={"headers": {"References": "x" * 2001}}), "one line"),
+        (
+            message(2, channel="slack", recipient="#ops", context={"headers": {"List-Id": "x"}}),
+            "Only email",
+        ),
+        (message(2, channel="carrier-pigeon"), "Unknown notification channel"),
+        (message(2, recipient="  "), "recipient"),
+        (message(2, idempotency_key=""), "idempotency key"),
+        (message(2, idempotency_key="k" * 201), "idempotency key"),
+    ],
+)
+def test_a_malformed_message_refuses_the_whole_call_and_writes_nothing(bad, error):
+    with pytest.raises(ValueError, match=error):
+        notification_enqueue_many([message(0), message(1), bad])
+    assert not Notification.objects.exists()
+
+
+def test_every_allowed_header_passes():
+    headers = {name: "value" for name in EMAIL_HEADERS}
+    assert notification_enqueue_many([message(0, context={"headers": headers})]) == 1
+
+
+def test_a_rolled_back_mailing_leaves_nothing(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as callbacks:
+        try:
+            with transaction.atomic():
+                notification_enqueue_many([message(n) for n in range(3)])
+                raise RuntimeError("the publication failed")
+        except RuntimeError:
+            pass
+    assert not Notification.objects.exists()
+    assert callbacks == []
+
+
+def test_delivered_after_commit_in_tasks_of_fifty(
+    eager, django_capture_on_commit_callbacks, monkeypatch
+):
+    from escalation import tasks
+
+    batches: list[int] = []
+    real = tasks.notification_send_batch_task.run
+
+    def counting(notification_ids):
+        batches.append(len(notification_ids))
+        return real(notification_ids)
+
+    monkeypatch.setattr(tasks.notification_send_batch_task, "run", counting)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert notification_enqueue_many([message(n) for n in range(120)]) == 120
+        assert mail.outbox == []  # nothing leaves before commit
+
+    assert batches == [50, 50, 20]
+    assert len(mail.outbox) == 120
+    assert Notification.objects.filter(status=NotificationStatus.SENT).count() == 120
+    first = next(m for m in mail.outbox if m.to == ["person7@example.org"])
+    raw = first.message()
+    assert raw["Message-ID"] == email_message_id("mailing:1:7")
+    assert raw["List-Id"] == '"Status" <status.example.org>'
+    assert raw["In-Reply-To"] == "<root@example.org>"
+    assert raw["Auto-Submitted"] == "auto-generated"
+    assert raw["X-Vigil-Idempotency-Key"] == "mailing:1:7"
+    assert first.body == "Hello 7"
+    assert first.alternatives[0][0] == "<p>Hello 7</p>"
+    assert first.alternatives[0][1] == "text/html"
+
+
+def test_a_second_delivery_task_for_the_same_rows_sends_nothing_again(
+    eager, django_capture_on_commit_callbacks
+):
+    from escalation.tasks import notification_send_batch_task
+
+    with django_capture_on_commit_callbacks(execute=True):
+        notification_enqueue_many([message(n) for n in range(3)])
+    ids = list(Notification.objects.values_list("pk", flat=True))
+    assert notification_send_batch_task.delay(ids).get() == 0
+    assert len(mail.outbox) == 3

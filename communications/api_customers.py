@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.db.models import Q
 from django.http import Http404
 from django.urls import path
 from django.utils import timezone
@@ -374,17 +375,12 @@ class CustomerListView(VigilAPIView, GenericAPIView):
             if lookup:
                 customers = customers.filter(**{lookup: value})
             else:
-                ids = (
-                    Customer.objects.filter(name__icontains=value)
-                    .values("pk")
-                    .union(
-                        Customer.objects.filter(external_id__icontains=value).values("pk"),
-                        CustomerContact.objects.filter(email__icontains=value).values(
-                            "customer_id"
-                        ),
-                    )
+                by_contact = CustomerContact.objects.filter(email__icontains=value)
+                customers = customers.filter(
+                    Q(name__icontains=value)
+                    | Q(external_id__icontains=value)
+                    | Q(pk__in=by_contact.values("customer_id"))
                 )
-                customers = customers.filter(pk__in=ids)
         page = self.paginate_queryset(customers)
         return self.get_paginated_response(CustomerSerializer(page, many=True).data)
 
@@ -568,7 +564,10 @@ class CustomerImportView(VigilAPIView):
         dry_run = bool(_flag(request, "dry_run"))
         data = request.data
         filename = ""
-        if not isinstance(data, bytes):
+        if request.content_type.split(";")[0].strip().lower() == "text/csv":
+            # DRF hands an empty body over as an empty form, not to the parser.
+            data = data if isinstance(data, bytes) else b""
+        else:
             upload = request.FILES.get("file")
             if upload is None:
                 raise InvalidInput({"file": "Upload the CSV file as the field `file`."})

@@ -161,33 +161,39 @@ class CustomerAdmin(ServiceWriteAdminMixin, NoRevertMixin, SimpleHistoryAdmin):
     def contact_count(self, customer: Customer) -> int:
         return customer.contacts_total
 
-    # The contacts inline is written through the contact services, after the customer's.
+    # The contacts inline is written through the contact services, after the customer's; what
+    # they did is left on the formset for the admin's change message.
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         customer = form.instance
         try:
             for formset in formsets:
+                formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
                 for inline in formset.forms:
-                    contact = inline.instance
-                    if formset.can_delete and formset._should_delete_form(inline):
-                        if contact.pk:
-                            customer_contact_delete(
-                                contact=contact, actor=request.user, source=Source.ADMIN
-                            )
-                        continue
-                    if not inline.has_changed():
-                        continue
-                    values = {n: inline.cleaned_data[n] for n in CONTACT_FIELDS}
-                    if contact.pk is None:
-                        customer_contact_add(
-                            customer=customer, actor=request.user, source=Source.ADMIN, **values
-                        )
-                    else:
-                        changed = {n: values[n] for n in inline.changed_data if n in values}
-                        customer_contact_update(
-                            contact=contact, actor=request.user, source=Source.ADMIN, **changed
-                        )
+                    self._save_contact(request, customer, formset, inline)
         except VigilError as exc:
             raise ServiceRejected(exc) from exc
+
+    def _save_contact(self, request: HttpRequest, customer: Customer, formset, inline) -> None:
+        contact = inline.instance
+        if formset.can_delete and formset._should_delete_form(inline):
+            if contact.pk:
+                customer_contact_delete(contact=contact, actor=request.user, source=Source.ADMIN)
+                formset.deleted_objects.append(contact)
+            return
+        if not inline.has_changed():
+            return
+        values = {n: inline.cleaned_data[n] for n in CONTACT_FIELDS}
+        if contact.pk is None:
+            added = customer_contact_add(
+                customer=customer, actor=request.user, source=Source.ADMIN, **values
+            )
+            formset.new_objects.append(added)
+        else:
+            changed = {n: values[n] for n in inline.changed_data if n in values}
+            saved = customer_contact_update(
+                contact=contact, actor=request.user, source=Source.ADMIN, **changed
+            )
+            formset.changed_objects.append((saved, list(changed)))
 
     # -- export ---------------------------------------------------------------------------------
 

@@ -400,6 +400,8 @@ def _match_existing(groups: list[_Group]) -> list[tuple[int, str, str]]:
             continue
         for key, value in group.values.items():
             current = getattr(match, key)
+            if key == "name" and current.lower() == value.lower():
+                continue  # matched by it: the stored spelling stays
             if current != value:
                 group.changes[key] = value
         if group.services is not None:

@@ -79,3 +79,8 @@ urlpatterns += api_customers.urlpatterns
 from . import api_stakeholders  # noqa: E402
 
 urlpatterns += api_stakeholders.urlpatterns
+
+# Status-page subscribers (webhooks added by staff) and the suppression list.
+from . import api_subscribers  # noqa: E402
+
+urlpatterns += api_subscribers.urlpatterns

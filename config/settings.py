@@ -408,6 +408,7 @@ SPECTACULAR_SETTINGS = {
         "ChannelEnum": "incidents.models.Channel",
         "IntegrationKindEnum": "incidents.models.IntegrationKind",
         "ComponentStatusEnum": "communications.models.ComponentStatus",
+        "SubscriberKindEnum": "communications.models.SubscriberKind",
     },
     "COMPONENT_SPLIT_REQUEST": True,
 }

@@ -649,18 +649,21 @@ def stakeholder_schedules_sync(
     if not incident.is_active:
         return []
     at = at or timezone.now()
+    severity = incident.severity_id
+    groups = list(StakeholderGroup.objects.filter(active=True).order_by("position", "name"))
+    existing = {
+        s.group_id: s
+        for s in StakeholderSchedule.objects.select_for_update().filter(incident=incident)
+    }
+    if not existing and not any(g.interval_for(severity) for g in groups):
+        return []  # most incidents (Sev 3-4): three queries and nothing to plan
     lead = _policy().stakeholder_reminder_lead_minutes
     zone = _zone()
-    severity = incident.severity_id
     changed: list[StakeholderSchedule] = []
     lines: list[str] = []
-    for group in StakeholderGroup.objects.filter(active=True).order_by("position", "name"):
+    for group in groups:
         minutes = group.interval_for(severity)
-        schedule = (
-            StakeholderSchedule.objects.select_for_update()
-            .filter(incident=incident, group=group)
-            .first()
-        )
+        schedule = existing.get(group.pk)
         if schedule is None:
             if minutes is None:
                 continue

@@ -19,6 +19,7 @@ from django.http import (
 )
 from django.template.loader import render_to_string
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from simple_history.admin import SimpleHistoryAdmin
@@ -28,8 +29,15 @@ from incidents.admin.extensions import incident_page_panel_register
 from incidents.errors import InvalidInput, VigilError
 from incidents.models import Channel, Incident, SeverityLevel, Source
 
-from ..models import SendKind, StakeholderGroup, StakeholderMember, StakeholderSend
+from ..models import (
+    SendKind,
+    StakeholderGroup,
+    StakeholderMember,
+    StakeholderSchedule,
+    StakeholderSend,
+)
 from ..services.stakeholders import (
+    LATE_AFTER,
     NOTE_MAX,
     NOTE_PERMISSION,
     SEND_PERMISSION,
@@ -257,6 +265,62 @@ class StakeholderSendAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def incident_link(self, obj: StakeholderSend) -> str:
         url = reverse("admin:incidents_incident_change", args=[obj.incident_id])
         return format_html('<a href="{}">{}</a>', url, obj.incident.number)
+
+
+class ScheduleStateFilter(admin.SimpleListFilter):
+    title = "schedule"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("running", "Running"), ("ended", "Ended")]
+
+    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
+        if self.value() == "running":
+            return queryset.filter(stopped_at__isnull=True, next_due_at__isnull=False)
+        if self.value() == "ended":
+            return queryset.filter(stopped_at__isnull=False)
+        return queryset
+
+
+@admin.register(StakeholderSchedule)
+class StakeholderScheduleAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Every incident's schedule per group, the next updates due first: what goes out next."""
+
+    list_display = (
+        "incident_link",
+        "group",
+        "interval_minutes",
+        "next_due_at",
+        "last_sent_at",
+        "late",
+        "stopped_at",
+    )
+    list_filter = (ScheduleStateFilter, "group")
+    search_fields = ("incident__number", "group__name")
+    list_select_related = ("incident", "group")
+    ordering = ("next_due_at", "incident__number", "group__position")
+    fields = (
+        "incident",
+        "group",
+        "interval_minutes",
+        "started_at",
+        "next_due_at",
+        "reminder_at",
+        "reminded_for",
+        "last_sent_at",
+        "last_note",
+        "stopped_at",
+    )
+
+    @admin.display(description="Incident", ordering="incident__number")
+    def incident_link(self, obj: StakeholderSchedule) -> str:
+        url = reverse("admin:incidents_incident_change", args=[obj.incident_id])
+        return format_html('<a href="{}">{}</a>', url, obj.incident.number)
+
+    @admin.display(description="Late", boolean=True)
+    def late(self, obj: StakeholderSchedule) -> bool:
+        due = obj.next_due_at
+        return bool(due and obj.stopped_at is None and timezone.now() - due > LATE_AFTER)
 
 
 # --- on the incident page ------------------------------------------------------------------------

@@ -211,3 +211,15 @@ def test_the_sends_are_listed_read_only(client, superuser, clock):
     html = client.get(reverse("admin:communications_stakeholdersend_changelist")).content.decode()
     assert incident.number in html and "Customer support" in html
     assert client.get(reverse("admin:communications_stakeholdersend_add")).status_code == 403
+
+
+def test_every_running_schedule_is_listed_the_next_due_first(client, viewer, clock):
+    first, second = sev1(), sev1()
+    clock.move_to(T0 + 100 * MIN)
+    client.force_login(viewer)
+    url = reverse("admin:communications_stakeholderschedule_changelist")
+    html = client.get(url, {"state": "running"}).content.decode()
+    assert first.number in html and second.number in html
+    assert html.index("Customer support") < html.index("Executive team")
+    assert 'alt="True"' in html  # support's update, due at 10:30, is late
+    assert client.get(reverse("admin:communications_stakeholderschedule_add")).status_code == 403

@@ -262,6 +262,8 @@ VIGIL_EMAIL_TRACKING_PROVIDER = env.str("VIGIL_EMAIL_TRACKING_PROVIDER", default
 # address, so replies reach the incident's timeline). Empty: none.
 VIGIL_EMAIL_UNSUBSCRIBE_MAILTO = env.str("VIGIL_EMAIL_UNSUBSCRIBE_MAILTO", default="")
 VIGIL_CUSTOMER_EMAIL_REPLY_TO = env.str("VIGIL_CUSTOMER_EMAIL_REPLY_TO", default="")
+# A fan-out's claim: another run may take it over when its worker stops renewing it this long.
+VIGIL_FANOUT_LEASE_SECONDS = env.float("VIGIL_FANOUT_LEASE_SECONDS", default=120.0)
 # Re-runs fan-outs whose task was lost and marks customer messages sent as the outbox sends them.
 CELERY_BEAT_SCHEDULE["communications-fanout-sweep"] = {
     "task": "communications.fanout_sweep",

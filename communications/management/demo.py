@@ -2,8 +2,10 @@
 demo's customer-facing services as components (one group, public names), 90 days of status
 history with a few bad days and a completed maintenance, the demo incidents' published updates
 (customer-safe titles and bodies, the business liaison's approval where policy needs it, a
-restoration notice on the resolved and closed ones), one component degraded now, and a
-maintenance scheduled next week.
+restoration notice on the resolved and closed ones), one component degraded now, a
+maintenance scheduled next week, and the people customer messaging reaches: two customers (an
+enterprise account with an SLA owned by the business liaison, and a standard one) with their
+contacts, and two confirmed email subscribers (one to every component, one to checkout only).
 
 Everything is written through the services the admin and the API use (``component_create``,
 ``component_edit``, the maintenance steps, ``status_update_create/approve/publish`` and
@@ -28,8 +30,17 @@ from django.utils import timezone
 from incidents.events import incident_events_follow
 from incidents.models import Incident, Service, Source
 
-from ..models import Component, ComponentStatus, Maintenance
+from ..models import (
+    Component,
+    ComponentStatus,
+    CustomerPlan,
+    Maintenance,
+    Subscriber,
+    SubscriberKind,
+    SubscriberState,
+)
 from ..services.catalog import component_add, component_edit, component_group_create
+from ..services.customers import customer_create
 from ..services.maintenance import (
     maintenance_complete,
     maintenance_schedule,
@@ -196,6 +207,8 @@ class Result:
     components: list[Component] = field(default_factory=list)
     published: int = 0
     maintenances: int = 0
+    customers: int = 0
+    subscribers: int = 0
     missing: list[str] = field(default_factory=list)
 
 
@@ -308,8 +321,65 @@ def load(*, now: datetime | None = None) -> Result:
             components=[components[code] for code in codes],
         )
         result.maintenances = Maintenance.objects.count()
+        _messaging(lead=lead, liaison=liaison, components=components, result=result)
     result.loaded = True
     return result
+
+
+# (name, plan, SLA terms, services, contacts as (name, address, title))
+CUSTOMERS = [
+    (
+        "Northwind Traders",
+        CustomerPlan.ENTERPRISE,
+        "99.95 % monthly availability; 1 h response for Sev 1",
+        ["web-app", "checkout", "auth"],
+        [
+            ("Nancy Davolio", "nancy.davolio@northwind.example", "IT Director"),
+            ("Andrew Fuller", "andrew.fuller@northwind.example", "VP Operations"),
+        ],
+    ),
+    (
+        "Contoso Pharmacy",
+        CustomerPlan.STANDARD,
+        "",
+        ["web-app", "checkout"],
+        [("Kim Abercrombie", "kim@contoso.example", "Store manager")],
+    ),
+]
+# (address, components followed, or None for every component)
+SUBSCRIBERS = [("status-watcher@example.com", None), ("shop-owner@example.net", ["checkout"])]
+
+
+def _messaging(*, lead: Any, liaison: Any, components: dict[str, Component], result: Result):
+    """The customers (through the service the admin and API use) and two subscribers, written
+    as confirmed: the demo has no inbox to click their confirmation links in."""
+    services = {service.slug: service for service in Service.objects.all()}
+    for name, plan, sla, slugs, contacts in CUSTOMERS:
+        customer_create(
+            actor=lead,
+            source=Source.ADMIN,
+            name=name,
+            plan=plan,
+            has_sla=bool(sla),
+            sla_terms=sla,
+            account_owner=liaison,
+            services=[services[slug] for slug in slugs if slug in services],
+            contacts=[{"name": n, "email": e, "title": t} for n, e, t in contacts],
+        )
+        result.customers += 1
+    now = timezone.now()
+    for address, codes in SUBSCRIBERS:
+        subscriber = Subscriber.objects.create(
+            kind=SubscriberKind.EMAIL,
+            email=address,
+            state=SubscriberState.ACTIVE,
+            all_components=codes is None,
+            confirmation_sent_at=now,
+            confirmed_at=now,
+        )
+        if codes:
+            subscriber.components.set([components[code] for code in codes])
+        result.subscribers += 1
 
 
 def _components(*, lead: Any, since: datetime) -> dict[str, Component]:

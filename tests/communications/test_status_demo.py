@@ -133,6 +133,21 @@ class TestOneLoad:
         past = Maintenance.objects.get(status="completed")
         assert past.completed_at < timezone.now()
 
+    def test_customers_and_subscribers_for_messaging(self, loaded):
+        from communications.models import Customer, Subscriber
+
+        enterprise = Customer.objects.get(plan="enterprise")
+        assert enterprise.needs_direct_contact
+        assert enterprise.account_owner.username == "omar"
+        assert enterprise.contacts.filter(incident_email=True).count() == 2
+        assert {s.slug for s in enterprise.services.all()} == {"web-app", "checkout", "auth"}
+        assert Customer.objects.filter(plan="standard").count() == 1
+        active = Subscriber.objects.filter(state="active", kind="email")
+        assert active.count() == 2
+        chosen = active.get(all_components=False)
+        assert [c.service.slug for c in chosen.components.all()] == ["checkout"]
+        assert "2 customers, 2 subscribers" in loaded
+
     def test_a_second_run_changes_nothing(self, loaded, settings):
         settings.DEBUG = True
         before = snapshot()

@@ -78,6 +78,7 @@ class Command(BaseCommand):
             self.style.SUCCESS(
                 f"Status page demo ready: {len(result.components)} components ({names}), "
                 f"90 days of history, {result.published} published updates, "
-                f"{result.maintenances} maintenance windows."
+                f"{result.maintenances} maintenance windows, {result.customers} customers, "
+                f"{result.subscribers} subscribers."
             )
         )

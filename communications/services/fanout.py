@@ -43,6 +43,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.db.models import Q
 from django.db.models.functions import Lower
+from django.urls import reverse
 from django.utils import timezone
 
 from escalation.outbox import (
@@ -72,7 +73,7 @@ from ..models import (
     Suppression,
     UpdateState,
 )
-from .links import contact_optout_url, link_url
+from .links import link_token
 from .mailing import (
     MAINTENANCE_STEPS,
     Mailing,
@@ -358,10 +359,11 @@ def fanout_run(*, fanout_id: int) -> FanoutResult:
         else:
             mailing = mailing_for_maintenance(fanout.maintenance, step=fanout.step, page=page)
         recipients = _recipients(fanout)
+        links = _Links()
         size = _batch_size()
         for start in range(0, len(recipients), size):
             claim, new, bad = _write_batch(
-                fanout, mailing, recipients[start : start + size], claim=claim
+                fanout, mailing, recipients[start : start + size], claim=claim, links=links
             )
             written += new
             skipped += bad
@@ -419,19 +421,42 @@ def _previous_messages(fanout: Fanout, addresses: list[str]) -> dict[str, str]:
     return dict(rows.order_by("created_at", "pk").values_list("recipient", "message_id"))
 
 
-def _links(recipient: Recipient) -> tuple[str, str]:
-    """(manage, unsubscribe) links of one recipient."""
-    if recipient.contact is not None:
-        optout = contact_optout_url(recipient.contact)
-        return optout, optout
-    subscriber = recipient.subscriber
-    return link_url(subscriber, "manage"), link_url(subscriber, "unsubscribe")
+class _Links:
+    """Each recipient's manage and unsubscribe (or opt-out) links: the URLs of
+    ``communications.services.links`` (the same signed tokens), with each route reversed once
+    per run instead of twice per recipient."""
+
+    PLACEHOLDER = "vigil-token-placeholder"
+
+    def __init__(self) -> None:
+        base = settings.VIGIL_BASE_URL.rstrip("/")
+        self.prefix = {
+            action: base + reverse(f"status:subscription-{action}", args=[self.PLACEHOLDER])
+            for action in ("manage", "unsubscribe", "contact-optout")
+        }
+
+    def url(self, row: Subscriber | CustomerContact, action: str) -> str:
+        return self.prefix[action].replace(self.PLACEHOLDER, link_token(row, action))
+
+    def of(self, recipient: Recipient) -> tuple[str, str]:
+        """(manage, unsubscribe) links of one recipient."""
+        if recipient.contact is not None:
+            optout = self.url(recipient.contact, "contact-optout")
+            return optout, optout
+        subscriber = recipient.subscriber
+        return self.url(subscriber, "manage"), self.url(subscriber, "unsubscribe")
 
 
 def _build(
-    fanout: Fanout, mailing: Mailing, recipient: Recipient, *, key: str, previous: str
+    fanout: Fanout,
+    mailing: Mailing,
+    recipient: Recipient,
+    *,
+    links: _Links,
+    key: str,
+    previous: str,
 ) -> tuple[Message, OutboxMessage]:
-    manage, unsubscribe = _links(recipient)
+    manage, unsubscribe = links.of(recipient)
     if recipient.channel == MessageChannel.EMAIL:
         if not _valid_email(recipient.address):
             raise ValueError(f"{recipient.address!r} is not an email address")
@@ -480,7 +505,7 @@ def _build(
 
 
 def _write_batch(
-    fanout: Fanout, mailing: Mailing, batch: list[Recipient], *, claim: datetime
+    fanout: Fanout, mailing: Mailing, batch: list[Recipient], *, claim: datetime, links: _Links
 ) -> tuple[datetime, int, int]:
     """Write one batch's messages in one transaction, if this run still holds the claim.
     Returns the renewed claim, how many messages were new and how many were skipped."""
@@ -505,6 +530,7 @@ def _write_batch(
                     fanout,
                     mailing,
                     recipient,
+                    links=links,
                     key=keys[recipient.address],
                     previous=previous.get(recipient.address, ""),
                 )

@@ -1,8 +1,14 @@
 """The admin of public communication: one module per concern, each imported here so Django's
 admin autodiscovery registers it."""
 
-from . import messages  # noqa: F401
-
-from . import catalog, clock, customers, policy, social, updates  # noqa: F401
-from . import subscribers  # noqa: F401
+from . import (  # noqa: F401
+    catalog,
+    clock,
+    customers,
+    messages,
+    policy,
+    social,
+    subscribers,
+    updates,
+)
 from .stakeholders import StakeholderGroupAdmin  # noqa: F401

@@ -78,8 +78,8 @@ class Subscriber(models.Model):
     Email subscribers confirm by a signed, expiring link (double opt-in) before anything is
     sent to them; every link Vigil mails carries ``token_version``, which confirming and
     unsubscribing increment, so each link works once. Webhook subscribers are created by staff
-    (or the API) and receive each notice as a JSON body signed with a key of their own, which the outbox derives
-from the URL and Vigil's signing key (so no secret is stored on a row)."""
+    (or the API) and receive each notice as a JSON body signed with a key of their own, which
+    the outbox derives from the URL and Vigil's signing key (no secret is stored on a row)."""
 
     kind = models.CharField(max_length=10, choices=SubscriberKind.choices)
     email = models.EmailField(max_length=254, blank=True)

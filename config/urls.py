@@ -15,6 +15,7 @@ urlpatterns = [
     path("", include("escalation.urls")),
     # Public communication: /api/v1/incidents/{id}/status-updates/, components, maintenance.
     path("api/v1/", include("communications.api_urls")),
+    path("api/v1/", include("reviews.api_urls")),
     # The public status site: /status/ (page, Statuspage-compatible JSON, feeds, badges).
     path("", include("communications.urls")),
     # Inbound webhooks: /hooks/alertmanager|grafana|generic/<key>/, /hooks/pagerduty/v2/enqueue.

@@ -1,0 +1,2 @@
+"""The admin of post-incident reviews: one module per concern, each imported here so Django's
+admin autodiscovery registers it."""

@@ -1,0 +1,3 @@
+"""Celery tasks of the reviews app: thin wrappers that call one service each."""
+
+from __future__ import annotations

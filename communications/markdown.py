@@ -1,46 +1,12 @@
 """Markdown written by staff for the public (status updates, maintenance notices) as safe HTML.
 
-markdown-it-py renders CommonMark with raw HTML disabled (``html: False``: tags are shown as
-text), and nh3 (the Rust ``ammonia`` sanitizer) then keeps only an allowlist of tags and
-attributes and only ``http``, ``https`` and ``mailto`` links, so raw HTML, scripts, event
-handlers and ``javascript:`` links never reach a page, a feed or an email. Links open with
-``rel="nofollow noopener noreferrer"``.
+The renderer and its sanitizer live in the incident core (:mod:`incidents.markdown`), shared
+with the other apps that show staff-written Markdown (post-incident reviews); this module keeps
+the names communications has always used.
 """
 
 from __future__ import annotations
 
-import html
+from incidents.markdown import ATTRIBUTES, TAGS, URL_SCHEMES, markdown_to_html, markdown_to_text
 
-import nh3
-from markdown_it import MarkdownIt
-
-_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
-_markdown.enable("strikethrough")
-
-TAGS = {
-    "p", "br", "strong", "em", "del", "code", "pre", "blockquote", "ul", "ol", "li", "a",
-    "h3", "h4", "h5", "h6", "hr",
-}  # fmt: skip
-ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}}
-URL_SCHEMES = {"http", "https", "mailto"}
-
-
-def markdown_to_html(text: str) -> str:
-    """Safe HTML for ``text`` (Markdown). Headings 1-2 become level 3 (the page owns the top
-    levels). Deterministic: the same text always gives the same HTML."""
-    rendered = _markdown.render(text or "")
-    rendered = rendered.replace("<h1>", "<h3>").replace("</h1>", "</h3>")
-    rendered = rendered.replace("<h2>", "<h3>").replace("</h2>", "</h3>")
-    return nh3.clean(
-        rendered,
-        tags=TAGS,
-        attributes=ATTRIBUTES,
-        url_schemes=URL_SCHEMES,
-        link_rel="nofollow noopener noreferrer",
-    )
-
-
-def markdown_to_text(text: str) -> str:
-    """Plain text for feeds' summaries and emails: the safe HTML with its tags removed and
-    its entities decoded (escape it again for any markup it goes into)."""
-    return html.unescape(nh3.clean(markdown_to_html(text), tags=set())).strip()
+__all__ = ["ATTRIBUTES", "TAGS", "URL_SCHEMES", "markdown_to_html", "markdown_to_text"]

@@ -45,3 +45,23 @@ def markdown_to_text(text: str) -> str:
     """Plain text for feeds' summaries and emails: the safe HTML with its tags removed and
     its entities decoded (escape it again for any markup it goes into)."""
     return html.unescape(nh3.clean(markdown_to_html(text), tags=set())).strip()
+
+
+# Blocks an app composes around rendered Markdown (a section of the incident report, say):
+# the Markdown allowlist plus the few structural tags such blocks use, and classes for styling.
+BLOCK_TAGS = TAGS | {
+    "h2", "section", "div", "span", "dl", "dt", "dd", "table", "thead", "tbody", "tr", "th", "td",
+}  # fmt: skip
+BLOCK_ATTRIBUTES = {**ATTRIBUTES, "*": {"class"}, "th": {"scope"}}
+
+
+def html_clean(html_text: str) -> str:
+    """``html_text`` (HTML an app built, e.g. a report section) with only :data:`BLOCK_TAGS`,
+    their allowed attributes and ``http``/``https``/``mailto`` (or same-page) links kept."""
+    return nh3.clean(
+        html_text or "",
+        tags=BLOCK_TAGS,
+        attributes=BLOCK_ATTRIBUTES,
+        url_schemes=URL_SCHEMES,
+        link_rel="nofollow noopener noreferrer",
+    )

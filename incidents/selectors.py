@@ -19,6 +19,7 @@ from .models import (
     SeverityLevel,
     TimelineEntry,
 )
+from .report_extensions import report_follow_ups, report_sections
 from .services.lifecycle import ACTIONS, actions_available
 
 __all__ = [
@@ -124,6 +125,10 @@ def incident_report(*, incident: Incident) -> dict[str, Any]:
         "timeline": timeline,
         "services": list(incident.services.all()),
         "roles": list(incident.role_assignments.all()),
+        # What the apps above the core add (post-incident reviews: follow-up actions, the
+        # published review), through the report's registries; the core imports none of them.
+        "follow_up_actions": report_follow_ups(incident=incident),
+        "sections": report_sections(incident=incident),
     }
 
 

@@ -12,12 +12,14 @@ from typing import Any
 from django.utils import timezone
 
 from ..models import Status
+from ..report_extensions import FollowUps
 from . import display as ui
 
 
 def report_context(report: dict[str, Any]) -> dict[str, Any]:
     """The §6.2 report's values, shaped for its HTML page and its Markdown file."""
     incident = report["incident"]
+    follow_ups = report.get("follow_up_actions") or FollowUps()
     timeline = [
         {
             "at": entry.occurred_at,
@@ -50,7 +52,10 @@ def report_context(report: dict[str, Any]) -> dict[str, Any]:
         "services": ", ".join(service.name for service in report["services"]),
         "roles": roles,
         "timeline": timeline,
-        # Follow-up actions belong to post-incident reviews; none are invented here.
-        "follow_ups": list(report.get("follow_up_actions") or []),
+        # Follow-up actions and further sections (the published review) come from the apps
+        # above the core through ``incidents.report_extensions``; none are invented here.
+        "follow_ups": follow_ups.actions,
+        "follow_ups_unavailable": follow_ups.unavailable,
+        "sections": list(report.get("sections") or []),
         "generated_at": timezone.now(),
     }

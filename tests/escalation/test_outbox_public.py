@@ -29,10 +29,18 @@ def send(incident, key):
 
 def test_the_public_surface_is_sending_and_reading_state():
     assert sorted(outbox.__all__) == [
+        "EMAIL_HEADERS",
+        "NotificationState",
         "NotificationStatus",
+        "OutboxMessage",
+        "email_message_id",
         "notification_enqueue",
+        "notification_enqueue_many",
         "notification_get",
         "notification_list",
+        "notification_states",
+        "subscriber_webhook_secret",
+        "subscriber_webhook_url_problem",
     ]
 
 

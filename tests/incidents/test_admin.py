@@ -224,7 +224,12 @@ def test_change_page_query_count_does_not_grow_with_timeline_roles_or_services(
         counts.append(len(queries))
 
     assert counts[0] == counts[1], counts
-    assert counts[1] <= 20, counts
+    # The core's page in 20 queries, plus at most 2 for each panel the apps add to it
+    # (communications' status updates, stakeholder schedule, ...; reviews' action items, ...).
+    from incidents.admin import extensions
+
+    panels = len(extensions._panels) + len(extensions._inlines)
+    assert counts[1] <= 20 + 2 * panels, (counts, panels)
 
 
 # --- transitions through the admin URLs -----------------------------------------------------------

@@ -184,8 +184,9 @@ def test_schema_documents_every_error_response(schema):
             if method in ("post", "put", "patch"):
                 assert "415" in codes, (method, path)
             # The lifecycle actions (POST /api/v1/incidents/{id}/<action>/); adding to an
-            # incident's timeline or drafting a status update is not a transition.
-            adds = ("/timeline/", "/status-updates/")
+            # incident's timeline, drafting a status update, writing a stakeholder note or
+            # sending one now is not a transition.
+            adds = ("/timeline/", "/status-updates/", "/stakeholder-notes/", "/stakeholder-sends/")
             if method == "post" and path.count("/") == 6 and not path.endswith(adds):
                 assert "409" in codes, (method, path)
             error = operation["responses"]["404"]["content"]["application/json"]["schema"]

@@ -18,6 +18,7 @@ from django_fsm import can_proceed
 
 from ..errors import GuardFailed, InvalidInput, TransitionNotAllowed
 from ..events import INCIDENT_TRANSITIONED, announce
+from ..guards import close_guard_errors
 from ..models import (
     CLOSE_REQUIRED_FIELDS,
     RESOLVE_REQUIRED_FIELDS,
@@ -213,13 +214,19 @@ def incident_reopen(*, incident: Incident, actor: Any, source: str, reason: str 
 @transaction.atomic
 def incident_close(*, incident: Incident, actor: Any, source: str) -> Incident:
     """Close a resolved incident (§4.2 step 4). Needs summary, root cause, resolution and
-    business impact, so the §6.2 report is complete. Incident Manager only. Idempotent."""
+    business impact, so the §6.2 report is complete, and whatever the registered close guards
+    (``incidents.guards``, e.g. a booked review) require. Incident Manager only. Idempotent."""
+    fields_missing = _guard_errors(CLOSE_REQUIRED_FIELDS, "close")
+
+    def guard(locked: Incident) -> dict[str, str]:
+        return fields_missing(locked) or close_guard_errors(locked)
+
     return _run(
         incident=incident,
         actor=actor,
         source=source,
         action="close",
-        guard=_guard_errors(CLOSE_REQUIRED_FIELDS, "close"),
+        guard=guard,
     )
 
 

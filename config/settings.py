@@ -570,3 +570,11 @@ CELERY_BEAT_SCHEDULE["incidents-alert-delivery-sweep"] = {
     "schedule": env.float("VIGIL_ALERT_SWEEP_SECONDS", default=30.0),
     "options": {"expires": 25},
 }
+
+# The 48-hour documentation rule (§4.2 step 4): how often the sweep reminds the incident manager
+# of an incident report coming due and records the misses.
+CELERY_BEAT_SCHEDULE["reviews-documentation-sweep"] = {
+    "task": "reviews.documentation_sweep",
+    "schedule": env.float("VIGIL_DOCUMENTATION_SWEEP_SECONDS", default=60.0),
+    "options": {"expires": 55},
+}

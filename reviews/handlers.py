@@ -4,6 +4,56 @@ the incident's change committed, once per event, in event order per incident."""
 
 from __future__ import annotations
 
+# The 48-hour documentation rule (§4.2 step 4) follows incidents under a handler name of its own.
+DOCUMENTATION_HANDLER = "reviews.documentation"
+
+
+def documentation_on_transitioned(event) -> None:
+    """Resolved: start the documentation clock (restart it after a reopen). Reopened: pause it.
+    Closed: the report may have been completed on the way."""
+    from incidents.models import Incident, Status
+
+    from .services.documentation import (
+        documentation_clock_pause,
+        documentation_clock_start,
+        documentation_completed_check,
+    )
+
+    incident = Incident.objects.get(pk=event.incident_id)
+    to_status = event.payload.get("to_status")
+    if to_status == Status.RESOLVED:
+        documentation_clock_start(incident=incident)
+    elif event.payload.get("action") == "reopen":
+        documentation_clock_pause(incident=incident)
+    elif to_status == Status.CLOSED:
+        documentation_completed_check(incident=incident, at=event.occurred_at)
+
+
+def documentation_on_updated(event) -> None:
+    """A report field edited: the report may now be complete (counted from the edit)."""
+    from incidents.models import Incident
+
+    from .services.documentation import REPORT_FIELDS, documentation_completed_check
+
+    if not set(REPORT_FIELDS) & set(event.payload.get("fields", ())):
+        return
+    incident = Incident.objects.get(pk=event.incident_id)
+    documentation_completed_check(incident=incident, at=event.occurred_at)
+
+
+def documentation_subscribe() -> None:
+    from incidents.events import INCIDENT_TRANSITIONED, INCIDENT_UPDATED, events_subscribe
+
+    events_subscribe(
+        handler=DOCUMENTATION_HANDLER,
+        event=INCIDENT_TRANSITIONED,
+        callback=documentation_on_transitioned,
+    )
+    events_subscribe(
+        handler=DOCUMENTATION_HANDLER, event=INCIDENT_UPDATED, callback=documentation_on_updated
+    )
+
 
 def subscribe() -> None:
     """Subscribe every reviews handler (idempotent)."""
+    documentation_subscribe()

@@ -1,3 +1,21 @@
 """Celery tasks of the reviews app: thin wrappers that call one service each."""
 
 from __future__ import annotations
+
+from celery import shared_task
+
+
+@shared_task(
+    name="reviews.documentation_sweep",
+    acks_late=True,
+    soft_time_limit=50,
+    time_limit=60,
+    ignore_result=True,
+)
+def documentation_sweep_task() -> int:
+    """Remind incident managers of incident reports coming due and record the misses of the
+    48-hour documentation rule (beat). Safe to run twice at once: clocks are claimed with SKIP
+    LOCKED and the reminder and the miss are recorded on the claimed row."""
+    from .services.documentation import documentation_sweep
+
+    return len(documentation_sweep(time_budget=35))

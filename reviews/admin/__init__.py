@@ -1,2 +1,3 @@
 """The admin of post-incident reviews: one module per concern, each imported here so Django's
 admin autodiscovery registers it."""
+from . import documentation  # noqa: F401

@@ -411,6 +411,8 @@ SPECTACULAR_SETTINGS = {
         "IntegrationKindEnum": "incidents.models.IntegrationKind",
         "ComponentStatusEnum": "communications.models.ComponentStatus",
         "SubscriberKindEnum": "communications.models.SubscriberKind",
+        "ActionItemKindEnum": "reviews.models.ActionKind",
+        "ActionItemStatusEnum": "reviews.models.ActionStatus",
     },
     "COMPONENT_SPLIT_REQUEST": True,
 }
@@ -577,4 +579,12 @@ CELERY_BEAT_SCHEDULE["reviews-documentation-sweep"] = {
     "task": "reviews.documentation_sweep",
     "schedule": env.float("VIGIL_DOCUMENTATION_SWEEP_SECONDS", default=60.0),
     "options": {"expires": 55},
+}
+
+# Action items (issue 12): how often the sweep sends owners their reminders (before, on and
+# after the due date; each once).
+CELERY_BEAT_SCHEDULE["reviews-action-item-reminder-sweep"] = {
+    "task": "reviews.action_item_reminder_sweep",
+    "schedule": env.float("VIGIL_ACTION_REMINDER_SWEEP_SECONDS", default=300.0),
+    "options": {"expires": 290},
 }

@@ -19,3 +19,19 @@ def documentation_sweep_task() -> int:
     from .services.documentation import documentation_sweep
 
     return len(documentation_sweep(time_budget=35))
+
+
+@shared_task(
+    name="reviews.action_item_reminder_sweep",
+    acks_late=True,
+    soft_time_limit=50,
+    time_limit=60,
+    ignore_result=True,
+)
+def action_item_reminder_sweep_task() -> int:
+    """Remind action items' owners before, on and after the due date (beat). Safe to run twice
+    at once: items are claimed with SKIP LOCKED and each reminder is recorded on the claimed row
+    (and keyed in the outbox), so it is sent once."""
+    from .services.actions import action_item_reminder_sweep
+
+    return len(action_item_reminder_sweep(time_budget=35))

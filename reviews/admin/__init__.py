@@ -2,3 +2,4 @@
 admin autodiscovery registers it."""
 from . import documentation  # noqa: F401
 from . import actions  # noqa: F401
+from . import reviews  # noqa: F401

@@ -293,7 +293,7 @@ def _compose(
         ]
         lines += _facts(incident, group, zone)
     else:
-        subject = f"{incident.number}: {heading.lower()} for {group.name}"
+        subject = f"{incident.number}: {heading} for {group.name}"
         lines = [f"{heading} – {incident.number} {incident.title}"]
         lines += _facts(incident, group, zone)[1:]
         lines += _written(content, group, zone)

@@ -234,7 +234,7 @@ def test_messages_say_what_the_row_asks_for_in_the_status_page_time_zone(clock):
     mail = Notification.objects.get(
         recipient="ceo@example.com", idempotency_key__contains=":scheduled:"
     )
-    assert mail.subject == f"{incident.number}: status and eta for Executive team"
+    assert mail.subject == f"{incident.number}: Status and ETA for Executive team"
     assert mail.body == executive.body
 
 

@@ -8,3 +8,8 @@ urlpatterns: list = []
 from . import api_actions  # noqa: E402
 
 urlpatterns += api_actions.urlpatterns
+
+# Post-incident reviews (list, read, write the sections, held, publish).
+from . import api_reviews  # noqa: E402
+
+urlpatterns += api_reviews.urlpatterns

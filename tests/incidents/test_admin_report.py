@@ -157,7 +157,9 @@ def test_report_query_count_does_not_grow_with_the_timeline(
             counts.append(len(queries))
 
     assert counts[0] == counts[2] and counts[1] == counts[3], counts
-    assert max(counts) <= 10, counts
+    # The core's 9, and a query per report provider of the apps above it (reviews: the
+    # incident's action items, its published review).
+    assert max(counts) <= 11, counts
 
 
 def test_report_needs_view_permission(client, make_user, make_incident):

@@ -5,6 +5,7 @@ with ``source="admin"``. A service's refusal becomes a message or a form error; 
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -36,6 +37,8 @@ from . import display as ui
 from .extensions import incident_page_panels
 from .forms import TRANSITION_FORMS, NoteForm, RoleAssignForm, attach_errors
 from .report import report_context
+
+logger = logging.getLogger(__name__)
 
 ACTION_LABELS = {
     "acknowledge": "Acknowledge",
@@ -328,11 +331,40 @@ class IncidentWorkspaceMixin:
                 "original": report_incident,
                 "change_url": self._url("change", report_incident),
                 "markdown_url": self._url("report", report_incident) + "?format=md",
+                "pdf_url": self._url("report", report_incident) + "?format=pdf",
                 "severity_badge": ui.severity_badge(report_incident.severity),
                 "status_badge": ui.status_badge(report_incident.status),
             }
         )
+        if request.GET.get("format") == "pdf":
+            return self._report_pdf(request, context)
         return TemplateResponse(request, "admin/incidents/incident/report.html", context)
+
+    def _report_pdf(self, request: HttpRequest, context: dict[str, Any]) -> HttpResponse:
+        """The report page laid out as PDF (its print styles), or back to the page with an
+        error when this server cannot make PDFs."""
+        from .report_pdf import PdfUnavailable, report_pdf
+
+        incident = context["incident"]
+        # The page's own template, on a base of its own: the report without the admin's chrome.
+        html = render_to_string(
+            "admin/incidents/incident/report.html",
+            {**context, "as_pdf": True, "base_template": "incidents/report_pdf_base.html"},
+            request=request,
+        )
+        try:
+            pdf = report_pdf(html=html, base_url=request.build_absolute_uri("/"))
+        except PdfUnavailable:
+            logger.exception("No PDF of the report of %s", incident.number)
+            messages.error(
+                request,
+                "This server cannot make PDFs (WeasyPrint or the Pango library is missing); "
+                "download the Markdown or print the page instead.",
+            )
+            return redirect(self._url("report", incident))
+        response = HttpResponse(pdf, content_type="application/pdf")
+        response["Content-Disposition"] = content_disposition_header(True, f"{incident.number}.pdf")
+        return response
 
 
 def lookup_incident(queryset: QuerySet[Incident], object_id: str, from_field: str | None = None):

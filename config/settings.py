@@ -588,3 +588,14 @@ CELERY_BEAT_SCHEDULE["reviews-action-item-reminder-sweep"] = {
     "schedule": env.float("VIGIL_ACTION_REMINDER_SWEEP_SECONDS", default=300.0),
     "options": {"expires": 290},
 }
+
+# Post-incident review booking (issue 12): public holidays skipped by the review's business-day
+# deadline (the `holidays` package's ISO 3166 country code and optional subdivision; an empty
+# country counts weekends and company closures only), and how often the overdue sweep runs.
+VIGIL_HOLIDAYS_COUNTRY = env.str("VIGIL_HOLIDAYS_COUNTRY", default="US")
+VIGIL_HOLIDAYS_SUBDIVISION = env.str("VIGIL_HOLIDAYS_SUBDIVISION", default="")
+CELERY_BEAT_SCHEDULE["reviews-overdue-sweep"] = {
+    "task": "reviews.review_overdue_sweep",
+    "schedule": env.float("VIGIL_REVIEW_OVERDUE_SWEEP_SECONDS", default=300.0),
+    "options": {"expires": 290},
+}

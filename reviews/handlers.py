@@ -54,6 +54,37 @@ def documentation_subscribe() -> None:
     )
 
 
+# Booking (§8.1): a review booked when an incident the policy requires one for closes.
+BOOKING_HANDLER = "reviews.booking"
+
+
+def booking_on_transitioned(event) -> None:
+    """Closed, with a severity in the policy's ``required_severities``: book its review (a
+    no-op when one is booked already, e.g. on demand before closing)."""
+    if event.payload.get("action") != "close":
+        return
+    from incidents.models import Incident, Source
+
+    from .services.booking import review_book, review_required
+
+    incident = Incident.objects.get(pk=event.incident_id)
+    if review_required(incident=incident):
+        review_book(incident=incident, actor=None, source=Source.SYSTEM, required=True)
+
+
+def booking_subscribe() -> None:
+    from incidents.events import INCIDENT_TRANSITIONED, events_subscribe
+    from incidents.guards import close_guard_register
+
+    from .services.booking import review_close_guard
+
+    events_subscribe(
+        handler=BOOKING_HANDLER, event=INCIDENT_TRANSITIONED, callback=booking_on_transitioned
+    )
+    close_guard_register(key="reviews.booked", check=review_close_guard)
+
+
 def subscribe() -> None:
     """Subscribe every reviews handler (idempotent)."""
     documentation_subscribe()
+    booking_subscribe()

@@ -35,3 +35,19 @@ def action_item_reminder_sweep_task() -> int:
     from .services.actions import action_item_reminder_sweep
 
     return len(action_item_reminder_sweep(time_budget=35))
+
+
+@shared_task(
+    name="reviews.review_overdue_sweep",
+    acks_late=True,
+    soft_time_limit=50,
+    time_limit=60,
+    ignore_result=True,
+)
+def review_overdue_sweep_task() -> int:
+    """Flag the booked reviews not held by the end of their due date, record it on the incident
+    and remind the facilitator (beat). Safe to run twice at once: reviews are claimed with SKIP
+    LOCKED and flagged on the claimed row, so each is flagged and reminded once."""
+    from .services.booking import reviews_overdue_sweep
+
+    return reviews_overdue_sweep()

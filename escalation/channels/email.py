@@ -8,7 +8,9 @@ archives that deduplicate by Message-ID show once.
 
 Paging messages are plain text, so there is nothing to escape in the body; an ``html``
 alternative given in the context (customer-facing mail) is sent as given, and whoever renders it
-must autoescape. The context's ``headers`` (list and threading headers, checked against
+must autoescape. A calendar invitation in the context (``ics``, ``ics_method``, checked at
+enqueue) travels as a ``text/calendar; method=...; charset=utf-8`` alternative and an
+``invite.ics`` attachment. The context's ``headers`` (list and threading headers, checked against
 ``escalation.outbox.EMAIL_HEADERS`` when the row is written) are added to the message. The
 subject is one line: line breaks in it become spaces, so it can never start
 a header of its own.
@@ -64,6 +66,19 @@ def _smtp_error(exc: smtplib.SMTPException) -> PermanentDeliveryError | Transien
     return TransientDeliveryError(f"Mail server: {exc}")
 
 
+class _EmailMessage(EmailMultiAlternatives):
+    """Django's message, with MIME parameters after a part's type ("text/calendar;
+    method=REQUEST") set on the part, which Django's own parts cannot carry."""
+
+    def _create_mime_attachment(self, content, mimetype):  # type: ignore[no-untyped-def]
+        mimetype, *params = (part.strip() for part in mimetype.split(";"))
+        attachment = super()._create_mime_attachment(content, mimetype)
+        for param in params:
+            name, _, value = param.partition("=")
+            attachment.set_param(name.strip(), value.strip())
+        return attachment
+
+
 class EmailBackend:
     def send(self, notification: Notification) -> str:
         address = notification.recipient
@@ -72,7 +87,7 @@ class EmailBackend:
         except ValidationError as exc:
             raise PermanentDeliveryError(f"{address!r} is not an email address.") from exc
         msgid = message_id(notification.idempotency_key)
-        message = EmailMultiAlternatives(
+        message = _EmailMessage(
             subject=" ".join((notification.subject or notification.reason).split()),
             body=notification.body,
             to=[address],
@@ -87,6 +102,14 @@ class EmailBackend:
         html = (notification.context or {}).get("html")
         if html:
             message.attach_alternative(html, "text/html")
+        ics = (notification.context or {}).get("ics")
+        if ics:
+            # A calendar invitation (checked at enqueue): the text/calendar alternative that
+            # mail clients show as an invitation with its buttons, and the same file as an
+            # attachment for those that only import one.
+            calendar_type = f"text/calendar; method={notification.context['ics_method']}"
+            message.attach_alternative(ics, calendar_type)
+            message.attach("invite.ics", ics.encode("utf-8"), "application/ics")
         # Read by anymail ESP backends; other backends ignore these attributes.
         message.metadata = {
             "vigil_idempotency_key": notification.idempotency_key,

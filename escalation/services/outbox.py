@@ -181,6 +181,7 @@ def _checked(channel: str, recipient: str, key: str, context: dict | None) -> st
         raise ValueError("A notification needs a recipient.")
     if not key or len(key) > 200:
         raise ValueError("An idempotency key of 1 to 200 characters is required.")
+    _check_calendar(channel, context)
     headers = (context or {}).get("headers") or {}
     if headers:
         if channel != MessageChannel.EMAIL:
@@ -193,6 +194,29 @@ def _checked(channel: str, recipient: str, key: str, context: dict | None) -> st
             if not isinstance(value, str) or "\r" in value or "\n" in value or len(value) > 2000:
                 raise ValueError(f"Header {name} must be one line of at most 2000 characters.")
     return recipient
+
+
+# A calendar invitation an email may carry (``context["ics"]``, the iCalendar text, with
+# ``context["ics_method"]``): sent as a text/calendar alternative and an invite.ics attachment.
+CALENDAR_METHODS = frozenset({"REQUEST", "CANCEL"})
+CALENDAR_MAX_LENGTH = 200_000
+
+
+def _check_calendar(channel: str, context: dict | None) -> None:
+    ics = (context or {}).get("ics")
+    method = (context or {}).get("ics_method")
+    if ics is None and method is None:
+        return
+    if channel != MessageChannel.EMAIL:
+        raise ValueError("Only email notifications carry a calendar invitation.")
+    if method not in CALENDAR_METHODS:
+        raise ValueError(f"ics_method must be one of {sorted(CALENDAR_METHODS)}.")
+    if not isinstance(ics, str) or not ics.startswith("BEGIN:VCALENDAR"):
+        raise ValueError("ics must be the text of an iCalendar object (BEGIN:VCALENDAR...).")
+    if len(ics) > CALENDAR_MAX_LENGTH:
+        raise ValueError(f"ics is limited to {CALENDAR_MAX_LENGTH} characters.")
+    if f"\r\nMETHOD:{method}\r\n" not in ics:
+        raise ValueError(f"ics must declare METHOD:{method}, as ics_method says.")
 
 
 @dataclass(frozen=True)

@@ -2,4 +2,5 @@
 admin autodiscovery registers it."""
 from . import documentation  # noqa: F401
 from . import actions  # noqa: F401
+from . import booking  # noqa: F401
 from . import reviews  # noqa: F401

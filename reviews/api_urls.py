@@ -13,3 +13,8 @@ urlpatterns += api_actions.urlpatterns
 from . import api_reviews  # noqa: E402
 
 urlpatterns += api_reviews.urlpatterns
+
+# The knowledge base (articles: list with search and service filters, read; runbook links).
+from . import api_knowledge  # noqa: E402
+
+urlpatterns += api_knowledge.urlpatterns

@@ -4,3 +4,4 @@ from . import documentation  # noqa: F401
 from . import actions  # noqa: F401
 from . import booking  # noqa: F401
 from . import reviews  # noqa: F401
+from . import knowledge  # noqa: F401

@@ -1,7 +1,4 @@
 """The admin of post-incident reviews: one module per concern, each imported here so Django's
 admin autodiscovery registers it."""
-from . import documentation  # noqa: F401
-from . import actions  # noqa: F401
-from . import booking  # noqa: F401
-from . import reviews  # noqa: F401
-from . import knowledge  # noqa: F401
+
+from . import actions, booking, documentation, knowledge, reviews  # noqa: F401

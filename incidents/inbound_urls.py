@@ -14,7 +14,8 @@ Only the inbound endpoint of the ESP named by ``VIGIL_INBOUND_EMAIL_PROVIDER`` i
 other inbound URL answers 404 (delivery tracking, a separate webhook, is mounted by the
 communications app for ``VIGIL_EMAIL_TRACKING_PROVIDER``). Anymail's views raise
 ImproperlyConfigured (a 500 with a traceback) when instantiated without their ESP's settings,
-so an unconfigured ESP's view is never reached. The provider is read per request, so the setting applies as configured.
+so an unconfigured ESP's view is never reached. The provider is read per request, so the
+setting applies as configured.
 """
 
 from __future__ import annotations

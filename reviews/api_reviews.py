@@ -5,8 +5,9 @@
   due date);
 * ``reviews/{id}/``: read, and PATCH the §8.2 sections (Markdown) while booked or held;
 * ``reviews/{id}/held/`` (the date and attendance) and ``reviews/{id}/publish/``;
-* ``reviews/{id}/reschedule/`` and ``reviews/{id}/cancel/``, and ``incidents/{id}/review/``
-  (book one on demand), when the booking services are installed.
+* ``POST reviews/`` books the review of an incident on demand (``reviews.services.booking``),
+  ``reviews/{id}/reschedule/`` moves it and ``reviews/{id}/cancel/`` cancels it, each sending
+  the calendar invitations through the outbox.
 
 Reading needs ``reviews.view_review`` (every role group). Writes are decided by
 ``reviews.services``: 403 without the role's permission, 409 for a step the review's status
@@ -26,7 +27,7 @@ from django.urls import path
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
-from rest_framework import serializers
+from rest_framework import serializers, status
 from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -39,6 +40,7 @@ from incidents.models import Incident, Source
 from incidents.serializers import NUMBER_PATTERN, UserRefSerializer, user_ref
 
 from .models import ActionItem, Review, ReviewStatus
+from .services.booking import review_book, review_cancel, review_reschedule
 from .services.reviews import (
     SECTION_FIELDS,
     SECTION_MAX,
@@ -204,6 +206,21 @@ class HeldSerializer(serializers.Serializer):
     attendance = AttendanceSerializer(many=True, required=False)
 
 
+class BookSerializer(serializers.Serializer):
+    incident = serializers.CharField(help_text="The incident's public ID.", max_length=40)
+
+
+class RescheduleSerializer(serializers.Serializer):
+    starts_at = serializers.DateTimeField(help_text="The new start (in the future).")
+    location = serializers.CharField(
+        required=False, allow_blank=True, max_length=300, help_text="Room or meeting link."
+    )
+
+
+class CancelSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000, help_text="Why it is cancelled.")
+
+
 def _review_or_404(id: str) -> Review:
     review = review_rows().filter(pk=int(id)).first() if _ID.fullmatch(id) else None
     if review is None:
@@ -315,6 +332,39 @@ class ReviewListView(VigilAPIView, GenericAPIView):
         page = self.paginate_queryset(_filtered(request, review_rows()))
         return self.get_paginated_response(ReviewSerializer(page, many=True).data)
 
+    @extend_schema(
+        tags=TAGS,
+        operation_id="reviews_create",
+        summary="Book a review on demand",
+        description=(
+            "Books the review of an incident (the incident manager may): due date, facilitator, "
+            "attendees and a proposed slot, with calendar invitations through the outbox. An "
+            "incident's existing review is returned unchanged (200); 400 for an unknown or "
+            "cancelled incident."
+        ),
+        request=BookSerializer,
+        responses={
+            201: ReviewSerializer,
+            200: ReviewSerializer,
+            **error_responses(*WRITE_ERRORS, 409),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        serializer = BookSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        number = serializer.validated_data["incident"]
+        incident = (
+            Incident.objects.filter(number=number).first() if _NUMBER.fullmatch(number) else None
+        )
+        if incident is None:
+            raise InvalidInput({"incident": "No incident with this ID."})
+        existed = Review.objects.filter(incident=incident).exists()
+        review = review_book(incident=incident, actor=request.user, source=Source.API)
+        response = _shown(review)
+        if not existed:
+            response.status_code = status.HTTP_201_CREATED
+        return response
+
 
 class ReviewDetailView(VigilAPIView):
     permission_model = Review
@@ -405,9 +455,66 @@ class ReviewPublishView(VigilAPIView):
         return _shown(review)
 
 
+class ReviewRescheduleView(VigilAPIView):
+    permission_model = Review
+
+    @extend_schema(
+        tags=TAGS,
+        operation_id="reviews_reschedule",
+        summary="Reschedule a review",
+        description=(
+            "Moves a booked review's meeting (an updated invitation, SEQUENCE + 1, to every "
+            "attendee). 409 unless booked; 400 for a start in the past."
+        ),
+        parameters=[ID_PARAMETER],
+        request=RescheduleSerializer,
+        responses={200: ReviewSerializer, **error_responses(*WRITE_ERRORS, 409)},
+    )
+    def post(self, request: Request, id: str) -> Response:
+        review = _review_or_404(id)
+        serializer = RescheduleSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        review = review_reschedule(
+            review=review,
+            actor=request.user,
+            source=Source.API,
+            starts_at=data["starts_at"],
+            location=data.get("location"),
+        )
+        return _shown(review)
+
+
+class ReviewCancelView(VigilAPIView):
+    permission_model = Review
+
+    @extend_schema(
+        tags=TAGS,
+        operation_id="reviews_cancel",
+        summary="Cancel a review",
+        description="Cancels a booked review (METHOD:CANCEL to every attendee). 409 unless booked.",
+        parameters=[ID_PARAMETER],
+        request=CancelSerializer,
+        responses={200: ReviewSerializer, **error_responses(*WRITE_ERRORS, 409)},
+    )
+    def post(self, request: Request, id: str) -> Response:
+        review = _review_or_404(id)
+        serializer = CancelSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        review = review_cancel(
+            review=review,
+            actor=request.user,
+            source=Source.API,
+            reason=serializer.validated_data["reason"],
+        )
+        return _shown(review)
+
+
 urlpatterns = [
     path("reviews/", ReviewListView.as_view(), name="review-list"),
     path("reviews/<str:id>/", ReviewDetailView.as_view(), name="review-detail"),
     path("reviews/<str:id>/held/", ReviewHeldView.as_view(), name="review-held"),
     path("reviews/<str:id>/publish/", ReviewPublishView.as_view(), name="review-publish"),
+    path("reviews/<str:id>/reschedule/", ReviewRescheduleView.as_view(), name="review-reschedule"),
+    path("reviews/<str:id>/cancel/", ReviewCancelView.as_view(), name="review-cancel"),
 ]

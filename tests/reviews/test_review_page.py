@@ -13,7 +13,14 @@ from django.urls import reverse
 
 from incidents.models import Source
 from incidents.services import incident_transition
-from reviews.models import ActionItem, ActionKind, Review, ReviewAttendee, ReviewStatus
+from reviews.models import (
+    ActionItem,
+    ActionKind,
+    KnowledgeArticle,
+    Review,
+    ReviewAttendee,
+    ReviewStatus,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -229,6 +236,7 @@ def test_publish_refused_until_held_then_when_empty_then_without_actions(
     assert review.status == ReviewStatus.PUBLISHED
     assert review.published_by == incident_manager
     assert review.incident.timeline.filter(data__review_step="published").count() == 1
+    assert KnowledgeArticle.objects.filter(review=review).count() == 1  # lessons → knowledge base
 
 
 def test_published_review_is_read_only(client, incident_manager, review):

@@ -206,3 +206,54 @@ def test_permissions(api_as, viewer, review, make_user):
     review.refresh_from_db()
     assert review.overview == "" and review.status == ReviewStatus.BOOKED
     assert api.get(f"{URL}999999/").status_code == 404
+
+
+def test_book_reschedule_and_cancel_through_the_booking_services(
+    api_as, incident_manager, make_incident
+):
+    incident = make_incident(status="closed", severity=2)
+    api = api_as(incident_manager)
+
+    first = api.post(URL, {"incident": incident.number}, format="json")
+    again = api.post(URL, {"incident": incident.number}, format="json")
+
+    assert first.status_code == 201, first.content
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    review = Review.objects.get(incident=incident)
+    sequence = review.sequence
+
+    past = api.post(
+        f"{URL}{review.pk}/reschedule/", {"starts_at": "2026-03-01T10:00:00Z"}, format="json"
+    )
+    assert past.status_code == 400
+    moved = api.post(
+        f"{URL}{review.pk}/reschedule/",
+        {"starts_at": "2026-03-18T10:00:00Z", "location": "Room 4"},
+        format="json",
+    )
+    assert moved.status_code == 200, moved.content
+    assert moved.json()["location"] == "Room 4"
+    review.refresh_from_db()
+    assert review.sequence == sequence + 1
+
+    assert api.post(f"{URL}{review.pk}/cancel/", {}, format="json").status_code == 400
+    cancelled = api.post(f"{URL}{review.pk}/cancel/", {"reason": "Merged."}, format="json")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    again = api.post(f"{URL}{review.pk}/cancel/", {"reason": "x"}, format="json")
+    assert again.status_code == 200 and again.json()["status"] == "cancelled"  # idempotent
+    edit = api.patch(f"{URL}{review.pk}/", {"overview": "x"}, format="json")
+    assert edit.status_code == 409
+
+
+def test_booking_refusals(api_as, incident_manager, viewer, make_incident):
+    cancelled = make_incident(status="cancelled")
+    closed = make_incident(status="closed")
+
+    assert (
+        api_as(incident_manager).post(URL, {"incident": cancelled.number}, format="json")
+    ).status_code == 400
+    assert (
+        api_as(incident_manager).post(URL, {"incident": "INC-2026-0101-999"}, format="json")
+    ).status_code == 400
+    assert api_as(viewer).post(URL, {"incident": closed.number}, format="json").status_code == 403
+    assert not Review.objects.exists()

@@ -52,6 +52,7 @@ from ..services.reviews import (
     review_sections_update,
     review_timeline,
 )
+from .booking_actions import ReviewBookingAdminMixin
 
 report_follow_ups_register(key="reviews.action-items", provide=review_report_follow_ups)
 report_section_register(key="review", render=review_report_section)
@@ -84,7 +85,7 @@ ATTENDED = {"yes": True, "no": False, "": None}
 
 
 @admin.register(Review)
-class ReviewAdmin(NoRevertMixin, SimpleHistoryAdmin):
+class ReviewAdmin(ReviewBookingAdminMixin, NoRevertMixin, SimpleHistoryAdmin):
     list_display = ("incident_link", "status", "due_date", "starts_at", "held_at", "facilitator")
     list_filter = ("status",)
     search_fields = ("incident__number", "incident__title")
@@ -222,6 +223,7 @@ class ReviewAdmin(NoRevertMixin, SimpleHistoryAdmin):
             "held_url": reverse("admin:reviews_review_held", args=[review.pk]),
             "publish_url": reverse("admin:reviews_review_publish", args=[review.pk]),
             "history_url": reverse("admin:reviews_review_history", args=[review.pk]),
+            **self.booking_context(request, review),
         }
         return TemplateResponse(
             request, "admin/reviews/review/review_page.html", context, status=status

@@ -45,8 +45,8 @@ run: export PATH := $(abspath $(BIN)):$(PATH)
 run: $(INSTALLED)
 	$(MANAGE) migrate --noinput
 	$(MANAGE) demo_data --keep-existing $(DEMO_ARGS)
-	$(MANAGE) status_demo --keep-existing $(DEMO_ARGS)
 	$(MANAGE) reviews_demo --keep-existing $(DEMO_ARGS)
+	$(MANAGE) status_demo --keep-existing $(DEMO_ARGS)
 	@echo ""
 	@echo "  Vigil is starting (web, Celery worker, Celery beat). Ctrl-C stops all three."
 	@echo "    Admin:     http://$(BIND):$(PORT)/admin/"
@@ -62,8 +62,8 @@ demo: export DJANGO_DEBUG ?= 1
 demo: $(INSTALLED)
 	$(MANAGE) migrate --noinput
 	$(MANAGE) demo_data $(DEMO_ARGS)
-	$(MANAGE) status_demo $(DEMO_ARGS)
 	$(MANAGE) reviews_demo $(DEMO_ARGS)
+	$(MANAGE) status_demo $(DEMO_ARGS)
 
 # Forget the embedded database, broker and cache (var/): the next `make run` starts afresh with
 # demo incidents dated from then.

@@ -1,8 +1,8 @@
 """The reviews demo, on top of the incident demo (``manage.py demo_data``): the closed demo
 incident (the orders database failover, a Sev 1) gets its post-incident review as it would
-have happened — booked when it closed (its calendar invitations in the outbox), held two days
-later with attendance, written to §8.2's agenda, with two action items (one done, one past its
-due date) — and published, which turns its lessons into a knowledge-base article.
+have happened — booked when it closed (its calendar invitations in the outbox), held at the
+proposed slot with attendance, written to §8.2's agenda, with two action items (one done, one
+past its due date) — and published, which turns its lessons into a knowledge-base article.
 
 Everything goes through the services the admin and the API use, each at its moment under
 time-machine. Loaded once: a published review of that incident means it is there already.
@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.utils import timezone
 
 from incidents.events import incident_events_follow
 from incidents.models import Incident, Source
@@ -103,12 +104,19 @@ def load() -> Result:
     lead = User.objects.get(username=TECH_LEAD)
     incident = Incident.objects.get(title=STORY)
     closed = incident.closed_at
-    # The closure's events (the booking among them) as the worker follows them.
-    incident_events_follow(incident_id=incident.pk)
+    # The closure's events (the booking among them), followed a minute after the closure as
+    # the worker would have: the review is booked then, its slot proposed from then. (When
+    # something followed them already, e.g. a worker, the review booked then is used.)
+    with _at(closed + timedelta(minutes=1)):
+        incident_events_follow(incident_id=incident.pk)
     with transaction.atomic():
         with _at(closed + timedelta(minutes=1)):
             review = review_book(incident=incident, actor=manager, source=Source.ADMIN)
-        held = closed + timedelta(days=2)
+        # Held at the proposed slot, or a day before now if the slot is still ahead (the
+        # demo's closure is five days back, so the slot is usually past): an action item due
+        # that day is overdue today.
+        now = timezone.now()
+        held = min(review.starts_at or now, now - timedelta(hours=26))
         with _at(held + timedelta(minutes=90)):
             review = review_sections_update(
                 review=review, actor=manager, source=Source.ADMIN, **SECTIONS
@@ -127,7 +135,7 @@ def load() -> Result:
                 kind=ActionKind.IMMEDIATE_FIX,
                 title="Alert on WAL archiver failures and replication lag over 60 s",
                 owner=lead,
-                due_date=(held + timedelta(days=1)).date(),
+                due_date=held.date(),
                 priority=ActionPriority.HIGH,
                 review=review,
                 from_review=True,
@@ -139,13 +147,13 @@ def load() -> Result:
                 kind=ActionKind.PROCESS,
                 title="Maintenance checklist: re-enable automatic failover as the last step",
                 owner=manager,
-                due_date=(held + timedelta(days=2)).date(),
+                due_date=held.date(),
                 priority=ActionPriority.MEDIUM,
                 review=review,
                 from_review=True,
             )
             result.actions = 2
-        with _at(held + timedelta(days=1, hours=3)):
+        with _at(held + timedelta(hours=20)):
             action_item_set_status(
                 item=fix, actor=lead, source=Source.ADMIN, status=ActionStatus.DONE
             )

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.db import models
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -99,6 +100,7 @@ class RunbookLinkAdmin(NoRevertMixin, ServiceWriteAdminMixin, SimpleHistoryAdmin
         instance="link", create=_link_create, update=_link_update, delete=_link_delete
     )
     fields = ("service", "title", "url", "position")
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ("title", "service", "link", "position")
     list_filter = ("service",)
     search_fields = ("title", "url", "service__name")

@@ -20,7 +20,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
@@ -84,10 +84,36 @@ class HeldForm(forms.Form):
 ATTENDED = {"yes": True, "no": False, "": None}
 
 
+class OverdueFilter(admin.SimpleListFilter):
+    """Reviews found not held by their due date (flagged by the overdue sweep) and still not
+    held, or the others."""
+
+    title = "overdue"
+    parameter_name = "overdue"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Overdue"), ("no", "Not overdue")]
+
+    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
+        overdue = Q(overdue_at__isnull=False, held_at__isnull=True, status="booked")
+        if self.value() == "yes":
+            return queryset.filter(overdue)
+        if self.value() == "no":
+            return queryset.exclude(overdue)
+        return queryset
+
+
 @admin.register(Review)
 class ReviewAdmin(ReviewBookingAdminMixin, NoRevertMixin, SimpleHistoryAdmin):
-    list_display = ("incident_link", "status", "due_date", "starts_at", "held_at", "facilitator")
-    list_filter = ("status",)
+    list_display = (
+        "incident_link",
+        "status",
+        "due",
+        "starts_at",
+        "held_at",
+        "facilitator",
+    )
+    list_filter = ("status", OverdueFilter)
     search_fields = ("incident__number", "incident__title")
     list_select_related = ("incident", "facilitator")
     ordering = ("-due_date", "-id")
@@ -97,6 +123,12 @@ class ReviewAdmin(ReviewBookingAdminMixin, NoRevertMixin, SimpleHistoryAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    @admin.display(description="Due by", ordering="due_date")
+    def due(self, review: Review) -> Any:
+        if review.overdue_at and review.held_at is None and review.status == "booked":
+            return format_html('{} <strong class="vigil-overdue">overdue</strong>', review.due_date)
+        return review.due_date
 
     @admin.display(description="Incident", ordering="incident__number")
     def incident_link(self, review: Review) -> Any:

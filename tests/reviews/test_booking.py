@@ -352,3 +352,16 @@ def test_concurrent_overdue_sweeps_flag_and_remind_once(team):
         assert (
             Notification.objects.filter(idempotency_key=f"review-overdue:{review.uid}").count() == 1
         )
+
+
+def test_the_review_list_flags_and_filters_overdue_reviews(booked, client, team):
+    client.force_login(team["im"])
+    url = "/admin/reviews/review/"
+    with time_machine.travel(datetime(2025, 6, 13, 0, 1, tzinfo=UTC), tick=False):
+        before = client.get(url).content.decode()
+        assert "overdue</strong>" not in before
+        reviews_overdue_sweep()
+        page = client.get(url).content.decode()
+        assert 'class="vigil-overdue">overdue</strong>' in page
+        assert booked.incident.number in client.get(url + "?overdue=yes").content.decode()
+        assert booked.incident.number not in client.get(url + "?overdue=no").content.decode()

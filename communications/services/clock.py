@@ -57,10 +57,14 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "ClockAction",
+    "Person",
     "clock_for_incident_start",
     "clock_for_incident_stop",
+    "comms_leads",
     "first_update_published",
     "first_update_sweep",
+    "person_for_contact",
+    "person_for_user",
 ]
 
 OVERDUE = "overdue"
@@ -300,7 +304,7 @@ def first_update_published(*, incident: Incident, at: datetime) -> FirstUpdateCl
 
 
 @dataclass(frozen=True)
-class _Person:
+class Person:
     key: str
     name: str
     contact: Contact | None = None
@@ -312,8 +316,8 @@ class _Person:
         return channel_address(channel, email=self.email, phone=self.phone, slack=self.slack)
 
 
-def _person_for_contact(contact: Contact) -> _Person:
-    return _Person(
+def person_for_contact(contact: Contact) -> Person:
+    return Person(
         key=f"c{contact.pk}",
         name=contact.name,
         contact=contact,
@@ -323,16 +327,16 @@ def _person_for_contact(contact: Contact) -> _Person:
     )
 
 
-def _person_for_user(user: Any) -> _Person:
+def person_for_user(user: Any) -> Person:
     contact = Contact.objects.filter(user=user).order_by("pk").first()
     if contact is not None:
-        return _person_for_contact(contact)
-    return _Person(
+        return person_for_contact(contact)
+    return Person(
         key=f"u{user.pk}", name=user.get_full_name() or user.get_username(), email=user.email
     )
 
 
-def _leads(incident: Incident, *, with_backup: bool) -> list[_Person]:
+def comms_leads(incident: Incident, *, with_backup: bool) -> list[Person]:
     """The communications lead to remind (the assignee, else the role's primary contact),
     and the role's backup contact when ``with_backup``; one entry per person."""
     role = (
@@ -345,14 +349,14 @@ def _leads(incident: Incident, *, with_backup: bool) -> list[_Person]:
         .filter(role__key=ResponseRole.COMMUNICATIONS_LEAD, user__isnull=False)
         .first()
     )
-    people: list[_Person] = []
+    people: list[Person] = []
     if assignment is not None and assignment.user.is_active:
-        people.append(_person_for_user(assignment.user))
+        people.append(person_for_user(assignment.user))
     elif role is not None and role.primary_contact is not None:
-        people.append(_person_for_contact(role.primary_contact))
+        people.append(person_for_contact(role.primary_contact))
     if with_backup and role is not None and role.backup_contact is not None:
-        people.append(_person_for_contact(role.backup_contact))
-    unique: dict[str, _Person] = {}
+        people.append(person_for_contact(role.backup_contact))
+    unique: dict[str, Person] = {}
     for person in people:
         unique.setdefault(person.key, person)
     return list(unique.values())
@@ -378,8 +382,8 @@ class _Sent:
 
 def _remind(
     *, incident: Incident, clock: FirstUpdateClock, point: str, now: datetime, with_backup: bool
-) -> tuple[_Sent, list[_Person]]:
-    people = _leads(incident, with_backup=with_backup)
+) -> tuple[_Sent, list[Person]]:
+    people = comms_leads(incident, with_backup=with_backup)
     sent = _Sent()
     if point == OVERDUE:
         subject = (
@@ -432,7 +436,7 @@ def _remind(
 
 
 def _record_reminder(
-    *, incident: Incident, message: str, sent: _Sent, people: list[_Person], data: dict
+    *, incident: Incident, message: str, sent: _Sent, people: list[Person], data: dict
 ) -> None:
     if sent.reached:
         message += f" Reminded the communications lead: {sent.reached_text()}."

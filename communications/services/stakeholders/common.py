@@ -1,0 +1,67 @@
+"""What the stakeholder schedule's modules share: its constants, the action a sweep or a
+service reports, the policy and time-zone look-ups and the time formats.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from incidents.models import Channel
+
+from ...models import CommunicationPolicy, StatusPageSettings
+
+KEY_PREFIX = "stakeholder"
+NOTE_MAX = 4000
+# An update sent more than this after its due time is marked late (beat runs every 30 s; a
+# send this late means the sweep was not running, or the worker was far behind).
+LATE_AFTER = timedelta(minutes=5)
+# Reminders of a routine update reach the lead in writing: no phone call every 30 minutes.
+REMINDER_CHANNELS = (Channel.SLACK, Channel.EMAIL, Channel.SMS)
+NOTE_PERMISSION = "communications.add_stakeholdernote"
+SEND_PERMISSION = "communications.add_stakeholdersend"
+
+
+@dataclass(frozen=True)
+class StakeholderAction:
+    """One thing a sweep (or a service) sent: ``kind`` is a :class:`SendKind` value."""
+
+    incident: str
+    group: str
+    kind: str
+    due_at: datetime
+    late: bool = False
+    recipients: int = 0
+
+
+# --- small helpers -------------------------------------------------------------------------------
+
+
+def _policy() -> CommunicationPolicy:
+    policy, _ = CommunicationPolicy.objects.get_or_create(pk=1)
+    return policy
+
+
+def _zone() -> ZoneInfo:
+    name = StatusPageSettings.objects.filter(pk=1).values_list("time_zone", flat=True).first()
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def _hhmm(value: datetime, zone: ZoneInfo) -> str:
+    local = value.astimezone(zone)
+    return f"{local:%H:%M} {local.tzname() or zone.key}"
+
+
+def _every(minutes: int) -> str:
+    if minutes % 60 == 0:
+        hours = minutes // 60
+        return "every hour" if hours == 1 else f"every {hours} hours"
+    return f"every {minutes} minutes"
+
+
+def _stamp(value: datetime) -> str:
+    return value.astimezone(ZoneInfo("UTC")).strftime("%Y%m%dT%H%M%S.%f")

@@ -27,6 +27,7 @@ from incidents.models import Incident, Source
 from incidents.serializers import NUMBER_PATTERN
 
 from .models import CommunicationPolicy, StatusUpdate, StatusUpdateComponent
+from .selectors import delivery_counts
 from .serializers import (
     CommunicationPolicyInputSerializer,
     CommunicationPolicySerializer,
@@ -58,9 +59,11 @@ PK_PARAMETER = OpenApiParameter(
 def status_update_rows():
     """Status updates with what their API shape reads, in a fixed number of queries."""
     affected = StatusUpdateComponent.objects.select_related("component__service").order_by("pk")
-    return StatusUpdate.objects.select_related(
-        "incident", "created_by", "approved_by", "published_by"
-    ).prefetch_related(Prefetch("affected", queryset=affected))
+    return (
+        StatusUpdate.objects.select_related("incident", "created_by", "approved_by", "published_by")
+        .prefetch_related(Prefetch("affected", queryset=affected))
+        .annotate(**delivery_counts())
+    )
 
 
 def _incident_or_404(number: str) -> Incident:

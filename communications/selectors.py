@@ -11,11 +11,12 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from incidents.models import Incident, Status
 
-from .models import FirstUpdateClock
+from .models import DeliveryState, FirstUpdateClock
 
 __all__ = ["Countdown", "first_update_clocks_open", "first_update_countdown"]
 
@@ -111,3 +112,26 @@ def first_update_clocks_open(
     )
     rows = [(c.incident, countdown_of(c, incident=c.incident, now=now)) for c in clocks[:limit]]
     return rows, (len(rows) if len(rows) < limit else clocks.count())
+
+
+# --- delivery counts of a publication's messages -----------------------------------------------
+
+D = DeliveryState
+# What the admin and the API count for each published update: each name and the states in it.
+DELIVERY_COUNTED = {
+    "queued": [D.QUEUED, D.DEFERRED],
+    "sent": [D.SENT],
+    "delivered": [D.DELIVERED],
+    "bounced": [D.BOUNCED, D.REJECTED],
+    "complained": [D.COMPLAINED, D.UNSUBSCRIBED],
+    "failed": [D.FAILED],
+}
+
+
+def delivery_counts(relation: str = "messages") -> dict[str, Count]:
+    """Annotations counting an update's (or a maintenance's) messages per name of
+    :data:`DELIVERY_COUNTED`, as ``deliveries_<name>`` (one join, in the list's own query)."""
+    return {
+        f"deliveries_{name}": Count(relation, filter=Q(**{f"{relation}__state__in": states}))
+        for name, states in DELIVERY_COUNTED.items()
+    }

@@ -11,6 +11,7 @@ from rest_framework import serializers
 from incidents.serializers import UserRefSerializer, user_ref
 
 from .models import ComponentStatus, StatusUpdate, UpdateStatus
+from .selectors import DELIVERY_COUNTED
 from .services.updates import BODY_MAX, TITLE_MAX, TITLE_PROMPT
 
 
@@ -60,6 +61,18 @@ class StatusUpdateInputSerializer(serializers.Serializer):
         return [{"component": row["component"], "status": row["status"]} for row in rows]
 
 
+class DeliveriesSerializer(serializers.Serializer):
+    """How many of a published update's messages (subscriber and customer emails, subscriber
+    webhooks) are in each delivery state, as the email provider's tracking reported them."""
+
+    queued = serializers.IntegerField(help_text="Waiting in the outbox, or deferred.")
+    sent = serializers.IntegerField(help_text="Handed to the provider.")
+    delivered = serializers.IntegerField()
+    bounced = serializers.IntegerField(help_text="Bounced or rejected.")
+    complained = serializers.IntegerField(help_text="Marked as spam, or unsubscribed there.")
+    failed = serializers.IntegerField(help_text="Given up by the outbox.")
+
+
 class StatusUpdateSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     incident = serializers.SerializerMethodField(help_text="The incident's ID.")
@@ -80,12 +93,19 @@ class StatusUpdateSerializer(serializers.Serializer):
     approved_at = serializers.DateTimeField(allow_null=True)
     published_by = serializers.SerializerMethodField()
     published_at = serializers.DateTimeField(allow_null=True)
+    deliveries = serializers.SerializerMethodField(
+        help_text="Its messages per delivery state (all zero before it is published)."
+    )
 
     def get_incident(self, obj: StatusUpdate) -> str:
         return obj.incident.number
 
     def get_title_is_prompt(self, obj: StatusUpdate) -> bool:
         return obj.public_title == TITLE_PROMPT
+
+    @extend_schema_field(DeliveriesSerializer)
+    def get_deliveries(self, obj: StatusUpdate) -> dict[str, int]:
+        return {name: getattr(obj, f"deliveries_{name}", None) or 0 for name in DELIVERY_COUNTED}
 
     @extend_schema_field(AffectedComponentOutSerializer(many=True))
     def get_components(self, obj: StatusUpdate) -> list[dict[str, Any]]:

@@ -8,23 +8,16 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import Count, Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from ..models import DeliveryState, Message, MessageEvent
+from ..models import Message, MessageEvent
+from ..selectors import DELIVERY_COUNTED
 
-D = DeliveryState
-# The admin's counts: each column and the states it counts.
-COUNTED = {
-    "queued": [D.QUEUED, D.DEFERRED],
-    "sent": [D.SENT],
-    "delivered": [D.DELIVERED],
-    "bounced": [D.BOUNCED, D.REJECTED],
-    "complained": [D.COMPLAINED, D.UNSUBSCRIBED],
-    "failed": [D.FAILED],
-}
+# The admin's counts: each column and the states it counts (shared with the API).
+COUNTED = DELIVERY_COUNTED
 STATE_CSS = {
     "queued": "vigil-clock-none",
     "sent": "vigil-clock-none",
@@ -33,15 +26,6 @@ STATE_CSS = {
     "complained": "vigil-clock-breached",
     "failed": "vigil-clock-breached",
 }
-
-
-def delivery_counts(relation: str = "messages") -> dict[str, Count]:
-    """Annotations counting an update's messages per column of :data:`COUNTED` (one join, in
-    the list's own query)."""
-    return {
-        f"deliveries_{name}": Count(relation, filter=Q(**{f"{relation}__state__in": states}))
-        for name, states in COUNTED.items()
-    }
 
 
 def deliveries_html(obj: Any, *, filter_param: str = "status_update__id__exact") -> str:

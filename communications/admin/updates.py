@@ -37,6 +37,7 @@ from ..models import (
     StatusUpdate,
     UpdateState,
 )
+from ..selectors import delivery_counts
 from ..services.updates import (
     BODY_MAX,
     TITLE_PROMPT,
@@ -46,7 +47,7 @@ from ..services.updates import (
     status_update_edit,
     status_update_publish,
 )
-from .messages import deliveries_html, delivery_counts
+from .messages import deliveries_html
 
 COMPONENT_PREFIX = "component_"
 STATE_CSS = {

@@ -305,3 +305,28 @@ def test_the_admin_counts_deliveries_per_update(sent, superuser, client):
     detail = client.get(reverse("admin:communications_message_change", args=[other.pk]))
     assert detail.status_code == 200
     assert "bounced" in detail.content.decode()
+
+
+def test_the_api_counts_deliveries_per_update(sent, communications_lead):
+    from rest_framework.test import APIClient
+
+    fan, other = sent["fan@example.org"], sent["other@example.org"]
+    fanout_sweep_task.delay()
+    mailgun_post(mailgun_event(fan, "delivered"), token="t-d")
+    mailgun_post(mailgun_event(other, "failed", severity="permanent", reason="bounce"), token="t-b")
+    api = APIClient()
+    api.force_authenticate(communications_lead)
+    number = fan.incident.number
+    listing = api.get(f"/api/v1/incidents/{number}/status-updates/")
+    assert listing.status_code == 200
+    (row,) = [u for u in listing.json()["results"] if u["id"] == fan.status_update_id]
+    assert row["deliveries"] == {
+        "queued": 0,
+        "sent": 0,
+        "delivered": 1,
+        "bounced": 1,
+        "complained": 0,
+        "failed": 0,
+    }
+    detail = api.get(f"/api/v1/incidents/{number}/status-updates/{fan.status_update_id}/")
+    assert detail.json()["deliveries"]["delivered"] == 1

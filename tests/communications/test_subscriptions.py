@@ -36,8 +36,15 @@ LINK = re.compile(r"https?://\S+/status/subscriptions/(confirm|manage|unsubscrib
 
 
 @pytest.fixture(autouse=True)
-def fresh_rate_limits():
-    """Each test counts its own requests (the tests' cache keeps hits in process memory)."""
+def fresh_rate_limits(settings):
+    """Each test counts its own requests: hits are kept in process memory (a local cache, even
+    where the suite runs with Redis, whose counts would outlive the test), emptied around it."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "subscription-tests",
+        }
+    }
     ratelimit._stores.clear()
     yield
     ratelimit._stores.clear()

@@ -338,7 +338,8 @@ def _record(review: Review, *, actor: Any, source: str, message: str, event: str
 
 def _locked(review: Review) -> Review:
     return (
-        Review.objects.select_for_update()
+        # Lock the review only: the facilitator is a nullable join PostgreSQL cannot lock.
+        Review.objects.select_for_update(of=("self",))
         .select_related("incident", "facilitator")
         .get(pk=review.pk)
     )

@@ -324,7 +324,7 @@ def test_the_close_guard_answers_400_through_the_api(team, api_as):
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_concurrent_overdue_sweeps_flag_and_remind_once(team):
     reviews = [
         Review.objects.get(incident=close(make_incident(team, title=f"Outage {n}")))

@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "escalation",
     "communications",
     "reviews",
+    "kpis",
 ]
 
 MIDDLEWARE = [

@@ -107,6 +107,21 @@ class ReviewStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+class CauseCategory(models.TextChoices):
+    """What kind of cause the primary cause was: counted by the monthly report (§9.2: common
+    root causes)."""
+
+    CHANGE = "change", "Change or deployment"
+    CONFIGURATION = "configuration", "Configuration"
+    CAPACITY = "capacity", "Capacity or load"
+    SOFTWARE = "software", "Software defect"
+    INFRASTRUCTURE = "infrastructure", "Hardware or infrastructure"
+    THIRD_PARTY = "third_party", "Third-party dependency"
+    SECURITY = "security", "Security"
+    HUMAN = "human", "Human or process error"
+    UNKNOWN = "unknown", "Not determined"
+
+
 class Review(models.Model):
     """The post-incident review of one incident (§8): booked with its due date (the policy's
     business day after closure), a facilitator and a slot; written while booked or held
@@ -144,6 +159,13 @@ class Review(models.Model):
     wrong_technical = models.TextField("technical issues", blank=True)
     wrong_process = models.TextField("process breakdowns", blank=True)
     primary_cause = models.TextField(blank=True)
+    cause_category = models.CharField(
+        "root cause category",
+        max_length=16,
+        choices=CauseCategory.choices,
+        blank=True,
+        help_text="The kind of the primary cause, counted in the monthly report.",
+    )
     contributing_factors = models.TextField(blank=True)
     systemic_issues = models.TextField(blank=True)
     lessons_learned = models.TextField(blank=True)

@@ -149,6 +149,18 @@ def check_sweep(key: str, *, now: datetime, max_age: float) -> dict[str, Any]:
     return result
 
 
+def sweep_ages(*, now: datetime | None = None) -> dict[str, float | None]:
+    """Seconds since each sweep /healthz watches last ran, by its check's name
+    (``escalation_sweep``, ``sla_sweep``): None when it never ran or its heartbeat cannot be
+    read. Read from the same heartbeats as the checks, for the Prometheus exposition."""
+    now = now or timezone.now()
+    max_age = float(getattr(settings, "VIGIL_HEALTH_SWEEP_MAX_AGE_SECONDS", 120.0))
+    return {
+        name: check_sweep(key, now=now, max_age=max_age).get("age_seconds")
+        for name, key in SWEEPS.items()
+    }
+
+
 def check_events(*, now: datetime, max_age: float) -> dict[str, Any]:
     """Incident events must be followed promptly: a due event older than the sweep's allowed
     age means no dispatcher is running (no worker, or its queue is not consumed)."""

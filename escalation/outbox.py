@@ -21,6 +21,9 @@ module.
   :func:`subscriber_webhook_url_problem` says why a URL would be refused ("" if it would not).
 * :class:`NotificationStatus` names the states a message goes through (pending, sending,
   sent, failed).
+* :func:`outbox_backlog` counts what is waiting or failed and how old the oldest waiting
+  message is; :func:`sweep_ages` how long ago each sweep /healthz watches last ran (both read
+  for the Prometheus exposition).
 
 Channels are the core's ``incidents.models.Channel`` values.
 """
@@ -29,8 +32,16 @@ from __future__ import annotations
 
 from .channels.email import message_id as email_message_id
 from .channels.subscriber import subscriber_webhook_secret, subscriber_webhook_url_problem
+from .health import sweep_ages
 from .models import NotificationStatus
-from .selectors import NotificationState, notification_get, notification_list, notification_states
+from .selectors import (
+    NotificationState,
+    OutboxBacklog,
+    notification_get,
+    notification_list,
+    notification_states,
+    outbox_backlog,
+)
 from .services.outbox import (
     EMAIL_HEADERS,
     OutboxMessage,
@@ -42,6 +53,7 @@ __all__ = [
     "EMAIL_HEADERS",
     "NotificationState",
     "NotificationStatus",
+    "OutboxBacklog",
     "OutboxMessage",
     "email_message_id",
     "notification_enqueue",
@@ -49,6 +61,8 @@ __all__ = [
     "notification_get",
     "notification_list",
     "notification_states",
+    "outbox_backlog",
     "subscriber_webhook_secret",
     "subscriber_webhook_url_problem",
+    "sweep_ages",
 ]

@@ -3,7 +3,8 @@
 * ``reviews/``: list (filters ``status``, ``overdue``, ``incident`` — its public ID,
   ``service`` — a service slug, ``due_before`` / ``due_after`` — dates; cursor-paginated, by
   due date);
-* ``reviews/{id}/``: read, and PATCH the §8.2 sections (Markdown) while booked or held;
+* ``reviews/{id}/``: read, and PATCH the §8.2 sections (Markdown) and ``cause_category`` (the
+  root cause's category, or blank) while booked or held;
 * ``reviews/{id}/held/`` (the date and attendance) and ``reviews/{id}/publish/``;
 * ``POST reviews/`` books the review of an incident on demand (``reviews.services.booking``),
   ``reviews/{id}/reschedule/`` moves it and ``reviews/{id}/cancel/`` cancels it, each sending
@@ -39,9 +40,10 @@ from incidents.errors import InvalidInput
 from incidents.models import Incident, Source
 from incidents.serializers import NUMBER_PATTERN, UserRefSerializer, user_ref
 
-from .models import ActionItem, Review, ReviewStatus
+from .models import ActionItem, CauseCategory, Review, ReviewStatus
 from .services.booking import review_book, review_cancel, review_reschedule
 from .services.reviews import (
+    CAUSE_CATEGORY_FIELD,
     SECTION_FIELDS,
     SECTION_MAX,
     review_kpis,
@@ -110,6 +112,12 @@ class ReviewSerializer(serializers.Serializer):
     published_by = serializers.SerializerMethodField()
     has_action_items = serializers.SerializerMethodField()
     sections = serializers.SerializerMethodField(help_text="§8.2's sections, Markdown.")
+    cause_category = serializers.CharField(
+        help_text="The primary cause's category: "
+        + ", ".join(CauseCategory.values)
+        + "; blank when not categorised."
+    )
+    cause_category_label = serializers.SerializerMethodField()
     attendees = serializers.SerializerMethodField()
     kpis = serializers.SerializerMethodField(help_text="The incident's times against target.")
 
@@ -126,6 +134,9 @@ class ReviewSerializer(serializers.Serializer):
     @extend_schema_field(UserRefSerializer(allow_null=True))
     def get_published_by(self, obj: Review) -> dict[str, Any] | None:
         return user_ref(obj.published_by)
+
+    def get_cause_category_label(self, obj: Review) -> str:
+        return obj.get_cause_category_display() if obj.cause_category else "Not categorised"
 
     def get_has_action_items(self, obj: Review) -> bool:
         return bool(getattr(obj, "has_actions", False))
@@ -165,7 +176,7 @@ class ReviewSerializer(serializers.Serializer):
 
 
 def _validate_sections(self: serializers.Serializer, attrs: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(self.initial_data) - set(SECTION_FIELDS))
+    unknown = sorted(set(self.initial_data) - {*SECTION_FIELDS, CAUSE_CATEGORY_FIELD})
     if unknown:
         raise serializers.ValidationError(
             {name: "Not a section of the review." for name in unknown}
@@ -189,6 +200,12 @@ SectionsSerializer = type(
             )
             for field in SECTION_FIELDS
         },
+        CAUSE_CATEGORY_FIELD: serializers.ChoiceField(
+            choices=CauseCategory.choices,
+            required=False,
+            allow_blank=True,
+            help_text="The primary cause's category; blank: not categorised.",
+        ),
         "validate": _validate_sections,
     },
 )
@@ -384,7 +401,8 @@ class ReviewDetailView(VigilAPIView):
         operation_id="reviews_partial_update",
         summary="Write a review's sections",
         description=(
-            "Only the sections given change (Markdown, at most 20,000 characters each). The "
+            "Only the sections given change (Markdown, at most 20,000 characters each), and "
+            "`cause_category` when given (one of the categories, or blank). The "
             "incident manager may, while the review is booked or held: 409 once it is "
             "published (read-only) or cancelled; 400 for a review of a cancelled incident."
         ),

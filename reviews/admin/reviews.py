@@ -1,7 +1,8 @@
 """The review page (§8.2): the list of reviews, and each review's page walking the agenda with
 its time boxes — the incident overview (summary, impact, the timeline with its key moments and
 the incident's KPIs against target), what went well, what went wrong by category, the root
-cause, lessons learned, attendance and the action items.
+cause (with its category, counted by the monthly report), lessons learned, attendance and the
+action items.
 
 Written while booked or held (one form for the sections; "mark held" with the date and
 attendance), published read-only. Every timeline entry has an anchor (``#entry-<id>``) and a
@@ -35,13 +36,15 @@ from incidents.errors import ActionForbidden, TransitionNotAllowed, VigilError
 from incidents.models import Source
 from incidents.report_extensions import report_follow_ups_register, report_section_register
 
-from ..models import ActionItem, Review, ReviewStatus
+from ..models import ActionItem, CauseCategory, Review, ReviewStatus
 from ..services.reviews import (
     AGENDA,
+    CAUSE_CATEGORY_FIELD,
     SECTION_FIELDS,
     citation_markdown,
     review_can_edit,
     review_can_publish,
+    review_cause_category_text,
     review_kpis,
     review_mark_held,
     review_markdown,
@@ -72,6 +75,11 @@ class SectionsForm(forms.Form):
             self.fields[field] = forms.CharField(
                 required=False, strip=False, widget=forms.Textarea(attrs={"rows": 5})
             )
+        self.fields[CAUSE_CATEGORY_FIELD] = forms.ChoiceField(
+            label="Root cause category",
+            required=False,
+            choices=[("", "Not categorised"), *CauseCategory.choices],
+        )
 
 
 class HeldForm(forms.Form):
@@ -190,6 +198,7 @@ class ReviewAdmin(ReviewBookingAdminMixin, NoRevertMixin, SimpleHistoryAdmin):
         incident = review.incident
         can_edit = review_can_edit(actor=request.user, review=review)
         values = {field: getattr(review, field) for field in SECTION_FIELDS}
+        initial = {**values, CAUSE_CATEGORY_FIELD: review.cause_category}
         agenda = []
         for item in AGENDA:
             sections = []
@@ -246,7 +255,8 @@ class ReviewAdmin(ReviewBookingAdminMixin, NoRevertMixin, SimpleHistoryAdmin):
             "add_action_url": add_action_url,
             "can_edit": can_edit,
             "can_publish": review_can_publish(actor=request.user, review=review),
-            "sections_form": sections_form or SectionsForm(initial=values),
+            "sections_form": sections_form or SectionsForm(initial=initial),
+            "cause_category_text": review_cause_category_text(review),
             "held_form": held_form or HeldForm(initial={"held_at": held_initial}),
             "incident_url": reverse("admin:incidents_incident_change", args=[incident.pk]),
             "report_url": reverse("admin:incidents_incident_report", args=[incident.pk]),
@@ -272,6 +282,10 @@ class ReviewAdmin(ReviewBookingAdminMixin, NoRevertMixin, SimpleHistoryAdmin):
             for field in SECTION_FIELDS
             if field in request.POST
         }
+        if CAUSE_CATEGORY_FIELD in request.POST:
+            # The raw value, so that one outside the choices is refused by the service (400)
+            # rather than silently dropped by the form.
+            changes[CAUSE_CATEGORY_FIELD] = request.POST[CAUSE_CATEGORY_FIELD]
         try:
             review_sections_update(
                 review=review, actor=request.user, source=Source.ADMIN, **changes

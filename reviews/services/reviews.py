@@ -1,8 +1,9 @@
 """Writing, holding and publishing a post-incident review (§8.2), and what the review page and
 the incident report read of it.
 
-* :func:`review_sections_update` edits §8.2's sections (Markdown) while the review is booked or
-  held; a published review is read-only (409), a cancelled one too.
+* :func:`review_sections_update` edits §8.2's sections (Markdown) and the root cause's category
+  (one of :class:`~reviews.models.CauseCategory`, or blank) while the review is booked or held;
+  a published review is read-only (409), a cancelled one too.
 * :func:`review_mark_held` records the meeting: its date (not in the future) and who attended.
 * :func:`review_publish` publishes a held review: never an empty one, never one without an
   action item unless "no actions" is recorded with a reason (400, naming what is missing).
@@ -46,16 +47,18 @@ from incidents.models import Incident, Kind, Status, TimelineEntry
 from incidents.report_extensions import FollowUpAction, ReportSection
 from incidents.services.common import audited_save, timeline_record
 
-from ..models import ActionItem, Review, ReviewAttendee, ReviewStatus
+from ..models import ActionItem, CauseCategory, Review, ReviewAttendee, ReviewStatus
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "AGENDA",
+    "CAUSE_CATEGORY_FIELD",
     "SECTION_FIELDS",
     "ReviewConflict",
     "review_can_edit",
     "review_can_publish",
+    "review_cause_category_text",
     "review_kpis",
     "review_mark_held",
     "review_markdown",
@@ -138,6 +141,10 @@ AGENDA: tuple[AgendaItem, ...] = (
 SECTION_FIELDS: tuple[str, ...] = tuple(s.field for item in AGENDA for s in item.sections)
 # What makes a review not empty: everything written in the meeting but the "no actions" reason.
 CONTENT_FIELDS = tuple(field for field in SECTION_FIELDS if field != "no_actions_reason")
+# Written next to the primary cause, but a choice rather than Markdown: not a section, and not
+# what makes a review non-empty (publishing rules are about what the meeting wrote).
+CAUSE_CATEGORY_FIELD = "cause_category"
+NOT_CATEGORISED = "not categorised"
 SECTION_LABELS = {s.field: s.label for item in AGENDA for s in item.sections}
 SECTION_LABELS.update(
     overview="Overview", went_well="What went well", lessons_learned="Lessons learned"
@@ -194,12 +201,13 @@ def _check_writable(review: Review, action: str) -> None:
 
 @transaction.atomic
 def review_sections_update(*, review: Review, actor: Any, source: str, **sections: Any) -> Review:
-    """Change the given §8.2 sections (Markdown text; the others stay). Needs
-    ``reviews.change_review``; the review must be booked or held (409 once published or
-    cancelled). Unknown sections, non-text or text over 20,000 characters: 400, nothing
-    changed. Idempotent: no change, no write."""
+    """Change the given §8.2 sections (Markdown text; the others stay) and, as
+    ``cause_category``, the root cause's category (a :class:`CauseCategory` value, or blank for
+    none). Needs ``reviews.change_review``; the review must be booked or held (409 once
+    published or cancelled). Unknown sections, non-text, text over 20,000 characters or an
+    unknown category: 400, nothing changed. Idempotent: no change, no write."""
     _require(actor, EDIT_PERMISSION, "edit reviews")
-    unknown = sorted(set(sections) - set(SECTION_FIELDS))
+    unknown = sorted(set(sections) - {*SECTION_FIELDS, CAUSE_CATEGORY_FIELD})
     if unknown:
         raise InvalidInput({name: "Not a section of the review." for name in unknown})
     errors: dict[str, str] = {}
@@ -207,7 +215,14 @@ def review_sections_update(*, review: Review, actor: Any, source: str, **section
     for name, value in sections.items():
         if value is None:
             value = ""
-        if not isinstance(value, str):
+        if name == CAUSE_CATEGORY_FIELD:
+            if value in ("", *CauseCategory.values):
+                cleaned[name] = value
+            else:
+                errors[name] = (
+                    f"One of {', '.join(CauseCategory.values)}, or blank (not categorised)."
+                )
+        elif not isinstance(value, str):
             errors[name] = "Give text (Markdown)."
         elif len(value) > SECTION_MAX:
             errors[name] = f"At most {SECTION_MAX:,} characters (this has {len(value):,})."
@@ -512,8 +527,15 @@ def _absolute_citations(html: str, review: Review) -> str:
     return _ANCHOR_HREF.sub(lambda m: f'href="{page}#{m.group(1)}"', html)
 
 
+def review_cause_category_text(review: Review) -> str:
+    """ "Root cause category: <label>", as the page, the export and the report show it."""
+    label = review.get_cause_category_display() if review.cause_category else NOT_CATEGORISED
+    return f"Root cause category: {label}"
+
+
 def review_sections(review: Review) -> list[dict[str, Any]]:
-    """The written sections, in agenda order, with their rendered HTML."""
+    """The written sections, in agenda order, with their rendered HTML; the primary cause's
+    ``note`` names its category."""
     shown = []
     for item in AGENDA:
         for section in item.sections:
@@ -527,6 +549,9 @@ def review_sections(review: Review) -> list[dict[str, Any]]:
                     "label": section.label,
                     "text": text,
                     "html": review_section_html(text) if text else "",
+                    "note": review_cause_category_text(review)
+                    if section.field == "primary_cause"
+                    else "",
                 }
             )
     return shown

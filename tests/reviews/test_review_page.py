@@ -300,6 +300,74 @@ def test_markdown_export_of_the_review(client, viewer, review):
     assert "Time to acknowledge (detected → acknowledged): 4m — target 15m, met" in text
 
 
+def test_cause_category_is_chosen_next_to_the_primary_cause(client, incident_manager, review):
+    client.force_login(incident_manager)
+    html = client.get(page(review)).content.decode()
+    form = html.split('id="section-primary_cause"', 1)[1].split('id="agenda-lessons"', 1)[0]
+    assert '<select name="cause_category" id="id_cause_category">' in form
+    assert '<option value="" selected>Not categorised</option>' in form
+
+    response = client.post(
+        step(review, "sections"),
+        {"primary_cause": "A lowered pool limit.", "cause_category": "change"},
+    )
+
+    assert response.status_code == 302
+    review.refresh_from_db()
+    assert review.cause_category == "change"
+    assert review.primary_cause == "A lowered pool limit."
+    assert review.history.first().history_change_reason == "sections: primary_cause, cause_category"
+    html = client.get(page(review)).content.decode()
+    assert '<option value="change" selected>Change or deployment</option>' in html
+
+    client.post(step(review, "sections"), {"primary_cause": "Only the text."})
+    review.refresh_from_db()
+    assert review.cause_category == "change"  # a form without the field leaves it as it is
+
+
+def test_an_unknown_cause_category_is_a_400_and_changes_nothing(client, incident_manager, review):
+    client.force_login(incident_manager)
+
+    response = client.post(
+        step(review, "sections"), {"overview": "Written.", "cause_category": "gremlins"}
+    )
+
+    assert response.status_code == 400
+    assert "One of change, configuration" in response.content.decode()
+    review.refresh_from_db()
+    assert review.cause_category == "" and review.overview == ""
+
+
+def test_cause_category_in_the_export_the_read_only_page_and_the_report(
+    client, incident_manager, viewer, review
+):
+    client.force_login(viewer)
+    text = client.get(step(review, "markdown")).content.decode()
+    assert "Root cause category: not categorised" in text
+
+    _action(review, incident_manager)
+    review.primary_cause = "A lowered pool limit."
+    review.cause_category = "third_party"
+    review.status = ReviewStatus.HELD
+    review.held_at = T0 + timedelta(days=3)
+    review.save()
+    text = client.get(step(review, "markdown")).content.decode()
+    cause = text.split("Primary root cause", 1)[1].split("Contributing factors", 1)[0]
+    assert "A lowered pool limit.\n\nRoot cause category: Third-party dependency" in cause
+    client.force_login(incident_manager)
+    client.post(step(review, "publish"))
+    client.force_login(viewer)
+
+    page_html = client.get(page(review)).content.decode()
+    report_md = client.get(report(review.incident, md=True)).content.decode()
+    report_html = client.get(report(review.incident)).content.decode()
+
+    assert 'name="cause_category"' not in page_html
+    assert "<p>Root cause category: Third-party dependency</p>" in page_html
+    assert "Root cause category: Third-party dependency" in report_md
+    assert "<p>Root cause category: Third-party dependency</p>" in report_html
+
+
 def test_permissions(client, viewer, review, make_user):
     client.force_login(viewer)
     html = client.get(page(review)).content.decode()

@@ -175,6 +175,67 @@ def test_bad_sections_are_a_400_and_change_nothing(api_as, incident_manager, rev
     assert review.overview == ""
 
 
+def test_cause_category_is_written_read_and_cleared(api_as, incident_manager, review):
+    api = api_as(incident_manager)
+    assert api.get(f"{URL}{review.pk}/").json()["cause_category"] == ""
+
+    response = api.patch(
+        f"{URL}{review.pk}/",
+        {"primary_cause": "A lowered pool limit.", "cause_category": "configuration"},
+        format="json",
+    )
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["cause_category"] == "configuration"
+    assert body["cause_category_label"] == "Configuration"
+    assert "cause_category" not in body["sections"]
+    review.refresh_from_db()
+    assert review.cause_category == "configuration"
+    assert review.primary_cause == "A lowered pool limit."
+    listed = api.get(URL).json()["results"][0]
+    assert listed["cause_category"] == "configuration"
+
+    cleared = api.patch(f"{URL}{review.pk}/", {"cause_category": ""}, format="json")
+    assert cleared.status_code == 200
+    assert cleared.json()["cause_category_label"] == "Not categorised"
+    review.refresh_from_db()
+    assert review.cause_category == ""
+
+
+@pytest.mark.parametrize("value", ["bad-luck", "Configuration", None, 3])
+def test_an_unknown_cause_category_is_a_400_and_changes_nothing(
+    api_as, incident_manager, review, value
+):
+    review.cause_category = "software"
+    review.save()
+
+    response = api_as(incident_manager).patch(
+        f"{URL}{review.pk}/",
+        {"overview": "Written with it.", "cause_category": value},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert "cause_category" in response.json()["errors"]
+    review.refresh_from_db()
+    assert review.cause_category == "software" and review.overview == ""
+
+
+def test_cause_category_is_read_only_once_published(api_as, incident_manager, review):
+    review.status = ReviewStatus.PUBLISHED
+    review.cause_category = "capacity"
+    review.save()
+
+    response = api_as(incident_manager).patch(
+        f"{URL}{review.pk}/", {"cause_category": "software"}, format="json"
+    )
+
+    assert response.status_code == 409
+    review.refresh_from_db()
+    assert review.cause_category == "capacity"
+
+
 def test_held_refuses_the_future_and_strangers(api_as, incident_manager, review, make_review):
     api = api_as(incident_manager)
     other = make_review()

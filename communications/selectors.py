@@ -11,12 +11,13 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from incidents.models import Incident, Status
 
-from .models import DeliveryState, FirstUpdateClock
+from .models import Customer, CustomerContact, DeliveryState, FirstUpdateClock, Suppression
 
 __all__ = ["Countdown", "first_update_clocks_open", "first_update_countdown"]
 
@@ -135,3 +136,23 @@ def delivery_counts(relation: str = "messages") -> dict[str, Count]:
         f"deliveries_{name}": Count(relation, filter=Q(**{f"{relation}__state__in": states}))
         for name, states in DELIVERY_COUNTED.items()
     }
+
+
+# --- the customers an incident affected ---------------------------------------------------------
+
+
+def incident_customer_contacts(*, incident: Incident) -> QuerySet[CustomerContact]:
+    """The contacts of the customers using any of ``incident``'s services who receive incident
+    email (not opted out) and whose address is not on the suppression list (a hard bounce, a
+    complaint, staff's decision), each once, by id. Whether the incident is customer-facing is
+    the caller's decision. An address may appear twice (two customers' contacts)."""
+    customers = Customer.objects.filter(services__in=incident.services.values("pk")).values("pk")
+    suppressed = Suppression.objects.annotate(address=Lower("email")).filter(
+        address=Lower(OuterRef("email"))
+    )
+    return (
+        CustomerContact.objects.filter(incident_email=True, customer__in=customers)
+        .exclude(Exists(suppressed))
+        .select_related("customer")
+        .order_by("pk")
+    )

@@ -18,6 +18,9 @@ urlpatterns = [
     path("api/v1/", include("reviews.api_urls")),
     # The public status site: /status/ (page, Statuspage-compatible JSON, feeds, badges).
     path("", include("communications.urls")),
+    path("survey/", include("kpis.public.urls")),  # the customer satisfaction survey's links
     # Inbound webhooks: /hooks/alertmanager|grafana|generic/<key>/, /hooks/pagerduty/v2/enqueue.
     path("", include("incidents.detection.urls")),
+    # Prometheus exposition: /metrics (off unless VIGIL_METRICS_TOKEN or VIGIL_METRICS_ALLOW).
+    path("", include("kpis.metrics_urls")),
 ]

@@ -7,11 +7,13 @@ Every variable is listed in the README.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -501,6 +503,22 @@ VIGIL_SUBSCRIBER_WEBHOOK_ALLOW_PRIVATE = env.bool(
 # for the broker.
 VIGIL_HEALTH_SWEEP_MAX_AGE_SECONDS = env.float("VIGIL_HEALTH_SWEEP_MAX_AGE_SECONDS", default=120.0)
 VIGIL_HEALTH_BROKER_TIMEOUT_SECONDS = env.float("VIGIL_HEALTH_BROKER_TIMEOUT_SECONDS", default=2.0)
+# /metrics (Prometheus): off (404) unless a bearer token or an address allowlist (addresses and
+# CIDR networks, the client's address as DJANGO_NUM_PROXIES derives it) is set; with both, a
+# scrape needs both.
+VIGIL_METRICS_TOKEN = env.str("VIGIL_METRICS_TOKEN", default="").strip()
+VIGIL_METRICS_ALLOW = [
+    item.strip() for item in env.list("VIGIL_METRICS_ALLOW", default=[]) if item.strip()
+]
+if VIGIL_METRICS_TOKEN and len(VIGIL_METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("VIGIL_METRICS_TOKEN must be at least 16 characters long.")
+for _network in VIGIL_METRICS_ALLOW:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"VIGIL_METRICS_ALLOW: {_network!r} is not an IP address or network."
+        ) from None
 
 # --- Detection ----------------------------------------------------------------------------------
 
@@ -599,4 +617,27 @@ CELERY_BEAT_SCHEDULE["reviews-overdue-sweep"] = {
     "task": "reviews.review_overdue_sweep",
     "schedule": env.float("VIGIL_REVIEW_OVERDUE_SWEEP_SECONDS", default=300.0),
     "options": {"expires": 290},
+}
+
+# KPIs (§9): the stored monthly rollups. The sweep recomputes the months a late change marked
+# stale; the nightly refresh recomputes the current and previous month and fills any missing one.
+CELERY_BEAT_SCHEDULE["kpis-rollup-sweep"] = {
+    "task": "kpis.rollup_sweep",
+    "schedule": env.float("VIGIL_KPI_ROLLUP_SWEEP_SECONDS", default=300.0),
+    "options": {"expires": 280},
+}
+CELERY_BEAT_SCHEDULE["kpis-rollup-refresh"] = {
+    "task": "kpis.rollup_refresh",
+    "schedule": crontab(hour=2, minute=30),
+    "options": {"expires": 3600},
+}
+
+# The monthly report (§9.2): generated and e-mailed for the last month that has ended in the KPI
+# policy's time zone. Beat reads its crontab in TIME_ZONE (VIGIL_TIME_ZONE); running on the 1st
+# and the 2nd covers a policy zone behind it (06:00 UTC on the 1st is still the last day of the
+# month in California). Once the report is e-mailed, a run does nothing.
+CELERY_BEAT_SCHEDULE["kpis-monthly-report"] = {
+    "task": "kpis.monthly_report",
+    "schedule": crontab(day_of_month="1,2", hour=6, minute=0),
+    "options": {"expires": 6 * 3600},
 }

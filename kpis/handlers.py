@@ -30,9 +30,57 @@ def survey_subscribe() -> None:
     )
 
 
+# --- the stored monthly rollups -----------------------------------------------------------------
+
+ROLLUPS_HANDLER = "kpis.rollups"
+
+
+def rollups_on_change(event) -> None:
+    """Anything that changes how an incident counts (created late, transitioned, re-timed,
+    re-rated, severity or services changed, a role handed over) marks its month stale; a
+    corrected detection time also marks the month it moved out of. The rollup sweep recomputes
+    them within minutes."""
+    from datetime import datetime
+
+    from incidents.models import Incident
+
+    from .services.rollups import kpi_months_mark_stale, month_of
+
+    detected_at = (
+        Incident.objects.filter(pk=event.incident_id).values_list("detected_at", flat=True).first()
+    )
+    moments = [detected_at] if detected_at is not None else []
+    previous = (event.payload or {}).get("previous_detected_at")
+    if previous:
+        moments.append(datetime.fromisoformat(previous))
+    if moments:
+        kpi_months_mark_stale(months={month_of(moment) for moment in moments})
+
+
+def rollups_subscribe() -> None:
+    from incidents.events import (
+        INCIDENT_CREATED,
+        INCIDENT_ROLE_ASSIGNED,
+        INCIDENT_SEVERITY_CHANGED,
+        INCIDENT_TRANSITIONED,
+        INCIDENT_UPDATED,
+        events_subscribe,
+    )
+
+    for name in (
+        INCIDENT_CREATED,
+        INCIDENT_TRANSITIONED,
+        INCIDENT_UPDATED,
+        INCIDENT_SEVERITY_CHANGED,
+        INCIDENT_ROLE_ASSIGNED,
+    ):
+        events_subscribe(handler=ROLLUPS_HANDLER, event=name, callback=rollups_on_change)
+
+
 # --- subscribing --------------------------------------------------------------------------------
 
 
 def subscribe() -> None:
     """Subscribe every KPIs handler (idempotent)."""
     survey_subscribe()
+    rollups_subscribe()

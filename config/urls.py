@@ -21,4 +21,6 @@ urlpatterns = [
     path("survey/", include("kpis.public.urls")),  # the customer satisfaction survey's links
     # Inbound webhooks: /hooks/alertmanager|grafana|generic/<key>/, /hooks/pagerduty/v2/enqueue.
     path("", include("incidents.detection.urls")),
+    # Prometheus exposition: /metrics (off unless VIGIL_METRICS_TOKEN or VIGIL_METRICS_ALLOW).
+    path("", include("kpis.metrics_urls")),
 ]

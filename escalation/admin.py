@@ -9,6 +9,7 @@ escalation matrix page (``admin_escalation``) writes its steps through the matri
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 
@@ -87,7 +88,7 @@ class NotificationAdmin(ReadOnlyMixin, admin.ModelAdmin):
     show_full_result_count = False
     list_per_page = 50
     actions = ("retry_now",)
-    readonly_fields = ("body_shown",)
+    readonly_fields = ("body_shown", "context_shown")
     fieldsets = (
         (
             None,
@@ -121,8 +122,24 @@ class NotificationAdmin(ReadOnlyMixin, admin.ModelAdmin):
                 )
             },
         ),
-        ("Context", {"fields": ("context",), "classes": ("collapse",)}),
+        ("Context", {"fields": ("context_shown",), "classes": ("collapse",)}),
     )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Notification]:
+        # An email's context may hold attached files (up to 10 MB): read it for one row only.
+        return super().get_queryset(request).defer("context")
+
+    @admin.display(description="Context")
+    def context_shown(self, obj: Notification) -> str:
+        context = dict(obj.context or {})
+        if isinstance(context.get("attachments"), list):
+            context["attachments"] = [
+                {**a, "content_base64": f"[{len(a.get('content_base64') or '')} characters]"}
+                if isinstance(a, dict)
+                else a
+                for a in context["attachments"]
+            ]
+        return format_html("<pre>{}</pre>", json.dumps(context, indent=2, ensure_ascii=False))
 
     @admin.display(description="Status", ordering="status")
     def status_label(self, obj: Notification) -> str:

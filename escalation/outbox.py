@@ -8,7 +8,13 @@ module.
 
 * :func:`notification_enqueue` writes an outbox row in the caller's transaction and delivers it
   after commit, retried with backoff; its idempotency key makes a second row, and so a second
-  delivery, impossible. Rolling the caller back cancels the message.
+  delivery, impossible. Rolling the caller back cancels the message. An email's ``context``
+  may carry ``html`` (an alternative, rendered autoescaped by the sender), ``headers`` (list
+  and threading headers, names in :data:`EMAIL_HEADERS`), ``ics`` with ``ics_method`` (a
+  calendar invitation, REQUEST or CANCEL) and ``attachments`` (files: a list of at most 5
+  ``{"filename", "content_type", "content_base64"}``, 10 MB decoded in all, a plain name of at
+  most 120 characters and a ``type/subtype``). Headers, invitations and attachments that are
+  malformed, or given to another channel, raise ValueError and write nothing.
 * :func:`notification_enqueue_many` writes a mailing's rows in a few multi-row INSERTs and
   delivers them in batches (same idempotency); :class:`OutboxMessage` is one of its messages.
   :func:`email_message_id` is the Message-ID the email channel gives a key's message, for

@@ -10,7 +10,9 @@ Paging messages are plain text, so there is nothing to escape in the body; an ``
 alternative given in the context (customer-facing mail) is sent as given, and whoever renders it
 must autoescape. A calendar invitation in the context (``ics``, ``ics_method``, checked at
 enqueue) travels as a ``text/calendar; method=...; charset=utf-8`` alternative and an
-``invite.ics`` attachment. The context's ``headers`` (list and threading headers, checked against
+``invite.ics`` attachment. Files in the context (``attachments``: name, type and base64 content,
+checked at enqueue: at most 5, 10 MB in all) are attached decoded, with their name and type.
+The context's ``headers`` (list and threading headers, checked against
 ``escalation.outbox.EMAIL_HEADERS`` when the row is written) are added to the message. The
 subject is one line: line breaks in it become spaces, so it can never start
 a header of its own.
@@ -18,6 +20,8 @@ a header of its own.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import hashlib
 import smtplib
@@ -79,6 +83,19 @@ class _EmailMessage(EmailMultiAlternatives):
         return attachment
 
 
+def _attachments(notification: Notification) -> list[tuple[str, bytes, str]]:
+    """The context's files, decoded. They were checked when the row was written; a row that no
+    longer decodes fails for good rather than going out without its file."""
+    files = []
+    for attachment in (notification.context or {}).get("attachments") or []:
+        try:
+            content = base64.b64decode(attachment["content_base64"], validate=True)
+            files.append((attachment["filename"], content, attachment["content_type"]))
+        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+            raise PermanentDeliveryError(f"An attachment cannot be read: {exc!r}") from exc
+    return files
+
+
 class EmailBackend:
     def send(self, notification: Notification) -> str:
         address = notification.recipient
@@ -110,6 +127,8 @@ class EmailBackend:
             calendar_type = f"text/calendar; method={notification.context['ics_method']}"
             message.attach_alternative(ics, calendar_type)
             message.attach("invite.ics", ics.encode("utf-8"), "application/ics")
+        for filename, content, content_type in _attachments(notification):
+            message.attach(filename, content, content_type)
         # Read by anymail ESP backends; other backends ignore these attributes.
         message.metadata = {
             "vigil_idempotency_key": notification.idempotency_key,

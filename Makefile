@@ -47,6 +47,7 @@ run: $(INSTALLED)
 	$(MANAGE) demo_data --keep-existing $(DEMO_ARGS)
 	$(MANAGE) reviews_demo --keep-existing $(DEMO_ARGS)
 	$(MANAGE) status_demo --keep-existing $(DEMO_ARGS)
+	$(MANAGE) kpis_demo --keep-existing $(DEMO_ARGS)
 	@echo ""
 	@echo "  Vigil is starting (web, Celery worker, Celery beat). Ctrl-C stops all three."
 	@echo "    Admin:     http://$(BIND):$(PORT)/admin/"
@@ -64,6 +65,7 @@ demo: $(INSTALLED)
 	$(MANAGE) demo_data $(DEMO_ARGS)
 	$(MANAGE) reviews_demo $(DEMO_ARGS)
 	$(MANAGE) status_demo $(DEMO_ARGS)
+	$(MANAGE) kpis_demo $(DEMO_ARGS)
 
 # Forget the embedded database, broker and cache (var/): the next `make run` starts afresh with
 # demo incidents dated from then.

@@ -2,3 +2,4 @@
 Django's admin autodiscovery registers it."""
 
 from . import survey  # noqa: F401
+from . import policy  # noqa: F401

@@ -27,11 +27,12 @@ def send(incident, key):
     )
 
 
-def test_the_public_surface_is_sending_and_reading_state():
+def test_the_public_surface_is_sending_reading_state_and_the_backlog():
     assert sorted(outbox.__all__) == [
         "EMAIL_HEADERS",
         "NotificationState",
         "NotificationStatus",
+        "OutboxBacklog",
         "OutboxMessage",
         "email_message_id",
         "notification_enqueue",
@@ -39,8 +40,10 @@ def test_the_public_surface_is_sending_and_reading_state():
         "notification_get",
         "notification_list",
         "notification_states",
+        "outbox_backlog",
         "subscriber_webhook_secret",
         "subscriber_webhook_url_problem",
+        "sweep_ages",
     ]
 
 

@@ -55,6 +55,7 @@ from incidents.errors import InvalidInput
 from incidents.models import Incident, MessageChannel, Status
 
 from ..models import KpiPolicy, SurveyInvitation
+from .rollups import kpi_months_mark_stale, month_of
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +161,11 @@ def survey_open(*, token: str, action: str) -> SurveyInvitation:
     return invitation
 
 
+def _month_stale(invitation: SurveyInvitation) -> None:
+    """The stored rollups of the incident's month no longer hold its satisfaction figure."""
+    kpi_months_mark_stale(months={month_of(invitation.incident.detected_at)})
+
+
 def _rating(value: Any) -> int:
     try:
         rating = int(str(value).strip())
@@ -172,7 +178,13 @@ def _rating(value: Any) -> int:
 
 def _locked(token: str, action: str) -> SurveyInvitation:
     data = _loads(token, action)
-    invitation = SurveyInvitation.objects.select_for_update().filter(pk=data["i"]).first()
+    # Only the invitation's row is locked (PostgreSQL would lock the joined incident's too).
+    invitation = (
+        SurveyInvitation.objects.select_for_update(of=("self",))
+        .select_related("incident")
+        .filter(pk=data["i"])
+        .first()
+    )
     _check(invitation, data, timezone.now())
     return invitation
 
@@ -189,6 +201,7 @@ def survey_rate(*, token: str, rating: Any) -> SurveyInvitation:
             invitation.rating = score
             invitation.rated_at = timezone.now()
             invitation.save(update_fields=["rating", "rated_at"])
+            _month_stale(invitation)
     return invitation
 
 
@@ -220,6 +233,7 @@ def survey_comment(*, token: str, rating: Any, comment: Any = "") -> SurveyInvit
         invitation.save(
             update_fields=["rating", "rated_at", "comment", "finalized_at", "token_version"]
         )
+        _month_stale(invitation)
     return invitation
 
 
@@ -399,5 +413,7 @@ def survey_send(*, incident: Incident) -> int:
         mailing = _mailing(incident, page=page_info(), expires_at=expires_at)
         # A contact deleted meanwhile has no opt-out link to offer: no e-mail without one.
         notification_enqueue_many([_message(mailing, row) for row in rows if row.contact_id])
+        # New invitations without a rating are the satisfaction KPI's "not measurable" count.
+        kpi_months_mark_stale(months={month_of(incident.detected_at)})
     logger.info("Survey of %s: %s contact(s) invited", incident.number, len(rows))
     return len(rows)

@@ -6,7 +6,7 @@ finalises the answer, and a used, tampered or expired link or a score outside 1-
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import time_machine
@@ -15,7 +15,7 @@ from django.urls import reverse
 
 from escalation.models import Notification
 from incidents import ratelimit
-from kpis.models import SurveyInvitation
+from kpis.models import KpiMonth, SurveyInvitation
 from tests.communications.fanout_fixtures import components, contact, page
 from tests.kpis.test_survey import RATE_LINK, incident_on, resolve
 
@@ -275,7 +275,7 @@ def test_the_rating_page_costs_a_bounded_number_of_queries(
     client, invited, django_assert_max_num_queries
 ):
     _, links = invited
-    with at(1), django_assert_max_num_queries(8):
+    with at(1), django_assert_max_num_queries(10):
         assert client.get(links[4]).status_code == 200
 
 
@@ -349,3 +349,25 @@ def test_the_incident_page_shows_the_survey_results_against_the_target(
     assert 'data-mean="3.50"' in body
     assert "target 4.0" in body
     assert 'data-met="0"' in body
+
+
+def test_a_rating_and_a_finalised_answer_mark_the_incidents_month_for_recomputation(
+    client, invited
+):
+    _, links = invited
+    stored, _ = KpiMonth.objects.update_or_create(
+        month=date(2026, 11, 1), defaults={"stale": False}
+    )
+    other, _ = KpiMonth.objects.update_or_create(month=date(2026, 10, 1), defaults={"stale": False})
+    with at(1):
+        comment = comment_path(client.get(links[4]))
+    stored.refresh_from_db()
+    assert stored.stale is True
+
+    KpiMonth.objects.filter(pk=stored.pk).update(stale=False)
+    with at(1):
+        client.post(comment, {"rating": "4", "comment": "ok"})
+    stored.refresh_from_db()
+    other.refresh_from_db()
+    assert stored.stale is True
+    assert other.stale is False

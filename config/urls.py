@@ -16,6 +16,7 @@ urlpatterns = [
     # Public communication: /api/v1/incidents/{id}/status-updates/, components, maintenance.
     path("api/v1/", include("communications.api_urls")),
     path("api/v1/", include("reviews.api_urls")),
+    path("api/v1/", include("kpis.api_urls")),  # KPIs, their incidents, monthly reports
     # The public status site: /status/ (page, Statuspage-compatible JSON, feeds, badges).
     path("", include("communications.urls")),
     path("survey/", include("kpis.public.urls")),  # the customer satisfaction survey's links

@@ -562,6 +562,8 @@ VIGIL_STATUS_EXPORT_STORAGE = env.str("VIGIL_STATUS_EXPORT_STORAGE", default="")
 VIGIL_SUBSCRIBE_IP_RATE = env.str("VIGIL_SUBSCRIBE_IP_RATE", default="20/hour")
 VIGIL_SUBSCRIBE_ADDRESS_RATE = env.str("VIGIL_SUBSCRIBE_ADDRESS_RATE", default="10/day")
 VIGIL_SUBSCRIBE_RESEND_MINUTES = env.float("VIGIL_SUBSCRIBE_RESEND_MINUTES", default=15.0)
+# The satisfaction survey's public links: requests allowed per client address, as above.
+VIGIL_SURVEY_IP_RATE = env.str("VIGIL_SURVEY_IP_RATE", default="120/hour")
 # The 30-minute rule: how often the sweep reminds the communications lead of a first public
 # update coming due and records the misses.
 CELERY_BEAT_SCHEDULE["communications-first-update-sweep"] = {

@@ -55,6 +55,8 @@ from reviews.services.booking import review_book, review_required
 from reviews.services.reviews import review_mark_held, review_publish, review_sections_update
 
 from ..models import SurveyInvitation
+from ..services.reports import monthly_report_generate
+from ..services.rollups import kpi_months_refresh
 from ..services.survey import survey_comment, survey_rate, survey_send, survey_token
 from . import catalog
 from .catalog import STORIES, Story
@@ -160,6 +162,12 @@ def load(*, months: int = MONTHS, now: datetime | None = None) -> Result:
     with _followers_muted():
         for plan in plans:
             _play(plan, players=players, now=now, result=result)
+    # The dashboard's charts read stored rollups and the admin lists monthly reports: store
+    # them now rather than at the first nightly refresh, and report every whole month (not
+    # e-mailed: that is the beat task's, on the 1st).
+    kpi_months_refresh(now=now, backfill=months + 1)
+    for back in range(months, 0, -1):
+        monthly_report_generate(month=month_start(now.date(), back), now=now)
     result.loaded = True
     result.seconds = time.monotonic() - started
     return result

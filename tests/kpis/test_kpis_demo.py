@@ -5,7 +5,7 @@ demos are."""
 from __future__ import annotations
 
 import io
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 import time_machine
@@ -16,7 +16,7 @@ from django.test import override_settings
 from communications.services.customers import customer_create
 from incidents.events import INCIDENT_CREATED, subscribed_handlers
 from incidents.models import Incident, IncidentEvent, Service, Source, Status
-from kpis.models import SurveyInvitation
+from kpis.models import KpiMonth, MonthlyReport, SurveyInvitation
 from reviews.models import ActionItem, Review, ReviewStatus
 
 pytestmark = pytest.mark.django_db
@@ -85,6 +85,13 @@ def test_history_through_the_services_loaded_once(loaded):
     # subscribed again afterwards.
     assert not IncidentEvent.objects.filter(incident__in=incidents, status="pending").exists()
     assert "escalation" in {h.name for h in subscribed_handlers(INCIDENT_CREATED)}
+    # The dashboard's stored months and the whole month's report are there at once.
+    assert set(KpiMonth.objects.filter(stale=False).values_list("month", flat=True)) >= {
+        date(2026, 10, 1),
+        date(2026, 11, 1),
+    }
+    report = MonthlyReport.objects.get(month=date(2026, 10, 1))
+    assert report.markdown and report.emailed_at is None
 
     # A second run adds nothing (one load for both: the demo is the slow part of this file).
     with override_settings(DEBUG=True), time_machine.travel(NOW, tick=False):

@@ -17,13 +17,15 @@ from xml.sax.saxutils import escape, quoteattr
 
 __all__ = ["bar_chart", "format_value", "line_chart", "stacked_bar_chart"]
 
-WIDTH = 720
-HEIGHT = 300
-MARGIN_LEFT = 64
-MARGIN_RIGHT = 16
-MARGIN_TOP = 40
-MARGIN_BOTTOM = 44
+# A narrow drawing (scaled up on a laptop, down on a phone) keeps its text legible on both.
+WIDTH = 480
+HEIGHT = 250
+MARGIN_LEFT = 58
+MARGIN_RIGHT = 12
+MARGIN_TOP = 38
+MARGIN_BOTTOM = 40
 LEGEND_ROW = 20
+CHAR = 7.2  # the width of a character at font size 13, near enough for laying out text
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif"
 
 # Okabe-Ito hues, darkened where needed so each has at least 3:1 contrast on white (WCAG 1.4.11
@@ -142,7 +144,7 @@ def _pts(points: Sequence[tuple[float, float]]) -> str:
 
 def _text(x: float, y: float, content: str, **attributes: object) -> str:
     attributes.setdefault("fill", TEXT_COLOUR)
-    attributes.setdefault("font_size", 12)
+    attributes.setdefault("font_size", 13)
     return f"<text {_attrs(x=float(x), y=float(y), **attributes)}>{escape(content)}</text>"
 
 
@@ -180,7 +182,7 @@ def _open(chart_id: str, height: float, title: str, desc: str) -> list[str]:
         f'<title id="{chart_id}-t">{escape(title)}</title>',
         f'<desc id="{chart_id}-d">{escape(desc)}</desc>',
         f'<rect x="0" y="0" width="{WIDTH}" height="{_num(height)}" fill="#ffffff"/>',
-        _text(MARGIN_LEFT, 20, title, font_size=14, font_weight="bold"),
+        _text(8, 22, title, font_size=15, font_weight="bold"),
     ]
 
 
@@ -220,7 +222,7 @@ def _y_axis(ticks: list[float], unit: str, top: float, bottom: float) -> tuple[l
             )
         )
         parts.append(
-            _text(MARGIN_LEFT - 6, y + 4, _tick_label(tick, unit), text_anchor="end", font_size=11)
+            _text(MARGIN_LEFT - 6, y + 4, _tick_label(tick, unit), text_anchor="end", font_size=12)
         )
     parts.append(
         _el(
@@ -248,29 +250,32 @@ def _y_axis(ticks: list[float], unit: str, top: float, bottom: float) -> tuple[l
 
 
 def _x_labels(labels: Sequence[str], xs: Sequence[float], bottom: float, slot: float) -> list[str]:
-    # Thin the labels out when they would overlap (about 6 px per character at font size 11).
-    longest = max((len(label) for label in labels), default=1)
-    every = max(1, math.ceil((longest * 6.5 + 6) / max(slot, 1)))
+    # Left to right, a label that would overlap the one before it is left out (the chart's
+    # <desc> and each point's tooltip still name every month).
     parts = []
-    for index, (label, x) in enumerate(zip(labels, xs, strict=True)):
-        if index % every and index != len(labels) - 1:
+    free_from = -math.inf
+    for label, x in zip(labels, xs, strict=True):
+        half = len(label) * CHAR * 0.92 / 2
+        if x - half < free_from:
             continue
-        parts.append(_text(x, bottom + 16, label, text_anchor="middle", font_size=11))
+        parts.append(_text(x, bottom + 17, label, text_anchor="middle", font_size=12))
+        free_from = x + half + 6
     return parts
 
 
 def _legend_rows(items: list[tuple[str, str]], top: float) -> tuple[list[str], float]:
     """``items`` is (swatch svg with its origin at 0,0, label). Returns parts and the height."""
     parts = []
-    x = float(MARGIN_LEFT)
+    left = 8.0
+    x = left
     y = top
     for swatch, label in items:
-        width = 34 + len(label) * 7
-        if x + width > WIDTH - MARGIN_RIGHT and x > MARGIN_LEFT:
-            x = float(MARGIN_LEFT)
+        width = 48 + len(label) * CHAR
+        if x + width > WIDTH - MARGIN_RIGHT and x > left:
+            x = left
             y += LEGEND_ROW
         parts.append(f'<g transform="translate({_num(x)},{_num(y)})">{swatch}</g>')
-        parts.append(_text(x + 28, y + 4, label, font_size=12))
+        parts.append(_text(x + 28, y + 4, label))
         x += width
     return parts, (y - top) + LEGEND_ROW
 
@@ -370,12 +375,11 @@ def line_chart(
         )
         parts.append(
             _text(
-                WIDTH - MARGIN_RIGHT - 2,
+                MARGIN_LEFT + 4,
                 ty - 5,
                 f"Target {format_value(target, unit)}",
-                text_anchor="end",
                 fill=TARGET_COLOUR,
-                font_size=11,
+                font_size=12,
             )
         )
 
@@ -429,8 +433,8 @@ def bar_chart(*, bars: list[tuple[str, float]], unit: str = "", title: str) -> s
         return _no_data(title)
     chart_id = _chart_id("bar", bars, unit, title)
     row = 26.0
-    label_width = min(260.0, max(80.0, max(len(label) for label, _ in bars) * 7.0 + 12))
-    value_room = 90.0
+    label_width = min(170.0, max(60.0, max(len(label) for label, _ in bars) * CHAR + 12))
+    value_room = 70.0
     top = float(MARGIN_TOP)
     height = top + row * len(bars) + 16
     high = max((value for _, value in bars), default=0) or 1.0
@@ -440,7 +444,7 @@ def bar_chart(*, bars: list[tuple[str, float]], unit: str = "", title: str) -> s
     parts = _open(chart_id, height, title, desc)
     for index, (label, value) in enumerate(bars):
         y = top + index * row
-        shown = label if len(label) <= 36 else label[:35] + "…"
+        shown = label if len(label) <= 22 else label[:21] + "…"
         parts.append(_text(plot_left - 8, y + row / 2 + 4, shown, text_anchor="end"))
         width = max(0.0, plot_width * value / high)
         parts.append(
@@ -569,7 +573,7 @@ def stacked_bar_chart(
                 )
             )
         if totals[i]:
-            parts.append(_text(x, y - 4, _trim(totals[i]), text_anchor="middle", font_size=11))
+            parts.append(_text(x, y - 4, _trim(totals[i]), text_anchor="middle", font_size=12))
     parts += legend_parts
     parts.append("</svg>")
     return "".join(parts)

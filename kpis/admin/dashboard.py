@@ -42,6 +42,7 @@ from .dashboard_data import (
     kpi_rows,
     months_of,
     summary_tables,
+    target_text,
     trend,
     trend_end_month,
 )
@@ -184,6 +185,7 @@ def incidents_view(request: HttpRequest, *, admin_site: AdminSite) -> HttpRespon
             "title": label,
             "scope": scope,
             "definition": definition,
+            "target": target_text(definition) if definition else "",
             "page": page,
             "rows": list(drill_rows(page.object_list, definition, zone)),
             "csv_url": scope.url("kpis_dashboard_incidents", format="csv", **kept),

@@ -246,6 +246,7 @@ def test_each_figure_links_to_its_incidents(client, viewer, history):
     assert drilled.context["rows"][0]["measured"] == "20 min"
     assert drilled.context["rows"][0]["met"] is False
     assert "✗ missed" in drilled.content.decode()
+    assert "each against the target ≤ 15 min" in drilled.content.decode()
     by_source = {r["key"]: r for r in response.context["tables"]["by_source"]}
     assert numbers(client.get(by_source["customer_report"]["url"])) == [history["b"].number]
     assert respond["links"]["missed"] in response.content.decode().replace("&amp;", "&")
@@ -413,24 +414,28 @@ def test_months_not_stored_are_said_and_computed_on_demand(
     assert "12 of the 12 months have no stored figures yet" in response.content.decode()
 
     store_empty_months(date(2025, 12, 1), date(2026, 9, 1))
+    # Marked stale by a change before its first computation: it holds nothing yet.
+    KpiMonth.objects.create(month=date(2026, 10, 1), stale=True)
     response = client.get(DASHBOARD)
     assert response.context["trend"].missing == [date(2026, 10, 1), date(2026, 11, 1)]
     html = response.content.decode()
     assert "2 of the 12 months have no stored figures yet (2026-10, 2026-11)" in html
+    assert "changed since" not in html
     assert "Compute now" not in html  # a viewer cannot
     assert client.post(COMPUTE, {"period": "2026-11"}).status_code == 403
-    assert KpiMonth.objects.count() == 10
+    assert KpiMonth.objects.count() == 11
 
     client.force_login(incident_manager)
     assert "Compute now" in client.get(DASHBOARD).content.decode()
     assert client.get(COMPUTE).status_code == 405
     assert client.post(COMPUTE, {"period": "2026-13"}).status_code == 400
-    assert KpiMonth.objects.count() == 10
+    assert KpiMonth.objects.count() == 11
     response = client.post(COMPUTE, {"period": "2026-11", "severity": "2"})
     assert response.status_code == 302
     assert response["Location"] == f"{DASHBOARD}?period=2026-11&severity=2"
     assert KpiMonth.objects.count() == 12
     assert KpiMonth.objects.get(month=date(2026, 11, 1)).summary["total"] == 3
+    assert KpiMonth.objects.get(month=date(2026, 10, 1)).summary["total"] == 1
 
     response = client.get(DASHBOARD)
     assert response.context["trend"].missing == []

@@ -13,8 +13,8 @@ Seeds (bulk, like ``bench/admin_list.py``, whose seeder it reuses) ``--incidents
    reads rollups.
 3. **Recomputing one month** (``kpi_month_recompute``: every KPI per severity, per service and
    both, and the month's summary), against (1).
-4. **The dashboard page** ``/admin/kpis/kpidefinition/dashboard/`` against the admin index ``/admin/``, with
-   query counts.
+4. **The dashboard page** ``/admin/kpis/kpidefinition/dashboard/`` against the admin index
+   ``/admin/``, with query counts.
 
 Medians of ``--repeat`` runs each, after a warm-up.
 
@@ -144,7 +144,8 @@ def main() -> int:
     with override_settings(STORAGES=storages):
         client = Client()
         client.force_login(seeder.admin)
-        for name, url in (("dashboard", "/admin/kpis/kpidefinition/dashboard/"), ("index", "/admin/")):
+        pages = (("dashboard", "/admin/kpis/kpidefinition/dashboard/"), ("index", "/admin/"))
+        for name, url in pages:
             response = client.get(url)
             if response.status_code != 200:
                 print(f"  {url} answered {response.status_code}: not measured")

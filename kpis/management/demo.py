@@ -165,7 +165,7 @@ def load(*, months: int = MONTHS, now: datetime | None = None) -> Result:
     # The dashboard's charts read stored rollups and the admin lists monthly reports: store
     # them now rather than at the first nightly refresh, and report every whole month (not
     # e-mailed: that is the beat task's, on the 1st).
-    kpi_months_refresh(now=now, backfill=months + 1)
+    kpi_months_refresh(now=now, backfill=max(12, months + 1))
     for back in range(months, 0, -1):
         monthly_report_generate(month=month_start(now.date(), back), now=now)
     result.loaded = True

@@ -22,7 +22,7 @@ from django.db.models import Count, DurationField, ExpressionWrapper, QuerySet, 
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from incidents.models import Incident, Service
+from incidents.models import Service
 from reviews.selectors import action_item_completion, review_cause_counts, review_wrong_area_counts
 
 from ..models import KpiDefinition, KpiMonth, KpiRollup
@@ -185,17 +185,14 @@ def kpi_months_stale_recompute(*, limit: int = 24) -> int:
 def kpi_months_refresh(*, now: datetime | None = None, backfill: int = 12) -> int:
     """The nightly refresh: the current and previous month (still moving), every stale month,
     and any of the last ``backfill`` months never computed (a fresh install, an import of
-    history). Returns how many months were recomputed."""
+    history; a month without incidents is stored too, so the charts know it had none). Returns
+    how many months were recomputed."""
     now = now or timezone.now()
     current = month_of(now)
     wanted = {current, months_back(current, 1)}
     stored = set(KpiMonth.objects.values_list("month", flat=True))
     wanted |= {months_back(current, n) for n in range(backfill)} - stored
     wanted |= set(KpiMonth.objects.filter(stale=True).values_list("month", flat=True))
-    earliest = Incident.objects.order_by("detected_at").values_list("detected_at", flat=True)
-    first = earliest.first()
-    if first is not None:
-        wanted = {m for m in wanted if m >= month_of(first) or m in stored}
     return sum(
         1
         for month in sorted(wanted, reverse=True)

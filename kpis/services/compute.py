@@ -230,7 +230,7 @@ def kpi_figures(
 ) -> dict[tuple, KpiResult]:
     """The KPI's figures over ``incidents`` (already in scope), per group of ``grouping``: keys
     are tuples of the group's values (``()`` for "all"; (service id,), (severity,), (service
-    id, severity)). Three queries: counts and mean, then the median and the 90th percentile."""
+    id, severity)). Two queries: counts and mean, then the median and the 90th percentile."""
     if rule is None:
         rule = KpiPolicy.objects.filter(pk=1).values_list("first_contact_rule", flat=True).first()
     metric = _metric(definition, incidents, rule or FirstContactRule.NO_ESCALATION)
@@ -271,8 +271,8 @@ def kpi_figures(
             )
             .values(*aliases, "kpi_value", "kpi_rank")
         )
-        for name, share in PERCENTILES.items():
-            for key, value in _percentiles(ranked, list(aliases), share):
+        for key, values in _percentiles(ranked, list(aliases)):
+            for name, value in values.items():
                 figures.setdefault(key, {})[name] = _minutes(value)
     return {
         key: KpiResult(
@@ -287,23 +287,36 @@ def kpi_figures(
     }
 
 
-def _percentiles(ranked: QuerySet, aliases: list[str], share: float) -> list[tuple[tuple, Any]]:
-    """(group key, value) pairs: per group, the smallest value whose cumulative share of the
-    group is at least ``share`` (nearest rank). The ranked rows are wrapped in one
-    ``SELECT ... MIN(...) GROUP BY`` by the database; Django's ORM cannot aggregate over a window
-    it filtered, hence the hand-written outer query around its own SQL."""
+def _percentiles(ranked: QuerySet, aliases: list[str]) -> list[tuple[tuple, dict[str, Any]]]:
+    """(group key, {"median": value, "p90": value}) pairs: per group and percentile, the
+    smallest value whose cumulative share of the group is at least the percentile's (nearest
+    rank). The ranked rows are wrapped in one ``SELECT ... MIN(CASE ...) GROUP BY`` by the
+    database; Django's ORM cannot aggregate over a window it filtered, hence the hand-written
+    outer query around its own SQL."""
     inner, params = ranked.query.sql_with_params()
     groups = ", ".join(connection.ops.quote_name(alias) for alias in aliases)
     select = f"{groups}, " if groups else ""
     group_by = f" GROUP BY {groups}" if groups else ""
-    sql = (
-        f"SELECT {select}MIN(ranked.kpi_value) FROM ({inner}) ranked"
-        f" WHERE ranked.kpi_rank >= %s{group_by}"
+    mins = ", ".join(
+        "MIN(CASE WHEN ranked.kpi_rank >= %s THEN ranked.kpi_value END)" for _ in PERCENTILES
     )
+    sql = f"SELECT {select}{mins} FROM ({inner}) ranked{group_by}"
+    shares = tuple(share - 1e-9 for share in PERCENTILES.values())
     with connection.cursor() as cursor:
-        cursor.execute(sql, (*params, share - 1e-9))
+        cursor.execute(sql, (*shares, *params))
         rows = cursor.fetchall()
-    return [(tuple(row[:-1]), _duration(row[-1])) for row in rows if row[-1] is not None]
+    width = len(PERCENTILES)
+    return [
+        (
+            tuple(row[:-width]),
+            {
+                name: _duration(value)
+                for name, value in zip(PERCENTILES, row[-width:], strict=True)
+                if value is not None
+            },
+        )
+        for row in rows
+    ]
 
 
 def _duration(value: Any) -> Any:

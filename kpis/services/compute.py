@@ -153,8 +153,9 @@ def _minutes(value: Any) -> float | None:
     return float(value)
 
 
-def _first_contact_q(rule: str) -> Q:
-    """Resolved on first contact, as the policy's rule says."""
+def _first_contact_q(rule: str) -> tuple[Q, dict[str, Any]]:
+    """Resolved on first contact, as the policy's rule says: the condition, and the annotations
+    it needs on the incidents."""
     reopened = TimelineEntry.objects.filter(
         incident=OuterRef("pk"), kind=Kind.STATUS, data__action="reopen"
     )

@@ -64,6 +64,7 @@ from .periods import Period
 __all__ = [
     "GROUPINGS",
     "KpiResult",
+    "first_contact_rule",
     "incidents_in_scope",
     "kpi_figures",
     "kpi_incidents",
@@ -153,6 +154,12 @@ def _minutes(value: Any) -> float | None:
     return float(value)
 
 
+def first_contact_rule() -> str:
+    """The KPI policy's first-contact rule (the default rule when the policy row is missing)."""
+    rule = KpiPolicy.objects.filter(pk=1).values_list("first_contact_rule", flat=True).first()
+    return rule or FirstContactRule.NO_ESCALATION
+
+
 def _first_contact_q(rule: str) -> tuple[Q, dict[str, Any]]:
     """Resolved on first contact, as the policy's rule says: the condition, and the annotations
     it needs on the incidents."""
@@ -232,9 +239,7 @@ def kpi_figures(
     """The KPI's figures over ``incidents`` (already in scope), per group of ``grouping``: keys
     are tuples of the group's values (``()`` for "all"; (service id,), (severity,), (service
     id, severity)). Two queries: counts and mean, then the median and the 90th percentile."""
-    if rule is None:
-        rule = KpiPolicy.objects.filter(pk=1).values_list("first_contact_rule", flat=True).first()
-    metric = _metric(definition, incidents, rule or FirstContactRule.NO_ESCALATION)
+    metric = _metric(definition, incidents, rule or first_contact_rule())
     fields = _group_fields(metric, grouping)
     rows = metric.rows.annotate(kpi_value=metric.value)
     base = rows.filter(**{f"{name}__isnull": False for name in fields}).order_by()
@@ -337,7 +342,7 @@ def kpi_results(
 ) -> list[KpiResult]:
     """Every active KPI over the period (and severity, service, detection source), in the
     definitions' order. A definition whose scope excludes the severity asked for has no sample."""
-    rule = KpiPolicy.objects.filter(pk=1).values_list("first_contact_rule", flat=True).first()
+    rule = first_contact_rule()
     if definitions is None:
         definitions = KpiDefinition.objects.filter(is_active=True)
     results = []
@@ -378,7 +383,7 @@ def kpi_incidents(
     )
     if severity is not None and scope and int(severity) not in scope:
         incidents = incidents.none()
-    rule = KpiPolicy.objects.filter(pk=1).values_list("first_contact_rule", flat=True).first()
+    rule = first_contact_rule()
     measure = definition.measure
     target = float(definition.target)
     if measure == Measure.SATISFACTION:
@@ -394,7 +399,7 @@ def kpi_incidents(
             "missed": Q(measured__lt=target),
         }
     else:
-        metric = _metric(definition, incidents, rule or FirstContactRule.NO_ESCALATION)
+        metric = _metric(definition, incidents, rule)
         qs = metric.rows.annotate(measured_raw=metric.value)
         if measure in TIME_MEASURES:
             limit = timedelta(minutes=target)

@@ -26,7 +26,7 @@ from incidents.models import Service
 from reviews.selectors import action_item_completion, review_cause_counts, review_wrong_area_counts
 
 from ..models import KpiDefinition, KpiMonth, KpiRollup
-from .compute import GROUPINGS, incidents_in_scope, kpi_figures
+from .compute import GROUPINGS, first_contact_rule, incidents_in_scope, kpi_figures
 from .periods import Period, month_start, months_back, period_month, policy_zone
 
 __all__ = [
@@ -124,10 +124,13 @@ def month_summary(
 
 def _rollup_rows(kpi_month: KpiMonth, period: Period) -> list[KpiRollup]:
     rows = []
+    rule = first_contact_rule()  # once, not once per KPI and grouping
     for definition in KpiDefinition.objects.filter(is_active=True):
         incidents = incidents_in_scope(period=period, severities=definition.severities or ())
         for grouping in GROUPINGS:
-            figures = kpi_figures(definition=definition, incidents=incidents, grouping=grouping)
+            figures = kpi_figures(
+                definition=definition, incidents=incidents, grouping=grouping, rule=rule
+            )
             for key, result in figures.items():
                 values = dict(zip(GROUPINGS[grouping], key, strict=True))
                 rows.append(

@@ -184,7 +184,9 @@ def test_the_banner_follows_the_components(client, admin_user):
 @pytest.mark.django_db
 def test_uptime_bars_show_a_bad_day(client, admin_user):
     api = make_component(admin_user, "api", "Public API")
-    day = timezone.now() - timedelta(days=3)
+    # 09:00 on the page's day (UTC) three days ago: six hours that stay inside one day's bar
+    # whatever the time of the run.
+    day = (timezone.now() - timedelta(days=3)).replace(hour=9, minute=0, second=0, microsecond=0)
     component_status_set(component=api, status="major_outage", actor=admin_user, at=day)
     component_status_set(
         component=api, status="operational", actor=admin_user, at=day + timedelta(hours=6)

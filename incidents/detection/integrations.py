@@ -136,13 +136,25 @@ def integration_urls(integration: Integration) -> dict[str, str]:
             "client_base_url": base + "/hooks/pagerduty",
             "events_url_alias": base + reverse("hooks:pagerduty-root"),
         }
-    return {"webhook_url": base + reverse(f"hooks:{integration.kind}", args=[integration.key])}
+    from .views import SENDER_KINDS
+
+    if integration.kind in SENDER_KINDS:
+        path = reverse("hooks:sender", args=[integration.kind, integration.key])
+    else:
+        path = reverse(f"hooks:{integration.kind}", args=[integration.key])
+    return {"webhook_url": base + path}
 
 
 def integration_snippet(integration: Integration) -> str:
     """A copy-paste configuration for the sender (with the secret: shown to administrators)."""
     urls = integration_urls(integration)
     secret = integration.secret
+    from .senders import SNIPPETS, load
+
+    if not SNIPPETS:
+        load()
+    if integration.kind in SNIPPETS:
+        return SNIPPETS[integration.kind](integration, urls)
     if integration.kind == IntegrationKind.ALERTMANAGER:
         auth = (
             "        http_config:\n"

@@ -475,4 +475,10 @@ def parse_delivery(
         return parse_pagerduty(payload, dedup_key=dedup_key)
     if kind == IntegrationKind.GENERIC:
         return parse_generic(payload)
+    from .senders import PARSERS, load
+
+    if not PARSERS:
+        load()
+    if kind in PARSERS:
+        return PARSERS[kind](payload)
     raise ValueError(f"Unknown integration kind {kind!r}")

@@ -15,5 +15,6 @@ urlpatterns = [
     path("hooks/grafana/<str:key>/", views.grafana_hook, name="grafana"),
     path("hooks/generic/<str:key>/", views.generic_hook, name="generic"),
     path("hooks/pagerduty/v2/enqueue", views.pagerduty_enqueue, name="pagerduty"),
+    path("hooks/<slug:kind>/<str:key>/", views.sender_hook, name="sender"),
     path("v2/enqueue", views.pagerduty_enqueue, name="pagerduty-root"),
 ]

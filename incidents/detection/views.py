@@ -48,6 +48,7 @@ from ..ratelimit import rate_limit_hit, rate_parse
 from .intake import delivery_accept
 from .parsing import PayloadError, pagerduty_errors, parse_delivery, parse_pagerduty
 from .replay import signature_claim
+from .senders import SenderTest
 from .verify import (
     GRAFANA_TIMESTAMP,
     VIGIL_TIMESTAMP,
@@ -305,6 +306,9 @@ def _keyed_hook(request: HttpRequest, key: str, kind: str) -> JsonResponse:
         except PayloadError as exc:
             errors = exc.errors
             raise Refused(400, "invalid", f"Invalid payload. {exc}"[:2000], errors=errors) from None
+        except SenderTest as test:
+            logger.info("%s test message for integration %s", kind, integration.pk)
+            return JsonResponse(test.body, status=test.status)
         delivery_id = _accept(
             request, integration, signed, now, body=text, alert_count=len(parsed.alerts)
         )
@@ -333,6 +337,29 @@ def grafana_hook(request: HttpRequest, key: str) -> JsonResponse:
 def generic_hook(request: HttpRequest, key: str) -> JsonResponse:
     """Vigil's generic signed JSON alert."""
     return _keyed_hook(request, key, IntegrationKind.GENERIC)
+
+
+# Kinds posted to ``/hooks/<kind>/<key>/`` through :func:`sender_hook` (their parsers live in
+# ``senders``). CloudWatch (SNS) and heartbeat pings have views of their own.
+SENDER_KINDS = frozenset(
+    {
+        IntegrationKind.DATADOG,
+        IntegrationKind.NEWRELIC,
+        IntegrationKind.NAGIOS,
+        IntegrationKind.ZABBIX,
+        IntegrationKind.SPLUNK,
+        IntegrationKind.ELASTIC,
+    }
+)
+
+
+@csrf_exempt
+def sender_hook(request: HttpRequest, kind: str, key: str) -> JsonResponse:
+    """A sender of ``SENDER_KINDS`` (Datadog, New Relic, Nagios/Icinga, Zabbix, Splunk,
+    Elastic): the same gates as every keyed hook, its own parser."""
+    if kind not in SENDER_KINDS:
+        return _error_response(Refused(404, "not_found", "No such kind of sender."))
+    return _keyed_hook(request, key, kind)
 
 
 # --- PagerDuty Events API v2 --------------------------------------------------------------------

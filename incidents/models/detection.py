@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -31,7 +32,54 @@ class IntegrationKind(models.TextChoices):
     ALERTMANAGER = "alertmanager", "Prometheus Alertmanager"
     GRAFANA = "grafana", "Grafana alerting"
     PAGERDUTY = "pagerduty", "PagerDuty Events API v2"
-    GENERIC = "generic", "Generic signed JSON"
+    GENERIC = "generic", "Generic JSON (scripts, SIEM tools)"
+    DATADOG = "datadog", "Datadog webhook"
+    NEWRELIC = "newrelic", "New Relic workflow webhook"
+    CLOUDWATCH = "cloudwatch", "AWS CloudWatch alarms through SNS"
+    NAGIOS = "nagios", "Nagios / Icinga 2 notification command"
+    ZABBIX = "zabbix", "Zabbix webhook media type"
+    SPLUNK = "splunk", "Splunk alert action webhook"
+    ELASTIC = "elastic", "Elastic / Kibana webhook connector"
+    HEARTBEAT = "heartbeat", "Heartbeat ping (cron jobs, backups)"
+
+
+class IntegrationAuth(models.TextChoices):
+    """What proves a delivery comes from the sender, besides the key in the URL (always
+    required). Each kind offers the schemes its sender can actually do."""
+
+    HMAC = "hmac", "HMAC-SHA256 signature of the body (X-Vigil-Signature / sender's own)"
+    BEARER = "bearer", "Authorization: Bearer <secret>"
+    HEADER = "header", "A secret static header (name below, the secret as value)"
+    BASIC = "basic", "HTTP Basic authentication (user vigil, the secret as password)"
+    ROUTING_KEY = "routing_key", "The routing key in the event (PagerDuty)"
+    SNS = "sns", "AWS SNS message signature (certificate from an allowed SNS host)"
+    URL_KEY = "url_key", "The URL key alone (no further credential)"
+
+
+# The credential each kind's sender can present when the integration names none: what the
+# sender can actually do (README, "Integrations"). Alertmanager and Grafana without a secret
+# fall back to the URL key alone.
+DEFAULT_AUTH = {
+    IntegrationKind.ALERTMANAGER: IntegrationAuth.BEARER,
+    IntegrationKind.GRAFANA: IntegrationAuth.HMAC,
+    IntegrationKind.PAGERDUTY: IntegrationAuth.ROUTING_KEY,
+    IntegrationKind.GENERIC: IntegrationAuth.HMAC,
+    IntegrationKind.DATADOG: IntegrationAuth.HEADER,
+    IntegrationKind.NEWRELIC: IntegrationAuth.HEADER,
+    IntegrationKind.CLOUDWATCH: IntegrationAuth.SNS,
+    IntegrationKind.NAGIOS: IntegrationAuth.HMAC,
+    IntegrationKind.ZABBIX: IntegrationAuth.HEADER,
+    IntegrationKind.SPLUNK: IntegrationAuth.URL_KEY,
+    IntegrationKind.ELASTIC: IntegrationAuth.HEADER,
+    IntegrationKind.HEARTBEAT: IntegrationAuth.URL_KEY,
+}
+
+
+def default_auth(kind: str, secret: str) -> str:
+    """The scheme an integration of ``kind`` with (or without) a secret uses by default."""
+    if kind in (IntegrationKind.ALERTMANAGER, IntegrationKind.GRAFANA) and not secret:
+        return IntegrationAuth.URL_KEY
+    return DEFAULT_AUTH.get(kind, IntegrationAuth.HMAC)
 
 
 def validate_label_names(value: object) -> None:
@@ -112,13 +160,84 @@ class Integration(models.Model):
             "groupKey, PagerDuty dedup_key, the generic hook's group_key)."
         ),
     )
+    auth = models.CharField(
+        "authentication",
+        max_length=12,
+        choices=IntegrationAuth.choices,
+        blank=True,
+        help_text=(
+            "What the sender proves itself with besides the URL key. Blank: the kind's "
+            "default (see the README's integrations table)."
+        ),
+    )
+    auth_header = models.CharField(
+        max_length=100,
+        blank=True,
+        default="X-Vigil-Token",
+        help_text="With a secret static header: the header's name; its value is the secret.",
+    )
+    # Heartbeat: silence is an alert too.
+    heartbeat_minutes = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(60 * 24 * 31)],
+        help_text=(
+            "Expect a signal at least this often (minutes): a ping, or the heartbeat alert "
+            "below. Nothing for this long opens an incident. Blank: no heartbeat."
+        ),
+    )
+    heartbeat_alertname = models.CharField(
+        max_length=100,
+        blank=True,
+        default="Watchdog",
+        help_text=(
+            "Alertmanager and Grafana: the always-firing alert (its alertname label) that is "
+            "the heartbeat. It opens no incident."
+        ),
+    )
+    heartbeat_severity = models.ForeignKey(
+        SeverityLevel,
+        to_field="level",
+        on_delete=models.PROTECT,
+        default=2,
+        related_name="+",
+        help_text="Severity of the incident opened when the heartbeat stops.",
+    )
+    last_signal_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="The last heartbeat received."
+    )
+    heartbeat_due_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When silence becomes an incident (last signal + interval).",
+    )
+    heartbeat_incident = models.ForeignKey(
+        Incident,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+        help_text='The open "no signal" incident, until the signal returns.',
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     # The secret stays out of the audit trail; its changes show as changes of updated_at.
-    history = HistoricalRecords(excluded_fields=["secret"])
+    # Heartbeat bookkeeping changes on every signal: not audit material.
+    history = HistoricalRecords(
+        excluded_fields=["secret", "last_signal_at", "heartbeat_due_at", "heartbeat_incident"]
+    )
 
     class Meta:
         ordering = ["name", "id"]
+        indexes = [
+            models.Index(
+                fields=["heartbeat_due_at"],
+                name="integration_heartbeat_due",
+                condition=Q(heartbeat_due_at__isnull=False),
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -363,6 +482,14 @@ class Alert(models.Model):
     count = models.PositiveIntegerField(default=1)
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
+    maintenance = models.ForeignKey(
+        "MaintenanceWindow",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="alerts",
+        help_text="Received during this maintenance window: recorded, no incident, no page.",
+    )
 
     class Meta:
         ordering = ["-received_at", "-id"]
@@ -384,3 +511,95 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.title} ({self.get_status_display().lower()})"
+
+
+class MaintenanceWindow(models.Model):
+    """A window in which an integration's (or a service's) alerts are recorded but open no
+    incident and page no one. Not the status page's announced maintenance (communications):
+    this one is internal, about what monitoring says during planned work."""
+
+    reason = models.CharField(max_length=200)
+    integration = models.ForeignKey(
+        Integration,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="maintenance_windows",
+    )
+    service = models.ForeignKey(
+        Service,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="maintenance_windows",
+        help_text="Every alert routed to this service, from any integration.",
+    )
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-starts_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ends_at__gt=models.F("starts_at")),
+                name="maintenance_window_ends_after_it_starts",
+            ),
+            models.CheckConstraint(
+                condition=Q(integration__isnull=False) | Q(service__isnull=False),
+                name="maintenance_window_has_a_target",
+            ),
+        ]
+        indexes = [models.Index(fields=["ends_at"], name="maintenance_window_ends")]
+
+    def __str__(self) -> str:
+        return f"{self.reason} ({self.starts_at:%Y-%m-%d %H:%M}–{self.ends_at:%H:%M})"
+
+
+class RoutingRule(models.Model):
+    """Per integration: alerts whose labels match go to ``service`` with ``severity`` as
+    their default severity (the §7.2 alert rules and the sender's own severity still come
+    first). The first enabled rule by position wins; none: the integration's own."""
+
+    integration = models.ForeignKey(
+        Integration, on_delete=models.CASCADE, related_name="routing_rules"
+    )
+    position = models.PositiveSmallIntegerField(
+        default=0, validators=[MinValueValidator(0), MaxValueValidator(1000)]
+    )
+    match = models.JSONField(
+        default=dict,
+        help_text=(
+            'Labels and the values they must have, e.g. {"team": "payments", "env": '
+            '["prod", "production"]}: every label must match one of its values '
+            "(case-insensitive)."
+        ),
+    )
+    service = models.ForeignKey(
+        Service, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    severity = models.ForeignKey(
+        SeverityLevel,
+        to_field="level",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Default severity of the matched alerts. Blank: the integration's.",
+    )
+    enabled = models.BooleanField(default=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["integration", "position", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.integration}: {self.match}"

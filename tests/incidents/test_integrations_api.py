@@ -89,7 +89,7 @@ def test_pagerduty_integration_has_events_urls_and_no_secret(api_as, superuser):
 @pytest.mark.parametrize(
     "data, field",
     [
-        ({"name": "x", "kind": "nagios"}, "kind"),
+        ({"name": "x", "kind": "opsview"}, "kind"),
         ({"name": "x", "kind": "generic", "secret": ""}, "secret"),
         ({"name": "x", "kind": "grafana", "service": "nope"}, "service"),
         ({"name": "x", "kind": "grafana", "default_severity": 7}, "default_severity"),

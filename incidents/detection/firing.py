@@ -1,9 +1,12 @@
 """Firing alerts: counted on their open row or stored new, then joined to the group's active
-incident or opening one (severity, action and paging from the alert rules)."""
+incident or opening one (severity, action and paging from the alert rules; service and
+default severity from the routing rules). During a maintenance window of its integration or
+routed service a new alert is recorded only; its first repeat after the window is new then."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
@@ -13,17 +16,32 @@ from ..models import (
     AlertGroup,
     AlertStatus,
     Incident,
+    MaintenanceWindow,
     Source,
 )
 from ..services import (
     incident_change_severity,
     incident_create,
 )
+from .maintenance import window_describe, window_for
 from .parsing import IncomingAlert
+from .routing import Route, route_alert, route_describe
 from .rules import Classification, alert_classify
 from .state import Run
 
 SUMMARY_ALERTS = 10
+
+
+@dataclass(frozen=True)
+class NewAlert:
+    """A firing alert that joins or opens an incident now: stored new, or the first repeat
+    after the maintenance window it was recorded in (``recorded_in``) had ended."""
+
+    alert_id: int
+    alert: IncomingAlert
+    cls: Classification
+    route: Route
+    recorded_in: MaintenanceWindow | None = None
 
 
 def alerts_fire(
@@ -49,21 +67,62 @@ def alerts_fire(
     fresh = sorted((a for a in alerts if a.fingerprint not in stale), key=lambda a: a.fingerprint)
     if not fresh:
         return incident
-    classes = {
-        a.fingerprint: alert_classify(alert=a, integration=run.integration, rules=run.rules)
+    integration = run.integration
+    routes = {
+        a.fingerprint: route_alert(alert=a, integration=integration, rules=run.routing)
         for a in fresh
     }
-    rows = _upsert(run, group=group, incident=incident, alerts=fresh, classes=classes)
-    new = [(alert_id, fp) for alert_id, fp, count in rows if count == 1]
-    run.result.repeated += len(rows) - len(new)
+    silenced = {}
+    for fingerprint, route in routes.items():
+        window = window_for(run.windows, integration_id=integration.pk, service_id=route.service_id)
+        if window is not None:
+            silenced[fingerprint] = window
+    classes = {
+        a.fingerprint: alert_classify(
+            alert=a, integration=integration, rules=run.rules, route=routes[a.fingerprint]
+        )
+        for a in fresh
+    }
+    rows = _upsert(
+        run, group=group, incident=incident, alerts=fresh, classes=classes, silenced=silenced
+    )
+    new: list[tuple[int, str]] = []
+    recorded_in: dict[int, int] = {}  # alert id -> the window it was recorded in
+    for alert_id, fingerprint, count, incident_id, maintenance_id in rows:
+        if fingerprint in silenced:
+            # Recorded only: no incident joined or opened, no severity raised, no page.
+            if count == 1:
+                run.result.in_maintenance += 1
+            else:
+                run.result.repeated += 1
+        elif count == 1:
+            new.append((alert_id, fingerprint))
+        elif incident_id is None and maintenance_id is not None:
+            # Recorded during a window that has ended, and still firing: new now.
+            new.append((alert_id, fingerprint))
+            recorded_in[alert_id] = maintenance_id
+        else:
+            run.result.repeated += 1
     run.result.new += len(new)
     if not new:
         return incident
+    windows = MaintenanceWindow.objects.in_bulk(set(recorded_in.values())) if recorded_in else {}
     by_fp = {a.fingerprint: a for a in fresh}
-    new_alerts = [(alert_id, by_fp[fp], classes[fp]) for alert_id, fp in new]
+    new_alerts = [
+        NewAlert(
+            alert_id=alert_id,
+            alert=by_fp[fp],
+            cls=classes[fp],
+            route=routes[fp],
+            recorded_in=windows.get(recorded_in.get(alert_id)),
+        )
+        for alert_id, fp in new
+    ]
     if incident is None:
         incident = _open(run, group=group, reason=reason, new_alerts=new_alerts)
     else:
+        if recorded_in:
+            Alert.objects.filter(pk__in=list(recorded_in)).update(incident=incident)
         _join(run, incident=incident, reason=reason, new_alerts=new_alerts)
     return incident
 
@@ -79,9 +138,12 @@ def _upsert(
     incident: Incident | None,
     alerts: list[IncomingAlert],
     classes: dict[str, Classification],
-) -> list[tuple[int, str, int]]:
+    silenced: dict[str, MaintenanceWindow],
+) -> list[tuple[int, str, int, int | None, int | None]]:
     """Insert each alert, or count it on the firing row with its fingerprint; one statement.
-    Returns (id, fingerprint, count) per alert: a count of 1 is a new alert."""
+    A silenced alert is inserted with its maintenance window and no incident; a repeat keeps
+    the row's incident and window. Returns (id, fingerprint, count, incident id, maintenance
+    window id) per alert: a count of 1 is a new alert."""
     ops = connection.ops
     table = Alert._meta.db_table
     json_slot = "CAST(%s AS jsonb)" if connection.vendor == "postgresql" else "%s"
@@ -104,16 +166,18 @@ def _upsert(
         "received_at",
         "last_received_at",
         "count",
+        "maintenance_id",
     ]
     slots = ", ".join(json_slot if c in ("labels", "annotations", "raw") else "%s" for c in columns)
     received = ops.adapt_datetimefield_value(run.received)
     params: list[Any] = []
     for alert in alerts:
         cls = classes[alert.fingerprint]
+        window = silenced.get(alert.fingerprint)
         params += [
             run.integration.pk,
             group.pk,
-            incident.pk if incident is not None else None,
+            incident.pk if incident is not None and window is None else None,
             alert.fingerprint,
             AlertStatus.FIRING,
             alert.title,
@@ -129,6 +193,7 @@ def _upsert(
             received,
             received,
             1,
+            window.pk if window is not None else None,
         ]
     newer = f"EXCLUDED.last_received_at >= {table}.last_received_at"
     refresh = ", ".join(
@@ -140,15 +205,24 @@ def _upsert(
         + ", ".join(f"({slots})" for _ in alerts)
         + f" ON CONFLICT (integration_id, fingerprint) WHERE status = 'firing' "
         f"DO UPDATE SET count = {table}.count + 1, {refresh} "
-        "RETURNING id, fingerprint, count"
+        "RETURNING id, fingerprint, count, incident_id, maintenance_id"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return [(row[0], row[1], row[2]) for row in cursor.fetchall()]
+        return [(row[0], row[1], row[2], row[3], row[4]) for row in cursor.fetchall()]
 
 
 def _describe(alert: IncomingAlert, cls: Classification) -> str:
     return f"{alert.title} (Sev {cls.severity}; {cls.why})"
+
+
+def _recorded_note(item: NewAlert) -> str:
+    if item.recorded_in is None:
+        return ""
+    return (
+        f" This alert first fired during maintenance window {window_describe(item.recorded_in)},"
+        " when it was recorded and paged no one."
+    )
 
 
 def _open(
@@ -156,54 +230,60 @@ def _open(
     *,
     group: AlertGroup,
     reason: str,
-    new_alerts: list[tuple[int, IncomingAlert, Classification]],
+    new_alerts: list[NewAlert],
 ) -> Incident:
     """Open an incident for the group's new alerts: the most severe one leads (its title,
-    severity, action); impact started at the earliest start time a sender reported."""
-    lead_id, lead, lead_cls = min(new_alerts, key=lambda item: item[2].severity)
+    severity, action, routed service); impact started at the earliest start time a sender
+    reported."""
+    lead = min(new_alerts, key=lambda item: item.cls.severity)
     integration = run.integration
-    starts = [a.starts_at for _, a, _ in new_alerts if a.starts_at is not None]
-    lines = [f"- {a.title}" for _, a, _ in new_alerts[:SUMMARY_ALERTS]]
+    starts = [item.alert.starts_at for item in new_alerts if item.alert.starts_at is not None]
+    lines = [f"- {item.alert.title}" for item in new_alerts[:SUMMARY_ALERTS]]
     if len(new_alerts) > SUMMARY_ALERTS:
         lines.append(f"- … and {len(new_alerts) - SUMMARY_ALERTS} more")
     summary = (
         f"Opened from {len(new_alerts)} alert(s) of {integration.name} "
         f"({integration.get_kind_display()}):\n" + "\n".join(lines)
     )
+    service = lead.route.service
     incident = incident_create(
         actor=None,
         source=Source.WEBHOOK,
-        title=lead.title,
-        severity=lead_cls.severity,
-        urgency=lead_cls.urgency,
+        title=lead.alert.title,
+        severity=lead.cls.severity,
+        urgency=lead.cls.urgency,
         summary=summary,
-        detection_source=lead.detection_source,
-        services=[integration.service] if integration.service_id else [],
+        detection_source=lead.alert.detection_source,
+        services=[service] if service is not None else [],
         impact_started_at=min(starts) if starts else None,
-        paging=lead_cls.paging,
+        paging=lead.cls.paging,
     )
-    Alert.objects.filter(pk__in=[alert_id for alert_id, _, _ in new_alerts]).update(
-        incident=incident
-    )
+    Alert.objects.filter(pk__in=[item.alert_id for item in new_alerts]).update(incident=incident)
     group.incident = incident
     group.save(update_fields=["incident"])
     run.result.opened.append(incident.number)
-    for alert_id, alert, cls in new_alerts:
-        if alert_id == lead_id:
+    for item in new_alerts:
+        if item is lead:
             estimated = (
                 " Its start time was missing or unreadable: the time of receipt is used."
-                if alert.starts_at is None
+                if item.alert.starts_at is None
                 else ""
             )
-            message = f"Alert opened this incident: {_describe(alert, cls)}.{estimated}"
+            message = f"Alert opened this incident: {_describe(item.alert, item.cls)}.{estimated}"
         else:
-            message = f"Alert joined: {_describe(alert, cls)}. Grouped by {reason}."
-        run.note(incident.pk, message, _alert_data(alert_id, alert, cls, group, reason))
-    if lead_cls.paging == "none":
+            message = f"Alert joined: {_describe(item.alert, item.cls)}. Grouped by {reason}."
+        run.note(incident.pk, message + _recorded_note(item), _alert_data(item, reason))
+    if lead.route.rule is not None:
         run.note(
             incident.pk,
-            f"Nobody paged: {lead_cls.why}.",
-            {"alert": lead_id, "paging": "none"},
+            route_describe(lead.route, integration),
+            {"alert": lead.alert_id, "routing_rule": lead.route.rule.pk},
+        )
+    if lead.cls.paging == "none":
+        run.note(
+            incident.pk,
+            f"Nobody paged: {lead.cls.why}.",
+            {"alert": lead.alert_id, "paging": "none"},
         )
     return incident
 
@@ -213,37 +293,33 @@ def _join(
     *,
     incident: Incident,
     reason: str,
-    new_alerts: list[tuple[int, IncomingAlert, Classification]],
+    new_alerts: list[NewAlert],
 ) -> None:
     run.result.joined.append(incident.number)
-    for alert_id, alert, cls in new_alerts:
+    for item in new_alerts:
         run.note(
             incident.pk,
-            f"Alert joined: {_describe(alert, cls)}. Grouped by {reason}.",
-            _alert_data(alert_id, alert, cls, None, reason),
+            f"Alert joined: {_describe(item.alert, item.cls)}. Grouped by {reason}."
+            + _recorded_note(item),
+            _alert_data(item, reason),
         )
-    _, worst, worst_cls = min(new_alerts, key=lambda item: item[2].severity)
-    if worst_cls.severity < incident.severity_id:
+    worst = min(new_alerts, key=lambda item: item.cls.severity)
+    if worst.cls.severity < incident.severity_id:
         # A more serious alert in the group raises the incident (and pages for the new
         # severity, through the escalation app); alerts never lower it.
         incident_change_severity(
             incident=incident,
             actor=None,
             source=Source.WEBHOOK,
-            severity=worst_cls.severity,
-            reason=f"alert {worst.title} ({worst_cls.why})"[:500],
+            severity=worst.cls.severity,
+            reason=f"alert {worst.alert.title} ({worst.cls.why})"[:500],
         )
 
 
-def _alert_data(
-    alert_id: int,
-    alert: IncomingAlert,
-    cls: Classification,
-    group: AlertGroup | None,
-    reason: str,
-) -> dict[str, Any]:
+def _alert_data(item: NewAlert, reason: str) -> dict[str, Any]:
+    alert, cls = item.alert, item.cls
     return {
-        "alert": alert_id,
+        "alert": item.alert_id,
         "fingerprint": alert.fingerprint,
         "severity": cls.severity,
         "rule": cls.rule.key if cls.rule is not None else None,
@@ -251,4 +327,6 @@ def _alert_data(
         "value": cls.value,
         "grouped_by": reason,
         "starts_at_estimated": alert.starts_at is None,
+        "routing_rule": item.route.rule.pk if item.route.rule is not None else None,
+        "maintenance": item.recorded_in.pk if item.recorded_in is not None else None,
     }

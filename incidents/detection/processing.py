@@ -14,6 +14,11 @@ deliveries of one group open one incident between them. A new alert joins the gr
 incident while it is active; otherwise it opens a new one. Groups are locked in key-hash
 order, so two deliveries never wait on each other in a cycle.
 
+Routing and maintenance. Each alert is routed by its integration's routing rules (service,
+default severity: :mod:`.routing`); a firing alert during a maintenance window of its
+integration or routed service is recorded only (:mod:`.maintenance`). Both are read once per
+delivery.
+
 Order. Deliveries may be processed out of order (parallel workers, a retried task). Each
 alert row remembers the receipt time of the latest delivery applied to it, so a firing
 received before a resolve that was already applied is ignored (it is stale), and so is a
@@ -40,9 +45,12 @@ from ..models import (
 )
 from ..services.common import timeline_record_many
 from .firing import alerts_fire
+from .heartbeat import heartbeat_alerts_take
 from .intake import INBOUND
+from .maintenance import windows_active
 from .parsing import IncomingAlert, parse_delivery
 from .resolution import alert_acknowledge, alert_resolve, incidents_auto_monitor
+from .routing import routing_rules_for
 from .rules import rules_active
 from .state import DeliveryResult, Run
 
@@ -123,12 +131,23 @@ def _process(delivery: WebhookDelivery, *, now: datetime) -> DeliveryResult:
     parsed = parse_delivery(
         integration.kind, json.loads(delivery.body), dedup_key=delivery.dedup_key
     )
+    # The always-firing heartbeat alert (Watchdog) is a signal, never an alert or incident.
+    parsed.alerts = heartbeat_alerts_take(
+        integration=integration, alerts=parsed.alerts, received=delivery.received_at
+    )
+    routing = routing_rules_for(integration=integration)
     run = Run(
         integration=integration,
         received=delivery.received_at,
         now=now,
         rules=rules_active(),
         result=DeliveryResult(outcome="processed"),
+        routing=routing,
+        windows=windows_active(
+            integration=integration,
+            service_ids=[integration.service_id, *(r.service_id for r in routing)],
+            at=delivery.received_at,
+        ),
     )
     groups: dict[str, tuple[str, list[IncomingAlert]]] = {}
     for alert in parsed.alerts:

@@ -18,6 +18,7 @@ from ..services import (
 )
 from ..services.common import timeline_record
 from .parsing import IncomingAlert
+from .routing import route_alert
 from .rules import alert_classify
 from .state import Run
 
@@ -68,7 +69,8 @@ def alert_resolve(run: Run, *, group: AlertGroup, alert: IncomingAlert) -> None:
         run.result.stale += 1  # this resolution is already recorded
         return
     # Resolved before Vigil saw it fire (or its firing was lost): recorded, no incident.
-    cls = alert_classify(alert=alert, integration=run.integration, rules=run.rules)
+    route = route_alert(alert=alert, integration=run.integration, rules=run.routing)
+    cls = alert_classify(alert=alert, integration=run.integration, rules=run.rules, route=route)
     Alert.objects.create(
         integration=run.integration,
         group=group,

@@ -9,7 +9,8 @@ Order of precedence for an alert's severity:
 2. the severity the sender gave: PagerDuty's ``payload.severity``, an Alertmanager or Grafana
    alert's ``severity`` label, the generic hook's ``severity`` — critical → 1, error → 2,
    warning → 3, info → 4 (or a level number);
-3. the integration's default severity.
+3. the default severity of the routing rule that routed the alert (:mod:`.routing`), else the
+   integration's default severity.
 
 What an action does when the alert opens an incident (``paging`` of ``incident_create``, and
 the urgency that, with impact Medium, gives the priority through the §2.2 matrix; the core
@@ -30,10 +31,14 @@ security team alert   High       the team and the security team contact
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..models import AlertAction, AlertRule, Integration, Level
 from ..models.detection import ALERT_ACTION_PAGING, ALERT_ACTION_URGENCY
 from .parsing import IncomingAlert, parse_number
+
+if TYPE_CHECKING:
+    from .routing import Route
 
 
 @dataclass(frozen=True)
@@ -82,9 +87,14 @@ def rule_matches(rule: AlertRule, alert: IncomingAlert) -> tuple[bool, float | N
 
 
 def alert_classify(
-    *, alert: IncomingAlert, integration: Integration, rules: list[AlertRule]
+    *,
+    alert: IncomingAlert,
+    integration: Integration,
+    rules: list[AlertRule],
+    route: Route | None = None,
 ) -> Classification:
-    """Severity and action for ``alert`` (precedence in the module docstring)."""
+    """Severity and action for ``alert`` (precedence in the module docstring); ``route``, the
+    alert's route, gives the default severity when a routing rule routed it."""
     for rule in rules:
         matched, value = rule_matches(rule, alert)
         if matched:
@@ -103,6 +113,14 @@ def alert_classify(
             rule=None,
             value=None,
             why="no alert rule matched; severity given by the sender",
+        )
+    if route is not None and route.rule is not None and route.rule.severity_id:
+        return Classification(
+            severity=route.severity,
+            action="",
+            rule=None,
+            value=None,
+            why=f"no alert rule matched; routing rule #{route.rule.pk}'s default severity",
         )
     return Classification(
         severity=integration.default_severity_id,

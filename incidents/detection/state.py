@@ -24,6 +24,8 @@ class DeliveryResult:
     resolved: int = 0
     acknowledged: int = 0
     stale: int = 0
+    # New firing alerts recorded during a maintenance window (no incident, no page).
+    in_maintenance: int = 0
     opened: list[str] = field(default_factory=list)
     joined: list[str] = field(default_factory=list)
     monitoring: list[str] = field(default_factory=list)
@@ -38,6 +40,10 @@ class Run:
     now: datetime
     rules: list[Any]
     result: DeliveryResult
+    # The integration's enabled routing rules, in order, and the maintenance windows active at
+    # the receipt time that may silence its alerts: each read once per delivery.
+    routing: list[Any] = field(default_factory=list)
+    windows: list[Any] = field(default_factory=list)
     # Timeline entries to append in one go (``timeline_record_many``) when the run ends.
     entries: list[dict[str, Any]] = field(default_factory=list)
     resolved_incidents: set[int] = field(default_factory=set)

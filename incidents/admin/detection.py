@@ -41,6 +41,7 @@ from ..models import (
 from ..services.catalog import alert_rule_create, alert_rule_delete, alert_rule_update
 from . import display as ui
 from .common import NoRevertMixin, ReadOnlyAdminMixin, ServiceWriteAdminMixin, WriteServices
+from .maintenance import MAINTENANCE_ACTIONS, RoutingRulesAdminMixin
 
 
 def _incident_link(incident) -> str:
@@ -62,7 +63,9 @@ def _report(modeladmin, request, done: int, failures: list[str], verb: str) -> N
 
 
 @admin.register(Integration)
-class IntegrationAdmin(ServiceWriteAdminMixin, NoRevertMixin, SimpleHistoryAdmin):
+class IntegrationAdmin(
+    RoutingRulesAdminMixin, ServiceWriteAdminMixin, NoRevertMixin, SimpleHistoryAdmin
+):
     write_services = WriteServices(
         instance="integration",
         create=integration_create,
@@ -82,7 +85,7 @@ class IntegrationAdmin(ServiceWriteAdminMixin, NoRevertMixin, SimpleHistoryAdmin
     list_select_related = ("service", "default_severity")
     search_fields = ("name", "=key")
     readonly_fields = ("key", "sender_urls", "snippet", "created_at", "updated_at")
-    actions = ("rotate_secret", "enable", "disable")
+    actions = ("rotate_secret", "enable", "disable", *MAINTENANCE_ACTIONS)
     fieldsets = [
         (None, {"fields": ["name", "kind", "enabled"]}),
         (
@@ -261,11 +264,12 @@ class AlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "severity_id",
         "integration",
         "incident_link",
+        "maintenance",
         "count",
         "last_received_at",
     )
     list_filter = ("status", "integration", "severity", "action")
-    list_select_related = ("integration", "incident")
+    list_select_related = ("integration", "incident", "maintenance")
     search_fields = ("=fingerprint", "=incident__number", "title")
     search_help_text = "An exact fingerprint or incident ID, or words of the title."
     ordering = ("-received_at", "-id")
@@ -289,6 +293,7 @@ class AlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "count",
         "acknowledged_at",
         "resolved_at",
+        "maintenance",
         "labels",
         "annotations",
         "raw",

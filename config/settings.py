@@ -545,6 +545,15 @@ VIGIL_HOOK_INTEGRATION_CACHE_SECONDS = env.float(
 )
 # Drain tasks queued when deliveries arrive: how many worker processes share a stream of them.
 VIGIL_ALERT_DRAINS = env.int("VIGIL_ALERT_DRAINS", default=2)
+# CloudWatch alarms through Amazon SNS: the hosts (a regular expression, matched whole) an SNS
+# message's signing certificate and subscription URL may be fetched from, over HTTPS only, and how
+# old a message's signed Timestamp may be (SNS retries an HTTP/S delivery for at most an hour).
+VIGIL_SNS_CERT_HOST_PATTERN = env.str(
+    "VIGIL_SNS_CERT_HOST_PATTERN", default=r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$"
+)
+VIGIL_SNS_MAX_AGE_SECONDS = env.float("VIGIL_SNS_MAX_AGE_SECONDS", default=3600.0)
+if not 0 < VIGIL_SNS_MAX_AGE_SECONDS <= 86400:  # also refuses nan and inf
+    raise ImproperlyConfigured("VIGIL_SNS_MAX_AGE_SECONDS must be in (0, 86400].")
 # --- Public communication (status page) ----------------------------------------------------------
 
 # How long a rendered status site is served before a request re-renders it (publishing,

@@ -6,7 +6,7 @@ Vigil's base URL + ``/hooks/pagerduty``) as its API base posts there unchanged.
 
 from django.urls import path
 
-from . import views
+from . import views, views_sns
 
 app_name = "hooks"
 
@@ -15,6 +15,7 @@ urlpatterns = [
     path("hooks/grafana/<str:key>/", views.grafana_hook, name="grafana"),
     path("hooks/generic/<str:key>/", views.generic_hook, name="generic"),
     path("hooks/pagerduty/v2/enqueue", views.pagerduty_enqueue, name="pagerduty"),
+    path("hooks/cloudwatch/<str:key>/", views_sns.cloudwatch_hook, name="cloudwatch"),
     path("hooks/<slug:kind>/<str:key>/", views.sender_hook, name="sender"),
     path("v2/enqueue", views.pagerduty_enqueue, name="pagerduty-root"),
 ]

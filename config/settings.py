@@ -603,6 +603,14 @@ CELERY_BEAT_SCHEDULE["incidents-alert-delivery-sweep"] = {
     "options": {"expires": 25},
 }
 
+# Heartbeats: how often the sweep opens a "no signal" incident for each integration whose
+# heartbeat is overdue (an incident opens at most this long after the due time).
+CELERY_BEAT_SCHEDULE["incidents-heartbeat-sweep"] = {
+    "task": "incidents.heartbeat_sweep",
+    "schedule": env.float("VIGIL_HEARTBEAT_SWEEP_SECONDS", default=60.0),
+    "options": {"expires": 55},
+}
+
 # The 48-hour documentation rule (§4.2 step 4): how often the sweep reminds the incident manager
 # of an incident report coming due and records the misses.
 CELERY_BEAT_SCHEDULE["reviews-documentation-sweep"] = {

@@ -101,3 +101,40 @@ def events_sweep_task() -> int:
     from .events import events_requeue
 
     return events_requeue()
+
+
+@shared_task(
+    name="incidents.heartbeat_sweep",
+    acks_late=True,
+    soft_time_limit=50,
+    time_limit=60,
+    ignore_result=True,
+)
+def heartbeat_sweep_task() -> int:
+    """Open a "no signal" incident for each integration whose heartbeat is overdue. Safe to
+    run twice at once (rows claimed with SKIP LOCKED; one incident each)."""
+    from .detection.heartbeat import heartbeats_sweep
+
+    return len(heartbeats_sweep())
+
+
+@shared_task(
+    name="incidents.heartbeat_incident_resolve",
+    acks_late=True,
+    soft_time_limit=50,
+    time_limit=60,
+    ignore_result=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    max_retries=5,
+)
+def heartbeat_incident_resolve_task(integration_id: int, incident_id: int) -> bool:
+    """The integration's signal returned: resolve its "no signal" incident (queued after the
+    signal commits). A duplicate or late task finds the incident forgotten and does nothing."""
+    from .detection.heartbeat import heartbeat_incident_resolve
+
+    return (
+        heartbeat_incident_resolve(integration_id=integration_id, incident_id=incident_id)
+        is not None
+    )

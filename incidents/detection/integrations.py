@@ -20,6 +20,7 @@ from ..models import Integration, IntegrationKind, Service, SeverityLevel
 from ..models.detection import new_integration_secret
 from ..services.catalog import ServiceInUse, require_policy_perm, validated_save
 from ..services.common import audited_delete
+from .heartbeat import heartbeat_configure
 
 INTEGRATION_FIELDS = (
     "name",
@@ -31,6 +32,9 @@ INTEGRATION_FIELDS = (
     "require_timestamp",
     "auto_resolve",
     "group_by",
+    "heartbeat_minutes",
+    "heartbeat_alertname",
+    "heartbeat_severity",
 )
 CHANGEABLE_FIELDS = tuple(f for f in INTEGRATION_FIELDS if f not in ("kind", "secret"))
 
@@ -48,13 +52,15 @@ def _resolve_refs(fields: dict[str, Any]) -> dict[str, Any]:
             if service is None:
                 raise InvalidInput({"service": f"Unknown service {value!r}."})
             fields["service"] = service
-    if "default_severity" in fields:
-        value = fields["default_severity"]
+    for name in ("default_severity", "heartbeat_severity"):
+        if name not in fields:
+            continue
+        value = fields[name]
         if not isinstance(value, SeverityLevel):
             level = SeverityLevel.objects.filter(level=value).first()
             if level is None:
-                raise InvalidInput({"default_severity": f"Unknown severity {value!r}."})
-            fields["default_severity"] = level
+                raise InvalidInput({name: f"Unknown severity {value!r}."})
+            fields[name] = level
     return fields
 
 
@@ -70,6 +76,7 @@ def integration_create(*, actor: Any, source: str, **fields: Any) -> Integration
         raise InvalidInput({name: "Unknown field." for name in unknown})
     fields = _resolve_refs(fields)
     integration = Integration(**fields)
+    heartbeat_configure(integration, changed=fields)
     validated_save(integration, actor=actor, reason=f"created via {source}")
     return integration
 
@@ -92,6 +99,7 @@ def integration_update(
         return locked
     for name in changed:
         setattr(locked, name, changes[name])
+    heartbeat_configure(locked, changed=changed)
     validated_save(locked, actor=actor, reason=f"updated {', '.join(changed)} via {source}")
     return locked
 
@@ -128,13 +136,20 @@ def integration_delete(*, integration: Integration, actor: Any, source: str) -> 
 
 
 def integration_urls(integration: Integration) -> dict[str, str]:
-    """Absolute URLs (from ``VIGIL_BASE_URL``) a sender of this kind is configured with."""
+    """Absolute URLs (from ``VIGIL_BASE_URL``) a sender of this kind is configured with; with
+    a heartbeat, also the ``ping_url`` (the heartbeat kind's only URL)."""
     base = settings.VIGIL_BASE_URL
+    ping = {"ping_url": base + reverse("hooks:ping", args=[integration.key])}
+    if integration.kind == IntegrationKind.HEARTBEAT:
+        return ping
+    if integration.heartbeat_minutes is None:
+        ping = {}
     if integration.kind == IntegrationKind.PAGERDUTY:
         return {
             "events_url": base + reverse("hooks:pagerduty"),
             "client_base_url": base + "/hooks/pagerduty",
             "events_url_alias": base + reverse("hooks:pagerduty-root"),
+            **ping,
         }
     from .views import SENDER_KINDS
 
@@ -142,7 +157,7 @@ def integration_urls(integration: Integration) -> dict[str, str]:
         path = reverse("hooks:sender", args=[integration.kind, integration.key])
     else:
         path = reverse(f"hooks:{integration.kind}", args=[integration.key])
-    return {"webhook_url": base + path}
+    return {"webhook_url": base + path, **ping}
 
 
 def integration_snippet(integration: Integration) -> str:

@@ -6,7 +6,7 @@ Vigil's base URL + ``/hooks/pagerduty``) as its API base posts there unchanged.
 
 from django.urls import path
 
-from . import views, views_sns
+from . import views, views_ping, views_sns
 
 app_name = "hooks"
 
@@ -16,6 +16,8 @@ urlpatterns = [
     path("hooks/generic/<str:key>/", views.generic_hook, name="generic"),
     path("hooks/pagerduty/v2/enqueue", views.pagerduty_enqueue, name="pagerduty"),
     path("hooks/cloudwatch/<str:key>/", views_sns.cloudwatch_hook, name="cloudwatch"),
+    # Before the senders' route, which would take "ping" for a kind.
+    path("hooks/ping/<str:key>/", views_ping.ping_hook, name="ping"),
     path("hooks/<slug:kind>/<str:key>/", views.sender_hook, name="sender"),
     path("v2/enqueue", views.pagerduty_enqueue, name="pagerduty-root"),
 ]

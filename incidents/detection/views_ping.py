@@ -1,0 +1,87 @@
+"""The heartbeat ping: ``/hooks/ping/<key>/``, for any integration with a heartbeat.
+
+A cron job, a backup script or a systemd unit calls it when it has done its work
+(``curl -fsS --retry 3 https://vigil.example.com/hooks/ping/<key>/``); each call is a signal
+(:mod:`.heartbeat`). ``GET``, ``HEAD`` and ``POST`` are accepted, with any content type; a
+body is read up to the hooks' size limit and ignored (a script may post its log tail). The
+answer is 200 ``{"status": "ok"}``; refusals write nothing and have the hooks' JSON shape:
+
+====  ==========================  ============================================================
+405   method_not_allowed          anything but GET, HEAD or POST
+413   payload_too_large           a body over the hooks' limit (1 MiB)
+404   not_found                   no integration has the key
+403   integration_disabled        the integration is disabled
+409   no_heartbeat                the integration has no heartbeat configured
+====  ==========================  ============================================================
+
+The URL key is the credential: it names one integration and is 32 random hex characters.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from ..models import Integration
+from .heartbeat import integration_signal
+from .views import _KEY, Refused, _error_response, _log_refusal, _read, max_body
+
+PING_METHODS = ("GET", "HEAD", "POST")
+
+
+def _ping_target(key: str) -> Integration | None:
+    """The integration of ``key``, read fresh (a ping is rare next to alerts: no cache)."""
+    if not _KEY.match(key or ""):
+        return None
+    return (
+        Integration.objects.filter(key=key)
+        .only("pk", "key", "kind", "secret", "enabled", "heartbeat_minutes")
+        .first()
+    )
+
+
+def _declared_size(request: HttpRequest) -> None:
+    declared = request.META.get("CONTENT_LENGTH") or ""
+    if not declared:
+        return
+    try:
+        length = int(declared)
+    except ValueError:
+        raise Refused(400, "parse_error", "Invalid Content-Length header.") from None
+    if length > max_body():
+        raise Refused(413, "payload_too_large", f"The body is larger than {max_body()} bytes.")
+
+
+@csrf_exempt
+def ping_hook(request: HttpRequest, key: str) -> JsonResponse:
+    """A heartbeat signal: records it and answers 200 ``{"status": "ok"}``."""
+    integration = None
+    try:
+        if request.method not in PING_METHODS:
+            raise Refused(
+                405,
+                "method_not_allowed",
+                f"Method {request.method} not allowed: GET, HEAD or POST.",
+            )
+        _declared_size(request)
+        integration = _ping_target(key)
+        if integration is None:
+            raise Refused(404, "not_found", "No integration has this key.")
+        if not integration.enabled:
+            raise Refused(403, "integration_disabled", "This integration is disabled.")
+        _read(request)
+        if integration.heartbeat_minutes is None:
+            raise Refused(
+                409,
+                "no_heartbeat",
+                "This integration has no heartbeat configured: set its heartbeat minutes "
+                "(admin or API) before pinging it.",
+            )
+        integration_signal(integration_id=integration.pk)
+    except Refused as refused:
+        _log_refusal(request, "ping", refused, integration)
+        response = _error_response(refused)
+        if refused.status == 405:
+            response["Allow"] = ", ".join(PING_METHODS)
+        return response
+    return JsonResponse({"status": "ok"})

@@ -17,8 +17,10 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.timezone import localtime
 from simple_history.admin import SimpleHistoryAdmin
 
+from ..detection.heartbeat import heartbeat_state
 from ..detection.intake import delivery_retry
 from ..detection.integrations import (
     integration_create,
@@ -80,11 +82,21 @@ class IntegrationAdmin(
         "enabled",
         "auto_resolve",
         "last_delivery",
+        "last_signal",
+        "heartbeat",
     )
     list_filter = ("kind", "enabled", "auto_resolve", "require_timestamp")
-    list_select_related = ("service", "default_severity")
+    list_select_related = ("service", "default_severity", "heartbeat_incident")
     search_fields = ("name", "=key")
-    readonly_fields = ("key", "sender_urls", "snippet", "created_at", "updated_at")
+    readonly_fields = (
+        "key",
+        "sender_urls",
+        "snippet",
+        "last_signal_at",
+        "heartbeat",
+        "created_at",
+        "updated_at",
+    )
     actions = ("rotate_secret", "enable", "disable", *MAINTENANCE_ACTIONS)
     fieldsets = [
         (None, {"fields": ["name", "kind", "enabled"]}),
@@ -95,6 +107,18 @@ class IntegrationAdmin(
         (
             "Sender configuration",
             {"fields": ["key", "secret", "require_timestamp", "sender_urls", "snippet"]},
+        ),
+        (
+            "Heartbeat",
+            {
+                "fields": [
+                    "heartbeat_minutes",
+                    "heartbeat_alertname",
+                    "heartbeat_severity",
+                    "last_signal_at",
+                    "heartbeat",
+                ]
+            },
         ),
         ("Record", {"fields": ["created_at", "updated_at"]}),
     ]
@@ -138,6 +162,24 @@ class IntegrationAdmin(
     @admin.display(description="Last delivery", ordering="last_received")
     def last_delivery(self, obj: Integration):
         return getattr(obj, "last_received", None) or "never"
+
+    @admin.display(description="Last signal", ordering="last_signal_at")
+    def last_signal(self, obj: Integration):
+        return obj.last_signal_at or "never"
+
+    @admin.display(description="Heartbeat")
+    def heartbeat(self, obj: Integration) -> str:
+        state = heartbeat_state(obj)
+        if state.status == "off":
+            return "off"
+        if state.status == "waiting":
+            return "waiting for the first signal"
+        if state.status == "healthy":
+            return "healthy"
+        since = localtime(state.since).strftime("%Y-%m-%d %H:%M") if state.since else "–"
+        if state.incident is None:
+            return format_html("silent since {}", since)
+        return format_html("silent since {} ({})", since, _incident_link(state.incident))
 
     @admin.display(description="Sender URL")
     def sender_urls(self, obj: Integration) -> str:

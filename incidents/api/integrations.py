@@ -52,7 +52,7 @@ class CanManageIntegrations(BasePermission):
 
 
 def _integrations():
-    return Integration.objects.select_related("service")
+    return Integration.objects.select_related("service", "heartbeat_incident")
 
 
 def _integration_or_404(value: str) -> Integration:

@@ -7,6 +7,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from ..detection.heartbeat import MAX_MINUTES, heartbeat_state
 from ..detection.integrations import integration_urls
 from ..models import Integration, IntegrationKind
 from .common import TextField, iso
@@ -27,6 +28,10 @@ class IntegrationUrlsSerializer(serializers.Serializer):
     events_url_alias = serializers.URLField(
         required=False, help_text="PagerDuty: /v2/enqueue at Vigil's root (base URL as is)."
     )
+    ping_url = serializers.URLField(
+        required=False,
+        help_text="With a heartbeat: the URL a job calls (GET, HEAD or POST) to signal.",
+    )
 
 
 class IntegrationSerializer(serializers.Serializer):
@@ -43,6 +48,24 @@ class IntegrationSerializer(serializers.Serializer):
     )
     auto_resolve = serializers.BooleanField()
     group_by = serializers.ListField(child=serializers.CharField())
+    heartbeat_minutes = serializers.IntegerField(
+        allow_null=True, help_text="A signal is expected at least this often; null: none."
+    )
+    heartbeat_alertname = serializers.CharField(
+        help_text="Alertmanager and Grafana: the always-firing alert that is the heartbeat."
+    )
+    heartbeat_severity = serializers.IntegerField(
+        help_text="Severity of the incident opened when the heartbeat stops."
+    )
+    last_signal_at = serializers.DateTimeField(allow_null=True)
+    heartbeat_status = serializers.ChoiceField(
+        choices=["off", "waiting", "healthy", "silent"],
+        help_text="off (no heartbeat, or disabled), waiting for a first signal, healthy, or "
+        "silent (overdue, or its no-signal incident still open).",
+    )
+    heartbeat_incident = serializers.CharField(
+        allow_null=True, help_text='The open "no signal" incident\'s number.'
+    )
     urls = IntegrationUrlsSerializer()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
@@ -60,6 +83,14 @@ class IntegrationSerializer(serializers.Serializer):
             "require_timestamp": instance.require_timestamp,
             "auto_resolve": instance.auto_resolve,
             "group_by": list(instance.group_by or []),
+            "heartbeat_minutes": instance.heartbeat_minutes,
+            "heartbeat_alertname": instance.heartbeat_alertname,
+            "heartbeat_severity": instance.heartbeat_severity_id,
+            "last_signal_at": iso(instance.last_signal_at),
+            "heartbeat_status": heartbeat_state(instance).status,
+            "heartbeat_incident": (
+                instance.heartbeat_incident.number if instance.heartbeat_incident_id else None
+            ),
             "urls": integration_urls(instance),
             "created_at": iso(instance.created_at),
             "updated_at": iso(instance.updated_at),
@@ -94,6 +125,28 @@ class _IntegrationFields(serializers.Serializer):
     auto_resolve = serializers.BooleanField(required=False)
     group_by = serializers.ListField(
         child=serializers.RegexField(LABEL_NAME), max_length=20, required=False
+    )
+    heartbeat_minutes = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_MINUTES,
+        required=False,
+        allow_null=True,
+        help_text="Expect a signal (a ping, or the heartbeat alert) at least this often; "
+        "nothing for this long opens an incident. null: no heartbeat. Required for the "
+        "heartbeat kind.",
+    )
+    heartbeat_alertname = TextField(
+        max_length=100,
+        required=False,
+        allow_blank=True,
+        help_text='Alertmanager and Grafana: the always-firing alert (default "Watchdog"); '
+        "it is a signal and opens no incident.",
+    )
+    heartbeat_severity = serializers.IntegerField(
+        min_value=1,
+        max_value=4,
+        required=False,
+        help_text="Severity of the incident opened when the heartbeat stops (default 2).",
     )
 
 

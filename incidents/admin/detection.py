@@ -106,7 +106,17 @@ class IntegrationAdmin(
         ),
         (
             "Sender configuration",
-            {"fields": ["key", "secret", "require_timestamp", "sender_urls", "snippet"]},
+            {
+                "fields": [
+                    "key",
+                    "auth",
+                    "auth_header",
+                    "secret",
+                    "require_timestamp",
+                    "sender_urls",
+                    "snippet",
+                ]
+            },
         ),
         (
             "Heartbeat",

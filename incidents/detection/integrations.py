@@ -8,6 +8,7 @@ by no role group, only by superusers or whoever an administrator grants them to.
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -17,7 +18,7 @@ from django.urls import reverse
 
 from ..errors import InvalidInput
 from ..models import Integration, IntegrationKind, Service, SeverityLevel
-from ..models.detection import new_integration_secret
+from ..models.detection import BASIC_AUTH_USER, IntegrationAuth, new_integration_secret
 from ..services.catalog import ServiceInUse, require_policy_perm, validated_save
 from ..services.common import audited_delete
 from .heartbeat import heartbeat_configure
@@ -32,6 +33,8 @@ INTEGRATION_FIELDS = (
     "require_timestamp",
     "auto_resolve",
     "group_by",
+    "auth",
+    "auth_header",
     "heartbeat_minutes",
     "heartbeat_alertname",
     "heartbeat_severity",
@@ -160,6 +163,68 @@ def integration_urls(integration: Integration) -> dict[str, str]:
     return {"webhook_url": base + path, **ping}
 
 
+def integration_credential_headers(integration: Integration) -> dict[str, str]:
+    """The headers a sender adds under the integration's static scheme (bearer, secret
+    header, Basic); empty for a signature, the URL key alone, a routing key or SNS."""
+    scheme, secret = integration.effective_auth, integration.secret
+    if scheme == IntegrationAuth.BEARER:
+        return {"Authorization": f"Bearer {secret}"}
+    if scheme == IntegrationAuth.BASIC:
+        token = base64.b64encode(f"{BASIC_AUTH_USER}:{secret}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+    if scheme == IntegrationAuth.HEADER:
+        return {integration.auth_header: secret}
+    return {}
+
+
+def _alertmanager_auth(integration: Integration) -> str:
+    scheme, secret = integration.effective_auth, integration.secret
+    if scheme == IntegrationAuth.BEARER:
+        return (
+            "        http_config:\n"
+            "          authorization:\n"
+            "            type: Bearer\n"
+            f"            credentials: {json.dumps(secret)}\n"
+        )
+    if scheme == IntegrationAuth.BASIC:
+        return (
+            "        http_config:\n"
+            "          basic_auth:\n"
+            f"            username: {BASIC_AUTH_USER}\n"
+            f"            password: {json.dumps(secret)}\n"
+        )
+    return ""
+
+
+def _grafana_auth(integration: Integration) -> str:
+    scheme, secret = integration.effective_auth, integration.secret
+    if scheme == IntegrationAuth.HMAC:
+        return (
+            "  Optional Webhook settings → HMAC Signature:\n"
+            f"    Secret:           {secret}\n"
+            "    Header:           X-Grafana-Alerting-Signature\n"
+            "    Timestamp Header: X-Grafana-Alerting-Signature-Timestamp\n"
+        )
+    if scheme == IntegrationAuth.BASIC:
+        return (
+            "  Optional Webhook settings:\n"
+            f"    Username: {BASIC_AUTH_USER}\n"
+            f"    Password: {secret}\n"
+        )
+    if scheme == IntegrationAuth.BEARER:
+        return (
+            "  Optional Webhook settings → Authorization Header:\n"
+            "    Scheme:      Bearer\n"
+            f"    Credentials: {secret}\n"
+        )
+    if scheme == IntegrationAuth.HEADER:
+        return (
+            "  Optional Webhook settings → Extra Headers:\n"
+            f"    {integration.auth_header}: {secret}\n"
+        )
+    return ""
+
+
 def integration_snippet(integration: Integration) -> str:
     """A copy-paste configuration for the sender (with the secret: shown to administrators)."""
     urls = integration_urls(integration)
@@ -171,14 +236,7 @@ def integration_snippet(integration: Integration) -> str:
     if integration.kind in SNIPPETS:
         return SNIPPETS[integration.kind](integration, urls)
     if integration.kind == IntegrationKind.ALERTMANAGER:
-        auth = (
-            "        http_config:\n"
-            "          authorization:\n"
-            "            type: Bearer\n"
-            f"            credentials: {json.dumps(secret)}\n"
-            if secret
-            else ""
-        )
+        auth = _alertmanager_auth(integration)
         return (
             "# alertmanager.yml\n"
             "route:\n"
@@ -191,19 +249,12 @@ def integration_snippet(integration: Integration) -> str:
             "        send_resolved: true\n" + auth
         )
     if integration.kind == IntegrationKind.GRAFANA:
-        hmac = (
-            "  Optional Webhook settings → HMAC Signature:\n"
-            f"    Secret:           {secret}\n"
-            "    Header:           X-Grafana-Alerting-Signature\n"
-            "    Timestamp Header: X-Grafana-Alerting-Signature-Timestamp\n"
-            if secret
-            else ""
-        )
+        auth = _grafana_auth(integration)
         return (
             "Grafana → Alerting → Contact points → + Add contact point\n"
             "  Integration:  Webhook\n"
             f"  URL:          {urls['webhook_url']}\n"
-            "  HTTP Method:  POST\n" + hmac + "Then route alerts to it in a notification policy.\n"
+            "  HTTP Method:  POST\n" + auth + "Then route alerts to it in a notification policy.\n"
         )
     if integration.kind == IntegrationKind.PAGERDUTY:
         return (
@@ -230,6 +281,15 @@ def integration_snippet(integration: Integration) -> str:
             "labels": {"service": "checkout", "alertname": "HighErrorRate"},
         }
     )
+    headers = integration_credential_headers(integration)
+    if headers:
+        return (
+            f"body='{example}'\n"
+            f"curl -sS -X POST '{urls['webhook_url']}' \\\n"
+            "  -H 'Content-Type: application/json' \\\n"
+            + "".join(f"  -H '{name}: {value}' \\\n" for name, value in headers.items())
+            + '  --data-binary "$body"\n'
+        )
     return (
         f"body='{example}'\n"
         "ts=$(date +%s)\n"

@@ -12,6 +12,13 @@
   required) of ``<timestamp>.<body>``, the timestamp sent in ``X-Vigil-Timestamp`` (Unix
   seconds); of the body alone only when the integration does not require a signed timestamp.
 
+The scheme each integration uses is its own (``Integration.auth``, or the kind's default):
+besides Alertmanager's bearer token, any kind may be set to what its sender can present
+(``ALLOWED_AUTH``): a bearer token, a secret static header (``<auth_header>: <secret>``),
+HTTP Basic (user ``vigil``, the secret as password), Vigil's HMAC signature above (Grafana's
+own under the HMAC scheme), or the URL key alone. None of the static credentials signs
+anything: a captured request can be replayed, so only TLS keeps them from being captured.
+
 A signed timestamp must be whole Unix seconds (ASCII digits: no sign, fraction, exponent,
 ``nan`` or ``inf``) within ``VIGIL_HOOK_SIGNATURE_MAX_AGE_SECONDS`` (5 minutes) of Vigil's
 clock, either way. The verified signature is returned so that the caller accepts each signed
@@ -20,6 +27,8 @@ timestamp once (``replay.signature_claim``). Every comparison is constant-time.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import re
@@ -84,6 +93,40 @@ def verify_bearer(meta: dict, secret: str) -> None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not _equal(token.strip(), secret):
         raise VerificationFailed("Invalid bearer token.")
+
+
+def meta_key(header: str) -> str:
+    """The ``request.META`` key of an HTTP header name."""
+    return "HTTP_" + header.upper().replace("-", "_")
+
+
+def verify_header(meta: dict, secret: str, header: str) -> None:
+    """A secret static header: ``<header>: <secret>``."""
+    value = meta.get(meta_key(header), "")
+    if not value:
+        raise VerificationFailed(f"Missing {header} header.")
+    if not _equal(value.strip(), secret):
+        raise VerificationFailed(f"Invalid {header} header.")
+
+
+def verify_basic(meta: dict, secret: str, user: str) -> None:
+    """HTTP Basic authentication: ``user`` with the secret as password."""
+    header = meta.get("HTTP_AUTHORIZATION", "")
+    if not header:
+        raise VerificationFailed("Missing Authorization header (Basic).")
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        raise VerificationFailed("Invalid Authorization header: use Basic authentication.")
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise VerificationFailed("Invalid Authorization header (Basic).") from None
+    given_user, _, password = decoded.partition(":")
+    # Both compared, always: the time taken tells nothing about which one was wrong.
+    user_ok = _equal(given_user, user)
+    password_ok = _equal(password, secret)
+    if not (user_ok and password_ok):
+        raise VerificationFailed("Invalid user name or password.")
 
 
 def _signed_message(

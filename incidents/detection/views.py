@@ -12,9 +12,11 @@ API's shape; PagerDuty's own shape on its endpoint):
                                   and again on the bytes read)
 404   not_found                   no integration of this kind has the URL key
 403   integration_disabled        the integration is disabled
-401   authentication_failed       missing or wrong bearer token / signature, or a signed
-                                  timestamp missing (when required), malformed or outside
-                                  the replay window
+401   authentication_failed       missing or wrong credential of the integration's scheme
+                                  (bearer token, static header, Basic, signature), or a
+                                  signed timestamp missing (when required), malformed or
+                                  outside the replay window; ``WWW-Authenticate`` names
+                                  the Bearer or Basic scheme
 400   parse_error / invalid       not UTF-8 JSON, or not a valid payload of the sender
 409   replayed                    a signed timestamp (generic, Grafana) already accepted:
                                   the same request again
@@ -44,6 +46,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from ..models import Integration, IntegrationKind
+from ..models.detection import BASIC_AUTH_USER, SECRET_AUTH, IntegrationAuth, default_auth
 from ..ratelimit import rate_limit_hit, rate_parse
 from .intake import delivery_accept
 from .parsing import PayloadError, pagerduty_errors, parse_delivery, parse_pagerduty
@@ -55,8 +58,10 @@ from .verify import (
     Signed,
     VerificationFailed,
     signature_max_age,
+    verify_basic,
     verify_bearer,
     verify_grafana,
+    verify_header,
     verify_vigil_signature,
 )
 
@@ -161,6 +166,9 @@ class HookIntegration(NamedTuple):
     secret: str
     enabled: bool
     require_timestamp: bool = True
+    # The effective scheme (the kind's default filled in); a signature unless said otherwise.
+    auth: str = IntegrationAuth.HMAC
+    auth_header: str = "X-Vigil-Token"
 
 
 # Integrations as looked up by the hooks, per process, for a few seconds: a stream of alerts
@@ -189,8 +197,8 @@ def _integration(key: str, kind: str) -> HookIntegration | None:
     # Hand-written: one indexed lookup, cheaper than building an ORM query.
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT id, secret, enabled, require_timestamp FROM {Integration._meta.db_table} "
-            "WHERE key = %s AND kind = %s",
+            "SELECT id, secret, enabled, require_timestamp, auth, auth_header "
+            f"FROM {Integration._meta.db_table} WHERE key = %s AND kind = %s",
             [key, kind],
         )
         row = cursor.fetchone()
@@ -203,6 +211,8 @@ def _integration(key: str, kind: str) -> HookIntegration | None:
             secret=row[1],
             enabled=bool(row[2]),
             require_timestamp=bool(row[3]),
+            auth=row[4] or default_auth(kind, row[1]),
+            auth_header=row[5],
         )
     ttl = float(getattr(settings, "VIGIL_HOOK_INTEGRATION_CACHE_SECONDS", DEFAULT_CACHE_SECONDS))
     if ttl > 0:
@@ -212,28 +222,46 @@ def _integration(key: str, kind: str) -> HookIntegration | None:
     return found
 
 
+# What a 401 asks for, per scheme (RFC 9110 §11.6.1).
+_CHALLENGE = {
+    IntegrationAuth.BEARER: 'Bearer realm="vigil"',
+    IntegrationAuth.BASIC: 'Basic realm="vigil", charset="UTF-8"',
+}
+
+
 def _verify(
     request: HttpRequest, integration: HookIntegration, body: bytes, now: float
 ) -> Signed | None:
-    """Check the sender's credentials; returns the verified signature of a signed kind."""
-    kind, secret, meta = integration.kind, integration.secret, request.META
+    """Check the credential of the integration's scheme; returns the verified signature
+    under HMAC (its timestamp is then claimed once). The URL key alone needs nothing more.
+    Schemes of other views (routing key, SNS) are never set on these kinds (validation)."""
+    kind, scheme, secret = integration.kind, integration.auth, integration.secret
+    meta = request.META
     required = integration.require_timestamp
     try:
-        if kind == IntegrationKind.ALERTMANAGER and secret:
+        if scheme == IntegrationAuth.URL_KEY:
+            return None
+        if scheme not in SECRET_AUTH:
+            raise VerificationFailed(f"The {scheme} scheme is not accepted on this endpoint.")
+        if not secret:
+            raise VerificationFailed("This integration has no secret to verify with.")
+        if scheme == IntegrationAuth.BEARER:
             verify_bearer(meta, secret)
-        elif kind == IntegrationKind.GRAFANA and secret:
+        elif scheme == IntegrationAuth.BASIC:
+            verify_basic(meta, secret, BASIC_AUTH_USER)
+        elif scheme == IntegrationAuth.HEADER:
+            verify_header(meta, secret, integration.auth_header)
+        elif kind == IntegrationKind.GRAFANA:
             return verify_grafana(meta, secret, body, require_timestamp=required, now=now)
-        elif kind == IntegrationKind.GENERIC:
-            if not secret:
-                raise VerificationFailed("This integration has no secret to verify with.")
+        else:
             return verify_vigil_signature(meta, secret, body, require_timestamp=required, now=now)
     except VerificationFailed as exc:
-        headers = {"WWW-Authenticate": 'Bearer realm="vigil"'}
+        challenge = _CHALLENGE.get(scheme)
         raise Refused(
             401,
             "authentication_failed",
             str(exc),
-            headers=headers if kind == IntegrationKind.ALERTMANAGER else {},
+            headers={"WWW-Authenticate": challenge} if challenge else {},
         ) from None
     return None
 

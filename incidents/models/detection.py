@@ -3,6 +3,7 @@ alert groups made from them, and the alert rules of §7.2 as policy data."""
 
 from __future__ import annotations
 
+import re
 import secrets
 
 from django.conf import settings
@@ -80,6 +81,77 @@ def default_auth(kind: str, secret: str) -> str:
     if kind in (IntegrationKind.ALERTMANAGER, IntegrationKind.GRAFANA) and not secret:
         return IntegrationAuth.URL_KEY
     return DEFAULT_AUTH.get(kind, IntegrationAuth.HMAC)
+
+
+_A = IntegrationAuth
+# The schemes an administrator may choose for each kind: what that sender can present.
+# Alertmanager cannot sign its body; Splunk's webhook action sends no headers at all; the
+# routing key and SNS signatures belong to PagerDuty and CloudWatch alone.
+ALLOWED_AUTH: dict[str, tuple[str, ...]] = {
+    IntegrationKind.ALERTMANAGER: (_A.BEARER, _A.BASIC, _A.URL_KEY),
+    IntegrationKind.GRAFANA: (_A.HMAC, _A.BASIC, _A.HEADER, _A.BEARER, _A.URL_KEY),
+    IntegrationKind.PAGERDUTY: (_A.ROUTING_KEY,),
+    IntegrationKind.GENERIC: (_A.HMAC, _A.HEADER, _A.BEARER, _A.BASIC),
+    IntegrationKind.DATADOG: (_A.HEADER, _A.BASIC, _A.URL_KEY),
+    IntegrationKind.NEWRELIC: (_A.HEADER, _A.BEARER, _A.BASIC, _A.URL_KEY),
+    IntegrationKind.CLOUDWATCH: (_A.SNS,),
+    IntegrationKind.NAGIOS: (_A.HMAC, _A.HEADER),
+    IntegrationKind.ZABBIX: (_A.HEADER, _A.HMAC, _A.URL_KEY),
+    IntegrationKind.SPLUNK: (_A.URL_KEY,),
+    IntegrationKind.ELASTIC: (_A.HEADER, _A.BASIC, _A.URL_KEY),
+    IntegrationKind.HEARTBEAT: (_A.URL_KEY,),
+}
+# Schemes whose credential is the integration's secret.
+SECRET_AUTH = frozenset({_A.HMAC, _A.BEARER, _A.HEADER, _A.BASIC})
+BASIC_AUTH_USER = "vigil"
+_HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,99}")
+# Headers that carry something else (the request's framing, a proxy's word, another scheme's
+# credential or signature): a secret static header may not take their name.
+RESERVED_HEADERS = frozenset(
+    {
+        "accept",
+        "accept-encoding",
+        "authorization",
+        "connection",
+        "content-encoding",
+        "content-length",
+        "content-type",
+        "cookie",
+        "expect",
+        "forwarded",
+        "host",
+        "keep-alive",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "user-agent",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "x-real-ip",
+        "x-grafana-alerting-signature",
+        "x-grafana-alerting-signature-timestamp",
+        "x-vigil-signature",
+        "x-vigil-timestamp",
+    }
+)
+
+
+def auth_header_errors(name: str) -> list[str]:
+    """Why ``name`` cannot be a secret static header's name (empty when it can)."""
+    if not _HEADER_NAME.fullmatch(name or ""):
+        return [
+            "Give an HTTP header name of letters, digits and '-' (no underscores: proxies "
+            "drop them), e.g. X-Vigil-Token."
+        ]
+    if name.lower() in RESERVED_HEADERS:
+        return [
+            f"{name} carries something else; choose another name (for Authorization, use "
+            "the bearer or basic scheme)."
+        ]
+    return []
 
 
 def validate_label_names(value: object) -> None:
@@ -242,11 +314,32 @@ class Integration(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def effective_auth(self) -> str:
+        """The scheme deliveries are checked with: the chosen one, or the kind's default."""
+        return self.auth or default_auth(self.kind, self.secret)
+
     def clean(self) -> None:
         if self.kind == IntegrationKind.PAGERDUTY:
             self.secret = ""
-        elif self.kind == IntegrationKind.GENERIC and not self.secret:
+        if self.kind == IntegrationKind.GENERIC and not self.secret:
             raise ValidationError({"secret": "The generic hook needs a secret to verify with."})
+        allowed = ALLOWED_AUTH.get(self.kind, ())
+        if self.auth and self.auth not in allowed:
+            choices = ", ".join(allowed)
+            raise ValidationError(
+                {"auth": f"{self.get_kind_display()} senders can use: {choices}."}
+            )
+        scheme = self.effective_auth
+        if scheme in SECRET_AUTH and not self.secret:
+            other = " (or choose url_key)" if IntegrationAuth.URL_KEY in allowed else ""
+            raise ValidationError(
+                {"secret": f"The {scheme} scheme needs a secret: give or rotate one{other}."}
+            )
+        if scheme == IntegrationAuth.HEADER or self.auth_header:
+            errors = auth_header_errors(self.auth_header)
+            if errors:
+                raise ValidationError({"auth_header": errors})
 
 
 class WebhookSignature(models.Model):

@@ -10,9 +10,15 @@ from rest_framework import serializers
 from ..detection.heartbeat import MAX_MINUTES, heartbeat_state
 from ..detection.integrations import integration_urls
 from ..models import Integration, IntegrationKind
+from ..models.detection import ALLOWED_AUTH, IntegrationAuth, auth_header_errors
 from .common import TextField, iso
 
 LABEL_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,99}$"
+AUTH_HELP = (
+    "What the sender proves itself with besides the URL key: "
+    + "; ".join(f"{kind}: {', '.join(schemes)}" for kind, schemes in ALLOWED_AUTH.items())
+    + ". Blank on input: the kind's default."
+)
 
 
 class IntegrationUrlsSerializer(serializers.Serializer):
@@ -48,6 +54,14 @@ class IntegrationSerializer(serializers.Serializer):
     )
     auto_resolve = serializers.BooleanField()
     group_by = serializers.ListField(child=serializers.CharField())
+    auth = serializers.ChoiceField(
+        choices=IntegrationAuth.choices,
+        help_text="The scheme deliveries are checked with (the kind's default when none was "
+        "chosen).",
+    )
+    auth_header = serializers.CharField(
+        help_text="The secret static header's name (scheme header)."
+    )
     heartbeat_minutes = serializers.IntegerField(
         allow_null=True, help_text="A signal is expected at least this often; null: none."
     )
@@ -83,6 +97,8 @@ class IntegrationSerializer(serializers.Serializer):
             "require_timestamp": instance.require_timestamp,
             "auto_resolve": instance.auto_resolve,
             "group_by": list(instance.group_by or []),
+            "auth": instance.effective_auth,
+            "auth_header": instance.auth_header,
             "heartbeat_minutes": instance.heartbeat_minutes,
             "heartbeat_alertname": instance.heartbeat_alertname,
             "heartbeat_severity": instance.heartbeat_severity_id,
@@ -148,6 +164,21 @@ class _IntegrationFields(serializers.Serializer):
         required=False,
         help_text="Severity of the incident opened when the heartbeat stops (default 2).",
     )
+    auth = serializers.ChoiceField(
+        choices=IntegrationAuth.choices, required=False, allow_blank=True, help_text=AUTH_HELP
+    )
+    auth_header = serializers.CharField(
+        max_length=100,
+        required=False,
+        help_text="Scheme header: the header's name (letters, digits, '-'; not Authorization, "
+        "Content-Type, Host and the like). Default X-Vigil-Token.",
+    )
+
+    def validate_auth_header(self, value: str) -> str:
+        errors = auth_header_errors(value)
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
 
 
 class IntegrationCreateSerializer(_IntegrationFields):
@@ -158,6 +189,15 @@ class IntegrationCreateSerializer(_IntegrationFields):
         allow_blank=True,
         help_text='Leave out for a random one; "" for none (Alertmanager, Grafana only).',
     )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        auth = attrs.get("auth")
+        allowed = ALLOWED_AUTH.get(attrs.get("kind", ""), ())
+        if auth and auth not in allowed:
+            raise serializers.ValidationError(
+                {"auth": [f"{attrs['kind']} senders can use: {', '.join(allowed)}."]}
+            )
+        return attrs
 
 
 class IntegrationUpdateSerializer(_IntegrationFields):

@@ -1,9 +1,8 @@
 """Readers shared by the Datadog, New Relic and Splunk senders: epoch times, ``key:value`` tag
-lists, and the credential a sender is told to present in its snippet."""
+lists and alert identities that fit their column."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
 from datetime import UTC, datetime
@@ -11,16 +10,12 @@ from typing import Any
 
 from django.utils import timezone
 
-from ...models import IntegrationAuth
-from ...models.detection import default_auth
 from ..parsing import CLOCK_SKEW, KEY_MAX, parse_time
 
 _EPOCH = re.compile(r"^\s*\d+(?:\.\d+)?\s*$")
 # Epoch values from this size on are milliseconds: 1e11 seconds is in the year 5138, 1e11
 # milliseconds in 1973.
 _MILLISECONDS_FROM = 10**11
-# IntegrationAuth.BASIC: the user name is fixed, the secret is the password.
-BASIC_USER = "vigil"
 
 
 def epoch_time(value: Any, *, now: datetime | None = None) -> datetime | None:
@@ -70,18 +65,3 @@ def bounded_key(*parts: str) -> str:
         return key
     digest = hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:40]
     return f"{parts[0][: KEY_MAX - len(digest) - 1]}/{digest}"
-
-
-def credential_header(integration: Any) -> tuple[str, str] | None:
-    """The header the integration's scheme asks its sender for (a secret static header, a
-    bearer token or Basic authentication), or None when it asks for no header."""
-    scheme = integration.auth or default_auth(integration.kind, integration.secret)
-    secret = integration.secret
-    if scheme == IntegrationAuth.HEADER:
-        return (integration.auth_header or "X-Vigil-Token", secret)
-    if scheme == IntegrationAuth.BEARER:
-        return ("Authorization", f"Bearer {secret}")
-    if scheme == IntegrationAuth.BASIC:
-        token = base64.b64encode(f"{BASIC_USER}:{secret}".encode()).decode()
-        return ("Authorization", f"Basic {token}")
-    return None

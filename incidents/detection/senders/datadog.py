@@ -42,9 +42,10 @@ from typing import Any
 from django.utils import timezone
 
 from ...models import AlertStatus, IntegrationKind
+from ..integrations import integration_credential_headers
 from ..parsing import IncomingAlert, ParsedDelivery, PayloadError, _title, clean
 from . import register
-from ._shared import bounded_key, credential_header, epoch_time, tag_pairs
+from ._shared import bounded_key, epoch_time, tag_pairs
 
 FIRING = ("Triggered", "Re-Triggered", "Warn", "Re-Warn", "No Data", "Re-No Data", "Renotify")
 RESOLVED = ("Recovered",)
@@ -244,10 +245,10 @@ def parse_datadog(payload: Any) -> ParsedDelivery:
 
 
 def datadog_snippet(integration: Any, urls: dict[str, str]) -> str:
-    header = credential_header(integration)
-    headers = (
-        f"  Custom Headers:\n    {json.dumps(dict([header]))}\n"
-        if header
+    headers = integration_credential_headers(integration)
+    custom_headers = (
+        f"  Custom Headers:\n    {json.dumps(headers)}\n"
+        if headers
         else "  Custom Headers:   (none: the key in the URL is the only credential)\n"
     )
     payload = "\n".join("    " + line for line in PAYLOAD.splitlines())
@@ -255,14 +256,14 @@ def datadog_snippet(integration: Any, urls: dict[str, str]) -> str:
         "Datadog → Integrations → Webhooks → Configuration → Webhooks → + New\n"
         "  Name:             vigil\n"
         f"  URL:              {urls['webhook_url']}\n"
-        "  Payload:\n" + payload + "\n" + headers + "  Encode as form:   off\n\n"
+        "  Payload:\n" + payload + "\n" + custom_headers + "  Encode as form:   off\n\n"
         "Then add @webhook-vigil to the message of every monitor whose alerts should reach\n"
         "Vigil, outside any {{#is_alert}} block so that the recovery is sent too: Recovered\n"
         "resolves the alert. Each group of a multi-alert monitor is an alert of its own\n"
         "($ALERT_ID and $ALERT_SCOPE); alerts with one $AGGREG_KEY share an incident;\n"
         "$ALERT_PRIORITY P1–P3 give Sev 1–3, P4 and P5 Sev 4.\n"
         "Protection: the key in the URL"
-        + (f" and the {header[0]} header" if header else "")
+        + "".join(f" and the {name} header" for name in headers)
         + ";\nneither signs the body, so only HTTPS keeps them secret.\n"
     )
 

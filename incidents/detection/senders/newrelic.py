@@ -37,10 +37,11 @@ from typing import Any
 
 from django.utils import timezone
 
-from ...models import AlertStatus, IntegrationKind
+from ...models import AlertStatus, IntegrationAuth, IntegrationKind
+from ...models.detection import BASIC_AUTH_USER
 from ..parsing import KEY_MAX, IncomingAlert, ParsedDelivery, PayloadError, _title, clean
 from . import SenderTest, register
-from ._shared import BASIC_USER, credential_header, epoch_time
+from ._shared import epoch_time
 
 STATES = {
     "CREATED": AlertStatus.FIRING,
@@ -201,23 +202,23 @@ def parse_newrelic(payload: Any) -> ParsedDelivery:
 
 
 def newrelic_snippet(integration: Any, urls: dict[str, str]) -> str:
-    header = credential_header(integration)
-    if header is None:
-        auth = "  Authorization:   none (the key in the URL is the only credential)\n"
-    elif header[1].startswith("Bearer "):
-        auth = f"  Authorization → Bearer token:  {integration.secret}\n"
-    elif header[1].startswith("Basic "):
+    scheme, secret = integration.effective_auth, integration.secret
+    header = ""
+    if scheme == IntegrationAuth.HEADER:
+        header = integration.auth_header
+        auth = f"  Custom headers → Add custom header:\n    Name:  {header}\n    Value: {secret}\n"
+    elif scheme == IntegrationAuth.BEARER:
+        header = "Authorization"
+        auth = f"  Authorization → Bearer token:  {secret}\n"
+    elif scheme == IntegrationAuth.BASIC:
+        header = "Authorization"
         auth = (
             "  Authorization → Basic authentication:\n"
-            f"    User name: {BASIC_USER}\n"
-            f"    Password:  {integration.secret}\n"
+            f"    User name: {BASIC_AUTH_USER}\n"
+            f"    Password:  {secret}\n"
         )
     else:
-        auth = (
-            "  Custom headers → Add custom header:\n"
-            f"    Name:  {header[0]}\n"
-            f"    Value: {header[1]}\n"
-        )
+        auth = "  Authorization:   none (the key in the URL is the only credential)\n"
     template = "\n".join("    " + line for line in TEMPLATE.splitlines())
     return (
         "New Relic → Alerts → Destinations → + Add a destination → Webhook\n"
@@ -232,7 +233,7 @@ def newrelic_snippet(integration: Any, urls: dict[str, str]) -> str:
         "One alert and one incident per issue (its id); priority CRITICAL, HIGH, MEDIUM,\n"
         "LOW gives Sev 1–4; createdAt is when the impact started.\n"
         "Protection: the key in the URL"
-        + (f" and the {header[0]} header" if header else "")
+        + (f" and the {header} header" if header else "")
         + ";\nneither signs the body, so only HTTPS keeps them secret.\n"
     )
 

@@ -268,13 +268,17 @@ class RoutingRulesAdminMixin:
 
 
 def _save_routing_rules(request: HttpRequest, integration: Integration, formset: Any) -> None:
+    """One service call per added, changed or deleted rule; what was done is left on the
+    formset as ``formset.save()`` would (the admin's change message reads it)."""
     actor, source = request.user, Source.ADMIN
     deleted = set(map(id, formset.deleted_forms))
+    formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
     try:
         for rule_form in formset.initial_forms:
             rule = rule_form.instance
             if id(rule_form) in deleted:
                 routing_rule_delete(rule=rule, actor=actor, source=source)
+                formset.deleted_objects.append(rule)
             elif rule_form.has_changed():
                 changes = {
                     name: rule_form.cleaned_data[name]
@@ -282,16 +286,18 @@ def _save_routing_rules(request: HttpRequest, integration: Integration, formset:
                     if name in ROUTING_RULE_FIELDS
                 }
                 if changes:
-                    routing_rule_update(rule=rule, actor=actor, source=source, **changes)
+                    rule = routing_rule_update(rule=rule, actor=actor, source=source, **changes)
+                    formset.changed_objects.append((rule, list(changes)))
         for rule_form in formset.extra_forms:
             if id(rule_form) in deleted or not rule_form.has_changed():
                 continue
-            routing_rule_create(
+            rule = routing_rule_create(
                 integration=integration,
                 actor=actor,
                 source=source,
                 **{name: rule_form.cleaned_data[name] for name in ROUTING_RULE_FIELDS},
             )
+            formset.new_objects.append(rule)
     except VigilError as exc:
         raise ServiceRejected(exc) from exc
 

@@ -11,22 +11,44 @@ answer is 200 ``{"status": "ok"}``; refusals write nothing and have the hooks' J
 413   payload_too_large           a body over the hooks' limit (1 MiB)
 404   not_found                   no integration has the key
 403   integration_disabled        the integration is disabled
+401   authentication_failed       the credential of the integration's scheme is missing or wrong
 409   no_heartbeat                the integration has no heartbeat configured
 ====  ==========================  ============================================================
 
-The URL key is the credential: it names one integration and is 32 random hex characters.
+Credentials are the integration's own (``views._verify``): a bearer token, a secret static
+header or HTTP Basic when its scheme is one of those; under HMAC, ``X-Vigil-Signature`` over
+``<timestamp>.<body>`` (Grafana's own signature headers for Grafana integrations), the body
+being empty for a GET. A signed ping is not remembered as a used signature: sent again within
+the replay window it is only the same signal again, and so a ``curl --retry`` of a ping Vigil
+did record is not refused. The URL key alone suffices under the URL-key scheme (the heartbeat
+kind's only one) and for PagerDuty and CloudWatch integrations, whose routing key and SNS
+signature no ping can carry.
 """
 
 from __future__ import annotations
 
+import time
+
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from ..models import Integration
+from ..models import Integration, IntegrationAuth
 from .heartbeat import integration_signal
-from .views import _KEY, Refused, _error_response, _log_refusal, _read, max_body
+from .views import (
+    _KEY,
+    HookIntegration,
+    Refused,
+    _error_response,
+    _log_refusal,
+    _read,
+    _verify,
+    max_body,
+)
 
 PING_METHODS = ("GET", "HEAD", "POST")
+# Schemes whose credential a ping cannot carry: the URL key (the routing key itself for
+# PagerDuty) is the credential.
+_KEY_ONLY = (IntegrationAuth.ROUTING_KEY, IntegrationAuth.SNS)
 
 
 def _ping_target(key: str) -> Integration | None:
@@ -35,8 +57,32 @@ def _ping_target(key: str) -> Integration | None:
         return None
     return (
         Integration.objects.filter(key=key)
-        .only("pk", "key", "kind", "secret", "enabled", "heartbeat_minutes")
+        .only(
+            "pk",
+            "key",
+            "kind",
+            "secret",
+            "enabled",
+            "require_timestamp",
+            "auth",
+            "auth_header",
+            "heartbeat_minutes",
+        )
         .first()
+    )
+
+
+def _credentials(integration: Integration) -> HookIntegration:
+    scheme = integration.effective_auth
+    return HookIntegration(
+        pk=integration.pk,
+        key=integration.key,
+        kind=integration.kind,
+        secret=integration.secret,
+        enabled=integration.enabled,
+        require_timestamp=integration.require_timestamp,
+        auth=IntegrationAuth.URL_KEY if scheme in _KEY_ONLY else scheme,
+        auth_header=integration.auth_header,
     )
 
 
@@ -69,7 +115,8 @@ def ping_hook(request: HttpRequest, key: str) -> JsonResponse:
             raise Refused(404, "not_found", "No integration has this key.")
         if not integration.enabled:
             raise Refused(403, "integration_disabled", "This integration is disabled.")
-        _read(request)
+        body = _read(request)
+        _verify(request, _credentials(integration), body, time.time())
         if integration.heartbeat_minutes is None:
             raise Refused(
                 409,

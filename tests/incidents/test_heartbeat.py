@@ -30,6 +30,7 @@ from tests.incidents.detection_fixtures import (
     make_integration,
     post,
     process_pending,
+    vigil_headers,
 )
 
 pytestmark = pytest.mark.django_db
@@ -241,12 +242,49 @@ def test_refused_pings_write_nothing(client, backups, change, status):
 
 def test_a_ping_to_an_integration_without_heartbeat_is_a_409(client, clock):
     integration = make_integration("alertmanager")
-    response = client.get(ping_path(integration))
+    bearer = {"Authorization": f"Bearer {integration.secret}"}
+    response = client.get(ping_path(integration), headers=bearer)
     assert response.status_code == 409
     assert response.json()["code"] == "no_heartbeat"
     assert "no heartbeat configured" in response.json()["detail"]
     integration.refresh_from_db()
     assert integration.last_signal_at is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "credentials"),
+    [
+        pytest.param(
+            "alertmanager", lambda i: {"Authorization": f"Bearer {i.secret}"}, id="bearer"
+        ),
+        pytest.param("datadog", lambda i: {"X-Vigil-Token": i.secret}, id="static header"),
+        pytest.param("generic", lambda i: vigil_headers(i.secret, b""), id="signature"),
+    ],
+)
+def test_a_ping_carries_the_credential_of_the_integrations_scheme(client, clock, kind, credentials):
+    integration = make_integration(kind, heartbeat_minutes=5)
+    response = client.get(ping_path(integration))
+    assert response.status_code == 401
+    assert response.json()["code"] == "authentication_failed"
+    response = client.get(ping_path(integration), headers={"X-Vigil-Token": "wrong"})
+    assert response.status_code == 401
+    integration.refresh_from_db()
+    assert integration.last_signal_at is None
+
+    response = client.get(ping_path(integration), headers=credentials(integration))
+    assert response.status_code == 200, response.content
+    # The same signed ping again (curl --retry) is the same signal, not a refusal.
+    response = client.get(ping_path(integration), headers=credentials(integration))
+    assert response.status_code == 200
+    integration.refresh_from_db()
+    assert integration.last_signal_at == NOW
+
+
+def test_a_pagerduty_integration_is_pinged_on_its_routing_key(client, clock):
+    integration = make_integration("pagerduty", heartbeat_minutes=5)
+    assert client.get(ping_path(integration)).status_code == 200
+    integration.refresh_from_db()
+    assert integration.last_signal_at == NOW
 
 
 def test_other_methods_and_oversize_bodies_are_refused(client, backups, settings):

@@ -214,6 +214,7 @@ def _rule_or_404(integration_id: str, rule_id: str) -> RoutingRule:
 class RoutingRuleListView(VigilAPIView):
     permission_classes = [CanManageDetection]
     permission_model = RoutingRule
+    queryset = RoutingRule.objects.none()  # the schema's model for the list
 
     @extend_schema(
         tags=ROUTING_TAG,

@@ -182,7 +182,19 @@ def service_delete(*, service: Service, actor: Any, source: str) -> None:
                 )
             }
         )
-    audited_delete(locked, actor=actor, reason=f"deleted via {source}")
+    try:
+        audited_delete(locked, actor=actor, reason=f"deleted via {source}")
+    except ProtectedError as exc:
+        # Integrations, routing rules and maintenance windows that recorded alerts name it.
+        names = sorted({str(type(obj)._meta.verbose_name_plural) for obj in exc.protected_objects})
+        raise ServiceInUse(
+            {
+                "slug": (
+                    f"Still used by {', '.join(names)}; change those first, or deactivate "
+                    "the service (is_active=false) instead of deleting it."
+                )
+            }
+        ) from None
 
 
 @transaction.atomic

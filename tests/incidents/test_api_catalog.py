@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from incidents.models import PriorityMatrixCell, ResponseRole, Service, SeverityLevel
+from incidents.models import (
+    Integration,
+    PriorityMatrixCell,
+    ResponseRole,
+    RoutingRule,
+    Service,
+    SeverityLevel,
+)
 from tests.factories import IncidentFactory, ServiceFactory
 
 # --- services ------------------------------------------------------------------------------------
@@ -84,6 +91,20 @@ def test_a_service_named_by_incidents_is_not_deleted(api_as, superuser, service)
         "/api/v1/services/checkout/", {"is_active": False}, format="json"
     )
     assert response.json()["is_active"] is False
+
+
+def test_a_service_an_integration_routes_to_is_not_deleted(api_as, superuser):
+    ServiceFactory(slug="billing")
+    integration = Integration.objects.create(name="Prometheus", kind="alertmanager")
+    RoutingRule.objects.create(
+        integration=integration,
+        match={"team": "billing"},
+        service_id=Service.objects.get(slug="billing").pk,
+    )
+    response = api_as(superuser).delete("/api/v1/services/billing/")
+    assert response.status_code == 409, response.json()
+    assert "routing rules" in response.json()["errors"]["slug"][0]
+    assert Service.objects.filter(slug="billing").exists()
 
 
 def test_an_owner_name_with_a_nul_byte_is_a_400_not_a_500(api_as, superuser):

@@ -12,6 +12,7 @@ from typing import Any
 from django.db import connection
 
 from ..models import (
+    ACTIVE_STATUSES,
     Alert,
     AlertGroup,
     AlertStatus,
@@ -88,6 +89,7 @@ def alerts_fire(
     )
     new: list[tuple[int, str]] = []
     recorded_in: dict[int, int] = {}  # alert id -> the window it was recorded in
+    elsewhere: dict[int, tuple[str, int]] = {}  # alert id -> (fingerprint, its incident)
     for alert_id, fingerprint, count, incident_id, maintenance_id in rows:
         if fingerprint in silenced:
             # Recorded only: no incident joined or opened, no severity raised, no page.
@@ -101,6 +103,14 @@ def alerts_fire(
             # Recorded during a window that has ended, and still firing: new now.
             new.append((alert_id, fingerprint))
             recorded_in[alert_id] = maintenance_id
+        elif incident_id is not None and (incident is None or incident_id != incident.pk):
+            elsewhere[alert_id] = (fingerprint, incident_id)
+        else:
+            run.result.repeated += 1
+    refired = _refired(elsewhere)
+    for alert_id, (fingerprint, _) in elsewhere.items():
+        if alert_id in refired:
+            new.append((alert_id, fingerprint))
         else:
             run.result.repeated += 1
     run.result.new += len(new)
@@ -124,7 +134,35 @@ def alerts_fire(
         if recorded_in:
             Alert.objects.filter(pk__in=list(recorded_in)).update(incident=incident)
         _join(run, incident=incident, reason=reason, new_alerts=new_alerts)
+    if refired:
+        Alert.objects.filter(pk__in=list(refired)).update(incident=incident)
+        for alert_id, number in refired.items():
+            run.note(
+                incident.pk,
+                f"Alert {by_fp[elsewhere[alert_id][0]].title} kept firing after {number} "
+                "ended (resolved, closed or cancelled): it counts as new here.",
+                {"alert": alert_id, "after_incident": number},
+            )
     return incident
+
+
+def _refired(elsewhere: dict[int, tuple[str, int]]) -> dict[int, str]:
+    """Of the repeated alerts whose incident is not the group's active one, those whose
+    incident has ended (resolved, closed, cancelled, a duplicate), with its number: a sender
+    that never resolves (Splunk, a Datadog monitor without recovery) or an alert still firing
+    after people closed its incident fires anew. One query, only when there are such."""
+    if not elsewhere:
+        return {}
+    ended = dict(
+        Incident.objects.filter(pk__in={pk for _, pk in elsewhere.values()})
+        .exclude(status__in=ACTIVE_STATUSES)
+        .values_list("pk", "number")
+    )
+    return {
+        alert_id: ended[incident_id]
+        for alert_id, (_, incident_id) in elsewhere.items()
+        if incident_id in ended
+    }
 
 
 def _json_param(value: Any) -> str:

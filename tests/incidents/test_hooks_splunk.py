@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 import pytest
 from django.test import override_settings
 
-from incidents.models import Alert, Incident, WebhookDelivery
+from incidents.models import Alert, Incident, Source, WebhookDelivery
+from incidents.services import incident_cancel
 from tests.incidents.detection_fixtures import (
     at_now,  # noqa: F401
     hook_path,
@@ -99,6 +100,31 @@ def test_triggered_alert_opens_an_incident_and_later_runs_repeat_it(
     process_pending()
     assert Alert.objects.get(fingerprint="Checkout 5xx spike/web-4").incident == incident
     assert Incident.objects.count() == 1
+
+
+def test_a_run_after_its_incident_ended_opens_a_new_one(
+    client, django_capture_on_commit_callbacks, integration, superuser
+):
+    # Splunk never resolves: an alert stays firing after people end its incident, and the
+    # search triggering again is a new incident, not a count on the old one.
+    send(client, django_capture_on_commit_callbacks, integration, alert_action())
+    process_pending()
+    first = Incident.objects.get()
+    incident_cancel(incident=first, actor=superuser, source=Source.ADMIN, reason="Handled")
+
+    again = next_run(alert_action(), "scheduler__admin__search__RMD5_at_1795773000_1300")
+    send(client, django_capture_on_commit_callbacks, integration, again)
+    process_pending()
+    second = Incident.objects.exclude(pk=first.pk).get()
+    alert = Alert.objects.get()
+    assert (alert.incident, alert.count) == (second, 2)
+    notes = list(second.timeline.values_list("message", flat=True))
+    assert any(f"kept firing after {first.number} ended" in note for note in notes), notes
+
+    # Repeats while the new incident is active count on it.
+    send(client, django_capture_on_commit_callbacks, integration, again)
+    process_pending()
+    assert Incident.objects.count() == 2
 
 
 @pytest.mark.parametrize(

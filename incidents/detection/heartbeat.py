@@ -67,6 +67,7 @@ from ..models import (
 )
 from ..services import incident_create, incident_resolve
 from ..services.common import timeline_record
+from .maintenance import window_for, windows_active
 from .parsing import IncomingAlert
 
 logger = logging.getLogger(__name__)
@@ -242,7 +243,9 @@ def heartbeats_sweep(*, now: datetime | None = None, batch: int = SWEEP_BATCH) -
     has none open; returns their numbers. One claim query (``FOR UPDATE SKIP LOCKED`` on the
     partial index of due rows) and a fixed number of queries per silent integration, each in
     a savepoint, so one failing integration does not stop the others (it stays due and is
-    tried again by the next sweep). Safe to run twice at once: exactly one incident each."""
+    tried again by the next sweep). Safe to run twice at once: exactly one incident each. An
+    integration in a maintenance window (its own, or its service's) opens nothing: it is due
+    again when the window ends."""
     now = now or timezone.now()
     # Not yet processed, received before the due time: it may hold the heartbeat alert.
     unprocessed = WebhookDelivery.objects.filter(
@@ -260,6 +263,25 @@ def heartbeats_sweep(*, now: datetime | None = None, batch: int = SWEEP_BATCH) -
             .order_by("heartbeat_due_at", "pk")[:batch]
         )
         for integration in due:
+            window = window_for(
+                windows_active(
+                    integration=integration, service_ids=[integration.service_id], at=now
+                ),
+                integration_id=integration.pk,
+                service_id=integration.service_id,
+            )
+            if window is not None:
+                # Planned work: silence is expected until the window ends; counted from there.
+                Integration.objects.filter(pk=integration.pk).update(
+                    heartbeat_due_at=window.ends_at
+                )
+                logger.info(
+                    "Heartbeat of integration %s is overdue in maintenance window %s; "
+                    "due again at its end",
+                    integration.pk,
+                    window.pk,
+                )
+                continue
             try:
                 with transaction.atomic():
                     opened.append(_open(integration, now=now).number)

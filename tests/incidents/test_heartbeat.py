@@ -146,6 +146,35 @@ def test_pings_keep_it_healthy_and_the_sweep_opens_nothing(
     )
 
 
+@pytest.mark.parametrize("target", ["integration", "service"])
+def test_silence_in_a_maintenance_window_opens_nothing_until_it_ends(
+    client, api_as, superuser, backups, clock, service, target
+):
+    assert ping(client, backups).status_code == 200
+    window = {"integration": backups.pk} if target == "integration" else {"service": service.slug}
+    response = api_as(superuser).post(
+        "/api/v1/maintenance-windows/",
+        {
+            "reason": "Backup server move",
+            "starts_at": NOW.isoformat(),
+            "ends_at": (NOW + timedelta(hours=1)).isoformat(),
+            **window,
+        },
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    clock.shift(timedelta(minutes=30))
+    assert heartbeat_sweep_task() == 0
+    clock.shift(timedelta(minutes=29))
+    assert heartbeat_sweep_task() == 0
+    assert not Incident.objects.exists()
+    # The window is over and the job still silent: the incident opens then, once.
+    clock.shift(timedelta(minutes=2))
+    assert heartbeat_sweep_task() == 1
+    assert heartbeat_sweep_task() == 0
+    assert Incident.objects.get().impact_started_at == NOW + timedelta(hours=1)
+
+
 def test_silence_opens_exactly_one_incident_and_the_ping_resolves_it(
     client, api_as, superuser, backups, clock, service, eager, django_capture_on_commit_callbacks
 ):

@@ -49,15 +49,20 @@ def form_data(client, url: str, **overrides) -> dict[str, object]:
     """The admin form of ``url`` as the page would post it back, unchanged unless overridden."""
     page = client.get(url)
     assert page.status_code == 200
-    form = page.context["adminform"].form
+    forms_shown = [page.context["adminform"].form]
+    for inline in page.context.get("inline_admin_formsets", []):
+        forms_shown += [inline.formset.management_form, *inline.formset.forms]
     data: dict[str, object] = {}
-    for name, field in form.fields.items():
-        value = form[name].value()
-        if isinstance(field, forms.BooleanField):
-            if value:
-                data[name] = "on"
-            continue
-        data[name] = "" if value is None else value
+    for form in forms_shown:
+        for name, field in form.fields.items():
+            value = form[name].value()
+            if isinstance(field, forms.BooleanField):
+                if value:
+                    data[form.add_prefix(name)] = "on"
+                continue
+            data[form.add_prefix(name)] = "" if value is None else value
+            if field.show_hidden_initial:  # a callable default: the page posts it back too
+                data[form.add_initial_prefix(name)] = data[form.add_prefix(name)]
     data.update(overrides)
     data["_save"] = "Save"
     return data

@@ -117,7 +117,7 @@ def send(client, capture, integration, data):
 
 
 def test_a_wazuh_alert_opens_a_security_incident_and_is_resolved(
-    client, django_capture_on_commit_callbacks, integration
+    client, django_capture_on_commit_callbacks, integration, at_now  # noqa: F811
 ):
     mapped = wazuh_mapping(WAZUH_ALERT)
     response, callbacks = send(client, django_capture_on_commit_callbacks, integration, mapped)
@@ -133,7 +133,9 @@ def test_a_wazuh_alert_opens_a_security_incident_and_is_resolved(
     assert incident.title.startswith("Wazuh: sshd: brute force")
     assert incident.impact_started_at == datetime(2026, 11, 27, 9, 41, 7, 123000, tzinfo=UTC)
 
-    # The same rule on the same agent again: one alert, counted.
+    # The same rule on the same agent again, a second later (a request signed in the same
+    # second is the same request: refused as a replay): one alert, counted.
+    at_now.shift(1)
     send(client, django_capture_on_commit_callbacks, integration, mapped)
     process_pending()
     assert Alert.objects.get().count == 2

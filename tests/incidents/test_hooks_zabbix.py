@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 from django.test import override_settings
 
 from incidents.detection import senders
@@ -275,7 +276,6 @@ def _snippet(client, superuser, integration) -> str:
 def test_admin_page_shows_an_importable_media_type_with_url_and_secret(
     client, superuser, integration
 ):
-    yaml = pytest.importorskip("yaml")
     snippet = _snippet(client, superuser, integration)
     url = f"https://vigil.example.com/hooks/zabbix/{integration.key}/"
     assert url in snippet

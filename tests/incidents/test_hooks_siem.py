@@ -117,7 +117,10 @@ def send(client, capture, integration, data):
 
 
 def test_a_wazuh_alert_opens_a_security_incident_and_is_resolved(
-    client, django_capture_on_commit_callbacks, integration, at_now  # noqa: F811
+    client,
+    django_capture_on_commit_callbacks,
+    integration,
+    at_now,  # noqa: F811
 ):
     mapped = wazuh_mapping(WAZUH_ALERT)
     response, callbacks = send(client, django_capture_on_commit_callbacks, integration, mapped)

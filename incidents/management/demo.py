@@ -1,5 +1,6 @@
-"""Demo data: services, staff in every role group, contacts on the response roles, and a set of
-incidents whose whole history is played through the incident services.
+"""Demo data: services, staff in every role group, contacts on the response roles, the
+monitoring integrations (:mod:`.demo_integrations`), and a set of incidents whose whole history
+is played through the incident services.
 
 Idempotent: people, contacts and services are matched by their keys and saved only when they
 differ; an incident story is played once (matched by its title) inside one transaction, so a
@@ -33,6 +34,7 @@ from django.contrib.auth.models import Group
 from django.db import connection, models, transaction
 from django.utils import timezone
 
+from incidents.management.demo_integrations import IntegrationsResult, load_integrations
 from incidents.models import (
     Contact,
     DetectionSource,
@@ -458,6 +460,7 @@ STORIES = [
 class Result:
     users: list[tuple[Person, bool]] = field(default_factory=list)
     incidents: list[tuple[Incident, bool]] = field(default_factory=list)
+    integrations: IntegrationsResult | None = None
     replayed_in_time: bool = False
 
 
@@ -544,13 +547,14 @@ def load(*, now: datetime | None = None, reset_passwords: bool = False) -> Resul
     # One hash for every demo login (hashing is deliberately slow).
     password = make_password(DEMO_PASSWORD)
     with transaction.atomic():
-        _superuser(password, reset=reset_passwords)
+        admin = _superuser(password, reset=reset_passwords)
         users = {}
         for person in PEOPLE:
             users[person.username], created = _user(person, password, reset=reset_passwords)
             result.users.append((person, created))
         _contacts(users)
         _services(users)
+    result.integrations = load_integrations(actor=admin, now=now)
     for story in STORIES:
         result.incidents.append(_play(story, users=users, now=now))
     sla_breaches_record()

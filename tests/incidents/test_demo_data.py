@@ -5,28 +5,34 @@ database) unless forced."""
 from __future__ import annotations
 
 import io
-from datetime import timedelta
+from datetime import time, timedelta
 
 import pytest
+import time_machine
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
-from incidents.management import demo
+from incidents.management import demo, demo_integrations
 from incidents.models import (
     Contact,
     EscalationContact,
     Incident,
+    Integration,
+    IntegrationKind,
     Kind,
+    MaintenanceWindow,
     ResponseRole,
     RoleAssignment,
+    RoutingRule,
     Service,
     SlaBreach,
     Status,
     TimelineEntry,
 )
+from incidents.tasks import heartbeat_sweep_task
 from tests.scoped_rows import scoped_rows
 
 pytestmark = pytest.mark.django_db
@@ -72,6 +78,19 @@ def snapshot() -> dict[str, object]:
         "service_history": Service.history.count(),
         "contact_history": Contact.history.count(),
         "role_history": ResponseRole.history.count(),
+        "integrations": sorted(
+            Integration.objects.values_list(
+                "name", "kind", "key", "secret", "service__slug", "last_signal_at", "updated_at"
+            )
+        ),
+        "routing_rules": sorted(
+            (str(match), service)
+            for match, service in RoutingRule.objects.values_list("match", "service__slug")
+        ),
+        "windows": sorted(MaintenanceWindow.objects.values_list("reason", "starts_at", "ends_at")),
+        "integration_history": Integration.history.count(),
+        "routing_rule_history": RoutingRule.history.count(),
+        "window_history": MaintenanceWindow.history.count(),
     }
 
 
@@ -128,7 +147,9 @@ class TestOneLoad:
         output = run(**LOAD)
         assert snapshot() == first
         assert "(created)" not in output
-        assert output.count("(already there)") == len(demo.STORIES)
+        assert output.count("(already there)") == len(demo.STORIES) + len(
+            demo_integrations.INTEGRATIONS
+        )
 
     @embedded_only
     def test_a_rerun_keeps_a_changed_password_and_refuses_unless_forced(self, loaded, debug):
@@ -210,6 +231,82 @@ class TestOneLoad:
         assert closed.closed_at < now - timedelta(days=1)
         assert not closed.response_breached_at(now)
         assert not closed.resolution_breached_at(now)
+
+    def test_integrations_of_every_kind_with_their_own_credentials(self, loaded):
+        integrations = {i.name: i for i in Integration.objects.select_related("service")}
+        assert {name: i.kind for name, i in integrations.items()} == {
+            "Prometheus (production)": IntegrationKind.ALERTMANAGER,
+            "Grafana Cloud": IntegrationKind.GRAFANA,
+            "Datadog": IntegrationKind.DATADOG,
+            "CloudWatch eu-west-1": IntegrationKind.CLOUDWATCH,
+            "Nagios core": IntegrationKind.NAGIOS,
+            "Splunk security searches": IntegrationKind.SPLUNK,
+            "Nightly database backup": IntegrationKind.HEARTBEAT,
+        }
+        schemes = {name: i.effective_auth for name, i in integrations.items()}
+        assert schemes["Datadog"] == "header"
+        assert schemes["CloudWatch eu-west-1"] == "sns"
+        assert schemes["Nagios core"] == "hmac"
+        assert schemes["Splunk security searches"] == "url_key"
+        keys = {i.key for i in integrations.values()}
+        secrets = {i.secret for i in integrations.values()}
+        assert len(keys) == len(secrets) == len(integrations)
+        assert all(len(key) == 32 and secret for key, secret in zip(keys, secrets, strict=True))
+        assert all(i.enabled for i in integrations.values())
+
+        now = timezone.now()
+        prometheus = integrations["Prometheus (production)"]
+        assert (prometheus.heartbeat_minutes, prometheus.heartbeat_alertname) == (10, "Watchdog")
+        backup = integrations["Nightly database backup"]
+        assert backup.heartbeat_minutes == 25 * 60
+        for heartbeat in (prometheus, backup):
+            assert now - timedelta(minutes=5) < heartbeat.last_signal_at <= now
+            assert heartbeat.heartbeat_due_at == heartbeat.last_signal_at + timedelta(
+                minutes=heartbeat.heartbeat_minutes
+            )
+
+        rule = RoutingRule.objects.select_related("integration", "service").get()
+        assert rule.integration == prometheus
+        assert rule.match == {"team": "payments"}
+        assert rule.service.slug == "checkout"
+
+        window = MaintenanceWindow.objects.select_related("service").get()
+        assert window.reason == "Database failover test"
+        assert window.service.slug == "orders-db" and window.integration is None
+        start, end = timezone.localtime(window.starts_at), timezone.localtime(window.ends_at)
+        assert start.date() == timezone.localtime(prometheus.created_at).date() + timedelta(1)
+        assert (start.time(), end.time()) == (time(2), time(3))
+
+    def test_integration_admin_pages_show_the_snippet(self, loaded, client):
+        client.force_login(get_user_model().objects.get(username=demo.SUPERUSER))
+        listing = client.get("/admin/incidents/integration/")
+        assert listing.status_code == 200
+        for integration in Integration.objects.all():
+            page = client.get(f"/admin/incidents/integration/{integration.pk}/change/")
+            assert page.status_code == 200, integration.name
+            text = page.content.decode()
+            assert "Configuration snippet" in text
+            assert f"/{integration.key}/" in text, integration.name
+
+    def test_a_second_run_with_keep_existing_adds_no_integration(self, loaded, debug):
+        first = snapshot()
+        output = run(keep_existing=True, **LOAD)
+        assert snapshot() == first
+        assert Integration.objects.count() == len(demo_integrations.INTEGRATIONS)
+        assert RoutingRule.objects.count() == MaintenanceWindow.objects.count() == 1
+        assert "Prometheus (production)" in output and "(created)" not in output
+
+    def test_the_heartbeat_sweep_opens_nothing_after_the_load(self, loaded):
+        incidents = Incident.objects.count()
+        assert heartbeat_sweep_task() == 0
+        last = Integration.objects.get(name="Prometheus (production)").last_signal_at
+        with time_machine.travel(last + timedelta(minutes=9), tick=False):
+            assert heartbeat_sweep_task() == 0
+        assert Incident.objects.count() == incidents
+        # The heartbeat is live: Prometheus silent past its 10 minutes opens one incident.
+        with time_machine.travel(last + timedelta(minutes=10, seconds=1), tick=False):
+            assert heartbeat_sweep_task() == 1
+        assert Incident.objects.filter(title__startswith="No signal from Prometheus").exists()
 
 
 def test_without_time_machine_steps_happen_now(debug, monkeypatch):

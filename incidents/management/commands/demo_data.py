@@ -1,4 +1,5 @@
-"""``manage.py demo_data``: load the demo services, staff, contacts and incidents (idempotent)."""
+"""``manage.py demo_data``: load the demo services, staff, contacts, integrations and incidents
+(idempotent)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from incidents.management import demo
 
 class Command(BaseCommand):
     help = (
-        "Load demo data: services, staff in every role group, contacts on the response roles "
-        "and incidents in several states, all played through the incident services. "
+        "Load demo data: services, staff in every role group, contacts on the response roles, "
+        "monitoring integrations and incidents in several states, all made through the "
+        "services. "
         "Idempotent. The demo logins have a published password, so it refuses any database "
         "but a throwaway one: DJANGO_DEBUG off, a database other than the embedded SQLite "
         "under VIGIL_VAR_DIR, users other than the demo's, or demo-named users whose password "
@@ -83,6 +85,14 @@ class Command(BaseCommand):
                 f"  {incident.number}  Sev {incident.severity_id}  {incident.status:<13} "
                 f"{incident.title}  ({state})"
             )
+        detection = result.integrations
+        if detection is not None:
+            out.write(self.style.MIGRATE_HEADING("Demo integrations (Admin → Integrations):"))
+            for integration, created in detection.integrations:
+                state = "created" if created else "already there"
+                out.write(f"  {integration.name:<26} {integration.get_kind_display()}  ({state})")
+            for line in detection.notes:
+                out.write(f"  {line}")
         out.write(self.style.MIGRATE_HEADING(f"Demo logins (password: {demo.DEMO_PASSWORD}):"))
         out.write(f"  {demo.SUPERUSER:<8} Demo Admin        superuser")
         for person, _created in result.users:

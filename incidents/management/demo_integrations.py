@@ -1,5 +1,5 @@
 """Demo integrations: the monitoring systems of the demo company, each with its own URL key and
-secret, a heartbeat on Prometheus' Watchdog and on the nightly database backup, a routing rule
+secret, a heartbeat on the nightly database backup, a routing rule
 and a planned maintenance window, all written through the detection services by the demo admin.
 
 Idempotent: an integration is matched by its name, the routing rule by its integration and
@@ -46,13 +46,9 @@ INTEGRATIONS = [
     DemoIntegration(
         PROMETHEUS,
         IntegrationKind.ALERTMANAGER,
-        {
-            "service": "web-app",
-            "auto_resolve": True,
-            "heartbeat_minutes": 10,
-            "heartbeat_alertname": "Watchdog",
-        },
-        signal=True,
+        # No heartbeat: nothing sends the demo a Watchdog, and a "no signal" incident ten
+        # minutes into every demo session would only surprise.
+        {"service": "web-app", "auto_resolve": True},
     ),
     DemoIntegration("Grafana Cloud", IntegrationKind.GRAFANA, {"service": "web-app"}),
     DemoIntegration(

@@ -16,6 +16,7 @@ from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timezone import localtime
 from simple_history.admin import SimpleHistoryAdmin
@@ -53,6 +54,24 @@ def _incident_link(incident) -> str:
     return format_html('<a href="{}">{}</a>', url, incident.number)
 
 
+def _ago(moment) -> str:
+    """A list's "when": how long ago, the local time on hover (the columns stay narrow)."""
+    if moment is None:
+        return "never"
+    return format_html(
+        '<time class="nowrap" datetime="{}" title="{}">{} ago</time>',
+        moment.isoformat(),
+        localtime(moment).strftime("%Y-%m-%d %H:%M %Z"),
+        ui.duration_text((timezone.now() - moment).total_seconds()),
+    )
+
+
+def _url_label(name: str) -> str:
+    """``webhook_url`` → "Webhook URL", ``events_url_alias`` → "Events URL alias"."""
+    label = name.replace("_url", " URL").replace("_", " ")
+    return label[:1].upper() + label[1:]
+
+
 def _shown(field: str) -> str:
     return "secret_shown" if field == "secret" else field
 
@@ -78,7 +97,7 @@ class IntegrationAdmin(
         "name",
         "kind",
         "service",
-        "default_severity",
+        "severity_badge",
         "enabled",
         "auto_resolve",
         "last_delivery",
@@ -102,7 +121,15 @@ class IntegrationAdmin(
         (None, {"fields": ["name", "kind", "enabled"]}),
         (
             "Incidents from this sender",
-            {"fields": ["service", "default_severity", "auto_resolve", "group_by"]},
+            {
+                "fields": ["service", "default_severity", "auto_resolve", "group_by"],
+                "description": (
+                    "Routing rules (at the bottom of a saved integration's page) may send an "
+                    "alert elsewhere: the first enabled rule by position whose every label "
+                    "matches one of its values (case-insensitive) gives the alert's service "
+                    "and default severity."
+                ),
+            },
         ),
         (
             "Sender configuration",
@@ -164,32 +191,39 @@ class IntegrationAdmin(
                 return "none (the routing key is the credential)"
             return "none (the URL key alone)"
         return format_html(
-            '<code style="user-select: all">{}</code><div class="help">Change it with the '
+            '<code style="user-select: all">{}</code><div class="vigil-muted">Change it with the '
             '"Rotate the secret" action of the list.</div>',
             obj.secret,
         )
 
+    @admin.display(description="Severity", ordering="default_severity_id")
+    def severity_badge(self, obj: Integration) -> str:
+        return ui.severity_badge(obj.default_severity)
+
     @admin.display(description="Last delivery", ordering="last_received")
-    def last_delivery(self, obj: Integration):
-        return getattr(obj, "last_received", None) or "never"
+    def last_delivery(self, obj: Integration) -> str:
+        return _ago(getattr(obj, "last_received", None))
 
     @admin.display(description="Last signal", ordering="last_signal_at")
-    def last_signal(self, obj: Integration):
-        return obj.last_signal_at or "never"
+    def last_signal(self, obj: Integration) -> str:
+        return _ago(obj.last_signal_at)
 
     @admin.display(description="Heartbeat")
     def heartbeat(self, obj: Integration) -> str:
         state = heartbeat_state(obj)
         if state.status == "off":
-            return "off"
+            return format_html('<span class="vigil-muted">{}</span>', "off")
         if state.status == "waiting":
-            return "waiting for the first signal"
+            return format_html(
+                '<span class="vigil-beat-waiting">{}</span>', "waiting for the first signal"
+            )
         if state.status == "healthy":
-            return "healthy"
+            return format_html('<span class="vigil-beat-healthy">{}</span>', "healthy")
         since = localtime(state.since).strftime("%Y-%m-%d %H:%M") if state.since else "–"
+        silent = format_html('<span class="vigil-beat-silent">silent since {}</span>', since)
         if state.incident is None:
-            return format_html("silent since {}", since)
-        return format_html("silent since {} ({})", since, _incident_link(state.incident))
+            return silent
+        return format_html("{} {}", silent, _incident_link(state.incident))
 
     @admin.display(description="Sender URL")
     def sender_urls(self, obj: Integration) -> str:
@@ -198,17 +232,15 @@ class IntegrationAdmin(
         rows = integration_urls(obj)
         return format_html(
             "<br>".join(["{}: <code>{}</code>"] * len(rows)),
-            *[item for pair in rows.items() for item in pair],
+            *[item for name, url in rows.items() for item in (_url_label(name), url)],
         )
 
     @admin.display(description="Configuration snippet")
     def snippet(self, obj: Integration) -> str:
         if obj.pk is None:
             return "Shown once the integration is saved."
-        return format_html(
-            '<pre style="white-space: pre-wrap; user-select: all">{}</pre>',
-            integration_snippet(obj),
-        )
+        # Scrolled inside its block, never wrapped: the YAML and shell in it keep their lines.
+        return format_html('<pre class="vigil-snippet">{}</pre>', integration_snippet(obj))
 
     @admin.action(description="Rotate the secret of selected integrations", permissions=["change"])
     def rotate_secret(self, request: HttpRequest, queryset: QuerySet[Integration]):

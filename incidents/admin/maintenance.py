@@ -126,6 +126,15 @@ class MaintenanceWindowAdmin(ServiceWriteAdminMixin, NoRevertMixin, SimpleHistor
         ("Record", {"fields": ["created_by", "created_at"]}),
     ]
 
+    def get_fieldsets(self, request: HttpRequest, obj: MaintenanceWindow | None = None):
+        # Times are typed and shown in the server's zone; a new window has no record yet.
+        zone = f"Times in {timezone.get_current_timezone_name()}."
+        return [
+            (name, {**options, "description": zone} if name == "When" else options)
+            for name, options in self.fieldsets
+            if obj is not None or name != "Record"
+        ]
+
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
         now = timezone.localtime().replace(second=0, microsecond=0)
         initial = {"starts_at": now, "ends_at": now + timedelta(hours=1)}
@@ -212,6 +221,7 @@ class RoutingRuleForm(forms.ModelForm):
     class Meta:
         model = RoutingRule
         fields = ["position", "match", "service", "severity", "enabled"]
+        widgets = {"match": forms.Textarea(attrs={"rows": 2, "cols": 40})}
 
     def clean_match(self) -> Any:
         value = self.cleaned_data.get("match")
@@ -231,10 +241,10 @@ class RoutingRuleInline(admin.TabularInline):
     fields = ["position", "match", "service", "severity", "enabled"]
     ordering = ("position", "id")
     verbose_name = "routing rule"
-    verbose_name_plural = (
-        "Routing rules: the first enabled rule (by position) whose every label matches one of "
-        "its values (case-insensitive) gives the alert's service and default severity"
-    )
+    # How rules are tried is said in the integration's "Incidents from this sender" section,
+    # and a rule's row needs no caption (the CSS hides it): its match is in the row.
+    verbose_name_plural = "routing rules"
+    classes = ["vigil-routing-rules"]
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.has_perm(VIEW) or _can_manage(request)

@@ -201,9 +201,10 @@ def route_alert(
 
 
 def match_text(match: dict[str, Any]) -> str:
-    """``team=payments, env in (prod, production)``."""
+    """``env in (prod, production), team=payments``: labels in name order (PostgreSQL's jsonb
+    keeps no key order, so the text would differ by database otherwise)."""
     parts = []
-    for label, wanted in (match or {}).items():
+    for label, wanted in sorted((match or {}).items()):
         if isinstance(wanted, list):
             parts.append(f"{label} in ({', '.join(str(v) for v in wanted)})")
         else:

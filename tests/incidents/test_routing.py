@@ -100,8 +100,8 @@ def test_a_rule_gives_service_and_default_severity_from_the_labels(
         "Alert opened this incident: Card payments failing (Sev 2; no alert rule matched; "
         f"routing rule #{rule.pk}'s default severity). Its start time was missing or "
         "unreadable: the time of receipt is used.",
-        f"Routed by routing rule #{rule.pk} of Scripts (position 0, team in (payments, billing), "
-        "env=prod): service Payments, default severity Sev 2.",
+        f"Routed by routing rule #{rule.pk} of Scripts (position 0, env=prod, team in "
+        "(payments, billing)): service Payments, default severity Sev 2.",
     ]
 
     # A label missing is no match: the integration's own service (none) and default severity.

@@ -112,14 +112,20 @@ def _gate(request: HttpRequest) -> None:
             "unsupported_media_type",
             f"Content-Type {content_type or '(none)'} not accepted: send application/json.",
         )
+    declared_size_check(request)
+
+
+def declared_size_check(request: HttpRequest) -> None:
+    """A malformed or oversize ``Content-Length`` is refused before anything is read."""
     declared = request.META.get("CONTENT_LENGTH") or ""
-    if declared:
-        try:
-            length = int(declared)
-        except ValueError:
-            raise Refused(400, "parse_error", "Invalid Content-Length header.") from None
-        if length > max_body():
-            raise Refused(413, "payload_too_large", f"The body is larger than {max_body()} bytes.")
+    if not declared:
+        return
+    try:
+        length = int(declared)
+    except ValueError:
+        raise Refused(400, "parse_error", "Invalid Content-Length header.") from None
+    if length > max_body():
+        raise Refused(413, "payload_too_large", f"The body is larger than {max_body()} bytes.")
 
 
 def _read(request: HttpRequest) -> bytes:

@@ -42,7 +42,7 @@ from .views import (
     _log_refusal,
     _read,
     _verify,
-    max_body,
+    declared_size_check,
 )
 
 PING_METHODS = ("GET", "HEAD", "POST")
@@ -86,18 +86,6 @@ def _credentials(integration: Integration) -> HookIntegration:
     )
 
 
-def _declared_size(request: HttpRequest) -> None:
-    declared = request.META.get("CONTENT_LENGTH") or ""
-    if not declared:
-        return
-    try:
-        length = int(declared)
-    except ValueError:
-        raise Refused(400, "parse_error", "Invalid Content-Length header.") from None
-    if length > max_body():
-        raise Refused(413, "payload_too_large", f"The body is larger than {max_body()} bytes.")
-
-
 @csrf_exempt
 def ping_hook(request: HttpRequest, key: str) -> JsonResponse:
     """A heartbeat signal: records it and answers 200 ``{"status": "ok"}``."""
@@ -109,7 +97,7 @@ def ping_hook(request: HttpRequest, key: str) -> JsonResponse:
                 "method_not_allowed",
                 f"Method {request.method} not allowed: GET, HEAD or POST.",
             )
-        _declared_size(request)
+        declared_size_check(request)
         integration = _ping_target(key)
         if integration is None:
             raise Refused(404, "not_found", "No integration has this key.")

@@ -91,7 +91,7 @@ from .views import (
     _json,
     _log_refusal,
     _read,
-    max_body,
+    declared_size_check,
 )
 
 logger = logging.getLogger(__name__)
@@ -127,14 +127,7 @@ def _gate(request: HttpRequest) -> None:
             "parse_error",
             "Missing x-amz-sns-message-type header: this endpoint takes Amazon SNS deliveries.",
         )
-    declared = request.META.get("CONTENT_LENGTH") or ""
-    if declared:
-        try:
-            length = int(declared)
-        except ValueError:
-            raise Refused(400, "parse_error", "Invalid Content-Length header.") from None
-        if length > max_body():
-            raise Refused(413, "payload_too_large", f"The body is larger than {max_body()} bytes.")
+    declared_size_check(request)
 
 
 def _verified(request: HttpRequest, payload: Any) -> SnsMessage:

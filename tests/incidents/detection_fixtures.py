@@ -25,7 +25,14 @@ import pytest
 import time_machine
 
 from incidents.detection.integrations import integration_create, integration_urls
-from incidents.models import DeliveryStatus, Integration, Source, WebhookDelivery
+from incidents.models import (
+    Alert,
+    DeliveryStatus,
+    Incident,
+    Integration,
+    Source,
+    WebhookDelivery,
+)
 from incidents.tasks import alert_delivery_process_task
 
 PAYLOADS = Path(__file__).parent / "payloads"
@@ -94,6 +101,13 @@ def post(client, path: str, body: Any, *, capture, content_type="application/jso
             "POST", path, encode(body), content_type=content_type, headers=headers
         )
     return response, callbacks
+
+
+def nothing_written() -> bool:
+    """No delivery, alert or incident stored: what a refused request leaves."""
+    return not (
+        WebhookDelivery.objects.exists() or Alert.objects.exists() or Incident.objects.exists()
+    )
 
 
 def process_pending() -> list[str]:

@@ -17,11 +17,12 @@ from datetime import UTC, datetime
 import pytest
 from django.test import override_settings
 
-from incidents.models import Alert, Incident, WebhookDelivery
+from incidents.models import Alert, Incident
 from tests.incidents.detection_fixtures import (
     at_now,  # noqa: F401
     hook_path,
     make_integration,
+    nothing_written,
     payload,
     post,
     process_pending,
@@ -55,12 +56,6 @@ def integration(service):
 def send(client, capture, integration, body):
     headers = {integration.auth_header: integration.secret}
     return post(client, hook_path(integration), body, capture=capture, **headers)
-
-
-def nothing_written() -> bool:
-    return not (
-        WebhookDelivery.objects.exists() or Alert.objects.exists() or Incident.objects.exists()
-    )
 
 
 def test_trigger_opens_an_incident_repeat_counts_and_recovery_resolves(

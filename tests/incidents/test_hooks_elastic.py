@@ -23,11 +23,12 @@ from datetime import UTC, datetime
 import pytest
 from django.test import override_settings
 
-from incidents.models import Alert, Incident, Integration, WebhookDelivery
+from incidents.models import Alert, Incident, Integration
 from tests.incidents.detection_fixtures import (
     at_now,  # noqa: F401
     hook_path,
     make_integration,
+    nothing_written,
     payload,
     post,
     process_pending,
@@ -66,12 +67,6 @@ def integration(service):
 def send(client, capture, integration, body):
     headers = {"X-Vigil-Token": integration.secret}
     return post(client, hook_path(integration), body, capture=capture, **headers)
-
-
-def nothing_written() -> bool:
-    return not (
-        WebhookDelivery.objects.exists() or Alert.objects.exists() or Incident.objects.exists()
-    )
 
 
 def test_threshold_met_opens_an_incident_and_recovered_resolves_it(

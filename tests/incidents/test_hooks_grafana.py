@@ -12,12 +12,13 @@ from datetime import UTC, datetime
 import pytest
 import time_machine
 
-from incidents.models import Alert, Incident, Kind, WebhookDelivery
+from incidents.models import Alert, Incident, Kind
 from tests.incidents.detection_fixtures import (
     grafana_payload,
     grafana_signature,
     hook_path,
     make_integration,
+    nothing_written,
     post,
     process_pending,
     resolved,
@@ -56,12 +57,6 @@ def signed(integration, body: bytes, *, timestamp: str | None = "now") -> dict[s
     if timestamp is not None:
         headers["X-Grafana-Alerting-Signature-Timestamp"] = timestamp
     return headers
-
-
-def nothing_written() -> bool:
-    return not (
-        WebhookDelivery.objects.exists() or Alert.objects.exists() or Incident.objects.exists()
-    )
 
 
 @pytest.mark.parametrize("with_timestamp", [False, True], ids=["body", "timestamp:body"])

@@ -16,12 +16,13 @@ from datetime import UTC, datetime
 import pytest
 from django.test import override_settings
 
-from incidents.models import Alert, Incident, Source, WebhookDelivery
+from incidents.models import Alert, Incident, Source
 from incidents.services import incident_cancel
 from tests.incidents.detection_fixtures import (
     at_now,  # noqa: F401
     hook_path,
     make_integration,
+    nothing_written,
     payload,
     post,
     process_pending,
@@ -52,12 +53,6 @@ def integration(service):
 
 def send(client, capture, integration, body):
     return post(client, hook_path(integration), body, capture=capture)
-
-
-def nothing_written() -> bool:
-    return not (
-        WebhookDelivery.objects.exists() or Alert.objects.exists() or Incident.objects.exists()
-    )
 
 
 def test_triggered_alert_opens_an_incident_and_later_runs_repeat_it(

@@ -31,6 +31,7 @@ from tests.incidents.detection_fixtures import (
     at_now,  # noqa: F401
     hook_path,
     make_integration,
+    nothing_written,
     payload,
     post,
     process_pending,
@@ -72,12 +73,6 @@ def integration(service):
 def send(client, capture, integration, body):
     headers = {"X-Vigil-Token": integration.secret}
     return post(client, hook_path(integration), body, capture=capture, **headers)
-
-
-def nothing_written() -> bool:
-    return not (
-        WebhookDelivery.objects.exists() or Alert.objects.exists() or Incident.objects.exists()
-    )
 
 
 def test_problem_opens_an_incident_and_its_recovery_resolves_it(

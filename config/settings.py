@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "simple_history",
     "anymail",
     "axes",
+    "django_htmx",
     "incidents",
     "escalation",
     "communications",
@@ -73,6 +74,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # request.htmx: the admin's live panels ask for fragments instead of whole pages.
+    "django_htmx.middleware.HtmxMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
     # Last: turns a login refused by django-axes's lockout into the lockout page (429).
     "axes.middleware.AxesMiddleware",

@@ -18,6 +18,9 @@ from rest_framework.test import APIClient
 
 from tests.factories import IncidentFactory, ServiceFactory, UserFactory
 
+# The browser tests' fixtures (chromium, screenshots).
+pytest_plugins = ["tests.browser"]
+
 REQUIRE_SERVICES = os.environ.get("VIGIL_REQUIRE_SERVICES") == "1"
 
 

@@ -7,14 +7,11 @@ starts refused. The page body never scrolls sideways; Django admin's own list ta
 inside its box (``#changelist .results``) and the snippet wraps inside its block. Screenshots
 kept (``VIGIL_SCREENSHOT_DIR``, else tmp).
 
-Skipped, with the reason, where Chromium is not installed."""
+Skipped, with the reason, where Chromium is not installed; failed under CI (tests.browser)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import time_machine
@@ -24,34 +21,11 @@ from django.utils import timezone
 
 from incidents.models import Incident, Integration, MaintenanceWindow, RoutingRule
 from incidents.tasks import heartbeat_sweep_task
+from tests.browser import ARGS, BODY_FITS, OVERFLOWING, WIDTHS, watch
 from tests.factories import ServiceFactory, UserFactory
 from tests.incidents.detection_fixtures import make_integration
 
-CHROMIUM = os.environ.get("VIGIL_CHROMIUM") or shutil.which("chromium") or ""
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM, reason="needs Chromium (apt-get install chromium, or set VIGIL_CHROMIUM)"
-)
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 PASSWORD = "vigil-test-pass"  # tests.factories.UserFactory's
-WIDTHS = (1280, 390)
-
-# The page body is no wider than the window (Django admin's list table scrolls in its own box).
-BODY_FITS = "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
-# Elements (but those inside a box that scrolls sideways) whose right edge passes the window's.
-OVERFLOWING = """(selector) => [...document.querySelectorAll(selector)].filter((el) => {
-    for (let box = el.parentElement; box; box = box.parentElement) {
-        const x = getComputedStyle(box).overflowX;
-        if (x === "auto" || x === "scroll") return false;
-    }
-    return el.getBoundingClientRect().right > document.documentElement.clientWidth + 1;
-}).map((el) => el.tagName + "." + el.className)"""
-
-
-@pytest.fixture
-def screenshots(tmp_path) -> Path:
-    directory = Path(os.environ.get("VIGIL_SCREENSHOT_DIR") or tmp_path)
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
 
 
 def _integrations(service) -> dict[str, Integration]:
@@ -85,18 +59,6 @@ def _integrations(service) -> dict[str, Integration]:
     }
 
 
-def _watch(page, errors: list[str]) -> None:
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on(
-        "response",
-        lambda r: (
-            errors.append(f"{r.status} {r.url}")
-            if r.status >= 400 and not r.url.endswith("/favicon.ico")
-            else None
-        ),
-    )
-
-
 def _fits(page, width: int, what: str) -> None:
     assert page.evaluate(BODY_FITS), f"{what} scrolls sideways at {width} px"
 
@@ -104,7 +66,7 @@ def _fits(page, width: int, what: str) -> None:
 # Committed data (the live server reads it from another thread); the seeded role groups and
 # severity levels are restored afterwards for the tests that follow.
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_the_detection_admin_fits_a_laptop_and_a_phone(live_server, screenshots):
+def test_the_detection_admin_fits_a_laptop_and_a_phone(live_server, chromium, screenshots):
     from playwright.sync_api import expect, sync_playwright
 
     cache.clear()
@@ -118,12 +80,11 @@ def test_the_detection_admin_fits_a_laptop_and_a_phone(live_server, screenshots)
     tomorrow = (timezone.localtime() + timedelta(days=1)).date().isoformat()
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = playwright.chromium.launch(executable_path=chromium, args=ARGS)
         try:
             for n, width in enumerate(WIDTHS):
                 page = browser.new_page(viewport={"width": width, "height": 900})
-                errors: list[str] = []
-                _watch(page, errors)
+                errors = watch(page, ignore=("/favicon.ico",))
                 page.goto(base + "/admin/login/")
                 page.fill("#id_username", "root")
                 page.fill("#id_password", PASSWORD)

@@ -8,10 +8,7 @@ CI installs it)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.core.cache import cache
@@ -21,13 +18,11 @@ from communications.markdown import markdown_to_html
 from communications.models import ComponentGroup, Maintenance, StatusUpdate, StatusUpdateComponent
 from communications.public import site
 from communications.services.components import component_create, component_status_set
+from tests.browser import ARGS, CHROMIUM
 from tests.factories import IncidentFactory, ServiceFactory, UserFactory
 
-CHROMIUM = os.environ.get("VIGIL_CHROMIUM") or shutil.which("chromium") or ""
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM, reason="needs Chromium (apt-get install chromium, or set VIGIL_CHROMIUM)"
-)
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+# Skipped without Chromium, failed under CI (tests.browser).
+pytestmark = pytest.mark.usefixtures("chromium")
 SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
 
 # Every element with its own text: its colour against the first opaque background up the tree.
@@ -129,13 +124,6 @@ def status_site(transactional_db):
     cache.clear()
     site._local.update(files=None, at=0.0)
     site._cache_down["until"] = 0.0
-
-
-@pytest.fixture
-def screenshots(tmp_path) -> Path:
-    directory = Path(os.environ.get("VIGIL_SCREENSHOT_DIR") or tmp_path)
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
 
 
 def _errors_of(page) -> list[str]:

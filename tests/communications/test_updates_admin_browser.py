@@ -7,30 +7,17 @@ Skipped, with the reason, where Chromium is not installed."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
 import pytest
 from django.core.cache import cache
 
 from communications.models import StatusUpdate
 from communications.services.components import component_create
+from tests.browser import ARGS, CHROMIUM
 from tests.factories import IncidentFactory, ServiceFactory, UserFactory
 
-CHROMIUM = os.environ.get("VIGIL_CHROMIUM") or shutil.which("chromium") or ""
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM, reason="needs Chromium (apt-get install chromium, or set VIGIL_CHROMIUM)"
-)
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+# Skipped without Chromium, failed under CI (tests.browser).
+pytestmark = pytest.mark.usefixtures("chromium")
 PASSWORD = "vigil-test-pass"  # tests.factories.UserFactory's
-
-
-@pytest.fixture
-def screenshots(tmp_path) -> Path:
-    directory = Path(os.environ.get("VIGIL_SCREENSHOT_DIR") or tmp_path)
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
 
 
 # Committed data (the live server reads it from another thread); the seeded role groups and

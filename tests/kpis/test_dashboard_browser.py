@@ -8,32 +8,20 @@ Skipped, with the reason, where Chromium is not installed."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from django.core.cache import cache
 
 from kpis.services.rollups import kpi_month_recompute
+from tests.browser import ARGS, CHROMIUM
 from tests.factories import ServiceFactory, UserFactory
 
 from .history import incident_at
 
-CHROMIUM = os.environ.get("VIGIL_CHROMIUM") or shutil.which("chromium") or ""
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM, reason="needs Chromium (apt-get install chromium, or set VIGIL_CHROMIUM)"
-)
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+# Skipped without Chromium, failed under CI (tests.browser).
+pytestmark = pytest.mark.usefixtures("chromium")
 PASSWORD = "vigil-test-pass"  # tests.factories.UserFactory's
-
-
-@pytest.fixture
-def screenshots(tmp_path) -> Path:
-    directory = Path(os.environ.get("VIGIL_SCREENSHOT_DIR") or tmp_path)
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
 
 
 # Committed data (the live server reads it from another thread); the seeded role groups and

@@ -9,7 +9,7 @@ from typing import Any
 
 from anymail.signals import inbound
 from axes.signals import user_locked_out
-from django.contrib.auth.signals import user_login_failed
+from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.db import transaction
 from django.db.models.signals import post_save
 from django.dispatch import receiver
@@ -54,3 +54,12 @@ def forget_login_watch_threshold(sender: Any, **kwargs) -> None:
 @receiver(inbound, dispatch_uid="incidents.inbound_email")
 def take_inbound_email(sender: Any, event: Any, esp_name: str, **kwargs) -> None:
     inbound_email_receive(event=event, esp_name=esp_name)
+
+
+@receiver(user_logged_in, dispatch_uid="incidents.remember_time_zone")
+def remember_time_zone_at_login(sender: Any, request: Any = None, user: Any = None, **kwargs):
+    """The person's time zone goes into their new session, so pages need no query for it."""
+    if request is not None and user is not None and hasattr(request, "session"):
+        from .middleware import load_time_zone
+
+        load_time_zone(request, user)

@@ -9,24 +9,10 @@ from django.utils.html import format_html
 
 from ..models import Incident, SeverityLevel, Status
 from ..selectors import SlaClock, incident_sla_clock
+from ..timeformat import duration_text, when
 
 # Below this share of its target left, a running clock is shown as a warning.
 CLOCK_WARNING_SHARE = 0.25
-
-
-def duration_text(seconds: float) -> str:
-    """A short human duration: "45 s", "12 min", "3 h 10 min", "2 d 4 h"."""
-    seconds = int(abs(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes = seconds // 60
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h" if hours else f"{days} d"
 
 
 def target_text(value: timedelta | None) -> str:
@@ -37,6 +23,13 @@ def target_text(value: timedelta | None) -> str:
     if minutes % 60:
         return f"{minutes} min"
     return f"{minutes // 60} h"
+
+
+def severity_text(severity: SeverityLevel | None) -> str:
+    """A severity with its name, as people say it: "Sev 1 (Critical)"."""
+    if severity is None:
+        return "–"
+    return f"Sev {severity.level} ({severity.name})" if severity.name else f"Sev {severity.level}"
 
 
 def severity_badge(severity: SeverityLevel | None, *, level: int | None = None) -> str:
@@ -113,8 +106,7 @@ def sla_badge(incident: Incident, now: datetime | None = None, *, compact: bool 
     clock = incident_sla_clock(incident, now)
     title = ""
     if clock.due_at is not None:
-        due = timezone.localtime(clock.due_at)
-        title = f"{clock.target.capitalize()} due {due:%Y-%m-%d %H:%M %Z}"
+        title = f"{clock.target.capitalize()} due {when(clock.due_at)}"
     state = clock_state(incident, clock)
     if compact:
         figure, note = clock_parts(incident, clock)

@@ -7,6 +7,7 @@ Markdown template passes every one that people or senders supply through the fil
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
@@ -58,4 +59,70 @@ def report_context(report: dict[str, Any]) -> dict[str, Any]:
         "follow_ups_unavailable": follow_ups.unavailable,
         "sections": list(report.get("sections") or []),
         "generated_at": timezone.now(),
+        "severity_text": ui.severity_text(incident.severity),
+        "targets": target_rows(incident),
     }
+
+
+def _target_row(
+    label: str,
+    *,
+    start: datetime,
+    end: datetime | None,
+    target: timedelta | None,
+    missed: bool,
+    active: bool,
+) -> dict[str, str]:
+    took = ui.duration_text((end - start).total_seconds()) if end is not None else ""
+    if target is None:
+        verdict = "no target"
+    elif end is None and not active:
+        verdict = "–"
+    elif missed:
+        verdict = "missed"
+    elif end is None:
+        verdict = "running"
+    else:
+        verdict = "met"
+    return {
+        "label": label,
+        "took": took or ("not yet" if active else "never"),
+        "target": ui.target_text(target) if target is not None else "",
+        "verdict": verdict,
+    }
+
+
+def target_rows(incident, now: datetime | None = None) -> list[dict[str, str]]:
+    """Time to acknowledge, mitigate and resolve, each against its severity's target: met,
+    missed, running (not reached yet, still in time) or no target (the policy sets none for
+    mitigation). Met or missed follows the incident's own due times (a breach recorded stays
+    missed, as on the incident's clock)."""
+    now = now or timezone.now()
+    severity = incident.severity
+    active = incident.is_active
+    return [
+        _target_row(
+            "Time to acknowledge",
+            start=incident.detected_at,
+            end=incident.acknowledged_at,
+            target=severity.response_target if severity else None,
+            missed=incident.response_breached_at(now),
+            active=active,
+        ),
+        _target_row(
+            "Time to mitigate",
+            start=incident.detected_at,
+            end=incident.mitigated_at,
+            target=None,
+            missed=False,
+            active=active,
+        ),
+        _target_row(
+            "Time to resolve",
+            start=incident.detected_at,
+            end=incident.resolved_at,
+            target=severity.resolution_target if severity else None,
+            missed=incident.resolution_breached_at(now),
+            active=active,
+        ),
+    ]

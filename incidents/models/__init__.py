@@ -44,6 +44,7 @@ from .policy import (
     SeverityLevel,
     channel_address,
 )
+from .preferences import UserPreference
 from .reports import IncomingReport, ReportKind
 from .security import LoginFailureEpisode
 from .sla import SlaBreach, SlaTarget
@@ -97,6 +98,7 @@ __all__ = [
     "Status",
     "Tier",
     "TimelineEntry",
+    "UserPreference",
     "WebhookDelivery",
     "WebhookSignature",
     "channel_address",

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from incidents.models import Source
 from incidents.services import incident_note_add
+from incidents.timeformat import when
 
 pytestmark = pytest.mark.django_db
 
@@ -76,10 +77,10 @@ def test_markdown_download(client, viewer, closed):
     text = response.content.decode()
     assert text.startswith(f"# Incident report {closed.number}: Checkout down\n")
     assert f"- **Incident ID:** {closed.number}" in text
-    start = timezone.localtime(closed.detected_at).strftime("%Y-%m-%d %H:%M")
-    end = timezone.localtime(closed.resolved_at).strftime("%Y-%m-%d %H:%M")
-    assert f"- **Date/Time:** {start} UTC – {end} UTC" in text
-    assert "- **Severity:** 1 (Critical)" in text
+    start, end = when(closed.detected_at), when(closed.resolved_at)
+    assert f"- **Date/Time:** {start} – {end}" in text
+    assert start.endswith(" UTC")
+    assert "- **Severity:** Sev 1 (Critical)" in text
     assert "- **Status:** Closed" in text
     for heading in SECTIONS:
         assert f"## {heading}\n" in text

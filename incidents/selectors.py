@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.contrib.auth import get_user_model
+from django.db.models import (
+    Case,
+    Count,
+    DateTimeField,
+    F,
+    Prefetch,
+    Q,
+    QuerySet,
+    When,
+)
 from django.utils import timezone
+from django.utils.text import smart_split, unescape_string_literal
 
 from .models import (
     ACTIVE_STATUSES,
@@ -30,21 +42,85 @@ __all__ = [
     "event_handler_alerts",
     "events_backlog",
     "incident_get",
+    "incident_involving",
     "incident_list",
+    "incident_next_due",
     "incident_report",
+    "incident_search",
     "incident_sla_clock",
     "incident_timeline",
 ]
 
 
-def incident_list(*, filters: dict[str, Any] | None = None) -> QuerySet[Incident]:
-    """Incidents with what a list row shows, in a fixed number of queries whatever the size."""
+def incident_list(
+    *, filters: dict[str, Any] | None = None, with_next_due: bool = False
+) -> QuerySet[Incident]:
+    """Incidents with what a list row shows, in a fixed number of queries whatever the size;
+    ``with_next_due`` adds ``next_due_at`` (``incident_next_due``) to sort by."""
     assignments = RoleAssignment.objects.select_related("user", "role")
-    return (
+    queryset = (
         Incident.objects.filter(**(filters or {}))
         .select_related("severity")
         .prefetch_related("services", Prefetch("role_assignments", queryset=assignments))
     )
+    if with_next_due:
+        queryset = queryset.annotate(next_due_at=incident_next_due())
+    return queryset
+
+
+def incident_next_due() -> Case:
+    """The next SLA deadline of an active incident, for sorting and annotation: the response
+    target until it is acknowledged, then the resolution target; none once it has ended (so
+    ended incidents sort after every running clock). The same deadline the list's SLA column
+    counts down to (``incident_sla_clock``)."""
+    return Case(
+        When(
+            status__in=ACTIVE_STATUSES,
+            acknowledged_at__isnull=True,
+            then=F("response_due_at"),
+        ),
+        When(status__in=ACTIVE_STATUSES, then=F("resolution_due_at")),
+        default=None,
+        output_field=DateTimeField(),
+    )
+
+
+# Part of an ID ("INC-2025-0101", "0101-004"): matched against IDs only. Plain numbers
+# ("500") stay title words.
+INCIDENT_NUMBER = re.compile(r"^\s*INC-\d{4}-\d{4}-\d{3,}\s*$", re.IGNORECASE)
+INCIDENT_NUMBER_PART = re.compile(r"^(INC-?[0-9-]*|[0-9]+-[0-9-]*)$", re.IGNORECASE)
+
+
+def incident_search(*, queryset: QuerySet[Incident], term: str) -> QuerySet[Incident]:
+    """Incidents of ``queryset`` matching a search: a whole ID (a unique-index lookup), part
+    of an ID, or words each found in the title or in the name of someone holding a role on
+    it (username, first or last name). People are looked up first and their incidents
+    through the assignments' user index, so a name never joins every incident to every
+    assignment; no row is repeated."""
+    term = term.strip()
+    if not term:
+        return queryset
+    if INCIDENT_NUMBER.match(term):
+        return queryset.filter(number=term.upper())
+    if INCIDENT_NUMBER_PART.match(term):
+        return queryset.filter(number__icontains=term)
+    for word in smart_split(term):
+        if word[0] in "\"'" and word[-1] == word[0]:
+            word = unescape_string_literal(word)
+        people = get_user_model().objects.filter(
+            Q(username__icontains=word)
+            | Q(first_name__icontains=word)
+            | Q(last_name__icontains=word)
+        )
+        held = RoleAssignment.objects.filter(user__in=people).values("incident_id")
+        queryset = queryset.filter(Q(title__icontains=word) | Q(pk__in=held))
+    return queryset
+
+
+def incident_involving(*, queryset: QuerySet[Incident], user: Any) -> QuerySet[Incident]:
+    """Incidents of ``queryset`` where ``user`` holds any response role, or that they declared."""
+    held = RoleAssignment.objects.filter(user=user).values("incident_id")
+    return queryset.filter(Q(pk__in=held) | Q(created_by=user))
 
 
 def incident_get(*, number: str) -> Incident | None:

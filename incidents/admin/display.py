@@ -11,8 +11,12 @@ from ..models import Incident, SeverityLevel, Status
 from ..selectors import SlaClock, incident_sla_clock
 from ..timeformat import duration_text, when
 
-# Below this share of its target left, a running clock is shown as a warning.
-CLOCK_WARNING_SHARE = 0.25
+# A running clock turns amber ("approaching", with the words "due soon") when less than this
+# share of its target's time is left, counted from detection: under 4 of a Sev 1's 15 minutes
+# to respond, 1 h of a 4 h resolution target. One share for every severity keeps the warning
+# in proportion to the target: a 72 h target is not amber for days, nor a 15 min one never.
+APPROACHING_SHARE = 0.25
+APPROACHING_WORDS = "due soon"
 
 
 def target_text(value: timedelta | None) -> str:
@@ -54,7 +58,7 @@ def status_badge(status: str) -> str:
 
 
 def clock_state(incident: Incident, clock: SlaClock) -> str:
-    """ "breached", "warning", "running", "met" or "none" (for the CSS class)."""
+    """ "breached", "approaching", "running", "met" or "none" (for the CSS class)."""
     if incident.status == Status.CANCELLED:
         return "none"
     if clock.breached:
@@ -62,8 +66,8 @@ def clock_state(incident: Incident, clock: SlaClock) -> str:
     if not clock.target:
         return "met"
     total = (clock.due_at - incident.detected_at).total_seconds()
-    if total > 0 and clock.remaining_seconds < total * CLOCK_WARNING_SHARE:
-        return "warning"
+    if total > 0 and clock.remaining_seconds < total * APPROACHING_SHARE:
+        return "approaching"
     return "running"
 
 
@@ -108,8 +112,13 @@ def sla_badge(incident: Incident, now: datetime | None = None, *, compact: bool 
     if clock.due_at is not None:
         title = f"{clock.target.capitalize()} due {when(clock.due_at)}"
     state = clock_state(incident, clock)
+    approaching = state == "approaching"
+    if approaching:
+        title += f", under {APPROACHING_SHARE:.0%} of the target's time left"
     if compact:
         figure, note = clock_parts(incident, clock)
+        if approaching:
+            note = f"{note} · {APPROACHING_WORDS}"
         return format_html(
             '<span class="vigil-clock vigil-clock-{}" title="{}">{}</span>'
             '<span class="vigil-clock-note">{}</span>',
@@ -122,7 +131,7 @@ def sla_badge(incident: Incident, now: datetime | None = None, *, compact: bool 
         '<span class="vigil-clock vigil-clock-{}" title="{}">{}</span>',
         state,
         title,
-        clock_text(incident, clock),
+        clock_text(incident, clock) + (f" · {APPROACHING_WORDS}" if approaching else ""),
     )
 
 

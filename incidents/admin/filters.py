@@ -4,24 +4,37 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import SEARCH_VAR
 from django.db.models import Exists, OuterRef
 
 from ..models import Incident, Service, Status
+from ..selectors import incident_involving
+
+
+def search_widens_status(params) -> bool:
+    """A search with no status chosen looks at every status: someone typing an ID, a title
+    or a name is looking for that incident, open or closed."""
+    return bool(params.get(SEARCH_VAR, "").strip()) and StatusFilter.parameter_name not in params
 
 
 class StatusFilter(admin.SimpleListFilter):
-    """Active incidents unless asked otherwise: the list opens on what still needs work."""
+    """Active incidents unless asked otherwise: the list opens on what still needs work. A
+    search with no status chosen looks at all of them."""
 
     title = "status"
     parameter_name = "status"
     ACTIVE = "active"
     ALL = "all"
 
+    def __init__(self, request, params, model, model_admin):
+        self.widened = search_widens_status(request.GET)
+        super().__init__(request, params, model, model_admin)
+
     def lookups(self, request, model_admin):
         return [(self.ACTIVE, "Active"), *Status.choices, (self.ALL, "All")]
 
     def value(self) -> str:
-        return super().value() or self.ACTIVE
+        return super().value() or (self.ALL if self.widened else self.ACTIVE)
 
     def queryset(self, request, queryset):
         value = self.value()
@@ -35,9 +48,11 @@ class StatusFilter(admin.SimpleListFilter):
 
     def choices(self, changelist):
         for lookup, title in self.lookup_choices:
+            # "Active" is the list's default, so its link drops the parameter, but during a
+            # search, where no parameter means all statuses, it has to be said.
             query_string = (
                 changelist.get_query_string(remove=[self.parameter_name])
-                if lookup == self.ACTIVE
+                if lookup == self.ACTIVE and not changelist.query
                 else changelist.get_query_string({self.parameter_name: lookup})
             )
             yield {
@@ -101,3 +116,22 @@ class ServiceFilter(admin.SimpleListFilter):
             incident_id=OuterRef("pk"), service__slug=value
         )
         return queryset.filter(Exists(links))
+
+
+class MineFilter(admin.SimpleListFilter):
+    """The incidents I am in: I hold one of their response roles, or I declared them."""
+
+    title = "involvement"
+    parameter_name = "mine"
+    YES = "yes"
+
+    def lookups(self, request, model_admin):
+        return [(self.YES, "Mine (a role I hold, or declared by me)")]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value is None:
+            return queryset
+        if value != self.YES:
+            raise IncorrectLookupParameters(f"Unknown value {value!r}.")
+        return incident_involving(queryset=queryset, user=request.user)

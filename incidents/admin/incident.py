@@ -5,7 +5,6 @@ buttons, notes, roles and report live in ``workspace``.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from django.contrib import admin, messages
@@ -21,7 +20,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from ..errors import VigilError
 from ..models import ACTIVE_STATUSES, Incident, Source, Status
-from ..selectors import incident_list, incident_manager_of
+from ..selectors import incident_list, incident_manager_of, incident_search
 from ..services import incident_create, incident_edit, incident_transition
 from ..services.incidents import (
     CORRECTABLE_FIELDS,
@@ -34,20 +33,23 @@ from ..services.lifecycle import action_permission
 from . import display as ui
 from .common import NoRevertMixin
 from .extensions import incident_page_inlines
-from .filters import BreachedFilter, PriorityFilter, ServiceFilter, StatusFilter
+from .filters import (
+    BreachedFilter,
+    MineFilter,
+    PriorityFilter,
+    ServiceFilter,
+    StatusFilter,
+    search_widens_status,
+)
 from .forms import IncidentAddForm, IncidentForm
+from .incident_list import IncidentChangeList, NullsLast, live_list_response
 from .workspace import (
     ACTION_DONE,
     ACTION_LABELS,
-    INCIDENT_ID,
     IncidentWorkspaceMixin,
     error_text,
     lookup_incident,
 )
-
-# Part of an ID ("INC-2025-0101", "0101-004"): matched against IDs only. Plain numbers
-# ("500") stay title words.
-ID_FRAGMENT = re.compile(r"^(INC-?[0-9-]*|[0-9]+-[0-9-]*)$", re.IGNORECASE)
 
 ADD_FIELDSETS = [
     (
@@ -114,6 +116,7 @@ class IncidentAdmin(IncidentWorkspaceMixin, NoRevertMixin, SimpleHistoryAdmin):
     list_display_links = ("number",)
     list_filter = (
         StatusFilter,
+        MineFilter,
         "severity",
         PriorityFilter,
         BreachedFilter,
@@ -121,9 +124,21 @@ class IncidentAdmin(IncidentWorkspaceMixin, NoRevertMixin, SimpleHistoryAdmin):
         "customer_facing",
     )
     list_select_related = ("severity",)
-    sortable_by = ("number", "title", "severity_badge", "status_badge", "priority_label", "age")
+    sortable_by = (
+        "number",
+        "title",
+        "severity_badge",
+        "status_badge",
+        "priority_label",
+        "age",
+        "sla",
+    )
+    # incident_search reads the title and the role holders' names; a field here shows the box.
     search_fields = ("title",)
-    search_help_text = "Search by incident ID (INC-YYYY-MMDD-XXX, or part of it) or title words."
+    search_help_text = (
+        "Search every status by incident ID (INC-YYYY-MMDD-XXX, or part of it), title words "
+        "or the name of someone holding a role."
+    )
     # The paginator still counts the filtered rows; this skips a second, unfiltered count.
     show_full_result_count = False
     list_per_page = 50
@@ -137,27 +152,30 @@ class IncidentAdmin(IncidentWorkspaceMixin, NoRevertMixin, SimpleHistoryAdmin):
     # --- list -----------------------------------------------------------------------------------
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Incident]:
-        queryset = incident_list()
+        queryset = incident_list(with_next_due=True)
         ordering = self.get_ordering(request)
         return queryset.order_by(*ordering) if ordering else queryset
 
     def get_ordering(self, request: HttpRequest) -> list[str]:
         # Among active incidents the most severe come first; across all of them, the newest
         # (that order has its index, so "All" stays fast at any size).
-        if request.GET.get(StatusFilter.parameter_name, StatusFilter.ACTIVE) == "active":
+        status = request.GET.get(StatusFilter.parameter_name, StatusFilter.ACTIVE)
+        if status == StatusFilter.ACTIVE and not search_widens_status(request.GET):
             return ["severity_id", "-detected_at"]
         return ["-detected_at"]
+
+    def get_changelist(self, request: HttpRequest, **kwargs):
+        return IncidentChangeList
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        return live_list_response(request, response)
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Incident], search_term: str
     ) -> tuple[QuerySet[Incident], bool]:
-        term = search_term.strip()
-        if INCIDENT_ID.match(term):
-            # A whole ID is a unique-index lookup instead of a scan of every title.
-            return queryset.filter(number=term.upper()), False
-        if ID_FRAGMENT.match(term):
-            return queryset.filter(number__icontains=term), False
-        return super().get_search_results(request, queryset, search_term)
+        # People are matched through a subquery, so no incident is listed twice.
+        return incident_search(queryset=queryset, term=search_term), False
 
     def action_checkbox(self, obj: Incident) -> str:
         # Django renders this box through the form-widget templates, about a millisecond a
@@ -186,7 +204,8 @@ class IncidentAdmin(IncidentWorkspaceMixin, NoRevertMixin, SimpleHistoryAdmin):
     def age(self, obj: Incident) -> str:
         return ui.age_text(obj)
 
-    @admin.display(description="SLA")
+    # Sorted by the deadline the column counts down to; ended incidents (no deadline) last.
+    @admin.display(description="SLA", ordering=NullsLast("next_due_at"))
     def sla(self, obj: Incident) -> str:
         return ui.sla_badge(obj, compact=True)
 

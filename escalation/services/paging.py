@@ -45,8 +45,9 @@ from incidents.models import (
     Status,
     channel_address,
 )
-from incidents.services import incident_acknowledge
+from incidents.services import incident_acknowledge, incident_role_claim
 from incidents.services.common import timeline_record
+from incidents.services.policy import incident_policy_get
 
 from ..models import AckLinkUse, AckOutcome, Notification
 from .outbox import notification_enqueue
@@ -66,6 +67,7 @@ __all__ = [
     "incident_page_assignee",
     "incident_page_security",
     "incident_page_team",
+    "paged_roles_claim",
     "recipient_for_contact",
     "recipient_for_user",
     "recipients_merge",
@@ -100,11 +102,14 @@ class Recipient:
 
     ``key`` identifies the person in idempotency keys: ``c<id>`` for a Contact, ``u<id>`` for
     a user with no Contact. ``user_id`` is the login their acknowledge links act as.
+    ``role_keys`` are the response roles (keys) they are paged for, carried in their
+    acknowledge links: acknowledging gives them an empty one (``incident_role_claim``).
     """
 
     key: str
     name: str
     roles: tuple[str, ...] = ()
+    role_keys: tuple[str, ...] = ()
     contact_id: int | None = None
     user_id: int | None = None
     email: str = ""
@@ -134,11 +139,14 @@ class Recipient:
         }
 
     @classmethod
-    def from_snapshot(cls, data: dict[str, Any], *, role: str = "") -> Recipient:
+    def from_snapshot(
+        cls, data: dict[str, Any], *, role: str = "", role_key: str = ""
+    ) -> Recipient:
         return cls(
             key=data["key"],
             name=data.get("name", ""),
             roles=(role,) if role else (),
+            role_keys=(role_key,) if role_key else (),
             contact_id=data.get("contact_id"),
             user_id=data.get("user_id"),
             email=data.get("email", ""),
@@ -156,11 +164,12 @@ _MISSING = {
 }
 
 
-def recipient_for_contact(contact: Contact, *, role: str = "") -> Recipient:
+def recipient_for_contact(contact: Contact, *, role: str = "", role_key: str = "") -> Recipient:
     return Recipient(
         key=f"c{contact.pk}",
         name=contact.name,
         roles=(role,) if role else (),
+        role_keys=(role_key,) if role_key else (),
         contact_id=contact.pk,
         user_id=contact.user_id,
         email=contact.email,
@@ -169,15 +178,16 @@ def recipient_for_contact(contact: Contact, *, role: str = "") -> Recipient:
     )
 
 
-def recipient_for_user(user: Any, *, role: str = "") -> Recipient:
+def recipient_for_user(user: Any, *, role: str = "", role_key: str = "") -> Recipient:
     """The user's Contact (their phone and Slack), or else the user with their email only."""
     contact = Contact.objects.filter(user=user).order_by("pk").first()
     if contact is not None:
-        return recipient_for_contact(contact, role=role)
+        return recipient_for_contact(contact, role=role, role_key=role_key)
     return Recipient(
         key=f"u{user.pk}",
         name=user.get_full_name() or user.get_username(),
         roles=(role,) if role else (),
+        role_keys=(role_key,) if role_key else (),
         user_id=user.pk,
         email=user.email or "",
     )
@@ -192,7 +202,10 @@ def recipients_merge(recipients: Iterable[Recipient]) -> list[Recipient]:
             merged[recipient.key] = recipient
         else:
             roles = known.roles + tuple(r for r in recipient.roles if r not in known.roles)
-            merged[recipient.key] = replace(known, roles=roles)
+            keys = known.role_keys + tuple(
+                k for k in recipient.role_keys if k not in known.role_keys
+            )
+            merged[recipient.key] = replace(known, roles=roles, role_keys=keys)
     return list(merged.values())
 
 
@@ -210,9 +223,11 @@ def _response_team(incident: Incident) -> tuple[list[Recipient], list[str]]:
     for role in sorted(roles, key=lambda r: PAGED_ROLES.index(r.key)):
         user = assigned.get(role.key)
         if user is not None:
-            found.append(recipient_for_user(user, role=role.name))
+            found.append(recipient_for_user(user, role=role.name, role_key=role.key))
         elif role.primary_contact is not None:
-            found.append(recipient_for_contact(role.primary_contact, role=role.name))
+            found.append(
+                recipient_for_contact(role.primary_contact, role=role.name, role_key=role.key)
+            )
         else:
             nobody.append(role.name)
     return recipients_merge(found), nobody
@@ -258,6 +273,9 @@ def ack_link_make(
         "ch": channel,
         "n": nonce,
     }
+    if recipient.role_keys:
+        # The response roles this page was for: acknowledging takes an empty one.
+        payload["r"] = list(recipient.role_keys)
     token = signing.dumps(payload, salt=ACK_SALT, compress=True)
     return AckLink(url=f"{settings.VIGIL_BASE_URL}{reverse('escalation:ack')}#{token}", nonce=nonce)
 
@@ -402,7 +420,31 @@ def ack_link_use(*, token: str) -> AckLinkResult:
             ),
             data={"ack_link": use.nonce, "contact": use.contact_id, "channel": use.channel},
         )
+        paged_roles_claim(incident=incident, user=user, role_keys=payload.get("r") or [])
     return AckLinkResult(incident=incident, outcome=use.outcome, actor=user, use=use)
+
+
+def paged_roles_claim(*, incident: Incident, user: Any, role_keys: Iterable[str]) -> list[str]:
+    """Give ``user``, who just acknowledged ``incident`` through a page sent for
+    ``role_keys``, each of those response roles that nobody holds on it (the incident
+    policy's ``acknowledger_takes_role``), through ``incident_role_claim`` (timeline entry,
+    history, event). A role held, or a user who cannot hold one (a Viewer), is left as it is.
+    Returns the keys of the roles taken. Idempotent."""
+    keys = [key for key in role_keys if isinstance(key, str) and key]
+    if not keys or not incident_policy_get().acknowledger_takes_role:
+        return []
+    taken = []
+    for role in ResponseRole.objects.filter(key__in=keys):
+        assignment = incident_role_claim(
+            incident=incident,
+            role=role,
+            user=user,
+            source=Source.EMAIL,
+            why="acknowledged the page sent for this role",
+        )
+        if assignment is not None:
+            taken.append(role.key)
+    return taken
 
 
 # --- rendering and sending -------------------------------------------------------------------
@@ -629,7 +671,7 @@ def incident_page_assignee(*, incident: Incident, role_key: str, user: Any) -> P
     if role_key not in PAGED_ROLES or user is None or not incident.is_active:
         return result
     role = ResponseRole.objects.get(key=role_key)
-    recipient = recipient_for_user(user, role=role.name)
+    recipient = recipient_for_user(user, role=role.name, role_key=role.key)
     severity = incident.severity
     channels = list(severity.notification_channels)
     text = f"Assigned {role.name} on a Sev {severity.level} incident"

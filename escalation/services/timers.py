@@ -568,7 +568,9 @@ def _fire_ack_timeout(
             continue
         roles.append(entry["role"])
         if entry["contact"]:
-            recipients.append(Recipient.from_snapshot(entry["contact"], role=entry["role"]))
+            recipients.append(
+                Recipient.from_snapshot(entry["contact"], role=entry["role"], role_key=key)
+            )
     recipients = recipients_merge(recipients)
     target = ("Backups of " + " and ".join(roles)) if roles else "Backup contacts"
     response_target = format_elapsed(due_at - incident.detected_at)

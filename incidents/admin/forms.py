@@ -14,6 +14,7 @@ from ..models import (
     Channel,
     Incident,
     Kind,
+    Level,
     ResponseRole,
     SeverityLevel,
     timestamp_order_errors,
@@ -25,6 +26,10 @@ from ..services.incidents import EDITABLE_FIELDS, NOTE_MAX_LENGTH
 EDITABLE_TIMES = ("impact_started_at", "detected_at")
 
 
+# Service argument names whose form field is called differently.
+FIELD_ALIASES = {"severity_reason": "severity_change_reason"}
+
+
 def attach_errors(form: forms.Form, error: VigilError) -> None:
     """Show a service's refusal on the fields it names, or above the form."""
     errors = getattr(error, "errors", None)
@@ -32,6 +37,9 @@ def attach_errors(form: forms.Form, error: VigilError) -> None:
         form.add_error(None, error.message)
         return
     for field, message in errors.items():
+        alias = FIELD_ALIASES.get(field)
+        if alias in form.fields:
+            field = alias
         target = field if field in form.fields else None
         if target is None and field != NON_FIELD_ERRORS and field != "non_field_errors":
             message = f"{field.replace('_', ' ').capitalize()}: {message}"
@@ -46,7 +54,16 @@ class IncidentForm(forms.ModelForm):
         required=False,
         max_length=500,
         label="Reason for a severity change",
-        help_text="Recorded on the timeline when you change the severity.",
+        help_text="Recorded on the timeline when you change the severity. Required when "
+        "lowering it (the incident policy says when).",
+        widget=forms.TextInput(attrs={"size": 60}),
+    )
+    priority_reason = forms.CharField(
+        required=False,
+        max_length=2000,
+        label="Reason for this priority",
+        help_text="Needed only when the priority does not go with the severity (say Sev 1 at "
+        "P3); recorded on the timeline.",
         widget=forms.TextInput(attrs={"size": 60}),
     )
     correction_reason = forms.CharField(
@@ -102,8 +119,70 @@ class IncidentForm(forms.ModelForm):
             self.add_error(field if field in changed else changed[-1], message)
 
 
+ROLE_FIELD_PREFIX = "role_"
+
+
+class RoleUserField(forms.ModelChoiceField):
+    """A response role's holder. The choices list the members of the role's group first,
+    then everyone else who may hold a role, in two option groups (a plain select: no script
+    needed); read-only Viewers are not offered, and one posted anyway is refused by name."""
+
+    def __init__(self, *, role: ResponseRole, **kwargs: Any) -> None:
+        self.role = role
+        super().__init__(
+            queryset=get_user_model().objects.filter(is_active=True),
+            required=False,
+            label=role.name,
+            error_messages={"invalid_choice": "Unknown or inactive user."},
+            **kwargs,
+        )
+
+    def group_choices(self, users: list[Any], holders: set[int]) -> None:
+        """Set the grouped choices from ``users`` (active, groups prefetched); ``holders``
+        are the ids of those who may hold a response role."""
+        from . import display as ui
+
+        group = self.role.group
+        members = [
+            (u.pk, ui.person(u))
+            for u in users
+            if group is not None and any(g.pk == group.pk for g in u.groups.all())
+        ]
+        member_ids = {pk for pk, _ in members}
+        others = [(u.pk, ui.person(u)) for u in users if u.pk in holders - member_ids]
+        choices: list[Any] = [("", self.empty_label)]
+        if members:
+            choices.append((f"In the {group.name} group", members))
+        if others:
+            choices.append(("Everyone else" if members else "Everyone", others))
+        self.choices = choices
+
+
+def role_holder_ids() -> set[int]:
+    """Ids of the active users who may hold a response role (``can_hold_response_role``):
+    superusers and whoever holds the permission through a group or directly."""
+    from django.contrib.auth.models import Permission
+    from django.db.models import Q
+
+    from ..services.policy import ROLE_HOLDER_PERMISSION
+
+    app_label, codename = ROLE_HOLDER_PERMISSION.split(".")
+    perm = Permission.objects.filter(content_type__app_label=app_label, codename=codename)
+    return set(
+        get_user_model()
+        .objects.filter(is_active=True)
+        .filter(
+            Q(is_superuser=True) | Q(groups__permissions__in=perm) | Q(user_permissions__in=perm)
+        )
+        .values_list("pk", flat=True)
+    )
+
+
 class IncidentAddForm(IncidentForm):
-    """Logging a new incident. "Customer-facing" may be left to the affected services."""
+    """Logging a new incident. "Customer-facing" may be left to the affected services;
+    impact and urgency to the severity; the incident manager to whoever logs it (when the
+    incident policy says so). Subclassed with one ``role_<key>`` field per response role by
+    :meth:`with_roles`."""
 
     customer_facing = forms.TypedChoiceField(
         label="Customer-facing",
@@ -112,11 +191,65 @@ class IncidentAddForm(IncidentForm):
         empty_value=None,
         required=False,
     )
+    impact = forms.TypedChoiceField(
+        choices=[("", "From the severity"), *Level.choices],
+        required=False,
+        empty_value=None,
+        help_text="Leave “From the severity” to use the severity's usual impact.",
+    )
+    urgency = forms.TypedChoiceField(
+        choices=[("", "From the severity"), *Level.choices],
+        required=False,
+        empty_value=None,
+        help_text="Leave “From the severity” to use the severity's usual urgency.",
+    )
+
+    @classmethod
+    def with_roles(cls, *, declarer_manages: bool) -> type[IncidentAddForm]:
+        """This form with a picker per response role (in role order)."""
+        fields: dict[str, Any] = {}
+        for role in ResponseRole.objects.select_related("group"):
+            empty = "— nobody —"
+            if role.key == ResponseRole.INCIDENT_MANAGER and declarer_manages:
+                empty = "— me (whoever logs the incident) —"
+            fields[ROLE_FIELD_PREFIX + role.key] = RoleUserField(role=role, empty_label=empty)
+        return type("IncidentAddForm", (cls,), fields)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        role_fields = [f for f in self.fields.values() if isinstance(f, RoleUserField)]
+        if not role_fields:
+            return
+        from django.contrib.auth.models import Group
+        from django.db.models import Prefetch
+
+        user_model = get_user_model()
+        users = list(
+            user_model.objects.filter(is_active=True)
+            .order_by("first_name", "last_name", user_model.USERNAME_FIELD)
+            .prefetch_related(Prefetch("groups", queryset=Group.objects.only("pk")))
+        )
+        holders = role_holder_ids()
+        for field in role_fields:
+            field.group_choices(users, holders)
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         # Not a model value yet: "unknown" is for incident_create to decide from the services.
         self.customer_facing_choice = cleaned.pop("customer_facing", None)
+        from ..services.policy import can_hold_response_role, response_role_refusal
+
+        self.roles: dict[str, Any] = {}
+        for name, field in self.fields.items():
+            if not isinstance(field, RoleUserField):
+                continue
+            user = cleaned.pop(name, None)
+            if user is None:
+                continue
+            if not can_hold_response_role(user):
+                self.add_error(name, response_role_refusal(user, field.role.name))
+                continue
+            self.roles[field.role.key] = user
         return cleaned
 
 
@@ -162,6 +295,8 @@ class SeverityLevelForm(forms.ModelForm):
             "response_target",
             "resolution_target",
             "notification_channels",
+            "default_impact",
+            "default_urgency",
         ]
         help_texts = {
             "response_target": "Time from detection to acknowledgement, e.g. 00:15:00 or 1:00:00.",

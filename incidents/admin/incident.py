@@ -19,7 +19,7 @@ from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from ..errors import VigilError
-from ..models import ACTIVE_STATUSES, Incident, Source, Status
+from ..models import ACTIVE_STATUSES, Incident, ResponseRole, Source, Status
 from ..selectors import incident_list, incident_manager_of, incident_search
 from ..services import incident_create, incident_edit, incident_transition
 from ..services.incidents import (
@@ -30,6 +30,7 @@ from ..services.incidents import (
     TIMING_FIELDS,
 )
 from ..services.lifecycle import action_permission
+from ..services.policy import incident_policy_get
 from . import display as ui
 from .common import NoRevertMixin
 from .extensions import incident_page_inlines
@@ -41,7 +42,7 @@ from .filters import (
     StatusFilter,
     search_widens_status,
 )
-from .forms import IncidentAddForm, IncidentForm
+from .forms import ROLE_FIELD_PREFIX, IncidentAddForm, IncidentForm
 from .incident_list import IncidentChangeList, NullsLast, live_list_response
 from .workspace import (
     ACTION_DONE,
@@ -59,6 +60,7 @@ ADD_FIELDSETS = [
                 "title",
                 "severity",
                 ("impact", "urgency"),
+                "priority_reason",
                 "detection_source",
                 "services",
                 "customer_facing",
@@ -88,6 +90,10 @@ CHANGE_READONLY = [
     "created_at",
     "updated_at",
 ]
+
+
+def _role_keys() -> list[str]:
+    return list(ResponseRole.objects.values_list("key", flat=True))
 
 
 class _ServiceRejected(Exception):
@@ -332,7 +338,18 @@ class IncidentAdmin(IncidentWorkspaceMixin, NoRevertMixin, SimpleHistoryAdmin):
 
     def get_fieldsets(self, request: HttpRequest, obj: Incident | None = None):
         if obj is None:
-            return ADD_FIELDSETS
+            roles = [f"{ROLE_FIELD_PREFIX}{key}" for key in _role_keys()]
+            return [
+                *ADD_FIELDSETS,
+                (
+                    "Response roles",
+                    {
+                        "fields": roles,
+                        "description": "Each list shows the members of the role's group first, "
+                        "then everyone else who may hold a role.",
+                    },
+                ),
+            ]
         first: list[Any] = [
             "number",
             "title",
@@ -343,6 +360,8 @@ class IncidentAdmin(IncidentWorkspaceMixin, NoRevertMixin, SimpleHistoryAdmin):
             first.append("severity_change_reason")
         if self._can_correct(request, obj):
             first.append("correction_reason")
+        if obj.status not in FINAL_STATUSES:
+            first.append("priority_reason")
         rule = self._status_rule(request, obj)
         fieldsets: list[Any] = [
             (None, {"fields": first, **({"description": rule} if rule else {})}),
@@ -402,7 +421,9 @@ class IncidentAdmin(IncidentWorkspaceMixin, NoRevertMixin, SimpleHistoryAdmin):
 
     def get_form(self, request: HttpRequest, obj: Incident | None = None, change=False, **kwargs):
         if obj is None:
-            kwargs["form"] = IncidentAddForm
+            kwargs["form"] = IncidentAddForm.with_roles(
+                declarer_manages=incident_policy_get().declarer_is_incident_manager
+            )
         else:
             # A declared field not in the fieldsets would otherwise stay in the form.
             dropped = {}
@@ -410,6 +431,8 @@ class IncidentAdmin(IncidentWorkspaceMixin, NoRevertMixin, SimpleHistoryAdmin):
                 dropped["severity_change_reason"] = None
             if not self._can_correct(request, obj):
                 dropped["correction_reason"] = None
+            if obj.status in FINAL_STATUSES:
+                dropped["priority_reason"] = None
             if dropped:
                 kwargs["form"] = type("IncidentForm", (IncidentForm,), dropped)
         form = super().get_form(request, obj, change=change, **kwargs)
@@ -503,6 +526,8 @@ class IncidentAdmin(IncidentWorkspaceMixin, NoRevertMixin, SimpleHistoryAdmin):
             "business_impact": data.get("business_impact", ""),
             "impact_started_at": data.get("impact_started_at"),
             "detected_at": data.get("detected_at"),
+            "priority_reason": (data.get("priority_reason") or "").strip(),
+            "roles": form.roles,
         }
 
     def _save_changes(self, request: HttpRequest, obj: Incident, form: IncidentForm) -> None:
@@ -517,6 +542,7 @@ class IncidentAdmin(IncidentWorkspaceMixin, NoRevertMixin, SimpleHistoryAdmin):
             changes=changes,
             severity_reason=(form.cleaned_data.get("severity_change_reason") or "").strip(),
             correction_reason=(form.cleaned_data.get("correction_reason") or "").strip(),
+            priority_reason=(form.cleaned_data.get("priority_reason") or "").strip(),
         )
 
     def response_add(self, request, obj, post_url_continue=None):

@@ -14,6 +14,7 @@ from ..models import (
     Channel,
     Contact,
     EscalationContact,
+    IncidentPolicy,
     Level,
     PriorityMatrixCell,
     ResponseRole,
@@ -34,9 +35,14 @@ from ..services.catalog import (
     service_update,
     severity_level_update,
 )
+from ..services.policy import incident_policy_update
 from . import display as ui
 from .common import NoRevertMixin, ServiceWriteAdminMixin, WriteServices
 from .forms import SeverityLevelForm
+
+
+def _incident_policy_update(*, policy: IncidentPolicy, **kwargs):
+    return incident_policy_update(**kwargs)
 
 
 def _level_order(field: str) -> Case:
@@ -58,6 +64,15 @@ class SeverityLevelAdmin(ServiceWriteAdminMixin, NoRevertMixin, SimpleHistoryAdm
         (None, {"fields": ["level", "name", "definition", "business_impact", "examples"]}),
         ("Targets (§2.1)", {"fields": ["response_target", "resolution_target"]}),
         ("Immediate notification (§5.1)", {"fields": ["notification_channels"]}),
+        (
+            "New incidents (§2.2)",
+            {
+                "fields": [("default_impact", "default_urgency")],
+                "description": "A new incident of this level starts with this impact and "
+                "urgency unless others are given; in the priority matrix they make the "
+                "priority this level goes with.",
+            },
+        ),
     ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: SeverityLevel | None = None):
@@ -86,6 +101,28 @@ class SeverityLevelAdmin(ServiceWriteAdminMixin, NoRevertMixin, SimpleHistoryAdm
     def channels(self, obj: SeverityLevel) -> str:
         labels = dict(Channel.choices)
         return " + ".join(labels.get(value, value) for value in obj.notification_channels)
+
+
+@admin.register(IncidentPolicy)
+class IncidentPolicyAdmin(ServiceWriteAdminMixin, NoRevertMixin, SimpleHistoryAdmin):
+    write_services = WriteServices(instance="policy", update=_incident_policy_update)
+    list_display = (
+        "__str__",
+        "declarer_is_incident_manager",
+        "acknowledger_takes_role",
+        "severity_reason",
+        "priority_tolerance",
+    )
+    fieldsets = [
+        ("Ownership", {"fields": ["declarer_is_incident_manager", "acknowledger_takes_role"]}),
+        ("Severity and priority", {"fields": ["severity_reason", "priority_tolerance"]}),
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # one row, seeded
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
 
 
 @admin.register(PriorityMatrixCell)

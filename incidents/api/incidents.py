@@ -125,7 +125,10 @@ class IncidentListView(IncidentViewMixin, VigilAPIView, GenericAPIView):
         summary="Log an incident",
         description=(
             "Logs the incident as `incident_create` does from the admin: ID, priority from the "
-            "matrix, SLA clocks, timeline entry, notification of the response team."
+            "matrix, SLA clocks, timeline entry, notification of the response team. `impact` "
+            "and `urgency` default to the severity's; a pair whose priority does not go with "
+            "the severity (Sev 1 at P3) needs a `priority_reason` (400 without, nothing "
+            "saved). A role given to a read-only Viewer is refused (400)."
         ),
         request=IncidentCreateSerializer,
         responses={201: IncidentSerializer, **error_responses(*WRITE_ERRORS)},
@@ -163,7 +166,12 @@ class IncidentDetailView(IncidentViewMixin, VigilAPIView):
             "`severity` no longer change (400). A closed or cancelled incident takes only "
             "corrections of its report (`summary`, `affected_users`, `business_impact`, "
             "`root_cause`, `resolution`, `lessons_learned`) by users who may close incidents "
-            "(403 otherwise), with a `correction_reason` (400 without), written on the timeline."
+            "(403 otherwise), with a `correction_reason` (400 without), written on the timeline. "
+            "Lowering the severity needs a `severity_reason` (the incident policy says when; "
+            "400 without). An impact × urgency (or a new severity) whose priority is more than "
+            "the policy's tolerance away from the one the severity goes with (Sev 1 at P3) "
+            "needs a `priority_reason` (400 without, nothing saved); impact and urgency still "
+            "at the old severity's defaults follow a new severity."
         ),
         parameters=[ID_PARAMETER],
         request=IncidentUpdateSerializer,
@@ -176,6 +184,7 @@ class IncidentDetailView(IncidentViewMixin, VigilAPIView):
         changes = dict(serializer.validated_data)
         reason = changes.pop("severity_reason", "")
         correction_reason = changes.pop("correction_reason", "")
+        priority_reason = changes.pop("priority_reason", "")
         # Details and severity are one edit for the client: both apply or neither does.
         incident = incident_edit(
             incident=incident,
@@ -184,6 +193,7 @@ class IncidentDetailView(IncidentViewMixin, VigilAPIView):
             changes=changes,
             severity_reason=reason,
             correction_reason=correction_reason,
+            priority_reason=priority_reason,
         )
         return self.incident_response(incident)
 

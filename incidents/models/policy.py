@@ -94,6 +94,20 @@ class SeverityLevel(models.Model):
         validators=[validate_channels],
         help_text='Channels for the immediate notification, in order, e.g. ["phone", "slack"].',
     )
+    default_impact = models.CharField(
+        max_length=10,
+        choices=Level.choices,
+        default=Level.MEDIUM,
+        help_text="Impact a new incident of this severity starts with when none is given.",
+    )
+    default_urgency = models.CharField(
+        max_length=10,
+        choices=Level.choices,
+        default=Level.MEDIUM,
+        help_text="Urgency a new incident of this severity starts with when none is given. "
+        "Default impact × urgency in the priority matrix is the priority this severity "
+        "expects.",
+    )
     history = HistoricalRecords()
 
     class Meta:
@@ -226,3 +240,54 @@ class EscalationContact(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class SeverityReasonRule(models.TextChoices):
+    """When a change of an incident's severity needs a reason on the timeline."""
+
+    NEVER = "never", "Never (a reason is always optional)"
+    DROPS = "drops", "When it is lowered (less severe); optional when raised"
+    ALWAYS = "always", "For every change"
+
+
+class IncidentPolicy(models.Model):
+    """The incident policy (one row, seeded, editable, audited): who owns a new incident, who
+    takes a role by acknowledging a page, when a severity change needs a reason, and how far
+    an incident's priority may stray from the one its severity expects."""
+
+    declarer_is_incident_manager = models.BooleanField(
+        "declarer becomes incident manager",
+        default=True,
+        help_text="Whoever logs an incident in the admin becomes its incident manager, unless "
+        "one is named on the form.",
+    )
+    acknowledger_takes_role = models.BooleanField(
+        "acknowledger takes the paged role",
+        default=True,
+        help_text="Acknowledging through a page (the one-click link) makes the acknowledger "
+        "hold the response role they were paged for, when nobody holds it yet.",
+    )
+    severity_reason = models.CharField(
+        "reason for a severity change",
+        max_length=10,
+        choices=SeverityReasonRule.choices,
+        default=SeverityReasonRule.DROPS,
+        help_text="When a person changing an incident's severity must say why (written on "
+        "the timeline).",
+    )
+    priority_tolerance = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MaxValueValidator(3)],
+        help_text="How many steps an incident's priority may differ from the one its severity "
+        "expects (the severity's default impact × urgency in the priority matrix) before a "
+        "person setting it must confirm it with a reason. 1: Sev 1 at P2 is fine, Sev 1 at "
+        "P3 needs a reason. 3: never ask.",
+    )
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name = "incident policy"
+        verbose_name_plural = "incident policy"
+
+    def __str__(self) -> str:
+        return "Incident policy"

@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
 from ..models import Channel, Contact, Level, ServiceKind, Tier
+from ..services.policy import priority_expected
 from .common import TEXT_MAX, BoundedDurationField, TextField
 
 
@@ -99,6 +100,18 @@ class SeverityLevelSerializer(serializers.Serializer):
     notification_channels = serializers.ListField(
         child=serializers.ChoiceField(choices=Channel.choices)
     )
+    default_impact = serializers.ChoiceField(
+        choices=Level.choices, help_text="Impact a new incident of this level starts with."
+    )
+    default_urgency = serializers.ChoiceField(
+        choices=Level.choices, help_text="Urgency a new incident of this level starts with."
+    )
+    expected_priority = serializers.IntegerField(
+        min_value=1,
+        max_value=4,
+        help_text="Default impact × urgency in the priority matrix: the priority this level "
+        "goes with.",
+    )
 
     def to_representation(self, level: Any) -> dict[str, Any]:
         duration = BoundedDurationField()
@@ -113,6 +126,9 @@ class SeverityLevelSerializer(serializers.Serializer):
             "response_target_seconds": int(level.response_target.total_seconds()),
             "resolution_target_seconds": int(level.resolution_target.total_seconds()),
             "notification_channels": list(level.notification_channels),
+            "default_impact": level.default_impact,
+            "default_urgency": level.default_urgency,
+            "expected_priority": priority_expected(level),
         }
 
 
@@ -135,6 +151,8 @@ class SeverityLevelUpdateSerializer(serializers.Serializer):
         allow_empty=False,
         max_length=len(Channel.choices),
     )
+    default_impact = serializers.ChoiceField(choices=Level.choices, required=False)
+    default_urgency = serializers.ChoiceField(choices=Level.choices, required=False)
 
     def validate_examples(self, value: list[str]) -> str:
         return "\n".join(line.strip() for line in value if line.strip())

@@ -311,8 +311,18 @@ def _valid_username(value: Any) -> bool:
 class IncidentCreateSerializer(serializers.Serializer):
     title = TextField(max_length=200)
     severity = serializers.IntegerField(min_value=1, max_value=4)
-    impact = serializers.ChoiceField(choices=Level.choices, required=False)
-    urgency = serializers.ChoiceField(choices=Level.choices, required=False)
+    impact = serializers.ChoiceField(
+        choices=Level.choices, required=False, help_text="Defaults to the severity's."
+    )
+    urgency = serializers.ChoiceField(
+        choices=Level.choices, required=False, help_text="Defaults to the severity's."
+    )
+    priority_reason = _long_text(
+        max_length=2000,
+        write_only=True,
+        help_text="Why the priority does not go with the severity (say Sev 1 at P3): required "
+        "then, written on the timeline.",
+    )
     summary = _long_text()
     detection_source = serializers.ChoiceField(choices=DetectionSource.choices, required=False)
     services = serializers.ListField(
@@ -346,7 +356,18 @@ class IncidentUpdateSerializer(serializers.Serializer):
     title = TextField(max_length=200, required=False)
     summary = _long_text()
     severity = serializers.IntegerField(min_value=1, max_value=4, required=False)
-    severity_reason = _long_text(max_length=2000, write_only=True)
+    severity_reason = _long_text(
+        max_length=2000,
+        write_only=True,
+        help_text="Why the severity changes: required when lowering it (incident policy), "
+        "written on the timeline.",
+    )
+    priority_reason = _long_text(
+        max_length=2000,
+        write_only=True,
+        help_text="Why the priority does not go with the severity (say Sev 1 at P3): required "
+        "then, written on the timeline with the priority change.",
+    )
     correction_reason = _long_text(
         max_length=2000,
         write_only=True,

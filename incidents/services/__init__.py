@@ -6,6 +6,7 @@ from .incidents import (
     incident_create,
     incident_note_add,
     incident_role_assign,
+    incident_role_claim,
     incident_update,
 )
 from .lifecycle import (
@@ -37,6 +38,7 @@ __all__ = [
     "incident_reopen",
     "incident_resolve",
     "incident_role_assign",
+    "incident_role_claim",
     "incident_roles_assign",
     "incident_roles_replace",
     "incident_transition",

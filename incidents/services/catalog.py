@@ -46,6 +46,8 @@ SEVERITY_FIELDS = (
     "response_target",
     "resolution_target",
     "notification_channels",
+    "default_impact",
+    "default_urgency",
 )
 ROLE_FIELDS = (
     "name",

@@ -12,8 +12,9 @@ from typing import Any
 
 from django.db import transaction
 
-from ..models import Incident, ResponseRole, RoleAssignment
-from .incidents import incident_change_severity, incident_role_assign, incident_update
+from ..models import Incident, Level, ResponseRole, RoleAssignment
+from .incidents import _severity, incident_change_severity, incident_role_assign, incident_update
+from .policy import priority_check, severity_defaults
 
 
 @transaction.atomic
@@ -25,24 +26,37 @@ def incident_edit(
     changes: Mapping[str, Any],
     severity_reason: str = "",
     correction_reason: str = "",
+    priority_reason: str = "",
 ) -> Incident:
     """Edit an incident's details and, when ``changes`` holds ``severity``, its severity.
 
     The details (any of ``EDITABLE_FIELDS``) go through :func:`incident_update` first, with
     ``correction_reason`` (required to correct a closed or cancelled incident), then the
     severity through :func:`incident_change_severity` with ``severity_reason`` (each checks
-    its own permission and status rules and writes its own timeline entry and event). One
-    transaction: a refusal of either (InvalidInput, ActionForbidden) undoes the other.
-    Idempotent: values equal to the current ones write nothing. Returns the incident as saved.
+    its own permission and status rules and writes its own timeline entry and event). The
+    priority is checked against the severity once, on the final pair (a new severity with the
+    impact and urgency given in the same edit): a pair that does not go with it needs
+    ``priority_reason``. One transaction: a refusal of either (InvalidInput, ActionForbidden)
+    undoes the other. Idempotent: values equal to the current ones write nothing. Returns the
+    incident as saved.
     """
     details = dict(changes)
     severity = details.pop("severity", None)
+    _priority_precheck(
+        incident=incident,
+        actor=actor,
+        details=details,
+        severity=severity,
+        reason=priority_reason,
+    )
     if details:
         incident = incident_update(
             incident=incident,
             actor=actor,
             source=source,
             correction_reason=correction_reason,
+            priority_reason=priority_reason,
+            check_priority=False,
             **details,
         )
     if severity is not None:
@@ -52,8 +66,35 @@ def incident_edit(
             source=source,
             severity=severity,
             reason=severity_reason,
+            priority_reason=priority_reason,
+            check_priority=False,
         )
     return incident
+
+
+def _priority_precheck(
+    *, incident: Incident, actor: Any, details: Mapping[str, Any], severity: Any, reason: str
+) -> None:
+    """Refuse, before anything is written, a final severity × priority pair a person sets
+    without the reason it needs (InvalidInput on ``priority_reason``)."""
+    if actor is None or (reason or "").strip():
+        return
+    if "impact" not in details and "urgency" not in details and severity is None:
+        return
+    current = Incident.objects.select_related("severity").get(pk=incident.pk)
+    old_level = current.severity
+    level = old_level if severity is None else _severity(severity)
+    impact = details.get("impact", current.impact)
+    urgency = details.get("urgency", current.urgency)
+    untouched = "impact" not in details and "urgency" not in details
+    if untouched and level.level == old_level.level:
+        return  # nothing priority-related changes
+    if untouched and (impact, urgency) == severity_defaults(old_level):
+        # Defaults follow a new severity (incident_change_severity): nothing to confirm.
+        return
+    if impact not in Level.values or urgency not in Level.values:
+        return  # the service names the bad value
+    priority_check(actor=actor, severity=level, impact=impact, urgency=urgency, reason="")
 
 
 def _role_key(role: ResponseRole | str) -> str:

@@ -36,6 +36,15 @@ from ..models import (
     timestamp_order_errors,
 )
 from .common import apply_sla, audited_save, priority_for, require_perm, timeline_record
+from .policy import (
+    can_hold_response_role,
+    incident_policy_get,
+    priority_check,
+    priority_mismatch,
+    response_role_refusal,
+    severity_defaults,
+    severity_reason_required,
+)
 from .sla import sla_breaches_record_due
 
 # Who is told when an incident is logged, carried in the ``incident_created`` event for the
@@ -177,8 +186,9 @@ def incident_create(
     source: str,
     title: str,
     severity: int | SeverityLevel,
-    impact: str = Level.MEDIUM,
-    urgency: str = Level.MEDIUM,
+    impact: str | None = None,
+    urgency: str | None = None,
+    priority_reason: str = "",
     summary: str = "",
     detection_source: str = DetectionSource.MONITORING,
     services: Iterable[Service | str] = (),
@@ -194,11 +204,18 @@ def incident_create(
 ) -> Incident:
     """Log a new incident (§4.2 step 1): ID, priority from the matrix, SLA clocks, timeline.
 
-    ``customer_facing`` defaults to whether any affected service is customer-facing. ``roles``
-    maps role keys to users. ``paging`` (one of ``PAGING_MODES``) says who is told, and travels
-    in the ``incident_created`` event. Sends ``incident_created`` after commit. Not
-    idempotent: each call logs a new incident (deduplication is the caller's, e.g. alert
-    grouping).
+    ``impact`` and ``urgency`` default to the severity's (policy data); the matrix decides
+    the priority. A person (``actor`` not None) who sets a pair whose priority does not go
+    with the severity (``policy.priority_mismatch``) must confirm it with ``priority_reason``
+    (InvalidInput on ``priority_reason`` otherwise; nothing is saved); the reason is written
+    on the timeline. ``customer_facing`` defaults to whether any affected service is
+    customer-facing. ``roles`` maps role keys to users; someone who cannot hold a role (a
+    Viewer) is refused. Logged in the admin (``source`` admin), the declarer becomes incident
+    manager unless ``roles`` names one and the policy switch
+    ``declarer_is_incident_manager`` is on. ``paging`` (one of ``PAGING_MODES``) says who is
+    told, and travels in the ``incident_created`` event. Sends ``incident_created`` after
+    commit. Not idempotent: each call logs a new incident (deduplication is the caller's,
+    e.g. alert grouping).
     """
     require_perm(actor, "incidents.add_incident", "create")
     _check_choice("paging", paging, PAGING_MODES)
@@ -206,8 +223,17 @@ def incident_create(
     if not title:
         raise InvalidInput({"title": "A title is required."})
     level = _severity(severity)
+    default_impact, default_urgency = severity_defaults(level)
+    impact = impact or default_impact
+    urgency = urgency or default_urgency
     _check_choice("impact", impact, Level.values)
     _check_choice("urgency", urgency, Level.values)
+    priority_reason = _reason("priority_reason", priority_reason)
+    priority = priority_check(
+        actor=actor, severity=level, impact=impact, urgency=urgency, reason=priority_reason
+    )
+    roles = dict(roles or {})
+    _check_role_holders(roles)
     _check_choice("detection_source", detection_source, DetectionSource.values)
     service_list = _services(services)
     _check_count("affected_users", affected_users)
@@ -221,7 +247,7 @@ def incident_create(
         severity=level,
         impact=impact,
         urgency=urgency,
-        priority=priority_for(impact=impact, urgency=urgency),
+        priority=priority,
         detection_source=detection_source,
         customer_facing=(
             any(s.customer_facing for s in service_list)
@@ -243,16 +269,22 @@ def incident_create(
     audited_save(incident, actor=actor, reason="created")
     if service_list:
         incident.services.set(service_list)
+    message = (
+        f"Incident logged: Sev {level.level} ({level.name}), P{incident.priority} (impact "
+        f"{impact} × urgency {urgency}), detected via "
+        f"{incident.get_detection_source_display().lower()}."
+    )
+    data: dict[str, Any] = {"severity": level.level, "priority": incident.priority}
+    if priority_reason:
+        message += f" Priority P{incident.priority} confirmed: {priority_reason}"
+        data["priority_reason"] = priority_reason
     timeline_record(
         incident=incident,
         kind=Kind.CREATED,
         source=source,
         actor=actor,
-        message=(
-            f"Incident logged: Sev {level.level} ({level.name}), P{incident.priority}, "
-            f"detected via {incident.get_detection_source_display().lower()}."
-        ),
-        data={"severity": level.level, "priority": incident.priority},
+        message=message,
+        data=data,
     )
     announce(
         INCIDENT_CREATED,
@@ -261,11 +293,50 @@ def incident_create(
         source=source,
         paging=paging,
     )
-    for role_key, user in (roles or {}).items():
+    for role_key, user in roles.items():
         incident_role_assign(
             incident=incident, role=role_key, user=user, actor=actor, source=source
         )
+    if (
+        source == Source.ADMIN
+        and actor is not None
+        and roles.get(ResponseRole.INCIDENT_MANAGER) is None
+        and incident_policy_get().declarer_is_incident_manager
+        and can_hold_response_role(actor)
+        and ResponseRole.objects.filter(key=ResponseRole.INCIDENT_MANAGER).exists()
+    ):
+        # Declaring is taking ownership: no permission to assign roles is needed for it.
+        _role_assign(
+            incident=incident,
+            role=ResponseRole.INCIDENT_MANAGER,
+            user=actor,
+            actor=actor,
+            source=source,
+            why="declared the incident",
+        )
     return incident
+
+
+def _reason(field: str, value: str | None) -> str:
+    reason = (value or "").strip()
+    if len(reason) > REASON_MAX_LENGTH:
+        raise InvalidInput({field: f"Reasons are limited to {REASON_MAX_LENGTH} characters."})
+    return reason
+
+
+def _check_role_holders(roles: dict[str, Any]) -> None:
+    """Refuse (InvalidInput on ``roles``) users named for a role who cannot hold one."""
+    errors = []
+    names = dict(ResponseRole.objects.values_list("key", "name"))
+    for key, user in roles.items():
+        if (
+            user is not None
+            and not isinstance(user, (int, str))
+            and not can_hold_response_role(user)
+        ):
+            errors.append(response_role_refusal(user, names.get(key, key)))
+    if errors:
+        raise InvalidInput({"roles": " ".join(errors)})
 
 
 @transaction.atomic
@@ -275,11 +346,17 @@ def incident_update(
     actor: Any,
     source: str,
     correction_reason: str = "",
+    priority_reason: str = "",
+    check_priority: bool = True,
     **changes: Any,
 ) -> Incident:
     """Edit an incident's descriptive fields (not status or severity; those have services).
 
-    Priority is recomputed when impact or urgency changes; a corrected detection time moves
+    Priority is recomputed when impact or urgency changes; a person whose new pair does not go
+    with the severity must give ``priority_reason`` (InvalidInput on it otherwise, nothing
+    saved; ``check_priority=False`` when the caller checked the final pair itself, as
+    ``incident_edit`` does). The priority change is written on the timeline: who, from → to
+    and the reason. A corrected detection time moves
     the SLA clocks still running (a stopped clock keeps its due time, after any breach it has
     already run into is recorded). Once the incident is resolved its timing facts
     (``TIMING_FIELDS``) no longer change. A closed or cancelled incident takes only
@@ -341,8 +418,15 @@ def incident_update(
 
     _validate_times(locked, now)
     old_priority = locked.priority
+    priority_reason = _reason("priority_reason", priority_reason)
     if "impact" in changed or "urgency" in changed:
-        locked.priority = priority_for(impact=locked.impact, urgency=locked.urgency)
+        locked.priority = priority_check(
+            actor=actor if check_priority else None,
+            severity=locked.severity,
+            impact=locked.impact,
+            urgency=locked.urgency,
+            reason=priority_reason,
+        )
     if "detected_at" in changed:
         apply_sla(locked, locked.severity, running_only=True)
     if new_services is not None and "services" in changed:
@@ -382,13 +466,21 @@ def incident_update(
         data=data,
     )
     if locked.priority != old_priority:
+        priority_message = (
+            f"Priority changed P{old_priority} → P{locked.priority} (impact {locked.impact} × "
+            f"urgency {locked.urgency})."
+        )
+        priority_data: dict[str, Any] = {"from": old_priority, "to": locked.priority}
+        if priority_reason:
+            priority_message += f" Reason: {priority_reason}"
+            priority_data["reason"] = priority_reason
         timeline_record(
             incident=locked,
             kind=Kind.PRIORITY,
             source=source,
             actor=actor,
-            message=f"Priority changed P{old_priority} → P{locked.priority}.",
-            data={"from": old_priority, "to": locked.priority},
+            message=priority_message,
+            data=priority_data,
         )
     announce(
         INCIDENT_UPDATED,
@@ -459,10 +551,19 @@ def incident_change_severity(
     source: str,
     severity: int | SeverityLevel,
     reason: str = "",
+    priority_reason: str = "",
+    check_priority: bool = True,
 ) -> Incident:
     """Change severity (§4.2 step 2 "update severity if necessary"); the SLA clocks still
     running are recomputed (a running clock already past its due time has its breach recorded
     first), a stopped clock keeps its due time.
+
+    A person must give a ``reason`` when the policy's ``severity_reason`` asks for one (by
+    default: when the severity is lowered). Impact and urgency still at the old severity's
+    defaults follow to the new severity's (the priority with them, on the timeline); set by
+    hand, they stay, and a person whose priority then no longer goes with the severity must
+    confirm it with ``priority_reason`` (``check_priority=False``: the caller checked).
+    Refusals (InvalidInput) save nothing.
 
     Allowed while the incident is active: once resolved the severity is frozen with the
     clocks it set (reopening makes it changeable again). Writes a timeline entry and sends
@@ -490,6 +591,35 @@ def incident_change_severity(
         raise InvalidInput(
             {"severity": f"The incident is {locked.status}; its severity can no longer change."}
         )
+    reason = _reason("severity_reason", reason)
+    priority_reason = _reason("priority_reason", priority_reason)
+    policy = incident_policy_get()
+    if (
+        actor is not None
+        and not reason
+        and severity_reason_required(old=old.level, new=level.level, policy=policy)
+    ):
+        change = "lowering" if level.level > old.level else "changing"
+        raise InvalidInput(
+            {
+                "severity_reason": f"Give a reason for {change} the severity from Sev "
+                f"{old.level} to Sev {level.level}; it is written on the timeline."
+            }
+        )
+    old_priority = locked.priority
+    if (locked.impact, locked.urgency) == severity_defaults(old):
+        locked.impact, locked.urgency = severity_defaults(level)
+        locked.priority = priority_for(impact=locked.impact, urgency=locked.urgency)
+    elif check_priority and actor is not None and not priority_reason:
+        mismatch = priority_mismatch(
+            severity=level,
+            priority=locked.priority,
+            impact=locked.impact,
+            urgency=locked.urgency,
+            policy=policy,
+        )
+        if mismatch:
+            raise InvalidInput({"priority_reason": mismatch})
     sla_breaches_record_due(incident=locked, now=timezone.now())
     locked.severity = level
     apply_sla(locked, level, running_only=True)
@@ -510,6 +640,27 @@ def incident_change_severity(
         message=message,
         data={"from": old.level, "to": level.level, "reason": reason},
     )
+    if locked.priority != old_priority:
+        timeline_record(
+            incident=locked,
+            kind=Kind.PRIORITY,
+            source=source,
+            actor=actor,
+            message=(
+                f"Priority changed P{old_priority} → P{locked.priority}: impact "
+                f"{locked.impact} × urgency {locked.urgency} follow Sev {level.level}."
+            ),
+            data={"from": old_priority, "to": locked.priority, "severity": level.level},
+        )
+    elif priority_reason:
+        timeline_record(
+            incident=locked,
+            kind=Kind.PRIORITY,
+            source=source,
+            actor=actor,
+            message=f"Priority P{locked.priority} kept at Sev {level.level}: {priority_reason}",
+            data={"from": old_priority, "to": locked.priority, "reason": priority_reason},
+        )
     announce(
         INCIDENT_SEVERITY_CHANGED,
         incident=locked,
@@ -554,11 +705,55 @@ def incident_role_assign(
     """Assign (or with ``user=None`` unassign) a response role on an incident (§3.1).
 
     Refused (InvalidInput) once the incident is closed or cancelled: who held which role is
-    part of its record. Writes a timeline entry and a history record and sends
+    part of its record; and for a user who cannot hold a role (a read-only Viewer, see
+    ``policy.can_hold_response_role``). Writes a timeline entry and a history record and sends
     ``incident_role_assigned`` after commit. Idempotent: assigning the current holder again
     is a no-op, in any status.
     """
     require_perm(actor, "incidents.assign_incident_roles", "assign roles on")
+    return _role_assign(incident=incident, role=role, user=user, actor=actor, source=source)
+
+
+@transaction.atomic
+def incident_role_claim(
+    *,
+    incident: Incident,
+    role: ResponseRole | str,
+    user: Any,
+    source: str,
+    why: str,
+) -> RoleAssignment | None:
+    """``user`` takes ``role`` on ``incident`` if nobody holds it (acknowledging the page
+    they were sent for it, say); ``why`` says how, on the timeline entry. Needs no permission
+    to assign roles (taking an empty role one was paged for is not assigning others), but
+    the user must be able to hold one, and the incident must be active. Returns the new
+    assignment, or None when the role was held (by anyone, the user included), the incident
+    is not active, or the user cannot hold it. Idempotent."""
+    if not isinstance(role, ResponseRole):
+        role = ResponseRole.objects.filter(key=role).first()
+        if role is None:
+            return None
+    if not can_hold_response_role(user):
+        return None
+    status = (
+        Incident.objects.select_for_update().values_list("status", flat=True).get(pk=incident.pk)
+    )
+    if status not in ACTIVE_STATUSES:
+        return None
+    if RoleAssignment.objects.filter(incident=incident, role=role).exists():
+        return None
+    return _role_assign(incident=incident, role=role, user=user, actor=user, source=source, why=why)
+
+
+def _role_assign(
+    *,
+    incident: Incident,
+    role: ResponseRole | str,
+    user: Any,
+    actor: Any,
+    source: str,
+    why: str = "",
+) -> RoleAssignment | None:
     if not isinstance(role, ResponseRole):
         try:
             role = ResponseRole.objects.get(key=role)
@@ -571,6 +766,8 @@ def incident_role_assign(
             raise InvalidInput({"user": f"Unknown user {user!r}."}) from None
     if user is not None and not user.is_active:
         raise InvalidInput({"user": f"{user} is not an active user."})
+    if user is not None and not can_hold_response_role(user):
+        raise InvalidInput({"user": response_role_refusal(user, role.name)})
     # Lock the incident so two assignments of the same role queue instead of colliding.
     status = (
         Incident.objects.select_for_update().values_list("status", flat=True).get(pk=incident.pk)
@@ -602,13 +799,18 @@ def incident_role_assign(
         message = f"{role.name}: {_name(user)} assigned" + (
             f" (replacing {_name(previous)})." if previous else "."
         )
+        if why:
+            message = f"{role.name}: {_name(user)} ({why})."
+    role_data: dict[str, Any] = {"role": role.key, "user": user.pk if user else None}
+    if why:
+        role_data["why"] = why
     timeline_record(
         incident=incident,
         kind=Kind.ROLE,
         source=source,
         actor=actor,
         message=message,
-        data={"role": role.key, "user": user.pk if user else None},
+        data=role_data,
     )
     announce(
         INCIDENT_ROLE_ASSIGNED,
@@ -644,5 +846,6 @@ __all__ = [
     "incident_create",
     "incident_note_add",
     "incident_role_assign",
+    "incident_role_claim",
     "incident_update",
 ]

@@ -312,7 +312,14 @@ def test_patch_edits_details_with_one_timeline_entry_and_history(
     ServiceFactory(slug="search")
     response = im_api.patch(
         f"/api/v1/incidents/{incident.number}/",
-        {"title": "Checkout 500s", "impact": "high", "urgency": "high", "services": ["search"]},
+        {
+            "title": "Checkout 500s",
+            "impact": "high",
+            "urgency": "high",
+            "services": ["search"],
+            # P1 on a Sev 3 incident is two steps from its usual P3: confirmed with a reason.
+            "priority_reason": "Checkout is revenue-critical.",
+        },
         format="json",
     )
     assert response.status_code == 200, response.json()

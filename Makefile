@@ -55,7 +55,7 @@ run: $(INSTALLED)
 	@echo "    Status page: http://$(BIND):$(PORT)/status/"
 	@echo "    Login:     admin / vigil-demo  (staff logins are listed above)"
 	@echo ""
-	VIGIL_BIND=$(BIND) exec honcho start --port $(PORT)
+	VIGIL_BIND=$(BIND) exec $(BIN)/python -m config.devrun --port $(PORT)
 
 # Load the demo data without starting anything. demo_data refuses a database that is not a
 # throwaway one (DJANGO_DEBUG alone does not make it one); DEMO_ARGS=--force overrides that.

@@ -282,6 +282,9 @@ CELERY_BEAT_SCHEDULE["communications-fanout-sweep"] = {
 # --- Internationalisation -----------------------------------------------------------------------
 
 LANGUAGE_CODE = "en-us"
+# Dates and times as people read them everywhere in Vigil: "3 Dec 2026, 14:05 CET" (README,
+# "Dates, times and time zones").
+FORMAT_MODULE_PATH = ["config.formats"]
 TIME_ZONE = env.str("VIGIL_TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True

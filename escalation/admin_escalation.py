@@ -25,6 +25,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from incidents.admin.common import NoRevertMixin, ServiceWriteAdminMixin, WriteServices
 from incidents.admin.extensions import incident_page_inline_register
 from incidents.models import Channel, Incident
+from incidents.timeformat import when
 
 from .models import AckLinkUse, EscalationEvent, EscalationStep, IncidentEscalation
 from .services.paging import format_elapsed
@@ -48,7 +49,7 @@ class _ReadOnly:
 
 
 def _when(value: Any) -> str:
-    return f"{timezone.localtime(value):%Y-%m-%d %H:%M %Z}" if value else "–"
+    return when(value) if value else "–"
 
 
 def _contact_text(contact: dict[str, Any] | None) -> str:

@@ -136,6 +136,18 @@ def user_zone(user: object | None) -> tzinfo:
     return zone_named(name.first())
 
 
+def user_zones(user_ids) -> dict[int, tzinfo]:
+    """Each of these users' zones in one query (users without a preference: the default)."""
+    ids = {pk for pk in user_ids if pk}
+    zones = dict.fromkeys(ids, timezone.get_default_timezone())
+    if ids:
+        from .models import UserPreference
+
+        rows = UserPreference.objects.filter(user_id__in=ids).values_list("user_id", "time_zone")
+        zones.update({user_id: zone_named(name) for user_id, name in rows})
+    return zones
+
+
 def zone_for_address(email: str | None) -> tzinfo:
     """The zone of the Vigil user with this e-mail address (a page or a step sent to a contact),
     else the default zone: a customer or an outside address has no preference."""

@@ -39,6 +39,7 @@ from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
 from escalation.outbox import email_message_id
+from incidents.timeformat import when
 
 from ..markdown import markdown_to_html, markdown_to_text
 from ..models import (
@@ -114,10 +115,8 @@ def thread_root(*, incident_id: int | None = None, maintenance_id: int | None = 
 
 
 def _when(value: datetime | None, page: PageInfo) -> str:
-    if value is None:
-        return ""
-    local = value.astimezone(page.zone)
-    return f"{local:%-d %B %Y %H:%M} {local.tzname() or page.zone.key}"
+    """Vigil's one format, in the status page's zone (the zone its readers see times in)."""
+    return when(value, zone=page.zone)
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -48,6 +48,7 @@ from incidents.models import (
 from incidents.services import incident_acknowledge, incident_role_claim
 from incidents.services.common import timeline_record
 from incidents.services.policy import incident_policy_get
+from incidents.timeformat import user_zones, when
 
 from ..models import AckLinkUse, AckOutcome, Notification
 from .outbox import notification_enqueue
@@ -338,7 +339,7 @@ def ack_link_check(payload: dict[str, Any]) -> tuple[Incident, Any, Contact | No
     if used is not None:
         raise AckLinkError(
             f"This acknowledge link was already used on "
-            f"{timezone.localtime(used.used_at):%Y-%m-%d %H:%M %Z}. Each link works once.",
+            f"{when(used.used_at)}. Each link works once.",
             status=410,
             code="used",
         )
@@ -565,6 +566,9 @@ def recipients_notify(
     contacts = Contact.objects.in_bulk(contact_ids) if contact_ids else {}
     base = dict(base_context) if base_context is not None else incident_context(incident)
     base.update(extra_context or {})
+    # Each person reads the times in their own zone (their Vigil preference), a channel in the
+    # default zone.
+    zones = user_zones(r.user_id for _, r, _, _ in planned if r is not None)
     for key, recipient, channel, address in planned:
         if key in existing:
             result.existing.append(existing[key])
@@ -577,7 +581,9 @@ def recipients_notify(
             link = ack_link_make(incident=incident, recipient=recipient, channel=channel)
             context["ack_url"] = ack_url = link.url
             stored["ack_nonce"] = link.nonce
-        subject, body, template = _render(kind, channel, context)
+        zone = zones.get(recipient.user_id) if recipient is not None else None
+        with timezone.override(zone or timezone.get_default_timezone()):
+            subject, body, template = _render(kind, channel, context)
         result.reached.append((recipient, channel))
         result.sent.append(
             notification_enqueue(

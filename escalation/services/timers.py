@@ -63,6 +63,7 @@ from incidents.models import (
     Status,
 )
 from incidents.services.common import timeline_record
+from incidents.timeformat import when
 
 from ..models import EscalationEvent, EscalationStep, IncidentEscalation
 from .paging import (
@@ -315,11 +316,8 @@ def _upcoming_text(esc: IncidentEscalation, incident: Incident) -> str:
     for step in _row(esc.policy_snapshot, incident.severity_id):
         if _step_due(incident, step) == esc.next_due_at:
             level = esc.policy_snapshot["levels"].get(step["level"], {})
-            return (
-                f"Next: {level.get('name', step['level'])} at "
-                f"{timezone.localtime(esc.next_due_at):%Y-%m-%d %H:%M %Z}."
-            )
-    return f"Next step at {timezone.localtime(esc.next_due_at):%Y-%m-%d %H:%M %Z}."
+            return f"Next: {level.get('name', step['level'])} at {when(esc.next_due_at)}."
+    return f"Next step at {when(esc.next_due_at)}."
 
 
 # --- the sweep -------------------------------------------------------------------------------
@@ -341,7 +339,7 @@ class Fired:
         late = " (caught up)" if self.caught_up else ""
         return (
             f"{self.incident}: {self.step} → {self.target}, Sev {self.severity}, due "
-            f"{timezone.localtime(self.due_at):%Y-%m-%d %H:%M:%S %Z}{late}, "
+            f"{when(self.due_at, seconds=True)}{late}, "
             f"{self.notifications} notification(s)"
         )
 
@@ -515,7 +513,7 @@ def _fire_step(
     )
     message = reason + "."
     if caught_up:
-        message += f" Sent late: it was due {timezone.localtime(due_at):%Y-%m-%d %H:%M %Z}."
+        message += f" Sent late: it was due {when(due_at)}."
     if not recipients:
         message += f" No contact is set for {level['name']}: nobody was notified."
     elif result.reached:
@@ -606,7 +604,7 @@ def _fire_ack_timeout(
     else:
         message = f"{reason}. No backup contact could be reached."
     if caught_up:
-        message += f" Sent late: it was due {timezone.localtime(due_at):%Y-%m-%d %H:%M %Z}."
+        message += f" Sent late: it was due {when(due_at)}."
     if result.skipped:
         message += f" Not reachable: {result.skipped_text()}."
     timeline_record(

@@ -35,6 +35,7 @@ from ..models import (
     missing_fields,
     timestamp_order_errors,
 )
+from ..timeformat import when
 from .common import apply_sla, audited_save, priority_for, require_perm, timeline_record
 from .policy import (
     can_hold_response_role,
@@ -627,8 +628,8 @@ def incident_change_severity(
     direction = "raised" if level.level < old.level else "lowered"
     message = (
         f"Severity {direction}: Sev {old.level} → Sev {level.level} ({level.name}). "
-        f"Response due {timezone.localtime(locked.response_due_at):%Y-%m-%d %H:%M}, "
-        f"resolution due {timezone.localtime(locked.resolution_due_at):%Y-%m-%d %H:%M}."
+        f"Response due {when(locked.response_due_at)}, "
+        f"resolution due {when(locked.resolution_due_at)}."
     )
     if reason:
         message += f" Reason: {reason}"

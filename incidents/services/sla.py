@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from ..events import INCIDENT_SLA_BREACHED, announce
 from ..models import Incident, Kind, SlaBreach, SlaTarget, Source
+from ..timeformat import when
 from .common import audited_save, timeline_record
 
 SWEEP_HEARTBEAT_KEY = "vigil:incidents:sla_sweep:last"
@@ -126,8 +127,7 @@ def _record(*, incident: Incident, target: str, now: datetime) -> int:
         source=Source.SYSTEM,
         actor=None,
         message=(
-            f"{label.capitalize()} target breached: due "
-            f"{timezone.localtime(due):%Y-%m-%d %H:%M %Z} (Sev {incident.severity_id})."
+            f"{label.capitalize()} target breached: due {when(due)} (Sev {incident.severity_id})."
         ),
         data={"target": target, "due_at": due.isoformat()},
         occurred_at=now,

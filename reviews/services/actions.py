@@ -50,6 +50,7 @@ from escalation.outbox import notification_enqueue
 from incidents.errors import ActionForbidden, InvalidInput, TransitionNotAllowed, VigilError
 from incidents.models import Channel, Contact, Incident, Kind, Status, channel_address
 from incidents.services.common import audited_delete, audited_save, timeline_record
+from incidents.timeformat import when as when_text
 
 from ..models import (
     ActionItem,
@@ -351,7 +352,7 @@ def action_item_create(
         message=(
             f"Action item added: {item.title} ({item.get_kind_display()}, "
             f"{item.get_priority_display().lower()} priority), owned by {_name(item.owner)}, "
-            f"due {item.due_date:%Y-%m-%d}."
+            f"due {when_text(item.due_date)}."
         ),
     )
     return item
@@ -503,15 +504,15 @@ def _reminder_text(item: ActionItem, name: str, today: date) -> tuple[str, str]:
     incident = item.incident
     days = (item.due_date - today).days
     if name == "before":
-        when = f"is due in {days} day{'s' if days != 1 else ''}, on {item.due_date:%Y-%m-%d}"
-        subject = f"[{incident.number}] Action item due {item.due_date:%Y-%m-%d}: {item.title}"
+        when = f"is due in {days} day{'s' if days != 1 else ''}, on {when_text(item.due_date)}"
+        subject = f"[{incident.number}] Action item due {when_text(item.due_date)}: {item.title}"
     elif name == "due":
-        when = f"is due today, {item.due_date:%Y-%m-%d}"
+        when = f"is due today, {when_text(item.due_date)}"
         subject = f"[{incident.number}] Action item due today: {item.title}"
     else:
         late = -days
         when = (
-            f"is overdue: it was due on {item.due_date:%Y-%m-%d}, "
+            f"is overdue: it was due on {when_text(item.due_date)}, "
             f"{late} day{'s' if late != 1 else ''} ago"
         )
         subject = f"[{incident.number}] Overdue action item: {item.title}"

@@ -49,6 +49,7 @@ from incidents.models import (
     missing_fields,
 )
 from incidents.services.common import timeline_record
+from incidents.timeformat import when
 
 from ..models import DocumentationClock, ReviewPolicy
 
@@ -82,7 +83,7 @@ def _policy() -> ReviewPolicy:
 
 
 def _local(value: datetime) -> str:
-    return f"{timezone.localtime(value):%Y-%m-%d %H:%M %Z}"
+    return when(value)
 
 
 def _hours(value: timedelta) -> str:

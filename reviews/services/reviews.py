@@ -46,6 +46,7 @@ from incidents.markdown import markdown_to_html
 from incidents.models import Incident, Kind, Status, TimelineEntry
 from incidents.report_extensions import FollowUpAction, ReportSection
 from incidents.services.common import audited_save, timeline_record
+from incidents.timeformat import when as when_text
 
 from ..models import ActionItem, CauseCategory, Review, ReviewAttendee, ReviewStatus
 
@@ -304,7 +305,7 @@ def review_mark_held(
             source=source,
             actor=actor,
             message=(
-                f"Post-incident review held on {timezone.localtime(when):%Y-%m-%d %H:%M %Z}"
+                f"Post-incident review held on {when_text(when)}"
                 f" ({present} of {len(attendees)} invited attended)."
             ),
             data={"review": locked.pk, "review_step": "held"},

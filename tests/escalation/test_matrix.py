@@ -117,7 +117,7 @@ def test_each_step_is_written_on_the_timeline(reachable_policy, clock):
     )
     cto = reachable_policy.level["cto"]
     assert messages == [
-        "Escalated to IT Manager (Sev 1, 30 min elapsed). Sent late: it was due 2026-03-02 "
+        "Escalated to IT Manager (Sev 1, 30 min elapsed). Sent late: it was due 2 Mar 2026, "
         f"09:30 UTC. Notified IT Manager {reachable_policy.level['it_manager'].name} by Phone "
         "call, Slack, Email.",
         f"Escalated to CTO (Sev 1, 1 h elapsed). Notified CTO {cto.name} by Phone call, Slack, "

@@ -226,7 +226,7 @@ def test_reminders_are_sent_once_each_before_on_and_after_the_due_date(
         (
             "olga@example.com",
             f"reviews:action-reminder:{item.pk}:{due}:before",
-            f"[{incident.number}] Action item due {due}: Add an alert on checkout errors",
+            f"[{incident.number}] Action item due 7 Mar 2026: Add an alert on checkout errors",
         )
     ]
     assert "is due in 2 days" in Notification.objects.get().body

@@ -97,7 +97,7 @@ def test_resolution_starts_the_clock_due_after_the_policy_hours(clock):
     assert documentation.reminder_at == T0 + 36 * HOUR
     assert documentation.next_check_at == T0 + 36 * HOUR
     [started] = entries(incident, "started")
-    assert "due by 2026-03-04 10:00" in started.message
+    assert "due by 4 Mar 2026, 10:00 UTC" in started.message
     assert set(started.data["missing"]) == {"root_cause", "business_impact", "lessons_learned"}
 
 
@@ -316,7 +316,7 @@ def test_the_incident_page_shows_completeness_and_countdown(client, viewer, cloc
 
     clock.move_to(T0 + 10 * HOUR)
     text = panel(client, incident)
-    assert "Due 2026-03-04 10:00 UTC: 38 h left." in text
+    assert "Due 4 Mar 2026, 10:00 UTC: 38 h left." in text
     assert "Report 2 of 5 complete" in text
     assert "✗ Lessons learned" in text and "✓ Summary" in text
 

@@ -269,7 +269,7 @@ def test_the_report_shows_follow_up_actions_and_the_published_review(
     client.force_login(viewer)
     before = client.get(report(review.incident, md=True)).content.decode()
     assert "POST-INCIDENT REVIEW" not in before  # not yet published
-    assert "Alert on pool &lt;b&gt;saturation&lt;/b&gt; — owner: Im; due: 2026-03-20" in before
+    assert "Alert on pool &lt;b&gt;saturation&lt;/b&gt; — owner: Im; due: 20 Mar 2026" in before
 
     client.force_login(incident_manager)
     client.post(step(review, "publish"))

@@ -268,7 +268,10 @@ def test_the_list_polls_its_own_url_and_htmx_gets_the_rows_alone(client, viewer,
     assert fragment.status_code == 200
     assert body.lstrip().startswith('<div id="vigil-live-list"')
     assert shown_incident.number in body and "<html" not in body
-    assert "changelist-filter" not in body  # the rows alone
+    assert "changelist-filter" not in body  # the rows alone, their paginator and count
+    assert '<p class="paginator">' in body
+    assert '<span class="small quiet" id="vigil-result-count">1 result' in body
+    assert 'hx-select-oob="#vigil-result-count"' in html
     for response in (page, fragment):
         assert "HX-Request" in response["Vary"]
 

@@ -16,6 +16,7 @@ DEMO_ARGS ?=
 BENCH_ARGS ?=
 BIND ?= 127.0.0.1
 PORT ?= 8000
+VAR_DIR := $(or $(VIGIL_VAR_DIR),var)
 
 .DEFAULT_GOAL := help
 .PHONY: help install run demo reset test lint format check bench clean
@@ -40,9 +41,14 @@ $(INSTALLED): pyproject.toml | $(BIN)/python
 install: $(INSTALLED)
 
 # Development mode: DEBUG on, the embedded SQLite database and filesystem broker under var/.
+# var/development records it, with the address, for every process and for the manage.py
+# commands typed later in this checkout (config/settings.py: DEBUG's default, VIGIL_BASE_URL).
 run: export DJANGO_DEBUG ?= 1
 run: export PATH := $(abspath $(BIN)):$(PATH)
 run: $(INSTALLED)
+	@mkdir -p $(VAR_DIR)
+	@printf '# Written by make run: a development checkout (DEBUG on unless DJANGO_DEBUG or DATABASE_URL is set),\n# served at this address (VIGIL_BASE_URL unless set). make reset removes it.\nBIND=%s\nPORT=%s\n' \
+		'$(BIND)' '$(PORT)' > $(VAR_DIR)/development
 	$(MANAGE) migrate --noinput
 	$(MANAGE) demo_data --keep-existing $(DEMO_ARGS)
 	$(MANAGE) reviews_demo --keep-existing $(DEMO_ARGS)

@@ -22,7 +22,35 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 env = environ.Env()
 
-DEBUG = env.bool("DJANGO_DEBUG", default=False)
+
+def _development_checkout() -> dict[str, str] | None:
+    """The address ``make run`` serves this checkout at (``BIND``, ``PORT``), read from the file
+    it leaves in the embedded default's directory; None when there is no such file, or when
+    ``DATABASE_URL`` names a database: a deployment never turns into development mode because
+    of a stray file."""
+    if os.environ.get("DATABASE_URL"):
+        return None
+    try:
+        lines = (VAR_DIR / "development").read_text().splitlines()
+    except OSError:
+        return None
+    pairs = (line.partition("=") for line in lines if line.strip() and not line.startswith("#"))
+    return {key.strip(): value.strip() for key, _, value in pairs}
+
+
+def _development_base_url(address: dict[str, str]) -> str:
+    host = address.get("BIND") or "127.0.0.1"
+    if host in ("0.0.0.0", "::"):  # every interface: this machine's own name is the best guess
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{address.get('PORT') or 8000}"
+
+
+# A checkout started with `make run` is in development mode (README, "Development mode"): DEBUG
+# defaults to on there, so the manage.py commands the README shows work as typed.
+_DEVELOPMENT = _development_checkout()
+DEBUG = env.bool("DJANGO_DEBUG", default=_DEVELOPMENT is not None)
 
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
 if not SECRET_KEY:
@@ -36,8 +64,14 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
-# Absolute base URL used in links that leave the web request (emails, API "url" fields).
-VIGIL_BASE_URL = env.str("VIGIL_BASE_URL", default="http://localhost:8000").rstrip("/")
+# Absolute base URL used in links that leave the web request (emails, API "url" fields). In
+# development mode, the address `make run` serves at (its BIND and PORT).
+VIGIL_BASE_URL = env.str(
+    "VIGIL_BASE_URL",
+    default=_development_base_url(_DEVELOPMENT)
+    if DEBUG and _DEVELOPMENT is not None
+    else "http://localhost:8000",
+).rstrip("/")
 
 INSTALLED_APPS = [
     "config.apps.VigilAdminConfig",
@@ -238,10 +272,12 @@ VIGIL_ACK_LINK_MAX_AGE = env.int("VIGIL_ACK_LINK_MAX_AGE_SECONDS", default=24 * 
 
 # --- Email --------------------------------------------------------------------------------------
 
+# In development, one line per email on the console (escalation.channels.log); Django's
+# django.core.mail.backends.console.EmailBackend prints them whole.
 EMAIL_BACKEND = env.str(
     "DJANGO_EMAIL_BACKEND",
     default=(
-        "django.core.mail.backends.console.EmailBackend"
+        "escalation.channels.log.ConsoleEmailBackend"
         if DEBUG
         else "django.core.mail.backends.smtp.EmailBackend"
     ),

@@ -16,6 +16,10 @@ When time-machine is installed (it is in the ``dev`` extra that ``make run`` ins
 step of a story runs at its scripted moment, so IDs, timeline times, SLA clocks and history
 read like a real week of incidents. Without it the steps happen now and only the detection and
 impact-start times are back-dated.
+
+A story that ends the incident (resolved, closed, cancelled) is history by the time the workers
+start: it is logged with ``paging="none"``, so nobody is paged about it when its events are
+followed (its escalation timers stop at its acknowledgement, as they would have).
 """
 
 from __future__ import annotations
@@ -205,6 +209,16 @@ class Story:
     create: dict[str, Any]
     steps: list[Step]
     source: str = Source.ADMIN
+
+
+# The lifecycle actions after which an incident is over: nobody is paged about a story ending so.
+ENDING = frozenset({"resolve", "close", "cancel"})
+OTHER_VERBS = frozenset({"note", "decision", "role", "severity", "update"})
+
+
+def _ends(story: Story) -> bool:
+    actions = [step.verb for step in story.steps if step.verb not in OTHER_VERBS]
+    return bool(actions) and actions[-1] in ENDING
 
 
 def _role(minutes: float, role: str, user: str, actor: str = "maria") -> Step:
@@ -679,6 +693,7 @@ def _play(story: Story, *, users: dict[str, Any], now: datetime) -> tuple[Incide
                 title=story.title,
                 severity=story.severity,
                 detected_at=detected,
+                paging="none" if _ends(story) else "team",
                 **create,
             )
         for step in story.steps:

@@ -10,6 +10,8 @@ class VigilAdminSite(admin.AdminSite):
     site_header = "Vigil incident management"
     site_title = "Vigil"
     index_title = "Workspace"
+    # "View site" leads to what customers see: the public status page.
+    site_url = "/status/"
     # The incident list needs the page's width for its columns more than a second menu.
     enable_nav_sidebar = False
 

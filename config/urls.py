@@ -1,9 +1,18 @@
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponseRedirect
+from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+
+def favicon(request: HttpRequest) -> HttpResponseRedirect:
+    """Browsers ask for /favicon.ico by themselves: Vigil's icon (an SVG, in the static files)."""
+    return HttpResponseRedirect(static("incidents/favicon.svg"))
+
+
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("favicon.ico", favicon),
     path("admin/", admin.site.urls),
     # REST API (incidents.api_urls: /api/v1/..., /api/schema/, /api/docs/).
     path("api/", include("incidents.api_urls")),

@@ -11,12 +11,15 @@ updates and maintenance is marked safe. Times are shown in the page's time zone.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import nh3
 from django.conf import settings
+from django.contrib.staticfiles import finders
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.safestring import mark_safe
@@ -29,6 +32,7 @@ from .uptime import DAYS, Uptime, uptime_compute
 
 HTML = "text/html; charset=utf-8"
 CSS = "text/css; charset=utf-8"
+SVG = "image/svg+xml"
 HISTORY_MONTHS = 3  # months on history.html, newest first (as Statuspage's history shows)
 
 STATUS_LABELS = dict(ComponentStatus.choices)
@@ -305,7 +309,14 @@ def status_pages(context: RenderContext) -> dict[str, Artifact]:
         )
     files.update(_history(views, incidents, context.now))
     files["status.css"] = Artifact(render_to_string("status/status.css").encode(), CSS)
+    files["favicon.svg"] = Artifact(_favicon(), SVG)
     return files
+
+
+@functools.cache
+def _favicon() -> bytes:
+    """Vigil's icon, part of the site so that a static export carries it too."""
+    return Path(finders.find("incidents/favicon.svg")).read_bytes()
 
 
 def _history(views: _Views, incidents: list[dict[str, Any]], now: datetime) -> dict[str, Artifact]:

@@ -84,7 +84,7 @@ def test_the_detection_admin_fits_a_laptop_and_a_phone(live_server, chromium, sc
         try:
             for n, width in enumerate(WIDTHS):
                 page = browser.new_page(viewport={"width": width, "height": 900})
-                errors = watch(page, ignore=("/favicon.ico",))
+                errors = watch(page)
                 page.goto(base + "/admin/login/")
                 page.fill("#id_username", "root")
                 page.fill("#id_password", PASSWORD)

@@ -24,6 +24,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from incidents.admin.common import NoRevertMixin, ServiceWriteAdminMixin, WriteServices
 from incidents.errors import VigilError
 from incidents.models import Source
+from incidents.timeformat import when
 
 from ..models import (
     Component,
@@ -166,8 +167,8 @@ class ComponentAdmin(ServiceWriteAdminMixin, NoRevertMixin, SimpleHistoryAdmin):
             (
                 (
                     _status_badge(row.status),
-                    f"{row.started_at:%Y-%m-%d %H:%M}",
-                    f"{row.ended_at:%Y-%m-%d %H:%M}" if row.ended_at else "now",
+                    when(row.started_at),
+                    when(row.ended_at) if row.ended_at else "now",
                     row.actor or "Vigil",
                     row.reason
                     or (f"Maintenance: {row.maintenance}" if row.maintenance_id else "")

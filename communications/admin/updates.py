@@ -29,6 +29,7 @@ from incidents.admin.common import NoRevertMixin, ServiceWriteAdminMixin, WriteS
 from incidents.admin.extensions import incident_page_panel_register
 from incidents.errors import VigilError
 from incidents.models import Incident, Source
+from incidents.timeformat import when
 
 from ..markdown import markdown_to_html
 from ..models import (
@@ -424,7 +425,7 @@ def incident_updates_panel(*, request: HttpRequest, incident: Incident) -> Any:
                 update.get_kind_display(),
                 state_badge(update),
                 update.get_public_status_display(),
-                update.published_at.strftime("%Y-%m-%d %H:%M") if update.published_at else "–",
+                when(update.published_at) if update.published_at else "–",
             )
             for update in updates
         ),

@@ -18,7 +18,6 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.timezone import localtime
 from simple_history.admin import SimpleHistoryAdmin
 
 from ..detection.heartbeat import heartbeat_state
@@ -42,6 +41,7 @@ from ..models import (
     WebhookDelivery,
 )
 from ..services.catalog import alert_rule_create, alert_rule_delete, alert_rule_update
+from ..timeformat import when, when_relative
 from . import display as ui
 from .common import NoRevertMixin, ReadOnlyAdminMixin, ServiceWriteAdminMixin, WriteServices
 from .maintenance import MAINTENANCE_ACTIONS, RoutingRulesAdminMixin
@@ -61,7 +61,7 @@ def _ago(moment) -> str:
     return format_html(
         '<time class="nowrap" datetime="{}" title="{}">{} ago</time>',
         moment.isoformat(),
-        localtime(moment).strftime("%Y-%m-%d %H:%M %Z"),
+        when(moment),
         ui.duration_text((timezone.now() - moment).total_seconds()),
     )
 
@@ -219,7 +219,7 @@ class IntegrationAdmin(
             )
         if state.status == "healthy":
             return format_html('<span class="vigil-beat-healthy">{}</span>', "healthy")
-        since = localtime(state.since).strftime("%Y-%m-%d %H:%M") if state.since else "–"
+        since = when_relative(state.since) if state.since else "–"
         silent = format_html('<span class="vigil-beat-silent">silent since {}</span>', since)
         if state.incident is None:
             return silent

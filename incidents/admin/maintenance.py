@@ -35,6 +35,7 @@ from ..detection.routing import (
 )
 from ..errors import VigilError
 from ..models import Integration, MaintenanceWindow, RoutingRule, Source
+from ..timeformat import when
 from .common import NoRevertMixin, ServiceRejected, ServiceWriteAdminMixin, WriteServices
 
 MANAGE = "incidents.change_integration"
@@ -190,10 +191,9 @@ def _put_in_maintenance(modeladmin, request: HttpRequest, queryset, hours: int) 
         except VigilError as exc:
             failures.append(f"{integration}: {exc.message}")
     if done:
-        until = timezone.localtime(ends_at)
         modeladmin.message_user(
             request,
-            f"{done} integration(s) in maintenance until {until:%Y-%m-%d %H:%M %Z}: their "
+            f"{done} integration(s) in maintenance until {when(ends_at)}: their "
             "alerts are recorded, open no incident and page no one.",
             messages.SUCCESS,
         )

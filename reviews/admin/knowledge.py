@@ -18,6 +18,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from incidents.admin.common import NoRevertMixin, ServiceWriteAdminMixin, WriteServices
 from incidents.admin.extensions import incident_page_panel_register
 from incidents.models import Incident
+from incidents.timeformat import when
 
 from ..models import KnowledgeArticle, RunbookLink
 from ..services.knowledge import (
@@ -148,7 +149,7 @@ def incident_panel(*, request: HttpRequest, incident: Incident) -> Any:
                     (
                         reverse("admin:reviews_knowledgearticle_change", args=[article.pk]),
                         article.title,
-                        f"{article.created_at:%Y-%m-%d}",
+                        when(article.created_at),
                     )
                     for article in articles
                 ),

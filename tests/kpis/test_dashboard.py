@@ -419,7 +419,7 @@ def test_months_not_stored_are_said_and_computed_on_demand(
     response = client.get(DASHBOARD)
     assert response.context["trend"].missing == [date(2026, 10, 1), date(2026, 11, 1)]
     html = response.content.decode()
-    assert "2 of the 12 months have no stored figures yet (2026-10, 2026-11)" in html
+    assert "2 of the 12 months have no stored figures yet (Oct 2026, Nov 2026)" in html
     assert "changed since" not in html
     assert "Compute now" not in html  # a viewer cannot
     assert client.post(COMPUTE, {"period": "2026-11"}).status_code == 403
@@ -467,7 +467,7 @@ def test_a_stale_month_is_said_to_be_recomputed_by_the_sweep(client, viewer):
     KpiMonth.objects.filter(month=date(2026, 10, 1)).update(stale=True)
     client.force_login(viewer)
     html = client.get(DASHBOARD).content.decode()
-    assert "1 month changed since it was stored (2026-10)" in html
+    assert "1 month changed since it was stored (Oct 2026)" in html
     assert "the rollup sweep recomputes it within minutes" in html
 
 

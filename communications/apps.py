@@ -10,6 +10,11 @@ class CommunicationsConfig(AppConfig):
 
         # Subscribing again replaces the callbacks: ready() may run twice (tests, reloads).
         handlers.subscribe()
+
+        from . import dashboard
+
+        # The admin index's "What needs you now" (registering again replaces).
+        dashboard.register()
         from anymail.signals import tracking
 
         from .services.tracking import tracking_receive

@@ -15,10 +15,44 @@ class VigilAdminSite(admin.AdminSite):
     # The incident list needs the page's width for its columns more than a second menu.
     enable_nav_sidebar = False
 
+    def get_urls(self):
+        from django.urls import path
+
+        # The dashboard's list alone, which the index polls (htmx) to stay current.
+        return [path("needs/", self.needs_view, name="vigil_needs"), *super().get_urls()]
+
+    def needs_view(self, request: HttpRequest) -> HttpResponse:
+        """The "What needs you now" list alone, for staff who may view incidents.
+
+        A poll from a page whose session ended is told to reload (the reload leads to the login
+        page) instead of swapping the login form into the list."""
+        if not self.has_permission(request) and request.htmx:
+            from django_htmx.http import HttpResponseClientRefresh
+
+            return HttpResponseClientRefresh()
+        return self.admin_view(self._needs_fragment)(request)
+
+    def _needs_fragment(self, request: HttpRequest) -> HttpResponse:
+        from django.core.exceptions import PermissionDenied
+        from django.template.response import TemplateResponse
+
+        from incidents.admin.dashboard import needs_context
+
+        if not request.user.has_perm("incidents.view_incident"):
+            raise PermissionDenied
+        return TemplateResponse(
+            request,
+            "admin/incidents/dashboard/needs.html",
+            {"board": needs_context(request=request)},
+        )
+
     def index(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
         context = dict(extra_context or {})
+        context["vigil_recent_actions"] = _recent_actions(request)
         if request.user.has_perm("incidents.view_incident"):
-            context["vigil_dashboard"] = _dashboard()
+            from incidents.admin.dashboard import needs_context
+
+            context["vigil_dashboard"] = needs_context(request=request)
             from incidents.selectors import event_handler_alerts
 
             context["vigil_handler_alerts"] = event_handler_alerts()
@@ -32,19 +66,20 @@ class VigilAdminSite(admin.AdminSite):
         return super().index(request, extra_context=context)
 
 
-def _dashboard() -> dict:
-    """Active incidents by severity and those past their targets (a fixed number of queries)."""
-    from incidents.admin.display import severity_badge, sla_badge, status_badge
-    from incidents.selectors import dashboard_summary
+def _recent_actions(request: HttpRequest, limit: int = 10) -> list:
+    """The user's latest admin action on each object (not every save of the same incident), the
+    newest first: one query."""
+    from django.contrib.admin.models import LogEntry
+    from django.db.models import Max
 
-    summary = dashboard_summary()
-    summary["breached_rows"] = [
-        {
-            "incident": incident,
-            "severity": severity_badge(incident.severity),
-            "status": status_badge(incident.status),
-            "clock": sla_badge(incident, compact=True),
-        }
-        for incident in summary["breached"]
-    ]
-    return summary
+    latest = (
+        LogEntry.objects.filter(user=request.user.pk)
+        .values("content_type", "object_id")
+        .annotate(last=Max("pk"))
+        .values("last")
+    )
+    return list(
+        LogEntry.objects.filter(pk__in=latest)
+        .select_related("content_type", "user")
+        .order_by("-action_time", "-pk")[:limit]
+    )

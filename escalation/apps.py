@@ -10,3 +10,8 @@ class EscalationConfig(AppConfig):
 
         # Subscribing again replaces the callbacks: ready() may run twice (tests, reloads).
         handlers.subscribe()
+
+        from . import dashboard
+
+        # The admin index's "What needs you now" (registering again replaces).
+        dashboard.register()

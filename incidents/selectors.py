@@ -12,7 +12,9 @@ from django.db.models import (
     Case,
     Count,
     DateTimeField,
+    Exists,
     F,
+    OuterRef,
     Prefetch,
     Q,
     QuerySet,
@@ -36,8 +38,10 @@ from .services.lifecycle import ACTIONS, actions_available
 
 __all__ = [
     "ACTIONS",
+    "DashboardNeeds",
     "SlaClock",
     "actions_available",
+    "dashboard_needs",
     "dashboard_summary",
     "event_handler_alerts",
     "events_backlog",
@@ -187,6 +191,78 @@ def dashboard_summary(*, now: datetime | None = None) -> dict[str, Any]:
         "breached_total": active.breached(now).count(),
         "unacknowledged_total": active.filter(acknowledged_at__isnull=True).count(),
     }
+
+
+@dataclass(frozen=True)
+class DashboardNeeds:
+    """What the admin index's "What needs you now" list ranks, for one user: active incidents
+    nobody acknowledged (most severe, then oldest), those acknowledged but past a target, and
+    the user's other active incidents (where they hold a role); each list cut at ``limit``.
+    ``roles`` maps an incident's pk to the names of the roles the user holds on it. The totals
+    count each list uncut (``breached_total`` counts every active incident past a target,
+    acknowledged or not; ``mine_total``: the user's incidents in neither other list)."""
+
+    unacknowledged: list[Incident]
+    breached: list[Incident]
+    mine: list[Incident]
+    roles: dict[int, list[str]]
+    by_severity: list[dict[str, Any]]
+    active_total: int
+    unacknowledged_total: int
+    breached_total: int
+    breached_acknowledged_total: int
+    mine_total: int
+
+
+DASHBOARD_LIMIT = 10
+
+
+def dashboard_needs(
+    *, user: Any, now: datetime | None = None, limit: int = DASHBOARD_LIMIT
+) -> DashboardNeeds:
+    """The ranked incidents of the admin index for ``user``, in a fixed number of queries
+    whatever the number of incidents (at most eight)."""
+    now = now or timezone.now()
+    active = Incident.objects.active()
+    holds_role = Exists(RoleAssignment.objects.filter(incident=OuterRef("pk"), user=user.pk))
+    waiting = Q(acknowledged_at__isnull=True)
+    late = Q(pk__in=active.breached(now).values("pk"))
+    counts = active.aggregate(
+        total=Count("pk"),
+        unacknowledged=Count("pk", filter=waiting),
+        breached=Count("pk", filter=late),
+        breached_acknowledged=Count("pk", filter=~waiting & late),
+        mine=Count("pk", filter=~waiting & ~late & Q(holds_role)),
+    )
+    per_level = dict(active.values_list("severity").annotate(n=Count("pk")))
+    by_severity = [
+        {"level": level.level, "name": level.name, "count": per_level.get(level.level, 0)}
+        for level in SeverityLevel.objects.all()
+    ]
+    rows = active.select_related("severity").order_by("severity", "detected_at", "pk")
+    unacknowledged = list(rows.filter(waiting)[:limit])
+    breached = list(rows.filter(~waiting).breached(now)[:limit])
+    mine = list(rows.filter(~waiting, holds_role).not_breached(now)[:limit])
+    shown = [*unacknowledged, *breached, *mine]
+    roles: dict[int, list[str]] = {}
+    if shown:
+        held = RoleAssignment.objects.filter(
+            user=user.pk, incident__in=[incident.pk for incident in shown]
+        ).select_related("role")
+        for assignment in held.order_by("role__position"):
+            roles.setdefault(assignment.incident_id, []).append(assignment.role.name)
+    return DashboardNeeds(
+        unacknowledged=unacknowledged,
+        breached=breached,
+        mine=mine,
+        roles=roles,
+        by_severity=by_severity,
+        active_total=counts["total"],
+        unacknowledged_total=counts["unacknowledged"],
+        breached_total=counts["breached"],
+        breached_acknowledged_total=counts["breached_acknowledged"],
+        mine_total=counts["mine"],
+    )
 
 
 def incident_report(*, incident: Incident) -> dict[str, Any]:

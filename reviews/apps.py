@@ -10,3 +10,8 @@ class ReviewsConfig(AppConfig):
 
         # Subscribing again replaces the callbacks: ready() may run twice (tests, reloads).
         handlers.subscribe()
+
+        from . import dashboard
+
+        # The admin index's "What needs you now" (registering again replaces).
+        dashboard.register()

@@ -20,15 +20,20 @@ Both are shown in the order they were registered; registering the same one twice
 And one addition to the admin index (the staff's workspace page):
 
 * an index panel (:func:`admin_index_panel_register`): a titled block of HTML shown on the admin
-  index, after the alerts and before the incident dashboard, for users who hold its permission;
-  its ``render(request=...)`` may return None to show nothing (nothing needs anyone now).
+  index, for users who hold its permission; its ``render(request=...)`` may return None to show
+  nothing (nothing needs anyone now). In the ``"workspace"`` area (the default) it follows the
+  "What needs you now" dashboard; in the ``"now"`` area it is part of that dashboard and is
+  refreshed with it every few seconds (who is on call now).
+* a due-from-user provider (:func:`admin_due_provider_register`): what a user owes now
+  (status updates, reviews, action items), as :class:`DueItem` rows merged by due time into
+  the dashboard's ranked list.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.contrib.admin.options import InlineModelAdmin
@@ -116,31 +121,45 @@ def incident_page_panels(*, request: HttpRequest, incident: Incident) -> list[di
 # --- the admin index ----------------------------------------------------------------------------
 
 
+INDEX_AREAS = ("workspace", "now")
+
+
 @dataclass(frozen=True)
 class IndexPanel:
     """A block of the admin index. ``render(request=...)`` returns its HTML (marked safe; a
-    plain string is escaped), or None when it has nothing to show."""
+    plain string is escaped), or None when it has nothing to show. ``area`` is where it goes:
+    ``"workspace"`` (after the dashboard) or ``"now"`` (inside the live dashboard)."""
 
     key: str
     title: str
     render: PanelRender
     permission: str | None = None
+    area: str = "workspace"
 
 
 _index_panels: dict[str, IndexPanel] = {}
 
 
 def admin_index_panel_register(
-    *, key: str, title: str, render: PanelRender, permission: str | None = None
+    *,
+    key: str,
+    title: str,
+    render: PanelRender,
+    permission: str | None = None,
+    area: str = "workspace",
 ) -> IndexPanel:
     """Show a panel titled ``title`` on the admin index.
 
     ``key`` names the panel (its HTML id is ``index-panel-<key>``); registering a key again
     replaces the panel in place. ``permission`` ("app_label.codename"), when given, is the one
     a user needs to see it. A panel whose ``render`` raises is shown as unavailable and the
-    error logged: an app's bug must not take the admin index down with it.
+    error logged: an app's bug must not take the admin index down with it. ``area`` is one of
+    ``INDEX_AREAS``; a ``"now"`` panel is rendered again at each refresh of the dashboard, so it
+    should cost a fixed, small number of queries.
     """
-    panel = IndexPanel(key=key, title=title, render=render, permission=permission)
+    if area not in INDEX_AREAS:
+        raise ValueError(f"Unknown index area {area!r}: one of {', '.join(INDEX_AREAS)}.")
+    panel = IndexPanel(key=key, title=title, render=render, permission=permission, area=area)
     _index_panels[key] = panel
     return panel
 
@@ -150,11 +169,13 @@ def admin_index_panel_unregister(*, key: str) -> None:
     _index_panels.pop(key, None)
 
 
-def admin_index_panels(*, request: HttpRequest) -> list[dict[str, Any]]:
-    """The index panels ``request.user`` may see that have something to show, rendered, in
-    registration order."""
+def admin_index_panels(*, request: HttpRequest, area: str = "workspace") -> list[dict[str, Any]]:
+    """The index panels of ``area`` that ``request.user`` may see and that have something to
+    show, rendered, in registration order."""
     shown = []
     for panel in _index_panels.values():
+        if panel.area != area:
+            continue
         if panel.permission and not request.user.has_perm(panel.permission):
             continue
         try:
@@ -166,3 +187,85 @@ def admin_index_panels(*, request: HttpRequest) -> list[dict[str, Any]]:
             continue
         shown.append({"key": panel.key, "title": panel.title, "html": html})
     return shown
+
+
+# --- what is due from a user ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DueItem:
+    """One thing a user owes, for the dashboard's ranked list: ``title`` says what (e.g. "Status
+    update for the executive team"), ``url`` where to do it, ``due_at`` by when (aware).
+    ``key`` is unique among the provider's rows and stable across refreshes (a row new since
+    the last refresh is highlighted). ``incident_number`` and ``severity`` (a level) place it
+    next to its incident when there is one; ``kind`` is a short label ("Status update",
+    "Review", "Action item")."""
+
+    key: str
+    kind: str
+    title: str
+    url: str
+    due_at: Any
+    incident_number: str = ""
+    severity: int | None = None
+
+
+DueProvide = Callable[..., list[DueItem]]
+
+
+@dataclass(frozen=True)
+class DueProvider:
+    """``provide(user=..., now=...)`` returns what ``user`` owes, in a fixed number of
+    queries whatever their number."""
+
+    key: str
+    provide: DueProvide
+    permission: str | None = None
+
+
+_due_providers: dict[str, DueProvider] = {}
+
+
+def admin_due_provider_register(
+    *, key: str, provide: DueProvide, permission: str | None = None
+) -> DueProvider:
+    """Add what ``provide(user=..., now=...)`` returns to the "due from you" rows of the admin
+    index's dashboard, for users holding ``permission`` ("app_label.codename") when given.
+
+    Registering a key again replaces the provider (``AppConfig.ready()`` may run twice). A
+    provider that raises is left out and the error logged; the dashboard says a source is
+    unavailable rather than failing.
+    """
+    provider = DueProvider(key=key, provide=provide, permission=permission)
+    _due_providers[key] = provider
+    return provider
+
+
+def admin_due_provider_unregister(*, key: str) -> None:
+    """Remove the provider ``key`` (no-op when it is not there)."""
+    _due_providers.pop(key, None)
+
+
+@dataclass(frozen=True)
+class DueFromUser:
+    items: list[DueItem]
+    unavailable: list[str]
+
+
+def admin_due_items(*, request: HttpRequest, now: Any) -> DueFromUser:
+    """Everything due from ``request.user`` that the providers they may see return, soonest
+    due first; and the keys of the providers that failed."""
+    items: list[DueItem] = []
+    unavailable: list[str] = []
+    for provider in _due_providers.values():
+        if provider.permission and not request.user.has_perm(provider.permission):
+            continue
+        try:
+            rows = provider.provide(user=request.user, now=now)
+        except Exception:
+            logger.exception("Due-from-user provider %r failed", provider.key)
+            unavailable.append(provider.key)
+            continue
+        items.extend(replace(row, key=f"{provider.key}-{row.key}") for row in rows)
+    items.sort(key=lambda item: (item.due_at, item.key))
+    return DueFromUser(items=items, unavailable=unavailable)

@@ -137,8 +137,8 @@ def test_the_admin_index_lists_incidents_waiting_for_their_first_update(client, 
     assert "due in 5 min (by 10:40)" in section
     assert met.number not in section
     assert "Internal build broken" not in section
-    # Before the incident dashboard.
-    assert start < html.index('id="vigil-active-heading"')
+    # After the "What needs you now" list, with the other workspace panels.
+    assert html.index('id="vigil-needs"') < start
 
 
 def test_the_admin_index_shows_no_panel_when_nothing_is_due(client, viewer, clock):
@@ -173,4 +173,5 @@ def test_the_index_panel_costs_the_same_queries_for_few_or_many_incidents(client
         confirmed(f"More {n}")
     many = clock_queries()
 
-    assert few == many == 1
+    # The index panel's, and the dashboard's "due from you" (first updates of my incidents).
+    assert few == many == 2

@@ -178,32 +178,34 @@ def test_index_shows_active_incidents_by_severity_and_those_past_target(
     client, viewer, make_incident
 ):
     late = make_incident(severity=1, detected_at=timezone.now() - timedelta(hours=1))
-    make_incident(severity=1)
-    make_incident(severity=3)
+    recent = make_incident(severity=1)
+    sev3 = make_incident(severity=3)
     make_incident(severity=2, status="closed")
     client.force_login(viewer)
 
     response = client.get(reverse("admin:index"))
 
     board = response.context["vigil_dashboard"]
-    counts = {level["level"]: level["count"] for level in board["by_severity"]}
+    counts = {level["level"]: level["count"] for level in board["needs"].by_severity}
     assert counts == {1: 2, 2: 0, 3: 1, 4: 0}
-    assert [row["incident"].number for row in board["breached_rows"]] == [late.number]
+    # Not acknowledged, ranked by severity then age; the late one is past its target.
+    assert [row.number for row in board["rows"]] == [late.number, recent.number, sev3.number]
+    assert board["needs"].breached_total == 1
     html = response.content.decode()
     changelist = reverse("admin:incidents_incident_changelist")
     assert f"{changelist}?severity__level__exact=1" in html
     assert f"{changelist}?breached=yes" in html
-    assert "Breached" in html and "response · 45 min ago" in html
+    assert "45 min over" in html and "to acknowledge" in html
     assert late.number in html
 
 
-def test_index_says_when_nothing_is_past_target(client, viewer, make_incident):
-    make_incident(severity=4)
+def test_index_says_when_nothing_needs_anyone(client, viewer, make_incident):
+    make_incident(severity=4, status="acknowledged")
     client.force_login(viewer)
 
     html = client.get(reverse("admin:index")).content.decode()
 
-    assert "None: every active incident is within its targets." in html
+    assert "Nothing needs you now" in html
 
 
 def test_index_query_count_is_fixed(client, viewer, make_incident):
@@ -220,7 +222,7 @@ def test_index_query_count_is_fixed(client, viewer, make_incident):
         late(extra)
         with CaptureQueriesContext(connection) as queries:
             response = client.get(reverse("admin:index"))
-        counts.append((len(queries), len(response.context["vigil_dashboard"]["breached_rows"])))
+        counts.append((len(queries), len(response.context["vigil_dashboard"]["rows"])))
 
     assert counts[0][0] == counts[1][0], counts
     assert [rows for _, rows in counts] == [1, 8]

@@ -160,7 +160,8 @@ class RoleUserField(forms.ModelChoiceField):
 
 def role_holder_ids() -> set[int]:
     """Ids of the active users who may hold a response role (``can_hold_response_role``):
-    superusers and whoever holds the permission through a group or directly."""
+    superusers, whoever holds the permission through a group or directly, and users in no
+    group."""
     from django.contrib.auth.models import Permission
     from django.db.models import Q
 
@@ -172,7 +173,10 @@ def role_holder_ids() -> set[int]:
         get_user_model()
         .objects.filter(is_active=True)
         .filter(
-            Q(is_superuser=True) | Q(groups__permissions__in=perm) | Q(user_permissions__in=perm)
+            Q(is_superuser=True)
+            | Q(groups__permissions__in=perm)
+            | Q(user_permissions__in=perm)
+            | Q(groups__isnull=True)
         )
         .values_list("pk", flat=True)
     )

@@ -297,6 +297,10 @@ class IncidentAdmin(IncidentWorkspaceMixin, NoRevertMixin, SimpleHistoryAdmin):
             and self.has_change_permission(request, obj)
         )
 
+    def _can_set_priority(self, request: HttpRequest, obj: Incident) -> bool:
+        # Impact and urgency change until closure; a closed incident's priority is a record.
+        return obj.status not in FINAL_STATUSES and self.has_change_permission(request, obj)
+
     def _frozen_fields(self, request: HttpRequest, obj: Incident) -> list[str]:
         """Details shown read-only in this status for this user: what incident_update would
         refuse (the services decide; this keeps the form from offering it)."""
@@ -360,7 +364,7 @@ class IncidentAdmin(IncidentWorkspaceMixin, NoRevertMixin, SimpleHistoryAdmin):
             first.append("severity_change_reason")
         if self._can_correct(request, obj):
             first.append("correction_reason")
-        if obj.status not in FINAL_STATUSES:
+        if self._can_set_priority(request, obj):
             first.append("priority_reason")
         rule = self._status_rule(request, obj)
         fieldsets: list[Any] = [
@@ -431,7 +435,7 @@ class IncidentAdmin(IncidentWorkspaceMixin, NoRevertMixin, SimpleHistoryAdmin):
                 dropped["severity_change_reason"] = None
             if not self._can_correct(request, obj):
                 dropped["correction_reason"] = None
-            if obj.status in FINAL_STATUSES:
+            if not self._can_set_priority(request, obj):
                 dropped["priority_reason"] = None
             if dropped:
                 kwargs["form"] = type("IncidentForm", (IncidentForm,), dropped)

@@ -35,7 +35,7 @@ from ..services import incident_note_add, incident_roles_assign, incident_transi
 from ..services.lifecycle import action_permission
 from . import display as ui
 from .extensions import incident_page_panels
-from .forms import TRANSITION_FORMS, NoteForm, RoleAssignForm, attach_errors
+from .forms import TRANSITION_FORMS, NoteForm, RoleAssignForm, attach_errors, role_holder_ids
 from .report import report_context
 
 logger = logging.getLogger(__name__)
@@ -132,7 +132,10 @@ class IncidentWorkspaceMixin:
         holders = {a.role_id: a for a in incident.role_assignments.all()}
         roles = list(ResponseRole.objects.all())
         users: list[Any] = []
+        may_hold: set[int] = set()
         if with_choices:
+            # Read-only Viewers cannot hold a role; they are not offered.
+            may_hold = role_holder_ids()
             users = list(
                 get_user_model()
                 .objects.filter(is_active=True)
@@ -157,7 +160,11 @@ class IncidentWorkspaceMixin:
                 ]
                 member_ids = {pk for pk, _ in members}
                 row["members"] = members
-                row["others"] = [(u.pk, ui.person(u)) for u in users if u.pk not in member_ids]
+                row["others"] = [
+                    (u.pk, ui.person(u))
+                    for u in users
+                    if u.pk not in member_ids and u.pk in may_hold
+                ]
                 row["group_name"] = role.name
             rows.append(row)
         return rows

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.db import transaction
 
-from ..models import Incident, Level, ResponseRole, RoleAssignment
+from ..models import Incident, Level, ResponseRole, RoleAssignment, Status
 from .incidents import _severity, incident_change_severity, incident_role_assign, incident_update
 from .policy import priority_check, severity_defaults
 
@@ -82,6 +82,8 @@ def _priority_precheck(
     if "impact" not in details and "urgency" not in details and severity is None:
         return
     current = Incident.objects.select_related("severity").get(pk=incident.pk)
+    if current.status in (Status.CLOSED, Status.CANCELLED):
+        return  # the services refuse these edits, naming the fields
     old_level = current.severity
     level = old_level if severity is None else _severity(severity)
     impact = details.get("impact", current.impact)

@@ -467,10 +467,7 @@ def incident_update(
         data=data,
     )
     if locked.priority != old_priority:
-        priority_message = (
-            f"Priority changed P{old_priority} → P{locked.priority} (impact {locked.impact} × "
-            f"urgency {locked.urgency})."
-        )
+        priority_message = f"Priority changed P{old_priority} → P{locked.priority}."
         priority_data: dict[str, Any] = {"from": old_priority, "to": locked.priority}
         if priority_reason:
             priority_message += f" Reason: {priority_reason}"

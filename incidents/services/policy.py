@@ -127,9 +127,15 @@ def severity_reason_required(*, old: int, new: int, policy: IncidentPolicy | Non
 
 
 def can_hold_response_role(user: Any) -> bool:
-    """Whether ``user`` may hold a response role: an active user who can act on incidents
-    (``ROLE_HOLDER_PERMISSION``), not a read-only Viewer."""
-    return bool(user.is_active and user.has_perm(ROLE_HOLDER_PERMISSION))
+    """Whether ``user`` may hold a response role: an active user who is not read-only. A
+    read-only user (a Viewer) belongs to groups none of which lets them act on incidents
+    (``ROLE_HOLDER_PERMISSION``) and holds no such permission of their own; a user in no
+    group at all is left to the administrator's judgement."""
+    if not user.is_active:
+        return False
+    if user.has_perm(ROLE_HOLDER_PERMISSION):
+        return True
+    return not user.groups.exists()
 
 
 def response_role_refusal(user: Any, role_name: str) -> str:

@@ -566,7 +566,9 @@ def test_editing_details_and_severity_goes_through_the_services(
     assert incident.severity_id == 1
     assert incident.resolution_due_at == incident.detected_at + timedelta(hours=4)
     kinds = set(own_timeline(incident).values_list("kind", flat=True))
-    assert kinds == {Kind.UPDATE, Kind.SEVERITY}
+    # Impact and urgency were Sev 3's defaults: they follow the new severity, and the priority.
+    assert kinds == {Kind.UPDATE, Kind.SEVERITY, Kind.PRIORITY}
+    assert incident.priority == 1
     severity_entry = own_timeline(incident).get(kind=Kind.SEVERITY)
     assert "All EU customers affected." in severity_entry.message
     assert incident.history.count() > history_before

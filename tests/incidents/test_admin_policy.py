@@ -30,6 +30,8 @@ def severity_form(level: SeverityLevel, **overrides) -> dict[str, str]:
         "response_target": "00:15:00",
         "resolution_target": "04:00:00",
         "notification_channels": ", ".join(level.notification_channels),
+        "default_impact": level.default_impact,
+        "default_urgency": level.default_urgency,
     }
     data.update(overrides)
     return data

@@ -398,7 +398,12 @@ def test_lowering_severity_after_a_recorded_breach_keeps_the_breach(api_as, inci
 def test_a_severity_change_records_a_breach_the_sweep_has_not_noted_yet(api_as, incident_manager):
     incident = create(1)  # response due 09:15; no sweep has run since
 
-    response = patch(api_as(incident_manager), incident, {"severity": 4}, when=at(minutes=17))
+    response = patch(
+        api_as(incident_manager),
+        incident,
+        {"severity": 4, "severity_reason": "A test system."},
+        when=at(minutes=17),
+    )
 
     assert response.status_code == 200, response.json()
     assert response.json()["sla"]["response_breached"] is True
@@ -418,7 +423,10 @@ def test_a_late_resolution_survives_reopening_and_a_lower_severity(api_as, incid
     incident = act(at(hours=5, minutes=10), incident_reopen, incident, reason="Back again.")
 
     response = patch(
-        api_as(incident_manager), incident, {"severity": 3}, when=at(hours=5, minutes=20)
+        api_as(incident_manager),
+        incident,
+        {"severity": 3, "severity_reason": "Workaround holds."},
+        when=at(hours=5, minutes=20),
     )
 
     assert response.status_code == 200, response.json()
@@ -534,7 +542,9 @@ def test_admin_keeps_showing_a_recorded_breach_after_the_due_time_moved(client, 
     assert sweep(at(minutes=16)) == 1
     client.force_login(incident_manager)
     with time_machine.travel(at(minutes=20), tick=False):
-        data = change_form_data(client, incident, severity="3")
+        data = change_form_data(
+            client, incident, severity="3", severity_change_reason="Workaround holds."
+        )
         assert client.post(url(incident), data).status_code == 302
         page = client.get(url(incident))
         listed = client.get(

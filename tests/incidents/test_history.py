@@ -132,8 +132,15 @@ def test_services_and_fields_changed_together_share_one_record(superuser, servic
 
 
 def test_severity_change_and_priority_recompute_are_recorded(incident_manager):
-    incident = IncidentFactory(severity=3)
-    incident_change_severity(incident=incident, actor=incident_manager, source="admin", severity=1)
+    # Set by hand (not Sev 3's defaults, which would follow the new severity).
+    incident = IncidentFactory(severity=3, impact="medium", urgency="low")
+    incident_change_severity(
+        incident=incident,
+        actor=incident_manager,
+        source="admin",
+        severity=1,
+        priority_reason="Raised first, assessed next.",
+    )
     incident_update(
         incident=incident, actor=incident_manager, source="admin", impact="high", urgency="high"
     )

@@ -116,7 +116,8 @@ def test_the_creation_is_the_first_entry(superuser):
         superuser,
         T0,
     )
-    assert entry.data == {"severity": 1, "priority": 3}
+    # Impact and urgency come from the severity: Sev 1 is high × high.
+    assert entry.data == {"severity": 1, "priority": 1}
 
 
 def test_timeline_reads_in_chronological_order(superuser):
@@ -420,8 +421,10 @@ def test_priority_follows_the_matrix_when_impact_or_urgency_change(
 ):
     incident = IncidentFactory(impact="medium", urgency="medium")
     assert incident.priority == 3
+    # Two steps from the Sev 3 incident's usual P3 a person confirms it with a reason.
+    reason = {"priority_reason": "Confirmed."} if abs(priority - 3) > 1 else {}
     result = incident_update(
-        incident=incident, actor=superuser, source="api", impact=impact, urgency=urgency
+        incident=incident, actor=superuser, source="api", impact=impact, urgency=urgency, **reason
     )
     assert result.priority == Incident.objects.get(pk=incident.pk).priority == priority
     changes = incident.timeline.filter(kind=Kind.PRIORITY)
@@ -429,8 +432,12 @@ def test_priority_follows_the_matrix_when_impact_or_urgency_change(
         assert not changes.exists()
     else:
         entry = changes.get()
-        assert entry.data == {"from": 3, "to": priority}
-        assert entry.message == f"Priority changed P3 → P{priority}."
+        assert entry.data == {
+            "from": 3,
+            "to": priority,
+            **({"reason": "Confirmed."} if reason else {}),
+        }
+        assert entry.message.startswith(f"Priority changed P3 → P{priority}.")
 
 
 def test_priority_follows_the_matrix_as_edited(superuser):

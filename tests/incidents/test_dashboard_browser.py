@@ -2,8 +2,8 @@
 Playwright, against a live server), at a laptop's width (1280 px) and a phone's (390 px): the
 ranked list above the fold with its countdowns ticking, who is on call, a Sev 1 declared
 meanwhile (through the service, as another session would) appearing at the top without a
-reload and highlighted as new, the "Updated" time moving on, the Notify button once the
-browser can notify, no sideways page scroll, the rows as cards with their Acknowledge button in
+reload and highlighted as new, the "Updated" time moving on, the Notify button opting in and
+then one browser notification for a Sev 2 declared meanwhile, no sideways page scroll, the rows as cards with their Acknowledge button in
 reach on a phone; no console errors. Screenshots kept (``screenshots`` fixture)."""
 
 from __future__ import annotations
@@ -24,6 +24,15 @@ from tests.factories import IncidentFactory, UserFactory
 
 PASSWORD = "vigil-test-pass"  # tests.factories.UserFactory's
 LIVE_WAIT_MS = 12_000  # the list asks every 5 s: two polls and some slack
+# Records the browser notifications the page shows (title, body) in window.vigilNotes.
+NOTIFICATION_SPY = """(() => {
+    const Real = window.Notification;
+    window.vigilNotes = [];
+    function Spy(title, options) { window.vigilNotes.push([title, (options || {}).body]); }
+    Object.defineProperty(Spy, "permission", { get: () => Real.permission });
+    Spy.requestPermission = () => Real.requestPermission();
+    window.Notification = Spy;
+})();"""
 
 
 def _meanwhile(action) -> None:
@@ -141,6 +150,7 @@ def test_the_dashboard_is_live_and_fits_a_laptop_and_a_phone(live_server, chromi
             # The button appears where the browser can notify; a granted permission opts in.
             context = browser.new_context(viewport={"width": 1280, "height": 900})
             context.grant_permissions(["notifications"], origin=base)
+            context.add_init_script(NOTIFICATION_SPY)
             page = context.new_page()
             errors = watch(page)
             page.goto(base + "/admin/login/?next=/admin/")
@@ -153,6 +163,13 @@ def test_the_dashboard_is_live_and_fits_a_laptop_and_a_phone(live_server, chromi
             button.click()
             expect(button).to_contain_text("Notifying you of new Sev 1–2")
             assert page.evaluate("localStorage.getItem('vigil.dashboard.notify-sev12')") == "on"
+            # Opted in: a Sev 2 declared meanwhile is announced once; those listed at load are not.
+            _declare("Login page returns errors", severity=2)
+            page.wait_for_function("window.vigilNotes.length > 0", timeout=LIVE_WAIT_MS)
+            page.wait_for_timeout(6_000)  # one more poll: no second notification
+            notes = page.evaluate("window.vigilNotes")
+            assert len(notes) == 1 and notes[0][0].startswith("Sev 2: INC-"), notes
+            assert notes[0][1] == "Login page returns errors"
             assert errors == [], errors
             context.close()
         finally:

@@ -2,9 +2,10 @@
 live server), at a laptop's width (1280 px) and a phone's (390 px): the table on a laptop and
 one card an incident on a phone (ID, severity, status, title, SLA, incident manager) with the
 filters closed but one tap away, no sideways page scroll; the SLA amber with "due soon"; an
-incident declared meanwhile appearing without a reload, but not while a row is ticked; a search
-by ID finding a closed incident with the note that it looked at every status; no console
-errors. Screenshots kept (``screenshots`` fixture)."""
+incident declared meanwhile appearing without a reload, but not while a row is ticked or an
+action chosen; without JavaScript a plain page with a Refresh link; a search by ID finding a
+closed incident with the note that it looked at every status; no console errors. Screenshots
+kept (``screenshots`` fixture)."""
 
 from __future__ import annotations
 
@@ -96,7 +97,7 @@ def test_the_incident_list_is_live_and_fits_a_laptop_and_a_phone(
 
                 page.wait_for_url("**/admin/incidents/incident/")
                 rows = page.locator("#result_list tbody tr")
-                active = 3 + 2 * n  # and the two each earlier width declared
+                active = 3 + 3 * n  # and the three each earlier width declared
                 expect(rows).to_have_count(active)
                 expect(page.locator(".vigil-quick-links a.selected")).to_have_text("Active")
                 expect(page.locator(".vigil-quick-links")).to_contain_text("Mine")
@@ -171,6 +172,16 @@ def test_the_incident_list_is_live_and_fits_a_laptop_and_a_phone(
                 ticked.uncheck()
                 expect(rows.filter(has_text=f"Held {width}")).to_have_count(1, timeout=LIVE_WAIT_MS)
                 expect(rows).to_have_count(active + 2)
+
+                # Nor while an action is chosen.
+                page.select_option("select[name=action]", "acknowledge_selected")
+                _declare(f"Chosen {width}: disk full")
+                page.wait_for_timeout(8_000)
+                expect(rows.filter(has_text=f"Chosen {width}")).to_have_count(0)
+                page.select_option("select[name=action]", "")
+                expect(rows.filter(has_text=f"Chosen {width}")).to_have_count(
+                    1, timeout=LIVE_WAIT_MS
+                )
                 assert page.evaluate(BODY_FITS), f"the live list scrolls sideways at {width} px"
                 page.screenshot(path=screenshots / f"list-live-{width}.png", full_page=True)
 
@@ -183,8 +194,32 @@ def test_the_incident_list_is_live_and_fits_a_laptop_and_a_phone(
                 assert page.evaluate(BODY_FITS), f"the search scrolls sideways at {width} px"
                 page.screenshot(path=screenshots / f"list-search-{width}.png", full_page=True)
                 page.click("a.vigil-show-all")
-                expect(rows).to_have_count(active + 3)  # with the closed one
+                expect(rows).to_have_count(active + 4)  # with the closed one
                 assert errors == []
                 page.close()
+
+            # Without JavaScript: a plain page, the cards, the filters open below the list.
+            context = browser.new_context(
+                java_script_enabled=False, viewport={"width": 390, "height": 900}
+            )
+            page = context.new_page()
+            page.goto(base + "/admin/login/?next=/admin/incidents/incident/")
+            page.fill("#id_username", "grace")
+            page.fill("#id_password", PASSWORD)
+            page.click("input[type=submit]")
+            page.wait_for_url("**/admin/incidents/incident/")
+            rows = page.locator("#result_list tbody tr")
+            expect(rows).to_have_count(3 + 3 * len(WIDTHS))
+            assert rows.first.evaluate("r => getComputedStyle(r).display") == "grid"
+            filters = page.locator("#changelist-filter details.vigil-filter-box")
+            assert filters.evaluate("d => d.open")
+            results = page.locator("#changelist-form").bounding_box()
+            below = page.locator("#changelist-filter").bounding_box()
+            assert results and below and below["y"] > results["y"]
+            page.click("a.vigil-live-refresh")
+            expect(rows).to_have_count(3 + 3 * len(WIDTHS))
+            assert page.evaluate(BODY_FITS), "the list without JavaScript scrolls sideways"
+            page.screenshot(path=screenshots / "list-no-js-390.png", full_page=True)
+            context.close()
         finally:
             browser.close()

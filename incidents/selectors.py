@@ -76,7 +76,11 @@ def incident_next_due() -> Case:
     """The next SLA deadline of an active incident, for sorting and annotation: the response
     target until it is acknowledged, then the resolution target; none once it has ended (so
     ended incidents sort after every running clock). The same deadline the list's SLA column
-    counts down to (``incident_sla_clock``)."""
+    counts down to (``incident_sla_clock``).
+
+    No index holds this expression: a sort by it reads the rows the filters leave, which by
+    default are the active incidents (a handful, found through the status index), then sorts
+    them; over "All" it is a top-N sort of every incident, as for any unindexed column."""
     return Case(
         When(
             status__in=ACTIVE_STATUSES,

@@ -134,6 +134,23 @@ def test_show_all_shows_every_status(client, viewer, make_incident):
     assert "vigil-show-all" not in everything.content.decode()
 
 
+def test_the_paginators_show_all_says_it_shows_every_row_of_the_view(
+    client, viewer, make_incident, monkeypatch
+):
+    from incidents.admin.incident import IncidentAdmin
+
+    monkeypatch.setattr(IncidentAdmin, "list_per_page", 2)
+    for _ in range(3):
+        make_incident()
+    client.force_login(viewer)
+
+    html = client.get(LIST).content.decode()
+    every_row = client.get(LIST, {"all": ""})
+
+    assert 'class="showall">All 3 on one page</a>' in html
+    assert len(shown(every_row)) == 3
+
+
 def test_the_admin_search_refuses_nothing_it_used_to_find(client, viewer, make_incident):
     payments = make_incident(title="Payments API timing out")
     http = make_incident(title="Search returns HTTP 500")

@@ -1,6 +1,6 @@
 """Admin for the escalation matrix (§5.1, history-tracked policy), running escalations with
 their policy snapshot, escalation events and used acknowledge links; and, on the incident
-page, the incident's escalation state, snapshot and events.
+page, the incident's escalation schedule (panel) and who is called next (header fact).
 
 Escalations, events and link uses are written only by the escalation services, so they are
 read-only here. The matrix is policy: editable by those allowed, every change audited.
@@ -14,8 +14,8 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.db.models import QuerySet
-from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -23,11 +23,17 @@ from django.utils.safestring import SafeString, mark_safe
 from simple_history.admin import SimpleHistoryAdmin
 
 from incidents.admin.common import NoRevertMixin, ServiceWriteAdminMixin, WriteServices
-from incidents.admin.extensions import incident_page_inline_register
+from incidents.admin.display import severity_text
+from incidents.admin.extensions import (
+    HeaderFact,
+    incident_header_fact_register,
+    incident_page_panel_register,
+)
 from incidents.models import Channel, Incident
 from incidents.timeformat import when
 
 from .models import AckLinkUse, EscalationEvent, EscalationStep, IncidentEscalation
+from .schedule import EscalationSchedule, escalation_schedule
 from .services.paging import format_elapsed
 from .services.policy import (
     escalation_step_create,
@@ -191,7 +197,7 @@ class IncidentEscalationAdmin(_ReadOnly, admin.ModelAdmin):
         "state",
     )
     list_filter = (RunningFilter,)
-    list_select_related = ("incident",)
+    list_select_related = ("incident", "incident__severity")
     search_fields = ("incident__number", "incident__title")
     search_help_text = "Incident ID or title."
     ordering = ("-started_at",)
@@ -213,7 +219,7 @@ class IncidentEscalationAdmin(_ReadOnly, admin.ModelAdmin):
 
     @admin.display(description="Severity", ordering="incident__severity")
     def severity(self, obj: IncidentEscalation) -> str:
-        return f"Sev {obj.incident.severity_id}"
+        return severity_text(obj.incident.severity)
 
     @admin.display(description="State")
     def state(self, obj: IncidentEscalation) -> str:
@@ -276,61 +282,59 @@ class AckLinkUseAdmin(_ReadOnly, admin.ModelAdmin):
 
 # --- on the incident page --------------------------------------------------------------------
 
-
-class ShownOnlyFormSet(BaseInlineFormSet):
-    """The formset of a read-only inline on the incident page.
-
-    The incident admin saves through the services and never saves inline formsets, while the
-    admin's change message still reads what each formset saved; these inlines save nothing.
-    """
-
-    new_objects: list = []
-    changed_objects: list = []
-    deleted_objects: list = []
-
-    def save(self, commit: bool = True) -> list:
-        return []
+SCHEDULE_PERMISSION = "escalation.view_incidentescalation"
 
 
-class IncidentEscalationInline(_ReadOnly, admin.StackedInline):
-    """The incident's escalation: state, due times and the policy snapshot in force."""
-
-    model = IncidentEscalation
-    formset = ShownOnlyFormSet
-    can_delete = False
-    verbose_name = "escalation"
-    verbose_name_plural = "escalation (policy snapshot in force)"
-    fields = ("state", "ack_due_at", "next_due_at", "severity_from", "snapshot_display")
-    readonly_fields = fields
-
-    @admin.display(description="State")
-    def state(self, obj: IncidentEscalation) -> str:
-        if obj.stopped_at:
-            return f"Stopped {_when(obj.stopped_at)}: {obj.stop_reason}"
-        return f"Running since {_when(obj.started_at)}"
-
-    @admin.display(description="Policy snapshot")
-    def snapshot_display(self, obj: IncidentEscalation) -> SafeString:
-        return snapshot_html(obj.policy_snapshot, current=obj.incident.severity_id)
+def _schedule(request: HttpRequest, incident: Incident) -> EscalationSchedule:
+    """The incident's schedule, read once per request (the header and the panel share it)."""
+    cache = request.__dict__.setdefault("_vigil_escalation_schedules", {})
+    if incident.pk not in cache:
+        cache[incident.pk] = escalation_schedule(incident=incident)
+    return cache[incident.pk]
 
 
-class EscalationEventInline(_ReadOnly, admin.TabularInline):
-    """Every escalation step that fired for the incident."""
+def next_escalation_fact(*, request: HttpRequest, incident: Incident) -> HeaderFact | None:
+    """ "Grace Liu (IT Manager) at 01:20 by phone", for the incident page's header."""
+    schedule = _schedule(request, incident)
+    if not schedule.started:
+        return None
+    upcoming = schedule.next
+    if upcoming is None:
+        text = "none planned" if schedule.running else "stopped"
+        return HeaderFact(
+            label="Next escalation", text=text, title=schedule.stop_reason, state="none"
+        )
+    now = timezone.now()
+    title = f"{upcoming.who} by {upcoming.channel_text}"
+    if upcoming.unreachable:
+        title += f" (no address for {upcoming.unreachable_text})"
+    left = (upcoming.due_at - now).total_seconds()
+    return HeaderFact(
+        label="Next escalation",
+        text=upcoming.headline(now),
+        title=title,
+        state="warning" if left < 5 * 60 else "",
+    )
 
-    model = EscalationEvent
-    formset = ShownOnlyFormSet
-    extra = 0
-    can_delete = False
-    verbose_name_plural = "escalation events"
-    fields = ("step_label", "target", "due_at", "fired_at", "caught_up")
-    readonly_fields = fields
-    ordering = ("due_at", "id")
 
-    @admin.display(description="Step")
-    def step_label(self, obj: EscalationEvent) -> str:
-        return _step_label(obj)
+def schedule_panel(*, request: HttpRequest, incident: Incident) -> SafeString:
+    """This incident's escalation: who is called when and how, fired, planned or skipped."""
+    schedule = _schedule(request, incident)
+    return render_to_string(
+        "admin/escalation/incident_schedule.html",
+        {"schedule": schedule, "now": timezone.now(), "incident": incident},
+    )
 
 
-# The incident page is the core's; it offers a registry for what other apps show on it.
-incident_page_inline_register(IncidentEscalationInline)
-incident_page_inline_register(EscalationEventInline)
+# The incident page is the core's; it offers registries for what other apps show on it. The
+# whole policy snapshot stays on the escalation's own page (IncidentEscalationAdmin).
+incident_page_panel_register(
+    key="escalation-schedule",
+    title="Escalation schedule",
+    render=schedule_panel,
+    permission=SCHEDULE_PERMISSION,
+    placement="side",
+)
+incident_header_fact_register(
+    key="next-escalation", render=next_escalation_fact, permission=SCHEDULE_PERMISSION
+)

@@ -13,7 +13,10 @@ Two kinds of additions:
   incident admin saves through the services and never writes inline formsets, so inlines
   registered here should be read-only.
 * a panel (:func:`incident_page_panel_register`): a titled block of HTML shown in the
-  workspace, after the timeline, for users who hold its permission.
+  workspace, after the timeline, for users who hold its permission. A short panel may ask for
+  ``placement="side"``: beside the timeline on a wide screen (after it on a phone).
+* a header fact (:func:`incident_header_fact_register`): a short labelled fact in the incident
+  page's sticky header (escalation: who is called next, when and how), refreshed with it.
 
 Both are shown in the order they were registered; registering the same one twice is a no-op.
 
@@ -56,7 +59,10 @@ class IncidentPanel:
     title: str
     render: PanelRender
     permission: str | None = None
+    placement: str = "main"
 
+
+PLACEMENTS = ("main", "side")
 
 _inlines: list[type[InlineModelAdmin]] = []
 _panels: dict[str, IncidentPanel] = {}
@@ -84,16 +90,27 @@ def incident_page_inlines() -> list[type[InlineModelAdmin]]:
 
 
 def incident_page_panel_register(
-    *, key: str, title: str, render: PanelRender, permission: str | None = None
+    *,
+    key: str,
+    title: str,
+    render: PanelRender,
+    permission: str | None = None,
+    placement: str = "main",
 ) -> IncidentPanel:
     """Show a panel titled ``title`` on the incident change page.
 
     ``key`` names the panel (its HTML id is ``panel-<key>``); registering a key again replaces
     the panel in place. ``permission`` ("app_label.codename"), when given, is the one a user
-    needs to see it. A panel whose ``render`` raises is shown as unavailable and the error
-    logged: an app's bug must not take the incident page down with it.
+    needs to see it. ``placement`` is "main" (after the timeline, full width) or "side"
+    (beside the timeline on a wide screen, with the response roles). A panel whose ``render``
+    raises is shown as unavailable and the error logged: an app's bug must not take the
+    incident page down with it.
     """
-    panel = IncidentPanel(key=key, title=title, render=render, permission=permission)
+    if placement not in PLACEMENTS:
+        raise ValueError(f"placement must be one of {PLACEMENTS}, not {placement!r}.")
+    panel = IncidentPanel(
+        key=key, title=title, render=render, permission=permission, placement=placement
+    )
     _panels[key] = panel
     return panel
 
@@ -114,7 +131,76 @@ def incident_page_panels(*, request: HttpRequest, incident: Incident) -> list[di
         except Exception:
             logger.exception("Incident page panel %r failed for %s", panel.key, incident.number)
             html = format_html('<p class="vigil-muted">{}</p>', "This panel is unavailable.")
-        shown.append({"key": panel.key, "title": panel.title, "html": html})
+        shown.append(
+            {"key": panel.key, "title": panel.title, "html": html, "placement": panel.placement}
+        )
+    return shown
+
+
+# --- the incident page's header -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeaderFact:
+    """What a header fact shows: ``label`` ("Next escalation") and ``text`` (plain, escaped),
+    with ``title`` for the tooltip and ``state`` for the CSS class (``vigil-fact-<state>``:
+    "warning", "breached", "none" or "")."""
+
+    label: str
+    text: str
+    title: str = ""
+    state: str = ""
+
+
+@dataclass(frozen=True)
+class HeaderFactProvider:
+    """``render(request=..., incident=...)`` returns a :class:`HeaderFact` or None."""
+
+    key: str
+    render: PanelRender
+    permission: str | None = None
+
+
+_header_facts: dict[str, HeaderFactProvider] = {}
+
+
+def incident_header_fact_register(
+    *, key: str, render: PanelRender, permission: str | None = None
+) -> HeaderFactProvider:
+    """Show a fact in the incident page's sticky header, after the core's own (ID, severity,
+    status, priority, incident manager, SLA clock).
+
+    ``render(request=..., incident=...)`` returns a :class:`HeaderFact`, or None to show
+    nothing. It runs on every refresh of the header (every few seconds while the page is
+    open), so it should cost a fixed, small number of queries. Registering ``key`` again
+    replaces the provider in place; ``permission``, when given, is the one a user needs to see
+    it. A provider that raises is logged and left out.
+    """
+    provider = HeaderFactProvider(key=key, render=render, permission=permission)
+    _header_facts[key] = provider
+    return provider
+
+
+def incident_header_fact_unregister(*, key: str) -> None:
+    """Take the header fact ``key`` off the incident page (no-op when it is not there)."""
+    _header_facts.pop(key, None)
+
+
+def incident_header_facts(*, request: HttpRequest, incident: Incident) -> list[dict[str, Any]]:
+    """The header facts ``request.user`` may see that have something to show, in
+    registration order."""
+    shown = []
+    for provider in _header_facts.values():
+        if provider.permission and not request.user.has_perm(provider.permission):
+            continue
+        try:
+            fact = provider.render(request=request, incident=incident)
+        except Exception:
+            logger.exception("Incident header fact %r failed for %s", provider.key, incident.number)
+            continue
+        if fact is None:
+            continue
+        shown.append({"key": provider.key, "fact": fact})
     return shown
 
 

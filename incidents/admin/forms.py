@@ -10,6 +10,7 @@ from django.core.exceptions import NON_FIELD_ERRORS
 
 from ..errors import VigilError
 from ..models import (
+    CLOSE_REQUIRED_FIELDS,
     ORDERED_TIMESTAMPS,
     Channel,
     Incident,
@@ -17,6 +18,7 @@ from ..models import (
     Level,
     ResponseRole,
     SeverityLevel,
+    missing_fields,
     timestamp_order_errors,
 )
 from ..models.policy import validate_channels
@@ -374,11 +376,48 @@ class ReopenForm(forms.Form):
         return {"reason": self.cleaned_data["reason"]}
 
 
-# Actions that need input get a small form page of their own; the others are one click.
+class CloseForm(forms.Form):
+    """Closing in one step: the §6.2 report fields closing needs, pre-filled with what the
+    incident already holds, saved together with the close (``incident_close_with_report``).
+    A field left out of the submission keeps its value; the close guard names what is still
+    missing."""
+
+    REPORT_FIELDS = (*CLOSE_REQUIRED_FIELDS, "lessons_learned")
+
+    def __init__(self, *args: Any, incident: Incident, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.missing = set(missing_fields(incident, CLOSE_REQUIRED_FIELDS))
+        # The missing ones first: they are what stands between the incident and closing.
+        for name in sorted(self.REPORT_FIELDS, key=lambda n: n not in self.missing):
+            model_field = Incident._meta.get_field(name)
+            self.fields[name] = forms.CharField(
+                label=str(model_field.verbose_name).capitalize(),
+                required=False,
+                initial=getattr(incident, name),
+                help_text=(
+                    "Missing: required to close."
+                    if name in self.missing
+                    else ("Optional." if name not in CLOSE_REQUIRED_FIELDS else "")
+                ),
+                widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+            )
+
+    def service_params(self) -> dict[str, Any]:
+        report = {
+            name: (self.cleaned_data.get(name) or "").strip()
+            for name in self.REPORT_FIELDS
+            if name in self.data
+        }
+        return {"report": report}
+
+
+# Actions that need input open a small form in place (and have a page of their own, for links
+# and refusals); the others are one click.
 TRANSITION_FORMS: dict[str, type[forms.Form]] = {
     "resolve": ResolveForm,
     "cancel": CancelForm,
     "reopen": ReopenForm,
+    "close": CloseForm,
 }
 
 

@@ -27,12 +27,18 @@ from ..models import Incident, ResponseRole, Source, Status
 from ..selectors import (
     ACTIONS,
     actions_available,
+    incident_list,
     incident_manager_of,
     incident_report,
-    incident_timeline,
 )
-from ..services import incident_note_add, incident_roles_assign, incident_transition
+from ..services import (
+    incident_close_with_report,
+    incident_note_add,
+    incident_roles_assign,
+    incident_transition,
+)
 from ..services.lifecycle import action_permission
+from . import cockpit
 from . import display as ui
 from .extensions import incident_page_panels
 from .forms import TRANSITION_FORMS, NoteForm, RoleAssignForm, attach_errors, role_holder_ids
@@ -73,6 +79,11 @@ ACTION_DONE = {
 INCIDENT_ID = re.compile(r"^\s*INC-\d{4}-\d{4}-\d{3,}\s*$", re.IGNORECASE)
 
 
+def action_auto_id(action: str) -> str:
+    """HTML ids of an action's form fields: apart from the details form's on the same page."""
+    return f"id_{action}_%s"
+
+
 def field_label(name: str) -> str:
     try:
         return str(Incident._meta.get_field(name).verbose_name).capitalize()
@@ -98,20 +109,40 @@ class IncidentWorkspaceMixin:
 
     def _workspace(self, request: HttpRequest, incident: Incident) -> dict[str, Any]:
         user = request.user
-        actions = [
-            {
-                "name": name,
-                "label": ACTION_LABELS[name],
-                "help": ACTION_HELP[name],
-                "url": self._url("transition", incident, name),
-                "needs_input": name in TRANSITION_FORMS,
-            }
-            for name in actions_available(incident, user)
-        ]
+        # A refused in-place action comes back with its form bound, errors shown, left open.
+        opened_action, opened_form = getattr(request, "_vigil_open", (None, None))
+        actions = []
+        for name in actions_available(incident, user):
+            form_class = TRANSITION_FORMS.get(name)
+            form = None
+            if form_class is not None:
+                form = (
+                    opened_form
+                    if name == opened_action
+                    else form_class(incident=incident, auto_id=action_auto_id(name))
+                )
+            actions.append(
+                {
+                    "name": name,
+                    "label": ACTION_LABELS[name].rstrip("…") + ("…" if form is not None else ""),
+                    "help": ACTION_HELP[name],
+                    "url": self._url("transition", incident, name),
+                    "needs_input": form is not None,
+                    "form": form,
+                    "open": name == opened_action,
+                }
+            )
         can_assign = user.has_perm("incidents.assign_incident_roles")
+        panels = incident_page_panels(request=request, incident=incident)
+        timeline = cockpit.timeline_context(incident, params=request.GET)
+        live_url = self._url("live", incident)
         return {
             "incident": incident,
             "actions": actions,
+            "header": cockpit.header_context(request, incident),
+            "live_header_url": f"{live_url}?part=header&status={incident.status}",
+            "live_timeline_url": f"{live_url}?part=timeline",
+            "change_url": self._url("change", incident),
             "severity": ui.severity_badge(incident.severity),
             "status": ui.status_badge(incident.status),
             "sla": ui.sla_badge(incident),
@@ -120,13 +151,54 @@ class IncidentWorkspaceMixin:
             "roles": self._role_rows(incident, with_choices=can_assign),
             "can_assign": can_assign,
             "role_url": self._url("role", incident),
-            "timeline": list(incident_timeline(incident=incident)),
+            "timeline": timeline,
             "can_note": user.has_perm("incidents.add_timelineentry"),
             "note_form": NoteForm(),
             "note_url": self._url("note", incident),
             "report_url": self._url("report", incident),
-            "panels": incident_page_panels(request=request, incident=incident),
+            "panels": [p for p in panels if p["placement"] != "side"],
+            "side_panels": [p for p in panels if p["placement"] == "side"],
         }
+
+    def live_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """A fragment of the incident page for htmx to refresh: ``part=header`` (the sticky
+        header's facts) or ``part=timeline`` (the entries, for the filter and order asked;
+        204 when nothing arrived since ``last``). Needs the page's own permission."""
+        part = request.GET.get("part")
+        if part not in ("header", "timeline"):
+            raise Http404("Unknown part of the incident page.")
+        incident = self._incident_for(
+            request, object_id, incident_list().select_related("severity")
+        )
+        live_url = self._url("live", incident)
+        if part == "header":
+            context = {
+                "vigil": {
+                    "incident": incident,
+                    "header": cockpit.header_context(request, incident),
+                    "live_header_url": f"{live_url}?part=header&status={incident.status}",
+                    "change_url": self._url("change", incident),
+                },
+                "page_status": request.GET.get("status", incident.status),
+            }
+            template = "admin/incidents/incident/includes/header_facts.html"
+        else:
+            timeline = cockpit.timeline_context(incident, params=request.GET)
+            last = request.GET.get("last")
+            if last is not None and last == str(timeline["newest"]):
+                return HttpResponse(status=204)
+            context = {
+                "vigil": {
+                    "incident": incident,
+                    "timeline": timeline,
+                    "live_timeline_url": f"{live_url}?part=timeline",
+                    "change_url": self._url("change", incident),
+                }
+            }
+            template = "admin/incidents/incident/includes/timeline_entries.html"
+        response = TemplateResponse(request, template, context)
+        response["Cache-Control"] = "no-store"
+        return response
 
     def _role_rows(self, incident: Incident, *, with_choices: bool) -> list[dict[str, Any]]:
         holders = {a.role_id: a for a in incident.role_assignments.all()}
@@ -183,6 +255,7 @@ class IncidentWorkspaceMixin:
             path("<path:object_id>/note/", wrap(self.note_view), name=f"{prefix}_note"),
             path("<path:object_id>/role/", wrap(self.role_view), name=f"{prefix}_role"),
             path("<path:object_id>/report/", wrap(self.report_view), name=f"{prefix}_report"),
+            path("<path:object_id>/live/", wrap(self.live_view), name=f"{prefix}_live"),
         ]
         return custom + super().get_urls()
 
@@ -219,22 +292,27 @@ class IncidentWorkspaceMixin:
                 return redirect(change_url)
             return self._transition_page(request, incident, action, form_class(incident=incident))
 
-        form = form_class(request.POST, incident=incident) if form_class else None
+        form = None
+        if form_class is not None:
+            form = form_class(request.POST, incident=incident, auto_id=action_auto_id(action))
         if form is not None and not form.is_valid():
-            return self._transition_page(request, incident, action, form)
+            return self._refused(request, incident, action, form)
         before = incident.status
+        # Closing saves the report fields the form completed in the same transaction.
+        service = incident_close_with_report if action == "close" else incident_transition
+        params = {"action": action} if action != "close" else {}
         try:
-            result = incident_transition(
+            result = service(
                 incident=incident,
-                action=action,
                 actor=request.user,
                 source=Source.ADMIN,
+                **params,
                 **(form.service_params() if form is not None else {}),
             )
         except (InvalidInput, GuardFailed) as exc:
             if form is not None:
                 attach_errors(form, exc)
-                return self._transition_page(request, incident, action, form)
+                return self._refused(request, incident, action, form)
             messages.error(request, error_text(exc))
             return redirect(change_url)
         except VigilError as exc:
@@ -251,6 +329,21 @@ class IncidentWorkspaceMixin:
             self.log_change(request, result, f"{ACTION_LABELS[action].rstrip('…')}: {change}")
             messages.success(request, f"{result.number}: {change}.")
         return redirect(change_url)
+
+    def _refused(self, request, incident, action, form) -> HttpResponse:
+        """A refused action asked for in place: the incident page again, nothing saved, with
+        the action's form open and its errors on it (or the action's own page when it was
+        asked for there)."""
+        if request.POST.get("_from") != "page":
+            return self._transition_page(request, incident, action, form)
+        request._vigil_open = (action, form)
+        # The page as a GET would show it (the POST was this action's, not the details form's).
+        method, request.method = request.method, "GET"
+        try:
+            response = self.change_view(request, str(incident.pk))
+        finally:
+            request.method = method
+        return response
 
     def _transition_page(self, request, incident, action, form) -> HttpResponse:
         context = {

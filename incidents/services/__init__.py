@@ -1,6 +1,11 @@
 """Writes of the incident core. Admin, API, webhooks and tasks call these and nothing else."""
 
-from .editing import incident_edit, incident_roles_assign, incident_roles_replace
+from .editing import (
+    incident_close_with_report,
+    incident_edit,
+    incident_roles_assign,
+    incident_roles_replace,
+)
 from .incidents import (
     incident_change_severity,
     incident_create,
@@ -29,6 +34,7 @@ __all__ = [
     "incident_cancel",
     "incident_change_severity",
     "incident_close",
+    "incident_close_with_report",
     "incident_create",
     "incident_edit",
     "incident_investigate",

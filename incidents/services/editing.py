@@ -14,6 +14,7 @@ from django.db import transaction
 
 from ..models import Incident, Level, ResponseRole, RoleAssignment, Status
 from .incidents import _severity, incident_change_severity, incident_role_assign, incident_update
+from .lifecycle import incident_close
 from .policy import priority_check, severity_defaults
 
 
@@ -97,6 +98,26 @@ def _priority_precheck(
     if impact not in Level.values or urgency not in Level.values:
         return  # the service names the bad value
     priority_check(actor=actor, severity=level, impact=impact, urgency=urgency, reason="")
+
+
+@transaction.atomic
+def incident_close_with_report(
+    *, incident: Incident, actor: Any, source: str, report: Mapping[str, Any]
+) -> Incident:
+    """Complete the report and close the incident, as one change.
+
+    ``report`` holds report fields (any of ``EDITABLE_FIELDS``, in practice summary, root
+    cause, resolution, business impact and lessons learned) to save through
+    :func:`incident_update`; then :func:`incident_close` runs its permission, status and guard
+    checks on the saved values. One transaction: when the close is refused (GuardFailed,
+    TransitionNotAllowed, ActionForbidden) the report fields are not saved either. Idempotent:
+    closing a closed incident with an unchanged report writes nothing.
+    """
+    current = Incident.objects.get(pk=incident.pk)
+    changes = {name: value for name, value in report.items() if getattr(current, name) != value}
+    if changes and current.status != Status.CLOSED:
+        incident = incident_update(incident=current, actor=actor, source=source, **changes)
+    return incident_close(incident=incident, actor=actor, source=source)
 
 
 def _role_key(role: ResponseRole | str) -> str:

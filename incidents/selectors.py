@@ -115,6 +115,8 @@ def incident_search(*, queryset: QuerySet[Incident], term: str) -> QuerySet[Inci
     for word in smart_split(term):
         if word[0] in "\"'" and word[-1] == word[0]:
             word = unescape_string_literal(word)
+        if not word:  # a lone or empty pair of quotes
+            continue
         people = get_user_model().objects.filter(
             Q(username__icontains=word)
             | Q(first_name__icontains=word)

@@ -161,6 +161,7 @@ def test_the_admin_search_refuses_nothing_it_used_to_find(client, viewer, make_i
     assert shown(client.get(LIST, {"q": '"returns HTTP"'})) == [http.number]
     assert shown(client.get(LIST, {"q": "500"})) == [http.number]
     assert shown(client.get(LIST, {"q": "nothing-like-this"})) == []
+    assert len(shown(client.get(LIST, {"q": '"" payments'}))) == 1
 
 
 # --- mine ---------------------------------------------------------------------------------------

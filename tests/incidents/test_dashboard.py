@@ -25,9 +25,9 @@ from incidents.admin.extensions import (
 )
 from incidents.models import Incident, ResponseRole, Source
 from incidents.services import incident_acknowledge, incident_create, incident_role_assign
-from reviews.models import Review
+from reviews.models import DocumentationClock, Review
 from reviews.services.actions import action_item_create
-from tests.events import followed
+from tests.events import follow_events, followed
 from tests.factories import IncidentFactory
 
 pytestmark = pytest.mark.django_db
@@ -133,6 +133,22 @@ def test_the_summary_counts_by_severity_and_links_to_the_list(client, viewer):
     assert "3 active" in html and "2 not acknowledged" in html and "0 past target" in html
 
 
+def test_each_part_stops_at_ten_and_says_how_many_more(client, incident_manager):
+    for n in range(12):
+        incident(severity=3, ago=n * MIN)
+        mine = incident(severity=4, status="investigating")
+        assign(mine, ResponseRole.INCIDENT_MANAGER, incident_manager)
+    client.force_login(incident_manager)
+
+    html = index(client)
+
+    assert len(rows(client)) == 20
+    changelist = reverse("admin:incidents_incident_changelist")
+    assert f'<a href="{changelist}?status=open">2 more not acknowledged</a>' in html
+    assert f'<a href="{changelist}?mine=yes">2 more of yours</a>' in html
+    assert "more past target" not in html
+
+
 def test_nothing_needs_me(client, viewer):
     incident(severity=4, status="acknowledged")
     client.force_login(viewer)
@@ -221,6 +237,23 @@ def test_due_from_me_comes_from_communications_and_reviews(client, communication
     assert reverse("admin:reviews_review_change", args=[review.pk]) in html
     # The action item was due by the end of yesterday (UTC here).
     assert due[0].countdown == "10 h over" and "10 h over" in html
+
+
+def test_the_incident_report_is_due_from_the_incident_manager(client, incident_manager, viewer):
+    resolved = IncidentFactory(
+        severity=2, status="resolved", roles={ResponseRole.INCIDENT_MANAGER: incident_manager}
+    )
+    follow_events()
+    clock = DocumentationClock.objects.get(incident=resolved)
+    client.force_login(incident_manager)
+
+    row = next(row for row in rows(client) if row.reason == "Due from you: incident report")
+
+    assert row.title == f"{resolved.number} · Complete the incident report"
+    assert row.deadline == clock.due_at and row.countdown == "2 d left"
+    assert row.url.endswith("#panel-documentation")
+    client.force_login(viewer)
+    assert not any(row.tone == "due" for row in rows(client))
 
 
 def test_a_failing_due_provider_leaves_the_rest(client, viewer, caplog):

@@ -1,5 +1,6 @@
 """Reviews' part of the admin index's "What needs you now": the reviews the user facilitates
-that are still to hold, and the action items they own that are not done. Registered from
+that are still to hold, the action items they own that are not done, and the incident reports
+(the 48-hour documentation rule) due from them as incident manager. Registered from
 ``ready()`` through the core's due-from-user registry."""
 
 from __future__ import annotations
@@ -7,12 +8,14 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
+from django.db.models import Exists, OuterRef, Q
 from django.urls import reverse
 from django.utils import timezone
 
 from incidents.admin.extensions import DueItem, admin_due_provider_register
+from incidents.models import ResponseRole, RoleAssignment
 
-from .models import ActionItem, ActionStatus, Review, ReviewStatus
+from .models import ActionItem, ActionStatus, DocumentationClock, Review, ReviewStatus
 
 # Rows per kind: the dashboard shows what is due first, not everything.
 LIMIT = 10
@@ -70,10 +73,44 @@ def action_items_due(*, user: Any, now: datetime) -> list[DueItem]:
     ]
 
 
+def reports_due(*, user: Any, now: datetime) -> list[DueItem]:
+    """Incident reports still to complete on incidents the user manages: running or missed,
+    not paused by a reopening (one query)."""
+    manages = Exists(
+        RoleAssignment.objects.filter(
+            incident=OuterRef("incident"), user=user.pk, role__key=ResponseRole.INCIDENT_MANAGER
+        )
+    )
+    clocks = (
+        DocumentationClock.objects.filter(manages, completed_at__isnull=True)
+        .filter(Q(missed_at__isnull=False) | Q(next_check_at__isnull=False))
+        .select_related("incident")
+        .order_by("due_at", "pk")[:LIMIT]
+    )
+    return [
+        DueItem(
+            key=str(clock.pk),
+            kind="incident report",
+            title="Complete the incident report",
+            url=reverse("admin:incidents_incident_change", args=[clock.incident_id])
+            + "#panel-documentation",
+            due_at=clock.due_at,
+            incident_number=clock.incident.number,
+            severity=clock.incident.severity_id,
+        )
+        for clock in clocks
+    ]
+
+
 def register() -> None:
     admin_due_provider_register(
         key="reviews", provide=reviews_due, permission="reviews.view_review"
     )
     admin_due_provider_register(
         key="action-items", provide=action_items_due, permission="reviews.view_actionitem"
+    )
+    admin_due_provider_register(
+        key="incident-reports",
+        provide=reports_due,
+        permission="reviews.view_documentationclock",
     )

@@ -161,6 +161,50 @@ def test_the_live_header_says_when_the_status_changed_under_the_page(client, inc
     assert "reload for its actions" not in same.content.decode()
 
 
+def test_header_facts_other_apps_register_show_for_those_allowed_and_never_break_the_page(
+    client, viewer, incident_manager, caplog
+):
+    from incidents.admin.extensions import (
+        HeaderFact,
+        incident_header_fact_register,
+        incident_header_fact_unregister,
+    )
+
+    incident = incident_create(actor=None, source=Source.SYSTEM, title="Slow", severity=3)
+
+    def broken(**_):
+        raise RuntimeError("boom")
+
+    incident_header_fact_register(
+        key="test-bridge",
+        render=lambda *, request, incident: HeaderFact(label="Bridge", text="<b>room 4</b>"),
+        permission="incidents.assign_incident_roles",
+    )
+    incident_header_fact_register(key="test-broken", render=broken)
+    try:
+        client.force_login(incident_manager)
+        page = client.get(url("change", incident.pk))
+        assert page.status_code == 200
+        facts = header(page.content.decode())
+        assert "Bridge</span> &lt;b&gt;room 4&lt;/b&gt;" in facts
+        assert "test-broken" in caplog.text
+        live = client.get(url("live", incident.pk) + "?part=header").content.decode()
+        assert "Bridge</span> &lt;b&gt;room 4&lt;/b&gt;" in live
+
+        client.force_login(viewer)
+        assert "Bridge" not in header(client.get(url("change", incident.pk)).content.decode())
+    finally:
+        incident_header_fact_unregister(key="test-bridge")
+        incident_header_fact_unregister(key="test-broken")
+
+
+def test_a_panel_with_an_unknown_placement_is_refused():
+    from incidents.admin.extensions import incident_page_panel_register
+
+    with pytest.raises(ValueError, match="placement"):
+        incident_page_panel_register(key="test-x", title="X", render=str, placement="top")
+
+
 # --- the escalation schedule ----------------------------------------------------------------------
 
 
@@ -175,6 +219,9 @@ def test_the_schedule_lists_fired_planned_and_skipped_steps(client, clock, grace
     client.force_login(viewer)
 
     html = client.get(url("change", incident.pk)).content.decode()
+    # Beside the timeline (a "side" panel), before the details.
+    side = html.index('class="vigil-workspace-side"')
+    assert side < html.index('id="panel-escalation-schedule"') < html.index('id="details"')
     panel = schedule(html)
     rows = re.findall(r'<li class="vigil-schedule-(\w+)[^"]*">(.*?)</li>', panel, re.S)
     states = [(state, text(body)) for state, body in rows]

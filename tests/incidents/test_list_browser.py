@@ -9,6 +9,7 @@ kept (``screenshots`` fixture)."""
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import timedelta
 
@@ -169,6 +170,10 @@ def test_the_incident_list_is_live_and_fits_a_laptop_and_a_phone(
                 page.wait_for_timeout(8_000)  # over a poll's interval
                 expect(rows.filter(has_text=f"Held {width}")).to_have_count(0)
                 expect(ticked).to_be_checked()
+                expect(page.locator("#vigil-live-list")).to_have_class(
+                    re.compile("vigil-live-paused")
+                )
+                page.screenshot(path=screenshots / f"list-paused-{width}.png", full_page=True)
                 ticked.uncheck()
                 expect(rows.filter(has_text=f"Held {width}")).to_have_count(1, timeout=LIVE_WAIT_MS)
                 expect(rows).to_have_count(active + 2)

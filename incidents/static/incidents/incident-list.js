@@ -44,7 +44,9 @@
         if (event.detail.elt.id !== LIST) {
             return;
         }
-        if (busy() || document.hidden) {
+        const held = busy();
+        event.detail.elt.classList.toggle("vigil-live-paused", held);
+        if (held || document.hidden) {
             event.preventDefault();
         }
     });

@@ -172,14 +172,18 @@ class IncidentWorkspaceMixin:
         )
         live_url = self._url("live", incident)
         if part == "header":
+            # The status the page was opened in: its actions are that status's.
+            page_status = request.GET.get("status", "")
+            if page_status not in Status.values:
+                page_status = incident.status
             context = {
                 "vigil": {
                     "incident": incident,
                     "header": cockpit.header_context(request, incident),
-                    "live_header_url": f"{live_url}?part=header&status={incident.status}",
+                    "live_header_url": f"{live_url}?part=header&status={page_status}",
                     "change_url": self._url("change", incident),
                 },
-                "page_status": request.GET.get("status", incident.status),
+                "page_status": page_status,
             }
             template = "admin/incidents/incident/includes/header_facts.html"
         else:

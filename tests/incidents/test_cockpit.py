@@ -157,6 +157,8 @@ def test_the_live_header_says_when_the_status_changed_under_the_page(client, inc
     live = client.get(url("live", incident.pk) + "?part=header&status=open").content.decode()
 
     assert "Now acknowledged: reload for its actions" in live
+    # The next refresh still compares with the status the page was opened in.
+    assert "part=header&amp;status=open" in live
     same = client.get(url("live", incident.pk) + "?part=header&status=acknowledged")
     assert "reload for its actions" not in same.content.decode()
 

@@ -87,7 +87,12 @@ def acknowledge_link(request: HttpRequest) -> HttpResponse:
         return _page(
             request,
             "escalation/ack_done.html",
-            {"incident": result.incident, "actor": result.actor, "outcome": result.outcome},
+            {
+                "incident": result.incident,
+                "actor": result.actor,
+                "outcome": result.outcome,
+                "roles": result.roles,
+            },
         )
     try:
         incident, user, contact = ack_link_check(ack_link_read(token))

@@ -315,6 +315,7 @@ class AckLinkResult:
     outcome: str
     actor: Any
     use: AckLinkUse
+    roles: tuple[str, ...] = ()  # names of the response roles the acknowledger took
 
 
 def ack_link_check(payload: dict[str, Any]) -> tuple[Incident, Any, Contact | None]:
@@ -404,6 +405,7 @@ def ack_link_use(*, token: str) -> AckLinkResult:
             status=410,
             code="used",
         ) from None
+    roles: list[str] = []
     if not already:
         try:
             incident = incident_acknowledge(incident=incident, actor=user, source=Source.EMAIL)
@@ -421,8 +423,10 @@ def ack_link_use(*, token: str) -> AckLinkResult:
             ),
             data={"ack_link": use.nonce, "contact": use.contact_id, "channel": use.channel},
         )
-        paged_roles_claim(incident=incident, user=user, role_keys=payload.get("r") or [])
-    return AckLinkResult(incident=incident, outcome=use.outcome, actor=user, use=use)
+        roles = paged_roles_claim(incident=incident, user=user, role_keys=payload.get("r") or [])
+    return AckLinkResult(
+        incident=incident, outcome=use.outcome, actor=user, use=use, roles=tuple(roles)
+    )
 
 
 def paged_roles_claim(*, incident: Incident, user: Any, role_keys: Iterable[str]) -> list[str]:
@@ -430,7 +434,7 @@ def paged_roles_claim(*, incident: Incident, user: Any, role_keys: Iterable[str]
     ``role_keys``, each of those response roles that nobody holds on it (the incident
     policy's ``acknowledger_takes_role``), through ``incident_role_claim`` (timeline entry,
     history, event). A role held, or a user who cannot hold one (a Viewer), is left as it is.
-    Returns the keys of the roles taken. Idempotent."""
+    Returns the names of the roles taken. Idempotent."""
     keys = [key for key in role_keys if isinstance(key, str) and key]
     if not keys or not incident_policy_get().acknowledger_takes_role:
         return []
@@ -444,7 +448,7 @@ def paged_roles_claim(*, incident: Incident, user: Any, role_keys: Iterable[str]
             why="acknowledged the page sent for this role",
         )
         if assignment is not None:
-            taken.append(role.key)
+            taken.append(role.name)
     return taken
 
 

@@ -69,6 +69,7 @@ def test_acknowledging_by_link_takes_the_empty_paged_role(client, reachable_poli
     response = acknowledge(client, link_for(incident, lead, "slack"))
 
     assert response.status_code == 200
+    assert "You now hold the <strong>Technical Lead</strong> role" in response.content.decode()
     assert holders(incident) == {"technical_lead": lead.user.username}
     entry = incident.timeline.get(kind=Kind.ROLE)
     assert (entry.actor, entry.source) == (lead.user, Source.EMAIL)

@@ -55,6 +55,47 @@ def short_error(obj: Notification) -> str:
     )
 
 
+ESCALATION_KINDS = {
+    "page": "Page",
+    "step": "Escalation step",
+    "ack_timeout": "Acknowledgement timeout",
+}
+
+
+def message_kind(template: str) -> str:
+    """What a notification is, in words, from the template it was made with: an escalation
+    page's "escalation/page/email.txt" is "Page", "communications/first_update_reminder" is
+    "First update reminder" (the list shows no template paths)."""
+    parts = [p for p in (template or "").split("/") if p]
+    if not parts:
+        return "–"
+    if parts[0] == "escalation" and len(parts) > 1:
+        return ESCALATION_KINDS.get(parts[1], parts[1].replace("_", " ").capitalize())
+    name = parts[-1].rsplit(".", 1)[0] if parts[-1].endswith(".txt") else parts[-1]
+    words = name.replace("-", " ").replace("_", " ").split()
+    if len(words) > 1 and words[-1] == "email":
+        words = words[:-1]
+    return " ".join(words).capitalize() or "–"
+
+
+class MessageKindFilter(admin.SimpleListFilter):
+    title = "message"
+    parameter_name = "template"
+
+    def lookups(self, request, model_admin):
+        names = Notification.objects.order_by().values_list("template", flat=True).distinct()
+        kinds: dict[str, str] = {}
+        for name in names:
+            kinds.setdefault(message_kind(name), name)
+        return sorted(((label, label) for label in kinds), key=lambda item: item[1])
+
+    def queryset(self, request, queryset):
+        if not self.value():
+            return queryset
+        names = Notification.objects.order_by().values_list("template", flat=True).distinct()
+        return queryset.filter(template__in=[n for n in names if message_kind(n) == self.value()])
+
+
 class ReadOnlyMixin:
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
@@ -80,7 +121,7 @@ class NotificationAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "next_or_done",
     )
     list_display_links = ("created_at",)
-    list_filter = ("status", "channel", "template")
+    list_filter = ("status", "channel", MessageKindFilter)
     list_select_related = ("incident", "contact")
     search_fields = ("recipient", "idempotency_key", "provider_message_id", "incident__number")
     search_help_text = "Recipient, incident ID, idempotency key or provider message id."
@@ -88,7 +129,7 @@ class NotificationAdmin(ReadOnlyMixin, admin.ModelAdmin):
     show_full_result_count = False
     list_per_page = 50
     actions = ("retry_now",)
-    readonly_fields = ("body_shown", "context_shown")
+    readonly_fields = ("body_shown", "context_shown", "message_label")
     fieldsets = (
         (
             None,
@@ -99,7 +140,7 @@ class NotificationAdmin(ReadOnlyMixin, admin.ModelAdmin):
                     "channel",
                     "recipient",
                     "reason",
-                    "template",
+                    "message_label",
                     "subject",
                     "body_shown",
                 )
@@ -140,6 +181,10 @@ class NotificationAdmin(ReadOnlyMixin, admin.ModelAdmin):
                 for a in context["attachments"]
             ]
         return format_html("<pre>{}</pre>", json.dumps(context, indent=2, ensure_ascii=False))
+
+    @admin.display(description="Message", ordering="template")
+    def message_label(self, obj: Notification) -> str:
+        return message_kind(obj.template)
 
     @admin.display(description="Status", ordering="status")
     def status_label(self, obj: Notification) -> str:

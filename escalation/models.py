@@ -53,6 +53,7 @@ class IncidentEscalation(models.Model):
         help_text="The escalation matrix and contacts in force when escalation started.",
     )
     severity_from = models.DateTimeField(
+        "steps counted from",
         default=timezone.now,
         help_text=(
             "Steps of the current severity's row due from this time on fire: the detection "
@@ -95,7 +96,7 @@ class EscalationEvent(models.Model):
     due_at = models.DateTimeField()
     fired_at = models.DateTimeField(default=timezone.now)
     caught_up = models.BooleanField(
-        default=False, help_text="Fired late, after the scheduler was down."
+        "sent late", default=False, help_text="Fired late, after the scheduler was down."
     )
 
     class Meta:

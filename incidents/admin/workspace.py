@@ -344,7 +344,10 @@ class IncidentWorkspaceMixin:
         # The page as a GET would show it (the POST was this action's, not the details form's).
         method, request.method = request.method, "GET"
         try:
-            response = self.change_view(request, str(incident.pk))
+            # Its forms post to the incident page, not back to this action.
+            response = self.change_view(
+                request, str(incident.pk), form_url=self._url("change", incident)
+            )
         finally:
             request.method = method
         return response

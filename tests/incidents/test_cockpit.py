@@ -13,7 +13,6 @@ import time_machine
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from django.utils import timezone
 
 from escalation.services import escalation_sweep
 from incidents.models import Contact, EscalationContact, Incident, Kind, Source, Status
@@ -24,6 +23,7 @@ from incidents.services import (
     incident_role_assign,
     incident_transition,
 )
+from incidents.timeformat import time_text
 from tests.escalation import escalation_fixtures
 from tests.escalation.escalation_fixtures import T0
 from tests.events import follow_events, followed
@@ -40,7 +40,8 @@ def url(name: str, *args) -> str:
 
 
 def hhmm(moment) -> str:
-    return timezone.localtime(moment).strftime("%H:%M")
+    """A time of today as the page shows it: "09:30 UTC"."""
+    return time_text(moment)
 
 
 def section(html: str, start: str, end: str | None = None) -> str:
@@ -344,6 +345,9 @@ def test_a_refused_close_saves_nothing_and_shows_the_errors_on_the_open_form(
     assert "Required to close." in close
     # What was typed is still there, to correct and send again.
     assert "A bad release.</textarea>" in close
+    # The page's own forms and links lead to the incident page, not back to the close.
+    assert f'action="{url("change", incident.pk)}" method="post" id="incident_form"' in html
+    assert f'href="{url("change", incident.pk)}?timeline=notes' in html
     incident.refresh_from_db()
     assert incident.status == Status.RESOLVED
     assert incident.root_cause == ""
@@ -418,8 +422,9 @@ def test_the_timeline_shows_everything_oldest_first_by_default(client, viewer, n
     kinds = entries(html)
     assert kinds[0] == Kind.CREATED and kinds[-1] == Kind.DECISION
     assert Kind.STATUS in kinds
-    assert 'href="?timeline=notes&amp;order=oldest#timeline"' in html
-    assert 'href="?timeline=all&amp;order=newest#timeline"' in html
+    page = url("change", noted.pk)
+    assert f'href="{page}?timeline=notes&amp;order=oldest#timeline"' in html
+    assert f'href="{page}?timeline=all&amp;order=newest#timeline"' in html
 
 
 def test_the_timeline_filtered_to_notes_and_decisions_newest_first(client, viewer, noted):

@@ -15,9 +15,9 @@ from typing import Any
 
 from django.db.models import Q
 from django.utils import timezone
-from django.utils.dateformat import format as date_format
 
 from incidents.models import Channel, Incident
+from incidents.timeformat import time_text, when
 
 from .models import EscalationEvent, IncidentEscalation, Notification
 from .services.paging import BROADCAST_CHANNELS, Recipient
@@ -74,10 +74,10 @@ class ScheduleRow:
         return ", ".join(channel_word(c) for c in self.channels) or "–"
 
     def when_text(self, now: datetime | None = None) -> str:
-        """ "01:20", or "4 Dec 01:20" when not today (local time)."""
+        """ "01:20 CET", or "4 Dec 2026, 01:20 CET" when not today (the reader's zone)."""
         local = timezone.localtime(self.due_at)
         today = timezone.localtime(now or timezone.now()).date()
-        return date_format(local, "H:i" if local.date() == today else "j M H:i")
+        return time_text(local) if local.date() == today else when(local)
 
     def headline(self, now: datetime | None = None) -> str:
         """ "Grace Liu (IT Manager) at 01:20 by phone": the first channel; all are listed in

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from ..models import Incident, Kind, SeverityLevel, Status
 from ..selectors import incident_manager_of, incident_sla_clock, incident_timeline
+from ..timeformat import when
 from . import display as ui
 from .extensions import incident_header_facts
 
@@ -61,8 +62,7 @@ def sla_fact(incident: Incident, now: datetime | None = None) -> dict[str, str]:
         state = ui.clock_state(incident, clock)
         state = "approaching" if state in ("warning", "approaching") else "running"
         text = f"{ui.duration_text(remaining)} left"
-    due = timezone.localtime(clock.due_at)
-    title = f"{SLA_LABELS[clock.target]} by {due:%Y-%m-%d %H:%M %Z}"
+    title = f"{SLA_LABELS[clock.target]} by {when(clock.due_at)}"
     if clock.target == "resolution" and incident.response_breached_at(now):
         title += " (the response target was missed)"
     return {"label": SLA_LABELS[clock.target], "text": text, "state": state, "title": title}

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from ..models import Incident
 from ..selectors import dashboard_needs, incident_sla_clock
+from ..timeformat import time_text, when
 from .display import clock_state, duration_text, severity_badge, status_badge
 from .extensions import DueItem, admin_due_items, admin_index_panels
 
@@ -65,11 +66,12 @@ def countdown_text(deadline: datetime, now: datetime) -> str:
 
 
 def deadline_text(deadline: datetime, now: datetime) -> str:
-    """The deadline's local time, with its day when it is not today: "14:05", "Fri 04 Dec 09:00"."""
+    """The deadline in the reader's zone, with its date when it is not today: "14:05 CET",
+    "4 Dec 2026, 09:00 CET"."""
     local = timezone.localtime(deadline)
     if local.date() == timezone.localtime(now).date():
-        return f"{local:%H:%M}"
-    return f"{local:%a %d %b %H:%M}"
+        return time_text(local)
+    return when(local)
 
 
 def poll_seconds() -> int:

@@ -23,7 +23,12 @@ from incidents.events import (
 )
 from incidents.models import Incident, IncidentEvent, SeverityLevel
 
-from .services.paging import incident_page_assignee, incident_page_security, incident_page_team
+from .services.paging import (
+    incident_page_assignee,
+    incident_page_security,
+    incident_page_team,
+    paged_roles_claim_after_ack,
+)
 from .services.timers import (
     escalation_escalate_now,
     escalation_on_detection_change,
@@ -72,9 +77,15 @@ def on_incident_severity_changed(event: IncidentEvent) -> None:
 
 
 def on_incident_transitioned(event: IncidentEvent) -> None:
+    incident = _incident(event)
     escalation_on_transition(
-        incident=_incident(event), action=event.payload["action"], now=event.occurred_at
+        incident=incident, action=event.payload["action"], now=event.occurred_at
     )
+    if event.payload["action"] == "acknowledge" and event.actor_id is not None:
+        # Acknowledged in Vigil by someone paged for a role: they take it if nobody holds it.
+        user = get_user_model().objects.filter(pk=event.actor_id).first()
+        if user is not None:
+            paged_roles_claim_after_ack(incident=incident, user=user, source=event.source)
 
 
 def on_incident_role_assigned(event: IncidentEvent) -> None:

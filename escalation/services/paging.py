@@ -69,6 +69,7 @@ __all__ = [
     "incident_page_security",
     "incident_page_team",
     "paged_roles_claim",
+    "paged_roles_claim_after_ack",
     "recipient_for_contact",
     "recipient_for_user",
     "recipients_merge",
@@ -429,7 +430,9 @@ def ack_link_use(*, token: str) -> AckLinkResult:
     )
 
 
-def paged_roles_claim(*, incident: Incident, user: Any, role_keys: Iterable[str]) -> list[str]:
+def paged_roles_claim(
+    *, incident: Incident, user: Any, role_keys: Iterable[str], source: str = Source.EMAIL
+) -> list[str]:
     """Give ``user``, who just acknowledged ``incident`` through a page sent for
     ``role_keys``, each of those response roles that nobody holds on it (the incident
     policy's ``acknowledger_takes_role``), through ``incident_role_claim`` (timeline entry,
@@ -444,12 +447,25 @@ def paged_roles_claim(*, incident: Incident, user: Any, role_keys: Iterable[str]
             incident=incident,
             role=role,
             user=user,
-            source=Source.EMAIL,
+            source=source,
             why="acknowledged the page sent for this role",
         )
         if assignment is not None:
             taken.append(role.name)
     return taken
+
+
+def paged_roles_claim_after_ack(*, incident: Incident, user: Any, source: str) -> list[str]:
+    """``user`` acknowledged ``incident`` in Vigil (the admin's button, the API) after being
+    paged for response roles on it: they take each of those roles nobody holds, as with the
+    one-click link (:func:`paged_roles_claim`). The roles come from the notifications they
+    were sent. Idempotent; returns the names of the roles taken."""
+    keys: list[str] = []
+    for roles in Notification.objects.filter(incident=incident, context__user=user.pk).values_list(
+        "context__roles", flat=True
+    ):
+        keys.extend(key for key in roles or [] if key not in keys)
+    return paged_roles_claim(incident=incident, user=user, role_keys=keys, source=source)
 
 
 # --- rendering and sending -------------------------------------------------------------------
@@ -580,6 +596,11 @@ def recipients_notify(
         context = {**base, "channel": channel, "recipient": recipient, "reason": reason}
         stored: dict[str, Any] = {"kind": kind, "incident": incident.number}
         stored["severity"] = base["severity"]
+        if recipient is not None and recipient.user_id and recipient.role_keys:
+            # Who was paged for which response roles: acknowledging in Vigil afterwards takes
+            # an empty one (paged_roles_claim_after_ack).
+            stored["user"] = recipient.user_id
+            stored["roles"] = list(recipient.role_keys)
         ack_url = ""
         if recipient is not None and channel in LINK_CHANNELS and not base["acknowledged"]:
             link = ack_link_make(incident=incident, recipient=recipient, channel=channel)

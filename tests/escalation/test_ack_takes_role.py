@@ -1,7 +1,8 @@
 """Acknowledging through a page makes the acknowledger hold the role they were paged for when
-nobody holds it: the one-click link carries the paged roles, the claim goes through the
-incidents service (timeline entry, history), and a held role, the policy switch off or a
-link of an escalation level (not a response role) change nothing."""
+nobody holds it: the one-click link carries the paged roles, acknowledging in the admin or the
+API after a page finds them in the notifications sent, the claim goes through the incidents
+service (timeline entry, history), and a held role, the policy switch off, someone who was not
+paged or a link used after another acknowledgement change nothing."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ from urllib.parse import urlsplit
 
 import pytest
 import time_machine
+from django.urls import reverse
 
 from escalation.services import ack_link_read, escalation_sweep
 from incidents.models import Incident, IncidentPolicy, Kind, RoleAssignment, Source
 from incidents.services import incident_create, incident_role_assign
 from tests.escalation import escalation_fixtures
 from tests.escalation.escalation_fixtures import T0
-from tests.events import followed
+from tests.events import follow_events, followed
 
 reachable_policy = escalation_fixtures.reachable_policy
 
@@ -134,3 +136,47 @@ def test_a_link_used_after_someone_else_acknowledged_takes_no_role(client, reach
 
     assert "was already acknowledged" in response.content.decode()
     assert holders(incident) == {"incident_manager": manager.user.username}
+
+
+def test_acknowledging_in_the_admin_after_the_page_takes_the_paged_role(
+    client, reachable_policy, clock
+):
+    incident = create()
+    manager = reachable_policy.primary["incident_manager"]
+    client.force_login(manager.user)
+
+    response = client.post(
+        reverse("admin:incidents_incident_transition", args=[incident.pk, "acknowledge"])
+    )
+    follow_events()
+
+    assert response.status_code == 302
+    assert holders(incident) == {"incident_manager": manager.user.username}
+    entry = incident.timeline.get(kind=Kind.ROLE)
+    assert (entry.actor, entry.source) == (manager.user, Source.ADMIN)
+
+
+def test_acknowledging_through_the_api_after_the_page_takes_the_paged_role(
+    api_as, reachable_policy, clock
+):
+    incident = create()
+    lead = reachable_policy.primary["technical_lead"]
+
+    response = api_as(lead.user).post(f"/api/v1/incidents/{incident.number}/acknowledge/")
+    follow_events()
+
+    assert response.status_code == 200
+    assert holders(incident) == {"technical_lead": lead.user.username}
+
+
+def test_acknowledging_without_having_been_paged_takes_no_role(client, clock, make_user):
+    incident = create()
+    someone = make_user("Incident Manager", username="walk-in")
+    client.force_login(someone)
+
+    client.post(reverse("admin:incidents_incident_transition", args=[incident.pk, "acknowledge"]))
+    follow_events()
+
+    incident.refresh_from_db()
+    assert incident.acknowledged_at is not None
+    assert holders(incident) == {}

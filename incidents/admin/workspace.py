@@ -259,9 +259,24 @@ class IncidentWorkspaceMixin:
             path("<path:object_id>/note/", wrap(self.note_view), name=f"{prefix}_note"),
             path("<path:object_id>/role/", wrap(self.role_view), name=f"{prefix}_role"),
             path("<path:object_id>/report/", wrap(self.report_view), name=f"{prefix}_report"),
-            path("<path:object_id>/live/", wrap(self.live_view), name=f"{prefix}_live"),
+            path(
+                "<path:object_id>/live/",
+                self._live_guard(wrap(self.live_view)),
+                name=f"{prefix}_live",
+            ),
         ]
         return custom + super().get_urls()
+
+    def _live_guard(self, view):
+        """A page left open after its session ended polls on: tell htmx to stop (status 286)
+        instead of swapping the login page into the header."""
+
+        def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if getattr(request, "htmx", False) and not self.admin_site.has_permission(request):
+                return HttpResponse(status=286)
+            return view(request, *args, **kwargs)
+
+        return guarded
 
     def _url(self, name: str, incident: Incident, *args: Any) -> str:
         return reverse(

@@ -487,6 +487,10 @@ def test_the_live_fragments_need_the_pages_permission(client, viewer, make_user,
         assert "no-store" in response["Cache-Control"]
         client.logout()
 
+    # A page left open after its session ended: htmx is told to stop polling.
+    stopped = client.get(url("live", noted.pk) + "?part=header", headers={"HX-Request": "true"})
+    assert stopped.status_code == 286
+
     client.force_login(viewer)
     assert client.get(url("live", noted.pk) + "?part=details").status_code == 404
     assert client.get(url("live", 999999) + "?part=header").status_code == 404

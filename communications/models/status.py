@@ -32,6 +32,7 @@ from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
 from incidents.models import Incident, Service
+from incidents.timeformat import when
 
 
 class ComponentStatus(models.TextChoices):
@@ -275,7 +276,7 @@ class ComponentStatusInterval(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.component}: {self.status} from {self.started_at:%Y-%m-%d %H:%M}"
+        return f"{self.component}: {self.status} from {when(self.started_at)}"
 
 
 class StatusUpdate(models.Model):
@@ -364,7 +365,7 @@ class FirstUpdateClock(models.Model):
     missed_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
-        return f"First update of {self.incident.number} due {self.due_at:%Y-%m-%d %H:%M}"
+        return f"First update of {self.incident.number} due {when(self.due_at)}"
 
 
 class Maintenance(models.Model):

@@ -14,6 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from ..timeformat import when
 from .incident import Incident, Service
 from .policy import Level, SeverityLevel
 
@@ -361,7 +362,7 @@ class WebhookSignature(models.Model):
         indexes = [models.Index(fields=["signed_at"], name="webhook_signature_age")]
 
     def __str__(self) -> str:
-        return f"{self.signature[:12]}… ({self.signed_at:%Y-%m-%d %H:%M:%S})"
+        return f"{self.signature[:12]}… ({when(self.signed_at, seconds=True)})"
 
 
 class DeliveryStatus(models.TextChoices):
@@ -654,7 +655,7 @@ class MaintenanceWindow(models.Model):
         indexes = [models.Index(fields=["ends_at"], name="maintenance_window_ends")]
 
     def __str__(self) -> str:
-        return f"{self.reason} ({self.starts_at:%Y-%m-%d %H:%M}–{self.ends_at:%H:%M})"
+        return f"{self.reason} ({when(self.starts_at)} – {when(self.ends_at)})"
 
 
 class RoutingRule(models.Model):

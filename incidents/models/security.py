@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
+from ..timeformat import when
 from .incident import Incident
 
 
@@ -51,4 +52,4 @@ class LoginFailureEpisode(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Failed logins from {self.first_window:%Y-%m-%d %H:%M} ({self.failures})"
+        return f"Failed logins from {when(self.first_window)} ({self.failures})"

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from ..timeformat import when
 from .incident import Incident
 
 
@@ -72,7 +73,7 @@ class TimelineEntry(models.Model):
         verbose_name_plural = "timeline entries"
 
     def __str__(self) -> str:
-        return f"{self.occurred_at:%Y-%m-%d %H:%M} {self.get_kind_display()}: {self.message[:60]}"
+        return f"{when(self.occurred_at)} {self.get_kind_display()}: {self.message[:60]}"
 
     def save(self, *args, **kwargs) -> None:
         if self.pk is not None and not self._state.adding:

@@ -346,3 +346,39 @@ def test_escalation_lists_use_plain_words(client, superuser, timed_incident):
     assert "Sent late" in events
     assert "Caught up" not in events and "caught up" not in events
     assert "2 Mar 2026, 09:30 UTC" in events
+
+
+def test_an_administrator_sets_someones_zone_on_their_user_page(client, superuser, make_user):
+    person = make_user("Technical Lead", username="tokyo-lead")
+    client.force_login(superuser)
+    url = reverse("admin:auth_user_change", args=[person.pk])
+    page = client.get(url)
+    assert page.status_code == 200
+    form = page.context["adminform"].form
+    data = {
+        name: value
+        for name, value in form.initial.items()
+        if name in ("username", "first_name", "last_name", "email", "is_active", "is_staff")
+    }
+    data.update(
+        {
+            "date_joined_0": "2026-01-01",
+            "date_joined_1": "09:00:00",
+            "vigil_preference-TOTAL_FORMS": "1",
+            "vigil_preference-INITIAL_FORMS": "0",
+            "vigil_preference-MIN_NUM_FORMS": "0",
+            "vigil_preference-MAX_NUM_FORMS": "1",
+            "vigil_preference-0-time_zone": "Asia/Tokyo",
+            "vigil_preference-0-user": str(person.pk),
+        }
+    )
+    response = client.post(url, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert UserPreference.objects.get(user=person).time_zone == "Asia/Tokyo"
+
+    data["vigil_preference-INITIAL_FORMS"] = "1"
+    data["vigil_preference-0-id"] = str(UserPreference.objects.get(user=person).pk)
+    data["vigil_preference-0-time_zone"] = "Not/A_Zone"
+    response = client.post(url, data)
+    assert response.status_code == 200  # refused, with the form shown again
+    assert UserPreference.objects.get(user=person).time_zone == "Asia/Tokyo"

@@ -72,12 +72,13 @@ def notified(incident: Incident, prefix: str) -> list[str]:
 
 @pytest.mark.parametrize(
     "alertname, value, rule, severity, urgency, priority",
+    # The urgency is the rule's action's; the impact the severity's (Sev 1-2 high, Sev 3 medium).
     [
-        ("HighResponseTime", "7.5", "response_time", 2, "medium", 3),
-        ("HighErrorRate", "7.2%", "error_rate", 1, "high", 2),
+        ("HighResponseTime", "7.5", "response_time", 2, "medium", 2),
+        ("HighErrorRate", "7.2%", "error_rate", 1, "high", 1),
         ("HighCpuUsage", "97", "cpu_usage", 3, "low", 4),
-        ("DiskSpaceHigh", "88", "disk_space", 2, "high", 2),
-        ("FailedLogins", "240", "failed_logins", 2, "high", 2),
+        ("DiskSpaceHigh", "88", "disk_space", 2, "high", 1),
+        ("FailedLogins", "240", "failed_logins", 2, "high", 1),
     ],
 )
 def test_seeded_rules_give_severity_and_action(

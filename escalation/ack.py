@@ -31,11 +31,13 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_post_parameters
 
 from incidents.models import Incident
+from incidents.timeformat import user_zone
 
 from .services.paging import AckLinkError, ack_link_check, ack_link_read, ack_link_use
 
@@ -43,8 +45,12 @@ from .services.paging import AckLinkError, ack_link_check, ack_link_read, ack_li
 TOKEN_MAX = 1000
 
 
-def _page(request: HttpRequest, template: str, context: dict, status: int = 200) -> HttpResponse:
-    response = render(request, template, context, status=status)
+def _page(
+    request: HttpRequest, template: str, context: dict, status: int = 200, *, user=None
+) -> HttpResponse:
+    # The link's person reads its times in their own zone (no session here to carry it).
+    with timezone.override(user_zone(user)):
+        response = render(request, template, context, status=status)
     response["Referrer-Policy"] = "no-referrer"
     response["X-Robots-Tag"] = "noindex, nofollow"
     return response
@@ -93,6 +99,7 @@ def acknowledge_link(request: HttpRequest) -> HttpResponse:
                 "outcome": result.outcome,
                 "roles": result.roles,
             },
+            user=result.actor,
         )
     try:
         incident, user, contact = ack_link_check(ack_link_read(token))
@@ -102,6 +109,7 @@ def acknowledge_link(request: HttpRequest) -> HttpResponse:
         request,
         "escalation/ack_confirm.html",
         {"incident": incident, "actor": user, "contact": contact, "token": token},
+        user=user,
     )
 
 

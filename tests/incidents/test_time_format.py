@@ -382,3 +382,29 @@ def test_an_administrator_sets_someones_zone_on_their_user_page(client, superuse
     response = client.post(url, data)
     assert response.status_code == 200  # refused, with the form shown again
     assert UserPreference.objects.get(user=person).time_zone == "Asia/Tokyo"
+
+
+@pytest.mark.django_db
+def test_the_one_click_acknowledge_pages_show_the_links_persons_zone(client, reachable_policy):
+    from urllib.parse import urlsplit
+
+    from incidents.models import Source
+    from incidents.services import incident_create
+    from tests.escalation.escalation_fixtures import T0
+    from tests.events import followed
+
+    manager = reachable_policy.primary["incident_manager"]
+    UserPreference.objects.create(user=manager.user, time_zone="America/New_York")
+    with time_machine.travel(T0, tick=False) as clock:
+        incident = followed(incident_create)(
+            actor=None, source=Source.SYSTEM, severity=2, title="Slow checkout"
+        )
+        notification = incident.notifications.get(contact=manager, channel="email")
+        token = urlsplit(notification.ack_url).fragment
+        confirm = client.post("/ack/", {"token": token}).content.decode()
+        clock.shift(timedelta(minutes=7))
+        done = client.post("/ack/", {"token": token, "confirm": "1"}).content.decode()
+    # T0 is 09:00 UTC, 04:00 in New York (EST).
+    assert "2 Mar 2026, 04:00 EST" in confirm
+    assert "2026-03-02" not in confirm + done
+    assert f"{incident.number} acknowledged" in done

@@ -69,6 +69,7 @@ def incident_edit(
             reason=severity_reason,
             priority_reason=priority_reason,
             check_priority=False,
+            follow_defaults="impact" not in details and "urgency" not in details,
         )
     return incident
 

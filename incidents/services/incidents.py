@@ -551,6 +551,7 @@ def incident_change_severity(
     reason: str = "",
     priority_reason: str = "",
     check_priority: bool = True,
+    follow_defaults: bool = True,
 ) -> Incident:
     """Change severity (§4.2 step 2 "update severity if necessary"); the SLA clocks still
     running are recomputed (a running clock already past its due time has its breach recorded
@@ -560,7 +561,8 @@ def incident_change_severity(
     default: when the severity is lowered). Impact and urgency still at the old severity's
     defaults follow to the new severity's (the priority with them, on the timeline); set by
     hand, they stay, and a person whose priority then no longer goes with the severity must
-    confirm it with ``priority_reason`` (``check_priority=False``: the caller checked).
+    confirm it with ``priority_reason`` (``check_priority=False``: the caller checked;
+    ``follow_defaults=False``: the caller set impact and urgency in the same edit).
     Refusals (InvalidInput) save nothing.
 
     Allowed while the incident is active: once resolved the severity is frozen with the
@@ -605,7 +607,7 @@ def incident_change_severity(
             }
         )
     old_priority = locked.priority
-    if (locked.impact, locked.urgency) == severity_defaults(old):
+    if follow_defaults and (locked.impact, locked.urgency) == severity_defaults(old):
         locked.impact, locked.urgency = severity_defaults(level)
         locked.priority = priority_for(impact=locked.impact, urgency=locked.urgency)
     elif check_priority and actor is not None and not priority_reason:

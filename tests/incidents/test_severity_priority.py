@@ -328,6 +328,26 @@ def test_defaults_follow_a_raised_severity_and_the_priority_with_them(api_as, in
     assert "follow Sev 1" in entry.message
 
 
+def test_impact_and_urgency_given_with_a_new_severity_are_kept(api_as, incident_manager):
+    api = api_as(incident_manager)
+    incident = create_sev(api, 3, impact="low", urgency="medium")
+
+    response = api.patch(
+        f"{INCIDENTS}{incident.number}/",
+        {
+            "severity": 1,
+            "impact": "medium",
+            "urgency": "medium",
+            "priority_reason": "Exposure only, no outage.",
+        },
+        format="json",
+    )
+
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert (body["impact"], body["urgency"], body["priority"]) == ("medium", "medium", 3)
+
+
 def test_a_raise_that_leaves_a_hand_set_priority_behind_needs_a_reason(api_as, incident_manager):
     api = api_as(incident_manager)
     incident = create_sev(api, 3, impact="low", urgency="medium")  # P4, within Sev 3's reach

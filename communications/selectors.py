@@ -16,6 +16,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from incidents.models import Incident, Status
+from incidents.timeformat import time_text
 
 from .models import Customer, CustomerContact, DeliveryState, FirstUpdateClock, Suppression
 
@@ -27,7 +28,7 @@ def _minutes(value: timedelta) -> int:
 
 
 def _local(value: datetime) -> str:
-    return f"{timezone.localtime(value):%H:%M}"
+    return time_text(value)
 
 
 @dataclass(frozen=True)

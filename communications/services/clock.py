@@ -50,6 +50,7 @@ from incidents.models import (
     channel_address,
 )
 from incidents.services.common import timeline_record
+from incidents.timeformat import time_text
 
 from ..models import CommunicationPolicy, FirstUpdateClock, StatusUpdate, UpdateState
 
@@ -98,7 +99,7 @@ def _minutes_text(value: timedelta) -> str:
 
 
 def _local(value: datetime) -> str:
-    return f"{timezone.localtime(value):%H:%M}"
+    return time_text(value)
 
 
 def _first_published(incident: Incident) -> StatusUpdate | None:

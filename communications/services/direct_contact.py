@@ -46,6 +46,7 @@ from escalation.outbox import notification_enqueue
 from incidents.errors import InvalidInput, TransitionNotAllowed, VigilError
 from incidents.models import Channel, Contact, Incident, Kind, ResponseRole, Source, Status
 from incidents.services.common import audited_save, timeline_record
+from incidents.timeformat import time_text
 
 from ..errors import NotPermitted
 from ..models import (
@@ -95,7 +96,7 @@ def _policy() -> CommunicationPolicy:
 
 
 def _local(value: datetime) -> str:
-    return f"{timezone.localtime(value):%H:%M}"
+    return time_text(value)
 
 
 def _name(user: Any) -> str:

@@ -44,6 +44,7 @@ from incidents.models import (
     TimelineEntry,
 )
 from incidents.services.common import audited_save, timeline_record
+from incidents.timeformat import time_text, when
 
 from ..models import AttendeeReason, Review, ReviewAttendee, ReviewPolicy, ReviewStatus
 from .business_days import (
@@ -269,7 +270,10 @@ def _when_text(review: Review, policy: ReviewPolicy) -> str:
     zone = policy_zone(policy)
     start = review.starts_at.astimezone(zone)
     end = (review.ends_at or review.starts_at).astimezone(zone)
-    return f"{start:%A %d %B %Y, %H:%M}–{end:%H:%M} ({zone.key})"
+    day = f"{start:%A} {when(start, zone=zone)}"
+    if end.date() == start.date():
+        return f"{day} – {time_text(end, zone=zone)}"
+    return f"{day} – {when(end, zone=zone)}"
 
 
 def _send(

@@ -116,7 +116,7 @@ def test_acknowledging_a_customer_facing_incident_starts_the_clock(clock):
     assert fuc.next_check_at == T0 + 17 * MIN
     started = entries(incident, "started")
     assert len(started) == 1
-    assert "due by 10:32 (30 minutes after confirmation)" in started[0].message
+    assert "due by 10:32 UTC (30 minutes after confirmation)" in started[0].message
 
 
 def test_an_internal_incident_gets_no_clock(clock):

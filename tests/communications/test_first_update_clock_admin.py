@@ -50,10 +50,10 @@ def test_the_incident_page_counts_down_to_the_due_time(client, viewer, clock):
     client.force_login(viewer)
     clock.move_to(T0 + 18 * MIN)
 
-    assert "First public update due in 12 min (by 10:30)" in panel_text(client, incident)
+    assert "First public update due in 12 min (by 10:30 UTC)" in panel_text(client, incident)
 
     clock.move_to(T0 + 29 * MIN + 30 * timedelta(seconds=1))
-    assert "First public update due in 1 min (by 10:30)" in panel_text(client, incident)
+    assert "First public update due in 1 min (by 10:30 UTC)" in panel_text(client, incident)
 
 
 def test_the_incident_page_says_by_how_much_the_update_is_overdue(client, viewer, clock):
@@ -65,7 +65,7 @@ def test_the_incident_page_says_by_how_much_the_update_is_overdue(client, viewer
 
     text = panel_text(client, incident)
 
-    assert "First public update overdue by 3 min (was due at 10:30)" in text
+    assert "First public update overdue by 3 min (was due at 10:30 UTC)" in text
     assert "vigil-clock-breached" in text
 
 
@@ -87,7 +87,7 @@ def test_the_incident_page_says_when_the_rule_was_met(client, viewer, clock):
 
     text = panel_text(client, incident)
 
-    assert "Met at 10:12 (8 min after confirmation)" in text
+    assert "Met at 10:12 UTC (8 min after confirmation)" in text
     assert "vigil-clock-met" in text
 
 
@@ -133,8 +133,8 @@ def test_the_admin_index_lists_incidents_waiting_for_their_first_update(client, 
     section = html[start : html.index("</section>", start)]
     assert "First public updates due" in section
     assert section.index(late.number) < section.index(soon.number)  # soonest due first
-    assert "overdue by 5 min (was due at 10:30)" in section
-    assert "due in 5 min (by 10:40)" in section
+    assert "overdue by 5 min (was due at 10:30 UTC)" in section
+    assert "due in 5 min (by 10:40 UTC)" in section
     assert met.number not in section
     assert "Internal build broken" not in section
     # After the "What needs you now" list, with the other workspace panels.

@@ -22,6 +22,7 @@ from django.views.decorators.http import require_POST
 from incidents.admin.extensions import incident_page_panel_register
 from incidents.errors import VigilError
 from incidents.models import Incident, Source, Status
+from incidents.timeformat import time_text, when
 
 from ..models import Review, ReviewAttendee, ReviewStatus
 from ..services.booking import (
@@ -87,10 +88,9 @@ def _slot_text(review: Review) -> str:
     if review.starts_at is None:
         return "to be agreed"
     zone = policy_zone(review_policy_get())
-    start = review.starts_at.astimezone(zone)
-    text = f"{start:%a %d %b %Y, %H:%M}"
+    text = when(review.starts_at, zone=zone)
     if review.ends_at:
-        text += f"–{review.ends_at.astimezone(zone):%H:%M}"
+        text += f" – {time_text(review.ends_at, zone=zone)}"
     return f"{text} ({zone.key})" + (f", {review.location}" if review.location else "")
 
 

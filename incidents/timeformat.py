@@ -13,7 +13,7 @@ escalation steps, status-update e-mails, review and KPI e-mails) goes through :f
 
 The zone is the active one (:func:`django.utils.timezone.activate`): the signed-in user's
 preference in the admin (``incidents.middleware.UserTimeZoneMiddleware``), the recipient's in a
-message (:func:`user_zone`, :func:`zone_for_address`), otherwise ``settings.TIME_ZONE``
+message (:func:`user_zone`, :func:`user_zones`), otherwise ``settings.TIME_ZONE``
 (``VIGIL_TIME_ZONE``). Machine formats (API JSON, Statuspage JSON, iCalendar, feeds, CSV) keep
 ISO 8601 / RFC formats and never use this module.
 """
@@ -24,7 +24,6 @@ import zoneinfo
 from datetime import date, datetime, tzinfo
 from functools import cache
 
-from django.conf import settings
 from django.utils import timezone
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -146,23 +145,3 @@ def user_zones(user_ids) -> dict[int, tzinfo]:
         rows = UserPreference.objects.filter(user_id__in=ids).values_list("user_id", "time_zone")
         zones.update({user_id: zone_named(name) for user_id, name in rows})
     return zones
-
-
-def zone_for_address(email: str | None) -> tzinfo:
-    """The zone of the Vigil user with this e-mail address (a page or a step sent to a contact),
-    else the default zone: a customer or an outside address has no preference."""
-    if not email:
-        return timezone.get_default_timezone()
-    from .models import UserPreference
-
-    name = (
-        UserPreference.objects.filter(user__email__iexact=email, user__is_active=True)
-        .exclude(time_zone="")
-        .values_list("time_zone", flat=True)
-        .first()
-    )
-    return zone_named(name)
-
-
-def default_zone_name() -> str:
-    return settings.TIME_ZONE

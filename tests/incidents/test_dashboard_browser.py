@@ -3,8 +3,9 @@ Playwright, against a live server), at a laptop's width (1280 px) and a phone's 
 ranked list above the fold with its countdowns ticking, who is on call, a Sev 1 declared
 meanwhile (through the service, as another session would) appearing at the top without a
 reload and highlighted as new, the "Updated" time moving on, the Notify button opting in and
-then one browser notification for a Sev 2 declared meanwhile, no sideways page scroll, the rows as cards with their Acknowledge button in
-reach on a phone; no console errors. Screenshots kept (``screenshots`` fixture)."""
+then one browser notification for a Sev 2 declared meanwhile, no sideways page scroll, the rows
+as cards with their Acknowledge button in reach on a phone; no console errors. Screenshots kept
+(``screenshots`` fixture)."""
 
 from __future__ import annotations
 

@@ -123,7 +123,7 @@ def test_provider_values_are_escaped_and_section_html_sanitized(
     assert 'href="#entry-1"' in html
     # Markdown: a title cannot open HTML, a heading or emphasis.
     assert "- Raise the pool limit &lt;script&gt;alert(1)&lt;/script&gt; — owner: " in text
-    assert "Ada \\*Lovelace\\*; due: 2026-03-02; status: Open" in text
+    assert "Ada \\*Lovelace\\*; due: 2 Mar 2026; status: Open" in text
     assert "- \\# Train the team — owner: nobody; due: no date; status: Done" in text
 
 

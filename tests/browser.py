@@ -54,6 +54,19 @@ OVERFLOWING = """(selector) => [...document.querySelectorAll(selector)].filter((
 }).map((el) => el.tagName + "." + el.className)"""
 
 
+PASSWORD = "vigil-test-pass"  # tests.factories.UserFactory's
+
+
+def sign_in(page, base_url: str, username: str, *, then: str = "/admin/") -> None:
+    """Sign ``username`` (a UserFactory user) in through the admin's login form and wait for
+    the page it leads to (``then``)."""
+    page.goto(f"{base_url}/admin/login/?next={then}")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url(f"**{then}")
+
+
 def require_chromium() -> str:
     """Chromium's path; skips the test without it, or fails it under CI."""
     if not CHROMIUM:

@@ -19,11 +19,9 @@ from django.db import connection
 
 from incidents.models import Incident, Source, Status
 from incidents.services import incident_create, incident_note_add, incident_transition
-from tests.browser import ARGS, BODY_FITS, OVERFLOWING, WIDTHS, watch
+from tests.browser import ARGS, BODY_FITS, OVERFLOWING, WIDTHS, sign_in, watch
 from tests.events import follow_events
 from tests.factories import UserFactory
-
-PASSWORD = "vigil-test-pass"  # tests.factories.UserFactory's
 
 
 def _elsewhere(action) -> None:
@@ -85,10 +83,7 @@ def test_the_incident_cockpit_on_a_laptop_and_a_phone(live_server, chromium, scr
             for width in WIDTHS:
                 page = browser.new_page(viewport={"width": width, "height": 800})
                 errors = watch(page)
-                page.goto(base + "/admin/login/")
-                page.fill("#id_username", "maria")
-                page.fill("#id_password", PASSWORD)
-                page.click("input[type=submit]")
+                sign_in(page, base, "maria")
 
                 # The header: what the incident is and what happens next.
                 page.goto(change.format(incident.pk))

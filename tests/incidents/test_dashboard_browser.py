@@ -20,10 +20,9 @@ from django.utils import timezone
 
 from incidents.models import Incident, Source
 from incidents.services import incident_acknowledge, incident_create, incident_role_assign
-from tests.browser import ARGS, BODY_FITS, OVERFLOWING, WIDTHS, watch
+from tests.browser import ARGS, BODY_FITS, OVERFLOWING, WIDTHS, sign_in, watch
 from tests.factories import IncidentFactory, UserFactory
 
-PASSWORD = "vigil-test-pass"  # tests.factories.UserFactory's
 LIVE_WAIT_MS = 12_000  # the list asks every 5 s: two polls and some slack
 # Records the browser notifications the page shows (title, body) in window.vigilNotes.
 NOTIFICATION_SPY = """(() => {
@@ -96,11 +95,7 @@ def test_the_dashboard_is_live_and_fits_a_laptop_and_a_phone(live_server, chromi
                 context = browser.new_context(viewport={"width": width, "height": 900})
                 page = context.new_page()
                 errors = watch(page)
-                page.goto(base + "/admin/login/?next=/admin/")
-                page.fill("#id_username", "grace")
-                page.fill("#id_password", PASSWORD)
-                page.click("input[type=submit]")
-                page.wait_for_url("**/admin/")
+                sign_in(page, base, "grace")
 
                 needs = page.locator("#vigil-needs")
                 rows = needs.locator("li.vigil-need")
@@ -154,11 +149,7 @@ def test_the_dashboard_is_live_and_fits_a_laptop_and_a_phone(live_server, chromi
             context.add_init_script(NOTIFICATION_SPY)
             page = context.new_page()
             errors = watch(page)
-            page.goto(base + "/admin/login/?next=/admin/")
-            page.fill("#id_username", "grace")
-            page.fill("#id_password", PASSWORD)
-            page.click("input[type=submit]")
-            page.wait_for_url("**/admin/")
+            sign_in(page, base, "grace")
             button = page.locator("[data-vigil-notify]")
             expect(button).to_have_text("Notify me of new Sev 1–2")
             button.click()

@@ -20,10 +20,9 @@ from django.utils import timezone
 
 from incidents.models import Source
 from incidents.services import incident_create, incident_role_assign
-from tests.browser import ARGS, BODY_FITS, OVERFLOWING, WIDTHS, watch
+from tests.browser import ARGS, BODY_FITS, OVERFLOWING, WIDTHS, sign_in, watch
 from tests.factories import IncidentFactory, UserFactory
 
-PASSWORD = "vigil-test-pass"  # tests.factories.UserFactory's
 LIVE_WAIT_MS = 20_000  # the list asks every 5 s; a loaded CI machine gets slack
 NOTE = "Searched all statuses (the list shows active incidents by default)"
 
@@ -91,10 +90,7 @@ def test_the_incident_list_is_live_and_fits_a_laptop_and_a_phone(
                 phone = width < 768
                 page = browser.new_page(viewport={"width": width, "height": 900})
                 errors = watch(page)
-                page.goto(base + "/admin/login/?next=/admin/incidents/incident/")
-                page.fill("#id_username", "grace")
-                page.fill("#id_password", PASSWORD)
-                page.click("input[type=submit]")
+                sign_in(page, base, "grace", then="/admin/incidents/incident/")
 
                 page.wait_for_url("**/admin/incidents/incident/")
                 rows = page.locator("#result_list tbody tr")
@@ -208,11 +204,7 @@ def test_the_incident_list_is_live_and_fits_a_laptop_and_a_phone(
                 java_script_enabled=False, viewport={"width": 390, "height": 900}
             )
             page = context.new_page()
-            page.goto(base + "/admin/login/?next=/admin/incidents/incident/")
-            page.fill("#id_username", "grace")
-            page.fill("#id_password", PASSWORD)
-            page.click("input[type=submit]")
-            page.wait_for_url("**/admin/incidents/incident/")
+            sign_in(page, base, "grace", then="/admin/incidents/incident/")
             rows = page.locator("#result_list tbody tr")
             expect(rows).to_have_count(3 + 3 * len(WIDTHS))
             assert rows.first.evaluate("r => getComputedStyle(r).display") == "grid"

@@ -16,10 +16,9 @@ import pytest
 from django.core.cache import cache
 
 from incidents.models import Incident, Status
-from tests.browser import ARGS, BODY_FITS, WIDTHS, watch
+from tests.browser import ARGS, BODY_FITS, WIDTHS, sign_in, watch
 from tests.factories import UserFactory
 
-PASSWORD = "vigil-test-pass"  # tests.factories.UserFactory's
 LIVE_WAIT_MS = 15_000  # the dashboard asks every 5 s: two polls and slack on a loaded machine
 
 
@@ -47,10 +46,7 @@ def test_declare_acknowledge_assign_resolve_close_on_a_laptop_and_a_phone(
                 context = browser.new_context(viewport={"width": width, "height": 860})
                 board = context.new_page()
                 errors = watch(board)
-                board.goto(base + "/admin/login/")
-                board.fill("#id_username", "maria")
-                board.fill("#id_password", PASSWORD)
-                board.click("input[type=submit]")
+                sign_in(board, base, "maria")
                 expect(board.locator("#vigil-needs")).to_be_visible()
                 board.evaluate("window.vigilSamePage = true")
 

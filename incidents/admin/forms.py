@@ -139,9 +139,11 @@ class RoleUserField(forms.ModelChoiceField):
             **kwargs,
         )
 
-    def group_choices(self, users: list[Any], holders: set[int]) -> None:
+    def group_choices(self, users: list[Any], holders: set[int], *, everyone: bool = True) -> None:
         """Set the grouped choices from ``users`` (active, groups prefetched); ``holders``
-        are the ids of those who may hold a response role."""
+        are the ids of those who may hold a response role. Without ``everyone``, only the
+        group's members are offered (all holders when the group has none); ``hidden`` counts
+        the others left out."""
         from . import display as ui
 
         group = self.role.group
@@ -152,6 +154,9 @@ class RoleUserField(forms.ModelChoiceField):
         ]
         member_ids = {pk for pk, _ in members}
         others = [(u.pk, ui.person(u)) for u in users if u.pk in holders - member_ids]
+        self.hidden = 0 if everyone or not members else len(others)
+        if self.hidden:
+            others = []
         choices: list[Any] = [("", self.empty_label)]
         if members:
             choices.append((f"In the {group.name} group", members))
@@ -190,6 +195,8 @@ class IncidentAddForm(IncidentForm):
     incident policy says so). Subclassed with one ``role_<key>`` field per response role by
     :meth:`with_roles`."""
 
+    show_everyone = True  # with_roles sets it from the page's "Show everyone" link
+
     customer_facing = forms.TypedChoiceField(
         label="Customer-facing",
         choices=[("", "Decide from the affected services"), ("yes", "Yes"), ("no", "No")],
@@ -211,15 +218,17 @@ class IncidentAddForm(IncidentForm):
     )
 
     @classmethod
-    def with_roles(cls, *, declarer_manages: bool) -> type[IncidentAddForm]:
-        """This form with a picker per response role (in role order)."""
+    def with_roles(cls, *, declarer_manages: bool, everyone: bool = False) -> type[IncidentAddForm]:
+        """This form with a picker per response role (in role order): the members of the
+        role's group, and everyone else who may hold a role only with ``everyone`` (or when
+        the group has no members). Any of them is accepted when posted."""
         fields: dict[str, Any] = {}
         for role in ResponseRole.objects.select_related("group"):
             empty = "— nobody —"
             if role.key == ResponseRole.INCIDENT_MANAGER and declarer_manages:
                 empty = "— me (whoever logs the incident) —"
             fields[ROLE_FIELD_PREFIX + role.key] = RoleUserField(role=role, empty_label=empty)
-        return type("IncidentAddForm", (cls,), fields)
+        return type("IncidentAddForm", (cls,), {**fields, "show_everyone": everyone})
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -237,7 +246,7 @@ class IncidentAddForm(IncidentForm):
         )
         holders = role_holder_ids()
         for field in role_fields:
-            field.group_choices(users, holders)
+            field.group_choices(users, holders, everyone=self.show_everyone)
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()

@@ -349,8 +349,13 @@ class IncidentAdmin(IncidentWorkspaceMixin, NoRevertMixin, SimpleHistoryAdmin):
                     "Response roles",
                     {
                         "fields": roles,
-                        "description": "Each list shows the members of the role's group first, "
-                        "then everyone else who may hold a role.",
+                        "description": (
+                            "Each list shows everyone who may hold a role, the members of the "
+                            "role's group first."
+                            if request.GET.get("everyone") == "1"
+                            else "Each list shows the members of the role's group. "
+                            '<a href="?everyone=1">Show everyone</a> who may hold a role.'
+                        ),
                     },
                 ),
             ]
@@ -426,7 +431,8 @@ class IncidentAdmin(IncidentWorkspaceMixin, NoRevertMixin, SimpleHistoryAdmin):
     def get_form(self, request: HttpRequest, obj: Incident | None = None, change=False, **kwargs):
         if obj is None:
             kwargs["form"] = IncidentAddForm.with_roles(
-                declarer_manages=incident_policy_get().declarer_is_incident_manager
+                declarer_manages=incident_policy_get().declarer_is_incident_manager,
+                everyone=request.GET.get("everyone") == "1",
             )
         else:
             # A declared field not in the fieldsets would otherwise stay in the form.

@@ -148,7 +148,9 @@ class IncidentWorkspaceMixin:
             "sla": ui.sla_badge(incident),
             "age": ui.age_text(incident),
             "incident_manager": ui.person(incident_manager_of(incident)),
-            "roles": self._role_rows(incident, with_choices=can_assign),
+            "roles": self._role_rows(
+                incident, with_choices=can_assign, everyone=request.GET.get("everyone") == "1"
+            ),
             "can_assign": can_assign,
             "role_url": self._url("role", incident),
             "timeline": timeline,
@@ -204,7 +206,12 @@ class IncidentWorkspaceMixin:
         response["Cache-Control"] = "no-store"
         return response
 
-    def _role_rows(self, incident: Incident, *, with_choices: bool) -> list[dict[str, Any]]:
+    def _role_rows(
+        self, incident: Incident, *, with_choices: bool, everyone: bool = False
+    ) -> list[dict[str, Any]]:
+        """The response roles, who holds each and, for those who may assign, the choices: the
+        members of the role's group, and everyone else who may hold a role only when asked
+        (``everyone``), when the group has no members, or for the one who holds it now."""
         holders = {a.role_id: a for a in incident.role_assignments.all()}
         roles = list(ResponseRole.objects.all())
         users: list[Any] = []
@@ -236,11 +243,16 @@ class IncidentWorkspaceMixin:
                 ]
                 member_ids = {pk for pk, _ in members}
                 row["members"] = members
-                row["others"] = [
+                others = [
                     (u.pk, ui.person(u))
                     for u in users
                     if u.pk not in member_ids and u.pk in may_hold
                 ]
+                shown = everyone or not members
+                row["others"] = [
+                    o for o in others if shown or (assignment and o[0] == assignment.user_id)
+                ]
+                row["hidden_others"] = len(others) - len(row["others"])
                 row["group_name"] = role.name
             rows.append(row)
         return rows

@@ -115,7 +115,7 @@ def test_the_api_does_not_make_its_caller_incident_manager(api_as, incident_mana
 # --- the pickers ---------------------------------------------------------------------------------
 
 
-def test_role_pickers_list_the_roles_group_first_and_leave_viewers_out(
+def test_role_pickers_list_the_roles_group_and_everyone_else_behind_show_everyone(
     client, incident_manager, technical_lead, viewer
 ):
     client.force_login(incident_manager)
@@ -123,6 +123,14 @@ def test_role_pickers_list_the_roles_group_first_and_leave_viewers_out(
     page = client.get(url("add")).content.decode()
 
     assert "— me (whoever logs the incident) —" in page
+    assert optgroups(page, "role_incident_manager") == [("In the Incident Manager group", ["Im"])]
+    assert optgroups(page, "role_technical_lead") == [("In the Technical Lead group", ["Tl"])]
+    assert '<a href="?everyone=1">Show everyone</a>' in page
+    # A role whose group has no members offers everyone who may hold a role, never a Viewer.
+    assert optgroups(page, "role_business_liaison") == [("Everyone", ["Im", "Tl"])]
+
+    page = client.get(url("add") + "?everyone=1").content.decode()
+
     assert optgroups(page, "role_incident_manager") == [
         ("In the Incident Manager group", ["Im"]),
         ("Everyone else", ["Tl"]),
@@ -132,6 +140,45 @@ def test_role_pickers_list_the_roles_group_first_and_leave_viewers_out(
         ("Everyone else", ["Im"]),
     ]
     assert "Viewer" not in "".join(str(g) for g in optgroups(page, "role_business_liaison"))
+
+
+def test_someone_outside_the_roles_group_is_accepted_from_the_add_form(
+    client, incident_manager, technical_lead
+):
+    client.force_login(incident_manager)
+
+    incident = declare(client, title="Search down", role_technical_lead=str(incident_manager.pk))
+
+    assert incident is not None
+    assert holders(incident)["technical_lead"] == "im"
+
+
+def test_the_incident_pages_pickers_show_everyone_when_asked(
+    client, incident_manager, technical_lead
+):
+    client.force_login(incident_manager)
+    incident = declare(client, title="Payments slow")
+    change = url("change", incident.pk)
+
+    def picker(html: str) -> list[tuple[str, list[str]]]:
+        select = re.search(
+            r'<select name="user" aria-label="Technical Lead">(.*?)</select>', html, re.S
+        )
+        assert select
+        return [
+            (label, re.findall(r"<option[^>]*>([^<]*)</option>", body))
+            for label, body in re.findall(
+                r'<optgroup label="([^"]*)">(.*?)</optgroup>', select[1], re.S
+            )
+        ]
+
+    page = client.get(change).content.decode()
+    assert picker(page) == [("In the Technical Lead group", ["Tl"])]
+    assert "Show everyone (1 more)" in page
+
+    page = client.get(change + "?everyone=1").content.decode()
+    assert picker(page) == [("In the Technical Lead group", ["Tl"]), ("Everyone else", ["Im"])]
+    assert "Show everyone (" not in page
 
 
 # --- viewers are refused -------------------------------------------------------------------------

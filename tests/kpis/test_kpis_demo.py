@@ -104,6 +104,17 @@ def test_history_through_the_services_loaded_once(loaded):
     )
 
 
+def test_history_sends_no_email(loaded):
+    """Months-old review and survey invitations are not queued to go out at the first start."""
+    from escalation.models import Notification
+
+    _, incidents = loaded
+    assert incidents.exists()
+    assert SurveyInvitation.objects.filter(incident__in=incidents).exists()
+    assert Review.objects.filter(incident__in=incidents).exists()
+    assert not Notification.objects.filter(incident__in=incidents).exists()
+
+
 def test_refused_with_debug_off_and_nothing_changed():
     with override_settings(DEBUG=False), pytest.raises(CommandError, match="Refusing"):
         run("kpis_demo")

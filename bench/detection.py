@@ -471,7 +471,7 @@ def main() -> int:
         "config",
         "worker",
         "--queues",
-        "vigil.urgent,vigil,vigil.sweeps",
+        "vigil.urgent,vigil.intake,vigil,vigil.sweeps,vigil.bulk",
         "--pool",
         "prefork",
         "--concurrency",

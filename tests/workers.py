@@ -338,7 +338,7 @@ class CeleryLauncher:
             [
                 "worker",
                 "--queues",
-                "vigil.urgent,vigil,vigil.sweeps",
+                "vigil.urgent,vigil.intake,vigil,vigil.sweeps,vigil.bulk",
                 "--pool",
                 "prefork",
                 "--concurrency",

@@ -398,6 +398,11 @@ class WebhookDelivery(models.Model):
     claimed_at = models.DateTimeField(
         null=True, blank=True, help_text="Unused: a delivery is processed under its row lock."
     )
+    published_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When a task processing it was published (empty: not yet, or failed).",
+    )
 
     class Meta:
         ordering = ["-received_at", "-id"]

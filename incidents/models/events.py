@@ -51,6 +51,11 @@ class IncidentEvent(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
     claimed_at = models.DateTimeField(null=True, blank=True)
+    published_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When a task following it was published (empty: not yet, or it failed).",
+    )
     last_error = models.TextField(blank=True)
     handled_at = models.DateTimeField(null=True, blank=True)
 

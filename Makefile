@@ -1,6 +1,7 @@
 # Vigil: the commands. `make run` and `make test` need only Python 3.11+, make and git.
 #
 #   make run     install, migrate, load demo data, start web + worker + beat (Ctrl-C stops all)
+#   make serve   the same on one machine in production mode: DEBUG off, no demo data (README)
 #   make test    install and run the whole test suite   (make test PYTEST_ARGS='-k sla')
 #   make lint    ruff check, ruff format --check, import-linter contracts
 #   make check   Django system checks, migrations up to date, check --deploy in production mode
@@ -17,9 +18,11 @@ BENCH_ARGS ?=
 BIND ?= 127.0.0.1
 PORT ?= 8000
 VAR_DIR := $(or $(VIGIL_VAR_DIR),var)
+# The address others reach BIND:PORT at, for the links Vigil writes (as config/settings.py does).
+URL_HOST := $(if $(filter 0.0.0.0 ::,$(BIND)),localhost,$(if $(findstring :,$(BIND)),[$(BIND)],$(BIND)))
 
 .DEFAULT_GOAL := help
-.PHONY: help install run demo reset test lint format check bench clean
+.PHONY: help install run serve demo reset test lint format check bench clean
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -60,6 +63,30 @@ run: $(INSTALLED)
 	@echo "    API docs:  http://$(BIND):$(PORT)/api/docs/"
 	@echo "    Status page: http://$(BIND):$(PORT)/status/"
 	@echo "    Login:     admin / vigil-demo  (staff logins are listed above)"
+	@echo ""
+	VIGIL_BIND=$(BIND) exec $(BIN)/python -m config.devrun --port $(PORT)
+
+# Production mode on one machine (README, "One machine: make serve"): the embedded SQLite database,
+# filesystem broker and file cache under var/, DEBUG off (a var/development left by `make run` is
+# removed, and ignored under VIGIL_EMBEDDED_PRODUCTION), the secret key generated once into
+# var/secret_key (mode 0600; DJANGO_SECRET_KEY wins), no demo data. The same Procfile processes.
+serve: export DJANGO_DEBUG := 0
+serve: export VIGIL_EMBEDDED_PRODUCTION := 1
+serve: export VIGIL_BASE_URL ?= http://$(URL_HOST):$(PORT)
+serve: export PATH := $(abspath $(BIN)):$(PATH)
+serve: $(INSTALLED)
+	@mkdir -p $(VAR_DIR)
+	@if [ -e $(VAR_DIR)/development ]; then rm -f $(VAR_DIR)/development; \
+		echo "This checkout was a development one (make run): production mode from now on." \
+		     "Its demo data and demo logins are still in the database; make reset starts afresh."; fi
+	$(MANAGE) migrate --noinput
+	$(MANAGE) collectstatic --noinput --verbosity 0
+	$(MANAGE) check --deploy
+	@echo ""
+	@echo "  Vigil is starting in production mode (web, Celery workers, beat). Ctrl-C stops all."
+	@echo "    Listening: http://$(URL_HOST):$(PORT)/  (HTTP; HTTPS is your reverse proxy's job: README, One machine)"
+	@echo "    Admin:     $$VIGIL_BASE_URL/admin/"
+	@echo "    First login: $(BIN)/python manage.py createsuperuser"
 	@echo ""
 	VIGIL_BIND=$(BIND) exec $(BIN)/python -m config.devrun --port $(PORT)
 

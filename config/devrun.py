@@ -1,16 +1,18 @@
-"""``make run``'s process runner: ``honcho start`` (the Procfile's web, workers and beat, their
-output interleaved), stopping the way a terminal's Ctrl-C stops a single program.
+"""The process runner of ``make run`` and ``make serve``: ``honcho start`` (the Procfile's web,
+workers and beat, their output interleaved), stopping the way a terminal's Ctrl-C stops a single
+program.
 
 honcho stops its processes by sending SIGTERM to each one's whole process group, so Celery's pool
 processes are killed under their worker (logged as errors: "exited with 'signal 15 (SIGTERM)'"),
 the worker is SIGKILLed five seconds later, and honcho exits 130, which make reports as
 "Error 130". Here Ctrl-C (or SIGTERM) sends a Celery worker SIGTERM, to the worker alone: its
 warm shutdown (a task running finishes, a message taken but not acknowledged, acks_late, goes
-back to the queue, the worker stops its own pool and exits 0). The other processes get SIGINT,
-sent to their process group as a terminal's Ctrl-C is: runserver (its autoreloader and the
-server under it) quits, beat stops. A stop asked for exits 0. A process still running
-``KILL_WAIT`` seconds after the first one stopped is killed with its group, as before (its
-unacknowledged task is delivered again).
+back to the queue, the worker stops its own pool and exits 0). The gunicorn master gets SIGTERM
+alone too: its graceful shutdown (the requests in flight finish, config/gunicorn.py's
+``graceful_timeout``, then its workers stop and it exits 0). The other processes get SIGINT,
+sent to their process group as a terminal's Ctrl-C is: beat stops. A stop asked for exits 0. A
+process still running ``KILL_WAIT`` seconds after the first one stopped is killed with its group,
+as before (its unacknowledged task is delivered again).
 
     python -m config.devrun --port 8000      # the arguments of ``honcho start``
 """
@@ -29,6 +31,7 @@ from honcho import manager as honcho_manager
 # Long enough for a warm shutdown of the workers; shorter than any task's time limit.
 KILL_WAIT = 15
 CELERY_WORKER = re.compile(r"\bcelery\b.*\sworker\b")
+GUNICORN = re.compile(r"\bgunicorn\b")
 
 
 class Manager(honcho_manager.Manager):
@@ -47,7 +50,7 @@ class Manager(honcho_manager.Manager):
                 continue
             if force:
                 sig, send = signal.SIGKILL, os.killpg
-            elif CELERY_WORKER.search(process["obj"].cmd):
+            elif CELERY_WORKER.search(process["obj"].cmd) or GUNICORN.search(process["obj"].cmd):
                 sig, send = signal.SIGTERM, os.kill
             else:
                 sig, send = signal.SIGINT, os.killpg

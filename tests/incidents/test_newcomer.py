@@ -277,7 +277,7 @@ class _Quiet:
         pass
 
 
-def test_ctrl_c_stops_celery_workers_alone_and_the_rest_as_a_terminal_does(monkeypatch):
+def test_ctrl_c_stops_celery_workers_and_gunicorn_alone_the_rest_as_a_terminal_does(monkeypatch):
     manager, sent = _runner(monkeypatch)
     manager.returncode = 130  # as honcho's SIGINT handler sets it before terminate()
     manager.terminate()
@@ -285,7 +285,7 @@ def test_ctrl_c_stops_celery_workers_alone_and_the_rest_as_a_terminal_does(monke
     by_pid = {pid: (how, sig) for how, pid, sig in sent}
     names = {p["pid"]: name for name, p in manager._processes.items()}
     assert {names[pid]: value for pid, value in by_pid.items()} == {
-        "web": ("killpg", signal.SIGINT),
+        "web": ("kill", signal.SIGTERM),  # gunicorn's graceful shutdown
         "urgent": ("kill", signal.SIGTERM),
         "worker": ("kill", signal.SIGTERM),
         "beat": ("killpg", signal.SIGINT),

@@ -1,0 +1,42 @@
+"""gunicorn's settings for the Procfile's ``web`` process: ``make run`` (development, DEBUG on)
+and ``make serve`` (the embedded installation in production mode) serve through the same WSGI
+server, so the embedded default accepts an alert storm as fast as its database lets it.
+
+Two worker processes with threads each (``gthread``): the two processes use both cores of a small
+machine, and the threads keep a connection open while another waits on SQLite's single writer
+(WAL and a busy timeout in config/settings.py make a writer wait for the lock instead of
+failing). Each thread holds its own database connection.
+
+    gunicorn config.wsgi --config python:config.gunicorn
+
+``--bind`` comes from ``VIGIL_BIND`` and ``PORT`` (``make run BIND=... PORT=...``);
+``WEB_CONCURRENCY`` (gunicorn's own variable) sets the worker processes and ``VIGIL_WEB_THREADS``
+the threads of each. In development (``DJANGO_DEBUG`` on) a worker restarts when a Python file
+changes, as runserver's autoreloader did, and each request is logged.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def _on(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+_host = os.environ.get("VIGIL_BIND") or "127.0.0.1"
+bind = f"[{_host}]" if ":" in _host else _host
+bind += f":{os.environ.get('PORT') or 8000}"
+workers = int(os.environ.get("WEB_CONCURRENCY") or 2)
+threads = int(os.environ.get("VIGIL_WEB_THREADS") or 4)
+worker_class = "gthread"
+# The longest request (a report's PDF) well inside it; a worker stuck longer is restarted.
+timeout = 60
+# Ctrl-C (config/devrun.py) sends the master SIGTERM: requests in flight finish within this,
+# before devrun's own deadline (KILL_WAIT) kills what is left.
+graceful_timeout = 10
+reload = _on("DJANGO_DEBUG")
+accesslog = "-" if reload else None
+# No control socket for gunicornc: its default path is one per user ($XDG_RUNTIME_DIR or
+# ~/.gunicorn), which two checkouts served on one machine would take from each other.
+control_socket_disable = True

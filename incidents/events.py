@@ -237,12 +237,26 @@ def incident_events_follow(*, incident_id: int, now: datetime | None = None) -> 
         .values_list("id", flat=True)[:200]
     )
     urgent = False
+    # While every earlier event of this call was followed completely, a later one cannot be
+    # waiting behind an earlier one: it may take the one-transaction path.
+    clean = True
     for pk in ids:
+        known: tuple[str, Exception] | None = None
+        if clean:
+            outcome = _follow_at_once(pk, now=now or timezone.now())
+            if isinstance(outcome, int):
+                result.handled += outcome
+                result.events_done += 1
+                continue
+            known = outcome
         event = EVENT_QUEUE.claim(pk, now=now or timezone.now(), due_only=True)
         if event is None:
+            clean = False
             continue
         urgent = urgent or event.urgent
-        _follow_event(event, result)
+        before = result.events_done
+        _follow_event(event, result, known=known)
+        clean = clean and result.events_done > before
     if result.next_at is not None:
         delay = max(0.0, (result.next_at - timezone.now()).total_seconds())
         transaction.on_commit(
@@ -251,13 +265,78 @@ def incident_events_follow(*, incident_id: int, now: datetime | None = None) -> 
     return result
 
 
-def _follow_event(event: IncidentEvent, result: FollowResult) -> None:
+def _follow_at_once(pk: int, *, now: datetime) -> int | tuple[str, Exception] | None:
+    """The common case in one transaction and a handful of statements: an event that no
+    dispatcher has touched yet (no attempt, no handler record), due, and not locked by
+    another dispatcher, runs all its handlers one after the other, and is recorded done
+    with their EventHandling rows, in the transaction that holds its row lock — no lease, no
+    savepoint. A worker that dies meanwhile rolls it all back, and the event is still
+    pending for the sweep.
+
+    Returns how many handlers ran when it was followed; None when the event is not such an
+    event (the careful path takes it); ``(handler name, error)`` when a handler raised,
+    after rolling everything back: the careful path then runs each handler in a transaction
+    of its own and records this failure as the handler's attempt (it is not run twice for
+    one failure)."""
+    failing: list[tuple[str, Exception]] = []
+    try:
+        with transaction.atomic():
+            event = (
+                IncidentEvent.objects.select_for_update(skip_locked=True, of=("self",))
+                .filter(pk=pk, status=EventStatus.PENDING, attempts=0, next_attempt_at__lte=now)
+                .first()
+            )
+            if event is None:
+                return None
+            handlers = subscribed_handlers(event.name)
+            for handler in handlers:
+                try:
+                    handler.callbacks[event.name](event)
+                except Exception as exc:
+                    failing.append((handler.name, exc))
+                    raise
+            finished = timezone.now()
+            EventHandling.objects.bulk_create(
+                [
+                    EventHandling(
+                        event=event,
+                        handler=handler.name,
+                        status=HandlingStatus.DONE,
+                        attempts=1,
+                        finished_at=finished,
+                    )
+                    for handler in handlers
+                ]
+            )
+            IncidentEvent.objects.filter(pk=pk).update(
+                status=EventStatus.DONE, attempts=1, handled_at=finished, last_error=""
+            )
+            return len(handlers)
+    except Exception as exc:
+        if failing:
+            logger.info(
+                "Handler %s failed on event %s; following it handler by handler",
+                failing[0][0],
+                pk,
+            )
+            return failing[0]
+        # The bookkeeping itself failed (a concurrent dispatcher's record, a lost
+        # connection): the careful path decides what is left to do.
+        logger.warning("Event %s could not be followed at once: %s", pk, exc)
+        return None
+
+
+def _follow_event(
+    event: IncidentEvent, result: FollowResult, *, known: tuple[str, Exception] | None = None
+) -> None:
     claim = event.claimed_at
     waiting: list[datetime] = []
     gave_up = False
     for handler in subscribed_handlers(event.name):
         try:
-            outcome, when = _run_handler(event, handler)
+            outcome, when = _run_handler(
+                event, handler, failure=known[1] if known and known[0] == handler.name else None
+            )
         except Exception:
             # The handler's transaction itself broke (a lost connection): nothing was recorded;
             # the event's lease runs out and the sweep queues it again.
@@ -328,7 +407,9 @@ def _handler_settings() -> tuple[int, float, float]:
     )
 
 
-def _run_handler(event: IncidentEvent, handler: Handler) -> tuple[str, datetime]:
+def _run_handler(
+    event: IncidentEvent, handler: Handler, *, failure: Exception | None = None
+) -> tuple[str, datetime]:
     """Run one handler on one event in its own transaction. Returns (outcome, when to look
     again): done, failed (given up), retrying (at its next attempt) or waiting (behind an
     earlier event, or held by another dispatcher)."""
@@ -358,6 +439,10 @@ def _run_handler(event: IncidentEvent, handler: Handler) -> tuple[str, datetime]
                 return "waiting", now
         row.attempts += 1
         try:
+            if failure is not None:
+                # It already failed on this event in the one-transaction path (rolled back):
+                # that was this attempt.
+                raise failure
             with transaction.atomic():
                 handler.callbacks[event.name](event)
         except Exception as exc:

@@ -75,31 +75,47 @@ def delivery_process(*, delivery_id: int | None = None) -> DeliveryResult:
     on the delivery and leaves it pending for the sweep, up to ``MAX_ATTEMPTS``; then it is
     marked failed (shown in the admin). Idempotent.
     """
-    with transaction.atomic():
-        claim = WebhookDelivery.objects.select_related("integration")
-        if delivery_id is None:
-            # Fresh deliveries only: one that failed waits for the sweep's retry.
-            claim = claim.filter(attempts=0).order_by("received_at", "id")
-        else:
-            claim = claim.filter(pk=delivery_id)
-        now = timezone.now()
-        delivery = INBOUND.claim_locked(claim, now=now)
-        if delivery is None:
-            return DeliveryResult(outcome="skipped")
-        try:
-            with transaction.atomic():
-                result = _process(delivery, now=now)
-        except OperationalError:
+    claimed: list[int] = []
+    try:
+        with transaction.atomic():
+            delivery = _claim(delivery_id)
+            if delivery is None:
+                return DeliveryResult(outcome="skipped")
+            claimed.append(delivery.pk)
+            now = timezone.now()
+            # No savepoint: processing is expected to succeed; when it does not, everything
+            # it wrote is rolled back with the claim, and the attempt is recorded below.
+            result = _process(delivery, now=now)
+            INBOUND.complete_locked(delivery, processed_at=now)
+            return result
+    except OperationalError:
+        raise
+    except Exception as exc:
+        if not claimed:
             raise
-        except Exception as exc:
-            logger.exception("Webhook delivery %s could not be processed", delivery.pk)
-            failure = INBOUND.fail_locked(delivery, error=f"{type(exc).__name__}: {exc}", now=now)
-            if failure.outcome == "failed":
-                delivery.processed_at = now
-                delivery.save(update_fields=["processed_at"])
-            return DeliveryResult(outcome="failed")
-        INBOUND.complete_locked(delivery, processed_at=now)
-        return result
+        logger.exception("Webhook delivery %s could not be processed", claimed[0])
+        error = f"{type(exc).__name__}: {exc}"
+    with transaction.atomic():
+        delivery = _claim(claimed[0])
+        if delivery is None:
+            # Another worker took it meanwhile.
+            return DeliveryResult(outcome="skipped")
+        now = timezone.now()
+        failure = INBOUND.fail_locked(delivery, error=error, now=now)
+        if failure.outcome == "failed":
+            delivery.processed_at = now
+            delivery.save(update_fields=["processed_at"])
+        return DeliveryResult(outcome="failed")
+
+
+def _claim(delivery_id: int | None) -> WebhookDelivery | None:
+    claim = WebhookDelivery.objects.select_related("integration")
+    if delivery_id is None:
+        # Fresh deliveries only: one that failed waits for the sweep's retry.
+        claim = claim.filter(attempts=0).order_by("received_at", "id")
+    else:
+        claim = claim.filter(pk=delivery_id)
+    return INBOUND.claim_locked(claim, now=timezone.now())
 
 
 def deliveries_drain(*, budget_seconds: float = DRAIN_BUDGET) -> int:

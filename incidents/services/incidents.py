@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from ..errors import InvalidInput
@@ -130,16 +130,28 @@ def _allocate_number(day: Any) -> tuple[int, str]:
     on it instead of racing; the first creator of a day inserts the row, and a concurrent
     first creator that loses the insert race waits for it and reads the committed value.
     """
-    counter = IncidentDaySequence.objects.select_for_update().filter(day=day).first()
-    if counter is None:
+    table = connection.ops.quote_name(IncidentDaySequence._meta.db_table)
+    with connection.cursor() as cursor:
+        # One statement on every day but the first: the increment locks the row (PostgreSQL)
+        # or the database (SQLite) until the incident commits.
+        cursor.execute(
+            f"UPDATE {table} SET last = last + 1 WHERE day = %s RETURNING last",
+            [day],
+        )
+        row = cursor.fetchone()
+    if row is not None:
+        last = row[0]
+    else:
+        counter = None
         try:
             with transaction.atomic():
-                counter = IncidentDaySequence.objects.create(day=day, last=0)
+                counter = IncidentDaySequence.objects.create(day=day, last=1)
         except IntegrityError:
             counter = IncidentDaySequence.objects.select_for_update().get(day=day)
-    counter.last += 1
-    counter.save(update_fields=["last"])
-    return counter.last, f"INC-{day:%Y-%m%d}-{counter.last:03d}"
+            counter.last += 1
+            counter.save(update_fields=["last"])
+        last = counter.last
+    return last, f"INC-{day:%Y-%m%d}-{last:03d}"
 
 
 def _reported_time(field: str, value: Any, now: datetime) -> datetime | None:
@@ -180,7 +192,6 @@ def _validate_times(incident: Incident, now: datetime) -> None:
         raise InvalidInput(errors)
 
 
-@transaction.atomic
 def incident_create(
     *,
     actor: Any,
@@ -265,56 +276,61 @@ def incident_create(
     )
     _validate_times(incident, now)
     apply_sla(incident, level)
-    incident.day = timezone.localdate(now)
-    incident.sequence, incident.number = _allocate_number(incident.day)
-    audited_save(incident, actor=actor, reason="created")
-    if service_list:
-        incident.services.set(service_list)
-    message = (
-        f"Incident logged: Sev {level.level} ({level.name}), P{incident.priority} (impact "
-        f"{impact} × urgency {urgency}), detected via "
-        f"{incident.get_detection_source_display().lower()}."
-    )
-    data: dict[str, Any] = {"severity": level.level, "priority": incident.priority}
-    if priority_reason:
-        message += f" Priority P{incident.priority} confirmed: {priority_reason}"
-        data["priority_reason"] = priority_reason
-    timeline_record(
-        incident=incident,
-        kind=Kind.CREATED,
-        source=source,
-        actor=actor,
-        message=message,
-        data=data,
-    )
-    announce(
-        INCIDENT_CREATED,
-        incident=incident,
-        actor_id=_id(actor),
-        source=source,
-        paging=paging,
-    )
-    for role_key, user in roles.items():
-        incident_role_assign(
-            incident=incident, role=role_key, user=user, actor=actor, source=source
+    # Everything above only reads and checks: a refusal leaves no trace and no broken
+    # transaction behind. The writes below expect no error, so inside a caller's transaction
+    # (alert processing) they add no savepoint, unless roles are assigned (their permission
+    # check may still refuse); on their own they are one transaction.
+    with transaction.atomic(savepoint=bool(roles)):
+        incident.day = timezone.localdate(now)
+        incident.sequence, incident.number = _allocate_number(incident.day)
+        audited_save(incident, actor=actor, reason="created")
+        if service_list:
+            incident.services.set(service_list)
+        message = (
+            f"Incident logged: Sev {level.level} ({level.name}), P{incident.priority} (impact "
+            f"{impact} × urgency {urgency}), detected via "
+            f"{incident.get_detection_source_display().lower()}."
         )
-    if (
-        source == Source.ADMIN
-        and actor is not None
-        and roles.get(ResponseRole.INCIDENT_MANAGER) is None
-        and incident_policy_get().declarer_is_incident_manager
-        and can_hold_response_role(actor)
-        and ResponseRole.objects.filter(key=ResponseRole.INCIDENT_MANAGER).exists()
-    ):
-        # Declaring is taking ownership: no permission to assign roles is needed for it.
-        _role_assign(
+        data: dict[str, Any] = {"severity": level.level, "priority": incident.priority}
+        if priority_reason:
+            message += f" Priority P{incident.priority} confirmed: {priority_reason}"
+            data["priority_reason"] = priority_reason
+        timeline_record(
             incident=incident,
-            role=ResponseRole.INCIDENT_MANAGER,
-            user=actor,
-            actor=actor,
+            kind=Kind.CREATED,
             source=source,
-            why="declared the incident",
+            actor=actor,
+            message=message,
+            data=data,
         )
+        announce(
+            INCIDENT_CREATED,
+            incident=incident,
+            actor_id=_id(actor),
+            source=source,
+            paging=paging,
+        )
+        for role_key, user in roles.items():
+            incident_role_assign(
+                incident=incident, role=role_key, user=user, actor=actor, source=source
+            )
+        if (
+            source == Source.ADMIN
+            and actor is not None
+            and roles.get(ResponseRole.INCIDENT_MANAGER) is None
+            and incident_policy_get().declarer_is_incident_manager
+            and can_hold_response_role(actor)
+            and ResponseRole.objects.filter(key=ResponseRole.INCIDENT_MANAGER).exists()
+        ):
+            # Declaring is taking ownership: no permission to assign roles is needed for it.
+            _role_assign(
+                incident=incident,
+                role=ResponseRole.INCIDENT_MANAGER,
+                user=actor,
+                actor=actor,
+                source=source,
+                why="declared the incident",
+            )
     return incident
 
 

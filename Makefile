@@ -58,7 +58,7 @@ run: $(INSTALLED)
 	$(MANAGE) status_demo --keep-existing $(DEMO_ARGS)
 	$(MANAGE) kpis_demo --keep-existing $(DEMO_ARGS)
 	@echo ""
-	@echo "  Vigil is starting (web, Celery worker, Celery beat). Ctrl-C stops all three."
+	@echo "  Vigil is starting (web, Celery workers, beat). Ctrl-C stops them all."
 	@echo "    Admin:     http://$(BIND):$(PORT)/admin/"
 	@echo "    API docs:  http://$(BIND):$(PORT)/api/docs/"
 	@echo "    Status page: http://$(BIND):$(PORT)/status/"

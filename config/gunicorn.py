@@ -18,6 +18,9 @@ changes, as runserver's autoreloader did, and each request is logged.
 from __future__ import annotations
 
 import os
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _on(name: str) -> bool:
@@ -30,12 +33,17 @@ bind += f":{os.environ.get('PORT') or 8000}"
 workers = int(os.environ.get("WEB_CONCURRENCY") or 2)
 threads = int(os.environ.get("VIGIL_WEB_THREADS") or 4)
 worker_class = "gthread"
-# The longest request (a report's PDF) well inside it; a worker stuck longer is restarted.
+# A request running longer than a minute is stuck: its worker is restarted.
 timeout = 60
 # Ctrl-C (config/devrun.py) sends the master SIGTERM: requests in flight finish within this,
 # before devrun's own deadline (KILL_WAIT) kills what is left.
 graceful_timeout = 10
 reload = _on("DJANGO_DEBUG")
+# Django's cached template loader learns of an edited template only through runserver's
+# autoreloader: here a worker restarts on it too.
+reload_extra_files = (
+    [str(path) for path in (_ROOT / "templates").rglob("*") if path.is_file()] if reload else []
+)
 accesslog = "-" if reload else None
 # No control socket for gunicornc: its default path is one per user ($XDG_RUNTIME_DIR or
 # ~/.gunicorn), which two checkouts served on one machine would take from each other.

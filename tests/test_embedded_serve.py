@@ -212,6 +212,7 @@ def test_gunicorn_threads_and_reload_in_development_only(monkeypatch):
     assert development["bind"] == "127.0.0.1:8000"
     assert development["reload"] is True and development["accesslog"] == "-"
     assert development["workers"] == 3
+    assert str(ROOT / "templates" / "admin" / "base_site.html") in development["reload_extra_files"]
     assert _gunicorn(monkeypatch, VIGIL_BIND="::1")["bind"] == "[::1]:8000"
 
 

@@ -325,6 +325,9 @@ VIGIL_EVENT_BACKOFF_BASE_SECONDS = env.float("VIGIL_EVENT_BACKOFF_BASE_SECONDS",
 VIGIL_EVENT_BACKOFF_MAX_SECONDS = env.float("VIGIL_EVENT_BACKOFF_MAX_SECONDS", default=300.0)
 VIGIL_EVENT_LEASE_SECONDS = env.float("VIGIL_EVENT_LEASE_SECONDS", default=90.0)
 VIGIL_EVENT_REQUEUE_AFTER_SECONDS = env.float("VIGIL_EVENT_REQUEUE_AFTER_SECONDS", default=10.0)
+# How long a published task (for an event, a notification, a webhook delivery) is trusted to be
+# waiting in its queue: the requeue sweeps publish another only past it (``incidents.queue``).
+VIGIL_PUBLISH_LEASE_SECONDS = env.float("VIGIL_PUBLISH_LEASE_SECONDS", default=600.0)
 
 # How long a one-click acknowledge link in a notification stays valid.
 VIGIL_ACK_LINK_MAX_AGE = env.int("VIGIL_ACK_LINK_MAX_AGE_SECONDS", default=24 * 3600)

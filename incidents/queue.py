@@ -14,20 +14,38 @@ The life of a row::
        └──── retry ◀──────┤ (transient error, attempts left: back to pending, later)
                           └──▶ failed (permanent error, or the last attempt)
 
-Claiming. :meth:`WorkQueue.claim` locks the row (``FOR UPDATE``, only the row), moves it to
-running with ``claimed_at`` = now and ``attempts`` + 1, and commits: the claim is a *lease*. The
-work then runs outside that transaction (a network call, a follower's own transaction). A
-result is recorded only while this attempt's claim is current (:meth:`WorkQueue.fail` compares
-``claimed_at``), so a worker that outlived its lease cannot overwrite a newer attempt. A row
-left running past the lease (its worker was killed) is claimable again.
+Claiming. :meth:`WorkQueue.claim` is one statement, ``UPDATE … SET status = running,
+claimed_at = now, attempts = attempts + 1 WHERE id = … AND <claimable> RETURNING …``, committed
+on its own: the claim is a *lease*. Two workers claiming at once cannot both match (the second
+UPDATE re-checks the condition on the row the first one changed). The work then runs outside
+that transaction (a network call, a follower's own transaction). A result is recorded only
+while this attempt's claim is current (:meth:`WorkQueue.complete` and :meth:`WorkQueue.fail`
+compare ``claimed_at``), so a worker that outlived its lease cannot overwrite a newer attempt.
+A row left running past the lease (its worker was killed) is claimable again.
 :meth:`WorkQueue.claim_locked` is the short form for work that is itself one transaction (the
 inbound deliveries): the row lock held to the end of the caller's transaction is the lease.
 
-Requeueing. :meth:`WorkQueue.requeue` selects rows pending past their next attempt (plus a
-grace period, so a retry the broker already holds is not doubled) and rows running past the
-lease, with ``SKIP LOCKED``, and pushes their next attempt out before they are published, so two
-sweeps at once queue a row once. Duplicate tasks are harmless: a row that is not claimable is
-skipped.
+Publishing and requeueing. A row records when a task that will work on it was published
+(``published_at``): :meth:`WorkQueue.mark_published` runs right after a *successful* publish, so
+a publish that failed, or never happened (the process died between the commit and the publish),
+leaves the row unmarked. :meth:`WorkQueue.requeue` re-publishes only what has no live task:
+pending rows never published (past a short grace, ``requeue_after``), pending rows whose
+publish lease ran out (``VIGIL_PUBLISH_LEASE_SECONDS``, longer than any wait in a queue: the
+task is presumed lost with its broker), and rows running past the claim lease (the worker
+died). A row whose task is still waiting in a queue, however long the queue, is left alone, so
+a storm is not doubled by the sweep. It takes rows with ``SKIP LOCKED``, clears their stamp and
+moves their next attempt to now before they are published, so two sweeps at once queue a row
+once; the publish after commit stamps them again. A duplicate task is harmless all the same: a
+row that is not claimable is skipped.
+
+Durability. The claim, the record of a success and the publish stamp are bookkeeping whose
+loss in a database crash only means the work is done again: a lost claim leaves the row
+pending (its task runs it again), a lost success leaves it running until the lease (then it is
+sent again, with the same idempotency key), a lost stamp makes the sweep publish a duplicate
+task. On PostgreSQL they therefore commit with ``synchronous_commit`` off (:func:`_bookkeeping`),
+which saves the WAL flush (several milliseconds) per statement; a crash loses at most the last
+fraction of a second of them, never a row or a message. Everything else, the rows themselves
+included, commits durably.
 """
 
 from __future__ import annotations
@@ -38,8 +56,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import models, transaction
+from django.conf import settings
+from django.db import connection, models
 from django.db.models import Q
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 __all__ = ["Failure", "WorkQueue", "WorkStatus", "backoff_delay"]
@@ -82,6 +102,39 @@ def _seconds(value: float | Callable[[], float]) -> float:
     return float(value() if callable(value) else value)
 
 
+DEFAULT_PUBLISH_LEASE = 600.0
+
+
+def default_publish_lease() -> float:
+    """How long a published task is trusted to be waiting in its queue: past it, the requeue
+    sweep presumes the message lost (a broker that lost its data) and publishes another."""
+    return float(getattr(settings, "VIGIL_PUBLISH_LEASE_SECONDS", DEFAULT_PUBLISH_LEASE))
+
+
+def _bookkeeping(sql: str, params: list[Any]) -> tuple[list[tuple], int]:
+    """Run one write statement (with ``RETURNING`` or not); returns its rows and row count.
+
+    Outside a transaction on PostgreSQL, the statement is sent as ``SET LOCAL
+    synchronous_commit TO OFF; <statement>`` in one round trip: the two run as one implicit
+    transaction whose commit does not wait for the WAL flush. Only for writes whose loss in a
+    database crash means the work is done again (see the module docstring), never for the
+    rows themselves. Inside the caller's transaction it is a plain statement: the setting
+    would otherwise cover the caller's own writes."""
+    fast = (
+        connection.vendor == "postgresql"
+        and not connection.in_atomic_block
+        and not connection.settings_dict.get("OPTIONS", {}).get("server_side_binding")
+    )
+    with connection.cursor() as cursor:
+        if fast:
+            cursor.execute(f"SET LOCAL synchronous_commit TO OFF; {sql}", params)
+            cursor.nextset()
+        else:
+            cursor.execute(sql, params)
+        rows = cursor.fetchall() if cursor.description else []
+        return rows, cursor.rowcount
+
+
 @dataclass(frozen=True)
 class WorkQueue:
     """One table of work rows. The model has the fields ``status`` (holding the values given
@@ -98,6 +151,7 @@ class WorkQueue:
     backoff_base: float | Callable[[], float] = 10.0
     backoff_max: float | Callable[[], float] = 600.0
     requeue_after: float | Callable[[], float] = 60.0
+    publish_lease: float | Callable[[], float] = default_publish_lease
     error_field: str = "last_error"
 
     # --- claiming ------------------------------------------------------------------------------
@@ -118,21 +172,48 @@ class WorkQueue:
         *,
         now: datetime | None = None,
         due_only: bool = False,
-        related: tuple[str, ...] = (),
     ) -> Any | None:
-        """Take a lease on row ``pk`` in a transaction of its own: pending (and due, with
-        ``due_only``), or running with an expired lease → running, attempts + 1. Returns the
-        row, or None when it is done, failed, held by a live lease, not yet due, or gone."""
+        """Take a lease on row ``pk`` in one statement committed on its own: pending (and due,
+        with ``due_only``), or running with an expired lease → running, attempts + 1. Returns
+        the row (its related rows load when first used), or None when it is done, failed, held
+        by a live lease, not yet due, or gone."""
         now = now or timezone.now()
-        with transaction.atomic():
-            rows = self.model.objects.select_for_update(of=("self",))
-            if related:
-                rows = rows.select_related(*related)
-            row = rows.filter(self._claimable(now, due_only=due_only), pk=pk).first()
-            if row is None:
-                return None
-            self._take(row, now)
-            return row
+        meta = self.model._meta
+        quote = connection.ops.quote_name
+        when = connection.ops.adapt_datetimefield_value
+        fields = meta.concrete_fields
+        col = {name: quote(meta.get_field(name).column) for name in ("status", "claimed_at")}
+        due = f" AND {quote(meta.get_field('next_attempt_at').column)} <= %s" if due_only else ""
+        sql = (
+            f"UPDATE {quote(meta.db_table)} SET {col['status']} = %s, "
+            f"{col['claimed_at']} = %s, {quote(meta.get_field('attempts').column)} = "
+            f"{quote(meta.get_field('attempts').column)} + 1 "
+            f"WHERE {quote(meta.pk.column)} = %s AND (({col['status']} = %s{due}) OR "
+            f"({col['status']} = %s AND ({col['claimed_at']} IS NULL OR "
+            f"{col['claimed_at']} <= %s))) "
+            f"RETURNING {', '.join(quote(f.column) for f in fields)}"
+        )
+        params: list[Any] = [self.running, when(now), pk, self.pending]
+        if due_only:
+            params.append(when(now))
+        params += [self.running, when(now - timedelta(seconds=_seconds(self.lease)))]
+        rows, _ = _bookkeeping(sql, params)
+        if not rows:
+            return None
+        return self._from_db(rows[0])
+
+    def _from_db(self, values: tuple) -> Any:
+        """A model instance from a row of all concrete columns, converted as the ORM would."""
+        fields = self.model._meta.concrete_fields
+        converted = []
+        for field, value in zip(fields, values, strict=True):
+            expression = field.get_col(self.model._meta.db_table)
+            for converter in connection.ops.get_db_converters(expression) + field.get_db_converters(
+                connection
+            ):
+                value = converter(value, expression, connection)
+            converted.append(value)
+        return self.model.from_db(connection.alias, [f.attname for f in fields], converted)
 
     def claim_locked(self, queryset: models.QuerySet, *, now: datetime | None = None) -> Any | None:
         """Inside the caller's transaction: lock the first claimable row of ``queryset`` that no
@@ -150,24 +231,36 @@ class WorkQueue:
         row.attempts += 1
         return row
 
-    def _take(self, row: Any, now: datetime) -> None:
-        row.status = self.running
-        row.attempts += 1
-        row.claimed_at = now
-        row.save(update_fields=["status", "attempts", "claimed_at"])
-
     # --- results -------------------------------------------------------------------------------
 
     def complete(self, row: Any, **fields: Any) -> bool:
         """Mark a claimed row done, with ``fields`` (e.g. a provider's message id). One
-        conditional UPDATE: a success stands even if this attempt's lease lapsed meanwhile (the
-        work is done), but never rewrites a row already done. Returns whether it changed."""
-        changed = (
-            self.model.objects.filter(pk=row.pk)
-            .exclude(status=self.done)
-            .update(status=self.done, **{self.error_field: ""}, **fields)
+        statement, ``UPDATE … WHERE id = … AND claimed_at = <this claim>``: a success stands
+        even if this attempt's lease lapsed meanwhile (the work is done; a sweep that put the
+        row back to pending finds it done), but a stale claim whose row another attempt took
+        over records nothing, and a row already done is never rewritten. Returns whether it
+        changed the row."""
+        meta = self.model._meta
+        quote = connection.ops.quote_name
+        values = {"status": self.done, self.error_field: "", **fields}
+        assignments, params = [], []
+        for name, value in values.items():
+            field = meta.get_field(name)
+            assignments.append(f"{quote(field.column)} = %s")
+            params.append(field.get_db_prep_save(value, connection))
+        status = quote(meta.get_field("status").column)
+        sql = (
+            f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "
+            f"WHERE {quote(meta.pk.column)} = %s AND "
+            f"{quote(meta.get_field('claimed_at').column)} = %s AND {status} IN (%s, %s)"
         )
-        return bool(changed)
+        params += [
+            row.pk,
+            connection.ops.adapt_datetimefield_value(row.claimed_at),
+            self.running,
+            self.pending,
+        ]
+        return bool(_bookkeeping(sql, params)[1])
 
     def complete_locked(self, row: Any, **fields: Any) -> None:
         """Mark a row claimed with :meth:`claim_locked` done, in the caller's transaction."""
@@ -228,7 +321,17 @@ class WorkQueue:
         delay = self.delay(attempts=row.attempts, retry_after=retry_after)
         row.status = self.pending
         row.next_attempt_at = now + timedelta(seconds=delay)
-        row.save(update_fields=["status", "attempts", self.error_field, "next_attempt_at"])
+        # The retry needs a task of its own: unmarked until the caller's publish succeeds.
+        row.published_at = None
+        row.save(
+            update_fields=[
+                "status",
+                "attempts",
+                self.error_field,
+                "next_attempt_at",
+                "published_at",
+            ]
+        )
         return Failure("retry", row, delay)
 
     def delay(self, *, attempts: int, retry_after: float | None = None) -> float:
@@ -249,10 +352,31 @@ class WorkQueue:
             row.attempts = 0
         row.status = self.pending
         row.next_attempt_at = timezone.now()
-        row.save(update_fields=["status", "attempts", "next_attempt_at"])
+        row.published_at = None
+        row.save(update_fields=["status", "attempts", "next_attempt_at", "published_at"])
         return True
 
-    # --- recovery ------------------------------------------------------------------------------
+    # --- publishing and recovery --------------------------------------------------------------
+
+    def mark_published(
+        self, ids: list[int] | None = None, *, now: datetime | None = None, **filters: Any
+    ) -> int:
+        """Record that a task that will work on these rows was just published: the rows
+        ``ids``, or those matching ``filters`` (e.g. an incident's pending events). Call it
+        right after a publish that succeeded, never before: a failed publish must leave its
+        rows unmarked for the sweep. One statement (a bookkeeping write, see the module
+        docstring). Returns how many rows it stamped."""
+        if ids is not None and not ids:
+            return 0
+        rows = self.model._default_manager.all()
+        if ids is not None:
+            rows = rows.filter(pk__in=ids)
+        if filters:
+            rows = rows.filter(**filters)
+        query = rows.query.chain(UpdateQuery)
+        query.add_update_values({"published_at": now or timezone.now()})
+        sql, params = query.get_compiler(rows.db).as_sql()
+        return _bookkeeping(sql, list(params))[1]
 
     def requeue(
         self,
@@ -262,17 +386,26 @@ class WorkQueue:
         order: str = "next_attempt_at",
         grace: float | None = None,
     ) -> list[int]:
-        """The ids of rows whose work was lost, for the caller to publish after commit: rows
-        pending ``requeue_after`` (or ``grace``) seconds past their next attempt, and rows
-        running past the lease (set back to pending, their attempt counted). Claims with
-        ``SKIP LOCKED`` and moves each row's next attempt to now, so two sweeps at once return
-        a row once. Call inside ``transaction.atomic()`` and publish with ``on_commit``."""
+        """The ids of rows whose work has no live task, for the caller to publish after commit
+        (and :meth:`mark_published` once published): pending rows never published, due
+        ``requeue_after`` (or ``grace``) seconds ago; pending rows published
+        ``publish_lease`` seconds ago and due as long (the message is presumed lost); rows
+        running past the claim lease (set back to pending, their attempt counted). A pending
+        row whose task is waiting in a queue is not returned. Claims with ``SKIP LOCKED``,
+        clears the stamp and moves each row's next attempt to now, so two sweeps at once
+        return a row once. Call inside ``transaction.atomic()`` and publish with
+        ``on_commit``."""
         now = now or timezone.now()
-        wait = timedelta(seconds=_seconds(self.requeue_after if grace is None else grace))
+        wait = now - timedelta(seconds=_seconds(self.requeue_after if grace is None else grace))
+        lapsed = now - timedelta(seconds=_seconds(self.publish_lease))
         lease = timedelta(seconds=_seconds(self.lease))
         pending = list(
             self.model.objects.select_for_update(skip_locked=True)
-            .filter(status=self.pending, next_attempt_at__lte=now - wait)
+            .filter(
+                Q(published_at__isnull=True, next_attempt_at__lte=wait)
+                | Q(published_at__lte=lapsed, next_attempt_at__lte=lapsed),
+                status=self.pending,
+            )
             .order_by(order, "pk")
             .values_list("pk", flat=True)[:batch]
         )
@@ -283,11 +416,12 @@ class WorkQueue:
             .values_list("pk", flat=True)[:batch]
         )
         if pending:
-            self.model.objects.filter(pk__in=pending).update(next_attempt_at=now)
+            self.model.objects.filter(pk__in=pending).update(next_attempt_at=now, published_at=None)
         if stuck:
             self.model.objects.filter(pk__in=stuck).update(
                 status=self.pending,
                 next_attempt_at=now,
+                published_at=None,
                 **{self.error_field: "Interrupted (worker lost while working); re-queued."},
             )
         return pending + stuck

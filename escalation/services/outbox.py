@@ -26,6 +26,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
+from django.db.models.constants import OnConflict
 from django.utils import timezone
 
 from incidents.events import default_queue, urgent_queue
@@ -151,7 +152,7 @@ def notification_enqueue(
         # A concurrent transaction inserted the same key and committed first.
         return Notification.objects.get(idempotency_key=idempotency_key)
     notification_id, urgent = notification.pk, notification.urgent
-    transaction.on_commit(lambda: _publish(notification_id, urgent=urgent), robust=True)
+    transaction.on_commit(lambda: _publish(notification_id, urgent=urgent))
     return notification
 
 
@@ -294,7 +295,7 @@ def _check_attachment(index: int, attachment: object) -> int:
 @dataclass(frozen=True)
 class OutboxMessage:
     """One message for :func:`notification_enqueue_many`: the arguments of
-    :func:`notification_enqueue`, less the acknowledge link (bulk messages carry none)."""
+    :func:`notification_enqueue`."""
 
     channel: str
     recipient: str
@@ -306,24 +307,34 @@ class OutboxMessage:
     incident: Incident | None = None
     contact: Contact | None = None
     context: dict | None = None
+    ack_url: str = ""
 
 
 # Rows per INSERT, and notifications per delivery task, of a bulk enqueue.
 BULK_INSERT_BATCH = 500
 BULK_TASK_BATCH = 50
+# Where a bulk enqueue's delivery tasks go unless the caller says (a mailing).
+BULK_QUEUE = "vigil.bulk"
 
 
-def notification_enqueue_many(messages: list[OutboxMessage]) -> int:
-    """Write many outbox rows in the CURRENT transaction, for a mailing (one status update to
-    every subscriber): one multi-row INSERT per 500 rows instead of a round trip or two per
-    message, and after commit one delivery task per 50 rows instead of one each. Returns how
-    many rows were new.
+def notification_enqueue_many(messages: list[OutboxMessage], *, queue: str | None = None) -> int:
+    """Write many outbox rows in the CURRENT transaction and deliver them after commit: the
+    pages of one incident event, or a mailing (one status update to every subscriber).
+    Returns how many rows were new.
 
-    Idempotent like :func:`notification_enqueue`: a key that already has a row is skipped (a
-    second run of the same mailing writes and sends nothing), and so is a key that appears twice
-    in ``messages`` (its first message is kept). Bulk rows are never urgent: they travel on the
-    default queue, so a large mailing never delays a page on the urgent queue. A task that dies
-    midway leaves its remaining rows pending; the requeue sweep re-publishes them.
+    One ``INSERT … ON CONFLICT DO NOTHING RETURNING id`` per 500 rows (no SELECT, no
+    savepoint), and after commit one broker message per 50 rows: a batch task that sends them
+    one after the other, each under its own claim (a message whose claim fails is skipped, one
+    that fails is retried on its own). ``queue`` is where the batch tasks go: the urgent queue
+    for the pages of a Sev 1-2 incident (those rows are marked urgent, so their retries and
+    re-queues stay on it), the default queue for other pages, ``vigil.bulk`` (the default) for
+    mailings, so a large mailing never delays a page.
+
+    Idempotent like :func:`notification_enqueue`: a key that already has a row is skipped,
+    including one a concurrent transaction inserted first (neither fails nor duplicates it), so
+    a second run of the same mailing writes and sends nothing; a key that appears twice in
+    ``messages`` keeps its first message. A task that dies midway leaves its remaining rows
+    pending; the requeue sweep re-publishes them.
     """
     wanted: dict[str, OutboxMessage] = {}
     for message in messages:
@@ -331,14 +342,8 @@ def notification_enqueue_many(messages: list[OutboxMessage]) -> int:
         wanted.setdefault(message.idempotency_key, message)
     if not wanted:
         return 0
-    keys = list(wanted)
-    existing: set[str] = set()
-    for start in range(0, len(keys), BULK_INSERT_BATCH):
-        existing.update(
-            Notification.objects.filter(
-                idempotency_key__in=keys[start : start + BULK_INSERT_BATCH]
-            ).values_list("idempotency_key", flat=True)
-        )
+    queue = queue or BULK_QUEUE
+    urgent = queue == urgent_queue()
     now = timezone.now()
     rows = [
         Notification(
@@ -352,48 +357,91 @@ def notification_enqueue_many(messages: list[OutboxMessage]) -> int:
             reason=m.reason[:200],
             idempotency_key=key,
             context=m.context or {},
+            ack_url=m.ack_url or "",
             next_attempt_at=now,
-            urgent=False,
+            urgent=urgent,
         )
         for key, m in wanted.items()
-        if key not in existing
     ]
-    if not rows:
-        return 0
-    # ignore_conflicts: a concurrent mailing that inserted some of the same keys first wins
-    # those rows; this one neither fails nor duplicates them.
-    Notification.objects.bulk_create(rows, batch_size=BULK_INSERT_BATCH, ignore_conflicts=True)
-    new_keys = [row.idempotency_key for row in rows]
     ids: list[int] = []
-    for start in range(0, len(new_keys), BULK_INSERT_BATCH):
-        ids.extend(
+    for start in range(0, len(rows), BULK_INSERT_BATCH):
+        ids.extend(_insert_new(rows[start : start + BULK_INSERT_BATCH]))
+    if ids:
+        transaction.on_commit(lambda: _publish_batches(ids, queue=queue))
+    return len(ids)
+
+
+def _insert_new(rows: list[Notification]) -> list[int]:
+    """Insert ``rows`` in one statement, skipping those whose idempotency key already has a
+    row; returns the ids of the rows inserted. ``bulk_create(ignore_conflicts=True)`` writes the
+    same statement but does not return the ids, so this asks the ORM's insert query for them
+    (PostgreSQL and SQLite 3.35+ return the inserted rows only)."""
+    if not connection.features.can_return_rows_from_bulk_insert:
+        # An old SQLite: skip the known keys, insert the rest, read their ids back.
+        keys = [row.idempotency_key for row in rows]
+        existing = set(
+            Notification.objects.filter(idempotency_key__in=keys).values_list(
+                "idempotency_key", flat=True
+            )
+        )
+        new = [row for row in rows if row.idempotency_key not in existing]
+        Notification.objects.bulk_create(new, ignore_conflicts=True)
+        return list(
             Notification.objects.filter(
-                idempotency_key__in=new_keys[start : start + BULK_INSERT_BATCH],
+                idempotency_key__in=[row.idempotency_key for row in new],
                 status=NotificationStatus.PENDING,
             )
             .order_by("pk")
             .values_list("pk", flat=True)
         )
-    transaction.on_commit(lambda: _publish_batches(ids), robust=True)
-    return len(rows)
+    for row in rows:
+        row._prepare_related_fields_for_save(operation_name="bulk_create")
+    meta = Notification._meta
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    returned = Notification.objects._insert(
+        rows, fields=fields, returning_fields=[meta.pk], on_conflict=OnConflict.IGNORE
+    )
+    return [values[0] for values in returned]
 
 
-def _publish_batches(ids: list[int]) -> None:
+def _publish_batches(ids: list[int], *, queue: str) -> None:
+    """Publish the batch tasks of a bulk enqueue, marking each batch published once its
+    message is with the broker; a batch whose publish fails stays unmarked for the sweep."""
     from ..tasks import notification_send_batch_task
 
     for start in range(0, len(ids), BULK_TASK_BATCH):
-        notification_send_batch_task.apply_async(
-            args=[ids[start : start + BULK_TASK_BATCH]], queue=default_queue()
-        )
+        batch = ids[start : start + BULK_TASK_BATCH]
+        try:
+            notification_send_batch_task.apply_async(args=[batch], queue=queue)
+        except Exception:
+            logger.exception("Could not queue %s notification(s); the sweep will", len(batch))
+            continue
+        _mark_published(batch)
 
 
 def _publish(notification_id: int, *, urgent: bool, countdown: float | None = None) -> None:
+    """Publish the send task of one row (after commit) and mark the row published. A broker
+    failure is logged, not raised: the row stays pending and unmarked, and the requeue sweep
+    publishes it again after ``VIGIL_NOTIFY_REQUEUE_AFTER_SECONDS``."""
     from ..tasks import notification_send_task
 
     options: dict[str, Any] = {"queue": urgent_queue() if urgent else default_queue()}
     if countdown:
         options["countdown"] = countdown
-    notification_send_task.apply_async(args=[notification_id], **options)
+    try:
+        notification_send_task.apply_async(args=[notification_id], **options)
+    except Exception:
+        logger.exception("Could not queue notification %s; the sweep will", notification_id)
+        return
+    _mark_published([notification_id])
+
+
+def _mark_published(ids: list[int]) -> None:
+    try:
+        OUTBOX.mark_published(ids)
+    except Exception:
+        # The task is queued; an unmarked row only risks one duplicate task from the sweep.
+        logger.exception("Could not mark notification(s) %s published", ids)
 
 
 # --- deliver ---------------------------------------------------------------------------------
@@ -421,9 +469,10 @@ def backoff_delay(*, attempts: int, retry_after: float | None = None) -> float:
 def notification_send(*, notification_id: int) -> SendOutcome:
     """Send one outbox row through its channel backend. Safe to call any number of times.
 
-    Claims the row with a row lock (pending, or sending with an expired lease → sending,
-    attempts + 1) and commits; calls the channel outside any transaction; then records the
-    result under a fresh lock: sent with the provider's message id; a transient error back to
+    Claims the row in one statement (pending, or sending with an expired lease → sending,
+    attempts + 1, committed on its own); calls the channel outside any transaction; then
+    records the result: sent with the provider's message id in one statement that matches
+    this claim only (a stale claim records nothing); under a fresh lock, a transient error back to
     pending with exponential backoff (and a retry published after commit); a permanent error,
     or a transient one on the last attempt, failed with a timeline entry on the incident.
     A failure is recorded only while this attempt's claim is current, so a worker that lost its
@@ -433,8 +482,9 @@ def notification_send(*, notification_id: int) -> SendOutcome:
     """
     from ..channels import PermanentDeliveryError, TransientDeliveryError, backend_for
 
-    # Lock only the notification: the incident row is not ours to hold during a claim.
-    row = OUTBOX.claim(notification_id, related=("incident",))
+    # One UPDATE … RETURNING: only the notification row is claimed (its incident, if the
+    # channel shows it, loads when used).
+    row = OUTBOX.claim(notification_id)
     if row is None:
         return SendOutcome("skipped", notification_id)
     claim = row.claimed_at
@@ -526,9 +576,7 @@ def _record_failure(
             # Longer waits are left to the requeue sweep: a broker ETA far in the future can be
             # redelivered early by Redis once it exceeds the visibility timeout.
             urgent = locked.urgent
-            transaction.on_commit(
-                lambda: _publish(row.pk, urgent=urgent, countdown=delay), robust=True
-            )
+            transaction.on_commit(lambda: _publish(row.pk, urgent=urgent, countdown=delay))
     return SendOutcome("retry", row.pk, attempts=locked.attempts, detail=error, retry_in=delay)
 
 
@@ -559,9 +607,12 @@ def _timeline_failure(row: Notification, *, error: str, permanent: bool) -> None
 
 
 def notifications_requeue(*, now: datetime | None = None) -> int:
-    """Re-publish deliveries that were lost: rows pending past ``next_attempt_at`` (plus a
-    grace period, so a retry already scheduled on the broker is not doubled) and rows left
-    sending past the lease (the worker died mid-send; back to pending, the attempt counted).
+    """Re-publish deliveries that were lost: pending rows whose task was never published (the
+    publish failed, or the process died before it) ``VIGIL_NOTIFY_REQUEUE_AFTER_SECONDS`` after
+    they were due, pending rows published longer ago than ``VIGIL_PUBLISH_LEASE_SECONDS`` (the
+    message is presumed lost), and rows left sending past the lease (the worker died mid-send;
+    back to pending, the attempt counted). A row whose task is still waiting in a queue is
+    left alone, so a backlog is never doubled.
     Returns how many were re-queued. Safe to run twice at once (``incidents.queue``); the
     claim in :func:`notification_send` makes any duplicate task harmless."""
     conf = outbox_settings()
@@ -571,7 +622,7 @@ def notifications_requeue(*, now: datetime | None = None) -> int:
             Notification.objects.filter(pk__in=due, urgent=True).values_list("pk", flat=True)
         )
         for pk in due:
-            transaction.on_commit(lambda pk=pk: _publish(pk, urgent=pk in urgent), robust=True)
+            transaction.on_commit(lambda pk=pk: _publish(pk, urgent=pk in urgent))
     if due:
         logger.info("Re-queued %s notification(s)", len(due))
     return len(due)
@@ -609,5 +660,5 @@ def notification_retry(*, notification: Notification, actor: Any, source: str) -
                 data={"notification": locked.pk, "retry": True},
             )
         pk, urgent = locked.pk, locked.urgent
-        transaction.on_commit(lambda: _publish(pk, urgent=urgent), robust=True)
+        transaction.on_commit(lambda: _publish(pk, urgent=urgent))
     return True

@@ -106,11 +106,24 @@ def test_a_superseded_claim_records_nothing(clock):
         assert QUEUE.fail(stale, claim=stale.claimed_at, error="late").outcome == "superseded"
     current.refresh_from_db()
     assert (current.status, current.last_error) == ("running", "")
-    # A success stands even from a lapsed lease (the work is done), and only once.
-    assert QUEUE.complete(stale) is True
+    # Nor does a success: the row is the current attempt's to record, once.
+    assert QUEUE.complete(stale) is False
+    current.refresh_from_db()
+    assert current.status == "running"
+    assert QUEUE.complete(current) is True
     assert QUEUE.complete(current) is False
     current.refresh_from_db()
     assert current.status == "done"
+
+
+def test_a_success_from_a_lapsed_lease_stands_while_no_other_attempt_took_over(clock):
+    work = row()
+    claimed = QUEUE.claim(work.pk)
+    clock.shift(timedelta(seconds=61))  # past the lease: the sweep put it back to pending
+    with transaction.atomic():
+        assert QUEUE.requeue() == [work.pk]
+    assert QUEUE.complete(claimed) is True  # the work is done; its re-queued task skips it
+    assert QUEUE.claim(work.pk) is None
 
 
 def test_requeue_takes_lost_and_stuck_rows_once(clock):

@@ -41,19 +41,23 @@ recomputes on a severity change (a raise can make it due at once); acknowledging
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
-from django.db.models import Q, QuerySet
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, transaction
+from django.db.models import Q, QuerySet, prefetch_related_objects
+from django.db.models.signals import post_delete, post_migrate, post_save
 from django.utils import timezone
 
 from incidents.models import (
+    Contact,
     EscalationContact,
     Incident,
     Kind,
@@ -62,7 +66,7 @@ from incidents.models import (
     Source,
     Status,
 )
-from incidents.services.common import timeline_record
+from incidents.services.common import timeline_record, timeline_record_many
 from incidents.timeformat import when
 
 from ..models import EscalationEvent, EscalationStep, IncidentEscalation
@@ -98,7 +102,9 @@ BACKUP_ROLES = (ResponseRole.INCIDENT_MANAGER, ResponseRole.TECHNICAL_LEAD)
 # The sweep runs every 30 s; a step fired later than this after its due time was missed by a
 # stopped scheduler (or counted from a back-dated detection) and is marked as caught up.
 CATCH_UP_AFTER = timedelta(seconds=90)
-BATCH = 200
+# Escalations claimed and advanced per transaction: few enough that an incident's other work
+# (an acknowledgement) waits on the batch's locks a fraction of a second at most.
+BATCH = 50
 STOPPING_STATUSES = (Status.RESOLVED, Status.CLOSED, Status.CANCELLED)
 
 
@@ -115,7 +121,16 @@ def step_key(severity: int, elapsed: timedelta) -> str:
 def policy_snapshot_take(*, now: datetime) -> dict[str, Any]:
     """The escalation policy in force now, as plain JSON: every severity's channels and
     response target, the matrix row of every severity, each escalation level's contact, and
-    the backup contacts of the incident manager and technical lead."""
+    the backup contacts of the incident manager and technical lead; ``taken_at`` is ``now``.
+
+    Read from the cache under the policy's version (see "The policy snapshot's cache" below):
+    an unchanged policy costs no query. A transaction that changed the policy and has not
+    committed reads its own changes from the database."""
+    return {**json.loads(_policy_cached()), "taken_at": now.isoformat()}
+
+
+def _policy_build() -> dict[str, Any]:
+    """The snapshot, read from the database (four queries)."""
     severities = {
         str(s.level): {
             "name": s.name,
@@ -155,12 +170,96 @@ def policy_snapshot_take(*, now: datetime) -> dict[str, Any]:
     }
     return {
         "version": 1,
-        "taken_at": now.isoformat(),
         "severities": severities,
         "matrix": matrix,
         "levels": levels,
         "backups": backups,
     }
+
+
+# --- the policy snapshot's cache -------------------------------------------------------------
+#
+# Every new incident takes a snapshot, so during an alert storm it is read hundreds of times a
+# minute while the policy does not change. It is kept in the shared cache (Redis, or the file
+# cache of the embedded setup: shared by the web, worker and beat processes) under a version
+# token, itself in the cache; each process also remembers the last snapshot it read with its
+# token, so an unchanged policy costs one cache read and no query.
+#
+# The token changes whenever a transaction that saved or deleted any row the snapshot is made of
+# (a severity level, an escalation step, an escalation contact, a response role, a contact)
+# commits: the models' post_save/post_delete register the change with ``on_commit``, which every
+# process then sees through the shared token. Until it commits, the changing transaction reads
+# the policy from the database (it must see its own changes, and nobody else may); a rollback
+# discards the change and leaves the token alone. A migration changes the token too. A change
+# made behind the ORM's back (raw SQL, ``queryset.update()``, which the conventions forbid on
+# these audited models) applies within ``POLICY_CACHE_SECONDS``, when the token expires. If the
+# cache is down, every snapshot is read from the database.
+
+POLICY_VERSION_KEY = "vigil:escalation:policy:version"
+POLICY_SNAPSHOT_KEY = "vigil:escalation:policy:snapshot:"
+POLICY_CACHE_SECONDS = 300
+# (token, the snapshot as JSON) this process read last; replaced whole, so threads never see
+# half of it.
+_policy_memo: tuple[str, str] = ("", "")
+
+
+def _policy_dirty() -> bool:
+    """Whether this connection's transaction changed the policy and has not committed yet."""
+    return any(func is _policy_version_bump for _, func, *_ in connection.run_on_commit)
+
+
+def _policy_cached() -> str:
+    global _policy_memo
+    if _policy_dirty():
+        return json.dumps(_policy_build())
+    try:
+        version = cache.get(POLICY_VERSION_KEY)
+        if version is None:
+            version = uuid.uuid4().hex
+            if not cache.add(POLICY_VERSION_KEY, version, POLICY_CACHE_SECONDS):
+                version = cache.get(POLICY_VERSION_KEY) or version
+        memo = _policy_memo
+        if memo[0] == version:
+            return memo[1]
+        # The token is read before the policy: a change committed meanwhile moves the token,
+        # so what is stored here under the old one is never read again.
+        snapshot = cache.get(POLICY_SNAPSHOT_KEY + version)
+        if snapshot is None:
+            snapshot = json.dumps(_policy_build())
+            cache.set(POLICY_SNAPSHOT_KEY + version, snapshot, POLICY_CACHE_SECONDS)
+    except Exception:
+        logger.warning("Policy snapshot cache unavailable; reading the policy", exc_info=True)
+        return json.dumps(_policy_build())
+    _policy_memo = (version, snapshot)
+    return snapshot
+
+
+def _policy_version_bump() -> None:
+    """A new policy version: every process reads the policy afresh on its next snapshot."""
+    global _policy_memo
+    _policy_memo = ("", "")
+    try:
+        cache.set(POLICY_VERSION_KEY, uuid.uuid4().hex, POLICY_CACHE_SECONDS)
+    except Exception:
+        logger.warning("Policy snapshot cache unavailable; the change applies when it returns")
+
+
+def _policy_changed(*, using: str | None = None, **kwargs: Any) -> None:
+    transaction.on_commit(_policy_version_bump, using=using or DEFAULT_DB_ALIAS)
+
+
+def _policy_migrated(**kwargs: Any) -> None:
+    _policy_version_bump()
+
+
+for _model in (SeverityLevel, EscalationStep, EscalationContact, ResponseRole, Contact):
+    for _signal in (post_save, post_delete):
+        _signal.connect(
+            _policy_changed,
+            sender=_model,
+            dispatch_uid=f"escalation.policy_snapshot.{_signal is post_save}.{_model.__name__}",
+        )
+post_migrate.connect(_policy_migrated, dispatch_uid="escalation.policy_snapshot.migrated")
 
 
 def _row(snapshot: dict[str, Any], severity: int) -> list[dict[str, Any]]:
@@ -357,45 +456,75 @@ def escalation_sweep(
     """Fire every escalation step and acknowledgement timeout due at ``now`` (default: the
     current time), each exactly once; steps missed while no sweep ran are caught up once each.
 
-    Safe to run concurrently (row claims skip what another sweep holds) and repeatedly (fired
-    steps are recorded). A row that fails is logged and left for the next sweep; the others
-    still run. With ``time_budget`` (seconds) the sweep stops taking new rows once the budget
-    is spent, so a backlog is worked off over several sweeps instead of hitting the task's
-    time limit mid-row. At the end stores the completion time under ``SWEEP_HEARTBEAT_KEY``
-    for the watchdog. Returns what fired.
+    Works in batches of ``batch`` rows, one transaction each: the batch is claimed in one
+    query (``FOR UPDATE SKIP LOCKED`` on the escalations and their incidents), its events,
+    timeline entries and due times are written with one statement each, and its pages through
+    the outbox. Safe to run concurrently (claims skip what another sweep holds) and repeatedly
+    (fired steps are recorded). A batch that fails is rolled back and its rows are retried one
+    by one, each in its own transaction: a row that fails again is logged and left for the next
+    sweep; the others still run. With ``time_budget`` (seconds) the sweep takes no new batch once
+    the budget is spent, so a backlog is worked off over several sweeps instead of hitting the
+    task's time limit. At the end stores the completion time under ``SWEEP_HEARTBEAT_KEY`` for
+    the watchdog. Returns what fired.
     """
     now = now or timezone.now()
     deadline = time.monotonic() + time_budget if time_budget is not None else None
+
+    def out_of_time() -> bool:
+        if deadline is not None and time.monotonic() > deadline:
+            logger.warning("Escalation sweep out of time; the rest is left for the next one")
+            return True
+        return False
+
     fired: list[Fired] = []
     # Keyset pagination: a row skipped because someone holds it stays due, and re-reading
     # from the start would spin on it.
     after = 0
-    out_of_time = False
-    while not out_of_time:
-        ids = list(
-            escalation_due(now=now)
-            .filter(pk__gt=after)
-            .order_by("pk")
-            .values_list("pk", flat=True)[:batch]
-        )
-        for pk in ids:
-            if deadline is not None and time.monotonic() > deadline:
-                out_of_time = True
-                logger.warning("Escalation sweep out of time; the rest is left for the next one")
+    while not out_of_time():
+        claimed: list[int] = []
+        try:
+            with transaction.atomic():
+                escalations = _claim(now=now, after=after, batch=batch)
+                claimed = [esc.pk for esc in escalations]
+                done = _advance_claimed(escalations, now=now)
+            fired.extend(done)
+        except SoftTimeLimitExceeded:
+            raise
+        except Exception:
+            if not claimed:
+                logger.exception("Escalation sweep could not claim its rows; left for the next")
                 break
-            try:
-                fired.extend(escalation_advance(escalation_id=pk, now=now))
-            except SoftTimeLimitExceeded:
-                raise
-            except Exception:
-                logger.exception("Escalation %s could not be advanced; left for the next sweep", pk)
-        if len(ids) < batch:
+            logger.warning("An escalation batch failed; retrying its rows singly", exc_info=True)
+            for pk in claimed:
+                if out_of_time():
+                    break
+                try:
+                    fired.extend(escalation_advance(escalation_id=pk, now=now))
+                except SoftTimeLimitExceeded:
+                    raise
+                except Exception:
+                    logger.exception(
+                        "Escalation %s could not be advanced; left for the next sweep", pk
+                    )
+        if len(claimed) < batch:
             break
-        after = ids[-1]
+        after = claimed[-1]
     cache.set(SWEEP_HEARTBEAT_KEY, timezone.now().isoformat(), timeout=None)
     if fired:
         logger.info("Escalation sweep fired %s step(s)", len(fired))
     return fired
+
+
+def _claim(*, now: datetime, after: int, batch: int) -> list[IncidentEscalation]:
+    """Up to ``batch`` due escalations after ``after`` (by id), locked with their incidents;
+    rows someone else holds are skipped, not waited for."""
+    return list(
+        escalation_due(now=now)
+        .filter(pk__gt=after)
+        .select_for_update(skip_locked=True, of=("self", "incident"))
+        .select_related("incident", "incident__severity")
+        .order_by("pk")[:batch]
+    )
 
 
 @transaction.atomic
@@ -415,46 +544,105 @@ def escalation_advance(*, escalation_id: int, now: datetime) -> list[Fired]:
     )
     if esc is None:
         return []
-    incident = esc.incident
-    if not incident.is_active:
-        # Stopped by a transition that did not go through the services' receivers.
-        esc.stopped_at = now
-        esc.stop_reason = f"Incident {Status(incident.status).label.lower()}."
-        esc.next_due_at = esc.ack_due_at = None
-        esc.save(update_fields=["stopped_at", "stop_reason", "next_due_at", "ack_due_at"])
-        return []
+    return _advance_claimed([esc], now=now, one_by_one=True)
 
-    fired_steps = _fired(incident)
-    snapshot = esc.policy_snapshot
-    severity = incident.severity_id
-    due: list[tuple[datetime, str, dict[str, Any] | None]] = []
-    if esc.ack_due_at is not None and esc.ack_due_at <= now:
-        if incident.acknowledged_at is None and ACK_TIMEOUT_STEP not in fired_steps:
-            due.append((esc.ack_due_at, ACK_TIMEOUT_STEP, None))
-        esc.ack_due_at = None
-    for step in _row(snapshot, severity):
-        step_due = _step_due(incident, step)
-        if step["step"] not in fired_steps and esc.severity_from <= step_due <= now:
-            due.append((step_due, step["step"], step))
-    due.sort(key=lambda item: (item[0], item[1]))
 
+@dataclass
+class _Firing:
+    """A step (or the acknowledgement timeout: ``step`` None) due on a claimed escalation."""
+
+    esc: IncidentEscalation
+    key: str
+    due_at: datetime
+    step: dict[str, Any] | None
+    event: EscalationEvent | None = None
+
+
+def _advance_claimed(
+    escalations: list[IncidentEscalation], *, now: datetime, one_by_one: bool = False
+) -> list[Fired]:
+    """Fire what is due on escalations claimed (locked, with their incidents) by the current
+    transaction, in due order per escalation, and move their due times on.
+
+    The events of the whole batch are inserted in one statement: their unique (incident, step)
+    cannot clash, because every event is inserted under the escalation's lock and the fired
+    steps were read under it (a clash fails the batch, which the sweep then retries row by row).
+    With ``one_by_one`` each event is inserted in a savepoint and a step found fired already is
+    skipped (the single-row path). The timeline entries go in one statement, the due times in
+    one or two."""
+    stopped: list[IncidentEscalation] = []
+    running: list[IncidentEscalation] = []
+    fired_steps: dict[int, set[str]] = {esc.incident_id: set() for esc in escalations}
+    for incident_id, step in EscalationEvent.objects.filter(
+        incident_id__in=list(fired_steps)
+    ).values_list("incident_id", "step"):
+        fired_steps[incident_id].add(step)
+
+    firings: list[_Firing] = []
+    for esc in escalations:
+        incident = esc.incident
+        if not incident.is_active:
+            # Stopped by a transition that did not go through the services' receivers.
+            esc.stopped_at = now
+            esc.stop_reason = f"Incident {Status(incident.status).label.lower()}."
+            esc.next_due_at = esc.ack_due_at = None
+            stopped.append(esc)
+            continue
+        running.append(esc)
+        firings.extend(_due_firings(esc, fired_steps[incident.pk], now=now))
+
+    if one_by_one:
+        for firing in firings:
+            firing.event = _create_event(**_event_fields(firing, now=now))
+    elif firings:
+        events = [EscalationEvent(**_event_fields(f, now=now)) for f in firings]
+        EscalationEvent.objects.bulk_create(events)
+        for firing, event in zip(firings, events, strict=True):
+            firing.event = event
+
+    incidents = [f.esc.incident for f in firings]
+    prefetch_related_objects(list({i.pk: i for i in incidents}.values()), "services")
+    contexts: dict[int, dict[str, Any]] = {}
     out: list[Fired] = []
-    context = incident_context(incident) if due else {}
-    for due_at, key, step in due:
-        if step is None:
-            result = _fire_ack_timeout(
-                esc=esc, incident=incident, due_at=due_at, now=now, context=context
-            )
-        else:
-            result = _fire_step(
-                esc=esc, incident=incident, step=step, due_at=due_at, now=now, context=context
-            )
-        fired_steps.add(key)
-        if result is not None:
-            out.append(result)
-    esc.next_due_at = _next_due(esc, incident, fired_steps)
-    esc.save(update_fields=["ack_due_at", "next_due_at"])
+    entries: list[dict[str, Any]] = []
+    for firing in firings:
+        incident = firing.esc.incident
+        fired_steps[incident.pk].add(firing.key)
+        if firing.event is None:
+            continue  # fired already (by a sweep that held the row before us)
+        if incident.pk not in contexts:
+            contexts[incident.pk] = incident_context(incident)
+        entry, result = _announce(firing, now=now, context=contexts[incident.pk])
+        entries.append(entry)
+        out.append(result)
+    timeline_record_many(entries=entries)
+
+    for esc in running:
+        esc.next_due_at = _next_due(esc, esc.incident, fired_steps[esc.incident_id])
+    if running:
+        IncidentEscalation.objects.bulk_update(running, ["ack_due_at", "next_due_at"])
+    if stopped:
+        IncidentEscalation.objects.bulk_update(
+            stopped, ["stopped_at", "stop_reason", "next_due_at", "ack_due_at"]
+        )
     return out
+
+
+def _due_firings(esc: IncidentEscalation, fired: set[str], *, now: datetime) -> list[_Firing]:
+    """What is due on ``esc`` by ``now`` and not fired, in due order; clears a passed
+    acknowledgement due time (it fires once, or not at all once acknowledged)."""
+    incident = esc.incident
+    due: list[_Firing] = []
+    if esc.ack_due_at is not None and esc.ack_due_at <= now:
+        if incident.acknowledged_at is None and ACK_TIMEOUT_STEP not in fired:
+            due.append(_Firing(esc=esc, key=ACK_TIMEOUT_STEP, due_at=esc.ack_due_at, step=None))
+        esc.ack_due_at = None
+    for step in _row(esc.policy_snapshot, incident.severity_id):
+        step_due = _step_due(incident, step)
+        if step["step"] not in fired and esc.severity_from <= step_due <= now:
+            due.append(_Firing(esc=esc, key=step["step"], due_at=step_due, step=step))
+    due.sort(key=lambda firing: (firing.due_at, firing.key))
+    return due
 
 
 def _create_event(**fields: Any) -> EscalationEvent | None:
@@ -465,32 +653,69 @@ def _create_event(**fields: Any) -> EscalationEvent | None:
         return None  # fired already (by a sweep that held the row before us)
 
 
-def _fire_step(
-    *,
-    esc: IncidentEscalation,
-    incident: Incident,
-    step: dict[str, Any],
-    due_at: datetime,
-    now: datetime,
-    context: dict[str, Any],
-) -> Fired | None:
+def _level(snapshot: dict[str, Any], step: dict[str, Any]) -> dict[str, Any]:
+    return snapshot.get("levels", {}).get(step["level"], {"name": step["level"], "contact": None})
+
+
+def _backups(snapshot: dict[str, Any]) -> tuple[list[Recipient], str]:
+    """The backup contacts paged on an acknowledgement timeout, and the target's name."""
+    backups = snapshot.get("backups", {})
+    recipients: list[Recipient] = []
+    roles: list[str] = []
+    for key in BACKUP_ROLES:
+        entry = backups.get(key)
+        if not entry:
+            continue
+        roles.append(entry["role"])
+        if entry["contact"]:
+            recipients.append(
+                Recipient.from_snapshot(entry["contact"], role=entry["role"], role_key=key)
+            )
+    target = ("Backups of " + " and ".join(roles)) if roles else "Backup contacts"
+    return recipients_merge(recipients), target
+
+
+def _event_fields(firing: _Firing, *, now: datetime) -> dict[str, Any]:
+    incident = firing.esc.incident
+    if firing.step is None:
+        elapsed = firing.due_at - incident.detected_at
+        target = _backups(firing.esc.policy_snapshot)[1]
+    else:
+        elapsed = timedelta(seconds=firing.step["elapsed_s"])
+        target = _level(firing.esc.policy_snapshot, firing.step)["name"]
+    return {
+        "incident": incident,
+        "step": firing.key,
+        "severity": incident.severity_id,
+        "elapsed": elapsed,
+        "target": target[:80],
+        "due_at": firing.due_at,
+        "fired_at": now,
+        "caught_up": now - firing.due_at > CATCH_UP_AFTER,
+    }
+
+
+def _announce(
+    firing: _Firing, *, now: datetime, context: dict[str, Any]
+) -> tuple[dict[str, Any], Fired]:
+    """Page for a fired step (its event inserted) in the current transaction; returns its
+    timeline entry (for ``timeline_record_many``) and what fired."""
+    if firing.step is None:
+        return _announce_ack_timeout(firing, now=now, context=context)
+    return _announce_step(firing, now=now, context=context)
+
+
+def _announce_step(
+    firing: _Firing, *, now: datetime, context: dict[str, Any]
+) -> tuple[dict[str, Any], Fired]:
+    esc, event, step, due_at = firing.esc, firing.event, firing.step, firing.due_at
+    assert event is not None and step is not None
+    incident = esc.incident
     snapshot = esc.policy_snapshot
     severity = incident.severity_id
-    level = snapshot.get("levels", {}).get(step["level"], {"name": step["level"], "contact": None})
+    level = _level(snapshot, step)
     elapsed = timedelta(seconds=step["elapsed_s"])
-    caught_up = now - due_at > CATCH_UP_AFTER
-    event = _create_event(
-        incident=incident,
-        step=step["step"],
-        severity=severity,
-        elapsed=elapsed,
-        target=level["name"][:80],
-        due_at=due_at,
-        fired_at=now,
-        caught_up=caught_up,
-    )
-    if event is None:
-        return None
+    caught_up = event.caught_up
     channels = _severity_conf(snapshot, severity)["channels"]
     recipients = (
         [Recipient.from_snapshot(level["contact"], role=level["name"])] if level["contact"] else []
@@ -520,13 +745,13 @@ def _fire_step(
         message += f" Notified {result.reached_text()}."
     if result.skipped:
         message += f" Not reachable: {result.skipped_text()}."
-    timeline_record(
-        incident=incident,
-        kind=Kind.ESCALATION,
-        source=Source.SYSTEM,
-        actor=None,
-        message=message,
-        data={
+    entry = {
+        "incident": incident,
+        "kind": Kind.ESCALATION,
+        "source": Source.SYSTEM,
+        "actor": None,
+        "message": message,
+        "data": {
             "event": event.pk,
             "step": event.step,
             "target": event.target,
@@ -534,9 +759,9 @@ def _fire_step(
             "caught_up": caught_up,
             "notifications": [n.pk for n in result.sent],
         },
-        occurred_at=now,
-    )
-    return Fired(
+        "occurred_at": now,
+    }
+    return entry, Fired(
         incident=incident.number,
         step=event.step,
         target=event.target,
@@ -547,44 +772,17 @@ def _fire_step(
     )
 
 
-def _fire_ack_timeout(
-    *,
-    esc: IncidentEscalation,
-    incident: Incident,
-    due_at: datetime,
-    now: datetime,
-    context: dict[str, Any],
-) -> Fired | None:
+def _announce_ack_timeout(
+    firing: _Firing, *, now: datetime, context: dict[str, Any]
+) -> tuple[dict[str, Any], Fired]:
+    esc, event, due_at = firing.esc, firing.event, firing.due_at
+    assert event is not None
+    incident = esc.incident
     snapshot = esc.policy_snapshot
     severity = incident.severity_id
-    backups = snapshot.get("backups", {})
-    recipients: list[Recipient] = []
-    roles: list[str] = []
-    for key in BACKUP_ROLES:
-        entry = backups.get(key)
-        if not entry:
-            continue
-        roles.append(entry["role"])
-        if entry["contact"]:
-            recipients.append(
-                Recipient.from_snapshot(entry["contact"], role=entry["role"], role_key=key)
-            )
-    recipients = recipients_merge(recipients)
-    target = ("Backups of " + " and ".join(roles)) if roles else "Backup contacts"
+    recipients, _target = _backups(snapshot)
     response_target = format_elapsed(due_at - incident.detected_at)
-    caught_up = now - due_at > CATCH_UP_AFTER
-    event = _create_event(
-        incident=incident,
-        step=ACK_TIMEOUT_STEP,
-        severity=severity,
-        elapsed=due_at - incident.detected_at,
-        target=target[:80],
-        due_at=due_at,
-        fired_at=now,
-        caught_up=caught_up,
-    )
-    if event is None:
-        return None
+    caught_up = event.caught_up
     channels = _severity_conf(snapshot, severity)["channels"]
     reason = f"Not acknowledged within the {response_target} response target (Sev {severity})"
     result = recipients_notify(
@@ -607,22 +805,22 @@ def _fire_ack_timeout(
         message += f" Sent late: it was due {when(due_at)}."
     if result.skipped:
         message += f" Not reachable: {result.skipped_text()}."
-    timeline_record(
-        incident=incident,
-        kind=Kind.ESCALATION,
-        source=Source.SYSTEM,
-        actor=None,
-        message=message,
-        data={
+    entry = {
+        "incident": incident,
+        "kind": Kind.ESCALATION,
+        "source": Source.SYSTEM,
+        "actor": None,
+        "message": message,
+        "data": {
             "event": event.pk,
             "step": ACK_TIMEOUT_STEP,
             "due_at": due_at.isoformat(),
             "caught_up": caught_up,
             "notifications": [n.pk for n in result.sent],
         },
-        occurred_at=now,
-    )
-    return Fired(
+        "occurred_at": now,
+    }
+    return entry, Fired(
         incident=incident.number,
         step=ACK_TIMEOUT_STEP,
         target=event.target,
@@ -642,18 +840,17 @@ def escalation_escalate_now(*, incident: Incident, now: datetime | None = None) 
     esc = _locked(incident.pk)
     if esc is None or esc.stopped_at is not None:
         return None
+    esc.incident = incident
     row = _row(esc.policy_snapshot, incident.severity_id)
     if not row or row[0]["step"] in _fired(incident):
         return None
     elapsed = max(0, int((now - incident.detected_at).total_seconds()))
-    fired = _fire_step(
-        esc=esc,
-        incident=incident,
-        step={**row[0], "elapsed_s": elapsed},
-        due_at=now,
-        now=now,
-        context=incident_context(incident),
-    )
+    firing = _Firing(esc=esc, key=row[0]["step"], due_at=now, step={**row[0], "elapsed_s": elapsed})
+    firing.event = _create_event(**_event_fields(firing, now=now))
+    if firing.event is None:
+        return None
+    entry, fired = _announce_step(firing, now=now, context=incident_context(incident))
+    timeline_record(**entry)
     esc.next_due_at = _next_due(esc, incident, _fired(incident))
     esc.save(update_fields=["next_due_at"])
     return fired

@@ -1,0 +1,209 @@
+"""What the escalation sweep costs in a mass outage, and the cached policy snapshot.
+
+The sweep's queries per due incident are pinned (at most 20, the outbox's after-commit
+publishing included), a sweep that runs out of time leaves the rest for the next one, and the
+policy snapshot of an unchanged policy costs no query while any committed change (through the
+services the admin calls) reaches the next incident's snapshot in every process.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from escalation.models import EscalationEvent, EscalationStep, IncidentEscalation
+from escalation.services import escalation_sweep, policy_snapshot_take, timers
+from escalation.services.policy import escalation_step_update
+from incidents.models import EscalationContact, Incident, Source
+from incidents.services import incident_create
+from tests.escalation import escalation_fixtures
+from tests.escalation.escalation_fixtures import T0
+from tests.events import followed
+
+reachable_policy = escalation_fixtures.reachable_policy
+
+MIN = timedelta(minutes=1)
+HOUR = timedelta(hours=1)
+PER_DUE_INCIDENT = 20
+
+
+@pytest.fixture
+def clock():
+    with time_machine.travel(T0, tick=False) as traveller:
+        yield traveller
+
+
+@followed
+def create(severity: int = 1, **kwargs) -> Incident:
+    kwargs.setdefault("title", "Checkout is down")
+    return incident_create(actor=None, source=Source.SYSTEM, severity=severity, **kwargs)
+
+
+def sweep_queries(django_capture_on_commit_callbacks) -> tuple[int, int]:
+    """(queries, steps fired) of one sweep, counting what it runs after its commits."""
+    with (
+        CaptureQueriesContext(connection) as queries,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        fired = escalation_sweep()
+    return len(queries), len(fired)
+
+
+# --- the sweep's cost --------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_due_incident_costs_at_most_20_queries(
+    reachable_policy, clock, django_capture_on_commit_callbacks, django_assert_max_num_queries
+):
+    counts = {}
+    for due in (2, 6):
+        for _ in range(due):
+            create(1)  # each owes its acknowledgement timeout and its 30 min step at +31 min
+        clock.shift(31 * MIN)
+        counts[due], fired = sweep_queries(django_capture_on_commit_callbacks)
+        assert fired == 2 * due
+        clock.shift(10 * HOUR)
+        escalation_sweep()  # fire everything left, so the next round starts quiet
+        clock.shift(MIN)
+
+    per_incident = (counts[6] - counts[2]) / 4
+    print(f"sweep queries: {counts} ({per_incident:g} per due incident)")
+    assert per_incident <= PER_DUE_INCIDENT, counts
+    # And in absolute terms, for a sweep of five due incidents: 20 each plus a constant.
+    for _ in range(5):
+        create(1)
+    clock.shift(31 * MIN)
+    with (
+        django_assert_max_num_queries(5 * PER_DUE_INCIDENT + 10),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        assert len(escalation_sweep()) == 10
+
+
+@pytest.mark.django_db
+def test_a_sweep_out_of_time_stops_between_batches_and_the_next_finishes(
+    reachable_policy, clock, monkeypatch
+):
+    incidents = [create(2) for _ in range(5)]
+    clock.shift(30 * MIN)
+
+    class Clock:
+        """The sweep's monotonic clock: the budget is spent after the first batch."""
+
+        readings = iter([0.0, 0.5])
+
+        @classmethod
+        def monotonic(cls) -> float:
+            return next(cls.readings, 100.0)
+
+    monkeypatch.setattr(timers, "time", Clock)
+    first = escalation_sweep(batch=2, time_budget=1.0)
+    monkeypatch.undo()
+
+    assert len({f.incident for f in first}) == 2
+    assert IncidentEscalation.objects.filter(next_due_at__lte=T0 + 30 * MIN).count() == 3
+    second = escalation_sweep(batch=2, time_budget=35)
+    assert {f.incident for f in first} | {f.incident for f in second} == {
+        i.number for i in incidents
+    }
+    assert not {f.incident for f in first} & {f.incident for f in second}
+    assert EscalationEvent.objects.filter(incident__in=incidents).count() == 5
+    assert escalation_sweep() == []
+
+
+@pytest.mark.django_db
+def test_a_failing_batch_is_retried_row_by_row(reachable_policy, clock, monkeypatch):
+    incidents = [create(2) for _ in range(3)]
+    clock.shift(30 * MIN)
+    broken = incidents[1]
+    announce = timers._announce
+
+    def failing(firing, **kwargs):
+        if firing.esc.incident_id == broken.pk:
+            raise RuntimeError("a page that cannot be rendered")
+        return announce(firing, **kwargs)
+
+    monkeypatch.setattr(timers, "_announce", failing)
+    fired = escalation_sweep()
+
+    assert {f.incident for f in fired} == {incidents[0].number, incidents[2].number}
+    assert not EscalationEvent.objects.filter(incident=broken).exists()
+    monkeypatch.undo()
+    assert [f.incident for f in escalation_sweep()] == [broken.number]
+
+
+# --- the policy snapshot's cache ---------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_snapshot_of_an_unchanged_policy_costs_no_query(django_assert_max_num_queries):
+    first = policy_snapshot_take(now=T0)
+    with django_assert_max_num_queries(1):
+        again = policy_snapshot_take(now=T0 + HOUR)
+    assert {**first, "taken_at": ""} == {**again, "taken_at": ""}
+    assert again["taken_at"] == (T0 + HOUR).isoformat()
+    again["matrix"]["1"].clear()  # a caller's copy: the cached snapshot is not changed
+    assert policy_snapshot_take(now=T0)["matrix"]["1"]
+
+
+def rows(snapshot: dict, severity: int) -> list[tuple[int, str]]:
+    return [(s["elapsed_s"], s["level"]) for s in snapshot["matrix"][str(severity)]]
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_committed_step_change_reaches_the_next_incident_in_every_process():
+    before = policy_snapshot_take(now=T0)
+    assert (3600, "cto") in rows(before, 1)
+    remembered = timers._policy_memo  # what another process would still hold in memory
+
+    step = EscalationStep.objects.get(severity_id=1, elapsed=HOUR)
+    escalation_step_update(
+        step=step, actor=None, source=Source.ADMIN, target=EscalationContact.objects.get(key="ceo")
+    )
+
+    # This process, and another that remembered the old version: both read the new policy.
+    assert (3600, "ceo") in rows(policy_snapshot_take(now=T0), 1)
+    timers._policy_memo = remembered
+    assert (3600, "ceo") in rows(policy_snapshot_take(now=T0), 1)
+    incident = create(1)
+    snapshot = IncidentEscalation.objects.get(incident=incident).policy_snapshot
+    assert (3600, "ceo") in rows(snapshot, 1) and (3600, "cto") not in rows(snapshot, 1)
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_an_uncommitted_change_is_seen_only_by_its_transaction():
+    policy_snapshot_take(now=T0)
+    contact = EscalationContact.objects.select_related("contact").get(key="cto").contact
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        contact.email = "new-cto@example.com"
+        contact.save()
+        inside = policy_snapshot_take(now=T0)
+        assert inside["levels"]["cto"]["contact"]["email"] == "new-cto@example.com"
+        raise RuntimeError("rolled back")
+
+    after = policy_snapshot_take(now=T0)
+    assert after["levels"]["cto"]["contact"]["email"] != "new-cto@example.com"
+    contact.refresh_from_db()
+    contact.email = "cto-2@example.com"
+    contact.save()  # autocommit: committed at once
+    assert policy_snapshot_take(now=T0)["levels"]["cto"]["contact"]["email"] == (
+        "cto-2@example.com"
+    )
+
+
+@pytest.mark.django_db
+def test_without_the_cache_the_snapshot_is_read_from_the_database(monkeypatch):
+    expected = policy_snapshot_take(now=T0)
+
+    def down(*args, **kwargs):
+        raise ConnectionError("cache down")
+
+    monkeypatch.setattr(timers.cache, "get", down)
+    monkeypatch.setattr(timers, "_policy_memo", ("", ""))
+    assert policy_snapshot_take(now=T0) == expected

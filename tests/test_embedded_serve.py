@@ -181,6 +181,27 @@ def test_make_serve_runs_every_step_in_production_mode(tmp_path):
     assert "make reset starts afresh" in served.stdout
     assert "manage.py createsuperuser" in served.stdout
 
+    # A restart collects the static files again only when one changed (or the install did).
+    def steps() -> list[str]:
+        again = subprocess.run(
+            ["make", "serve"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert again.returncode == 0, again.stdout + again.stderr
+        lines = again.stdout.splitlines()
+        return [line.split(" | ")[0] for line in lines if line.startswith("run:")]
+
+    manifest = tmp_path / "staticfiles" / "staticfiles.json"
+    manifest.parent.mkdir()
+    manifest.touch()
+    os.utime(tmp_path / "pyproject.toml", (0, 0))
+    os.utime(tmp_path / ".venv" / ".installed", (1, 1))
+    assert "run: manage.py collectstatic --noinput --verbosity 0" not in steps()
+    edited = tmp_path / "incidents" / "static" / "incidents" / "admin.css"
+    edited.parent.mkdir(parents=True)
+    edited.touch()
+    os.utime(manifest, (2, 2))
+    assert "run: manage.py collectstatic --noinput --verbosity 0" in steps()
+
 
 # --- the web process: gunicorn with threads, in development too -------------------------------
 

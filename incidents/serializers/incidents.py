@@ -135,23 +135,30 @@ class IncidentSerializer(serializers.Serializer):
     )
     url = serializers.URLField(help_text="The incident's page in the admin.")
 
-    def _actions(self, incident: Incident) -> list[str]:
-        # Availability depends only on the status and the user's permissions: compute it once
-        # per status per request instead of once per row.
+    def status_actions(self, status: str) -> list[str]:
+        """Actions possible from ``status`` for the requesting user. Availability depends only
+        on the status and the user's permissions: computed once per status per request."""
         cache = self.__dict__.setdefault("_actions_cache", {})
-        if incident.status not in cache:
+        if status not in cache:
             request = self.context.get("request")
             user = request.user if request is not None else None
-            cache[incident.status] = actions_available(incident, user)
-        return cache[incident.status]
+            cache[status] = actions_available(Incident(status=status), user)
+        return cache[status]
 
-    def _url(self, incident: Incident) -> str:
-        # One reverse() per serializer, not per row: the admin URL differs only by the pk.
+    def url_template(self) -> str:
+        """The admin URL of an incident with ``__pk__`` for its pk: one reverse() per
+        serializer, not per row."""
         template = self.__dict__.get("_url_template")
         if template is None:
             path = reverse("admin:incidents_incident_change", args=["__pk__"])
             template = self.__dict__["_url_template"] = settings.VIGIL_BASE_URL + path
-        return template.replace("__pk__", str(incident.pk))
+        return template
+
+    def _actions(self, incident: Incident) -> list[str]:
+        return self.status_actions(incident.status)
+
+    def _url(self, incident: Incident) -> str:
+        return self.url_template().replace("__pk__", str(incident.pk))
 
     def to_representation(self, incident: Incident) -> dict[str, Any]:
         now = self.context.get("now") or timezone.now()

@@ -156,7 +156,17 @@ def deliveries_kick() -> bool:
         with contextlib.suppress(Exception):
             kick_flag.clear()
         return False
+    # The drains will look at every pending delivery: the sweep leaves them to the drains.
+    _mark_published(status=DeliveryStatus.PENDING, published_at__isnull=True)
     return True
+
+
+def _mark_published(*ids: int, **filters: Any) -> None:
+    try:
+        INBOUND.mark_published(list(ids) if ids else None, **filters)
+    except Exception:
+        # The task is queued; an unmarked delivery only risks one duplicate task from the sweep.
+        logger.exception("Could not mark webhook deliveries published")
 
 
 def delivery_enqueue(*, delivery_id: int) -> bool:
@@ -170,6 +180,7 @@ def delivery_enqueue(*, delivery_id: int) -> bool:
     except Exception:
         logger.exception("Could not queue webhook delivery %s; the sweep will", delivery_id)
         return False
+    _mark_published(delivery_id)
     return True
 
 

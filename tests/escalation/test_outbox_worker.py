@@ -80,12 +80,15 @@ def keys_at(sink) -> list[str]:
 
 def test_a_task_lost_after_commit_is_delivered_exactly_once(celery_worker, http_sink):
     notification = enqueue("lost:1")
-    # The row is committed and its task published; losing the task now is what a crash between
-    # commit and publish, or a broker restarting without its data, does.
+    # The row is committed and its task published (and the row marked so); losing the task
+    # now is what a broker restarting without its data does: the sweep publishes it again
+    # once the publish lease runs out.
     purge_broker()
     assert status_of(notification) == NotificationStatus.PENDING
 
-    env = worker_env(http_sink, VIGIL_NOTIFY_REQUEUE_AFTER_SECONDS="1")
+    env = worker_env(
+        http_sink, VIGIL_NOTIFY_REQUEUE_AFTER_SECONDS="1", VIGIL_PUBLISH_LEASE_SECONDS="2"
+    )
     celery_worker.worker(env)
     celery_worker.beat({**env, "VIGIL_OUTBOX_REQUEUE_SECONDS": "1"})
 

@@ -317,7 +317,9 @@ BULK_TASK_BATCH = 50
 BULK_QUEUE = "vigil.bulk"
 
 
-def notification_enqueue_many(messages: list[OutboxMessage], *, queue: str | None = None) -> int:
+def notification_enqueue_many(
+    messages: list[OutboxMessage], *, queue: str | None = None, new_ids: list[int] | None = None
+) -> int:
     """Write many outbox rows in the CURRENT transaction and deliver them after commit: the
     pages of one incident event, or a mailing (one status update to every subscriber).
     Returns how many rows were new.
@@ -334,7 +336,8 @@ def notification_enqueue_many(messages: list[OutboxMessage], *, queue: str | Non
     including one a concurrent transaction inserted first (neither fails nor duplicates it), so
     a second run of the same mailing writes and sends nothing; a key that appears twice in
     ``messages`` keeps its first message. A task that dies midway leaves its remaining rows
-    pending; the requeue sweep re-publishes them.
+    pending; the requeue sweep re-publishes them. ``new_ids``, when given, receives the ids of
+    the rows written (a page's timeline entry names them).
     """
     wanted: dict[str, OutboxMessage] = {}
     for message in messages:
@@ -368,6 +371,8 @@ def notification_enqueue_many(messages: list[OutboxMessage], *, queue: str | Non
         ids.extend(_insert_new(rows[start : start + BULK_INSERT_BATCH]))
     if ids:
         transaction.on_commit(lambda: _publish_batches(ids, queue=queue))
+    if new_ids is not None:
+        new_ids.extend(ids)
     return len(ids)
 
 
@@ -401,7 +406,8 @@ def _insert_new(rows: list[Notification]) -> list[int]:
     returned = Notification.objects._insert(
         rows, fields=fields, returning_fields=[meta.pk], on_conflict=OnConflict.IGNORE
     )
-    return [values[0] for values in returned]
+    # A single row that was skipped comes back as [None].
+    return [values[0] for values in returned if values]
 
 
 def _publish_batches(ids: list[int], *, queue: str) -> None:

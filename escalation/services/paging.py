@@ -1,10 +1,10 @@
 """Paging people about an incident (§4.2 step 1, §5.1): who is paged, at which address on which
 channel, with which message, and the signed one-click acknowledge link each message carries.
 
-Notifications are written only through :func:`notification_enqueue`, in the caller's
-transaction, so a page exists exactly when the event that caused it commits. Every page has a
-deterministic idempotency key, so repeating the cause (a retried request, a second receiver
-call, a concurrent sweep) never writes a second row.
+Notifications are written only through :func:`notification_enqueue_many` (one INSERT per
+page), in the caller's transaction, so a page exists exactly when the event that caused it
+commits. Every page has a deterministic idempotency key, so repeating the cause (a retried
+request, a second receiver call, a concurrent sweep) never writes a second row.
 
 Who is paged when an incident is logged or its severity rises: the incident manager, technical
 lead and communications lead. For each role, the user assigned on the incident (reached
@@ -51,7 +51,7 @@ from incidents.services.policy import incident_policy_get
 from incidents.timeformat import user_zones, when
 
 from ..models import AckLinkUse, AckOutcome, Notification
-from .outbox import notification_enqueue
+from .outbox import URGENT_SEVERITY, OutboxMessage, notification_enqueue_many
 
 __all__ = [
     "PAGED_ROLES",
@@ -518,7 +518,8 @@ class PageResult:
     """What a page did: rows written now, rows that already existed, and skipped channels."""
 
     sent: list[Notification] = field(default_factory=list)
-    existing: list[Notification] = field(default_factory=list)
+    # The idempotency keys of the rows that already existed (nothing was written for them).
+    existing: list[str] = field(default_factory=list)
     skipped: list[tuple[Recipient, str, str]] = field(default_factory=list)
     # (recipient, channel) of every row written now; recipient None for a broadcast channel.
     reached: list[tuple[Recipient | None, str]] = field(default_factory=list)
@@ -561,8 +562,8 @@ def recipients_notify(
 
     Idempotency key ``<key_prefix>:<recipient key>:<channel>`` (teams and webhook reach a
     place, not a person: one row per page, key ``<key_prefix>:<channel>``). A channel the
-    recipient has no address for is skipped and reported in the result. Rows whose key
-    already exists are returned in ``existing`` and not written again. ``base_context``
+    recipient has no address for is skipped and reported in the result. Keys that already
+    have a row are listed in ``existing`` and not written again. ``base_context``
     (from :func:`incident_context`) saves re-reading the incident when paging several times.
     """
     planned: list[tuple[str, Recipient | None, str, str]] = []
@@ -578,10 +579,6 @@ def recipients_notify(
                 result.skipped.append((recipient, channel, _MISSING.get(channel, _NO_REASON)))
                 continue
             planned.append((f"{key_prefix}:{recipient.key}:{channel}", recipient, channel, address))
-    existing = {
-        n.idempotency_key: n
-        for n in Notification.objects.filter(idempotency_key__in=[p[0] for p in planned])
-    }
     contact_ids = {r.contact_id for _, r, _, _ in planned if r is not None and r.contact_id}
     contacts = Contact.objects.in_bulk(contact_ids) if contact_ids else {}
     base = dict(base_context) if base_context is not None else incident_context(incident)
@@ -589,10 +586,8 @@ def recipients_notify(
     # Each person reads the times in their own zone (their Vigil preference), a channel in the
     # default zone.
     zones = user_zones(r.user_id for _, r, _, _ in planned if r is not None)
+    messages: list[OutboxMessage] = []
     for key, recipient, channel, address in planned:
-        if key in existing:
-            result.existing.append(existing[key])
-            continue
         context = {**base, "channel": channel, "recipient": recipient, "reason": reason}
         stored: dict[str, Any] = {"kind": kind, "incident": incident.number}
         stored["severity"] = base["severity"]
@@ -610,8 +605,8 @@ def recipients_notify(
         with timezone.override(zone or timezone.get_default_timezone()):
             subject, body, template = _render(kind, channel, context)
         result.reached.append((recipient, channel))
-        result.sent.append(
-            notification_enqueue(
+        messages.append(
+            OutboxMessage(
                 incident=incident,
                 channel=channel,
                 recipient=address,
@@ -625,7 +620,35 @@ def recipients_notify(
                 ack_url=ack_url,
             )
         )
+    if not messages:
+        return result
+    # One INSERT for every row of this page (a key that already has a row is skipped) and,
+    # after commit, one broker message: the rows of a Sev 1-2 incident on the urgent queue,
+    # marked urgent for their retries.
+    new_ids: list[int] = []
+    notification_enqueue_many(messages, queue=_page_queue(base["severity"]), new_ids=new_ids)
+    if len(new_ids) < len(messages):
+        # A repeat of the page (or part of it): only the rows written now were reached.
+        new_keys = set(
+            Notification.objects.filter(pk__in=new_ids).values_list("idempotency_key", flat=True)
+        )
+        result.existing = [m.idempotency_key for m in messages if m.idempotency_key not in new_keys]
+        result.reached = [
+            reached
+            for reached, m in zip(result.reached, messages, strict=True)
+            if m.idempotency_key in new_keys
+        ]
+    # The timeline entry names the rows by id; nothing else of them is read here.
+    result.sent = [Notification(pk=pk) for pk in sorted(new_ids)]
     return result
+
+
+def _page_queue(severity: int) -> str:
+    return (
+        getattr(settings, "VIGIL_URGENT_QUEUE", "vigil.urgent")
+        if severity <= URGENT_SEVERITY
+        else getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", "vigil")
+    )
 
 
 def _channel_list(channels: Iterable[str]) -> str:

@@ -33,7 +33,8 @@ import logging
 import time
 from datetime import datetime
 
-from django.db import IntegrityError, OperationalError, transaction
+from django.db import OperationalError, transaction
+from django.db.models.constants import OnConflict
 from django.utils import timezone
 
 from ..models import (
@@ -109,7 +110,7 @@ def delivery_process(*, delivery_id: int | None = None) -> DeliveryResult:
 
 
 def _claim(delivery_id: int | None) -> WebhookDelivery | None:
-    claim = WebhookDelivery.objects.select_related("integration")
+    claim = WebhookDelivery.objects.select_related("integration", "integration__service")
     if delivery_id is None:
         # Fresh deliveries only: one that failed waits for the sweep's retry.
         claim = claim.filter(attempts=0).order_by("received_at", "id")
@@ -196,14 +197,21 @@ def _group_lock(integration: Integration, key: str) -> AlertGroup:
     rows = AlertGroup.objects.select_for_update().filter(integration=integration, key_hash=key_hash)
     group = rows.first()
     if group is None:
-        try:
-            with transaction.atomic():
-                group = AlertGroup.objects.create(
-                    integration=integration, key_hash=key_hash, key=key
-                )
-        except IntegrityError:
-            # A concurrent first delivery of this group inserted it; its insert held us
-            # until it committed, and now its row can be locked.
+        # INSERT … ON CONFLICT DO NOTHING RETURNING id: no savepoint for the race. A concurrent
+        # first delivery of this group that inserted it holds us until it commits; then
+        # nothing is returned, and its row can be locked.
+        group = AlertGroup(integration=integration, key_hash=key_hash, key=key)
+        fields = [f for f in AlertGroup._meta.concrete_fields if not f.primary_key]
+        returned = AlertGroup.objects._insert(
+            [group],
+            fields=fields,
+            returning_fields=[AlertGroup._meta.pk],
+            on_conflict=OnConflict.IGNORE,
+        )
+        if returned and returned[0]:  # a skipped single row comes back as [None]
+            group.pk = returned[0][0]
+            group._state.adding = False
+        else:
             group = rows.get()
     return group
 

@@ -285,7 +285,8 @@ def incident_create(
         incident.sequence, incident.number = _allocate_number(incident.day)
         audited_save(incident, actor=actor, reason="created")
         if service_list:
-            incident.services.set(service_list)
+            # A new incident has none yet: add, not set (which first reads the current ones).
+            incident.services.add(*service_list)
         message = (
             f"Incident logged: Sev {level.level} ({level.name}), P{incident.priority} (impact "
             f"{impact} × urgency {urgency}), detected via "

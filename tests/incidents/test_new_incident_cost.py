@@ -1,0 +1,125 @@
+"""What an alert storm costs per incident: the queries of the whole "an alert opens an incident
+and pages the team" path, pinned so that they do not creep back up.
+
+The path is what the workers run for one Alertmanager notification of a new group: the intake
+task turns the stored delivery into an alert and a new incident (one transaction), then the
+incident's ``incident_created`` event is followed and escalation pages the response team,
+writing the outbox rows (one transaction). Other apps' reactions to the event (stakeholder
+schedules, direct-contact tasks, KPI rollups) are theirs and not counted here. Counts include
+the two statements (SAVEPOINT / RELEASE) that the test's own transaction adds around each
+transaction the path opens; in production those are BEGIN and COMMIT.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from escalation.models import Notification
+from incidents.events import _handlers, events_unsubscribe, incident_events_follow
+from incidents.models import Incident, IncidentEvent, WebhookDelivery
+from incidents.tasks import alert_delivery_process_task
+from tests.incidents.detection_fixtures import (
+    alertmanager_payload,
+    at_now,  # noqa: F401
+    hook_path,
+    make_integration,
+    post,
+)
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("at_now")]
+
+# Opening an incident: claim, routing rules, alert rules, maintenance windows, the group (one
+# INSERT ... ON CONFLICT), the alert, severity, matrix, roles, the day's number (one UPDATE
+# ... RETURNING), the incident, its history and services (six), the created timeline entry, the
+# event, the alert's and group's incident, the alert timeline entry, the delivery processed.
+PROCESS_QUERIES = 28
+# Paging: the event locked (SKIP LOCKED), the incident, its escalation (snapshot from the
+# cache), the role holders, the roles, their contacts, the services for the message, every
+# outbox row in one INSERT, the timeline entry, the handler's record, the event done.
+FOLLOW_QUERIES = 17
+
+
+@pytest.fixture
+def escalation_only():
+    """Only escalation follows events while measuring (the other apps' work is theirs)."""
+    others = {name: h for name, h in _handlers.items() if name != "escalation"}
+    for name in others:
+        events_unsubscribe(handler=name)
+    yield
+    _handlers.update(others)
+
+
+def _alert(number: int) -> dict:
+    body = copy.deepcopy(alertmanager_payload())
+    name = f"Storm{number}"
+    body["groupKey"] = f'{{}}:{{alertname="{name}"}}'
+    body["groupLabels"] = {"alertname": name}
+    body["alerts"] = body["alerts"][:1]
+    body["alerts"][0]["labels"].update({"alertname": name, "severity": "critical"})
+    body["alerts"][0]["fingerprint"] = f"{number:016x}"
+    return body
+
+
+def _deliver(client, capture, integration, body) -> int:
+    response, _ = post(
+        client,
+        hook_path(integration),
+        body,
+        capture=capture,
+        Authorization=f"Bearer {integration.secret}",
+    )
+    assert response.status_code == 202, response.content
+    return WebhookDelivery.objects.latest("pk").pk
+
+
+def test_an_alert_opens_an_incident_and_pages_the_team_in_a_pinned_number_of_queries(
+    client,
+    django_capture_on_commit_callbacks,
+    django_assert_max_num_queries,
+    escalation_only,
+    service,
+):
+    integration = make_integration("alertmanager", service=service)
+    # Warm what is cached per process (the policy snapshot, the integration's rules).
+    first = _deliver(client, django_capture_on_commit_callbacks, integration, _alert(1))
+    alert_delivery_process_task(first)
+    incident_events_follow(incident_id=Incident.objects.get().pk)
+
+    delivery = _deliver(client, django_capture_on_commit_callbacks, integration, _alert(2))
+    with django_assert_max_num_queries(PROCESS_QUERIES):
+        assert alert_delivery_process_task(delivery) == "processed"
+    incident = Incident.objects.latest("pk")
+    assert incident.severity_id == 1
+    with django_assert_max_num_queries(FOLLOW_QUERIES):
+        result = incident_events_follow(incident_id=incident.pk)
+    assert (result.events_done, result.handled) == (1, 1)
+
+    # The whole team was paged on every Sev 1 channel with a contact address, in one INSERT
+    # whose rows are urgent (their batch goes to the urgent queue after commit).
+    pages = Notification.objects.filter(incident=incident)
+    assert pages.count() >= 3
+    assert set(pages.values_list("urgent", flat=True)) == {True}
+    assert IncidentEvent.objects.get(incident=incident).status == "done"
+
+
+def test_a_page_is_one_insert_and_one_broker_message_on_the_urgent_queue(
+    client, django_capture_on_commit_callbacks, escalation_only, service, monkeypatch
+):
+    from escalation import tasks
+
+    published: list[tuple[list[int], str]] = []
+    monkeypatch.setattr(
+        tasks.notification_send_batch_task,
+        "apply_async",
+        lambda args, queue, **kw: published.append((args[0], queue)),
+    )
+    integration = make_integration("alertmanager", service=service)
+    delivery = _deliver(client, django_capture_on_commit_callbacks, integration, _alert(3))
+    alert_delivery_process_task(delivery)
+    incident = Incident.objects.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        incident_events_follow(incident_id=incident.pk)
+    ids = sorted(Notification.objects.filter(incident=incident).values_list("pk", flat=True))
+    assert published == [(ids, "vigil.urgent")]

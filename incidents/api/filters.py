@@ -100,6 +100,13 @@ class IncidentFilter(filters.FilterSet):
         model = Incident
         fields: list[str] = []
 
+    def get_form_class(self):
+        # django-filter builds a new form class (and its fields) for every request; it depends
+        # only on the declared filters, and each form deep-copies its fields anyway.
+        if "_built_form_class" not in type(self).__dict__:
+            type(self)._built_form_class = super().get_form_class()
+        return type(self)._built_form_class
+
     def filter_service(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         # A subquery, not a join: no duplicate rows and no DISTINCT on the page query.
         through = Incident.services.through.objects.filter(service__slug=value)

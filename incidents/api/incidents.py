@@ -34,6 +34,7 @@ from ..serializers import (
     UserRefSerializer,
 )
 from ..services import (
+    ACTIONS,
     incident_create,
     incident_edit,
     incident_note_add,
@@ -41,6 +42,7 @@ from ..services import (
     incident_roles_replace,
     incident_transition,
 )
+from ..services.lifecycle import action_permission
 from .base import VigilAPIView
 from .errors import READ_ERRORS, WRITE_ERRORS, error_responses
 from .filters import IncidentFilter
@@ -84,6 +86,8 @@ class IncidentViewMixin:
 
 
 class IncidentListView(IncidentViewMixin, VigilAPIView, GenericAPIView):
+    # Each row lists the actions the user may take: their permissions are read with the view's.
+    prefetch_permissions = tuple(action_permission(action) for action in ACTIONS)
     serializer_class = IncidentSerializer
     pagination_class = IncidentPagination
     filterset_class = IncidentFilter

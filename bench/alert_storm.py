@@ -84,6 +84,7 @@ TARGET_RATE = {"a": 0.3, "b": 0.5}
 TARGET_SEV1 = 5.0
 TARGET_ACCEPT = 0.5
 PREFIX = "storm"
+TITLE = "Payments are failing everywhere"
 
 
 class Interrupted(SystemExit):
@@ -682,14 +683,17 @@ def create_sev1(base: str, token: str) -> dict:
     started = time.time()
     response = requests.post(
         f"{base}/api/v1/incidents/",
-        json={"title": "Payments are failing everywhere", "severity": 1},
+        json={"title": TITLE, "severity": 1},
         headers={"Authorization": f"Token {token}"},
         timeout=120,
     )
     answered = time.time()
+    sev1 = {"title": TITLE, "posted": started, "answered": answered}
     if response.status_code != 201:
-        return {"error": f"{response.status_code}: {response.text[:300]}"}
-    return {"number": response.json()["id"], "posted": started, "answered": answered}
+        sev1["error"] = f"{response.status_code}: {response.text[:300]}"
+    else:
+        sev1["number"] = response.json()["id"]
+    return sev1
 
 
 def first_page(number: str) -> tuple[float | None, int]:
@@ -800,6 +804,16 @@ def run_setup(args: argparse.Namespace) -> dict:
         result["empty_s"] = None if "left" in result else time.time() - t0
         result["load_end"] = load_average()
 
+        if "error" in sev1:
+            # Say why (the web process logged it), and whether the incident was logged anyway.
+            log = processes[0][2].read_text(errors="replace")
+            at = log.rfind("Traceback")
+            sev1["log"] = log[at : at + 4000] if at >= 0 else log[-2000:]
+            from incidents.models import Incident
+
+            found = Incident.objects.filter(title=TITLE).values_list("number", flat=True).first()
+            if found:
+                sev1["number"] = found
         if "number" in sev1:
             sent_at, pages = first_page(sev1["number"])
             sev1["pages"] = pages
@@ -870,8 +884,9 @@ def report(result: dict, base: dict[str, float]) -> dict[str, float | None]:
         print(f"  queues empty after {result['empty_s']:.1f} s")
     latency = sev1.get("latency")
     if "error" in sev1:
-        print(f"  mid-storm Sev 1: the API refused it: {sev1['error']}")
-    elif "number" in sev1:
+        print(f"  mid-storm Sev 1: the API answered {sev1['error']}")
+        print("    " + sev1.get("log", "").replace("\n", "\n    ").rstrip())
+    if "number" in sev1:
         shown = "never sent" if latency is None else f"{latency:.2f} s"
         print(
             f"  mid-storm Sev 1 {sev1['number']} (created at {sev1['at']:.1f} s, "

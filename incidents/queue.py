@@ -103,6 +103,8 @@ def _seconds(value: float | Callable[[], float]) -> float:
 
 
 DEFAULT_PUBLISH_LEASE = 600.0
+# The claim statement of each (model, database vendor, due only), built once.
+_CLAIM_SQL: dict[tuple[type, str, bool], str] = {}
 
 
 def default_publish_lease() -> float:
@@ -178,21 +180,8 @@ class WorkQueue:
         the row (its related rows load when first used), or None when it is done, failed, held
         by a live lease, not yet due, or gone."""
         now = now or timezone.now()
-        meta = self.model._meta
-        quote = connection.ops.quote_name
         when = connection.ops.adapt_datetimefield_value
-        fields = meta.concrete_fields
-        col = {name: quote(meta.get_field(name).column) for name in ("status", "claimed_at")}
-        due = f" AND {quote(meta.get_field('next_attempt_at').column)} <= %s" if due_only else ""
-        sql = (
-            f"UPDATE {quote(meta.db_table)} SET {col['status']} = %s, "
-            f"{col['claimed_at']} = %s, {quote(meta.get_field('attempts').column)} = "
-            f"{quote(meta.get_field('attempts').column)} + 1 "
-            f"WHERE {quote(meta.pk.column)} = %s AND (({col['status']} = %s{due}) OR "
-            f"({col['status']} = %s AND ({col['claimed_at']} IS NULL OR "
-            f"{col['claimed_at']} <= %s))) "
-            f"RETURNING {', '.join(quote(f.column) for f in fields)}"
-        )
+        sql = self._claim_sql(connection.vendor, due_only)
         params: list[Any] = [self.running, when(now), pk, self.pending]
         if due_only:
             params.append(when(now))
@@ -201,6 +190,27 @@ class WorkQueue:
         if not rows:
             return None
         return self._from_db(rows[0])
+
+    def _claim_sql(self, vendor: str, due_only: bool) -> str:
+        key = (self.model, vendor, due_only)
+        sql = _CLAIM_SQL.get(key)
+        if sql is None:
+            meta = self.model._meta
+            quote = connection.ops.quote_name
+            col = {
+                name: quote(meta.get_field(name).column)
+                for name in ("status", "claimed_at", "attempts", "next_attempt_at")
+            }
+            due = f" AND {col['next_attempt_at']} <= %s" if due_only else ""
+            sql = _CLAIM_SQL[key] = (
+                f"UPDATE {quote(meta.db_table)} SET {col['status']} = %s, "
+                f"{col['claimed_at']} = %s, {col['attempts']} = {col['attempts']} + 1 "
+                f"WHERE {quote(meta.pk.column)} = %s AND (({col['status']} = %s{due}) OR "
+                f"({col['status']} = %s AND ({col['claimed_at']} IS NULL OR "
+                f"{col['claimed_at']} <= %s))) "
+                f"RETURNING {', '.join(quote(f.column) for f in meta.concrete_fields)}"
+            )
+        return sql
 
     def _from_db(self, values: tuple) -> Any:
         """A model instance from a row of all concrete columns, converted as the ORM would."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
@@ -52,6 +53,28 @@ def named_target(*, service: str, default: str, named: dict[str, str], recipient
     return url
 
 
+class _Session(requests.Session):
+    """A session that reads the environment's proxy and CA settings (``HTTPS_PROXY``,
+    ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``...) once per scheme and host, not on every request:
+    requests re-parses them for each call, a cost comparable to the rest of a delivery's
+    Python work. The environment of a worker does not change while it runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._environment: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):
+        if proxies or stream is not None or verify is not None or cert is not None:
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc)
+        settings_ = self._environment.get(key)
+        if settings_ is None:
+            settings_ = super().merge_environment_settings(url, {}, None, None, None)
+            self._environment[key] = settings_
+        return {**settings_, "proxies": dict(settings_["proxies"])}
+
+
 _sessions: dict[int, requests.Session] = {}
 
 
@@ -63,7 +86,7 @@ def _session() -> requests.Session:
     session = _sessions.get(pid)
     if session is None:
         _sessions.clear()
-        session = _sessions[pid] = requests.Session()
+        session = _sessions[pid] = _Session()
     return session
 
 

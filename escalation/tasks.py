@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
 from .services.outbox import notification_send, notifications_requeue
+
+# A task that cannot reach the database (a failover, a restart) is retried by Celery with
+# backoff: its row is marked published, so the requeue sweep would otherwise leave it until
+# the publish lease (VIGIL_PUBLISH_LEASE_SECONDS) runs out.
+DATABASE_RETRY = {
+    "autoretry_for": (OperationalError, InterfaceError),
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+    "max_retries": 12,
+}
 
 
 @shared_task(
@@ -13,10 +25,11 @@ from .services.outbox import notification_send, notifications_requeue
     soft_time_limit=45,
     time_limit=60,
     ignore_result=True,
+    **DATABASE_RETRY,
 )
 def notification_send_task(notification_id: int) -> str:
-    """Send one outbox row. Retries are scheduled by the service (one place for the rules);
-    a duplicate or stale task finds nothing to claim and does nothing."""
+    """Send one outbox row. Retries of a failed send are scheduled by the service (one place
+    for the rules); a duplicate or stale task finds nothing to claim and does nothing."""
     return notification_send(notification_id=notification_id).result
 
 
@@ -26,6 +39,7 @@ def notification_send_task(notification_id: int) -> str:
     soft_time_limit=540,
     time_limit=600,
     ignore_result=True,
+    **DATABASE_RETRY,
 )
 def notification_send_batch_task(notification_ids: list[int]) -> int:
     """Send the outbox rows of a bulk enqueue, one after the other; returns how many were

@@ -48,3 +48,11 @@ accesslog = "-" if reload else None
 # No control socket for gunicornc: its default path is one per user ($XDG_RUNTIME_DIR or
 # ~/.gunicorn), which two checkouts served on one machine would take from each other.
 control_socket_disable = True
+
+
+def post_worker_init(worker) -> None:
+    """A request asks for SQLite's write lock every half millisecond (config/sqlite), so it is
+    not starved by the workers' back-to-back transactions. No effect on PostgreSQL."""
+    from config.sqlite import base
+
+    base.POLL_FOR_WRITE_LOCK = True

@@ -185,6 +185,11 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
+    # Django's backend, with requests asking for the write lock every half millisecond
+    # instead of sleeping in SQLite's backoff behind the workers' transactions (config/sqlite).
+    _db["ENGINE"] = "config.sqlite"
+    # Each web thread and worker process keeps its connection (and its PRAGMAs).
+    _db.setdefault("CONN_MAX_AGE", env.int("DJANGO_CONN_MAX_AGE", default=60))
 else:
     _db.setdefault("CONN_MAX_AGE", env.int("DJANGO_CONN_MAX_AGE", default=60))
     _db.setdefault("CONN_HEALTH_CHECKS", True)

@@ -77,7 +77,7 @@ def test_a_make_run_checkout_is_in_development_mode_at_its_address(tmp_path):
     assert debug is True
     assert base_url == "http://127.0.0.1:8123"
     assert email == "escalation.channels.log.ConsoleEmailBackend"
-    assert engine == "django.db.backends.sqlite3"
+    assert engine == "config.sqlite"  # Django's SQLite backend, fairer to requests
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,1 @@
+"""The embedded setup's SQLite backend (``ENGINE = "config.sqlite"``): see :mod:`.base`."""

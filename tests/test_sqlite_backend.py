@@ -1,0 +1,111 @@
+"""The embedded setup's SQLite backend (config/sqlite): in the web server's processes a
+transaction asks for the write lock every half millisecond instead of sleeping in SQLite's
+backoff, up to the same timeout; elsewhere it is Django's backend unchanged."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+
+import pytest
+from django.db import connection
+
+from config.sqlite import base
+
+
+def _wrapper(path, timeout: float = 5.0) -> base.DatabaseWrapper:
+    settings_dict = {
+        **connection.settings_dict,
+        "ENGINE": "config.sqlite",
+        "NAME": str(path),
+        "OPTIONS": {"timeout": timeout, "transaction_mode": "IMMEDIATE"},
+    }
+    return base.DatabaseWrapper(settings_dict, alias="sqlite_backend_test")
+
+
+@pytest.fixture
+def polling(monkeypatch):
+    monkeypatch.setattr(base, "POLL_FOR_WRITE_LOCK", True)
+
+
+@pytest.fixture
+def held(tmp_path, django_db_blocker):
+    """Another process's writer: a database file of the test's own (not the test database),
+    with its write lock taken."""
+    path = tmp_path / "vigil.sqlite3"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("PRAGMA journal_mode=WAL")
+    holder.execute("CREATE TABLE t (x INTEGER)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO t VALUES (1)")
+    with django_db_blocker.unblock():
+        yield path, holder
+    holder.close()
+
+
+def _begin_in_thread(path, timeout: float = 5.0) -> tuple[threading.Thread, dict]:
+    """A web thread (its own connection, as Django gives each thread) begins a transaction."""
+    outcome: dict = {}
+
+    def begin() -> None:
+        wrapper = _wrapper(path, timeout)
+        try:
+            wrapper.ensure_connection()
+            wrapper._start_transaction_under_autocommit()
+            outcome["at"] = time.monotonic()
+            outcome["timeout"] = wrapper.connection.execute("PRAGMA busy_timeout").fetchone()[0]
+            wrapper.connection.execute("INSERT INTO t VALUES (2)")
+            wrapper.connection.execute("COMMIT")
+        except Exception as exc:
+            outcome["error"] = exc
+        finally:
+            wrapper.close()
+
+    thread = threading.Thread(target=begin)
+    thread.start()
+    return thread, outcome
+
+
+def test_a_request_takes_the_lock_as_soon_as_it_is_released(polling, held):
+    path, holder = held
+    thread, outcome = _begin_in_thread(path)
+    time.sleep(0.3)
+    assert "at" not in outcome  # waiting for the lock
+    holder.execute("COMMIT")
+    released = time.monotonic()
+    thread.join(5)
+    assert "error" not in outcome, outcome
+    # Polled every half millisecond, not in SQLite's backoff (up to 100 ms between tries).
+    assert outcome["at"] - released < 0.1
+    # The connection's busy timeout is restored for statements outside transactions.
+    assert outcome["timeout"] == 5000
+    assert [r[0] for r in holder.execute("SELECT x FROM t ORDER BY x")] == [1, 2]
+
+
+def test_a_request_still_gives_up_after_the_timeout(polling, held):
+    path, _ = held
+    started = time.monotonic()
+    thread, outcome = _begin_in_thread(path, timeout=0.3)
+    thread.join(5)
+    assert isinstance(outcome.get("error"), sqlite3.OperationalError)
+    assert "locked" in str(outcome["error"])
+    assert 0.3 <= time.monotonic() - started < 3
+
+
+def test_outside_the_web_server_it_is_djangos_backend(monkeypatch, held):
+    path, holder = held
+    monkeypatch.setattr(base, "POLL_FOR_WRITE_LOCK", False)
+    thread, outcome = _begin_in_thread(path)
+    time.sleep(0.2)
+    holder.execute("COMMIT")
+    thread.join(5)
+    assert "error" not in outcome and outcome["timeout"] == 5000
+
+
+def test_the_web_server_turns_it_on(monkeypatch):
+    from config import gunicorn
+
+    monkeypatch.setattr(base, "POLL_FOR_WRITE_LOCK", False)
+    gunicorn.post_worker_init(worker=None)
+    assert base.POLL_FOR_WRITE_LOCK is True

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from incidents.models import Channel, Incident, Kind, Source, Status
@@ -68,6 +68,9 @@ def stakeholder_schedules_sync(
     lead = _policy().stakeholder_reminder_lead_minutes
     zone = _zone()
     changed: list[StakeholderSchedule] = []
+    # Written together below. The incident's schedules are locked and its events are followed
+    # one at a time, so no other writer adds one meanwhile: no savepoint per row.
+    new: list[StakeholderSchedule] = []
     lines: list[str] = []
     for group in groups:
         minutes = group.interval_for(severity)
@@ -79,11 +82,7 @@ def stakeholder_schedules_sync(
                 incident=incident, group=group, interval_minutes=minutes, started_at=at
             )
             _plan(schedule, due=at + timedelta(minutes=minutes), lead=lead)
-            try:
-                with transaction.atomic():
-                    schedule.save(force_insert=True)
-            except IntegrityError:
-                continue
+            new.append(schedule)
         elif schedule.stopped_at is not None:
             schedule.stopped_at = None
             schedule.interval_minutes = minutes
@@ -115,6 +114,8 @@ def stakeholder_schedules_sync(
             f"{group.name} {_every(minutes)} by {Channel(group.channel).label.lower()}, "
             f"next at {_hhmm(schedule.next_due_at, zone)}"
         )
+    if new:
+        StakeholderSchedule.objects.bulk_create(new)
     if lines:
         timeline_record(
             incident=incident,

@@ -31,6 +31,10 @@ VIGIL_STATUS_LOCAL_SECONDS = 0
 # developer) never create, flush or drop each other's. pytest-django drops it at the end of the
 # run (unless --reuse-db) and, under pytest-xdist, adds each worker's suffix (_gw0, _gw1, ...).
 # Real worker processes started by tests are handed this name (tests.workers.database_url).
+if DATABASES["default"]["ENGINE"] == "config.sqlite":  # noqa: F405
+    # An in-memory test database per process, as for Django's own SQLite backend (pytest-django
+    # recognises that one by its ENGINE name only, and would name a file per xdist worker).
+    DATABASES["default"].setdefault("TEST", {})["NAME"] = ":memory:"  # noqa: F405
 if "postgresql" in DATABASES["default"]["ENGINE"]:  # noqa: F405
     _run_id = re.sub(r"\W", "_", os.environ.get("VIGIL_TEST_RUN_ID") or str(os.getpid()))
     DATABASES["default"].setdefault("TEST", {})["NAME"] = f"test_vigil_{_run_id}"  # noqa: F405

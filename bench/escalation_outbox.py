@@ -5,10 +5,10 @@ a local HTTP sink, against the same worker running a no-op task, on PostgreSQL +
 Both runs queue all their tasks first, then start the worker (prefork, concurrency 1, prefetch
 1, the production settings) and time from the first completed task to the last, so worker
 start-up is not counted. A delivery is the whole path of ``escalation.notification_send``:
-claim the row under a lock and commit, sign and POST the webhook, record ``sent`` under a lock
-and commit. The no-op task only stamps its completion time in Redis (one pipelined round
-trip), which is the floor of what any task costs on this worker and broker. Prints both rates
-and their ratio.
+claim the row (one UPDATE … RETURNING, committed), sign and POST the webhook, record ``sent``
+(one UPDATE matching the claim). The no-op task only stamps its completion time in Redis
+(one pipelined round trip), which is the floor of what any task costs on this worker and
+broker. Prints both rates and their ratio.
 
     python bench/escalation_outbox.py [--database-url postgres://postgres@127.0.0.1:5432/vigil_bench_outbox]
                                       [--broker-url redis://127.0.0.1:6379/0] [--count 2000]
@@ -139,6 +139,11 @@ class Sink:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # The handler writes the status line and headers, then the body: two small
+            # segments. With Nagle's algorithm the second waits for the client's delayed ACK
+            # of the first (about 40 ms on Linux), a stall of this sink's making that no
+            # provider answering in one write shows. TCP_NODELAY, as HTTP servers set it.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: object) -> None:
                 pass

@@ -179,6 +179,15 @@ def events_kick(*, incident_id: int, urgent: bool, countdown: float | None = Non
     except Exception:
         logger.exception("Could not queue the events of incident %s; the sweep will", incident_id)
         return False
+    # The task will look at every pending event of the incident: the sweep leaves them to it
+    # until the publish lease runs out (incidents.queue), instead of queueing another task
+    # every run while this one waits in a long queue.
+    try:
+        EVENT_QUEUE.mark_published(
+            incident_id=incident_id, status=EventStatus.PENDING, published_at__isnull=True
+        )
+    except Exception:
+        logger.exception("Could not mark the events of incident %s published", incident_id)
     return True
 
 

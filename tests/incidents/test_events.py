@@ -269,3 +269,42 @@ def test_following_costs_a_fixed_number_of_queries(follower, django_assert_max_n
     finally:
         _handlers.update(others)
     assert follower.seen == [(incident.pk, INCIDENT_CREATED)]
+
+
+def test_the_sweep_does_not_queue_again_events_whose_task_is_still_waiting(
+    follower, settings, django_capture_on_commit_callbacks, monkeypatch
+):
+    from incidents import tasks
+
+    settings.VIGIL_EVENT_REQUEUE_AFTER_SECONDS = 10
+    settings.VIGIL_PUBLISH_LEASE_SECONDS = 600
+    published: list[int] = []
+    broker_down = False
+
+    def apply_async(args, **options):
+        if broker_down:
+            raise ConnectionError("broker down")
+        published.append(args[0])
+
+    monkeypatch.setattr(tasks.incident_events_follow_task, "apply_async", apply_async)
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        with django_capture_on_commit_callbacks(execute=True):
+            waiting = create(title="Its task waits in a long queue")
+        broker_down = True
+        with django_capture_on_commit_callbacks(execute=True):
+            lost = create(title="Its kick never reached the broker")
+        broker_down = False
+        assert published == [waiting.pk]
+
+        clock.shift(timedelta(seconds=30))
+        with django_capture_on_commit_callbacks(execute=True):
+            assert events_requeue() == 1  # only the one whose publish failed
+        assert published == [waiting.pk, lost.pk]
+        with django_capture_on_commit_callbacks(execute=True):
+            assert events_requeue() == 0  # and once
+
+        # A task lost inside the broker: after the publish lease the sweep queues it again.
+        clock.shift(timedelta(seconds=601))
+        with django_capture_on_commit_callbacks(execute=True):
+            assert events_requeue() == 2
+    assert published == [waiting.pk, lost.pk, waiting.pk, lost.pk]

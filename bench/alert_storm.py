@@ -9,7 +9,7 @@ incident that pages the response team), posted by ``--threads`` client threads, 
     --port P``, ``DJANGO_DEBUG=1``): SQLite and Kombu's filesystem broker;
 (b) PostgreSQL + Redis: gunicorn (2 workers, production settings, DEBUG off), ONE Celery
     worker at concurrency 2 consuming every queue
-    (``vigil.urgent,vigil.intake,vigil,vigil.sweeps,vigil.bulk``) and beat, so the sweeps run
+    (``vigil.urgent,vigil.sweeps,vigil.intake,vigil,vigil.bulk``) and beat, so the sweeps run
     as in production.
 
 Every seeded contact is given a phone number, a Slack handle and a login (as
@@ -75,7 +75,7 @@ if str(ROOT) not in sys.path:
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/vigil_bench_storm"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/9"
 LOG = "escalation.channels.log.LogBackend"
-QUEUES = "vigil.urgent,vigil.intake,vigil,vigil.sweeps,vigil.bulk"
+QUEUES = "vigil.urgent,vigil.sweeps,vigil.intake,vigil,vigil.bulk"
 SETUPS = {
     "a": "(a) embedded default as make run starts it (SQLite, filesystem broker)",
     "b": "(b) PostgreSQL + Redis, gunicorn 2 workers, one Celery worker x2 + beat",

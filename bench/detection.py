@@ -471,7 +471,7 @@ def main() -> int:
         "config",
         "worker",
         "--queues",
-        "vigil.urgent,vigil.intake,vigil,vigil.sweeps,vigil.bulk",
+        "vigil.urgent,vigil.sweeps,vigil.intake,vigil,vigil.bulk",
         "--pool",
         "prefork",
         "--concurrency",

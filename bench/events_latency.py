@@ -6,7 +6,7 @@ inside the creating transaction (the path before events), in the same run.
 For each backend, (a) PostgreSQL + Redis broker and (b) the embedded default (SQLite file and
 Kombu's filesystem broker under a throwaway ``VIGIL_VAR_DIR``), with the two workers of the
 Procfile started as subprocesses (``urgent``: ``vigil.urgent`` only, concurrency 1; ``worker``:
-``vigil.intake,vigil,vigil.sweeps,vigil.bulk``, concurrency 2; beat is not run):
+``vigil.sweeps,vigil.intake,vigil,vigil.bulk``, concurrency 2; beat is not run):
 
 * baseline: ``--incidents`` incidents, each logged by ``incident_create`` and paged by the
   escalation handler (``on_incident_created``: ``escalation_start`` + ``incident_page_team``)
@@ -76,7 +76,7 @@ WORKERS = {
         "--hostname",
         "worker@%h",
         "--queues",
-        "vigil.intake,vigil,vigil.sweeps,vigil.bulk",
+        "vigil.sweeps,vigil.intake,vigil,vigil.bulk",
         "--concurrency",
         "2",
     ],

@@ -244,7 +244,7 @@ else:
     # Longer than any task's hard time limit, so a slow task is not handed to a second worker.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": 3600,
-        # A worker consuming several queues (-Q vigil.intake,vigil,vigil.sweeps,vigil.bulk)
+        # A worker consuming several queues (-Q vigil.sweeps,vigil.intake,vigil,vigil.bulk)
         # takes the first non-empty one in that order, instead of Kombu's round robin.
         "queue_order_strategy": "priority",
     }
@@ -317,9 +317,9 @@ VIGIL_URGENT_QUEUE = env.str("VIGIL_URGENT_QUEUE", default="vigil.urgent")
 # Every queue, in the order a worker consuming them all should take them (tests, benches).
 VIGIL_ALL_QUEUES = (
     VIGIL_URGENT_QUEUE,
+    "vigil.sweeps",
     VIGIL_INTAKE_QUEUE,
     "vigil",
-    "vigil.sweeps",
     VIGIL_BULK_QUEUE,
 )
 

@@ -62,8 +62,9 @@ def test_the_procfile_workers_consume_every_queue_and_urgent_alone(settings):
     routed = {_route(name) for name in _tasks()}
     assert routed <= consumed
     assert consumed == set(settings.VIGIL_ALL_QUEUES)
-    # The general worker takes intake first and bulk messages last.
-    assert queues["worker"] == ["vigil.intake", "vigil", "vigil.sweeps", "vigil.bulk"]
+    # The general worker takes the sweeps first (short, and they fire escalation steps on
+    # time), then intake, and bulk messages last.
+    assert queues["worker"] == ["vigil.sweeps", "vigil.intake", "vigil", "vigil.bulk"]
 
 
 def test_on_redis_a_worker_takes_its_queues_in_the_order_listed(monkeypatch):

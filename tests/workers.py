@@ -338,7 +338,7 @@ class CeleryLauncher:
             [
                 "worker",
                 "--queues",
-                "vigil.urgent,vigil.intake,vigil,vigil.sweeps,vigil.bulk",
+                "vigil.urgent,vigil.sweeps,vigil.intake,vigil,vigil.bulk",
                 "--pool",
                 "prefork",
                 "--concurrency",

@@ -55,7 +55,7 @@ pytestmark = [
 ALERTS = 1000
 FIRST_PAGE_WITHIN = 5.0
 # Every queue, in the order of the README's priorities: one worker does all the work.
-QUEUES = "vigil.urgent,vigil.intake,vigil,vigil.sweeps,vigil.bulk"
+QUEUES = "vigil.urgent,vigil.sweeps,vigil.intake,vigil,vigil.bulk"
 LOG_BACKEND = "escalation.channels.log.LogBackend"
 SWEEP_SECONDS = "3"
 TASK_RUN = re.compile(r"Task (\S+)\[[0-9a-f-]+\] succeeded")

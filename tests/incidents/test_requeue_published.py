@@ -240,9 +240,6 @@ def test_events_whose_kick_is_queued_are_not_requeued_but_unmarked_ones_are_once
         assert broker.published == [lost.incident_id]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="events_kick does not yet mark an incident's events published"
-)
 def test_an_events_kick_marks_the_incidents_events_published(
     broker, clock, django_capture_on_commit_callbacks
 ):

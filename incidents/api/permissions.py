@@ -38,9 +38,16 @@ def permissions_held(user: Any, perms: Iterable[str]) -> set[str]:
         return perms
     if hasattr(user, "_perm_cache") or not set(settings.AUTHENTICATION_BACKENDS) <= _READ_HERE:
         return {perm for perm in perms if user.has_perm(perm)}
-    with connection.cursor() as cursor:
-        cursor.execute(_held_sql(len(perms)), [*perms, user.pk, user.pk])
-        return {name for (name,) in cursor.fetchall()}
+    # Kept on the user object, as Django keeps its own permission cache: the same user asking
+    # again (a second check in one request) costs nothing.
+    known: dict[str, bool] = user.__dict__.setdefault("_vigil_perms_held", {})
+    missing = sorted(perms - known.keys())
+    if missing:
+        with connection.cursor() as cursor:
+            cursor.execute(_held_sql(len(missing)), [*missing, user.pk, user.pk])
+            granted = {name for (name,) in cursor.fetchall()}
+        known.update({name: name in granted for name in missing})
+    return {perm for perm in perms if known[perm]}
 
 
 @cache

@@ -61,7 +61,7 @@ logger = logging.getLogger(__name__)
 # How long one drain task processes deliveries before it queues its successor and ends: short,
 # so a worker that also consumes the urgent queue takes a Sev 1 page between two drains
 # instead of after a whole storm.
-DRAIN_BUDGET = 2.0
+DRAIN_BUDGET = 0.5
 
 
 # --- the entry point -----------------------------------------------------------------------------

@@ -61,7 +61,7 @@ def url(incident, *parts) -> str:
 
 def test_list_the_incidents_posts(api_as, viewer, incident, django_assert_num_queries):
     api = api_as(viewer)
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(5):
         response = api.get(url(incident))
     assert response.status_code == 200, response.json()
     rows = response.json()["results"]

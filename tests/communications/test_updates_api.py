@@ -362,9 +362,10 @@ def test_list_query_count_is_fixed(
                 {"component": "payments", "status": "degraded_performance"},
             ],
         )
-    # Token and permissions (4), the incident, the page, its components with their services:
-    # the same for one update as for a dozen.
-    with django_assert_num_queries(7):
+    # Authentication and permissions (3; the permissions are asked in one query), the
+    # incident, the page, its components with their services: the same for one update as for
+    # a dozen.
+    with django_assert_num_queries(6):
         response = lead.get(url(sev3))
     assert response.status_code == 200
     assert len(response.json()["results"]) == count

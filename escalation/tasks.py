@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from .services.outbox import notification_send, notifications_requeue
+from .services.outbox import notification_send, notification_send_batch, notifications_requeue
 
 # A task that cannot reach the database (a failover, a restart) is retried by Celery with
 # backoff: its row is marked published, so the requeue sweep would otherwise leave it until
@@ -44,7 +44,7 @@ def notification_send_task(notification_id: int) -> str:
 def notification_send_batch_task(notification_ids: list[int]) -> int:
     """Send the outbox rows of a bulk enqueue, one after the other; returns how many were
     sent. Rows this task never reaches (it was killed) stay pending for the requeue sweep."""
-    return sum(notification_send(notification_id=pk).result == "sent" for pk in notification_ids)
+    return notification_send_batch(notification_ids=notification_ids)
 
 
 @shared_task(

@@ -280,7 +280,7 @@ def _follow_at_once(pk: int, *, now: datetime) -> int | tuple[str, Exception] | 
     another dispatcher, runs all its handlers one after the other, and is recorded done
     with their EventHandling rows, in the transaction that holds its row lock — no lease, no
     savepoint. A worker that dies meanwhile rolls it all back, and the event is still
-    pending for the sweep.
+    pending, with no publish stamp, for the sweep (``VIGIL_EVENT_REQUEUE_AFTER_SECONDS``).
 
     Returns how many handlers ran when it was followed; None when the event is not such an
     event (the careful path takes it); ``(handler name, error)`` when a handler raised,
@@ -288,6 +288,9 @@ def _follow_at_once(pk: int, *, now: datetime) -> int | tuple[str, Exception] | 
     of its own and records this failure as the handler's attempt (it is not run twice for
     one failure)."""
     failing: list[tuple[str, Exception]] = []
+    # Nothing below commits until the end: if this worker dies meanwhile, the event must look
+    # like one whose kick was lost, for the sweep to queue it again soon.
+    EVENT_QUEUE.mark_taken([pk], now=now)
     try:
         with transaction.atomic():
             event = (

@@ -388,6 +388,26 @@ class WorkQueue:
         sql, params = query.get_compiler(rows.db).as_sql()
         return _bookkeeping(sql, list(params))[1]
 
+    def mark_taken(self, ids: list[int], *, now: datetime | None = None) -> int:
+        """Clear the publish stamp of pending rows a task has taken up and is about to work on
+        in a transaction of its own that only marks them done at its end: if its worker dies
+        meanwhile (the transaction rolled back, the message not acknowledged), the sweep
+        queues them again after ``requeue_after``, as rows whose publish was lost, instead of
+        after the publish lease. Their next attempt becomes ``now``, so the sweep leaves them
+        alone for ``requeue_after`` while the task works through them. One bookkeeping
+        statement. Returns how many it cleared."""
+        if not ids:
+            return 0
+        now = now or timezone.now()
+        # Only rows due: a retry waiting for its backoff keeps its time.
+        rows = self.model._default_manager.filter(
+            pk__in=ids, status=self.pending, published_at__isnull=False, next_attempt_at__lte=now
+        )
+        query = rows.query.chain(UpdateQuery)
+        query.add_update_values({"published_at": None, "next_attempt_at": now})
+        sql, params = query.get_compiler(rows.db).as_sql()
+        return _bookkeeping(sql, list(params))[1]
+
     def requeue(
         self,
         *,

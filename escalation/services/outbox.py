@@ -472,6 +472,18 @@ def backoff_delay(*, attempts: int, retry_after: float | None = None) -> float:
     return OUTBOX.delay(attempts=attempts, retry_after=retry_after)
 
 
+def notification_send_batch(*, notification_ids: list[int]) -> int:
+    """Send the rows of one batch task one after the other; returns how many were sent.
+
+    First their publish stamp is cleared (and their next attempt set to now): if this worker
+    dies midway, the rows it did not reach look like rows whose publish was lost and the
+    requeue sweep publishes them again after ``VIGIL_NOTIFY_REQUEUE_AFTER_SECONDS``, instead
+    of after the publish lease. A batch still working after that long may see some of its
+    rows published again; each row's claim keeps it to one delivery."""
+    OUTBOX.mark_taken(notification_ids)
+    return sum(notification_send(notification_id=pk).result == "sent" for pk in notification_ids)
+
+
 def notification_send(*, notification_id: int) -> SendOutcome:
     """Send one outbox row through its channel backend. Safe to call any number of times.
 

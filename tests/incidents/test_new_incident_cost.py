@@ -35,10 +35,11 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("at_now")]
 # ... RETURNING), the incident, its history and services (six), the created timeline entry, the
 # event, the alert's and group's incident, the alert timeline entry, the delivery processed.
 PROCESS_QUERIES = 28
-# Paging: the event locked (SKIP LOCKED), the incident, its escalation (snapshot from the
-# cache), the role holders, the roles, their contacts, the services for the message, every
-# outbox row in one INSERT, the timeline entry, the handler's record, the event done.
-FOLLOW_QUERIES = 17
+# Paging: the event's publish stamp cleared (so a dead worker's event is re-queued soon), the
+# event locked (SKIP LOCKED), the incident, its escalation (snapshot from the cache), the role
+# holders, the roles, their contacts, the services for the message, every outbox row in one
+# INSERT, the timeline entry, the handler's record, the event done.
+FOLLOW_QUERIES = 18
 
 
 @pytest.fixture

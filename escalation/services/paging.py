@@ -34,6 +34,7 @@ from django.template.loader import render_to_string, select_template
 from django.urls import reverse
 from django.utils import timezone
 
+from incidents.events import default_queue, urgent_queue
 from incidents.models import (
     Channel,
     Contact,
@@ -644,11 +645,7 @@ def recipients_notify(
 
 
 def _page_queue(severity: int) -> str:
-    return (
-        getattr(settings, "VIGIL_URGENT_QUEUE", "vigil.urgent")
-        if severity <= URGENT_SEVERITY
-        else getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", "vigil")
-    )
+    return urgent_queue() if severity <= URGENT_SEVERITY else default_queue()
 
 
 def _channel_list(channels: Iterable[str]) -> str:

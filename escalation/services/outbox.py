@@ -481,10 +481,17 @@ def notification_send_batch(*, notification_ids: list[int]) -> int:
     of after the publish lease. A batch still working after that long may see some of its
     rows published again; each row's claim keeps it to one delivery."""
     OUTBOX.mark_taken(notification_ids)
-    return sum(notification_send(notification_id=pk).result == "sent" for pk in notification_ids)
+    # The pages of one batch are mostly one incident's: read it once, not once per row.
+    incidents: dict[int, Incident] = {}
+    return sum(
+        notification_send(notification_id=pk, incidents=incidents).result == "sent"
+        for pk in notification_ids
+    )
 
 
-def notification_send(*, notification_id: int) -> SendOutcome:
+def notification_send(
+    *, notification_id: int, incidents: dict[int, Incident] | None = None
+) -> SendOutcome:
     """Send one outbox row through its channel backend. Safe to call any number of times.
 
     Claims the row in one statement (pending, or sending with an expired lease → sending,
@@ -506,6 +513,12 @@ def notification_send(*, notification_id: int) -> SendOutcome:
     if row is None:
         return SendOutcome("skipped", notification_id)
     claim = row.claimed_at
+    if incidents is not None and row.incident_id is not None:
+        # ``incidents``: the incidents a batch already read, shared by its rows.
+        if row.incident_id in incidents:
+            row.incident = incidents[row.incident_id]
+        else:
+            incidents[row.incident_id] = row.incident
 
     try:
         backend = backend_for(row.channel)

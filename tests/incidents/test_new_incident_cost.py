@@ -17,6 +17,7 @@ import copy
 import pytest
 
 from escalation.models import Notification
+from escalation.services.outbox import notification_send_batch
 from incidents.events import _handlers, events_unsubscribe, incident_events_follow
 from incidents.models import Incident, IncidentEvent, WebhookDelivery
 from incidents.tasks import alert_delivery_process_task
@@ -81,6 +82,7 @@ def test_an_alert_opens_an_incident_and_pages_the_team_in_a_pinned_number_of_que
     django_assert_max_num_queries,
     escalation_only,
     service,
+    settings,
 ):
     integration = make_integration("alertmanager", service=service)
     # Warm what is cached per process (the policy snapshot, the integration's rules).
@@ -103,6 +105,18 @@ def test_an_alert_opens_an_incident_and_pages_the_team_in_a_pinned_number_of_que
     assert pages.count() >= 3
     assert set(pages.values_list("urgent", flat=True)) == {True}
     assert IncidentEvent.objects.get(incident=incident).status == "done"
+
+    # Sending the batch: the publish stamps cleared, then per page its claim and its record;
+    # the incident the messages show (the log backend's line, as a chat message's) is read
+    # once for the whole batch, not once per page.
+    ids = sorted(pages.values_list("pk", flat=True))
+    log = "escalation.channels.log.LogBackend"
+    settings.VIGIL_CHANNEL_BACKENDS = dict.fromkeys(
+        set(pages.values_list("channel", flat=True)), log
+    )
+    with django_assert_max_num_queries(1 + 2 * len(ids) + 1):
+        assert notification_send_batch(notification_ids=ids) == len(ids)
+    assert set(pages.values_list("status", flat=True)) == {"sent"}
 
 
 def test_a_page_is_one_insert_and_one_broker_message_on_the_urgent_queue(

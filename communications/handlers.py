@@ -100,7 +100,8 @@ def stakeholders_on_event(event: IncidentEvent) -> None:
     group that was on one getting its final message."""
     from .services.stakeholders import stakeholder_schedules_stop, stakeholder_schedules_sync
 
-    incident = Incident.objects.get(pk=event.incident_id)
+    # Both services read the incident afresh (with its severity): no read here.
+    incident = Incident(pk=event.incident_id)
     if event.payload.get("to_status") in STAKEHOLDER_ENDED:
         stakeholder_schedules_stop(incident=incident)
     else:

@@ -104,7 +104,7 @@ def _seconds(value: float | Callable[[], float]) -> float:
 
 DEFAULT_PUBLISH_LEASE = 600.0
 # The claim statement of each (model, database vendor, due only), built once.
-_CLAIM_SQL: dict[tuple[type, str, bool], str] = {}
+_CLAIM_SQL: dict[tuple[type, str, bool, str | None], str] = {}
 
 
 def default_publish_lease() -> float:
@@ -135,6 +135,21 @@ def _bookkeeping(sql: str, params: list[Any]) -> tuple[list[tuple], int]:
             cursor.execute(sql, params)
         rows = cursor.fetchall() if cursor.description else []
         return rows, cursor.rowcount
+
+
+def _from_db(model: type[models.Model], values: tuple) -> Any:
+    """An instance of ``model`` from a row of all its concrete columns, converted as the ORM
+    would."""
+    fields = model._meta.concrete_fields
+    converted = []
+    for field, value in zip(fields, values, strict=True):
+        expression = field.get_col(model._meta.db_table)
+        for converter in connection.ops.get_db_converters(expression) + field.get_db_converters(
+            connection
+        ):
+            value = converter(value, expression, connection)
+        converted.append(value)
+    return model.from_db(connection.alias, [f.attname for f in fields], converted)
 
 
 @dataclass(frozen=True)
@@ -174,14 +189,20 @@ class WorkQueue:
         *,
         now: datetime | None = None,
         due_only: bool = False,
+        related: str | None = None,
     ) -> Any | None:
         """Take a lease on row ``pk`` in one statement committed on its own: pending (and due,
         with ``due_only``), or running with an expired lease → running, attempts + 1. Returns
-        the row (its related rows load when first used), or None when it is done, failed, held
-        by a live lease, not yet due, or gone."""
+        the row, or None when it is done, failed, held by a live lease, not yet due, or gone.
+
+        ``related`` names a foreign key whose row the work will read (a notification's
+        incident): on PostgreSQL it comes back with the claim, in the same round trip (the
+        UPDATE as a common table expression joined to it); elsewhere, and for any other
+        relation, a related row loads when first used."""
         now = now or timezone.now()
         when = connection.ops.adapt_datetimefield_value
-        sql = self._claim_sql(connection.vendor, due_only)
+        joined = related if related and connection.vendor == "postgresql" else None
+        sql = self._claim_sql(connection.vendor, due_only, joined)
         params: list[Any] = [self.running, when(now), pk, self.pending]
         if due_only:
             params.append(when(now))
@@ -189,10 +210,18 @@ class WorkQueue:
         rows, _ = _bookkeeping(sql, params)
         if not rows:
             return None
-        return self._from_db(rows[0])
+        own = len(self.model._meta.concrete_fields)
+        row = self._from_db(rows[0][:own])
+        if joined:
+            field = self.model._meta.get_field(joined)
+            values = rows[0][own:]
+            target = field.related_model
+            # A null foreign key joins nothing: every joined column is NULL, its key included.
+            setattr(row, joined, None if values[0] is None else _from_db(target, values))
+        return row
 
-    def _claim_sql(self, vendor: str, due_only: bool) -> str:
-        key = (self.model, vendor, due_only)
+    def _claim_sql(self, vendor: str, due_only: bool, related: str | None = None) -> str:
+        key = (self.model, vendor, due_only, related)
         sql = _CLAIM_SQL.get(key)
         if sql is None:
             meta = self.model._meta
@@ -202,28 +231,30 @@ class WorkQueue:
                 for name in ("status", "claimed_at", "attempts", "next_attempt_at")
             }
             due = f" AND {col['next_attempt_at']} <= %s" if due_only else ""
-            sql = _CLAIM_SQL[key] = (
+            columns = [quote(f.column) for f in meta.concrete_fields]
+            sql = (
                 f"UPDATE {quote(meta.db_table)} SET {col['status']} = %s, "
                 f"{col['claimed_at']} = %s, {col['attempts']} = {col['attempts']} + 1 "
                 f"WHERE {quote(meta.pk.column)} = %s AND (({col['status']} = %s{due}) OR "
                 f"({col['status']} = %s AND ({col['claimed_at']} IS NULL OR "
                 f"{col['claimed_at']} <= %s))) "
-                f"RETURNING {', '.join(quote(f.column) for f in meta.concrete_fields)}"
+                f"RETURNING {', '.join(columns)}"
             )
+            if related:
+                field = meta.get_field(related)
+                target = field.related_model._meta
+                joined = [f"r.{quote(f.column)}" for f in target.concrete_fields]
+                sql = (
+                    f"WITH c AS ({sql}) SELECT {', '.join(f'c.{c}' for c in columns)}, "
+                    f"{', '.join(joined)} FROM c LEFT JOIN {quote(target.db_table)} r "
+                    f"ON r.{quote(field.target_field.column)} = c.{quote(field.column)}"
+                )
+            _CLAIM_SQL[key] = sql
         return sql
 
     def _from_db(self, values: tuple) -> Any:
         """A model instance from a row of all concrete columns, converted as the ORM would."""
-        fields = self.model._meta.concrete_fields
-        converted = []
-        for field, value in zip(fields, values, strict=True):
-            expression = field.get_col(self.model._meta.db_table)
-            for converter in connection.ops.get_db_converters(expression) + field.get_db_converters(
-                connection
-            ):
-                value = converter(value, expression, connection)
-            converted.append(value)
-        return self.model.from_db(connection.alias, [f.attname for f in fields], converted)
+        return _from_db(self.model, values)
 
     def claim_locked(self, queryset: models.QuerySet, *, now: datetime | None = None) -> Any | None:
         """Inside the caller's transaction: lock the first claimable row of ``queryset`` that no

@@ -308,6 +308,8 @@ class OutboxMessage:
     contact: Contact | None = None
     context: dict | None = None
     ack_url: str = ""
+    # The contact by its id alone (a page names its contacts from the policy snapshot).
+    contact_id: int | None = None
 
 
 # Rows per INSERT, and notifications per delivery task, of a bulk enqueue.
@@ -339,19 +341,34 @@ def notification_enqueue_many(
     pending; the requeue sweep re-publishes them. ``new_ids``, when given, receives the ids of
     the rows written (a page's timeline entry names them).
     """
-    wanted: dict[str, OutboxMessage] = {}
-    for message in messages:
-        _checked(message.channel, message.recipient, message.idempotency_key, message.context)
-        wanted.setdefault(message.idempotency_key, message)
+    ids = notification_enqueue_groups([(messages, queue or BULK_QUEUE)])[0]
+    if new_ids is not None:
+        new_ids.extend(ids)
+    return len(ids)
+
+
+def notification_enqueue_groups(groups: list[tuple[list[OutboxMessage], str]]) -> list[list[int]]:
+    """:func:`notification_enqueue_many` for several groups of messages at once, each with the
+    queue its batch tasks go to: the pages of one escalation sweep batch, many incidents' steps.
+    All rows are written with one INSERT per 500 (and their contacts checked with one query);
+    after commit each group is published as batch tasks of its own, so the pages of different
+    incidents are sent by different tasks, in parallel, not one after the other; then every
+    published row is stamped with one UPDATE. A key that appears twice keeps its first message.
+    Returns the ids of the rows written now, group by group, in message order."""
+    wanted: dict[str, tuple[int, OutboxMessage]] = {}
+    for index, (messages, _queue) in enumerate(groups):
+        for message in messages:
+            _checked(message.channel, message.recipient, message.idempotency_key, message.context)
+            wanted.setdefault(message.idempotency_key, (index, message))
+    written: list[list[int]] = [[] for _ in groups]
     if not wanted:
-        return 0
-    queue = queue or BULK_QUEUE
-    urgent = queue == urgent_queue()
+        return written
     now = timezone.now()
+    urgent = urgent_queue()
     rows = [
         Notification(
             incident=m.incident,
-            contact=m.contact,
+            contact_id=m.contact.pk if m.contact is not None else m.contact_id,
             channel=m.channel,
             recipient=m.recipient.strip()[:255],
             subject=" ".join((m.subject or "").split())[:255],
@@ -362,25 +379,37 @@ def notification_enqueue_many(
             context=m.context or {},
             ack_url=m.ack_url or "",
             next_attempt_at=now,
-            urgent=urgent,
+            urgent=groups[index][1] == urgent,
         )
-        for key, m in wanted.items()
+        for key, (index, m) in wanted.items()
     ]
-    ids: list[int] = []
+    new: dict[str, int] = {}
     for start in range(0, len(rows), BULK_INSERT_BATCH):
-        ids.extend(_insert_new(rows[start : start + BULK_INSERT_BATCH]))
-    if ids:
-        transaction.on_commit(lambda: _publish_batches(ids, queue=queue))
-    if new_ids is not None:
-        new_ids.extend(ids)
-    return len(ids)
+        new.update(_insert_new(rows[start : start + BULK_INSERT_BATCH]))
+    for key, (index, _message) in wanted.items():
+        if key in new:
+            written[index].append(new[key])
+    batches = [(ids, groups[index][1]) for index, ids in enumerate(written) if ids]
+    if batches:
+        transaction.on_commit(lambda: _publish_groups(batches))
+    return written
 
 
-def _insert_new(rows: list[Notification]) -> list[int]:
+def _insert_new(rows: list[Notification]) -> dict[str, int]:
     """Insert ``rows`` in one statement, skipping those whose idempotency key already has a
-    row; returns the ids of the rows inserted. ``bulk_create(ignore_conflicts=True)`` writes the
-    same statement but does not return the ids, so this asks the ORM's insert query for them
-    (PostgreSQL and SQLite 3.35+ return the inserted rows only)."""
+    row; returns the id of each row inserted by its key. ``bulk_create(ignore_conflicts=True)``
+    writes the same statement but does not return the ids, so this asks the ORM's insert query
+    for them (PostgreSQL and SQLite 3.35+ return the inserted rows only)."""
+    meta = Notification._meta
+    key_field = meta.get_field("idempotency_key")
+    # A contact deleted since the policy snapshot was taken would fail the whole INSERT on its
+    # foreign key: such a row is written without its contact.
+    contact_ids = {row.contact_id for row in rows if row.contact_id}
+    if contact_ids:
+        alive = set(Contact.objects.filter(pk__in=contact_ids).values_list("pk", flat=True))
+        for row in rows:
+            if row.contact_id and row.contact_id not in alive:
+                row.contact_id = None
     if not connection.features.can_return_rows_from_bulk_insert:
         # An old SQLite: skip the known keys, insert the rest, read their ids back.
         keys = [row.idempotency_key for row in rows]
@@ -391,38 +420,44 @@ def _insert_new(rows: list[Notification]) -> list[int]:
         )
         new = [row for row in rows if row.idempotency_key not in existing]
         Notification.objects.bulk_create(new, ignore_conflicts=True)
-        return list(
+        return dict(
             Notification.objects.filter(
                 idempotency_key__in=[row.idempotency_key for row in new],
                 status=NotificationStatus.PENDING,
-            )
-            .order_by("pk")
-            .values_list("pk", flat=True)
+            ).values_list("idempotency_key", "pk")
         )
     for row in rows:
         row._prepare_related_fields_for_save(operation_name="bulk_create")
-    meta = Notification._meta
     fields = [f for f in meta.concrete_fields if not f.primary_key]
     returned = Notification.objects._insert(
-        rows, fields=fields, returning_fields=[meta.pk], on_conflict=OnConflict.IGNORE
+        rows, fields=fields, returning_fields=[meta.pk, key_field], on_conflict=OnConflict.IGNORE
     )
     # A single row that was skipped comes back as [None].
-    return [values[0] for values in returned if values]
+    return {values[1]: values[0] for values in returned if values and values[0] is not None}
 
 
-def _publish_batches(ids: list[int], *, queue: str) -> None:
-    """Publish the batch tasks of a bulk enqueue, marking each batch published once its
-    message is with the broker; a batch whose publish fails stays unmarked for the sweep."""
+def _publish_groups(groups: list[tuple[list[int], str]]) -> None:
+    """Publish the batch tasks of each group on its queue, then stamp every row whose message
+    is with the broker in one statement; a batch whose publish fails stays unmarked for the
+    sweep."""
     from ..tasks import notification_send_batch_task
 
-    for start in range(0, len(ids), BULK_TASK_BATCH):
-        batch = ids[start : start + BULK_TASK_BATCH]
-        try:
-            notification_send_batch_task.apply_async(args=[batch], queue=queue)
-        except Exception:
-            logger.exception("Could not queue %s notification(s); the sweep will", len(batch))
-            continue
-        _mark_published(batch)
+    published: list[int] = []
+    for ids, queue in groups:
+        for start in range(0, len(ids), BULK_TASK_BATCH):
+            batch = ids[start : start + BULK_TASK_BATCH]
+            try:
+                notification_send_batch_task.apply_async(args=[batch], queue=queue)
+            except Exception:
+                logger.exception("Could not queue %s notification(s); the sweep will", len(batch))
+                continue
+            published.extend(batch)
+            if len(published) >= BULK_INSERT_BATCH:
+                # A mailing's rows are stamped as they go, not only after its last publish.
+                _mark_published(published)
+                published = []
+    if published:
+        _mark_published(published)
 
 
 def _publish(notification_id: int, *, urgent: bool, countdown: float | None = None) -> None:
@@ -507,14 +542,13 @@ def notification_send(
     """
     from ..channels import PermanentDeliveryError, TransientDeliveryError, backend_for
 
-    # One UPDATE … RETURNING: only the notification row is claimed (its incident, if the
-    # channel shows it, loads when used).
-    row = OUTBOX.claim(notification_id)
+    # One UPDATE … RETURNING claims the row; on PostgreSQL the incident a channel shows comes
+    # with it, in the same round trip. Elsewhere a batch (``incidents``) reads each incident once.
+    row = OUTBOX.claim(notification_id, related="incident")
     if row is None:
         return SendOutcome("skipped", notification_id)
     claim = row.claimed_at
     if incidents is not None and row.incident_id is not None:
-        # ``incidents``: the incidents a batch already read, shared by its rows.
         if row.incident_id in incidents:
             row.incident = incidents[row.incident_id]
         else:

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.conf import settings
 from django.contrib.auth.models import Permission
 from django.db import connection, transaction
 from django.urls import reverse
@@ -173,6 +174,30 @@ def test_concurrent_enqueues_of_one_key_make_one_row(settings):
 
 
 # --- delivery outcomes ----------------------------------------------------------------------------
+
+
+def test_a_delivery_costs_its_claim_and_its_record(sink, incident, django_assert_num_queries):
+    """On PostgreSQL the incident the message shows comes back with the claim (one statement),
+    so a delivery is two: the claim and the record of the send. Elsewhere the incident is a
+    third query. A notification without an incident claims it as nothing."""
+    with_incident = enqueue(incident, key="page:with-incident")
+    without = enqueue(None, key="page:without-incident")
+    with django_assert_num_queries(2 if connection.vendor == "postgresql" else 3):
+        assert notification_send(notification_id=with_incident.pk).result == "sent"
+    with django_assert_num_queries(2):
+        assert notification_send(notification_id=without.pk).result == "sent"
+
+    first, second = (request.json() for request in sink.requests())
+    incident.refresh_from_db()
+    assert first["incident"] == {
+        "number": incident.number,
+        "title": incident.title,
+        "severity": incident.severity_id,
+        "status": incident.status,
+        "url": f"{settings.VIGIL_BASE_URL}{incident.get_absolute_url()}",
+    }
+    assert (first["id"], first["attempt"]) == (with_incident.pk, 1)
+    assert second["incident"] is None
 
 
 def test_transient_failure_is_retried_honouring_retry_after(

@@ -1,10 +1,11 @@
 """Paging people about an incident (§4.2 step 1, §5.1): who is paged, at which address on which
 channel, with which message, and the signed one-click acknowledge link each message carries.
 
-Notifications are written only through :func:`notification_enqueue_many` (one INSERT per
-page), in the caller's transaction, so a page exists exactly when the event that caused it
-commits. Every page has a deterministic idempotency key, so repeating the cause (a retried
-request, a second receiver call, a concurrent sweep) never writes a second row.
+Notifications are written only through :func:`pages_write` (one INSERT for a page, or for
+all the pages of an escalation sweep batch), in the caller's transaction, so a page exists
+exactly when the event that caused it commits. Every page has a deterministic idempotency
+key, so repeating the cause (a retried request, a second receiver call, a concurrent sweep)
+never writes a second row.
 
 Who is paged when an incident is logged or its severity rises: the incident manager, technical
 lead and communications lead. For each role, the user assigned on the incident (reached
@@ -52,13 +53,14 @@ from incidents.services.policy import incident_policy_get
 from incidents.timeformat import user_zones, when
 
 from ..models import AckLinkUse, AckOutcome, Notification
-from .outbox import URGENT_SEVERITY, OutboxMessage, notification_enqueue_many
+from .outbox import URGENT_SEVERITY, OutboxMessage, notification_enqueue_groups
 
 __all__ = [
     "PAGED_ROLES",
     "AckLink",
     "AckLinkError",
     "AckLinkResult",
+    "PagePlan",
     "PageResult",
     "Recipient",
     "ack_link_make",
@@ -71,10 +73,12 @@ __all__ = [
     "incident_page_team",
     "paged_roles_claim",
     "paged_roles_claim_after_ack",
+    "pages_write",
     "recipient_for_contact",
     "recipient_for_user",
     "recipients_merge",
     "recipients_notify",
+    "recipients_plan",
 ]
 
 PAGED_ROLES = (
@@ -548,6 +552,17 @@ class PageResult:
         )
 
 
+@dataclass
+class PagePlan:
+    """A page rendered but not yet written: its messages, the queue of their batch task, and
+    its result so far (skipped channels; ``reached`` filled in by :func:`pages_write`)."""
+
+    messages: list[OutboxMessage]
+    queue: str
+    result: PageResult
+    reached: list[tuple[Recipient | None, str]] = field(default_factory=list)
+
+
 def recipients_notify(
     *,
     incident: Incident,
@@ -566,7 +581,37 @@ def recipients_notify(
     recipient has no address for is skipped and reported in the result. Keys that already
     have a row are listed in ``existing`` and not written again. ``base_context``
     (from :func:`incident_context`) saves re-reading the incident when paging several times.
+    :func:`recipients_plan` and :func:`pages_write` are its two halves, for writing many pages
+    at once.
     """
+    plan = recipients_plan(
+        incident=incident,
+        recipients=recipients,
+        channels=channels,
+        kind=kind,
+        key_prefix=key_prefix,
+        reason=reason,
+        extra_context=extra_context,
+        base_context=base_context,
+    )
+    pages_write([plan])
+    return plan.result
+
+
+def recipients_plan(
+    *,
+    incident: Incident,
+    recipients: list[Recipient],
+    channels: list[str],
+    kind: str,
+    key_prefix: str,
+    reason: str,
+    extra_context: dict[str, Any] | None = None,
+    base_context: dict[str, Any] | None = None,
+    zones: dict[int, Any] | None = None,
+) -> PagePlan:
+    """Render the messages of :func:`recipients_notify` without writing them. ``zones``, if
+    given, is a cache of recipients' time zones shared by the pages of one batch."""
     planned: list[tuple[str, Recipient | None, str, str]] = []
     result = PageResult()
     for channel in channels:
@@ -580,14 +625,17 @@ def recipients_notify(
                 result.skipped.append((recipient, channel, _MISSING.get(channel, _NO_REASON)))
                 continue
             planned.append((f"{key_prefix}:{recipient.key}:{channel}", recipient, channel, address))
-    contact_ids = {r.contact_id for _, r, _, _ in planned if r is not None and r.contact_id}
-    contacts = Contact.objects.in_bulk(contact_ids) if contact_ids else {}
     base = dict(base_context) if base_context is not None else incident_context(incident)
     base.update(extra_context or {})
     # Each person reads the times in their own zone (their Vigil preference), a channel in the
     # default zone.
-    zones = user_zones(r.user_id for _, r, _, _ in planned if r is not None)
+    users = {r.user_id for _, r, _, _ in planned if r is not None and r.user_id}
+    if zones is None:
+        zones = user_zones(users)
+    elif users - zones.keys():
+        zones.update(user_zones(users - zones.keys()))
     messages: list[OutboxMessage] = []
+    reached: list[tuple[Recipient | None, str]] = []
     for key, recipient, channel, address in planned:
         context = {**base, "channel": channel, "recipient": recipient, "reason": reason}
         stored: dict[str, Any] = {"kind": kind, "incident": incident.number}
@@ -605,7 +653,7 @@ def recipients_notify(
         zone = zones.get(recipient.user_id) if recipient is not None else None
         with timezone.override(zone or timezone.get_default_timezone()):
             subject, body, template = _render(kind, channel, context)
-        result.reached.append((recipient, channel))
+        reached.append((recipient, channel))
         messages.append(
             OutboxMessage(
                 incident=incident,
@@ -616,32 +664,44 @@ def recipients_notify(
                 template=template,
                 reason=reason,
                 idempotency_key=key,
-                contact=contacts.get(recipient.contact_id) if recipient else None,
+                # Checked when written: a contact deleted since the snapshot is left out.
+                contact_id=recipient.contact_id if recipient else None,
                 context=stored,
                 ack_url=ack_url,
             )
         )
-    if not messages:
-        return result
-    # One INSERT for every row of this page (a key that already has a row is skipped) and,
-    # after commit, one broker message: the rows of a Sev 1-2 incident on the urgent queue,
-    # marked urgent for their retries.
-    new_ids: list[int] = []
-    notification_enqueue_many(messages, queue=_page_queue(base["severity"]), new_ids=new_ids)
-    if len(new_ids) < len(messages):
-        # A repeat of the page (or part of it): only the rows written now were reached.
-        new_keys = set(
-            Notification.objects.filter(pk__in=new_ids).values_list("idempotency_key", flat=True)
-        )
-        result.existing = [m.idempotency_key for m in messages if m.idempotency_key not in new_keys]
-        result.reached = [
-            reached
-            for reached, m in zip(result.reached, messages, strict=True)
-            if m.idempotency_key in new_keys
-        ]
-    # The timeline entry names the rows by id; nothing else of them is read here.
-    result.sent = [Notification(pk=pk) for pk in sorted(new_ids)]
-    return result
+    return PagePlan(
+        messages=messages, queue=_page_queue(base["severity"]), result=result, reached=reached
+    )
+
+
+def pages_write(plans: list[PagePlan]) -> None:
+    """Write the messages of ``plans`` in the current transaction, with one INSERT for all of
+    them (a key that already has a row is skipped) and, after commit, one broker message per
+    page: the rows of a Sev 1-2 incident on the urgent queue, marked urgent for their retries.
+    Fills in each plan's result: the rows written now (``sent``, by id: the timeline entry
+    names them), those that existed already (``existing``) and who was reached."""
+    plans = [plan for plan in plans if plan.messages]
+    if not plans:
+        return
+    written = notification_enqueue_groups([(plan.messages, plan.queue) for plan in plans])
+    for plan, ids in zip(plans, written, strict=True):
+        result = plan.result
+        if len(ids) < len(plan.messages):
+            # A repeat of the page (or part of it): only the rows written now were reached.
+            keys = {m.idempotency_key: m for m in plan.messages}
+            new_keys = set(
+                Notification.objects.filter(pk__in=ids).values_list("idempotency_key", flat=True)
+            )
+            result.existing = [key for key in keys if key not in new_keys]
+            result.reached = [
+                reached
+                for reached, m in zip(plan.reached, plan.messages, strict=True)
+                if m.idempotency_key in new_keys
+            ]
+        else:
+            result.reached = list(plan.reached)
+        result.sent = [Notification(pk=pk) for pk in sorted(ids)]
 
 
 def _page_queue(severity: int) -> str:

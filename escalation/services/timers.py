@@ -45,6 +45,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -71,12 +72,15 @@ from incidents.timeformat import when
 
 from ..models import EscalationEvent, EscalationStep, IncidentEscalation
 from .paging import (
+    PagePlan,
+    PageResult,
     Recipient,
     format_elapsed,
     incident_context,
+    pages_write,
     recipient_for_contact,
     recipients_merge,
-    recipients_notify,
+    recipients_plan,
 )
 
 logger = logging.getLogger(__name__)
@@ -603,8 +607,8 @@ def _advance_claimed(
     incidents = [f.esc.incident for f in firings]
     prefetch_related_objects(list({i.pk: i for i in incidents}.values()), "services")
     contexts: dict[int, dict[str, Any]] = {}
-    out: list[Fired] = []
-    entries: list[dict[str, Any]] = []
+    zones: dict[int, Any] = {}
+    announced: list[tuple[PagePlan, Callable[[], tuple[dict[str, Any], Fired]]]] = []
     for firing in firings:
         incident = firing.esc.incident
         fired_steps[incident.pk].add(firing.key)
@@ -612,7 +616,13 @@ def _advance_claimed(
             continue  # fired already (by a sweep that held the row before us)
         if incident.pk not in contexts:
             contexts[incident.pk] = incident_context(incident)
-        entry, result = _announce(firing, now=now, context=contexts[incident.pk])
+        announced.append(_announce(firing, now=now, context=contexts[incident.pk], zones=zones))
+    # Every page of the batch in one INSERT; each still goes out as a task of its own.
+    pages_write([plan for plan, _finish in announced])
+    out: list[Fired] = []
+    entries: list[dict[str, Any]] = []
+    for _plan, finish in announced:
+        entry, result = finish()
         entries.append(entry)
         out.append(result)
     timeline_record_many(entries=entries)
@@ -695,19 +705,23 @@ def _event_fields(firing: _Firing, *, now: datetime) -> dict[str, Any]:
     }
 
 
+# What announcing a fired step returns: its page, rendered, for ``pages_write``, and once the
+# page is written, its timeline entry (for ``timeline_record_many``) and what fired.
+_Announced = tuple[PagePlan, Callable[[], tuple[dict[str, Any], Fired]]]
+
+
 def _announce(
-    firing: _Firing, *, now: datetime, context: dict[str, Any]
-) -> tuple[dict[str, Any], Fired]:
-    """Page for a fired step (its event inserted) in the current transaction; returns its
-    timeline entry (for ``timeline_record_many``) and what fired."""
+    firing: _Firing, *, now: datetime, context: dict[str, Any], zones: dict[int, Any]
+) -> _Announced:
+    """The page of a fired step (its event inserted), and its timeline entry once written."""
     if firing.step is None:
-        return _announce_ack_timeout(firing, now=now, context=context)
-    return _announce_step(firing, now=now, context=context)
+        return _announce_ack_timeout(firing, now=now, context=context, zones=zones)
+    return _announce_step(firing, now=now, context=context, zones=zones)
 
 
 def _announce_step(
-    firing: _Firing, *, now: datetime, context: dict[str, Any]
-) -> tuple[dict[str, Any], Fired]:
+    firing: _Firing, *, now: datetime, context: dict[str, Any], zones: dict[int, Any] | None = None
+) -> _Announced:
     esc, event, step, due_at = firing.esc, firing.event, firing.step, firing.due_at
     assert event is not None and step is not None
     incident = esc.incident
@@ -721,7 +735,7 @@ def _announce_step(
         [Recipient.from_snapshot(level["contact"], role=level["name"])] if level["contact"] else []
     )
     reason = f"Escalated to {level['name']} (Sev {severity}, {format_elapsed(elapsed)} elapsed)"
-    result = recipients_notify(
+    plan = recipients_plan(
         incident=incident,
         recipients=recipients,
         channels=channels,
@@ -735,11 +749,23 @@ def _announce_step(
             "caught_up": caught_up,
             "due_at": timezone.localtime(due_at),
         },
+        zones=zones,
     )
+    return plan, lambda: _step_entry(firing, plan.result, now=now, reason=reason, level=level)
+
+
+def _step_entry(
+    firing: _Firing, result: PageResult, *, now: datetime, reason: str, level: dict[str, Any]
+) -> tuple[dict[str, Any], Fired]:
+    event, due_at = firing.event, firing.due_at
+    assert event is not None
+    incident = firing.esc.incident
+    severity = incident.severity_id
+    caught_up = event.caught_up
     message = reason + "."
     if caught_up:
         message += f" Sent late: it was due {when(due_at)}."
-    if not recipients:
+    if not level["contact"]:
         message += f" No contact is set for {level['name']}: nobody was notified."
     elif result.reached:
         message += f" Notified {result.reached_text()}."
@@ -773,8 +799,8 @@ def _announce_step(
 
 
 def _announce_ack_timeout(
-    firing: _Firing, *, now: datetime, context: dict[str, Any]
-) -> tuple[dict[str, Any], Fired]:
+    firing: _Firing, *, now: datetime, context: dict[str, Any], zones: dict[int, Any]
+) -> _Announced:
     esc, event, due_at = firing.esc, firing.event, firing.due_at
     assert event is not None
     incident = esc.incident
@@ -785,7 +811,7 @@ def _announce_ack_timeout(
     caught_up = event.caught_up
     channels = _severity_conf(snapshot, severity)["channels"]
     reason = f"Not acknowledged within the {response_target} response target (Sev {severity})"
-    result = recipients_notify(
+    plan = recipients_plan(
         incident=incident,
         recipients=recipients,
         channels=channels,
@@ -794,10 +820,24 @@ def _announce_ack_timeout(
         reason=reason,
         base_context=context,
         extra_context={"response_target": response_target, "caught_up": caught_up},
+        zones=zones,
     )
+    return plan, lambda: _ack_timeout_entry(
+        firing, plan.result, now=now, reason=reason, anyone=bool(recipients)
+    )
+
+
+def _ack_timeout_entry(
+    firing: _Firing, result: PageResult, *, now: datetime, reason: str, anyone: bool
+) -> tuple[dict[str, Any], Fired]:
+    event, due_at = firing.event, firing.due_at
+    assert event is not None
+    incident = firing.esc.incident
+    severity = incident.severity_id
+    caught_up = event.caught_up
     if result.reached:
         message = f"{reason}: paged the backup contacts – {result.reached_text()}."
-    elif not recipients:
+    elif not anyone:
         message = f"{reason}. No backup contacts are set: nobody was paged."
     else:
         message = f"{reason}. No backup contact could be reached."
@@ -849,7 +889,9 @@ def escalation_escalate_now(*, incident: Incident, now: datetime | None = None) 
     firing.event = _create_event(**_event_fields(firing, now=now))
     if firing.event is None:
         return None
-    entry, fired = _announce_step(firing, now=now, context=incident_context(incident))
+    plan, finish = _announce_step(firing, now=now, context=incident_context(incident))
+    pages_write([plan])
+    entry, fired = finish()
     timeline_record(**entry)
     esc.next_due_at = _next_due(esc, incident, _fired(incident))
     esc.save(update_fields=["next_due_at"])

@@ -757,43 +757,51 @@ def _announce_step(
 def _step_entry(
     firing: _Firing, result: PageResult, *, now: datetime, reason: str, level: dict[str, Any]
 ) -> tuple[dict[str, Any], Fired]:
-    event, due_at = firing.event, firing.due_at
-    assert event is not None
-    incident = firing.esc.incident
-    severity = incident.severity_id
-    caught_up = event.caught_up
+    assert firing.event is not None
     message = reason + "."
-    if caught_up:
-        message += f" Sent late: it was due {when(due_at)}."
+    if firing.event.caught_up:
+        message += f" Sent late: it was due {when(firing.due_at)}."
     if not level["contact"]:
         message += f" No contact is set for {level['name']}: nobody was notified."
     elif result.reached:
         message += f" Notified {result.reached_text()}."
     if result.skipped:
         message += f" Not reachable: {result.skipped_text()}."
+    return _entry(firing, result, now=now, message=message, target=True)
+
+
+def _entry(
+    firing: _Firing, result: PageResult, *, now: datetime, message: str, target: bool
+) -> tuple[dict[str, Any], Fired]:
+    """A fired step's timeline entry (for ``timeline_record_many``) and what fired; ``target``:
+    the entry's data names the step's target (a matrix step does, the ack timeout does not)."""
+    event, due_at = firing.event, firing.due_at
+    assert event is not None
+    incident = firing.esc.incident
+    data: dict[str, Any] = {"event": event.pk, "step": event.step}
+    if target:
+        data["target"] = event.target
+    data |= {
+        "due_at": due_at.isoformat(),
+        "caught_up": event.caught_up,
+        "notifications": [n.pk for n in result.sent],
+    }
     entry = {
         "incident": incident,
         "kind": Kind.ESCALATION,
         "source": Source.SYSTEM,
         "actor": None,
         "message": message,
-        "data": {
-            "event": event.pk,
-            "step": event.step,
-            "target": event.target,
-            "due_at": due_at.isoformat(),
-            "caught_up": caught_up,
-            "notifications": [n.pk for n in result.sent],
-        },
+        "data": data,
         "occurred_at": now,
     }
     return entry, Fired(
         incident=incident.number,
         step=event.step,
         target=event.target,
-        severity=severity,
+        severity=incident.severity_id,
         due_at=due_at,
-        caught_up=caught_up,
+        caught_up=event.caught_up,
         notifications=len(result.sent),
     )
 
@@ -830,45 +838,18 @@ def _announce_ack_timeout(
 def _ack_timeout_entry(
     firing: _Firing, result: PageResult, *, now: datetime, reason: str, anyone: bool
 ) -> tuple[dict[str, Any], Fired]:
-    event, due_at = firing.event, firing.due_at
-    assert event is not None
-    incident = firing.esc.incident
-    severity = incident.severity_id
-    caught_up = event.caught_up
+    assert firing.event is not None
     if result.reached:
         message = f"{reason}: paged the backup contacts – {result.reached_text()}."
     elif not anyone:
         message = f"{reason}. No backup contacts are set: nobody was paged."
     else:
         message = f"{reason}. No backup contact could be reached."
-    if caught_up:
-        message += f" Sent late: it was due {when(due_at)}."
+    if firing.event.caught_up:
+        message += f" Sent late: it was due {when(firing.due_at)}."
     if result.skipped:
         message += f" Not reachable: {result.skipped_text()}."
-    entry = {
-        "incident": incident,
-        "kind": Kind.ESCALATION,
-        "source": Source.SYSTEM,
-        "actor": None,
-        "message": message,
-        "data": {
-            "event": event.pk,
-            "step": ACK_TIMEOUT_STEP,
-            "due_at": due_at.isoformat(),
-            "caught_up": caught_up,
-            "notifications": [n.pk for n in result.sent],
-        },
-        "occurred_at": now,
-    }
-    return entry, Fired(
-        incident=incident.number,
-        step=ACK_TIMEOUT_STEP,
-        target=event.target,
-        severity=severity,
-        due_at=due_at,
-        caught_up=caught_up,
-        notifications=len(result.sent),
-    )
+    return _entry(firing, result, now=now, message=message, target=False)
 
 
 def escalation_escalate_now(*, incident: Incident, now: datetime | None = None) -> Fired | None:

@@ -237,8 +237,11 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
         # Kombu polls the folder once a second by default: a page would wait up to that long
-        # at every hop (event, notification). Listing a folder ten times a second costs little.
-        "polling_interval": env.float("VIGIL_EMBEDDED_BROKER_POLL_SECONDS", default=0.1),
+        # at every hop (event, notification). A worker process whose one task slot is busy
+        # also sleeps this long before it takes the next message, so it caps each process at
+        # 1/interval tasks a second (at 0.1 s, an alert storm's pages fell minutes behind).
+        # Listing a folder a hundred times a second costs little.
+        "polling_interval": env.float("VIGIL_EMBEDDED_BROKER_POLL_SECONDS", default=0.01),
     }
 else:
     # Longer than any task's hard time limit, so a slow task is not handed to a second worker.

@@ -163,6 +163,10 @@ class Notification(models.Model):
     urgent = models.BooleanField(
         default=False, help_text="About a Sev 1 or 2 incident: delivered on the urgent queue."
     )
+    bulk = models.BooleanField(
+        default=False,
+        help_text="Part of a mailing: delivered on the bulk queue (its retries too), behind pages.",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -380,6 +380,7 @@ def notification_enqueue_groups(groups: list[tuple[list[OutboxMessage], str]]) -
             ack_url=m.ack_url or "",
             next_attempt_at=now,
             urgent=groups[index][1] == urgent,
+            bulk=groups[index][1] == BULK_QUEUE,
         )
         for key, (index, m) in wanted.items()
     ]
@@ -460,13 +461,16 @@ def _publish_groups(groups: list[tuple[list[int], str]]) -> None:
         _mark_published(published)
 
 
-def _publish(notification_id: int, *, urgent: bool, countdown: float | None = None) -> None:
+def _publish(
+    notification_id: int, *, urgent: bool, bulk: bool = False, countdown: float | None = None
+) -> None:
     """Publish the send task of one row (after commit) and mark the row published. A broker
     failure is logged, not raised: the row stays pending and unmarked, and the requeue sweep
     publishes it again after ``VIGIL_NOTIFY_REQUEUE_AFTER_SECONDS``."""
     from ..tasks import notification_send_task
 
-    options: dict[str, Any] = {"queue": urgent_queue() if urgent else default_queue()}
+    queue = urgent_queue() if urgent else BULK_QUEUE if bulk else default_queue()
+    options: dict[str, Any] = {"queue": queue}
     if countdown:
         options["countdown"] = countdown
     try:
@@ -640,8 +644,10 @@ def _record_failure(
         if delay <= conf.max_countdown:
             # Longer waits are left to the requeue sweep: a broker ETA far in the future can be
             # redelivered early by Redis once it exceeds the visibility timeout.
-            urgent = locked.urgent
-            transaction.on_commit(lambda: _publish(row.pk, urgent=urgent, countdown=delay))
+            urgent, bulk = locked.urgent, locked.bulk
+            transaction.on_commit(
+                lambda: _publish(row.pk, urgent=urgent, bulk=bulk, countdown=delay)
+            )
     return SendOutcome("retry", row.pk, attempts=locked.attempts, detail=error, retry_in=delay)
 
 
@@ -683,11 +689,19 @@ def notifications_requeue(*, now: datetime | None = None) -> int:
     conf = outbox_settings()
     with transaction.atomic():
         due = OUTBOX.requeue(now=now, batch=conf.requeue_batch)
-        urgent = set(
-            Notification.objects.filter(pk__in=due, urgent=True).values_list("pk", flat=True)
-        )
+        # Each back on its own queue: a page of a Sev 1-2 incident on the urgent one, a
+        # mailing's message on the bulk one (a lost mailing never lands in front of pages).
+        kinds = {
+            pk: (urgent, bulk)
+            for pk, urgent, bulk in Notification.objects.filter(pk__in=due).values_list(
+                "pk", "urgent", "bulk"
+            )
+        }
         for pk in due:
-            transaction.on_commit(lambda pk=pk: _publish(pk, urgent=pk in urgent))
+            urgent, bulk = kinds.get(pk, (False, False))
+            transaction.on_commit(
+                lambda pk=pk, urgent=urgent, bulk=bulk: _publish(pk, urgent=urgent, bulk=bulk)
+            )
     if due:
         logger.info("Re-queued %s notification(s)", len(due))
     return len(due)
@@ -724,6 +738,6 @@ def notification_retry(*, notification: Notification, actor: Any, source: str) -
                 ),
                 data={"notification": locked.pk, "retry": True},
             )
-        pk, urgent = locked.pk, locked.urgent
-        transaction.on_commit(lambda: _publish(pk, urgent=urgent))
+        pk, urgent, bulk = locked.pk, locked.urgent, locked.bulk
+        transaction.on_commit(lambda: _publish(pk, urgent=urgent, bulk=bulk))
     return True

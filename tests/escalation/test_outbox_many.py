@@ -153,3 +153,64 @@ def test_a_second_delivery_task_for_the_same_rows_sends_nothing_again(
     ids = list(Notification.objects.values_list("pk", flat=True))
     assert notification_send_batch_task.delay(ids).get() == 0
     assert len(mail.outbox) == 3
+
+
+def test_a_mailing_s_lost_or_retried_messages_go_back_to_the_bulk_queue(
+    django_capture_on_commit_callbacks, monkeypatch, settings
+):
+    """A mailing's rows stay on the bulk queue after their first task: one whose task was lost
+    is re-queued there by the sweep, one that failed for a moment retries there; a page's row
+    (not a mailing's) goes back to the default queue. A lost mailing never lands in front of
+    pages."""
+    from datetime import timedelta
+
+    import time_machine
+    from django.utils import timezone
+
+    from escalation import tasks
+    from escalation.services import notification_send, notifications_requeue
+    from escalation.services.outbox import notification_enqueue
+
+    published: list[tuple[int, str]] = []
+    monkeypatch.setattr(
+        tasks.notification_send_task,
+        "apply_async",
+        lambda args, queue, **kw: published.append((args[0], queue)),
+    )
+    monkeypatch.setattr(tasks.notification_send_batch_task, "apply_async", lambda *a, **kw: None)
+    with django_capture_on_commit_callbacks(execute=True):
+        notification_enqueue_many([message(n) for n in range(2)])  # their batch task is lost
+    with django_capture_on_commit_callbacks(execute=True):
+        page = notification_enqueue(
+            incident=None, channel="email", recipient="oncall@example.org", subject="Sev 3",
+            body="Slow",
+            template="page", reason="Initial notification", idempotency_key="page:lost",
+        )  # fmt: skip
+    lost, failing = Notification.objects.filter(bulk=True).order_by("pk")
+    assert not page.bulk
+    published.clear()
+
+    later = timezone.now() + timedelta(seconds=settings.VIGIL_NOTIFY_REQUEUE_AFTER_SECONDS + 5)
+    with time_machine.travel(later, tick=False):
+        Notification.objects.filter(pk__in=[lost.pk, failing.pk, page.pk]).update(published_at=None)
+        with django_capture_on_commit_callbacks(execute=True):
+            assert notifications_requeue() == 3
+    assert sorted(published) == sorted(
+        [(lost.pk, "vigil.bulk"), (failing.pk, "vigil.bulk"), (page.pk, "vigil")]
+    )
+
+    published.clear()
+    settings.EMAIL_BACKEND = "tests.escalation.test_outbox_many.FlakyBackend"
+    with django_capture_on_commit_callbacks(execute=True):
+        assert notification_send(notification_id=failing.pk).result == "retry"
+    assert published == [(failing.pk, "vigil.bulk")]
+
+
+class FlakyBackend:
+    """An email backend whose server is away for a moment."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def send_messages(self, messages):
+        raise ConnectionRefusedError("the mail server is restarting")

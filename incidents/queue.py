@@ -103,7 +103,7 @@ def _seconds(value: float | Callable[[], float]) -> float:
 
 
 DEFAULT_PUBLISH_LEASE = 600.0
-# The claim statement of each (model, database vendor, due only), built once.
+# The claim statement of each (model, database vendor, due only, relation joined), built once.
 _CLAIM_SQL: dict[tuple[type, str, bool, str | None], str] = {}
 
 
@@ -211,13 +211,13 @@ class WorkQueue:
         if not rows:
             return None
         own = len(self.model._meta.concrete_fields)
-        row = self._from_db(rows[0][:own])
+        row = _from_db(self.model, rows[0][:own])
         if joined:
-            field = self.model._meta.get_field(joined)
+            target = self.model._meta.get_field(joined).related_model
             values = rows[0][own:]
-            target = field.related_model
             # A null foreign key joins nothing: every joined column is NULL, its key included.
-            setattr(row, joined, None if values[0] is None else _from_db(target, values))
+            key = values[target._meta.concrete_fields.index(target._meta.pk)]
+            setattr(row, joined, None if key is None else _from_db(target, values))
         return row
 
     def _claim_sql(self, vendor: str, due_only: bool, related: str | None = None) -> str:
@@ -251,10 +251,6 @@ class WorkQueue:
                 )
             _CLAIM_SQL[key] = sql
         return sql
-
-    def _from_db(self, values: tuple) -> Any:
-        """A model instance from a row of all concrete columns, converted as the ORM would."""
-        return _from_db(self.model, values)
 
     def claim_locked(self, queryset: models.QuerySet, *, now: datetime | None = None) -> Any | None:
         """Inside the caller's transaction: lock the first claimable row of ``queryset`` that no

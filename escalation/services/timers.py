@@ -608,7 +608,7 @@ def _advance_claimed(
     prefetch_related_objects(list({i.pk: i for i in incidents}.values()), "services")
     contexts: dict[int, dict[str, Any]] = {}
     zones: dict[int, Any] = {}
-    announced: list[tuple[PagePlan, Callable[[], tuple[dict[str, Any], Fired]]]] = []
+    announced: list[_Announced] = []
     for firing in firings:
         incident = firing.esc.incident
         fired_steps[incident.pk].add(firing.key)

@@ -341,26 +341,29 @@ def notification_enqueue_many(
     pending; the requeue sweep re-publishes them. ``new_ids``, when given, receives the ids of
     the rows written (a page's timeline entry names them).
     """
-    ids = notification_enqueue_groups([(messages, queue or BULK_QUEUE)])[0]
+    written = notification_enqueue_groups([(messages, queue or BULK_QUEUE)])[0]
     if new_ids is not None:
-        new_ids.extend(ids)
-    return len(ids)
+        new_ids.extend(written.values())
+    return len(written)
 
 
-def notification_enqueue_groups(groups: list[tuple[list[OutboxMessage], str]]) -> list[list[int]]:
+def notification_enqueue_groups(
+    groups: list[tuple[list[OutboxMessage], str]],
+) -> list[dict[str, int]]:
     """:func:`notification_enqueue_many` for several groups of messages at once, each with the
     queue its batch tasks go to: the pages of one escalation sweep batch, many incidents' steps.
     All rows are written with one INSERT per 500 (and their contacts checked with one query);
     after commit each group is published as batch tasks of its own, so the pages of different
     incidents are sent by different tasks, in parallel, not one after the other; then every
     published row is stamped with one UPDATE. A key that appears twice keeps its first message.
-    Returns the ids of the rows written now, group by group, in message order."""
+    Returns the rows written now, group by group: their ids by idempotency key, in message
+    order (a key that already had a row is not there)."""
     wanted: dict[str, tuple[int, OutboxMessage]] = {}
     for index, (messages, _queue) in enumerate(groups):
         for message in messages:
             _checked(message.channel, message.recipient, message.idempotency_key, message.context)
             wanted.setdefault(message.idempotency_key, (index, message))
-    written: list[list[int]] = [[] for _ in groups]
+    written: list[dict[str, int]] = [{} for _ in groups]
     if not wanted:
         return written
     now = timezone.now()
@@ -389,8 +392,8 @@ def notification_enqueue_groups(groups: list[tuple[list[OutboxMessage], str]]) -
         new.update(_insert_new(rows[start : start + BULK_INSERT_BATCH]))
     for key, (index, _message) in wanted.items():
         if key in new:
-            written[index].append(new[key])
-    batches = [(ids, groups[index][1]) for index, ids in enumerate(written) if ids]
+            written[index][key] = new[key]
+    batches = [(list(ids.values()), groups[index][1]) for index, ids in enumerate(written) if ids]
     if batches:
         transaction.on_commit(lambda: _publish_groups(batches))
     return written

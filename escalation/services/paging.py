@@ -685,23 +685,17 @@ def pages_write(plans: list[PagePlan]) -> None:
     if not plans:
         return
     written = notification_enqueue_groups([(plan.messages, plan.queue) for plan in plans])
-    for plan, ids in zip(plans, written, strict=True):
+    for plan, new in zip(plans, written, strict=True):
         result = plan.result
-        if len(ids) < len(plan.messages):
-            # A repeat of the page (or part of it): only the rows written now were reached.
-            keys = {m.idempotency_key: m for m in plan.messages}
-            new_keys = set(
-                Notification.objects.filter(pk__in=ids).values_list("idempotency_key", flat=True)
-            )
-            result.existing = [key for key in keys if key not in new_keys]
-            result.reached = [
-                reached
-                for reached, m in zip(plan.reached, plan.messages, strict=True)
-                if m.idempotency_key in new_keys
-            ]
-        else:
-            result.reached = list(plan.reached)
-        result.sent = [Notification(pk=pk) for pk in sorted(ids)]
+        # A repeat of the page (or part of it): only the rows written now were reached.
+        keys = dict.fromkeys(m.idempotency_key for m in plan.messages)
+        result.existing = [key for key in keys if key not in new]
+        result.reached = [
+            reached
+            for reached, m in zip(plan.reached, plan.messages, strict=True)
+            if m.idempotency_key in new
+        ]
+        result.sent = [Notification(pk=pk) for pk in sorted(new.values())]
 
 
 def _page_queue(severity: int) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from .services.outbox import notification_send, notification_send_batch, notifications_requeue
+from .services.delivery import notification_send, notification_send_batch, notifications_requeue
 
 # A task that cannot reach the database (a failover, a restart) is retried by Celery with
 # backoff: its row is marked published, so the requeue sweep would otherwise leave it until

@@ -1,11 +1,7 @@
 """Writes of the escalation app. Admin, API, receivers and tasks call these and nothing else."""
 
-from .outbox import (
-    notification_enqueue,
-    notification_retry,
-    notification_send,
-    notifications_requeue,
-)
+from .delivery import notification_retry, notification_send, notifications_requeue
+from .outbox import notification_enqueue
 
 __all__ = [
     "notification_enqueue",

@@ -14,39 +14,30 @@ there the person gets the message twice. Vigil resends rather than risk a page n
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
-import re
-import time
-import unicodedata
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models.constants import OnConflict
 from django.utils import timezone
 
 from incidents.events import default_queue, urgent_queue
-from incidents.models import Contact, Incident, Kind, MessageChannel, Source
+from incidents.models import Contact, Incident
 from incidents.queue import WorkQueue
-from incidents.services.common import timeline_record
 
 from ..models import Notification, NotificationStatus
+from .message_checks import EMAIL_HEADERS, message_checked
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "EMAIL_HEADERS",
     "OutboxMessage",
-    "SendOutcome",
     "notification_enqueue",
     "notification_enqueue_many",
-    "notification_retry",
-    "notification_send",
-    "notifications_requeue",
     "outbox_settings",
 ]
 
@@ -125,7 +116,7 @@ def notification_enqueue(
     publishing the delivery task fails after commit (broker down, process killed), the row stays
     pending and :func:`notifications_requeue` picks it up.
     """
-    recipient = _checked(channel, recipient, idempotency_key, context)
+    recipient = message_checked(channel, recipient, idempotency_key, context)
 
     existing = Notification.objects.filter(idempotency_key=idempotency_key).first()
     if existing is not None:
@@ -158,138 +149,6 @@ def notification_enqueue(
 
 # Sev 1 and 2 notifications travel on the urgent queue, which a worker of its own consumes.
 URGENT_SEVERITY = 2
-
-# Headers an email notification may carry besides those the channel sets (From, To, Subject,
-# Message-ID, the idempotency key): list and threading headers for customer-facing mail.
-EMAIL_HEADERS = frozenset(
-    {
-        "Auto-Submitted",
-        "In-Reply-To",
-        "List-Id",
-        "List-Unsubscribe",
-        "List-Unsubscribe-Post",
-        "Precedence",
-        "References",
-        "Reply-To",
-        "X-Auto-Response-Suppress",
-    }
-)
-
-
-def _checked(channel: str, recipient: str, key: str, context: dict | None) -> str:
-    if channel not in MessageChannel.values:
-        raise ValueError(
-            f"Unknown notification channel {channel!r}; known: {MessageChannel.values}."
-        )
-    recipient = (recipient or "").strip()
-    if not recipient:
-        raise ValueError("A notification needs a recipient.")
-    if not key or len(key) > 200:
-        raise ValueError("An idempotency key of 1 to 200 characters is required.")
-    _check_calendar(channel, context)
-    _check_attachments(channel, context)
-    headers = (context or {}).get("headers") or {}
-    if headers:
-        if channel != MessageChannel.EMAIL:
-            raise ValueError("Only email notifications carry headers.")
-        unknown = sorted(set(headers) - EMAIL_HEADERS)
-        if unknown:
-            allowed = ", ".join(sorted(EMAIL_HEADERS))
-            raise ValueError(f"Headers {unknown} are not allowed; allowed: {allowed}.")
-        for name, value in headers.items():
-            if not isinstance(value, str) or "\r" in value or "\n" in value or len(value) > 2000:
-                raise ValueError(f"Header {name} must be one line of at most 2000 characters.")
-    return recipient
-
-
-# A calendar invitation an email may carry (``context["ics"]``, the iCalendar text, with
-# ``context["ics_method"]``): sent as a text/calendar alternative and an invite.ics attachment.
-CALENDAR_METHODS = frozenset({"REQUEST", "CANCEL"})
-CALENDAR_MAX_LENGTH = 200_000
-
-
-def _check_calendar(channel: str, context: dict | None) -> None:
-    ics = (context or {}).get("ics")
-    method = (context or {}).get("ics_method")
-    if ics is None and method is None:
-        return
-    if channel != MessageChannel.EMAIL:
-        raise ValueError("Only email notifications carry a calendar invitation.")
-    if method not in CALENDAR_METHODS:
-        raise ValueError(f"ics_method must be one of {sorted(CALENDAR_METHODS)}.")
-    if not isinstance(ics, str) or not ics.startswith("BEGIN:VCALENDAR"):
-        raise ValueError("ics must be the text of an iCalendar object (BEGIN:VCALENDAR...).")
-    if len(ics) > CALENDAR_MAX_LENGTH:
-        raise ValueError(f"ics is limited to {CALENDAR_MAX_LENGTH} characters.")
-    if f"\r\nMETHOD:{method}\r\n" not in ics:
-        raise ValueError(f"ics must declare METHOD:{method}, as ics_method says.")
-
-
-# Files an email may carry (``context["attachments"]``): a list of {"filename", "content_type",
-# "content_base64"}, attached decoded. The whole file travels in the row's context, so their
-# number and size are bounded here, where a sender learns of it, not at the provider.
-ATTACHMENTS_MAX = 5
-ATTACHMENTS_MAX_BYTES = 10 * 1024 * 1024
-ATTACHMENT_FILENAME_MAX = 120
-ATTACHMENT_FIELDS = frozenset({"filename", "content_type", "content_base64"})
-# type/subtype as RFC 6838 names them; no parameters (the channel adds none).
-_CONTENT_TYPE = re.compile(
-    r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
-)
-
-
-def _check_attachments(channel: str, context: dict | None) -> None:
-    attachments = (context or {}).get("attachments")
-    if attachments is None:
-        return
-    if channel != MessageChannel.EMAIL:
-        raise ValueError("Only email notifications carry attachments.")
-    if not isinstance(attachments, list):
-        raise ValueError("attachments must be a list of {filename, content_type, content_base64}.")
-    if len(attachments) > ATTACHMENTS_MAX:
-        raise ValueError(f"At most {ATTACHMENTS_MAX} attachments (got {len(attachments)}).")
-    total = 0
-    for index, attachment in enumerate(attachments, start=1):
-        total += _check_attachment(index, attachment)
-        if total > ATTACHMENTS_MAX_BYTES:
-            raise ValueError(
-                f"Attachments are limited to {ATTACHMENTS_MAX_BYTES // (1024 * 1024)} MB in "
-                "total (decoded)."
-            )
-
-
-def _check_attachment(index: int, attachment: object) -> int:
-    """The decoded size of one valid attachment; ValueError naming what is wrong."""
-    where = f"Attachment {index}"
-    if not isinstance(attachment, dict) or set(attachment) != ATTACHMENT_FIELDS:
-        raise ValueError(f"{where} must have exactly: {', '.join(sorted(ATTACHMENT_FIELDS))}.")
-    filename = attachment["filename"]
-    if not isinstance(filename, str) or not filename.strip() or filename.strip(".") == "":
-        raise ValueError(f"{where}: filename must be a non-empty name.")
-    if len(filename) > ATTACHMENT_FILENAME_MAX:
-        raise ValueError(f"{where}: filename is limited to {ATTACHMENT_FILENAME_MAX} characters.")
-    if "/" in filename or "\\" in filename:
-        raise ValueError(f"{where}: filename must not contain a path separator.")
-    if any(unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") for char in filename):
-        raise ValueError(
-            f"{where}: filename must not contain control or invisible formatting characters."
-        )
-    content_type = attachment["content_type"]
-    if not isinstance(content_type, str) or not _CONTENT_TYPE.fullmatch(content_type):
-        raise ValueError(f"{where}: content_type must be type/subtype, e.g. application/pdf.")
-    content = attachment["content_base64"]
-    if not isinstance(content, str):
-        raise ValueError(f"{where}: content_base64 must be base64 text.")
-    # Refuse an oversized file before decoding it.
-    if len(content) > (ATTACHMENTS_MAX_BYTES + 2) // 3 * 4:
-        raise ValueError(
-            f"Attachments are limited to {ATTACHMENTS_MAX_BYTES // (1024 * 1024)} MB in "
-            "total (decoded)."
-        )
-    try:
-        return len(base64.b64decode(content, validate=True))
-    except (binascii.Error, ValueError):
-        raise ValueError(f"{where}: content_base64 is not valid base64.") from None
 
 
 @dataclass(frozen=True)
@@ -361,7 +220,9 @@ def notification_enqueue_groups(
     wanted: dict[str, tuple[int, OutboxMessage]] = {}
     for index, (messages, _queue) in enumerate(groups):
         for message in messages:
-            _checked(message.channel, message.recipient, message.idempotency_key, message.context)
+            message_checked(
+                message.channel, message.recipient, message.idempotency_key, message.context
+            )
             wanted.setdefault(message.idempotency_key, (index, message))
     written: list[dict[str, int]] = [{} for _ in groups]
     if not wanted:
@@ -490,257 +351,3 @@ def _mark_published(ids: list[int]) -> None:
     except Exception:
         # The task is queued; an unmarked row only risks one duplicate task from the sweep.
         logger.exception("Could not mark notification(s) %s published", ids)
-
-
-# --- deliver ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SendOutcome:
-    """What one attempt to send did: ``sent``, ``retry``, ``failed`` or ``skipped``."""
-
-    result: str
-    notification_id: int
-    attempts: int = 0
-    detail: str = ""
-    retry_in: float | None = None
-
-
-def backoff_delay(*, attempts: int, retry_after: float | None = None) -> float:
-    """Seconds before the next attempt (the outbox's tuning of ``incidents.queue``): never
-    sooner than the provider's own ``Retry-After``, up to the longest backoff — a page held
-    back for hours is worth less than an attempt that may fail again and, on the last one,
-    raise the alert."""
-    return OUTBOX.delay(attempts=attempts, retry_after=retry_after)
-
-
-def notification_send_batch(*, notification_ids: list[int]) -> int:
-    """Send the rows of one batch task one after the other; returns how many were sent.
-
-    First their publish stamp is cleared (and their next attempt set to now): if this worker
-    dies midway, the rows it did not reach look like rows whose publish was lost and the
-    requeue sweep publishes them again after ``VIGIL_NOTIFY_REQUEUE_AFTER_SECONDS``, instead
-    of after the publish lease. A batch still working after that long may see some of its
-    rows published again; each row's claim keeps it to one delivery."""
-    OUTBOX.mark_taken(notification_ids)
-    # The pages of one batch are mostly one incident's: read it once, not once per row.
-    incidents: dict[int, Incident] = {}
-    return sum(
-        notification_send(notification_id=pk, incidents=incidents).result == "sent"
-        for pk in notification_ids
-    )
-
-
-def notification_send(
-    *, notification_id: int, incidents: dict[int, Incident] | None = None
-) -> SendOutcome:
-    """Send one outbox row through its channel backend. Safe to call any number of times.
-
-    Claims the row in one statement (pending, or sending with an expired lease → sending,
-    attempts + 1, committed on its own); calls the channel outside any transaction; then
-    records the result: sent with the provider's message id in one statement that matches
-    this claim only (a stale claim records nothing); under a fresh lock, a transient error back to
-    pending with exponential backoff (and a retry published after commit); a permanent error,
-    or a transient one on the last attempt, failed with a timeline entry on the incident.
-    A failure is recorded only while this attempt's claim is current, so a worker that lost its
-    lease cannot overwrite a newer attempt. If the database refuses the write that records a
-    send, the write is tried again for a few seconds, then the error is raised: the row stays
-    sending and is sent again, with the same idempotency key, after the lease.
-    """
-    from ..channels import PermanentDeliveryError, TransientDeliveryError, backend_for
-
-    # One UPDATE … RETURNING claims the row; on PostgreSQL the incident a channel shows comes
-    # with it, in the same round trip. Elsewhere a batch (``incidents``) reads each incident once.
-    row = OUTBOX.claim(notification_id, related="incident")
-    if row is None:
-        return SendOutcome("skipped", notification_id)
-    claim = row.claimed_at
-    if incidents is not None and row.incident_id is not None:
-        if row.incident_id in incidents:
-            row.incident = incidents[row.incident_id]
-        else:
-            incidents[row.incident_id] = row.incident
-
-    try:
-        backend = backend_for(row.channel)
-        provider_id = backend.send(row)
-    except PermanentDeliveryError as exc:
-        return _record_failure(row, claim=claim, error=str(exc) or repr(exc), permanent=True)
-    except TransientDeliveryError as exc:
-        return _record_failure(
-            row, claim=claim, error=str(exc) or repr(exc), retry_after=exc.retry_after
-        )
-    except Exception as exc:
-        # An unexpected error (a bug, a library surprise, the soft time limit) is retried:
-        # giving up on a page after one odd exception is worse than trying again.
-        logger.exception("Notification %s: unexpected delivery error", notification_id)
-        return _record_failure(row, claim=claim, error=f"{type(exc).__name__}: {exc}")
-    return _record_sent(row, provider_id=provider_id or "")
-
-
-# Pauses between the tries of the write that records a send. The message is already with the
-# provider: giving up on this write means sending it again after the lease, so a database that
-# is away for a moment (a failover, a dropped connection) is waited for, briefly.
-RECORD_RETRY_DELAYS = (0.5, 1.0, 2.0)
-
-
-def _record_sent(row: Notification, *, provider_id: str) -> SendOutcome:
-    sent_at = timezone.now()
-    for pause in (*RECORD_RETRY_DELAYS, None):
-        try:
-            OUTBOX.complete(row, provider_message_id=provider_id[:255], sent_at=sent_at)
-            break
-        except (OperationalError, InterfaceError):
-            if pause is None:
-                logger.error(
-                    "Notification %s was accepted by the provider but could not be recorded; "
-                    "it will be sent again, with the same idempotency key, after the lease",
-                    row.pk,
-                )
-                raise
-            logger.warning("Notification %s: recording the send failed; trying again", row.pk)
-            time.sleep(pause)
-            if not connection.in_atomic_block:
-                # A broken connection is replaced on the next query.
-                connection.close_if_unusable_or_obsolete()
-    return SendOutcome("sent", row.pk, attempts=row.attempts, detail=provider_id)
-
-
-def _record_failure(
-    row: Notification,
-    *,
-    claim: datetime,
-    error: str,
-    permanent: bool = False,
-    retry_after: float | None = None,
-) -> SendOutcome:
-    conf = outbox_settings()
-    error = error[:2000]
-    with transaction.atomic():
-        failure = OUTBOX.fail(
-            row,
-            claim=claim,
-            error=error,
-            permanent=permanent,
-            retry_after=retry_after,
-            related=("incident", "contact"),
-        )
-        locked = failure.row
-        if failure.outcome == "superseded":
-            return SendOutcome(
-                "skipped", row.pk, attempts=locked.attempts, detail="claim superseded"
-            )
-        if failure.outcome == "failed":
-            locked.failed_at = timezone.now()
-            locked.save(update_fields=["failed_at"])
-            _timeline_failure(locked, error=error, permanent=permanent)
-            logger.warning(
-                "Notification %s to %s by %s failed after %s attempt(s): %s",
-                locked.pk,
-                locked.recipient,
-                locked.channel,
-                locked.attempts,
-                error,
-            )
-            return SendOutcome("failed", row.pk, attempts=locked.attempts, detail=error)
-        delay = failure.delay
-        if delay <= conf.max_countdown:
-            # Longer waits are left to the requeue sweep: a broker ETA far in the future can be
-            # redelivered early by Redis once it exceeds the visibility timeout.
-            urgent, bulk = locked.urgent, locked.bulk
-            transaction.on_commit(
-                lambda: _publish(row.pk, urgent=urgent, bulk=bulk, countdown=delay)
-            )
-    return SendOutcome("retry", row.pk, attempts=locked.attempts, detail=error, retry_in=delay)
-
-
-def _timeline_failure(row: Notification, *, error: str, permanent: bool) -> None:
-    if row.incident is None:
-        return
-    who = row.contact.name if row.contact_id and row.contact else row.recipient
-    how = MessageChannel(row.channel).label
-    attempts = "1 attempt" if row.attempts == 1 else f"{row.attempts} attempts"
-    timeline_record(
-        incident=row.incident,
-        kind=Kind.NOTIFICATION,
-        source=Source.SYSTEM,
-        actor=None,
-        message=f"Notification to {who} by {how} failed after {attempts}: {error}",
-        data={
-            "notification": row.pk,
-            "channel": row.channel,
-            "recipient": row.recipient,
-            "reason": row.reason,
-            "attempts": row.attempts,
-            "permanent": permanent,
-        },
-    )
-
-
-# --- recovery and operator actions -----------------------------------------------------------
-
-
-def notifications_requeue(*, now: datetime | None = None) -> int:
-    """Re-publish deliveries that were lost: pending rows whose task was never published (the
-    publish failed, or the process died before it) ``VIGIL_NOTIFY_REQUEUE_AFTER_SECONDS`` after
-    they were due, pending rows published longer ago than ``VIGIL_PUBLISH_LEASE_SECONDS`` (the
-    message is presumed lost), and rows left sending past the lease (the worker died mid-send;
-    back to pending, the attempt counted). A row whose task is still waiting in a queue is
-    left alone, so a backlog is never doubled.
-    Returns how many were re-queued. Safe to run twice at once (``incidents.queue``); the
-    claim in :func:`notification_send` makes any duplicate task harmless."""
-    conf = outbox_settings()
-    with transaction.atomic():
-        due = OUTBOX.requeue(now=now, batch=conf.requeue_batch)
-        # Each back on its own queue: a page of a Sev 1-2 incident on the urgent one, a
-        # mailing's message on the bulk one (a lost mailing never lands in front of pages).
-        kinds = {
-            pk: (urgent, bulk)
-            for pk, urgent, bulk in Notification.objects.filter(pk__in=due).values_list(
-                "pk", "urgent", "bulk"
-            )
-        }
-        for pk in due:
-            urgent, bulk = kinds.get(pk, (False, False))
-            transaction.on_commit(
-                lambda pk=pk, urgent=urgent, bulk=bulk: _publish(pk, urgent=urgent, bulk=bulk)
-            )
-    if due:
-        logger.info("Re-queued %s notification(s)", len(due))
-    return len(due)
-
-
-def notification_retry(*, notification: Notification, actor: Any, source: str) -> bool:
-    """Send a failed or waiting notification again now (the admin's "retry now").
-
-    A failed row gets a fresh attempt budget; the retry is written on the incident's timeline
-    naming the actor. Returns False (and changes nothing) for a row already sent or being sent.
-    """
-    with transaction.atomic():
-        locked = (
-            Notification.objects.select_for_update(of=("self",))
-            .select_related("incident", "contact")
-            .get(pk=notification.pk)
-        )
-        was_failed = locked.status == NotificationStatus.FAILED
-        if not OUTBOX.retry_now(locked, fresh=True):
-            return False
-        if was_failed:
-            locked.failed_at = None
-            locked.save(update_fields=["failed_at"])
-        if locked.incident is not None:
-            who = locked.contact.name if locked.contact else locked.recipient
-            timeline_record(
-                incident=locked.incident,
-                kind=Kind.NOTIFICATION,
-                source=source,
-                actor=actor,
-                message=(
-                    f"Notification to {who} by {MessageChannel(locked.channel).label} "
-                    f"sent again by hand{' after it failed' if was_failed else ''}."
-                ),
-                data={"notification": locked.pk, "retry": True},
-            )
-        pk, urgent, bulk = locked.pk, locked.urgent, locked.bulk
-        transaction.on_commit(lambda: _publish(pk, urgent=urgent, bulk=bulk))
-    return True

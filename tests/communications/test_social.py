@@ -31,7 +31,7 @@ from communications.services.updates import (
 )
 from config.celery import app
 from escalation.outbox import notification_get, notification_list
-from escalation.services.outbox import notification_send
+from escalation.services.delivery import notification_send
 from escalation.tasks import notification_send_task
 from incidents.errors import ActionForbidden, InvalidInput, TransitionNotAllowed
 from incidents.models import Kind, Source, TimelineEntry

@@ -23,7 +23,7 @@ from escalation.services import (
     notification_send,
     notifications_requeue,
 )
-from escalation.services.outbox import backoff_delay
+from escalation.services.delivery import backoff_delay
 from incidents.models import Kind, Source
 from incidents.services import incident_create
 from tests import workers

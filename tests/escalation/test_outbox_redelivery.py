@@ -15,10 +15,10 @@ from django.utils import timezone
 
 from escalation.models import Notification, NotificationStatus
 from escalation.services import (
+    delivery,
     notification_enqueue,
     notification_send,
     notifications_requeue,
-    outbox,
 )
 from incidents.queue import WorkQueue
 from tests import workers
@@ -67,7 +67,7 @@ class RecordingFails:
 
         monkeypatch.setattr(WorkQueue, "complete", complete)
         # The pauses between tries of the write, shortened for the test.
-        monkeypatch.setattr(outbox, "RECORD_RETRY_DELAYS", (0.0, 0.0, 0.0), raising=False)
+        monkeypatch.setattr(delivery, "RECORD_RETRY_DELAYS", (0.0, 0.0, 0.0))
 
     def heal(self) -> None:
         self.failures = 0

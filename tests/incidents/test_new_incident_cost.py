@@ -17,7 +17,7 @@ import copy
 import pytest
 
 from escalation.models import Notification
-from escalation.services.outbox import notification_send_batch
+from escalation.services.delivery import notification_send_batch
 from incidents.events import _handlers, events_unsubscribe, incident_events_follow
 from incidents.models import Incident, IncidentEvent, WebhookDelivery
 from incidents.tasks import alert_delivery_process_task

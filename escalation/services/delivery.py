@@ -1,0 +1,285 @@
+"""Delivering the outbox's messages: claim a row, send it through its channel, record the
+result; retries with backoff, the requeue sweep that recovers lost work, and the operator's
+"retry now". The module docstring of :mod:`escalation.services.outbox` states the guarantees."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.utils import timezone
+
+from incidents.models import Incident, Kind, MessageChannel, Source
+from incidents.services.common import timeline_record
+
+from ..models import Notification, NotificationStatus
+from .outbox import OUTBOX, _publish, outbox_settings
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "SendOutcome",
+    "backoff_delay",
+    "notification_retry",
+    "notification_send",
+    "notification_send_batch",
+    "notifications_requeue",
+]
+
+
+# --- deliver ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    """What one attempt to send did: ``sent``, ``retry``, ``failed`` or ``skipped``."""
+
+    result: str
+    notification_id: int
+    attempts: int = 0
+    detail: str = ""
+    retry_in: float | None = None
+
+
+def backoff_delay(*, attempts: int, retry_after: float | None = None) -> float:
+    """Seconds before the next attempt (the outbox's tuning of ``incidents.queue``): never
+    sooner than the provider's own ``Retry-After``, up to the longest backoff — a page held
+    back for hours is worth less than an attempt that may fail again and, on the last one,
+    raise the alert."""
+    return OUTBOX.delay(attempts=attempts, retry_after=retry_after)
+
+
+def notification_send_batch(*, notification_ids: list[int]) -> int:
+    """Send the rows of one batch task one after the other; returns how many were sent.
+
+    First their publish stamp is cleared (and their next attempt set to now): if this worker
+    dies midway, the rows it did not reach look like rows whose publish was lost and the
+    requeue sweep publishes them again after ``VIGIL_NOTIFY_REQUEUE_AFTER_SECONDS``, instead
+    of after the publish lease. A batch still working after that long may see some of its
+    rows published again; each row's claim keeps it to one delivery."""
+    OUTBOX.mark_taken(notification_ids)
+    # The pages of one batch are mostly one incident's: read it once, not once per row.
+    incidents: dict[int, Incident] = {}
+    return sum(
+        notification_send(notification_id=pk, incidents=incidents).result == "sent"
+        for pk in notification_ids
+    )
+
+
+def notification_send(
+    *, notification_id: int, incidents: dict[int, Incident] | None = None
+) -> SendOutcome:
+    """Send one outbox row through its channel backend. Safe to call any number of times.
+
+    Claims the row in one statement (pending, or sending with an expired lease → sending,
+    attempts + 1, committed on its own); calls the channel outside any transaction; then
+    records the result: sent with the provider's message id in one statement that matches
+    this claim only (a stale claim records nothing); under a fresh lock, a transient error back to
+    pending with exponential backoff (and a retry published after commit); a permanent error,
+    or a transient one on the last attempt, failed with a timeline entry on the incident.
+    A failure is recorded only while this attempt's claim is current, so a worker that lost its
+    lease cannot overwrite a newer attempt. If the database refuses the write that records a
+    send, the write is tried again for a few seconds, then the error is raised: the row stays
+    sending and is sent again, with the same idempotency key, after the lease.
+    """
+    from ..channels import PermanentDeliveryError, TransientDeliveryError, backend_for
+
+    # One UPDATE … RETURNING claims the row; on PostgreSQL the incident a channel shows comes
+    # with it, in the same round trip. Elsewhere a batch (``incidents``) reads each incident once.
+    row = OUTBOX.claim(notification_id, related="incident")
+    if row is None:
+        return SendOutcome("skipped", notification_id)
+    claim = row.claimed_at
+    if incidents is not None and row.incident_id is not None:
+        if row.incident_id in incidents:
+            row.incident = incidents[row.incident_id]
+        else:
+            incidents[row.incident_id] = row.incident
+
+    try:
+        backend = backend_for(row.channel)
+        provider_id = backend.send(row)
+    except PermanentDeliveryError as exc:
+        return _record_failure(row, claim=claim, error=str(exc) or repr(exc), permanent=True)
+    except TransientDeliveryError as exc:
+        return _record_failure(
+            row, claim=claim, error=str(exc) or repr(exc), retry_after=exc.retry_after
+        )
+    except Exception as exc:
+        # An unexpected error (a bug, a library surprise, the soft time limit) is retried:
+        # giving up on a page after one odd exception is worse than trying again.
+        logger.exception("Notification %s: unexpected delivery error", notification_id)
+        return _record_failure(row, claim=claim, error=f"{type(exc).__name__}: {exc}")
+    return _record_sent(row, provider_id=provider_id or "")
+
+
+# Pauses between the tries of the write that records a send. The message is already with the
+# provider: giving up on this write means sending it again after the lease, so a database that
+# is away for a moment (a failover, a dropped connection) is waited for, briefly.
+RECORD_RETRY_DELAYS = (0.5, 1.0, 2.0)
+
+
+def _record_sent(row: Notification, *, provider_id: str) -> SendOutcome:
+    sent_at = timezone.now()
+    for pause in (*RECORD_RETRY_DELAYS, None):
+        try:
+            OUTBOX.complete(row, provider_message_id=provider_id[:255], sent_at=sent_at)
+            break
+        except (OperationalError, InterfaceError):
+            if pause is None:
+                logger.error(
+                    "Notification %s was accepted by the provider but could not be recorded; "
+                    "it will be sent again, with the same idempotency key, after the lease",
+                    row.pk,
+                )
+                raise
+            logger.warning("Notification %s: recording the send failed; trying again", row.pk)
+            time.sleep(pause)
+            if not connection.in_atomic_block:
+                # A broken connection is replaced on the next query.
+                connection.close_if_unusable_or_obsolete()
+    return SendOutcome("sent", row.pk, attempts=row.attempts, detail=provider_id)
+
+
+def _record_failure(
+    row: Notification,
+    *,
+    claim: datetime,
+    error: str,
+    permanent: bool = False,
+    retry_after: float | None = None,
+) -> SendOutcome:
+    conf = outbox_settings()
+    error = error[:2000]
+    with transaction.atomic():
+        failure = OUTBOX.fail(
+            row,
+            claim=claim,
+            error=error,
+            permanent=permanent,
+            retry_after=retry_after,
+            related=("incident", "contact"),
+        )
+        locked = failure.row
+        if failure.outcome == "superseded":
+            return SendOutcome(
+                "skipped", row.pk, attempts=locked.attempts, detail="claim superseded"
+            )
+        if failure.outcome == "failed":
+            locked.failed_at = timezone.now()
+            locked.save(update_fields=["failed_at"])
+            _timeline_failure(locked, error=error, permanent=permanent)
+            logger.warning(
+                "Notification %s to %s by %s failed after %s attempt(s): %s",
+                locked.pk,
+                locked.recipient,
+                locked.channel,
+                locked.attempts,
+                error,
+            )
+            return SendOutcome("failed", row.pk, attempts=locked.attempts, detail=error)
+        delay = failure.delay
+        if delay <= conf.max_countdown:
+            # Longer waits are left to the requeue sweep: a broker ETA far in the future can be
+            # redelivered early by Redis once it exceeds the visibility timeout.
+            urgent, bulk = locked.urgent, locked.bulk
+            transaction.on_commit(
+                lambda: _publish(row.pk, urgent=urgent, bulk=bulk, countdown=delay)
+            )
+    return SendOutcome("retry", row.pk, attempts=locked.attempts, detail=error, retry_in=delay)
+
+
+def _timeline_failure(row: Notification, *, error: str, permanent: bool) -> None:
+    if row.incident is None:
+        return
+    who = row.contact.name if row.contact_id and row.contact else row.recipient
+    how = MessageChannel(row.channel).label
+    attempts = "1 attempt" if row.attempts == 1 else f"{row.attempts} attempts"
+    timeline_record(
+        incident=row.incident,
+        kind=Kind.NOTIFICATION,
+        source=Source.SYSTEM,
+        actor=None,
+        message=f"Notification to {who} by {how} failed after {attempts}: {error}",
+        data={
+            "notification": row.pk,
+            "channel": row.channel,
+            "recipient": row.recipient,
+            "reason": row.reason,
+            "attempts": row.attempts,
+            "permanent": permanent,
+        },
+    )
+
+
+# --- recovery and operator actions -----------------------------------------------------------
+
+
+def notifications_requeue(*, now: datetime | None = None) -> int:
+    """Re-publish deliveries that were lost: pending rows whose task was never published (the
+    publish failed, or the process died before it) ``VIGIL_NOTIFY_REQUEUE_AFTER_SECONDS`` after
+    they were due, pending rows published longer ago than ``VIGIL_PUBLISH_LEASE_SECONDS`` (the
+    message is presumed lost), and rows left sending past the lease (the worker died mid-send;
+    back to pending, the attempt counted). A row whose task is still waiting in a queue is
+    left alone, so a backlog is never doubled.
+    Returns how many were re-queued. Safe to run twice at once (``incidents.queue``); the
+    claim in :func:`notification_send` makes any duplicate task harmless."""
+    conf = outbox_settings()
+    with transaction.atomic():
+        due = OUTBOX.requeue(now=now, batch=conf.requeue_batch)
+        # Each back on its own queue: a page of a Sev 1-2 incident on the urgent one, a
+        # mailing's message on the bulk one (a lost mailing never lands in front of pages).
+        kinds = {
+            pk: (urgent, bulk)
+            for pk, urgent, bulk in Notification.objects.filter(pk__in=due).values_list(
+                "pk", "urgent", "bulk"
+            )
+        }
+        for pk in due:
+            urgent, bulk = kinds.get(pk, (False, False))
+            transaction.on_commit(
+                lambda pk=pk, urgent=urgent, bulk=bulk: _publish(pk, urgent=urgent, bulk=bulk)
+            )
+    if due:
+        logger.info("Re-queued %s notification(s)", len(due))
+    return len(due)
+
+
+def notification_retry(*, notification: Notification, actor: Any, source: str) -> bool:
+    """Send a failed or waiting notification again now (the admin's "retry now").
+
+    A failed row gets a fresh attempt budget; the retry is written on the incident's timeline
+    naming the actor. Returns False (and changes nothing) for a row already sent or being sent.
+    """
+    with transaction.atomic():
+        locked = (
+            Notification.objects.select_for_update(of=("self",))
+            .select_related("incident", "contact")
+            .get(pk=notification.pk)
+        )
+        was_failed = locked.status == NotificationStatus.FAILED
+        if not OUTBOX.retry_now(locked, fresh=True):
+            return False
+        if was_failed:
+            locked.failed_at = None
+            locked.save(update_fields=["failed_at"])
+        if locked.incident is not None:
+            who = locked.contact.name if locked.contact else locked.recipient
+            timeline_record(
+                incident=locked.incident,
+                kind=Kind.NOTIFICATION,
+                source=source,
+                actor=actor,
+                message=(
+                    f"Notification to {who} by {MessageChannel(locked.channel).label} "
+                    f"sent again by hand{' after it failed' if was_failed else ''}."
+                ),
+                data={"notification": locked.pk, "retry": True},
+            )
+        pk, urgent, bulk = locked.pk, locked.urgent, locked.bulk
+        transaction.on_commit(lambda: _publish(pk, urgent=urgent, bulk=bulk))
+    return True

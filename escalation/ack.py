@@ -10,7 +10,7 @@ previews that open links on their own (link scanners, unfurlers) fetch a page th
 nothing, and even one that runs the script only reaches the confirmation. Without JavaScript
 the page says so and points to the incident in Vigil.
 
-The token is a signed payload (``escalation.services.paging.ack_link_make``) naming the incident,
+The token is a signed payload (``escalation.services.ack_links.ack_link_make``) naming the incident,
 the contact and the user it acts as, valid for ``VIGIL_ACK_LINK_MAX_AGE`` and usable once. No
 session is involved, so CSRF protection, which guards a browser's ambient session, adds nothing
 here and would only fail people whose browsers block the cookie. Pages are never cached and send
@@ -39,7 +39,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from incidents.models import Incident
 from incidents.timeformat import user_zone
 
-from .services.paging import AckLinkError, ack_link_check, ack_link_read, ack_link_use
+from .services.ack_links import AckLinkError, ack_link_check, ack_link_read, ack_link_use
 
 # Longer than any token Vigil signs; anything longer is not worth verifying.
 TOKEN_MAX = 1000

@@ -23,12 +23,8 @@ from incidents.events import (
 )
 from incidents.models import Incident, IncidentEvent, SeverityLevel
 
-from .services.paging import (
-    incident_page_assignee,
-    incident_page_security,
-    incident_page_team,
-    paged_roles_claim_after_ack,
-)
+from .services.ack_links import paged_roles_claim_after_ack
+from .services.paging import incident_page_assignee, incident_page_security, incident_page_team
 from .services.timers import (
     escalation_escalate_now,
     escalation_on_detection_change,

@@ -20,7 +20,7 @@ from incidents.models import Channel, Incident
 from incidents.timeformat import time_text, when
 
 from .models import EscalationEvent, IncidentEscalation, Notification
-from .services.paging import BROADCAST_CHANNELS, Recipient
+from .services.recipients import BROADCAST_CHANNELS, Recipient
 from .services.timers import ACK_TIMEOUT_STEP, BACKUP_ROLES
 
 __all__ = ["EscalationSchedule", "ScheduleRow", "escalation_schedule"]

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("vigil.notifications")
 
 TITLE_LENGTH = 60
-# A one-click acknowledge link, as escalation.services.paging.ack_link_make writes it.
+# A one-click acknowledge link, as escalation.services.ack_links.ack_link_make writes it.
 ACK_LINK = re.compile(r"https?://\S+/ack/#[\w.:-]+")
 
 

@@ -11,14 +11,8 @@ __all__ = [
 ]
 
 # Paging, acknowledge links and escalation timers (initial notification, ack timer, matrix).
-from .paging import (
-    ack_link_make,
-    ack_link_read,
-    ack_link_use,
-    incident_page_assignee,
-    incident_page_team,
-    recipients_notify,
-)
+from .ack_links import ack_link_make, ack_link_read, ack_link_use
+from .paging import incident_page_assignee, incident_page_team, recipients_notify
 from .policy import escalation_step_create, escalation_step_delete, escalation_step_update
 from .timers import (
     SWEEP_HEARTBEAT_KEY,

@@ -1,5 +1,6 @@
 """Paging people about an incident (§4.2 step 1, §5.1): who is paged, at which address on which
-channel, with which message, and the signed one-click acknowledge link each message carries.
+channel, with which message. The people are :mod:`escalation.services.recipients`; the signed
+one-click acknowledge link each message carries is :mod:`escalation.services.ack_links`.
 
 Notifications are written only through :func:`pages_write` (one INSERT for a page, or for
 all the pages of an escalation sweep batch), in the caller's transaction, so a page exists
@@ -21,145 +22,58 @@ assignee not knowing is not.
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.core import signing
-from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string, select_template
-from django.urls import reverse
 from django.utils import timezone
 
 from incidents.events import default_queue, urgent_queue
 from incidents.models import (
     Channel,
-    Contact,
     EscalationContact,
     Incident,
     Kind,
     ResponseRole,
     Source,
-    Status,
-    channel_address,
 )
-from incidents.services import incident_acknowledge, incident_role_claim
 from incidents.services.common import timeline_record
-from incidents.services.policy import incident_policy_get
-from incidents.timeformat import user_zones, when
+from incidents.timeformat import user_zones
 
-from ..models import AckLinkUse, AckOutcome, Notification
+from ..models import Notification
+from .ack_links import ack_link_make
 from .outbox import URGENT_SEVERITY, OutboxMessage, notification_enqueue_groups
+from .recipients import (
+    BROADCAST_CHANNELS,
+    BROADCAST_RECIPIENT,
+    PAGED_ROLES,
+    Recipient,
+    recipient_for_contact,
+    recipient_for_user,
+    response_team,
+)
 
 __all__ = [
-    "PAGED_ROLES",
-    "AckLink",
-    "AckLinkError",
-    "AckLinkResult",
     "PagePlan",
     "PageResult",
-    "Recipient",
-    "ack_link_make",
-    "ack_link_read",
-    "ack_link_use",
     "format_elapsed",
     "incident_context",
     "incident_page_assignee",
     "incident_page_security",
     "incident_page_team",
-    "paged_roles_claim",
-    "paged_roles_claim_after_ack",
     "pages_write",
-    "recipient_for_contact",
-    "recipient_for_user",
-    "recipients_merge",
     "recipients_notify",
     "recipients_plan",
 ]
 
-PAGED_ROLES = (
-    ResponseRole.INCIDENT_MANAGER,
-    ResponseRole.TECHNICAL_LEAD,
-    ResponseRole.COMMUNICATIONS_LEAD,
-)
-# Channels that reach a place (a Teams channel, a receiving system) rather than a person: one
-# message per page, to the destination configured under this name.
-BROADCAST_CHANNELS = (Channel.TEAMS, Channel.WEBHOOK)
-BROADCAST_RECIPIENT = "default"
 # Channels whose message can carry a link a person can open: in the text (email, SMS) or as a
 # button (Slack). The broadcast channels (Teams, the webhook) reach a place, not a person: no one
 # for a link to act as, and anyone who reads it there could use it.
 LINK_CHANNELS = (Channel.EMAIL, Channel.SLACK, Channel.SMS)
 _BLANK_LINES = re.compile(r"\n\s*\n(\s*\n)+")
-
-ACK_SALT = "vigil.escalation.ack-link"
-DEFAULT_ACK_LINK_MAX_AGE = timedelta(hours=24)
-
-
-# --- recipients ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Recipient:
-    """A person to page, with the addresses they can be reached at.
-
-    ``key`` identifies the person in idempotency keys: ``c<id>`` for a Contact, ``u<id>`` for
-    a user with no Contact. ``user_id`` is the login their acknowledge links act as.
-    ``role_keys`` are the response roles (keys) they are paged for, carried in their
-    acknowledge links: acknowledging gives them an empty one (``incident_role_claim``).
-    """
-
-    key: str
-    name: str
-    roles: tuple[str, ...] = ()
-    role_keys: tuple[str, ...] = ()
-    contact_id: int | None = None
-    user_id: int | None = None
-    email: str = ""
-    phone: str = ""
-    slack: str = ""
-
-    def address(self, channel: str) -> str:
-        """The address for ``channel``, or "" when this person cannot be reached on it."""
-        if channel in BROADCAST_CHANNELS:
-            return BROADCAST_RECIPIENT
-        return channel_address(channel, email=self.email, phone=self.phone, slack=self.slack)
-
-    @property
-    def label(self) -> str:
-        return f"{' / '.join(self.roles)} {self.name}".strip() if self.roles else self.name
-
-    def snapshot(self) -> dict[str, Any]:
-        """The recipient as stored in a policy snapshot (plain JSON)."""
-        return {
-            "key": self.key,
-            "name": self.name,
-            "contact_id": self.contact_id,
-            "user_id": self.user_id,
-            "email": self.email,
-            "phone": self.phone,
-            "slack": self.slack,
-        }
-
-    @classmethod
-    def from_snapshot(
-        cls, data: dict[str, Any], *, role: str = "", role_key: str = ""
-    ) -> Recipient:
-        return cls(
-            key=data["key"],
-            name=data.get("name", ""),
-            roles=(role,) if role else (),
-            role_keys=(role_key,) if role_key else (),
-            contact_id=data.get("contact_id"),
-            user_id=data.get("user_id"),
-            email=data.get("email", ""),
-            phone=data.get("phone", ""),
-            slack=data.get("slack", ""),
-        )
 
 
 _NO_REASON = "no address"
@@ -169,308 +83,6 @@ _MISSING = {
     Channel.SMS: "no phone number",
     Channel.SLACK: "no Slack handle",
 }
-
-
-def recipient_for_contact(contact: Contact, *, role: str = "", role_key: str = "") -> Recipient:
-    return Recipient(
-        key=f"c{contact.pk}",
-        name=contact.name,
-        roles=(role,) if role else (),
-        role_keys=(role_key,) if role_key else (),
-        contact_id=contact.pk,
-        user_id=contact.user_id,
-        email=contact.email,
-        phone=contact.phone,
-        slack=contact.slack_handle,
-    )
-
-
-def recipient_for_user(user: Any, *, role: str = "", role_key: str = "") -> Recipient:
-    """The user's Contact (their phone and Slack), or else the user with their email only."""
-    contact = Contact.objects.filter(user=user).order_by("pk").first()
-    if contact is not None:
-        return recipient_for_contact(contact, role=role, role_key=role_key)
-    return Recipient(
-        key=f"u{user.pk}",
-        name=user.get_full_name() or user.get_username(),
-        roles=(role,) if role else (),
-        role_keys=(role_key,) if role_key else (),
-        user_id=user.pk,
-        email=user.email or "",
-    )
-
-
-def recipients_merge(recipients: Iterable[Recipient]) -> list[Recipient]:
-    """One entry per person, holding every role they were chosen for, in first-seen order."""
-    merged: dict[str, Recipient] = {}
-    for recipient in recipients:
-        known = merged.get(recipient.key)
-        if known is None:
-            merged[recipient.key] = recipient
-        else:
-            roles = known.roles + tuple(r for r in recipient.roles if r not in known.roles)
-            keys = known.role_keys + tuple(
-                k for k in recipient.role_keys if k not in known.role_keys
-            )
-            merged[recipient.key] = replace(known, roles=roles, role_keys=keys)
-    return list(merged.values())
-
-
-def _response_team(incident: Incident) -> tuple[list[Recipient], list[str]]:
-    """The people holding the paged roles now, and the roles nobody can be paged for."""
-    assigned = {
-        a.role.key: a.user
-        for a in incident.role_assignments.select_related("role", "user").filter(
-            role__key__in=PAGED_ROLES
-        )
-    }
-    roles = ResponseRole.objects.filter(key__in=PAGED_ROLES).select_related("primary_contact")
-    found: list[Recipient] = []
-    nobody: list[str] = []
-    for role in sorted(roles, key=lambda r: PAGED_ROLES.index(r.key)):
-        user = assigned.get(role.key)
-        if user is not None:
-            found.append(recipient_for_user(user, role=role.name, role_key=role.key))
-        elif role.primary_contact is not None:
-            found.append(
-                recipient_for_contact(role.primary_contact, role=role.name, role_key=role.key)
-            )
-        else:
-            nobody.append(role.name)
-    return recipients_merge(found), nobody
-
-
-# --- acknowledge links -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AckLink:
-    url: str
-    nonce: str
-
-
-class AckLinkError(Exception):
-    """An acknowledge link that cannot be used; ``status`` is the HTTP status to answer."""
-
-    def __init__(self, message: str, *, status: int, code: str) -> None:
-        super().__init__(message)
-        self.message, self.status, self.code = message, status, code
-
-
-def ack_link_max_age() -> timedelta:
-    value = getattr(settings, "VIGIL_ACK_LINK_MAX_AGE", DEFAULT_ACK_LINK_MAX_AGE)
-    return value if isinstance(value, timedelta) else timedelta(seconds=float(value))
-
-
-def ack_link_make(
-    *, incident: Incident, recipient: Recipient, channel: str, nonce: str | None = None
-) -> AckLink:
-    """A signed, expiring, single-use link that acknowledges ``incident`` as the recipient's
-    user. Binds the incident, the contact and user, the channel and a fresh nonce (the nonce
-    is what "used once" is recorded against); the signature's timestamp gives the expiry.
-
-    The signed token is the URL's fragment (``<base>/ack/#<token>``): browsers never send a
-    fragment, so the token never appears in a request line, and so in no access log of Vigil,
-    a proxy or a load balancer. The page at ``/ack/`` reads it and posts it in a form body."""
-    nonce = nonce or secrets.token_hex(8)
-    payload = {
-        "i": incident.pk,
-        "c": recipient.contact_id,
-        "u": recipient.user_id,
-        "ch": channel,
-        "n": nonce,
-    }
-    if recipient.role_keys:
-        # The response roles this page was for: acknowledging takes an empty one.
-        payload["r"] = list(recipient.role_keys)
-    token = signing.dumps(payload, salt=ACK_SALT, compress=True)
-    return AckLink(url=f"{settings.VIGIL_BASE_URL}{reverse('escalation:ack')}#{token}", nonce=nonce)
-
-
-def ack_link_read(token: str) -> dict[str, Any]:
-    """The payload of a valid, unexpired link, or :class:`AckLinkError` (400 tampered or
-    malformed, 410 expired). Says nothing about whether it was used."""
-    max_age = ack_link_max_age()
-    try:
-        payload = signing.loads(token, salt=ACK_SALT, max_age=max_age)
-    except signing.SignatureExpired:
-        hours = max_age.total_seconds() / 3600
-        raise AckLinkError(
-            f"This acknowledge link has expired (links are valid for {hours:g} hours). "
-            "Open the incident in Vigil to acknowledge it.",
-            status=410,
-            code="expired",
-        ) from None
-    except signing.BadSignature:
-        raise AckLinkError(
-            "This acknowledge link is not valid: it may have been cut short or altered. "
-            "Open the incident in Vigil to acknowledge it.",
-            status=400,
-            code="invalid",
-        ) from None
-    if not isinstance(payload, dict) or not isinstance(payload.get("i"), int):
-        raise AckLinkError("This acknowledge link is not valid.", status=400, code="invalid")
-    if not isinstance(payload.get("n"), str) or not payload["n"]:
-        raise AckLinkError("This acknowledge link is not valid.", status=400, code="invalid")
-    return payload
-
-
-@dataclass(frozen=True)
-class AckLinkResult:
-    incident: Incident
-    outcome: str
-    actor: Any
-    use: AckLinkUse
-    roles: tuple[str, ...] = ()  # names of the response roles the acknowledger took
-
-
-def ack_link_check(payload: dict[str, Any]) -> tuple[Incident, Any, Contact | None]:
-    """Everything a link needs before it is used: its incident exists, it was not used yet,
-    and it names an active Vigil user allowed to acknowledge. Raises :class:`AckLinkError`.
-
-    A contact with no Vigil login cannot acknowledge by link: an acknowledgement names who
-    took the incident on (§6.1), and Vigil does not invent an actor. The page tells them to
-    log in, or to ask an administrator to link their contact to their login.
-    """
-    incident = Incident.objects.select_related("severity").filter(pk=payload["i"]).first()
-    if incident is None:
-        raise AckLinkError("This incident no longer exists.", status=404, code="not_found")
-    if incident.acknowledged_at is None and incident.status != Status.OPEN:
-        raise AckLinkError(
-            f"{incident.number} is {incident.get_status_display().lower()}: there is nothing "
-            "to acknowledge.",
-            status=409,
-            code="not_allowed",
-        )
-    used = AckLinkUse.objects.filter(nonce=payload["n"]).first()
-    if used is not None:
-        raise AckLinkError(
-            f"This acknowledge link was already used on "
-            f"{when(used.used_at)}. Each link works once.",
-            status=410,
-            code="used",
-        )
-    contact = Contact.objects.filter(pk=payload.get("c")).first() if payload.get("c") else None
-    user = None
-    if payload.get("u"):
-        user = get_user_model().objects.filter(pk=payload["u"]).first()
-    if user is None or not user.is_active:
-        raise AckLinkError(
-            "This link was sent to a contact with no Vigil login, so it cannot record who "
-            "acknowledged. Log in to Vigil and acknowledge the incident there, or ask an "
-            "administrator to link your contact to your login.",
-            status=403,
-            code="no_user",
-        )
-    if not user.has_perm("incidents.acknowledge_incident"):
-        raise AckLinkError(
-            f"{user.get_username()} is not allowed to acknowledge incidents. "
-            "Ask the incident manager to acknowledge it.",
-            status=403,
-            code="forbidden",
-        )
-    return incident, user, contact
-
-
-@transaction.atomic
-def ack_link_use(*, token: str) -> AckLinkResult:
-    """Acknowledge an incident through a one-click link, as the user the link was sent to.
-
-    Preconditions: see :func:`ack_link_read` and :func:`ack_link_check`; any failure raises
-    :class:`AckLinkError` and changes nothing. Side effects, in one transaction: a unique
-    :class:`AckLinkUse` row (a second use, even a concurrent one, fails on it), the
-    acknowledgement through ``incident_acknowledge`` (source email, with its own timeline entry
-    and event) and a timeline entry naming the link. If the incident was already acknowledged
-    the link is still used up and says so. Not repeatable: a link works once.
-    """
-    from incidents.errors import VigilError
-
-    payload = ack_link_read(token)
-    incident, user, contact = ack_link_check(payload)
-    # Lock before deciding: two different links posted at once must not both record that they
-    # acknowledged the incident.
-    incident = (
-        Incident.objects.select_for_update(of=("self",))
-        .select_related("severity")
-        .get(pk=incident.pk)
-    )
-    already = incident.acknowledged_at is not None
-    try:
-        with transaction.atomic():
-            use = AckLinkUse.objects.create(
-                nonce=payload["n"],
-                incident=incident,
-                contact=contact,
-                user=user,
-                channel=payload.get("ch") if payload.get("ch") in Channel.values else "",
-                outcome=AckOutcome.ALREADY if already else AckOutcome.ACKNOWLEDGED,
-            )
-    except IntegrityError:
-        raise AckLinkError(
-            "This acknowledge link was already used. Each link works once.",
-            status=410,
-            code="used",
-        ) from None
-    roles: list[str] = []
-    if not already:
-        try:
-            incident = incident_acknowledge(incident=incident, actor=user, source=Source.EMAIL)
-        except VigilError as exc:
-            raise AckLinkError(exc.message, status=409, code="not_allowed") from None
-        channel = Channel(use.channel).label.lower() if use.channel else "a notification"
-        timeline_record(
-            incident=incident,
-            kind=Kind.NOTIFICATION,
-            source=Source.EMAIL,
-            actor=user,
-            message=(
-                f"Acknowledged with the one-click link sent to "
-                f"{contact.name if contact else user.get_username()} by {channel}."
-            ),
-            data={"ack_link": use.nonce, "contact": use.contact_id, "channel": use.channel},
-        )
-        roles = paged_roles_claim(incident=incident, user=user, role_keys=payload.get("r") or [])
-    return AckLinkResult(
-        incident=incident, outcome=use.outcome, actor=user, use=use, roles=tuple(roles)
-    )
-
-
-def paged_roles_claim(
-    *, incident: Incident, user: Any, role_keys: Iterable[str], source: str = Source.EMAIL
-) -> list[str]:
-    """Give ``user``, who just acknowledged ``incident`` through a page sent for
-    ``role_keys``, each of those response roles that nobody holds on it (the incident
-    policy's ``acknowledger_takes_role``), through ``incident_role_claim`` (timeline entry,
-    history, event). A role held, or a user who cannot hold one (a Viewer), is left as it is.
-    Returns the names of the roles taken. Idempotent."""
-    keys = [key for key in role_keys if isinstance(key, str) and key]
-    if not keys or not incident_policy_get().acknowledger_takes_role:
-        return []
-    taken = []
-    for role in ResponseRole.objects.filter(key__in=keys):
-        assignment = incident_role_claim(
-            incident=incident,
-            role=role,
-            user=user,
-            source=source,
-            why="acknowledged the page sent for this role",
-        )
-        if assignment is not None:
-            taken.append(role.name)
-    return taken
-
-
-def paged_roles_claim_after_ack(*, incident: Incident, user: Any, source: str) -> list[str]:
-    """``user`` acknowledged ``incident`` in Vigil (the admin's button, the API) after being
-    paged for response roles on it: they take each of those roles nobody holds, as with the
-    one-click link (:func:`paged_roles_claim`). The roles come from the notifications they
-    were sent. Idempotent; returns the names of the roles taken."""
-    keys: list[str] = []
-    for roles in Notification.objects.filter(incident=incident, context__user=user.pk).values_list(
-        "context__roles", flat=True
-    ):
-        keys.extend(key for key in roles or [] if key not in keys)
-    return paged_roles_claim(incident=incident, user=user, role_keys=keys, source=source)
 
 
 # --- rendering and sending -------------------------------------------------------------------
@@ -741,7 +353,7 @@ def incident_page_team(*, incident: Incident, reason: str = "logged") -> PageRes
     """
     severity = incident.severity
     channels = list(severity.notification_channels)
-    recipients, nobody = _response_team(incident)
+    recipients, nobody = response_team(incident)
     text = (
         f"Sev {severity.level} incident logged"
         if reason == "logged"

@@ -74,14 +74,12 @@ from ..models import EscalationEvent, EscalationStep, IncidentEscalation
 from .paging import (
     PagePlan,
     PageResult,
-    Recipient,
     format_elapsed,
     incident_context,
     pages_write,
-    recipient_for_contact,
-    recipients_merge,
     recipients_plan,
 )
+from .recipients import Recipient, recipient_for_contact, recipients_merge
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from django.views.debug import SafeExceptionReporterFilter
 
 from escalation.models import AckLinkUse, EscalationEvent, IncidentEscalation
 from escalation.services import ack_link_read, escalation_sweep
-from escalation.services.paging import ACK_SALT
+from escalation.services.ack_links import ACK_SALT
 from incidents.models import Incident, Kind, Source, Status
 from incidents.services import (
     incident_acknowledge,

@@ -121,7 +121,7 @@ class OpenSet:
     """Open incidents that are not due, bulk-inserted in realistic shape."""
 
     def __init__(self, now: datetime) -> None:
-        from escalation.services.timers import policy_snapshot_take
+        from escalation.services.snapshot import policy_snapshot_take
         from incidents.models import PriorityMatrixCell, SeverityLevel
 
         self.now = now

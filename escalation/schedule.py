@@ -21,7 +21,8 @@ from incidents.timeformat import time_text, when
 
 from .models import EscalationEvent, IncidentEscalation, Notification
 from .services.recipients import BROADCAST_CHANNELS, Recipient
-from .services.timers import ACK_TIMEOUT_STEP, BACKUP_ROLES
+from .services.snapshot import BACKUP_ROLES
+from .services.timers import ACK_TIMEOUT_STEP
 
 __all__ = ["EscalationSchedule", "ScheduleRow", "escalation_schedule"]
 

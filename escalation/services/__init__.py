@@ -14,6 +14,7 @@ __all__ = [
 from .ack_links import ack_link_make, ack_link_read, ack_link_use
 from .paging import incident_page_assignee, incident_page_team, recipients_notify
 from .policy import escalation_step_create, escalation_step_delete, escalation_step_update
+from .snapshot import policy_snapshot_take
 from .timers import (
     SWEEP_HEARTBEAT_KEY,
     escalation_advance,
@@ -21,7 +22,6 @@ from .timers import (
     escalation_on_transition,
     escalation_start,
     escalation_sweep,
-    policy_snapshot_take,
 )
 
 __all__ += [

@@ -41,45 +41,31 @@ recomputes on a severity change (a raise can make it due at once); acknowledging
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.core.cache import cache
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet, prefetch_related_objects
-from django.db.models.signals import post_delete, post_migrate, post_save
 from django.utils import timezone
 
 from incidents.models import (
-    Contact,
-    EscalationContact,
     Incident,
-    Kind,
-    ResponseRole,
-    SeverityLevel,
-    Source,
     Status,
 )
 from incidents.services.common import timeline_record, timeline_record_many
 from incidents.timeformat import when
 
-from ..models import EscalationEvent, EscalationStep, IncidentEscalation
+from ..models import EscalationEvent, IncidentEscalation
+from .firing import Announced, Fired, Firing, announce, announce_step, create_event, event_fields
 from .paging import (
-    PagePlan,
-    PageResult,
-    format_elapsed,
     incident_context,
     pages_write,
-    recipients_plan,
 )
-from .recipients import Recipient, recipient_for_contact, recipients_merge
+from .snapshot import policy_snapshot_take, snapshot_row
 
 logger = logging.getLogger(__name__)
 
@@ -94,190 +80,14 @@ __all__ = [
     "escalation_on_transition",
     "escalation_start",
     "escalation_sweep",
-    "policy_snapshot_take",
-    "step_key",
 ]
 
 SWEEP_HEARTBEAT_KEY = "vigil:escalation:sweep:last"
 ACK_TIMEOUT_STEP = "ack-timeout"
-BACKUP_ROLES = (ResponseRole.INCIDENT_MANAGER, ResponseRole.TECHNICAL_LEAD)
-# The sweep runs every 30 s; a step fired later than this after its due time was missed by a
-# stopped scheduler (or counted from a back-dated detection) and is marked as caught up.
-CATCH_UP_AFTER = timedelta(seconds=90)
 # Escalations claimed and advanced per transaction: few enough that an incident's other work
 # (an acknowledgement) waits on the batch's locks a fraction of a second at most.
 BATCH = 50
 STOPPING_STATUSES = (Status.RESOLVED, Status.CLOSED, Status.CANCELLED)
-
-
-def step_key(severity: int, elapsed: timedelta) -> str:
-    """Stable key of a matrix step, e.g. ``sev1-0:30:00`` (hours may exceed 24)."""
-    seconds = int(elapsed.total_seconds())
-    hours, rest = divmod(seconds, 3600)
-    return f"sev{severity}-{hours}:{rest // 60:02d}:{rest % 60:02d}"
-
-
-# --- the snapshot ----------------------------------------------------------------------------
-
-
-def policy_snapshot_take(*, now: datetime) -> dict[str, Any]:
-    """The escalation policy in force now, as plain JSON: every severity's channels and
-    response target, the matrix row of every severity, each escalation level's contact, and
-    the backup contacts of the incident manager and technical lead; ``taken_at`` is ``now``.
-
-    Read from the cache under the policy's version (see "The policy snapshot's cache" below):
-    an unchanged policy costs no query. A transaction that changed the policy and has not
-    committed reads its own changes from the database."""
-    return {**json.loads(_policy_cached()), "taken_at": now.isoformat()}
-
-
-def _policy_build() -> dict[str, Any]:
-    """The snapshot, read from the database (four queries)."""
-    severities = {
-        str(s.level): {
-            "name": s.name,
-            "channels": list(s.notification_channels),
-            "response_target_s": int(s.response_target.total_seconds()),
-        }
-        for s in SeverityLevel.objects.all()
-    }
-    levels = {
-        level.key: {
-            "name": level.name,
-            "contact": recipient_for_contact(level.contact).snapshot() if level.contact else None,
-        }
-        for level in EscalationContact.objects.select_related("contact")
-    }
-    matrix: dict[str, list[dict[str, Any]]] = {}
-    for step in EscalationStep.objects.select_related("target").order_by("severity_id", "elapsed"):
-        matrix.setdefault(str(step.severity_id), []).append(
-            {
-                "step": step_key(step.severity_id, step.elapsed),
-                "elapsed_s": int(step.elapsed.total_seconds()),
-                "level": step.target.key,
-            }
-        )
-    backups = {
-        role.key: {
-            "role": role.name,
-            "contact": (
-                recipient_for_contact(role.backup_contact).snapshot()
-                if role.backup_contact
-                else None
-            ),
-        }
-        for role in ResponseRole.objects.filter(key__in=BACKUP_ROLES).select_related(
-            "backup_contact"
-        )
-    }
-    return {
-        "version": 1,
-        "severities": severities,
-        "matrix": matrix,
-        "levels": levels,
-        "backups": backups,
-    }
-
-
-# --- the policy snapshot's cache -------------------------------------------------------------
-#
-# Every new incident takes a snapshot, so during an alert storm it is read hundreds of times a
-# minute while the policy does not change. It is kept in the shared cache (Redis, or the file
-# cache of the embedded setup: shared by the web, worker and beat processes) under a version
-# token, itself in the cache; each process also remembers the last snapshot it read with its
-# token, so an unchanged policy costs one cache read and no query.
-#
-# The token changes whenever a transaction that saved or deleted any row the snapshot is made of
-# (a severity level, an escalation step, an escalation contact, a response role, a contact)
-# commits: the models' post_save/post_delete register the change with ``on_commit``, which every
-# process then sees through the shared token. Until it commits, the changing transaction reads
-# the policy from the database (it must see its own changes, and nobody else may); a rollback
-# discards the change and leaves the token alone. A migration changes the token too. A change
-# made behind the ORM's back (raw SQL, ``queryset.update()``, which the conventions forbid on
-# these audited models) applies within ``POLICY_CACHE_SECONDS``, when the token expires. If the
-# cache is down, every snapshot is read from the database.
-
-POLICY_VERSION_KEY = "vigil:escalation:policy:version"
-POLICY_SNAPSHOT_KEY = "vigil:escalation:policy:snapshot:"
-POLICY_CACHE_SECONDS = 300
-# (token, the snapshot as JSON) this process read last; replaced whole, so threads never see
-# half of it.
-_policy_memo: tuple[str, str] = ("", "")
-
-
-def _policy_dirty() -> bool:
-    """Whether this connection's transaction changed the policy and has not committed yet."""
-    return any(func is _policy_version_bump for _, func, *_ in connection.run_on_commit)
-
-
-def _policy_cached() -> str:
-    global _policy_memo
-    if _policy_dirty():
-        return json.dumps(_policy_build())
-    try:
-        version = cache.get(POLICY_VERSION_KEY)
-        if version is None:
-            version = uuid.uuid4().hex
-            if not cache.add(POLICY_VERSION_KEY, version, POLICY_CACHE_SECONDS):
-                version = cache.get(POLICY_VERSION_KEY) or version
-        memo = _policy_memo
-        if memo[0] == version:
-            return memo[1]
-        # The token is read before the policy: a change committed meanwhile moves the token,
-        # so what is stored here under the old one is never read again.
-        snapshot = cache.get(POLICY_SNAPSHOT_KEY + version)
-        if snapshot is None:
-            snapshot = json.dumps(_policy_build())
-            cache.set(POLICY_SNAPSHOT_KEY + version, snapshot, POLICY_CACHE_SECONDS)
-    except Exception:
-        logger.warning("Policy snapshot cache unavailable; reading the policy", exc_info=True)
-        return json.dumps(_policy_build())
-    _policy_memo = (version, snapshot)
-    return snapshot
-
-
-def _policy_version_bump() -> None:
-    """A new policy version: every process reads the policy afresh on its next snapshot."""
-    global _policy_memo
-    _policy_memo = ("", "")
-    try:
-        cache.set(POLICY_VERSION_KEY, uuid.uuid4().hex, POLICY_CACHE_SECONDS)
-    except Exception:
-        logger.warning("Policy snapshot cache unavailable; the change applies when it returns")
-
-
-def _policy_changed(*, using: str | None = None, **kwargs: Any) -> None:
-    transaction.on_commit(_policy_version_bump, using=using or DEFAULT_DB_ALIAS)
-
-
-def _policy_migrated(**kwargs: Any) -> None:
-    _policy_version_bump()
-
-
-for _model in (SeverityLevel, EscalationStep, EscalationContact, ResponseRole, Contact):
-    for _signal in (post_save, post_delete):
-        _signal.connect(
-            _policy_changed,
-            sender=_model,
-            dispatch_uid=f"escalation.policy_snapshot.{_signal is post_save}.{_model.__name__}",
-        )
-post_migrate.connect(_policy_migrated, dispatch_uid="escalation.policy_snapshot.migrated")
-
-
-def _row(snapshot: dict[str, Any], severity: int) -> list[dict[str, Any]]:
-    return snapshot.get("matrix", {}).get(str(severity), [])
-
-
-def _severity_conf(snapshot: dict[str, Any], severity: int) -> dict[str, Any]:
-    conf = snapshot.get("severities", {}).get(str(severity))
-    if conf is not None:
-        return conf
-    level = SeverityLevel.objects.get(level=severity)
-    return {
-        "name": level.name,
-        "channels": list(level.notification_channels),
-        "response_target_s": int(level.response_target.total_seconds()),
-    }
 
 
 def _step_due(incident: Incident, step: dict[str, Any]) -> datetime:
@@ -287,7 +97,7 @@ def _step_due(incident: Incident, step: dict[str, Any]) -> datetime:
 def _next_due(esc: IncidentEscalation, incident: Incident, fired: set[str]) -> datetime | None:
     dues = [
         due
-        for step in _row(esc.policy_snapshot, incident.severity_id)
+        for step in snapshot_row(esc.policy_snapshot, incident.severity_id)
         if step["step"] not in fired and (due := _step_due(incident, step)) >= esc.severity_from
     ]
     return min(dues, default=None)
@@ -414,7 +224,7 @@ def _iso(value: datetime | None) -> str | None:
 def _upcoming_text(esc: IncidentEscalation, incident: Incident) -> str:
     if esc.next_due_at is None:
         return "No further matrix step is due."
-    for step in _row(esc.policy_snapshot, incident.severity_id):
+    for step in snapshot_row(esc.policy_snapshot, incident.severity_id):
         if _step_due(incident, step) == esc.next_due_at:
             level = esc.policy_snapshot["levels"].get(step["level"], {})
             return f"Next: {level.get('name', step['level'])} at {when(esc.next_due_at)}."
@@ -422,27 +232,6 @@ def _upcoming_text(esc: IncidentEscalation, incident: Incident) -> str:
 
 
 # --- the sweep -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Fired:
-    """One step the sweep fired (for the ``escalate`` command and the logs)."""
-
-    incident: str
-    step: str
-    target: str
-    severity: int
-    due_at: datetime
-    caught_up: bool
-    notifications: int
-
-    def __str__(self) -> str:
-        late = " (caught up)" if self.caught_up else ""
-        return (
-            f"{self.incident}: {self.step} → {self.target}, Sev {self.severity}, due "
-            f"{when(self.due_at, seconds=True)}{late}, "
-            f"{self.notifications} notification(s)"
-        )
 
 
 def escalation_due(*, now: datetime) -> QuerySet[IncidentEscalation]:
@@ -549,17 +338,6 @@ def escalation_advance(*, escalation_id: int, now: datetime) -> list[Fired]:
     return _advance_claimed([esc], now=now, one_by_one=True)
 
 
-@dataclass
-class _Firing:
-    """A step (or the acknowledgement timeout: ``step`` None) due on a claimed escalation."""
-
-    esc: IncidentEscalation
-    key: str
-    due_at: datetime
-    step: dict[str, Any] | None
-    event: EscalationEvent | None = None
-
-
 def _advance_claimed(
     escalations: list[IncidentEscalation], *, now: datetime, one_by_one: bool = False
 ) -> list[Fired]:
@@ -580,7 +358,7 @@ def _advance_claimed(
     ).values_list("incident_id", "step"):
         fired_steps[incident_id].add(step)
 
-    firings: list[_Firing] = []
+    firings: list[Firing] = []
     for esc in escalations:
         incident = esc.incident
         if not incident.is_active:
@@ -595,9 +373,9 @@ def _advance_claimed(
 
     if one_by_one:
         for firing in firings:
-            firing.event = _create_event(**_event_fields(firing, now=now))
+            firing.event = create_event(**event_fields(firing, now=now))
     elif firings:
-        events = [EscalationEvent(**_event_fields(f, now=now)) for f in firings]
+        events = [EscalationEvent(**event_fields(f, now=now)) for f in firings]
         EscalationEvent.objects.bulk_create(events)
         for firing, event in zip(firings, events, strict=True):
             firing.event = event
@@ -606,7 +384,7 @@ def _advance_claimed(
     prefetch_related_objects(list({i.pk: i for i in incidents}.values()), "services")
     contexts: dict[int, dict[str, Any]] = {}
     zones: dict[int, Any] = {}
-    announced: list[_Announced] = []
+    announced: list[Announced] = []
     for firing in firings:
         incident = firing.esc.incident
         fired_steps[incident.pk].add(firing.key)
@@ -614,7 +392,7 @@ def _advance_claimed(
             continue  # fired already (by a sweep that held the row before us)
         if incident.pk not in contexts:
             contexts[incident.pk] = incident_context(incident)
-        announced.append(_announce(firing, now=now, context=contexts[incident.pk], zones=zones))
+        announced.append(announce(firing, now=now, context=contexts[incident.pk], zones=zones))
     # Every page of the batch in one INSERT; each still goes out as a task of its own.
     pages_write([plan for plan, _finish in announced])
     out: list[Fired] = []
@@ -636,218 +414,21 @@ def _advance_claimed(
     return out
 
 
-def _due_firings(esc: IncidentEscalation, fired: set[str], *, now: datetime) -> list[_Firing]:
+def _due_firings(esc: IncidentEscalation, fired: set[str], *, now: datetime) -> list[Firing]:
     """What is due on ``esc`` by ``now`` and not fired, in due order; clears a passed
     acknowledgement due time (it fires once, or not at all once acknowledged)."""
     incident = esc.incident
-    due: list[_Firing] = []
+    due: list[Firing] = []
     if esc.ack_due_at is not None and esc.ack_due_at <= now:
         if incident.acknowledged_at is None and ACK_TIMEOUT_STEP not in fired:
-            due.append(_Firing(esc=esc, key=ACK_TIMEOUT_STEP, due_at=esc.ack_due_at, step=None))
+            due.append(Firing(esc=esc, key=ACK_TIMEOUT_STEP, due_at=esc.ack_due_at, step=None))
         esc.ack_due_at = None
-    for step in _row(esc.policy_snapshot, incident.severity_id):
+    for step in snapshot_row(esc.policy_snapshot, incident.severity_id):
         step_due = _step_due(incident, step)
         if step["step"] not in fired and esc.severity_from <= step_due <= now:
-            due.append(_Firing(esc=esc, key=step["step"], due_at=step_due, step=step))
+            due.append(Firing(esc=esc, key=step["step"], due_at=step_due, step=step))
     due.sort(key=lambda firing: (firing.due_at, firing.key))
     return due
-
-
-def _create_event(**fields: Any) -> EscalationEvent | None:
-    try:
-        with transaction.atomic():
-            return EscalationEvent.objects.create(**fields)
-    except IntegrityError:
-        return None  # fired already (by a sweep that held the row before us)
-
-
-def _level(snapshot: dict[str, Any], step: dict[str, Any]) -> dict[str, Any]:
-    return snapshot.get("levels", {}).get(step["level"], {"name": step["level"], "contact": None})
-
-
-def _backups(snapshot: dict[str, Any]) -> tuple[list[Recipient], str]:
-    """The backup contacts paged on an acknowledgement timeout, and the target's name."""
-    backups = snapshot.get("backups", {})
-    recipients: list[Recipient] = []
-    roles: list[str] = []
-    for key in BACKUP_ROLES:
-        entry = backups.get(key)
-        if not entry:
-            continue
-        roles.append(entry["role"])
-        if entry["contact"]:
-            recipients.append(
-                Recipient.from_snapshot(entry["contact"], role=entry["role"], role_key=key)
-            )
-    target = ("Backups of " + " and ".join(roles)) if roles else "Backup contacts"
-    return recipients_merge(recipients), target
-
-
-def _event_fields(firing: _Firing, *, now: datetime) -> dict[str, Any]:
-    incident = firing.esc.incident
-    if firing.step is None:
-        elapsed = firing.due_at - incident.detected_at
-        target = _backups(firing.esc.policy_snapshot)[1]
-    else:
-        elapsed = timedelta(seconds=firing.step["elapsed_s"])
-        target = _level(firing.esc.policy_snapshot, firing.step)["name"]
-    return {
-        "incident": incident,
-        "step": firing.key,
-        "severity": incident.severity_id,
-        "elapsed": elapsed,
-        "target": target[:80],
-        "due_at": firing.due_at,
-        "fired_at": now,
-        "caught_up": now - firing.due_at > CATCH_UP_AFTER,
-    }
-
-
-# What announcing a fired step returns: its page, rendered, for ``pages_write``, and once the
-# page is written, its timeline entry (for ``timeline_record_many``) and what fired.
-_Announced = tuple[PagePlan, Callable[[], tuple[dict[str, Any], Fired]]]
-
-
-def _announce(
-    firing: _Firing, *, now: datetime, context: dict[str, Any], zones: dict[int, Any]
-) -> _Announced:
-    """The page of a fired step (its event inserted), and its timeline entry once written."""
-    if firing.step is None:
-        return _announce_ack_timeout(firing, now=now, context=context, zones=zones)
-    return _announce_step(firing, now=now, context=context, zones=zones)
-
-
-def _announce_step(
-    firing: _Firing, *, now: datetime, context: dict[str, Any], zones: dict[int, Any] | None = None
-) -> _Announced:
-    esc, event, step, due_at = firing.esc, firing.event, firing.step, firing.due_at
-    assert event is not None and step is not None
-    incident = esc.incident
-    snapshot = esc.policy_snapshot
-    severity = incident.severity_id
-    level = _level(snapshot, step)
-    elapsed = timedelta(seconds=step["elapsed_s"])
-    caught_up = event.caught_up
-    channels = _severity_conf(snapshot, severity)["channels"]
-    recipients = (
-        [Recipient.from_snapshot(level["contact"], role=level["name"])] if level["contact"] else []
-    )
-    reason = f"Escalated to {level['name']} (Sev {severity}, {format_elapsed(elapsed)} elapsed)"
-    plan = recipients_plan(
-        incident=incident,
-        recipients=recipients,
-        channels=channels,
-        kind="step",
-        key_prefix=f"escalation:{incident.pk}:{step['step']}",
-        reason=reason,
-        base_context=context,
-        extra_context={
-            "target": level["name"],
-            "elapsed": format_elapsed(elapsed),
-            "caught_up": caught_up,
-            "due_at": timezone.localtime(due_at),
-        },
-        zones=zones,
-    )
-    return plan, lambda: _step_entry(firing, plan.result, now=now, reason=reason, level=level)
-
-
-def _step_entry(
-    firing: _Firing, result: PageResult, *, now: datetime, reason: str, level: dict[str, Any]
-) -> tuple[dict[str, Any], Fired]:
-    assert firing.event is not None
-    message = reason + "."
-    if firing.event.caught_up:
-        message += f" Sent late: it was due {when(firing.due_at)}."
-    if not level["contact"]:
-        message += f" No contact is set for {level['name']}: nobody was notified."
-    elif result.reached:
-        message += f" Notified {result.reached_text()}."
-    if result.skipped:
-        message += f" Not reachable: {result.skipped_text()}."
-    return _entry(firing, result, now=now, message=message, target=True)
-
-
-def _entry(
-    firing: _Firing, result: PageResult, *, now: datetime, message: str, target: bool
-) -> tuple[dict[str, Any], Fired]:
-    """A fired step's timeline entry (for ``timeline_record_many``) and what fired; ``target``:
-    the entry's data names the step's target (a matrix step does, the ack timeout does not)."""
-    event, due_at = firing.event, firing.due_at
-    assert event is not None
-    incident = firing.esc.incident
-    data: dict[str, Any] = {"event": event.pk, "step": event.step}
-    if target:
-        data["target"] = event.target
-    data |= {
-        "due_at": due_at.isoformat(),
-        "caught_up": event.caught_up,
-        "notifications": [n.pk for n in result.sent],
-    }
-    entry = {
-        "incident": incident,
-        "kind": Kind.ESCALATION,
-        "source": Source.SYSTEM,
-        "actor": None,
-        "message": message,
-        "data": data,
-        "occurred_at": now,
-    }
-    return entry, Fired(
-        incident=incident.number,
-        step=event.step,
-        target=event.target,
-        severity=incident.severity_id,
-        due_at=due_at,
-        caught_up=event.caught_up,
-        notifications=len(result.sent),
-    )
-
-
-def _announce_ack_timeout(
-    firing: _Firing, *, now: datetime, context: dict[str, Any], zones: dict[int, Any]
-) -> _Announced:
-    esc, event, due_at = firing.esc, firing.event, firing.due_at
-    assert event is not None
-    incident = esc.incident
-    snapshot = esc.policy_snapshot
-    severity = incident.severity_id
-    recipients, _target = _backups(snapshot)
-    response_target = format_elapsed(due_at - incident.detected_at)
-    caught_up = event.caught_up
-    channels = _severity_conf(snapshot, severity)["channels"]
-    reason = f"Not acknowledged within the {response_target} response target (Sev {severity})"
-    plan = recipients_plan(
-        incident=incident,
-        recipients=recipients,
-        channels=channels,
-        kind="ack_timeout",
-        key_prefix=f"ack-timeout:{incident.pk}",
-        reason=reason,
-        base_context=context,
-        extra_context={"response_target": response_target, "caught_up": caught_up},
-        zones=zones,
-    )
-    return plan, lambda: _ack_timeout_entry(
-        firing, plan.result, now=now, reason=reason, anyone=bool(recipients)
-    )
-
-
-def _ack_timeout_entry(
-    firing: _Firing, result: PageResult, *, now: datetime, reason: str, anyone: bool
-) -> tuple[dict[str, Any], Fired]:
-    assert firing.event is not None
-    if result.reached:
-        message = f"{reason}: paged the backup contacts – {result.reached_text()}."
-    elif not anyone:
-        message = f"{reason}. No backup contacts are set: nobody was paged."
-    else:
-        message = f"{reason}. No backup contact could be reached."
-    if firing.event.caught_up:
-        message += f" Sent late: it was due {when(firing.due_at)}."
-    if result.skipped:
-        message += f" Not reachable: {result.skipped_text()}."
-    return _entry(firing, result, now=now, message=message, target=False)
 
 
 def escalation_escalate_now(*, incident: Incident, now: datetime | None = None) -> Fired | None:
@@ -860,15 +441,15 @@ def escalation_escalate_now(*, incident: Incident, now: datetime | None = None) 
     if esc is None or esc.stopped_at is not None:
         return None
     esc.incident = incident
-    row = _row(esc.policy_snapshot, incident.severity_id)
+    row = snapshot_row(esc.policy_snapshot, incident.severity_id)
     if not row or row[0]["step"] in _fired(incident):
         return None
     elapsed = max(0, int((now - incident.detected_at).total_seconds()))
-    firing = _Firing(esc=esc, key=row[0]["step"], due_at=now, step={**row[0], "elapsed_s": elapsed})
-    firing.event = _create_event(**_event_fields(firing, now=now))
+    firing = Firing(esc=esc, key=row[0]["step"], due_at=now, step={**row[0], "elapsed_s": elapsed})
+    firing.event = create_event(**event_fields(firing, now=now))
     if firing.event is None:
         return None
-    plan, finish = _announce_step(firing, now=now, context=incident_context(incident))
+    plan, finish = announce_step(firing, now=now, context=incident_context(incident))
     pages_write([plan])
     entry, fired = finish()
     timeline_record(**entry)

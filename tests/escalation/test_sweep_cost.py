@@ -18,6 +18,7 @@ from django.test.utils import CaptureQueriesContext
 
 from escalation.models import EscalationEvent, EscalationStep, IncidentEscalation
 from escalation.services import escalation_sweep, policy_snapshot_take, timers
+from escalation.services import snapshot as snapshot_module
 from escalation.services.policy import escalation_step_update
 from incidents.models import EscalationContact, Incident, Source
 from incidents.services import incident_create
@@ -127,14 +128,14 @@ def test_a_failing_batch_is_retried_row_by_row(reachable_policy, clock, monkeypa
     incidents = [create(2) for _ in range(3)]
     clock.shift(30 * MIN)
     broken = incidents[1]
-    announce = timers._announce
+    announce = timers.announce
 
     def failing(firing, **kwargs):
         if firing.esc.incident_id == broken.pk:
             raise RuntimeError("a page that cannot be rendered")
         return announce(firing, **kwargs)
 
-    monkeypatch.setattr(timers, "_announce", failing)
+    monkeypatch.setattr(timers, "announce", failing)
     fired = escalation_sweep()
 
     assert {f.incident for f in fired} == {incidents[0].number, incidents[2].number}
@@ -165,7 +166,7 @@ def rows(snapshot: dict, severity: int) -> list[tuple[int, str]]:
 def test_a_committed_step_change_reaches_the_next_incident_in_every_process():
     before = policy_snapshot_take(now=T0)
     assert (3600, "cto") in rows(before, 1)
-    remembered = timers._policy_memo  # what another process would still hold in memory
+    remembered = snapshot_module._policy_memo  # what another process would still hold in memory
 
     step = EscalationStep.objects.get(severity_id=1, elapsed=HOUR)
     escalation_step_update(
@@ -174,7 +175,7 @@ def test_a_committed_step_change_reaches_the_next_incident_in_every_process():
 
     # This process, and another that remembered the old version: both read the new policy.
     assert (3600, "ceo") in rows(policy_snapshot_take(now=T0), 1)
-    timers._policy_memo = remembered
+    snapshot_module._policy_memo = remembered
     assert (3600, "ceo") in rows(policy_snapshot_take(now=T0), 1)
     incident = create(1)
     snapshot = IncidentEscalation.objects.get(incident=incident).policy_snapshot
@@ -210,8 +211,8 @@ def test_without_the_cache_the_snapshot_is_read_from_the_database(monkeypatch):
     def down(*args, **kwargs):
         raise ConnectionError("cache down")
 
-    monkeypatch.setattr(timers.cache, "get", down)
-    monkeypatch.setattr(timers, "_policy_memo", ("", ""))
+    monkeypatch.setattr(snapshot_module.cache, "get", down)
+    monkeypatch.setattr(snapshot_module, "_policy_memo", ("", ""))
     assert policy_snapshot_take(now=T0) == expected
 
 

@@ -285,7 +285,7 @@ def seed() -> None:
     )
     from communications.services.components import component_create, component_status_set
     from incidents.models import Service
-    from incidents.services.incidents import incident_create
+    from incidents.services.creation import incident_create
 
     actor = get_user_model().objects.create_superuser("bench-status", None, None)
     now = timezone.now().replace(microsecond=0)

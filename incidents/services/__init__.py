@@ -1,19 +1,13 @@
 """Writes of the incident core. Admin, API, webhooks and tasks call these and nothing else."""
 
+from .creation import incident_create
 from .editing import (
     incident_close_with_report,
     incident_edit,
     incident_roles_assign,
     incident_roles_replace,
 )
-from .incidents import (
-    incident_change_severity,
-    incident_create,
-    incident_note_add,
-    incident_role_assign,
-    incident_role_claim,
-    incident_update,
-)
+from .incidents import incident_note_add, incident_update
 from .lifecycle import (
     ACTIONS,
     incident_acknowledge,
@@ -26,6 +20,8 @@ from .lifecycle import (
     incident_resolve,
     incident_transition,
 )
+from .roles import incident_role_assign, incident_role_claim
+from .severity import incident_change_severity
 from .sla import sla_breaches_record
 
 __all__ = [

@@ -13,9 +13,11 @@ from typing import Any
 from django.db import transaction
 
 from ..models import Incident, Level, ResponseRole, RoleAssignment, Status
-from .incidents import _severity, incident_change_severity, incident_role_assign, incident_update
+from .incidents import incident_update
 from .lifecycle import incident_close
 from .policy import priority_check, severity_defaults
+from .roles import incident_role_assign
+from .severity import incident_change_severity, severity_resolve
 
 
 @transaction.atomic
@@ -87,7 +89,7 @@ def _priority_precheck(
     if current.status in (Status.CLOSED, Status.CANCELLED):
         return  # the services refuse these edits, naming the fields
     old_level = current.severity
-    level = old_level if severity is None else _severity(severity)
+    level = old_level if severity is None else severity_resolve(severity)
     impact = details.get("impact", current.impact)
     urgency = details.get("urgency", current.urgency)
     untouched = "impact" not in details and "urgency" not in details

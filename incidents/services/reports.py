@@ -28,7 +28,8 @@ from ..models import (
     Source,
 )
 from .common import require_perm
-from .incidents import NOTE_MAX_LENGTH, incident_create, incident_note_add
+from .creation import incident_create
+from .incidents import NOTE_MAX_LENGTH, incident_note_add
 
 # A person's report is triaged by the incident manager, who raises the severity when the
 # impact turns out larger: until then it is logged as Sev 3 (Medium) unless the reporter says.

@@ -418,7 +418,7 @@ def create(index: int, severity: int, *, inline: bool) -> tuple[int, float, floa
 def create_paced(
     levels: list[int], *, rate: float, inline: bool, offset: int
 ) -> list[dict[str, float]]:
-    import incidents.events as events
+    import incidents.events.recording as events
 
     kick = events.events_kick
     if inline:

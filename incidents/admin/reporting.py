@@ -21,7 +21,8 @@ from ..models import Incident, IncomingReport, ReportKind, Service, SeverityLeve
 from ..services.reports import DEFAULT_SEVERITY, DESCRIPTION_MAX, report_submit
 from .common import ReadOnlyAdminMixin
 from .forms import attach_errors
-from .workspace import INCIDENT_ID, error_text
+from .workspace import INCIDENT_ID
+from .workspace_actions import error_text
 
 
 class ReportForm(forms.Form):

@@ -1,15 +1,10 @@
+from .alerts import Alert, AlertGroup, AlertRule, AlertStatus
 from .detection import (
-    Alert,
     AlertAction,
-    AlertGroup,
-    AlertRule,
-    AlertStatus,
     DeliveryStatus,
     Integration,
     IntegrationAuth,
     IntegrationKind,
-    MaintenanceWindow,
-    RoutingRule,
     WebhookDelivery,
     WebhookSignature,
 )
@@ -48,6 +43,7 @@ from .policy import (
 )
 from .preferences import UserPreference
 from .reports import IncomingReport, ReportKind
+from .routing import MaintenanceWindow, RoutingRule
 from .security import LoginFailureEpisode
 from .sla import SlaBreach, SlaTarget
 from .timeline import AppendOnlyError, Kind, Source, TimelineEntry

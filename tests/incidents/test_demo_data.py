@@ -15,7 +15,7 @@ from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
-from incidents.management import demo, demo_integrations
+from incidents.management import demo, demo_integrations, demo_stories
 from incidents.models import (
     Contact,
     EscalationContact,
@@ -128,7 +128,7 @@ def test_refuses_to_run_with_debug_off(settings):
 def test_force_runs_with_debug_off(settings):
     settings.DEBUG = False
     run(force=True)
-    assert Incident.objects.count() == len(demo.STORIES)
+    assert Incident.objects.count() == len(demo_stories.STORIES)
 
 
 class TestOneLoad:
@@ -147,7 +147,7 @@ class TestOneLoad:
         output = run(**LOAD)
         assert snapshot() == first
         assert "(created)" not in output
-        assert output.count("(already there)") == len(demo.STORIES) + len(
+        assert output.count("(already there)") == len(demo_stories.STORIES) + len(
             demo_integrations.INTEGRATIONS
         )
 
@@ -313,7 +313,7 @@ def test_without_time_machine_steps_happen_now(debug, monkeypatch):
     closed = Incident.objects.get(status=Status.CLOSED)
     assert closed.detected_at < timezone.now() - timedelta(days=5)
     assert closed.closed_at > timezone.now() - timedelta(minutes=5)
-    assert Incident.objects.count() == len(demo.STORIES)
+    assert Incident.objects.count() == len(demo_stories.STORIES)
 
 
 # --- the guard: however the command is started (make demo and make run set DJANGO_DEBUG=1) -------
@@ -331,7 +331,7 @@ def _nothing_loaded(*, users: int = 1) -> bool:
 @embedded_only
 def test_a_fresh_embedded_database_loads_without_force(debug):
     output = run()
-    assert Incident.objects.count() == len(demo.STORIES)
+    assert Incident.objects.count() == len(demo_stories.STORIES)
     assert get_user_model().objects.get(username="admin").check_password(demo.DEMO_PASSWORD)
     assert f"Log in as {demo.SUPERUSER} / {demo.DEMO_PASSWORD}" in output
 
@@ -370,7 +370,7 @@ def test_force_loads_over_a_real_admin(debug):
     User = get_user_model()
     User.objects.create_superuser("admin", "ops@vigil.example", "a-real-secret-9f3k")
     output = run(force=True)
-    assert Incident.objects.count() == len(demo.STORIES)
+    assert Incident.objects.count() == len(demo_stories.STORIES)
     assert User.objects.get(username="admin").check_password(demo.DEMO_PASSWORD)
     assert f"Log in as {demo.SUPERUSER} / {demo.DEMO_PASSWORD}" in output
 
@@ -388,7 +388,7 @@ def test_a_database_that_is_not_the_embedded_sqlite_is_refused(debug):
 @embedded_only
 def test_keep_existing_loads_a_fresh_embedded_database(debug):
     run(keep_existing=True)
-    assert Incident.objects.count() == len(demo.STORIES)
+    assert Incident.objects.count() == len(demo_stories.STORIES)
 
 
 @embedded_only

@@ -17,13 +17,13 @@ from incidents.events import (
     EVENT_NAMES,
     INCIDENT_CREATED,
     INCIDENT_TRANSITIONED,
-    _handlers,
     announce,
     events_requeue,
     events_subscribe,
     events_unsubscribe,
     incident_events_follow,
 )
+from incidents.events.registry import _handlers
 from incidents.models import (
     EventHandling,
     EventStatus,
@@ -234,7 +234,7 @@ def test_the_sweep_requeues_lost_kicks_and_dead_dispatchers_once(
         lost = create(title="Its kick was lost")
         dead = create(title="Its dispatcher died")
         # A dispatcher claimed the second one's event and died.
-        from incidents.events import EVENT_QUEUE
+        from incidents.events.recording import EVENT_QUEUE
 
         assert EVENT_QUEUE.claim(dead.events.get().pk) is not None
 

@@ -18,7 +18,8 @@ import pytest
 
 from escalation.models import Notification
 from escalation.services.delivery import notification_send_batch
-from incidents.events import _handlers, events_unsubscribe, incident_events_follow
+from incidents.events import events_unsubscribe, incident_events_follow
+from incidents.events.registry import _handlers
 from incidents.models import Incident, IncidentEvent, WebhookDelivery
 from incidents.tasks import alert_delivery_process_task
 from tests.incidents.detection_fixtures import (

@@ -21,7 +21,8 @@ from escalation.services import notification_enqueue, notifications_requeue
 from escalation.services.outbox import OutboxMessage, notification_enqueue_many
 from incidents import tasks as incident_tasks
 from incidents.detection.intake import KICK_KEY, deliveries_requeue, delivery_accept
-from incidents.events import EVENT_QUEUE, events_requeue
+from incidents.events import events_requeue
+from incidents.events.recording import EVENT_QUEUE
 from incidents.models import EventStatus, IncidentEvent, Source, WebhookDelivery
 from incidents.services import incident_create
 from tests.incidents.detection_fixtures import make_integration

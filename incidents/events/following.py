@@ -1,218 +1,24 @@
-"""Durable incident events and the apps that follow them.
-
-The core records what happened to an incident as an :class:`IncidentEvent` row, written by
-:func:`announce` in the transaction that caused it, and nothing else runs there. Apps follow
-incidents by subscribing *handlers* in ``AppConfig.ready``::
-
-    events_subscribe(handler="escalation", event=INCIDENT_CREATED, callback=on_created)
-
-The core never imports them. After the causing transaction commits, the incident's events are
-*followed* (:func:`incident_events_follow`, run by a task kicked on commit and by a sweep that
-finds kicks that were lost):
-
-* each subscribed handler runs **once per (event, handler)**, in its own transaction, which also
-  writes the :class:`EventHandling` row, UNIQUE (event, handler): the handler's writes and the
-  record that it ran commit together, however many dispatchers run at once;
-* in event order per incident for each handler: a handler sees an incident's
-  ``incident_created`` before its ``incident_transitioned``. A later event waits while the
-  same handler has an earlier event of the incident unfinished;
-* a failing handler is rolled back (its writes only) and retried with backoff; it does not stop
-  the other handlers of the event, nor other incidents. After its last attempt it is given up:
-  a timeline entry on the incident and an alert on the admin index say so, and the events
-  after it go on;
-* a handler can delay its own reaction, never roll back or block an incident action.
-
-Events, outbound notifications and inbound deliveries share one claim / lease / requeue
-mechanism (:mod:`incidents.queue`).
-"""
+"""Following an incident's events: each subscribed handler run once per (event, handler), in
+its own transaction, in event order per incident, retried with backoff and given up after its
+last attempt (a timeline entry says so)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from .models import Incident, Kind, Source
-from .models.events import EventHandling, EventStatus, HandlingStatus, IncidentEvent
-from .queue import WorkQueue, backoff_delay
+from ..models import Kind, Source
+from ..models.events import EventHandling, EventStatus, HandlingStatus, IncidentEvent
+from ..queue import backoff_delay
+from .recording import EVENT_QUEUE, events_kick, setting
+from .registry import Handler, subscribed_handlers
 
 logger = logging.getLogger(__name__)
-
-__all__ = [
-    "EVENT_NAMES",
-    "INCIDENT_CREATED",
-    "INCIDENT_ROLE_ASSIGNED",
-    "INCIDENT_SEVERITY_CHANGED",
-    "INCIDENT_SLA_BREACHED",
-    "INCIDENT_TRANSITIONED",
-    "INCIDENT_UPDATED",
-    "FollowResult",
-    "announce",
-    "event_handling_retry",
-    "events_requeue",
-    "events_subscribe",
-    "events_unsubscribe",
-    "incident_events_follow",
-    "subscribed_handlers",
-]
-
-# payload: paging (one of incidents.services.incidents.PAGING_MODES)
-INCIDENT_CREATED = "incident_created"
-# payload: action, from_status, to_status
-INCIDENT_TRANSITIONED = "incident_transitioned"
-# payload: old_severity, new_severity
-INCIDENT_SEVERITY_CHANGED = "incident_severity_changed"
-# payload: role_key, user_id (None when the role was cleared)
-INCIDENT_ROLE_ASSIGNED = "incident_role_assigned"
-# payload: target ("response" or "resolution"), due_at (ISO 8601)
-INCIDENT_SLA_BREACHED = "incident_sla_breached"
-# payload: fields (names changed), previous_detected_at (ISO 8601)
-INCIDENT_UPDATED = "incident_updated"
-
-EVENT_NAMES = (
-    INCIDENT_CREATED,
-    INCIDENT_TRANSITIONED,
-    INCIDENT_SEVERITY_CHANGED,
-    INCIDENT_ROLE_ASSIGNED,
-    INCIDENT_SLA_BREACHED,
-    INCIDENT_UPDATED,
-)
-
-URGENT_SEVERITY = 2
-
-
-# --- the registry ------------------------------------------------------------------------------
-
-
-@dataclass
-class Handler:
-    """A follower of incidents: a stable name (recorded on every EventHandling row, so renaming
-    it re-runs nothing only if the old name is kept) and one callback per event name."""
-
-    name: str
-    callbacks: dict[str, Callable[[IncidentEvent], None]] = field(default_factory=dict)
-
-
-_handlers: dict[str, Handler] = {}
-
-
-def events_subscribe(
-    *, handler: str, event: str, callback: Callable[[IncidentEvent], None]
-) -> None:
-    """Subscribe ``callback`` to ``event`` under the handler name ``handler`` (call from
-    ``AppConfig.ready``; subscribing again replaces the callback). The callback receives the
-    :class:`IncidentEvent` row and runs inside the handler's own transaction."""
-    if event not in EVENT_NAMES:
-        raise ValueError(f"Unknown incident event {event!r}; known: {', '.join(EVENT_NAMES)}.")
-    if not handler or len(handler) > 100:
-        raise ValueError("A handler name of 1 to 100 characters is required.")
-    _handlers.setdefault(handler, Handler(handler)).callbacks[event] = callback
-
-
-def events_unsubscribe(*, handler: str) -> None:
-    """Remove every subscription of the handler name ``handler`` (a no-op if it has none)."""
-    _handlers.pop(handler, None)
-
-
-def subscribed_handlers(event: str) -> list[Handler]:
-    """The handlers subscribed to ``event``, in name order."""
-    return [h for name, h in sorted(_handlers.items()) if event in h.callbacks]
-
-
-# --- recording ---------------------------------------------------------------------------------
-
-
-def announce(
-    name: str,
-    *,
-    incident: Incident,
-    source: str = Source.SYSTEM,
-    actor_id: int | None = None,
-    **payload: Any,
-) -> IncidentEvent:
-    """Record an event of ``incident`` in the CURRENT transaction (the causing one) and, after
-    it commits, kick its followers. ``payload`` holds ids and plain values only (it is stored
-    as JSON). Nothing else runs here: a follower's error cannot roll the action back.
-
-    An event no handler follows is stored as handled at once (it is still the audit of what
-    happened, and later handlers do not replay history)."""
-    if name not in EVENT_NAMES:
-        raise ValueError(f"Unknown incident event {name!r}.")
-    now = timezone.now()
-    followed = bool(subscribed_handlers(name))
-    urgent = bool(incident.severity_id and incident.severity_id <= URGENT_SEVERITY)
-    event = IncidentEvent.objects.create(
-        incident=incident,
-        name=name,
-        payload=payload,
-        actor_id=actor_id,
-        source=source,
-        occurred_at=now,
-        urgent=urgent,
-        status=EventStatus.PENDING if followed else EventStatus.DONE,
-        next_attempt_at=now,
-        handled_at=None if followed else now,
-    )
-    if followed:
-        incident_id = incident.pk
-        transaction.on_commit(lambda: events_kick(incident_id=incident_id, urgent=urgent))
-    return event
-
-
-def events_kick(*, incident_id: int, urgent: bool, countdown: float | None = None) -> bool:
-    """Queue the following of an incident's events (after commit). A broker failure is logged,
-    not raised: the events are stored and the sweep queues them again."""
-    from .tasks import incident_events_follow_task
-
-    options: dict[str, Any] = {"queue": urgent_queue() if urgent else default_queue()}
-    if countdown:
-        options["countdown"] = countdown
-    try:
-        incident_events_follow_task.apply_async(args=[incident_id], **options)
-    except Exception:
-        logger.exception("Could not queue the events of incident %s; the sweep will", incident_id)
-        return False
-    # The task will look at every pending event of the incident: the sweep leaves them to it
-    # until the publish lease runs out (incidents.queue), instead of queueing another task
-    # every run while this one waits in a long queue.
-    try:
-        EVENT_QUEUE.mark_published(
-            incident_id=incident_id, status=EventStatus.PENDING, published_at__isnull=True
-        )
-    except Exception:
-        logger.exception("Could not mark the events of incident %s published", incident_id)
-    return True
-
-
-def urgent_queue() -> str:
-    return getattr(settings, "VIGIL_URGENT_QUEUE", "vigil.urgent")
-
-
-def default_queue() -> str:
-    return getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", "vigil")
-
-
-# --- following ---------------------------------------------------------------------------------
-
-
-def _setting(name: str, default: float) -> float:
-    return float(getattr(settings, name, default))
-
-
-EVENT_QUEUE = WorkQueue(
-    model=IncidentEvent,
-    lease=lambda: _setting("VIGIL_EVENT_LEASE_SECONDS", 90),
-    requeue_after=lambda: _setting("VIGIL_EVENT_REQUEUE_AFTER_SECONDS", 10),
-    # An event is not given up as a whole: its handlers are, one by one.
-    max_attempts=10**6,
-)
 
 # A later event waiting for an earlier one that another dispatcher is handling right now.
 BLOCKED_RECHECK = 2.0
@@ -413,9 +219,9 @@ def _blocked(event: IncidentEvent, handler: Handler, *, soon: datetime) -> datet
 
 def _handler_settings() -> tuple[int, float, float]:
     return (
-        max(1, int(_setting("VIGIL_EVENT_MAX_ATTEMPTS", 6))),
-        _setting("VIGIL_EVENT_BACKOFF_BASE_SECONDS", 5),
-        _setting("VIGIL_EVENT_BACKOFF_MAX_SECONDS", 300),
+        max(1, int(setting("VIGIL_EVENT_MAX_ATTEMPTS", 6))),
+        setting("VIGIL_EVENT_BACKOFF_BASE_SECONDS", 5),
+        setting("VIGIL_EVENT_BACKOFF_MAX_SECONDS", 300),
     )
 
 
@@ -480,7 +286,7 @@ def _run_handler(
 def _handler_failed(
     event: IncidentEvent, handler: Handler, row: EventHandling, exc: Exception, now: datetime
 ) -> str:
-    from .services.common import timeline_record
+    from ..services.common import timeline_record
 
     max_attempts, base, ceiling = _handler_settings()
     row.last_error = f"{type(exc).__name__}: {exc}"[:4000]
@@ -506,53 +312,3 @@ def _handler_failed(
         )
     row.save(update_fields=["status", "attempts", "last_error", "finished_at", "next_attempt_at"])
     return row.status
-
-
-# --- recovery and operator actions -------------------------------------------------------------
-
-
-def events_requeue(*, now: datetime | None = None) -> int:
-    """Queue again the following of events whose kick was lost (pending past their next
-    attempt by ``VIGIL_EVENT_REQUEUE_AFTER_SECONDS``) or whose dispatcher died (running past
-    the lease). One task per incident. Safe to run twice at once. Returns how many incidents
-    were queued."""
-    with transaction.atomic():
-        ids = EVENT_QUEUE.requeue(now=now, order="id")
-        # Urgent rows first, and an incident's first row decides: an incident with any urgent
-        # event (a Sev 4 raised to Sev 1) goes back on the urgent queue.
-        incidents: dict[int, bool] = {}
-        for incident_id, urgent in (
-            IncidentEvent.objects.filter(pk__in=ids)
-            .order_by("-urgent", "id")
-            .values_list("incident_id", "urgent")
-        ):
-            incidents.setdefault(incident_id, urgent)
-        for incident_id, urgent in incidents.items():
-            transaction.on_commit(
-                lambda i=incident_id, u=urgent: events_kick(incident_id=i, urgent=u)
-            )
-    if incidents:
-        logger.info("Re-queued the events of %s incident(s)", len(incidents))
-    return len(incidents)
-
-
-@transaction.atomic
-def event_handling_retry(*, handling: EventHandling) -> bool:
-    """Run a given-up handler again (the admin's "retry"), with a fresh attempt budget, and
-    put its event back to pending. Returns False (changing nothing) unless it had failed."""
-    locked = EventHandling.objects.select_for_update().select_related("event").get(pk=handling.pk)
-    if locked.status != HandlingStatus.FAILED:
-        return False
-    locked.status = HandlingStatus.RETRYING
-    locked.attempts = 0
-    locked.next_attempt_at = None
-    locked.finished_at = None
-    locked.save(update_fields=["status", "attempts", "next_attempt_at", "finished_at"])
-    event = IncidentEvent.objects.select_for_update().get(pk=locked.event_id)
-    event.status = EventStatus.PENDING
-    event.next_attempt_at = timezone.now()
-    event.handled_at = None
-    event.save(update_fields=["status", "next_attempt_at", "handled_at"])
-    incident_id, urgent = event.incident_id, event.urgent
-    transaction.on_commit(lambda: events_kick(incident_id=incident_id, urgent=urgent))
-    return True

@@ -32,7 +32,7 @@ def action_item_reminder_sweep_task() -> int:
     """Remind action items' owners before, on and after the due date (beat). Safe to run twice
     at once: items are claimed with SKIP LOCKED and each reminder is recorded on the claimed row
     (and keyed in the outbox), so it is sent once."""
-    from .services.actions import action_item_reminder_sweep
+    from .services.action_reminders import action_item_reminder_sweep
 
     return len(action_item_reminder_sweep(time_budget=35))
 
@@ -48,6 +48,6 @@ def review_overdue_sweep_task() -> int:
     """Flag the booked reviews not held by the end of their due date, record it on the incident
     and remind the facilitator (beat). Safe to run twice at once: reviews are claimed with SKIP
     LOCKED and flagged on the claimed row, so each is flagged and reminded once."""
-    from .services.booking import reviews_overdue_sweep
+    from .services.overdue import reviews_overdue_sweep
 
     return reviews_overdue_sweep()

@@ -17,7 +17,8 @@ from django.utils.safestring import mark_safe
 
 from incidents.models import DetectionSource, Service, SeverityLevel
 
-from ..charts import format_value, line_chart, stacked_bar_chart
+from ..charts import line_chart, stacked_bar_chart
+from ..formatting import format_value
 from ..models import TIME_MEASURES, KpiDefinition, Measure, Statistic
 from ..selectors import KpiResult, Period, kpi_results, period_month, period_parse
 from ..services.periods import month_start, months_back, policy_zone

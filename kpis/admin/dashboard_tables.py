@@ -17,7 +17,7 @@ from reviews.models import ActionItem, ActionStatus
 from reviews.selectors import COUNTED_REVIEW_STATUSES, UNCATEGORISED, WRONG_AREAS
 from reviews.services.actions import ACTIVE, overdue_q
 
-from ..charts import format_value
+from ..formatting import format_value
 from ..models import KpiDefinition, Measure
 from ..selectors import KpiResult, kpi_incidents
 from ..services.compute import incidents_in_scope

@@ -15,7 +15,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from incidents.models import SeverityLevel
 
-from ..charts import format_value
+from ..formatting import format_value
 from ..models import KpiDefinition, KpiPolicy
 from ..services.policy import (
     kpi_definition_errors,

@@ -30,11 +30,10 @@ incident has one of the catalogue's titles (:mod:`.catalog`), it loads nothing.
 from __future__ import annotations
 
 import contextlib
-import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from unittest import mock
 
 from django.contrib.auth import get_user_model
@@ -61,20 +60,9 @@ from ..services.rollups import kpi_months_refresh
 from ..services.survey import survey_comment, survey_rate, survey_send, survey_token
 from . import catalog
 from .catalog import STORIES, Story
+from .demo_plan import CREATORS, LEADS, MANAGERS, Plan, Players, history_plan, month_start
 
-SEED = 913
 MONTHS = 6
-MANAGERS = ("maria", "daniel")
-LEADS = ("priya", "tom")
-CREATORS = {  # who logs an incident by hand, by detection source (monitoring logs itself)
-    DetectionSource.CUSTOMER_REPORT: "daniel",
-    DetectionSource.SUPPORT_ESCALATION: "maria",
-    DetectionSource.THIRD_PARTY: "tom",
-    DetectionSource.ROUTINE_CHECK: "priya",
-    DetectionSource.SECURITY_MONITORING: "priya",
-}
-SEVERITIES = (1, 2, 3, 4)
-SEVERITY_WEIGHTS = (1, 3, 8, 6)
 # Minutes: acknowledgement after detection, and resolution after detection, by severity.
 ACK_MINUTES = {1: (2, 12), 2: (3, 20), 3: (5, 35), 4: (8, 40)}
 RESOLVE_MINUTES = {1: (20, 240), 2: (40, 360), 3: (60, 480), 4: (90, 600)}
@@ -168,12 +156,6 @@ def missing_prerequisites() -> list[str]:
     return missing
 
 
-def month_start(day: date, back: int) -> date:
-    """The first day of the month ``back`` months before ``day``'s."""
-    index = day.year * 12 + day.month - 1 - back
-    return date(index // 12, index % 12 + 1, 1)
-
-
 def load(*, months: int = MONTHS, now: datetime | None = None) -> Result:
     """Load the KPI demo (see the module docstring); loads nothing when it is there. Raises
     RuntimeError naming what is missing."""
@@ -186,7 +168,7 @@ def load(*, months: int = MONTHS, now: datetime | None = None) -> Result:
         raise RuntimeError("; ".join(missing))
     now = now or timezone.now()
     players = Players()
-    plans = _plan(months=months, now=now)
+    plans = history_plan(months=months, now=now)
     with _followers_muted(), _history_not_mailed():
         for plan in plans:
             _play(plan, players=players, now=now, result=result)
@@ -199,69 +181,6 @@ def load(*, months: int = MONTHS, now: datetime | None = None) -> Result:
     result.loaded = True
     result.seconds = time.monotonic() - started
     return result
-
-
-class Players:
-    def __init__(self) -> None:
-        users = get_user_model().objects.filter(
-            username__in={*MANAGERS, *LEADS, *CREATORS.values()}
-        )
-        self.users = {user.username: user for user in users}
-
-    def __getitem__(self, name: str):
-        return self.users[name]
-
-
-@dataclass
-class Plan:
-    story: Story
-    detected: datetime
-    severity: int
-    progress: float  # 0 for the oldest month, 1 for the current one: the trend
-    rng: random.Random
-    outcome: str = "resolved"  # or "false_alarm"; "duplicate" for a second report
-    title: str = ""
-
-
-def _plan(*, months: int, now: datetime) -> list[Plan]:
-    rng = random.Random(f"{SEED}-{month_start(timezone.localdate(now), 0)}")
-    zone = timezone.get_current_timezone()
-    today = timezone.localdate(now)
-    plans: list[Plan] = []
-    for back in range(months, -1, -1):
-        first = month_start(today, back)
-        following = month_start(today, back - 1)
-        start = datetime.combine(first, datetime.min.time(), tzinfo=zone)
-        end = min(datetime.combine(following, datetime.min.time(), tzinfo=zone), now)
-        # Nothing in the last six hours: every incident has its whole story behind it.
-        end = min(end, now - timedelta(hours=6))
-        span = (end - start).total_seconds()
-        if span <= 0:
-            continue
-        whole = (datetime.combine(following, datetime.min.time(), tzinfo=zone) - start).days
-        count = round(rng.randint(20, 35) * span / (whole * 86400))
-        progress = 1 - back / months if months else 1.0
-        for _ in range(count):
-            detected = start + timedelta(seconds=rng.uniform(0, span))
-            story = rng.choice(STORIES)
-            plan = Plan(
-                story=story,
-                detected=detected.replace(microsecond=0),
-                severity=rng.choices(SEVERITIES, SEVERITY_WEIGHTS)[0],
-                progress=progress,
-                rng=random.Random(rng.random()),
-                title=story.title,
-            )
-            roll = rng.random()
-            if roll < 0.04:
-                plan.outcome = "false_alarm"
-                plan.title = rng.choice(catalog.FALSE_ALARMS)
-                plan.severity = rng.choice((3, 4))
-            elif roll < 0.09:
-                plan.outcome = "duplicate"
-            plans.append(plan)
-    plans.sort(key=lambda plan: plan.detected)
-    return plans
 
 
 def _minutes(plan: Plan, low: float, high: float, *, improve: float = 0.5) -> float:

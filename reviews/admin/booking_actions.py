@@ -2,7 +2,8 @@
 review's status, due date, slot and facilitator with a link to its page, or a "Book a review"
 button), and the review page's booking forms — reschedule, cancel, change the facilitator,
 invite and uninvite one person. Every form posts to a view that calls
-``reviews.services.booking``; a refusal is shown as an admin message and changes nothing."""
+``reviews.services.booking`` (or ``reviews.services.attendees``); a refusal is shown as an admin
+message and changes nothing."""
 
 from __future__ import annotations
 
@@ -25,15 +26,12 @@ from incidents.models import Incident, Source, Status
 from incidents.timeformat import time_text, when
 
 from ..models import Review, ReviewAttendee, ReviewStatus
-from ..services.booking import (
-    BOOK_PERMISSION,
+from ..services.attendees import (
     review_attendee_add,
     review_attendee_remove,
-    review_book,
-    review_cancel,
     review_facilitator_set,
-    review_reschedule,
 )
+from ..services.booking import BOOK_PERMISSION, review_book, review_cancel, review_reschedule
 from ..services.business_days import policy_zone, review_policy_get
 
 PERM_VIEW = "reviews.view_review"

@@ -37,23 +37,27 @@ from incidents.models import Source
 from incidents.report_extensions import report_follow_ups_register, report_section_register
 
 from ..models import ActionItem, CauseCategory, Review, ReviewStatus
+from ..services.review_exports import (
+    review_cause_category_text,
+    review_markdown,
+    review_report_follow_ups,
+    review_report_section,
+)
+from ..services.review_page import (
+    citation_markdown,
+    review_kpis,
+    review_section_html,
+    review_timeline,
+)
 from ..services.reviews import (
     AGENDA,
     CAUSE_CATEGORY_FIELD,
     SECTION_FIELDS,
-    citation_markdown,
     review_can_edit,
     review_can_publish,
-    review_cause_category_text,
-    review_kpis,
     review_mark_held,
-    review_markdown,
     review_publish,
-    review_report_follow_ups,
-    review_report_section,
-    review_section_html,
     review_sections_update,
-    review_timeline,
 )
 from .booking_actions import ReviewBookingAdminMixin
 

@@ -17,38 +17,25 @@ date, priority, tracker link, status). An item created from the incident joins t
 review while that review is booked or held, and stays outside it once the review is published or
 cancelled (a follow-up found later).
 
-Reminders (:func:`action_item_reminder_sweep`, beat): to the owner, by email through the outbox,
-at the start of the working day (the review policy's ``workday_start`` in its time zone):
-``before`` ``action_reminder_days`` before the due date (none when 0), ``due`` on the due date,
-``overdue`` the day after it, then ``overdue-2``, ``overdue-3``... every 7 days while the item is
-open or in progress. Each is sent at most once per due date: its name is kept in
-``reminders_sent`` on the claimed row and the outbox key names the item, its due date and the
-reminder. A sweep that runs late sends only the latest reminder passed. Moving the due date
-starts the reminders afresh for the new date.
+Reminders are scheduled here (:func:`reminder_schedule`, ``next_reminder_at`` on the item) and
+sent by :mod:`.action_reminders`: before the due date, on it, and weekly once it has passed.
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from celery.exceptions import SoftTimeLimitExceeded
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import BooleanField, Case, Q, QuerySet, Value, When
-from django.urls import reverse
 from django.utils import timezone
 
-from escalation.outbox import notification_enqueue
 from incidents.errors import ActionForbidden, InvalidInput, TransitionNotAllowed, VigilError
-from incidents.models import Channel, Contact, Incident, Kind, Status, channel_address
+from incidents.models import Incident, Kind, Status
 from incidents.services.common import audited_delete, audited_save, timeline_record
 from incidents.timeformat import when as when_text
 
@@ -62,8 +49,6 @@ from ..models import (
     ReviewStatus,
 )
 
-logger = logging.getLogger(__name__)
-
 TITLE_MAX = 200
 DESCRIPTION_MAX = 20_000
 REASON_MAX = 2_000
@@ -72,7 +57,6 @@ CLOSED = (ActionStatus.DONE, ActionStatus.WONT_DO)
 CONTENT_FIELDS = ("kind", "title", "description")
 EDITABLE_FIELDS = (*CONTENT_FIELDS, "owner", "due_date", "priority", "tracker_url")
 OVERDUE_EVERY_DAYS = 7
-KEY_PREFIX = "reviews:action-reminder"
 
 PERM_VIEW = "reviews.view_actionitem"
 PERM_ADD = "reviews.add_actionitem"
@@ -216,7 +200,7 @@ def _incident_review(incident: Incident) -> Review | None:
 # --- reminders' schedule -----------------------------------------------------------------------
 
 
-def _policy() -> ReviewPolicy:
+def reminder_policy() -> ReviewPolicy:
     return ReviewPolicy.objects.order_by("pk").first() or ReviewPolicy()
 
 
@@ -257,7 +241,7 @@ def reminder_schedule(*, due_date: date, policy: ReviewPolicy) -> Iterator[tuple
         k += 1
 
 
-def _pending(item: ActionItem, policy: ReviewPolicy) -> Iterator[tuple[str, datetime]]:
+def pending(item: ActionItem, policy: ReviewPolicy) -> Iterator[tuple[str, datetime]]:
     """The reminders after the latest one sent."""
     last = max((reminder_index(name) for name in item.reminders_sent or []), default=-1)
     for name, at in reminder_schedule(due_date=item.due_date, policy=policy):
@@ -268,10 +252,14 @@ def _pending(item: ActionItem, policy: ReviewPolicy) -> Iterator[tuple[str, date
 def _next_reminder_at(item: ActionItem, policy: ReviewPolicy) -> datetime | None:
     if item.status not in ACTIVE:
         return None
-    return next(_pending(item, policy))[1]
+    return next(pending(item, policy))[1]
 
 
 # --- writes ------------------------------------------------------------------------------------
+
+
+def owner_name(user: Any) -> str:
+    return (user.get_full_name() or user.get_username()) if user is not None else "nobody"
 
 
 def _timeline(item: ActionItem, *, actor: Any, source: str, message: str, what: str) -> None:
@@ -342,7 +330,7 @@ def action_item_create(
         if candidate is not None and candidate.status in (ReviewStatus.BOOKED, ReviewStatus.HELD):
             review = candidate
     item = ActionItem(incident=incident, review=review, created_by=actor, **values)
-    item.next_reminder_at = _next_reminder_at(item, _policy())
+    item.next_reminder_at = _next_reminder_at(item, reminder_policy())
     audited_save(item, actor=actor, reason=f"Action item added ({source})")
     _timeline(
         item,
@@ -351,7 +339,7 @@ def action_item_create(
         what="created",
         message=(
             f"Action item added: {item.title} ({item.get_kind_display()}, "
-            f"{item.get_priority_display().lower()} priority), owned by {_name(item.owner)}, "
+            f"{item.get_priority_display().lower()} priority), owned by {owner_name(item.owner)}, "
             f"due {when_text(item.due_date)}."
         ),
     )
@@ -405,7 +393,7 @@ def action_item_update(*, item: ActionItem, actor: Any, source: str, **changes: 
         setattr(locked, field, value)
     if "due_date" in changed:
         locked.reminders_sent = []
-    locked.next_reminder_at = _next_reminder_at(locked, _policy())
+    locked.next_reminder_at = _next_reminder_at(locked, reminder_policy())
     audited_save(locked, actor=actor, reason=f"Action item changed: {', '.join(sorted(changed))}")
     return locked
 
@@ -448,7 +436,7 @@ def action_item_set_status(
     locked.status = status
     locked.completed_at = timezone.now() if status == ActionStatus.DONE else None
     locked.wont_do_reason = reason if status == ActionStatus.WONT_DO else ""
-    locked.next_reminder_at = _next_reminder_at(locked, _policy())
+    locked.next_reminder_at = _next_reminder_at(locked, reminder_policy())
     audited_save(locked, actor=actor, reason=f"Action item {STATUS_WORDS[status]}")
     if status == ActionStatus.DONE:
         message = f"Action item done: {locked.title}."
@@ -485,150 +473,3 @@ def action_item_delete(*, item: ActionItem, actor: Any, source: str) -> None:
         message=f"Action item deleted: {locked.title}.",
     )
     audited_delete(locked, actor=actor, reason=f"Action item deleted ({source})")
-
-
-# --- reminders ---------------------------------------------------------------------------------
-
-
-def _name(user: Any) -> str:
-    return (user.get_full_name() or user.get_username()) if user is not None else "nobody"
-
-
-def _address(user: Any) -> tuple[str, Contact | None]:
-    contact = Contact.objects.filter(user=user).order_by("pk").first()
-    email = user.email or (contact.email if contact is not None else "")
-    return channel_address(Channel.EMAIL, email=email), contact
-
-
-def _reminder_text(item: ActionItem, name: str, today: date) -> tuple[str, str]:
-    incident = item.incident
-    days = (item.due_date - today).days
-    if name == "before":
-        when = f"is due in {days} day{'s' if days != 1 else ''}, on {when_text(item.due_date)}"
-        subject = f"[{incident.number}] Action item due {when_text(item.due_date)}: {item.title}"
-    elif name == "due":
-        when = f"is due today, {when_text(item.due_date)}"
-        subject = f"[{incident.number}] Action item due today: {item.title}"
-    else:
-        late = -days
-        when = (
-            f"is overdue: it was due on {when_text(item.due_date)}, "
-            f"{late} day{'s' if late != 1 else ''} ago"
-        )
-        subject = f"[{incident.number}] Overdue action item: {item.title}"
-    link = f"{settings.VIGIL_BASE_URL}{reverse('admin:reviews_actionitem_change', args=[item.pk])}"
-    body = (
-        f"Hello {_name(item.owner)},\n\n"
-        f"The action item you own {when}.\n\n"
-        f"  {item.title}\n"
-        f"  Kind: {item.get_kind_display()}; priority: {item.get_priority_display()}; "
-        f"status: {item.get_status_display()}\n"
-        f"  Incident: {incident.number} – {incident.title}\n"
-        + (f"  Tracker: {item.tracker_url}\n" if item.tracker_url else "")
-        + f"\nMark it done (or won't do, with a reason) in Vigil:\n{link}\n"
-    )
-    return subject, body
-
-
-@dataclass(frozen=True)
-class ReminderSent:
-    item: int
-    reminder: str
-    notification: int | None
-
-
-def _remind_one(*, item_id: int, now: datetime, policy: ReviewPolicy) -> ReminderSent | None:
-    """Handle one due item in the caller's transaction; an item another sweep holds is
-    skipped (it stays due)."""
-    item = (
-        ActionItem.objects.select_for_update(skip_locked=True, of=("self",))
-        .select_related("incident", "owner")
-        .filter(pk=item_id, next_reminder_at__lte=now)
-        .first()
-    )
-    if item is None:
-        return None
-    if item.status not in ACTIVE:
-        item.next_reminder_at = None
-        audited_save(
-            item, actor=None, reason="Reminders stopped", update_fields=["next_reminder_at"]
-        )
-        return None
-    passed: tuple[str, datetime] | None = None
-    upcoming: datetime | None = None
-    for name, at in _pending(item, policy):
-        if at <= now:
-            passed = (name, at)
-        else:
-            upcoming = at
-            break
-    result = None
-    if passed is not None:
-        name = passed[0]
-        address, contact = _address(item.owner)
-        notification_id = None
-        if address:
-            subject, body = _reminder_text(item, name, timezone.localtime(now).date())
-            notification = notification_enqueue(
-                incident=item.incident,
-                channel=Channel.EMAIL,
-                recipient=address,
-                subject=subject,
-                body=body,
-                template="reviews/action_item_reminder",
-                reason=f"Action item reminder ({name})",
-                idempotency_key=f"{KEY_PREFIX}:{item.pk}:{item.due_date.isoformat()}:{name}",
-                contact=contact,
-                context={"kind": "action_item", "reminder": name, "action_item": item.pk},
-            )
-            notification_id = notification.pk
-        else:
-            logger.warning("Action item %s: its owner has no email address (%s)", item.pk, name)
-        item.reminders_sent = [*(item.reminders_sent or []), name]
-        result = ReminderSent(item=item.pk, reminder=name, notification=notification_id)
-    item.next_reminder_at = upcoming
-    audited_save(
-        item,
-        actor=None,
-        reason=f"Reminder sent: {passed[0]}" if passed else "Reminder rescheduled",
-        update_fields=["reminders_sent", "next_reminder_at"],
-    )
-    return result
-
-
-def action_item_reminder_sweep(
-    *, now: datetime | None = None, batch: int = 50, time_budget: float | None = None
-) -> list[ReminderSent]:
-    """Send the owners the reminders due by ``now`` (beat). Never inside a transaction: each
-    item is claimed (SKIP LOCKED) and handled in a transaction of its own, so two sweeps at the
-    same moment send each reminder once. Reads due items by ``next_reminder_at`` (indexed),
-    keyset-paginated; an item that fails is logged and left due for the next sweep."""
-    now = now or timezone.now()
-    deadline = time.monotonic() + time_budget if time_budget is not None else None
-    policy = _policy()
-    done: list[ReminderSent] = []
-    after = 0
-    while True:
-        ids = list(
-            ActionItem.objects.filter(status__in=ACTIVE, next_reminder_at__lte=now, pk__gt=after)
-            .order_by("pk")
-            .values_list("pk", flat=True)[:batch]
-        )
-        for pk in ids:
-            if deadline is not None and time.monotonic() > deadline:
-                logger.warning("Action item reminder sweep out of time; the rest is for the next")
-                return done
-            try:
-                with transaction.atomic():
-                    sent = _remind_one(item_id=pk, now=now, policy=policy)
-            except SoftTimeLimitExceeded:
-                raise
-            except Exception:
-                logger.exception("Action item %s reminder failed; left for the next sweep", pk)
-                continue
-            if sent is not None:
-                done.append(sent)
-        if len(ids) < batch:
-            break
-        after = ids[-1]
-    return done

@@ -1,5 +1,4 @@
-"""Writing, holding and publishing a post-incident review (§8.2), and what the review page and
-the incident report read of it.
+"""Writing, holding and publishing a post-incident review (§8.2): its agenda and sections.
 
 * :func:`review_sections_update` edits §8.2's sections (Markdown) and the root cause's category
   (one of :class:`~reviews.models.CauseCategory`, or blank) while the review is booked or held;
@@ -9,31 +8,23 @@ the incident report read of it.
   action item unless "no actions" is recorded with a reason (400, naming what is missing).
   It is then read-only, shows in the incident's report, and its lessons go to the knowledge
   base when that part of Vigil is installed.
-* :func:`review_kpis` and :func:`review_timeline` are what the page's overview shows: the
-  incident's times against its severity's targets, and the timeline with its key moments.
-* :func:`review_markdown` exports the review; :func:`review_report_follow_ups` and
-  :func:`review_report_section` feed the incident report's extension points.
 
 Every write names its actor and source, locks the review, leaves a history row, and refuses
 reviews of cancelled incidents (400). Held and published are recorded on the incident's
-timeline.
+timeline. What the review page reads is in :mod:`.review_page`, the Markdown export and the
+incident report's parts in :mod:`.review_exports`.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.template.loader import render_to_string
-from django.urls import reverse
 from django.utils import timezone
-from django.utils.safestring import SafeString, mark_safe
 
 from incidents.errors import (
     ActionForbidden,
@@ -42,13 +33,11 @@ from incidents.errors import (
     TransitionNotAllowed,
     VigilError,
 )
-from incidents.markdown import markdown_to_html
-from incidents.models import Incident, Kind, Status, TimelineEntry
-from incidents.report_extensions import FollowUpAction, ReportSection
+from incidents.models import Kind, Status
 from incidents.services.common import audited_save, timeline_record
 from incidents.timeformat import when as when_text
 
-from ..models import ActionItem, CauseCategory, Review, ReviewAttendee, ReviewStatus
+from ..models import ActionItem, CauseCategory, Review, ReviewStatus
 
 logger = logging.getLogger(__name__)
 
@@ -59,16 +48,9 @@ __all__ = [
     "ReviewConflict",
     "review_can_edit",
     "review_can_publish",
-    "review_cause_category_text",
-    "review_kpis",
     "review_mark_held",
-    "review_markdown",
     "review_publish",
-    "review_report_follow_ups",
-    "review_report_section",
-    "review_section_html",
     "review_sections_update",
-    "review_timeline",
 ]
 
 EDIT_PERMISSION = "reviews.change_review"
@@ -145,7 +127,6 @@ CONTENT_FIELDS = tuple(field for field in SECTION_FIELDS if field != "no_actions
 # Written next to the primary cause, but a choice rather than Markdown: not a section, and not
 # what makes a review non-empty (publishing rules are about what the meeting wrote).
 CAUSE_CATEGORY_FIELD = "cause_category"
-NOT_CATEGORISED = "not categorised"
 SECTION_LABELS = {s.field: s.label for item in AGENDA for s in item.sections}
 SECTION_LABELS.update(
     overview="Overview", went_well="What went well", lessons_learned="Lessons learned"
@@ -366,270 +347,3 @@ def review_publish(*, review: Review, actor: Any, source: str) -> Review:
     if hook is not None:
         hook(review=locked, actor=actor)
     return locked
-
-
-# --- what the page reads ------------------------------------------------------------------------
-
-
-def review_section_html(text: str) -> SafeString:
-    """A section's Markdown as sanitized HTML (raw HTML shown as text; http(s), mailto and
-    same-page links such as ``#entry-12`` only)."""
-    return mark_safe(markdown_to_html(text))
-
-
-@dataclass(frozen=True)
-class Kpi:
-    key: str
-    label: str
-    measured: str
-    taken: timedelta | None
-    target: timedelta | None
-    target_source: str
-    met: bool | None
-
-    @property
-    def taken_text(self) -> str:
-        return duration_text(self.taken) if self.taken is not None else "not recorded"
-
-    @property
-    def target_text(self) -> str:
-        return duration_text(self.target) if self.target is not None else "no target"
-
-
-# §9.1's Mean Time to Detect target. The severity policy holds response and resolution targets
-# only, so time to detect is measured against the procedure's KPI table.
-DETECT_TARGET = timedelta(minutes=5)
-
-
-def duration_text(value: timedelta) -> str:
-    seconds = int(value.total_seconds())
-    sign = "-" if seconds < 0 else ""
-    seconds = abs(seconds)
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = [f"{days}d"] if days else []
-    if hours:
-        parts.append(f"{hours}h")
-    if minutes:
-        parts.append(f"{minutes}m")
-    if secs and not days and not hours:
-        parts.append(f"{secs}s")
-    return sign + (" ".join(parts) or "0m")
-
-
-def review_kpis(*, incident: Incident) -> list[Kpi]:
-    """This incident's times (§9.1): to detect (impact start → detection), to acknowledge,
-    mitigate and resolve (from detection), each against its target — the severity's response
-    and resolution targets as the incident's SLA due times hold them, §9.1's 5 minutes for
-    detection, and none for mitigation (the policy sets none)."""
-    detected = incident.detected_at
-
-    def since(start: datetime | None, end: datetime | None) -> timedelta | None:
-        return end - start if start is not None and end is not None else None
-
-    def met(taken: timedelta | None, target: timedelta | None) -> bool | None:
-        return None if taken is None or target is None else taken <= target
-
-    severity = f"Sev {incident.severity_id}"
-    detect = since(incident.impact_started_at, detected)
-    ack = since(detected, incident.acknowledged_at)
-    ack_target = incident.response_due_at - detected
-    mitigate = since(detected, incident.mitigated_at)
-    resolve = since(detected, incident.resolved_at)
-    resolve_target = incident.resolution_due_at - detected
-    return [
-        Kpi("detect", "Time to detect", "impact start → detected", detect, DETECT_TARGET,
-            "§9.1 MTTD", met(detect, DETECT_TARGET)),
-        Kpi("acknowledge", "Time to acknowledge", "detected → acknowledged", ack, ack_target,
-            f"{severity} response target", met(ack, ack_target)),
-        Kpi("mitigate", "Time to mitigate", "detected → mitigated", mitigate, None,
-            "none in the policy", None),
-        Kpi("resolve", "Time to resolve", "detected → resolved", resolve, resolve_target,
-            f"{severity} resolution target", met(resolve, resolve_target)),
-    ]  # fmt: skip
-
-
-@dataclass(frozen=True)
-class TimelineMoment:
-    entry: TimelineEntry
-    moment: str  # "" when it is not a key moment
-
-    @property
-    def anchor(self) -> str:
-        return f"entry-{self.entry.pk}"
-
-
-_STATUS_MOMENTS = {
-    "acknowledge": "Acknowledgement",
-    "mitigate": "Mitigation started",
-    "monitor": "Mitigated",
-    "resolve": "Resolution",
-    "close": "Closure",
-    "reopen": "Reopened",
-}
-
-
-def _moment(entry: TimelineEntry, incident: Incident, seen: set[str]) -> str:
-    if entry.kind == Kind.CREATED:
-        return "Detection"
-    if entry.kind == Kind.SEVERITY:
-        return "Severity change"
-    if entry.kind == Kind.ESCALATION:
-        return "Escalation"
-    if entry.kind != Kind.STATUS:
-        return ""
-    action = (entry.data or {}).get("action", "")
-    moment = _STATUS_MOMENTS.get(action, "")
-    if moment == "Acknowledgement":
-        return "" if "Acknowledgement" in seen else moment
-    if (
-        "Acknowledgement" not in seen
-        and incident.acknowledged_at is not None
-        and entry.occurred_at == incident.acknowledged_at
-    ):
-        # Taking any action first acknowledges the incident implicitly.
-        moment = "Acknowledgement" + (f" · {moment}" if moment else "")
-    return moment
-
-
-def review_timeline(*, incident: Incident) -> list[TimelineMoment]:
-    """The incident's timeline, oldest first, its key moments named: detection,
-    acknowledgement, severity changes, escalations, mitigation, resolution."""
-    entries = incident.timeline.select_related("actor").order_by("occurred_at", "id")
-    seen: set[str] = set()
-    shown = []
-    for entry in entries:
-        moment = _moment(entry, incident, seen)
-        seen.update(part.strip() for part in moment.split("·") if part.strip())
-        shown.append(TimelineMoment(entry=entry, moment=moment))
-    return shown
-
-
-def citation_markdown(entry: TimelineEntry) -> str:
-    """The Markdown link that cites ``entry`` in a section (pasted by the page's Cite button)."""
-    label = f"{timezone.localtime(entry.occurred_at):%H:%M} {entry.get_kind_display()}"
-    return f"[{label}](#entry-{entry.pk})"
-
-
-# --- the exports ---------------------------------------------------------------------------------
-
-
-def review_page_url(review: Review) -> str:
-    return reverse("admin:reviews_review_change", args=[review.pk])
-
-
-_ANCHOR_HREF = re.compile(r'href="#(entry-[0-9]+)"')
-
-
-def _absolute_citations(html: str, review: Review) -> str:
-    """Citations (``#entry-12``) point at the review page's timeline from anywhere else."""
-    page = review_page_url(review)
-    return _ANCHOR_HREF.sub(lambda m: f'href="{page}#{m.group(1)}"', html)
-
-
-def review_cause_category_text(review: Review) -> str:
-    """ "Root cause category: <label>", as the page, the export and the report show it."""
-    label = review.get_cause_category_display() if review.cause_category else NOT_CATEGORISED
-    return f"Root cause category: {label}"
-
-
-def review_sections(review: Review) -> list[dict[str, Any]]:
-    """The written sections, in agenda order, with their rendered HTML; the primary cause's
-    ``note`` names its category."""
-    shown = []
-    for item in AGENDA:
-        for section in item.sections:
-            text = getattr(review, section.field)
-            if section.field == "no_actions_reason" and not text:
-                continue
-            shown.append(
-                {
-                    "agenda": item.title,
-                    "field": section.field,
-                    "label": section.label,
-                    "text": text,
-                    "html": review_section_html(text) if text else "",
-                    "note": review_cause_category_text(review)
-                    if section.field == "primary_cause"
-                    else "",
-                }
-            )
-    return shown
-
-
-def _attendees(review: Review) -> list[ReviewAttendee]:
-    return list(review.attendees.filter(removed_at__isnull=True).select_related("user"))
-
-
-def _actions(incident_id: int) -> list[ActionItem]:
-    return list(
-        ActionItem.objects.filter(incident_id=incident_id)
-        .select_related("owner")
-        .order_by("due_date", "id")
-    )
-
-
-def review_markdown(*, review: Review) -> str:
-    """The review as a Markdown document (§8.2's order; what people typed escaped, as the
-    incident report does)."""
-    incident = review.incident
-    text = render_to_string(
-        "reviews/review.md",
-        {
-            "review": review,
-            "incident": incident,
-            "agenda": AGENDA,
-            "sections": review_sections(review),
-            "kpis": review_kpis(incident=incident),
-            "attendees": _attendees(review),
-            "actions": _actions(incident.pk),
-            "generated_at": timezone.now(),
-        },
-    )
-    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
-
-
-def _person(user: Any) -> str:
-    return (user.get_full_name() or user.get_username()) if user is not None else ""
-
-
-def review_report_follow_ups(*, incident: Incident) -> Iterable[FollowUpAction]:
-    """The incident's action items as the report's follow-up actions."""
-    return [
-        FollowUpAction(
-            title=item.title,
-            owner=_person(item.owner),
-            due=item.due_date,
-            status=item.get_status_display()
-            + (f" ({item.wont_do_reason})" if item.wont_do_reason else ""),
-            url=item.tracker_url,
-        )
-        for item in _actions(incident.pk)
-    ]
-
-
-def review_report_section(*, incident: Incident) -> ReportSection | None:
-    """The published review of the incident as a section of its report (None before)."""
-    review = (
-        Review.objects.filter(incident_id=incident.pk, status=ReviewStatus.PUBLISHED)
-        .select_related("incident", "published_by", "facilitator")
-        .first()
-    )
-    if review is None:
-        return None
-    context = {
-        "review": review,
-        "incident": incident,
-        "sections": review_sections(review),
-        "attendees": _attendees(review),
-        "page_url": review_page_url(review),
-    }
-    html = _absolute_citations(render_to_string("reviews/report_section.html", context), review)
-    markdown = render_to_string("reviews/report_section.md", context)
-    return ReportSection(
-        title="POST-INCIDENT REVIEW",
-        html=html,
-        markdown=re.sub(r"\n{3,}", "\n\n", markdown).strip(),
-        key="review",
-    )

@@ -6,7 +6,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from kpis.charts import bar_chart, format_value, line_chart, stacked_bar_chart
+from kpis.charts import bar_chart, line_chart, stacked_bar_chart
+from kpis.formatting import format_value
 
 SVG = "{http://www.w3.org/2000/svg}"
 MONTHS = ["2026-01", "2026-02", "2026-03", "2026-04"]

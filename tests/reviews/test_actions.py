@@ -14,10 +14,10 @@ from escalation.models import Notification
 from incidents.errors import ActionForbidden, InvalidInput, TransitionNotAllowed
 from incidents.models import Source, TimelineEntry
 from reviews.models import ActionItem, Review, ReviewPolicy, ReviewStatus
+from reviews.services.action_reminders import action_item_reminder_sweep
 from reviews.services.actions import (
     action_item_create,
     action_item_delete,
-    action_item_reminder_sweep,
     action_item_set_status,
     action_item_update,
 )

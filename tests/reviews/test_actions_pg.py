@@ -13,7 +13,8 @@ import time_machine
 from escalation.models import Notification
 from incidents.models import Source
 from reviews.models import ActionItem, ReviewPolicy
-from reviews.services.actions import action_item_create, action_item_reminder_sweep
+from reviews.services.action_reminders import action_item_reminder_sweep
+from reviews.services.actions import action_item_create
 from tests.escalation.test_sweep_pg import in_threads
 from tests.factories import IncidentFactory, UserFactory
 

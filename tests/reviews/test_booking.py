@@ -15,15 +15,13 @@ from escalation.models import Notification
 from incidents.errors import ActionForbidden, GuardFailed, InvalidInput, TransitionNotAllowed
 from incidents.models import Kind, Source
 from reviews.models import AttendeeReason, Review, ReviewPolicy, ReviewStatus
-from reviews.services.booking import (
+from reviews.services.attendees import (
     review_attendee_add,
     review_attendee_remove,
-    review_book,
-    review_cancel,
     review_facilitator_set,
-    review_reschedule,
-    reviews_overdue_sweep,
 )
+from reviews.services.booking import review_book, review_cancel, review_reschedule
+from reviews.services.overdue import reviews_overdue_sweep
 from reviews.tasks import review_overdue_sweep_task
 from tests.factories import IncidentFactory
 from tests.reviews import booking_fixtures

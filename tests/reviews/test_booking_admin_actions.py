@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from escalation.models import Notification
 from reviews.models import AttendeeReason, Review, ReviewStatus
-from reviews.services.booking import INVITATION_TEMPLATE
 from reviews.services.business_days import policy_zone, review_policy_get
+from reviews.services.invitations import INVITATION_TEMPLATE
 from tests.reviews import booking_fixtures
 from tests.reviews.booking_fixtures import make_incident
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from ...charts import format_value
+from ...formatting import format_value
 
 TREND_WORDS = {"better": "▲ better", "worse": "▼ worse", "same": "= same"}
 # Inline text never starts a line in the report, so only what is special mid-line is escaped.

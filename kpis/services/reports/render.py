@@ -17,7 +17,8 @@ from markdown_it import MarkdownIt
 
 from incidents.markdown import html_clean
 
-from ...charts import bar_chart, format_value, line_chart, stacked_bar_chart
+from ...charts import bar_chart, line_chart, stacked_bar_chart
+from ...formatting import format_value
 from ...models import MonthlyReport
 from .markdown import kpi_rows, month_label, report_sections
 

@@ -1,17 +1,11 @@
-"""Staff API of customers and enterprise direct contact, under /api/v1/:
+"""Staff API of customers and their contacts, under /api/v1/: ``customers/`` (list with
+filters, add with contacts), ``customers/{id}/`` (read, edit, delete),
+``customers/{id}/contacts/`` (add) and ``customers/{id}/contacts/{contact}/`` (edit, delete).
 
-* ``customers/`` (list with filters, add with contacts), ``customers/{id}/`` (read, edit,
-  delete), ``customers/{id}/contacts/`` (add) and ``customers/{id}/contacts/{contact}/`` (edit,
-  delete);
-* ``customers/import/``: a CSV file as the body (``text/csv``) or uploaded as ``file``
-  (``multipart/form-data``); ``?dry_run=1`` checks and reports without writing. All or nothing:
-  any bad row is a 400 listing the rows (``errors`` keys ``row N.column``), nothing written;
-* ``direct-contact-tasks/`` (list with filters), ``direct-contact-tasks/{id}/`` and the actions
-  ``direct-contact-tasks/{id}/done/`` and ``.../not-reachable/`` (with a ``note``).
-
-Every role group reads these; writes go through the services (``communications.services.
-customers``, ``.customers_csv``, ``.direct_contact``), which check the role permissions. Errors
-have the incidents API's one shape.
+The CSV import is in ``api_customers_import`` and the enterprise direct-contact tasks in
+``api_direct_contact``. Every role group reads these; writes go through the services
+(``communications.services.customers``), which check the role permissions. Errors have the
+incidents API's one shape.
 """
 
 from __future__ import annotations
@@ -22,12 +16,10 @@ from typing import Any
 from django.db.models import Q
 from django.http import Http404
 from django.urls import path
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.generics import GenericAPIView
-from rest_framework.parsers import BaseParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -36,16 +28,10 @@ from incidents.api.errors import READ_ERRORS, WRITE_ERRORS, error_responses
 from incidents.api.pagination import VigilCursorPagination
 from incidents.errors import InvalidInput
 from incidents.models import Source
-from incidents.serializers import NUMBER_PATTERN, UserRefSerializer, user_ref
+from incidents.serializers import UserRefSerializer, user_ref
 from incidents.serializers.common import TextField
 
-from .models import (
-    Customer,
-    CustomerContact,
-    CustomerPlan,
-    DirectContactStatus,
-    DirectContactTask,
-)
+from .models import Customer, CustomerContact, CustomerPlan
 from .services.customers import (
     MAX_CONTACTS,
     customer_contact_add,
@@ -55,13 +41,9 @@ from .services.customers import (
     customer_delete,
     customer_update,
 )
-from .services.customers_csv import IMPORT_COLUMNS, IMPORT_MAX_BYTES, customers_import
-from .services.direct_contact import NOTE_MAX_LENGTH, direct_contact_close
 
-_ID = re.compile(r"[0-9]{1,18}")
-_NUMBER = re.compile(NUMBER_PATTERN)
+ID_RE = re.compile(r"[0-9]{1,18}")
 CUSTOMERS = ["customers"]
-TASKS = ["direct contact"]
 ID_PARAMETER = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH)
 CONTACT_PARAMETER = OpenApiParameter("contact", OpenApiTypes.INT, OpenApiParameter.PATH)
 TRUE = {"1", "true", "yes"}
@@ -164,108 +146,6 @@ class CustomerCreateSerializer(CustomerWriteSerializer):
     contacts = ContactWriteSerializer(many=True, required=False, max_length=MAX_CONTACTS)
 
 
-class ImportRowSerializer(serializers.Serializer):
-    row = serializers.IntegerField(help_text="Row number in the file (the header is row 1).")
-    customer = serializers.CharField()
-    customer_action = serializers.CharField(help_text="create, update or unchanged.")
-    contact = serializers.CharField()
-    contact_action = serializers.CharField(
-        help_text="create, update, unchanged; empty for a row without a contact."
-    )
-
-
-class ImportCountsSerializer(serializers.Serializer):
-    created = serializers.IntegerField()
-    updated = serializers.IntegerField()
-    unchanged = serializers.IntegerField()
-
-
-class ImportResultSerializer(serializers.Serializer):
-    dry_run = serializers.BooleanField(help_text="True: nothing was written.")
-    rows = serializers.IntegerField()
-    customers = ImportCountsSerializer()
-    contacts = ImportCountsSerializer()
-    warnings = serializers.ListField(child=serializers.CharField())
-    preview = ImportRowSerializer(many=True)
-
-    def to_representation(self, result: Any) -> dict[str, Any]:
-        return {
-            "dry_run": result.dry_run,
-            "rows": result.rows,
-            "customers": {
-                "created": result.customers_created,
-                "updated": result.customers_updated,
-                "unchanged": result.customers_unchanged,
-            },
-            "contacts": {
-                "created": result.contacts_created,
-                "updated": result.contacts_updated,
-                "unchanged": result.contacts_unchanged,
-            },
-            "warnings": list(result.warnings),
-            "preview": [
-                {
-                    "row": r.row,
-                    "customer": r.customer,
-                    "customer_action": r.customer_action,
-                    "contact": r.contact,
-                    "contact_action": r.contact_action,
-                }
-                for r in result.preview
-            ],
-        }
-
-
-class CustomerRefSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    name = serializers.CharField()
-
-
-class DirectContactTaskSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    incident = serializers.CharField(help_text="The incident's public ID.")
-    incident_title = serializers.CharField()
-    customer = CustomerRefSerializer()
-    sla_terms = serializers.CharField()
-    owner = UserRefSerializer(allow_null=True, help_text="Null: nobody was assigned.")
-    due_at = serializers.DateTimeField()
-    overdue = serializers.BooleanField(help_text="Open and past its due time.")
-    status = serializers.ChoiceField(choices=DirectContactStatus.choices)
-    note = serializers.CharField()
-    closed_by = UserRefSerializer(allow_null=True)
-    closed_at = serializers.DateTimeField(allow_null=True)
-    reminders_sent = serializers.IntegerField()
-    created_at = serializers.DateTimeField()
-
-    def to_representation(self, task: DirectContactTask) -> dict[str, Any]:
-        when = serializers.DateTimeField()
-        return {
-            "id": task.pk,
-            "incident": task.incident.number,
-            "incident_title": task.incident.title,
-            "customer": {"id": task.customer_id, "name": task.customer.name},
-            "sla_terms": task.sla_terms,
-            "owner": user_ref(task.owner),
-            "due_at": when.to_representation(task.due_at),
-            "overdue": task.status == DirectContactStatus.OPEN and task.due_at < timezone.now(),
-            "status": task.status,
-            "note": task.note,
-            "closed_by": user_ref(task.closed_by),
-            "closed_at": when.to_representation(task.closed_at),
-            "reminders_sent": task.reminders_sent,
-            "created_at": when.to_representation(task.created_at),
-        }
-
-
-class CloseSerializer(serializers.Serializer):
-    note = TextField(
-        max_length=NOTE_MAX_LENGTH,
-        required=False,
-        allow_blank=True,
-        help_text="What was said, or tried (required for not reachable).",
-    )
-
-
 # --- helpers -------------------------------------------------------------------------------------
 
 
@@ -274,7 +154,7 @@ def _customers_qs():
 
 
 def _customer_or_404(id: str) -> Customer:
-    found = _customers_qs().filter(pk=int(id)).first() if _ID.fullmatch(id) else None
+    found = _customers_qs().filter(pk=int(id)).first() if ID_RE.fullmatch(id) else None
     if found is None:
         raise Http404
     return found
@@ -283,7 +163,7 @@ def _customer_or_404(id: str) -> Customer:
 def _contact_or_404(customer: Customer, contact: str) -> CustomerContact:
     found = (
         CustomerContact.objects.filter(customer=customer, pk=int(contact)).first()
-        if _ID.fullmatch(contact)
+        if ID_RE.fullmatch(contact)
         else None
     )
     if found is None:
@@ -291,18 +171,7 @@ def _contact_or_404(customer: Customer, contact: str) -> CustomerContact:
     return found
 
 
-def _tasks_qs():
-    return DirectContactTask.objects.select_related("incident", "customer", "owner", "closed_by")
-
-
-def _task_or_404(id: str) -> DirectContactTask:
-    found = _tasks_qs().filter(pk=int(id)).first() if _ID.fullmatch(id) else None
-    if found is None:
-        raise Http404
-    return found
-
-
-def _flag(request: Request, name: str) -> bool | None:
+def query_flag(request: Request, name: str) -> bool | None:
     value = request.query_params.get(name)
     if value is None:
         return None
@@ -363,7 +232,7 @@ class CustomerListView(VigilAPIView, GenericAPIView):
             if plan not in CustomerPlan.values:
                 raise InvalidInput({"plan": f"One of {', '.join(CustomerPlan.values)}."})
             customers = customers.filter(plan=plan)
-        has_sla = _flag(request, "has_sla")
+        has_sla = query_flag(request, "has_sla")
         if has_sla is not None:
             customers = customers.filter(has_sla=has_sla)
         for name, lookup in (("service", "services__slug"), ("q", None)):
@@ -517,208 +386,8 @@ class CustomerContactDetailView(VigilAPIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-# --- import --------------------------------------------------------------------------------------
-
-
-class CSVParser(BaseParser):
-    """A ``text/csv`` body, handed over as bytes (the service decodes and checks it)."""
-
-    media_type = "text/csv"
-
-    def parse(self, stream, media_type=None, parser_context=None) -> bytes:
-        return stream.read() if stream is not None else b""
-
-
-class CustomerImportView(VigilAPIView):
-    permission_model = Customer
-    parser_classes = [CSVParser, MultiPartParser]
-
-    @extend_schema(
-        tags=CUSTOMERS,
-        operation_id="customers_import",
-        summary="Import customers and contacts from CSV",
-        description=(
-            "The file as the body (`Content-Type: text/csv`) or uploaded as `file` "
-            "(`multipart/form-data`). UTF-8 (a BOM is fine), comma, semicolon or tab "
-            f"separated; columns {', '.join(f'`{c}`' for c in IMPORT_COLUMNS)} (only "
-            "`customer` is required), one row per contact; at most "
-            f"{IMPORT_MAX_BYTES // 1024} KiB. All or nothing: any bad row is a 400 whose "
-            "`errors` name each row and column (`row 3.contact_email`), nothing written. "
-            "`?dry_run=1` checks the file and says what would change, writing nothing. Needs "
-            "the add and change permissions of customers and contacts."
-        ),
-        parameters=[
-            OpenApiParameter("dry_run", OpenApiTypes.STR, OpenApiParameter.QUERY, enum=["1", "0"])
-        ],
-        request={
-            "text/csv": OpenApiTypes.STR,
-            "multipart/form-data": {
-                "type": "object",
-                "properties": {"file": {"type": "string", "format": "binary"}},
-                "required": ["file"],
-            },
-        },
-        responses={200: ImportResultSerializer, **error_responses(*WRITE_ERRORS)},
-    )
-    def post(self, request: Request) -> Response:
-        dry_run = bool(_flag(request, "dry_run"))
-        data = request.data
-        filename = ""
-        if request.content_type.split(";")[0].strip().lower() == "text/csv":
-            # DRF hands an empty body over as an empty form, not to the parser.
-            data = data if isinstance(data, bytes) else b""
-        else:
-            upload = request.FILES.get("file")
-            if upload is None:
-                raise InvalidInput({"file": "Upload the CSV file as the field `file`."})
-            if upload.size > IMPORT_MAX_BYTES:
-                raise InvalidInput({"file": f"The file is larger than {IMPORT_MAX_BYTES} bytes."})
-            filename = (upload.name or "")[:200]
-            data = upload.read()
-        result = customers_import(
-            actor=request.user, source=Source.API, data=data, dry_run=dry_run, filename=filename
-        )
-        return Response(ImportResultSerializer(result).data)
-
-
-# --- direct-contact tasks ------------------------------------------------------------------------
-
-
-class TaskPagination(VigilCursorPagination):
-    ordering = ("-id",)
-
-
-class DirectContactTaskListView(VigilAPIView, GenericAPIView):
-    permission_model = DirectContactTask
-    queryset = DirectContactTask.objects.none()  # names the model for the schema generator
-    pagination_class = TaskPagination
-    serializer_class = DirectContactTaskSerializer
-
-    @extend_schema(
-        tags=TASKS,
-        operation_id="direct_contact_tasks_list",
-        summary="List enterprise direct-contact tasks, newest first",
-        parameters=[
-            OpenApiParameter(
-                "status",
-                OpenApiTypes.STR,
-                OpenApiParameter.QUERY,
-                enum=DirectContactStatus.values,
-            ),
-            OpenApiParameter(
-                "owner",
-                OpenApiTypes.STR,
-                OpenApiParameter.QUERY,
-                description="`me`, `none` (unassigned) or a user id.",
-            ),
-            OpenApiParameter(
-                "incident",
-                OpenApiTypes.STR,
-                OpenApiParameter.QUERY,
-                description="The incident's public ID.",
-            ),
-            OpenApiParameter(
-                "overdue",
-                OpenApiTypes.STR,
-                OpenApiParameter.QUERY,
-                enum=["1", "0"],
-                description="1: open and past due; 0: the others.",
-            ),
-        ],
-        responses={200: DirectContactTaskSerializer(many=True), **error_responses(*READ_ERRORS)},
-    )
-    def get(self, request: Request) -> Response:
-        tasks = _tasks_qs()
-        wanted = request.query_params.get("status")
-        if wanted is not None:
-            if wanted not in DirectContactStatus.values:
-                raise InvalidInput({"status": f"One of {', '.join(DirectContactStatus.values)}."})
-            tasks = tasks.filter(status=wanted)
-        owner = request.query_params.get("owner")
-        if owner is not None:
-            if owner == "me":
-                tasks = tasks.filter(owner=request.user)
-            elif owner == "none":
-                tasks = tasks.filter(owner__isnull=True)
-            elif _ID.fullmatch(owner):
-                tasks = tasks.filter(owner_id=int(owner))
-            else:
-                raise InvalidInput({"owner": "me, none or a user id."})
-        number = request.query_params.get("incident")
-        if number is not None:
-            if not _NUMBER.fullmatch(number):
-                raise InvalidInput({"incident": "A public incident ID."})
-            tasks = tasks.filter(incident__number=number)
-        overdue = _flag(request, "overdue")
-        if overdue is not None:
-            late = {"status": DirectContactStatus.OPEN, "due_at__lt": timezone.now()}
-            tasks = tasks.filter(**late) if overdue else tasks.exclude(**late)
-        page = self.paginate_queryset(tasks)
-        return self.get_paginated_response(DirectContactTaskSerializer(page, many=True).data)
-
-
-class DirectContactTaskDetailView(VigilAPIView):
-    permission_model = DirectContactTask
-
-    @extend_schema(
-        tags=TASKS,
-        operation_id="direct_contact_tasks_retrieve",
-        summary="Read a direct-contact task",
-        parameters=[ID_PARAMETER],
-        responses={200: DirectContactTaskSerializer, **error_responses(*READ_ERRORS)},
-    )
-    def get(self, request: Request, id: str) -> Response:
-        return Response(DirectContactTaskSerializer(_task_or_404(id)).data)
-
-
-def _close_view(outcome: str, summary: str, description: str) -> type[VigilAPIView]:
-    class DirectContactCloseView(VigilAPIView):
-        permission_model = DirectContactTask
-
-        @extend_schema(
-            tags=TASKS,
-            operation_id=f"direct_contact_tasks_{outcome}",
-            summary=summary,
-            description=description
-            + " By the task's owner or a holder of the change-task permission (the incident "
-            "manager, the communications lead); 403 otherwise. 409 when the task is already "
-            "closed. Recorded on the incident's timeline.",
-            parameters=[ID_PARAMETER],
-            request=CloseSerializer,
-            responses={200: DirectContactTaskSerializer, **error_responses(*WRITE_ERRORS, 409)},
-        )
-        def post(self, request: Request, id: str) -> Response:
-            task = _task_or_404(id)
-            serializer = CloseSerializer(data=request.data)
-            serializer.is_valid(raise_exception=True)
-            direct_contact_close(
-                task=task,
-                actor=request.user,
-                source=Source.API,
-                outcome=outcome,
-                note=serializer.validated_data.get("note", ""),
-            )
-            return Response(DirectContactTaskSerializer(_task_or_404(id)).data)
-
-    name = "".join(part.capitalize() for part in outcome.split("_"))
-    DirectContactCloseView.__name__ = f"DirectContact{name}View"
-    DirectContactCloseView.__qualname__ = DirectContactCloseView.__name__
-    return DirectContactCloseView
-
-
-DirectContactDoneView = _close_view(
-    "done", "Record that the customer was contacted", "A note is optional."
-)
-DirectContactNotReachableView = _close_view(
-    "not_reachable",
-    "Record that the customer could not be reached",
-    "A `note` saying what was tried is required (400 without).",
-)
-
-
 urlpatterns = [
     path("customers/", CustomerListView.as_view(), name="customer-list"),
-    path("customers/import/", CustomerImportView.as_view(), name="customer-import"),
     path("customers/<str:id>/", CustomerDetailView.as_view(), name="customer-detail"),
     path(
         "customers/<str:id>/contacts/",
@@ -729,25 +398,5 @@ urlpatterns = [
         "customers/<str:id>/contacts/<str:contact>/",
         CustomerContactDetailView.as_view(),
         name="customer-contact-detail",
-    ),
-    path(
-        "direct-contact-tasks/",
-        DirectContactTaskListView.as_view(),
-        name="direct-contact-task-list",
-    ),
-    path(
-        "direct-contact-tasks/<str:id>/",
-        DirectContactTaskDetailView.as_view(),
-        name="direct-contact-task-detail",
-    ),
-    path(
-        "direct-contact-tasks/<str:id>/done/",
-        DirectContactDoneView.as_view(),
-        name="direct-contact-task-done",
-    ),
-    path(
-        "direct-contact-tasks/<str:id>/not-reachable/",
-        DirectContactNotReachableView.as_view(),
-        name="direct-contact-task-not-reachable",
     ),
 ]

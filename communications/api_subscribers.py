@@ -9,8 +9,8 @@
   delete).
 
 Reading needs the view permission (the communications lead and the business liaison: these are
-personal data); writes go through ``communications.services.subscriptions``, which checks the
-role permissions. Errors have the incidents API's one shape.
+personal data); writes go through ``communications.services.subscribers_staff``, which checks
+the role permissions. Errors have the incidents API's one shape.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from .models import (
     Suppression,
     SuppressionReason,
 )
-from .services.subscriptions import (
+from .services.subscribers_staff import (
     subscriber_delete,
     subscriber_webhook_create,
     suppression_add,

@@ -3,7 +3,7 @@
 from django.urls import path
 
 from . import api as updates_api
-from . import api_catalog
+from . import api_catalog, api_maintenance
 
 app_name = "communications-api"
 
@@ -53,15 +53,15 @@ urlpatterns += [
         api_catalog.ComponentGroupDetailView.as_view(),
         name="component-group-detail",
     ),
-    path("maintenances/", api_catalog.MaintenanceListView.as_view(), name="maintenance-list"),
+    path("maintenances/", api_maintenance.MaintenanceListView.as_view(), name="maintenance-list"),
     path(
         "maintenances/<str:id>/",
-        api_catalog.MaintenanceDetailView.as_view(),
+        api_maintenance.MaintenanceDetailView.as_view(),
         name="maintenance-detail",
     ),
     *[
         path(f"maintenances/<str:id>/{action}/", view.as_view(), name=f"maintenance-{action}")
-        for action, view in api_catalog.STEP_VIEWS.items()
+        for action, view in api_maintenance.STEP_VIEWS.items()
     ],
 ]
 
@@ -70,10 +70,13 @@ from . import api_social  # noqa: E402
 
 urlpatterns += api_social.urlpatterns
 
-# Customers and their contacts (with the CSV import), enterprise direct-contact tasks.
-from . import api_customers  # noqa: E402
+# Customers and their contacts (with the CSV import), enterprise direct-contact tasks. The
+# import's fixed path comes before ``customers/<id>/``.
+from . import api_customers, api_customers_import, api_direct_contact  # noqa: E402
 
+urlpatterns += api_customers_import.urlpatterns
 urlpatterns += api_customers.urlpatterns
+urlpatterns += api_direct_contact.urlpatterns
 
 # The stakeholder schedule (§5.2): groups, an incident's schedule, notes, sends on demand.
 from . import api_stakeholders  # noqa: E402

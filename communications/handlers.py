@@ -18,7 +18,7 @@ from incidents.events import (
 from incidents.models import Incident, IncidentEvent, Status
 
 from .services.clock import clock_for_incident_start, clock_for_incident_stop
-from .services.updates import status_update_restoration_prepare
+from .services.restoration import status_update_restoration_prepare
 
 HANDLER = "communications"
 

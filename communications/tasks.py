@@ -40,7 +40,7 @@ def first_update_sweep_task() -> int:
     """Remind the communications lead of first public updates coming due and record the
     misses (beat, every 15 s). Safe to run twice at once: clocks are claimed with SKIP LOCKED
     and each reminder and miss is recorded on the claimed row."""
-    from .services.clock import first_update_sweep
+    from .services.clock_sweep import first_update_sweep
 
     # Stop taking clocks well before the soft time limit; the rest is for the next run.
     return len(first_update_sweep(time_budget=35))
@@ -103,7 +103,8 @@ def fanout_run_task(fanout_id: int) -> str:
 def fanout_sweep_task() -> int:
     """Re-publish fan-outs whose task was lost or whose worker died, and mark messages sent or
     failed as the outbox delivered them (beat, every 30 s). Safe to run twice at once."""
-    from .services.fanout import fanouts_sweep, messages_reconcile
+    from .services.fanout import fanouts_sweep
+    from .services.message_reconcile import messages_reconcile
 
     published = fanouts_sweep()
     messages_reconcile(time_budget=30)

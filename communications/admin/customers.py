@@ -54,14 +54,13 @@ from ..services.customers import (
     customer_delete,
     customer_update,
 )
-from ..services.customers_csv import (
+from ..services.customers_csv import ImportResult, customers_import
+from ..services.customers_csv_format import (
     IMPORT_COLUMNS,
     IMPORT_MAX_BYTES,
     IMPORT_MAX_ROWS,
     ImportRejected,
-    ImportResult,
     customers_export_rows,
-    customers_import,
 )
 from ..services.direct_contact import (
     CLOSE_PERMISSION,

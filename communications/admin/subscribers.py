@@ -29,7 +29,7 @@ from incidents.errors import VigilError
 from incidents.models import Source
 
 from ..models import Component, Subscriber, SubscriberKind, Suppression, SuppressionReason
-from ..services.subscriptions import (
+from ..services.subscribers_staff import (
     subscriber_delete,
     subscriber_webhook_create,
     suppression_add,

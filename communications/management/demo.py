@@ -46,15 +46,17 @@ from ..services.maintenance import (
     maintenance_schedule,
     maintenance_start,
 )
-from ..services.updates import (
-    needs_approval,
+from ..services.restoration import (
     restoration_body,
     restoration_components,
+    status_update_restoration_prepare,
+)
+from ..services.updates import (
+    needs_approval,
     status_update_approve,
     status_update_create,
     status_update_edit,
     status_update_publish,
-    status_update_restoration_prepare,
 )
 
 try:

@@ -7,8 +7,9 @@ its input before it writes anything (an :class:`~incidents.errors.InvalidInput` 
 field: an invalid or oversized e-mail address, an unknown service, an unknown account owner, a
 text over its limit), and saves with a history record naming the actor and the source.
 
-The CSV import and export are in :mod:`.customers_csv`; they check each cell with the helpers
-here, so a file and a form refuse the same values in the same words.
+The CSV import is in :mod:`.customers_csv` (the file's format and the export in
+:mod:`.customers_csv_format`); it checks each cell with the helpers here, so a file and a form
+refuse the same values in the same words.
 """
 
 from __future__ import annotations

@@ -1,20 +1,17 @@
-"""Customers from and to CSV: :func:`customers_import` creates or updates customers and their
-contacts from one file, all or nothing (one bad row refuses the file with every row's errors,
-nothing written; a dry run reports what would change); :func:`customers_export_rows` writes them
-in the same format, so exporting and importing again changes nothing."""
+"""Customers from CSV: :func:`customers_import` creates or updates customers and their contacts
+from one file, all or nothing (one bad row refuses the file with every row's errors, nothing
+written; a dry run reports what would change). The file's format, and the export that writes
+customers in it (so exporting and importing again changes nothing), are in
+:mod:`.customers_csv_format`."""
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models.functions import Lower
 
-from incidents.errors import InvalidInput
 from incidents.models import Service
 from incidents.services.common import audited_save
 
@@ -28,85 +25,18 @@ from .customers import (
     _owner,
     _Services,
 )
-
-__all__ = [
-    "IMPORT_COLUMNS",
-    "IMPORT_MAX_BYTES",
-    "IMPORT_MAX_ROWS",
-    "ImportRejected",
-    "ImportResult",
-    "ImportRow",
-    "customers_export_rows",
-    "customers_import",
-]
-
-
-IMPORT_MAX_BYTES = 1024 * 1024
-IMPORT_MAX_ROWS = 5000
-MAX_REPORTED_ERRORS = 200
-IMPORT_COLUMNS = (
-    "customer",
-    "external_id",
-    "plan",
-    "sla",
-    "sla_terms",
-    "account_owner",
-    "services",
-    "notes",
-    "contact_name",
-    "contact_email",
-    "contact_phone",
-    "contact_title",
-    "incident_email",
+from .customers_csv_format import (
+    CONTACT_COLUMNS,
+    CUSTOMER_COLUMNS,
+    ImportRejected,
+    cell,
+    decode,
+    read,
 )
-# Columns of the file and the customer's or contact's field each fills.
-CUSTOMER_COLUMNS = {
-    "customer": "name",
-    "external_id": "external_id",
-    "plan": "plan",
-    "sla": "has_sla",
-    "sla_terms": "sla_terms",
-    "account_owner": "account_owner",
-    "notes": "notes",
-}
-CONTACT_COLUMNS = {
-    "contact_name": "name",
-    "contact_email": "email",
-    "contact_phone": "phone",
-    "contact_title": "title",
-    "incident_email": "incident_email",
-}
-# A spreadsheet runs a cell that starts with one of these as a formula; the export quotes them
-# with a leading apostrophe and the import takes it off again.
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
+__all__ = ["ImportResult", "ImportRow", "customers_import"]
 
-# --- CSV import ----------------------------------------------------------------------------------
-
-
-class ImportRejected(InvalidInput):
-    """The file was refused, nothing written (400). ``problems`` lists ``(row, column,
-    message)``; row numbers count the header as row 1, as a spreadsheet shows them (0: the
-    file as a whole)."""
-
-    def __init__(self, problems: list[tuple[int, str, str]], total: int | None = None) -> None:
-        self.problems = problems
-        self.total = total if total is not None else len(problems)
-        errors: dict[str, str] = {}
-        for row, column, message in problems:
-            key = f"row {row}" if row else "file"
-            if column:
-                key += f".{column}"
-            errors[key] = f"{errors[key]} {message}" if key in errors else message
-        if self.total > len(problems):
-            errors["file"] = (
-                errors.get("file", "") + f" {self.total - len(problems)} more errors not shown."
-            ).strip()
-        super().__init__(errors)
-        self.message = (
-            f"The file was not imported: {self.total} error(s); nothing was changed. "
-            + self.message
-        )
+MAX_REPORTED_ERRORS = 200
 
 
 @dataclass
@@ -169,71 +99,6 @@ class _Group:
     action: str = ""
 
 
-def _decode(data: bytes | str) -> str:
-    if isinstance(data, str):
-        text = data
-    else:
-        if len(data) > IMPORT_MAX_BYTES:
-            raise ImportRejected([(0, "", f"The file is larger than {IMPORT_MAX_BYTES} bytes.")])
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise ImportRejected([(0, "", "The file is not UTF-8 text.")]) from None
-    if len(text.encode("utf-8")) > IMPORT_MAX_BYTES:
-        raise ImportRejected([(0, "", f"The file is larger than {IMPORT_MAX_BYTES} bytes.")])
-    text = text.removeprefix("\ufeff")
-    if "\x00" in text:
-        raise ImportRejected([(0, "", "The file is not text (it holds NUL bytes).")])
-    if not text.strip():
-        raise ImportRejected([(0, "", "The file is empty.")])
-    return text
-
-
-def _dialect(text: str) -> type[csv.Dialect] | csv.Dialect:
-    header = text.splitlines()[0] if text.splitlines() else ""
-    try:
-        return csv.Sniffer().sniff(header, delimiters=",;\t")
-    except csv.Error:
-        # One column (no delimiter in the header): any dialect reads it.
-        return csv.excel
-
-
-def _cell(value: str | None) -> str:
-    value = (value or "").strip()
-    if value.startswith("'") and value[1:2] in FORMULA_START:
-        value = value[1:]
-    return value
-
-
-def _read(text: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    dialect = _dialect(text)
-    reader = csv.reader(io.StringIO(text, newline=""), dialect)
-    try:
-        header = [h.strip().lower().replace(" ", "_") for h in next(reader)]
-        records: list[tuple[int, list[str]]] = []
-        for number, record in enumerate(reader, start=2):
-            if not any(cell.strip() for cell in record):
-                continue
-            if len(records) >= IMPORT_MAX_ROWS:
-                raise ImportRejected(
-                    [(0, "", f"The file has more than {IMPORT_MAX_ROWS} rows; split it.")]
-                )
-            records.append((number, record))
-    except csv.Error as exc:
-        raise ImportRejected([(0, "", f"The file is not valid CSV: {exc}.")]) from None
-    unknown = [h for h in header if h not in IMPORT_COLUMNS]
-    problems = [(1, h or "(blank)", "Unknown column.") for h in unknown]
-    duplicates = sorted({h for h in header if header.count(h) > 1})
-    problems += [(1, h, "Column given twice.") for h in duplicates]
-    if "customer" not in header:
-        problems.append((1, "customer", "The customer column is required."))
-    if problems:
-        raise ImportRejected([*problems, (0, "", f"Known columns: {', '.join(IMPORT_COLUMNS)}.")])
-    if not records:
-        raise ImportRejected([(0, "", "The file has a header and no rows.")])
-    return header, records
-
-
 def _shown(value: Any) -> str:
     return value.get_username() if hasattr(value, "get_username") else str(value)
 
@@ -253,7 +118,7 @@ def _plan_groups(
         if len(record) > len(header):
             problems.append((number, "", f"{len(record)} cells for {len(header)} columns."))
             continue
-        cells = {h: _cell(v) for h, v in zip(header, record, strict=False)}
+        cells = {h: cell(v) for h, v in zip(header, record, strict=False)}
         row_problems: list[tuple[int, str, str]] = []
         customer: dict[str, Any] = {}
         for column, name in CUSTOMER_COLUMNS.items():
@@ -503,7 +368,7 @@ def customers_import(
         "change_customercontact",
     ):
         require(actor, f"communications.{perm}", "import customers")
-    header, records = _read(_decode(data))
+    header, records = read(decode(data))
     groups, problems = _plan_groups(header, records)
     if not problems:
         problems = _match_existing(groups)
@@ -545,43 +410,3 @@ def customers_import(
             [(0, "", "Customers were changed by someone else meanwhile; import the file again.")]
         ) from None
     return result
-
-
-# --- CSV export ----------------------------------------------------------------------------------
-
-
-def _safe(value: Any) -> str:
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_START) else text
-
-
-def customers_export_rows(customers: Iterable[Customer]) -> Iterable[list[str]]:
-    """The rows of a CSV file in the import's format (header first, one row per contact, a
-    customer without contacts on a row of its own): exporting and importing again changes
-    nothing. Cells a spreadsheet would run as a formula are quoted with an apostrophe."""
-    yield list(IMPORT_COLUMNS)
-    for customer in customers:
-        base = [
-            customer.name,
-            customer.external_id,
-            customer.plan,
-            "yes" if customer.has_sla else "no",
-            customer.sla_terms,
-            customer.account_owner.get_username() if customer.account_owner else "",
-            ";".join(s.slug for s in customer.services.all()),
-            customer.notes,
-        ]
-        contacts = list(customer.contacts.all())
-        if not contacts:
-            yield [_safe(v) for v in base] + ["", "", "", "", ""]
-        for contact in contacts:
-            yield [_safe(v) for v in base] + [
-                _safe(v)
-                for v in (
-                    contact.name,
-                    contact.email,
-                    contact.phone,
-                    contact.title,
-                    "yes" if contact.incident_email else "no",
-                )
-            ]

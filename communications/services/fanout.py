@@ -9,14 +9,15 @@ to everyone who should get it — once each.
   batch) and writes, 500 recipients at a time and one transaction per batch, the
   :class:`Message` rows (``bulk_create``) and the outbox rows
   (``escalation.outbox.notification_enqueue_many``) that deliver them.
-* **Who**: active email subscribers to every component or to one the incident touched (the
-  components of its published updates up to this one and of its services; for maintenance, the
-  window's components, and only subscribers who want maintenance notices); active webhook
-  subscribers likewise (the ``subscriber`` channel, a Statuspage-shaped JSON document); and for
-  a customer-facing incident whose severity is in the policy's ``customer_email_severities``,
-  the contacts (not opted out) of the customers using the incident's services or the updated
-  components' services. Suppressed addresses are left out, and an address on several lists gets
-  one message: its subscriber message first, else its customer-contact message.
+* **Who** (``fanout_recipients``): active email subscribers to every component or to one the
+  incident touched (the components of its published updates up to this one and of its
+  services; for maintenance, the window's components, and only subscribers who want maintenance
+  notices); active webhook subscribers likewise (the ``subscriber`` channel, a Statuspage-shaped
+  JSON document); and for a customer-facing incident whose severity is in the policy's
+  ``customer_email_severities``, the contacts (not opted out) of the customers using the
+  incident's services or the updated components' services. Suppressed addresses are left out,
+  and an address on several lists gets one message: its subscriber message first, else its
+  customer-contact message.
 * **Once each**: a message's idempotency key is derived from the publication and the lower-cased
   address, so a rerun (a retry, a worker killed midway, the sweep) writes only what is missing;
   the outbox delivers each key once (at least once towards the mail server, always with the
@@ -24,16 +25,14 @@ to everyone who should get it — once each.
 * **Bad data never stops it**: a recipient whose message cannot be built (an invalid address,
   a link that cannot be made) is skipped and logged; the others get theirs.
 * :func:`fanouts_sweep` (beat) re-publishes fan-outs whose task was lost or whose worker died
-  (past the lease), retries failed runs with backoff, and :func:`messages_reconcile` marks
-  messages ``sent``/``failed`` as their outbox rows are, for the admin's delivery counts.
+  (past the lease), retries failed runs with backoff, and :func:`messages_reconcile` (in
+  ``message_reconcile``) marks messages ``sent``/``failed`` as their outbox rows are, for the
+  admin's delivery counts.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -41,38 +40,23 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
-from django.db.models import Q
-from django.db.models.functions import Lower
 from django.urls import reverse
 from django.utils import timezone
 
-from escalation.outbox import (
-    NotificationStatus,
-    OutboxMessage,
-    email_message_id,
-    notification_enqueue_many,
-    notification_states,
-)
-from incidents.models import MessageChannel, Service
+from escalation.outbox import OutboxMessage, email_message_id, notification_enqueue_many
+from incidents.models import MessageChannel
 
 from ..models import (
-    Component,
     CustomerContact,
-    DeliveryState,
     Fanout,
     FanoutState,
     Maintenance,
     Message,
-    MessageAudience,
     MessageKind,
     StatusUpdate,
-    StatusUpdateComponent,
     Subscriber,
-    SubscriberKind,
-    SubscriberState,
-    Suppression,
-    UpdateState,
 )
+from .fanout_recipients import Recipient, fanout_recipients, message_key
 from .links import link_token
 from .mailing import (
     MAINTENANCE_STEPS,
@@ -82,7 +66,6 @@ from .mailing import (
     mailing_for_update,
     page_info,
 )
-from .policy import communication_policy_get
 
 logger = logging.getLogger(__name__)
 
@@ -92,8 +75,6 @@ __all__ = [
     "fanout_for_status_update",
     "fanout_run",
     "fanouts_sweep",
-    "message_key",
-    "messages_reconcile",
 ]
 
 MAX_ATTEMPTS = 5
@@ -157,84 +138,7 @@ def _publish(fanout_id: int) -> None:
     fanout_run_task.delay(fanout_id)
 
 
-# --- who gets it --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Recipient:
-    address: str  # an email address, lower-cased, or a webhook URL
-    channel: str
-    audience: str
-    subscriber: Subscriber | None = None
-    contact: CustomerContact | None = None
-
-
-def message_key(fanout: Fanout, address: str) -> str:
-    """The idempotency key of the message of ``fanout``'s publication to ``address``: the
-    same for every run, whichever list the address came from."""
-    digest = hashlib.sha256(address.strip().lower().encode()).hexdigest()[:40]
-    if fanout.status_update_id:
-        return f"comms:update:{fanout.status_update_id}:{digest}"
-    return f"comms:maintenance:{fanout.maintenance_id}:{fanout.step}:{digest}"
-
-
-def _update_components(update: StatusUpdate) -> set[int]:
-    """The components an incident's update concerns: those its published updates up to this
-    one named, and those of the incident's services."""
-    named = StatusUpdateComponent.objects.filter(
-        status_update__incident_id=update.incident_id,
-        status_update__state=UpdateState.PUBLISHED,
-        status_update__published_at__lte=update.published_at,
-    ).values_list("component_id", flat=True)
-    services = Component.objects.filter(
-        service__in=update.incident.services.values("pk")
-    ).values_list("pk", flat=True)
-    own = update.affected.values_list("component_id", flat=True)
-    return set(named) | set(services) | set(own)
-
-
-def _subscribers(components: set[int], *, maintenance: bool) -> Iterable[Subscriber]:
-    rows = Subscriber.objects.filter(state=SubscriberState.ACTIVE)
-    if maintenance:
-        rows = rows.filter(maintenance_notices=True)
-    matching = Q(all_components=True)
-    if components:
-        matching |= Q(components__in=components)
-    # Deduplicated by primary key: a subscriber to two of the components matches twice.
-    ids = rows.filter(matching).values_list("pk", flat=True).distinct()
-    return (
-        Subscriber.objects.filter(pk__in=ids)
-        .only("pk", "kind", "email", "url", "token_version")
-        .order_by("pk")
-        .iterator(chunk_size=2000)
-    )
-
-
-def _customer_contacts(update: StatusUpdate) -> Iterable[CustomerContact]:
-    incident = update.incident
-    if not incident.customer_facing:
-        return []
-    if incident.severity_id not in (communication_policy_get().customer_email_severities or []):
-        return []
-    services = set(incident.services.values_list("pk", flat=True))
-    services |= set(
-        Service.objects.filter(component__in=update.affected.values("component_id")).values_list(
-            "pk", flat=True
-        )
-    )
-    if not services:
-        return []
-    ids = (
-        CustomerContact.objects.filter(incident_email=True, customer__services__in=services)
-        .values_list("pk", flat=True)
-        .distinct()
-    )
-    return (
-        CustomerContact.objects.filter(pk__in=ids)
-        .only("pk", "email", "token_version", "customer_id")
-        .order_by("pk")
-        .iterator(chunk_size=2000)
-    )
+# --- running it ---------------------------------------------------------------------------------
 
 
 def _valid_email(address: str) -> bool:
@@ -243,62 +147,6 @@ def _valid_email(address: str) -> bool:
     except ValidationError:
         return False
     return True
-
-
-def _suppressed(addresses: list[str]) -> set[str]:
-    found: set[str] = set()
-    for start in range(0, len(addresses), 500):
-        found.update(
-            Suppression.objects.annotate(address=Lower("email"))
-            .filter(address__in=addresses[start : start + 500])
-            .values_list("address", flat=True)
-        )
-    return found
-
-
-def _recipients(fanout: Fanout) -> list[Recipient]:
-    """Everyone ``fanout``'s publication goes to, each address once, suppressed ones left
-    out, in a stable order (subscribers by id, then contacts by id)."""
-    if fanout.status_update_id:
-        update = fanout.status_update
-        components = _update_components(update)
-        subscribers = _subscribers(components, maintenance=False)
-        contacts = _customer_contacts(update)
-    else:
-        components = set(fanout.maintenance.components.values_list("pk", flat=True))
-        subscribers = _subscribers(components, maintenance=True)
-        contacts = []
-    chosen: dict[str, Recipient] = {}
-    for subscriber in subscribers:
-        if subscriber.kind == SubscriberKind.WEBHOOK:
-            url = (subscriber.url or "").strip()
-            if url:
-                chosen.setdefault(
-                    url,
-                    Recipient(
-                        url, MessageChannel.SUBSCRIBER, MessageAudience.SUBSCRIBER, subscriber
-                    ),
-                )
-            continue
-        address = (subscriber.email or "").strip().lower()
-        if address:
-            chosen.setdefault(
-                address,
-                Recipient(address, MessageChannel.EMAIL, MessageAudience.SUBSCRIBER, subscriber),
-            )
-    for contact in contacts:
-        address = (contact.email or "").strip().lower()
-        if address:
-            chosen.setdefault(
-                address,
-                Recipient(address, MessageChannel.EMAIL, MessageAudience.CUSTOMER, contact=contact),
-            )
-    emails = [a for a, r in chosen.items() if r.channel == MessageChannel.EMAIL]
-    suppressed = _suppressed(emails)
-    return [r for a, r in chosen.items() if a not in suppressed]
-
-
-# --- running it ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -358,7 +206,7 @@ def fanout_run(*, fanout_id: int) -> FanoutResult:
             mailing = mailing_for_update(fanout.status_update, page=page)
         else:
             mailing = mailing_for_maintenance(fanout.maintenance, step=fanout.step, page=page)
-        recipients = _recipients(fanout)
+        recipients = fanout_recipients(fanout)
         links = _Links()
         size = _batch_size()
         for start in range(0, len(recipients), size):
@@ -552,7 +400,7 @@ def _write_batch(
     return now, len(messages), skipped
 
 
-# --- recovery and tracking of sends -------------------------------------------------------------
+# --- recovery -------------------------------------------------------------------------------------
 
 
 def fanouts_sweep(*, now: datetime | None = None, limit: int = 100) -> int:
@@ -570,60 +418,3 @@ def fanouts_sweep(*, now: datetime | None = None, limit: int = 100) -> int:
     for pk in due:
         _publish(pk)
     return len(due)
-
-
-RECONCILE_CHUNK = 500
-
-SENT_STATES = {
-    NotificationStatus.SENT: DeliveryState.SENT,
-    NotificationStatus.FAILED: DeliveryState.FAILED,
-}
-
-
-def messages_reconcile(*, time_budget: float = 20.0) -> int:
-    """Mark queued messages ``sent`` (with the provider's id) or ``failed`` as their outbox
-    rows are. Returns how many changed. A tracking event that already moved a message on is
-    never undone: only rows still ``queued`` under the row lock change (the tracking receiver
-    takes the same lock)."""
-    deadline = time.monotonic() + time_budget
-    changed = 0
-    after = 0
-    while time.monotonic() < deadline:
-        rows = list(
-            Message.objects.filter(state=DeliveryState.QUEUED, pk__gt=after)
-            .order_by("pk")
-            .values_list("pk", "idempotency_key")[:RECONCILE_CHUNK]
-        )
-        if not rows:
-            break
-        after = rows[-1][0]
-        states = notification_states(idempotency_keys=[key for _, key in rows])
-        moved = {
-            pk: states[key]
-            for pk, key in rows
-            if key in states and states[key].status in SENT_STATES
-        }
-        if not moved:
-            continue
-        now = timezone.now()
-        with transaction.atomic():
-            locked = list(
-                Message.objects.select_for_update()
-                .filter(pk__in=list(moved), state=DeliveryState.QUEUED)
-                .only("pk", "state")
-            )
-            for message in locked:
-                state = moved[message.pk]
-                message.state = SENT_STATES[state.status]
-                message.state_changed_at = state.sent_at or now
-                message.provider_message_id = state.provider_message_id[:255]
-                message.state_detail = (
-                    state.last_error[:500] if state.status == NotificationStatus.FAILED else ""
-                )
-            Message.objects.bulk_update(
-                locked,
-                ["state", "state_changed_at", "provider_message_id", "state_detail"],
-                batch_size=500,
-            )
-        changed += len(locked)
-    return changed

@@ -1,5 +1,6 @@
 """Status-page subscriptions: the subscribing side (double opt-in, manage, unsubscribe, a
-customer contact's opt-out), webhook subscribers registered by staff, and the suppression list.
+customer contact's opt-out). Webhook subscribers registered by staff, removing subscribers and
+the suppression list are in :mod:`.subscribers_staff`.
 
 **Subscribing by email** (:func:`subscription_request`) answers the same whatever the address
 is — new, waiting for confirmation, subscribed, unsubscribed or suppressed — so the form cannot
@@ -22,10 +23,6 @@ pending preferences and send nothing. Requests are counted per client address
 **Links** (``.links``): confirming, unsubscribing and a contact's opt-out each increment the
 row's ``token_version`` under a row lock, so each of their links works once; a link refused by
 ``link_open`` changes nothing.
-
-**Webhook subscribers** are staff's (admin or API): their URL is checked against request
-forgery (``escalation.outbox.subscriber_webhook_url_problem``), they are active at once, and the
-key their bodies are signed with is returned once, at creation.
 """
 
 from __future__ import annotations
@@ -45,15 +42,12 @@ from django.utils import timezone
 
 from escalation.outbox import (
     notification_enqueue,
-    subscriber_webhook_secret,
-    subscriber_webhook_url_problem,
 )
 from incidents.errors import InvalidInput, VigilError
 from incidents.models import MessageChannel
 from incidents.ratelimit import rate_limit_hit, rate_parse
-from incidents.services.common import audited_delete, audited_save
+from incidents.services.common import audited_save
 
-from ..errors import require
 from ..models import (
     Component,
     CustomerContact,
@@ -62,7 +56,6 @@ from ..models import (
     SubscriberKind,
     SubscriberState,
     Suppression,
-    SuppressionReason,
 )
 from .links import LinkInvalid, OpenedLink, link_open, link_url
 from .policy import communication_policy_get
@@ -78,15 +71,11 @@ __all__ = [
     "contact_opt_out",
     "email_address_clean",
     "public_components",
-    "subscriber_delete",
-    "subscriber_webhook_create",
     "subscription_confirm",
     "subscription_page_links",
     "subscription_preferences_set",
     "subscription_request",
     "subscription_unsubscribe",
-    "suppression_add",
-    "suppression_remove",
 ]
 
 EMAIL_MAX = 254
@@ -143,7 +132,7 @@ def public_components():
     return Component.objects.filter(showcase=True).select_related("service", "group")
 
 
-def _subscription(
+def subscription_clean(
     *, all_components: bool, components: Any, maintenance_notices: Any
 ) -> Subscription:
     if all_components:
@@ -165,12 +154,12 @@ def _subscription(
     return Subscription(False, tuple(found[code] for code in codes), bool(maintenance_notices))
 
 
-def _apply(subscriber: Subscriber, subscription: Subscription) -> None:
+def subscription_apply(subscriber: Subscriber, subscription: Subscription) -> None:
     subscriber.all_components = subscription.all_components
     subscriber.maintenance_notices = subscription.maintenance_notices
 
 
-def _apply_components(subscriber: Subscriber, subscription: Subscription) -> None:
+def subscription_apply_components(subscriber: Subscriber, subscription: Subscription) -> None:
     subscriber.components.set(subscription.components)
 
 
@@ -279,7 +268,7 @@ def subscription_request(
     on what the address was."""
     _hit(f"subscribe:ip:{client or 'unknown'}", "VIGIL_SUBSCRIBE_IP_RATE", "20/hour")
     address = email_address_clean(email)
-    subscription = _subscription(
+    subscription = subscription_clean(
         all_components=all_components,
         components=list(components) if isinstance(components, list | tuple) else components,
         maintenance_notices=maintenance_notices,
@@ -292,7 +281,7 @@ def subscription_request(
     subscriber = _locked_email_subscriber(address)
     if subscriber is None:
         subscriber = Subscriber(kind=SubscriberKind.EMAIL, email=address)
-        _apply(subscriber, subscription)
+        subscription_apply(subscriber, subscription)
         try:
             with transaction.atomic():
                 audited_save(subscriber, actor=None, reason="subscribe request")
@@ -302,13 +291,13 @@ def subscription_request(
             if subscriber is None:
                 raise
         else:
-            _apply_components(subscriber, subscription)
+            subscription_apply_components(subscriber, subscription)
     elif subscriber.state != SubscriberState.ACTIVE:
         # Pending or unsubscribed: the latest request's choice waits for confirmation.
         subscriber.state = SubscriberState.PENDING
-        _apply(subscriber, subscription)
+        subscription_apply(subscriber, subscription)
         audited_save(subscriber, actor=None, reason="subscribe request")
-        _apply_components(subscriber, subscription)
+        subscription_apply_components(subscriber, subscription)
 
     last = subscriber.confirmation_sent_at
     if last is not None and now - last < _resend_after():
@@ -365,7 +354,7 @@ def subscription_preferences_set(
     (which keeps working: manage links are in every email). Raises LinkInvalid or
     InvalidInput; changes nothing then."""
     opened = link_open(token, "manage")
-    subscription = _subscription(
+    subscription = subscription_clean(
         all_components=all_components,
         components=list(components) if isinstance(components, list | tuple) else components,
         maintenance_notices=maintenance_notices,
@@ -373,9 +362,9 @@ def subscription_preferences_set(
     subscriber = _locked_by_link(opened)
     if subscriber.state != SubscriberState.ACTIVE:
         raise LinkInvalid("used", row=subscriber)
-    _apply(subscriber, subscription)
+    subscription_apply(subscriber, subscription)
     audited_save(subscriber, actor=None, reason="preferences changed by link")
-    _apply_components(subscriber, subscription)
+    subscription_apply_components(subscriber, subscription)
     return subscriber
 
 
@@ -418,98 +407,3 @@ def contact_opt_out(*, token: str) -> CustomerContact:
     contact.token_version += 1
     audited_save(contact, actor=None, reason="opted out by link")
     return contact
-
-
-# --- staff: webhook subscribers, removal, the suppression list -------------------------------
-
-
-@transaction.atomic
-def subscriber_webhook_create(
-    *,
-    actor: Any,
-    source: str,
-    url: Any,
-    all_components: bool = True,
-    components: Any = (),
-    maintenance_notices: bool = True,
-) -> tuple[Subscriber, str]:
-    """Register a webhook subscriber (active at once) and return it with the key its bodies
-    are signed with — shown once; it is derived from the URL, never stored. Refuses (400) a URL
-    Vigil will not send to (see ``subscriber_webhook_url_problem``) or one already registered."""
-    require(actor, "communications.add_subscriber", "add a subscriber")
-    url = url.strip() if isinstance(url, str) else ""
-    problem = subscriber_webhook_url_problem(url)
-    if problem:
-        raise InvalidInput({"url": problem})
-    subscription = _subscription(
-        all_components=all_components,
-        components=list(components) if isinstance(components, list | tuple) else components,
-        maintenance_notices=maintenance_notices,
-    )
-    if Subscriber.objects.filter(kind=SubscriberKind.WEBHOOK, url=url).exists():
-        raise InvalidInput({"url": "This URL is already a subscriber."})
-    subscriber = Subscriber(
-        kind=SubscriberKind.WEBHOOK,
-        url=url,
-        state=SubscriberState.ACTIVE,
-        confirmed_at=timezone.now(),
-    )
-    _apply(subscriber, subscription)
-    try:
-        with transaction.atomic():
-            audited_save(subscriber, actor=actor, reason=f"webhook subscriber added ({source})")
-    except IntegrityError as exc:
-        raise InvalidInput({"url": "This URL is already a subscriber."}) from exc
-    _apply_components(subscriber, subscription)
-    return subscriber, subscriber_webhook_secret(url)
-
-
-@transaction.atomic
-def subscriber_delete(*, subscriber: Subscriber, actor: Any, source: str) -> None:
-    """Remove a subscriber (email or webhook) for good; its history keeps who did it."""
-    require(actor, "communications.delete_subscriber", "remove a subscriber")
-    locked = Subscriber.objects.select_for_update().filter(pk=subscriber.pk).first()
-    if locked is None:
-        return
-    audited_delete(locked, actor=actor, reason=f"removed by staff ({source})")
-
-
-@transaction.atomic
-def suppression_add(
-    *,
-    actor: Any,
-    source: str,
-    email: Any,
-    reason: str = SuppressionReason.MANUAL,
-    detail: Any = "",
-) -> Suppression:
-    """Put an address on the suppression list (no customer-facing mail goes to it).
-    Idempotent: an address already on it is returned unchanged. ``actor`` None is Vigil
-    itself (bounces and complaints)."""
-    require(actor, "communications.add_suppression", "add a suppression")
-    address = email_address_clean(email)
-    if reason not in SuppressionReason.values:
-        raise InvalidInput({"reason": f"Unknown reason {reason!r}."})
-    detail = detail.strip() if isinstance(detail, str) else ""
-    if len(detail) > 500:
-        raise InvalidInput({"detail": "At most 500 characters."})
-    existing = Suppression.objects.filter(email__iexact=address).first()
-    if existing is not None:
-        return existing
-    row = Suppression(email=address, reason=reason, detail=detail, created_by=actor)
-    try:
-        with transaction.atomic():
-            audited_save(row, actor=actor, reason=f"suppressed ({source})")
-    except IntegrityError:
-        return Suppression.objects.get(email__iexact=address)
-    return row
-
-
-@transaction.atomic
-def suppression_remove(*, suppression: Suppression, actor: Any, source: str) -> None:
-    """Take an address off the suppression list; its history keeps who did it and when."""
-    require(actor, "communications.delete_suppression", "remove a suppression")
-    locked = Suppression.objects.select_for_update().filter(pk=suppression.pk).first()
-    if locked is None:
-        return
-    audited_delete(locked, actor=actor, reason=f"removed by staff ({source})")

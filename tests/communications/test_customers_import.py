@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from communications.models import Customer, CustomerContact
 from communications.services.customers import customer_contact_update
-from communications.services.customers_csv import IMPORT_MAX_BYTES, IMPORT_MAX_ROWS
+from communications.services.customers_csv_format import IMPORT_MAX_BYTES, IMPORT_MAX_ROWS
 from incidents.models import Source
 from tests.factories import ServiceFactory
 

@@ -17,7 +17,8 @@ from communications.models import (
     UpdateState,
     UpdateStatus,
 )
-from communications.services.clock import first_update_published, first_update_sweep
+from communications.services.clock import first_update_published
+from communications.services.clock_sweep import first_update_sweep
 from communications.tasks import first_update_sweep_task
 from escalation.models import Notification
 from incidents.models import Incident, Kind, ResponseRole, Source, TimelineEntry
@@ -413,7 +414,7 @@ def test_a_policy_edit_applies_to_clocks_started_after_it(clock):
 def test_a_clock_that_fails_is_left_due_and_the_others_go_on(clock, monkeypatch):
     broken, fine = acknowledge(create()), acknowledge(create())
     clock.move_to(T0 + 15 * MIN)
-    import communications.services.clock as service
+    import communications.services.clock_sweep as service
 
     original = service._remind
 

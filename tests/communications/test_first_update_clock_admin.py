@@ -10,7 +10,8 @@ import time_machine
 from django.urls import reverse
 
 from communications.models import StatusUpdate, UpdateState, UpdateStatus
-from communications.services.clock import first_update_published, first_update_sweep
+from communications.services.clock import first_update_published
+from communications.services.clock_sweep import first_update_sweep
 from incidents.models import Incident, Source
 from incidents.services import incident_acknowledge, incident_create, incident_update
 from tests.events import followed

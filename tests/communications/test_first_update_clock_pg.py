@@ -14,7 +14,8 @@ from django.db import connections, transaction
 from django.utils import timezone
 
 from communications.models import FirstUpdateClock, StatusUpdate, UpdateState, UpdateStatus
-from communications.services.clock import first_update_published, first_update_sweep
+from communications.services.clock import first_update_published
+from communications.services.clock_sweep import first_update_sweep
 from escalation.models import Notification
 from incidents.models import Incident, Kind, Source, TimelineEntry
 from incidents.services import incident_acknowledge, incident_create

@@ -11,7 +11,7 @@ from escalation.outbox import notification_enqueue
 from incidents.models import Channel, Contact, Incident
 
 from ...models import SendKind, StakeholderGroup
-from ..clock import Person, comms_leads, person_for_contact, person_for_user
+from ..comms_leads import Person, comms_leads, person_for_contact, person_for_user
 from .common import KEY_PREFIX, REMINDER_CHANNELS, _stamp
 
 

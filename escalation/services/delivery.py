@@ -17,7 +17,7 @@ from incidents.models import Incident, Kind, MessageChannel, Source
 from incidents.services.common import timeline_record
 
 from ..models import Notification, NotificationStatus
-from .outbox import OUTBOX, _publish, outbox_settings
+from .outbox import OUTBOX, outbox_settings, send_task_publish
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ def _record_failure(
             # redelivered early by Redis once it exceeds the visibility timeout.
             urgent, bulk = locked.urgent, locked.bulk
             transaction.on_commit(
-                lambda: _publish(row.pk, urgent=urgent, bulk=bulk, countdown=delay)
+                lambda: send_task_publish(row.pk, urgent=urgent, bulk=bulk, countdown=delay)
             )
     return SendOutcome("retry", row.pk, attempts=locked.attempts, detail=error, retry_in=delay)
 
@@ -242,7 +242,9 @@ def notifications_requeue(*, now: datetime | None = None) -> int:
         for pk in due:
             urgent, bulk = kinds.get(pk, (False, False))
             transaction.on_commit(
-                lambda pk=pk, urgent=urgent, bulk=bulk: _publish(pk, urgent=urgent, bulk=bulk)
+                lambda pk=pk, urgent=urgent, bulk=bulk: send_task_publish(
+                    pk, urgent=urgent, bulk=bulk
+                )
             )
     if due:
         logger.info("Re-queued %s notification(s)", len(due))
@@ -281,5 +283,5 @@ def notification_retry(*, notification: Notification, actor: Any, source: str) -
                 data={"notification": locked.pk, "retry": True},
             )
         pk, urgent, bulk = locked.pk, locked.urgent, locked.bulk
-        transaction.on_commit(lambda: _publish(pk, urgent=urgent, bulk=bulk))
+        transaction.on_commit(lambda: send_task_publish(pk, urgent=urgent, bulk=bulk))
     return True

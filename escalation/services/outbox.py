@@ -39,6 +39,7 @@ __all__ = [
     "notification_enqueue",
     "notification_enqueue_many",
     "outbox_settings",
+    "send_task_publish",
 ]
 
 
@@ -143,7 +144,7 @@ def notification_enqueue(
         # A concurrent transaction inserted the same key and committed first.
         return Notification.objects.get(idempotency_key=idempotency_key)
     notification_id, urgent = notification.pk, notification.urgent
-    transaction.on_commit(lambda: _publish(notification_id, urgent=urgent))
+    transaction.on_commit(lambda: send_task_publish(notification_id, urgent=urgent))
     return notification
 
 
@@ -325,7 +326,7 @@ def _publish_groups(groups: list[tuple[list[int], str]]) -> None:
         _mark_published(published)
 
 
-def _publish(
+def send_task_publish(
     notification_id: int, *, urgent: bool, bulk: bool = False, countdown: float | None = None
 ) -> None:
     """Publish the send task of one row (after commit) and mark the row published. A broker

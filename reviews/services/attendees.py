@@ -74,6 +74,21 @@ def _invite_one(review: Review, attendee: ReviewAttendee, policy: ReviewPolicy) 
     )
 
 
+def _invitee(*, user: Any, email: str, name: str, field: str) -> tuple[str, str]:
+    """The address and name to invite: an active user with an email address, or an external
+    person by ``email`` (and optional ``name``). Exactly one of the two must be given; the
+    refusal names ``field``."""
+    if (user is None) == (not (email or "").strip()):
+        raise InvalidInput({field: "Give either a user or an email address."})
+    if user is not None:
+        if not getattr(user, "is_active", False):
+            raise InvalidInput({"user": f"{user} is not an active user."})
+        if not user.email:
+            raise InvalidInput({"user": f"{user} has no email address to invite."})
+        return user.email, person_name(user)
+    return _clean_email(email), " ".join((name or "").split())[:200]
+
+
 @transaction.atomic
 def review_facilitator_set(
     *,
@@ -89,17 +104,7 @@ def review_facilitator_set(
     chair) if they were not already; the former facilitator stays invited. Idempotent.
     Refused: neither or both given, a bad address, a review not booked."""
     require(actor, "change review facilitators")
-    if (user is None) == (not (email or "").strip()):
-        raise InvalidInput({"facilitator": "Give either a user or an email address."})
-    if user is not None:
-        if not getattr(user, "is_active", False):
-            raise InvalidInput({"user": f"{user} is not an active user."})
-        if not user.email:
-            raise InvalidInput({"user": f"{user} has no email address to invite."})
-        address, display = user.email, person_name(user)
-    else:
-        address = _clean_email(email)
-        display = " ".join((name or "").split())[:200]
+    address, display = _invitee(user=user, email=email, name=name, field="facilitator")
     locked = locked_review(review)
     check_booked(locked, "change the facilitator of")
     if user is not None and locked.facilitator_id == user.pk and not locked.facilitator_email:
@@ -146,17 +151,7 @@ def review_attendee_add(
     """Invite one more person to a booked review (a user, or anyone by email): they get the
     invitation at once. Idempotent: someone already invited is returned unchanged."""
     require(actor, "invite to reviews")
-    if (user is None) == (not (email or "").strip()):
-        raise InvalidInput({"attendee": "Give either a user or an email address."})
-    if user is not None:
-        if not getattr(user, "is_active", False):
-            raise InvalidInput({"user": f"{user} is not an active user."})
-        if not user.email:
-            raise InvalidInput({"user": f"{user} has no email address to invite."})
-        address, display = user.email, person_name(user)
-    else:
-        address = _clean_email(email)
-        display = " ".join((name or "").split())[:200]
+    address, display = _invitee(user=user, email=email, name=name, field="attendee")
     locked = locked_review(review)
     check_booked(locked, "invite people to")
     attendee, invite = _attendee_for(

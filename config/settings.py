@@ -586,6 +586,10 @@ VIGIL_NOTIFY_BACKOFF_MAX_SECONDS = env.float("VIGIL_NOTIFY_BACKOFF_MAX_SECONDS",
 VIGIL_NOTIFY_LEASE_SECONDS = env.float("VIGIL_NOTIFY_LEASE_SECONDS", default=120.0)
 VIGIL_NOTIFY_REQUEUE_AFTER_SECONDS = env.float("VIGIL_NOTIFY_REQUEUE_AFTER_SECONDS", default=60.0)
 VIGIL_NOTIFY_HTTP_TIMEOUT_SECONDS = env.float("VIGIL_NOTIFY_HTTP_TIMEOUT_SECONDS", default=10.0)
+# A batch task (one incident's pages, 50 rows of a mailing) claims this many rows in one
+# statement and records their sends in one statement after the last of them; a worker killed
+# mid-chunk may send that many again. 1 records each send at once.
+VIGIL_NOTIFY_SEND_CHUNK = env.int("VIGIL_NOTIFY_SEND_CHUNK", default=10)
 # Slack: a bot token (chat.postMessage to the recipient's channel or user id) or an incoming
 # webhook (one fixed channel).
 VIGIL_SLACK_BOT_TOKEN = env.str("VIGIL_SLACK_BOT_TOKEN", default="")

@@ -22,6 +22,9 @@ that transaction (a network call, a follower's own transaction). A result is rec
 while this attempt's claim is current (:meth:`WorkQueue.complete` and :meth:`WorkQueue.fail`
 compare ``claimed_at``), so a worker that outlived its lease cannot overwrite a newer attempt.
 A row left running past the lease (its worker was killed) is claimable again.
+:meth:`WorkQueue.claim_many` claims several rows in one statement under one stamp, and
+:meth:`WorkQueue.complete_many` records them in one statement, each row still matched on that
+stamp; :meth:`WorkQueue.release` gives back claimed rows that were not worked on.
 :meth:`WorkQueue.claim_locked` is the short form for work that is itself one transaction (the
 inbound deliveries): the row lock held to the end of the caller's transaction is the lease.
 
@@ -58,7 +61,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, models
-from django.db.models import Q
+from django.db.models import Case, F, Q, Value, When
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
@@ -103,8 +106,9 @@ def _seconds(value: float | Callable[[], float]) -> float:
 
 
 DEFAULT_PUBLISH_LEASE = 600.0
-# The claim statement of each (model, database vendor, due only, relation joined), built once.
-_CLAIM_SQL: dict[tuple[type, str, bool, str | None], str] = {}
+# The claim statement of each (model, database vendor, due only, relation joined, number of
+# rows), built once.
+_CLAIM_SQL: dict[tuple[type, str, bool, str | None, int], str] = {}
 
 
 def default_publish_lease() -> float:
@@ -199,29 +203,52 @@ class WorkQueue:
         incident): on PostgreSQL it comes back with the claim, in the same round trip (the
         UPDATE as a common table expression joined to it); elsewhere, and for any other
         relation, a related row loads when first used."""
+        rows = self._claim_rows([pk], now=now, due_only=due_only, related=related)
+        return rows[0] if rows else None
+
+    def claim_many(
+        self, pks: list[int], *, now: datetime | None = None, related: str | None = None
+    ) -> list[Any]:
+        """:meth:`claim` for several rows in one statement, under one claim stamp: the rows of
+        ``pks`` that were claimable, in the order given (the others are skipped). Every row
+        returned shares ``claimed_at``, so :meth:`complete_many` records them in one statement
+        too. The caller must finish them well within the lease (or :meth:`release` the rest):
+        a claim that lapses makes its rows claimable by another worker."""
+        if not pks:
+            return []
+        rows = self._claim_rows(list(pks), now=now, due_only=False, related=related)
+        order = {pk: index for index, pk in enumerate(pks)}
+        return sorted(rows, key=lambda row: order[row.pk])
+
+    def _claim_rows(
+        self, pks: list[int], *, now: datetime | None, due_only: bool, related: str | None
+    ) -> list[Any]:
         now = now or timezone.now()
         when = connection.ops.adapt_datetimefield_value
         joined = related if related and connection.vendor == "postgresql" else None
-        sql = self._claim_sql(connection.vendor, due_only, joined)
-        params: list[Any] = [self.running, when(now), pk, self.pending]
+        sql = self._claim_sql(connection.vendor, due_only, joined, count=len(pks))
+        params: list[Any] = [self.running, when(now), *pks, self.pending]
         if due_only:
             params.append(when(now))
         params += [self.running, when(now - timedelta(seconds=_seconds(self.lease)))]
         rows, _ = _bookkeeping(sql, params)
-        if not rows:
-            return None
         own = len(self.model._meta.concrete_fields)
-        row = _from_db(self.model, rows[0][:own])
-        if joined:
-            target = self.model._meta.get_field(joined).related_model
-            values = rows[0][own:]
-            # A null foreign key joins nothing: every joined column is NULL, its key included.
-            key = values[target._meta.concrete_fields.index(target._meta.pk)]
-            setattr(row, joined, None if key is None else _from_db(target, values))
-        return row
+        target = self.model._meta.get_field(joined).related_model if joined else None
+        claimed = []
+        for values in rows:
+            row = _from_db(self.model, values[:own])
+            if target is not None:
+                joined_values = values[own:]
+                # A null foreign key joins nothing: every joined column is NULL, its key too.
+                key = joined_values[target._meta.concrete_fields.index(target._meta.pk)]
+                setattr(row, joined, None if key is None else _from_db(target, joined_values))
+            claimed.append(row)
+        return claimed
 
-    def _claim_sql(self, vendor: str, due_only: bool, related: str | None = None) -> str:
-        key = (self.model, vendor, due_only, related)
+    def _claim_sql(
+        self, vendor: str, due_only: bool, related: str | None = None, *, count: int = 1
+    ) -> str:
+        key = (self.model, vendor, due_only, related, count)
         sql = _CLAIM_SQL.get(key)
         if sql is None:
             meta = self.model._meta
@@ -231,11 +258,12 @@ class WorkQueue:
                 for name in ("status", "claimed_at", "attempts", "next_attempt_at")
             }
             due = f" AND {col['next_attempt_at']} <= %s" if due_only else ""
+            match = "= %s" if count == 1 else f"IN ({', '.join(['%s'] * count)})"
             columns = [quote(f.column) for f in meta.concrete_fields]
             sql = (
                 f"UPDATE {quote(meta.db_table)} SET {col['status']} = %s, "
                 f"{col['claimed_at']} = %s, {col['attempts']} = {col['attempts']} + 1 "
-                f"WHERE {quote(meta.pk.column)} = %s AND (({col['status']} = %s{due}) OR "
+                f"WHERE {quote(meta.pk.column)} {match} AND (({col['status']} = %s{due}) OR "
                 f"({col['status']} = %s AND ({col['claimed_at']} IS NULL OR "
                 f"{col['claimed_at']} <= %s))) "
                 f"RETURNING {', '.join(columns)}"
@@ -298,6 +326,53 @@ class WorkQueue:
             self.pending,
         ]
         return bool(_bookkeeping(sql, params)[1])
+
+    def complete_many(self, rows: list[Any], *, claim: datetime, fields: dict[int, dict]) -> int:
+        """:meth:`complete` for rows claimed together (:meth:`claim_many`, one ``claimed_at``),
+        in one statement: each row gets its own ``fields[row.pk]`` (every row the same field
+        names). The same rules as :meth:`complete`: a row another attempt took over, or one
+        already done, is not written. Returns how many rows it changed."""
+        if not rows:
+            return 0
+        names = list(fields[rows[0].pk])
+        values: dict[str, Any] = {"status": self.done, self.error_field: ""}
+        meta = self.model._meta
+        for name in names:
+            field = meta.get_field(name)
+            values[name] = Case(
+                *(When(pk=row.pk, then=Value(fields[row.pk][name], field)) for row in rows),
+                output_field=field,
+            )
+        matched = self.model._default_manager.filter(
+            pk__in=[row.pk for row in rows],
+            claimed_at=claim,
+            status__in=[self.running, self.pending],
+        )
+        query = matched.query.chain(UpdateQuery)
+        query.add_update_values(values)
+        sql, params = query.get_compiler(matched.db).as_sql()
+        return _bookkeeping(sql, list(params))[1]
+
+    def release(self, pks: list[int], *, claim: datetime) -> int:
+        """Give back rows claimed with :meth:`claim_many` that were not worked on (the batch
+        ran short of its lease): pending again, due now, the attempt not counted, no publish
+        stamp. Only rows still held by ``claim``. One bookkeeping statement."""
+        if not pks:
+            return 0
+        matched = self.model._default_manager.filter(
+            pk__in=pks, claimed_at=claim, status=self.running
+        )
+        query = matched.query.chain(UpdateQuery)
+        query.add_update_values(
+            {
+                "status": self.pending,
+                "claimed_at": None,
+                "attempts": F("attempts") - 1,
+                "next_attempt_at": timezone.now(),
+            }
+        )
+        sql, params = query.get_compiler(matched.db).as_sql()
+        return _bookkeeping(sql, list(params))[1]
 
     def complete_locked(self, row: Any, **fields: Any) -> None:
         """Mark a row claimed with :meth:`claim_locked` done, in the caller's transaction."""

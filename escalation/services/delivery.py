@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -54,25 +55,72 @@ def backoff_delay(*, attempts: int, retry_after: float | None = None) -> float:
 
 
 def notification_send_batch(*, notification_ids: list[int]) -> int:
-    """Send the rows of one batch task one after the other; returns how many were sent.
+    """Send the rows of one batch task; returns how many were sent.
 
     First their publish stamp is cleared (and their next attempt set to now): if this worker
     dies midway, the rows it did not reach look like rows whose publish was lost and the
     requeue sweep publishes them again after ``VIGIL_NOTIFY_REQUEUE_AFTER_SECONDS``, instead
-    of after the publish lease. A batch still working after that long may see some of its
-    rows published again; each row's claim keeps it to one delivery."""
+    of after the publish lease. Then ``VIGIL_NOTIFY_SEND_CHUNK`` rows at a time are claimed in one
+    statement, sent one after the other, and their sends recorded in one statement (a row whose
+    send fails is recorded at once, on its own, as in :func:`notification_send`). A chunk that
+    has used half the lease gives its unsent rows back and claims them again, so a slow
+    provider never lets a claim lapse while its row waits its turn. The sends of a chunk are
+    recorded after its last one, so a worker killed mid-chunk leaves up to a chunk of sent
+    rows unrecorded: they are sent again, with the same idempotency key, after the lease."""
     OUTBOX.mark_taken(notification_ids)
     # The pages of one batch are mostly one incident's: read it once, not once per row.
     incidents: dict[int, Incident] = {}
-    return sum(
-        notification_send(notification_id=pk, incidents=incidents).result == "sent"
-        for pk in notification_ids
-    )
+    conf = outbox_settings()
+    half_lease, size = conf.lease.total_seconds() / 2, conf.send_chunk
+    waiting = list(notification_ids)
+    sent = 0
+    while waiting:
+        chunk, waiting = waiting[:size], waiting[size:]
+        rows = OUTBOX.claim_many(chunk, related="incident")
+        if not rows:
+            continue
+        claim = rows[0].claimed_at
+        started = time.monotonic()
+        done: dict[int, dict] = {}
+        reached = 0
+        try:
+            for row in rows:
+                if reached and time.monotonic() - started > half_lease:
+                    waiting = [later.pk for later in rows[reached:]] + waiting
+                    break
+                reached += 1
+                _share_incident(row, incidents)
+                provider_id, failure = _attempt(row, claim=claim)
+                if failure is None:
+                    done[row.pk] = {
+                        "provider_message_id": (provider_id or "")[:255],
+                        "sent_at": timezone.now(),
+                    }
+        finally:
+            # Also when an error stops the chunk: what was sent is recorded, and what was not
+            # reached is given back (claimable again at once, not only after the lease).
+            sent_rows = [row for row in rows if row.pk in done]
+            _recorded(
+                lambda sent_rows=sent_rows, done=done, claim=claim: OUTBOX.complete_many(
+                    sent_rows, claim=claim, fields=done
+                ),
+                what=f"Notification(s) {', '.join(str(pk) for pk in done)}",
+            )
+            OUTBOX.release([row.pk for row in rows[reached:]], claim=claim)
+        sent += len(done)
+    return sent
 
 
-def notification_send(
-    *, notification_id: int, incidents: dict[int, Incident] | None = None
-) -> SendOutcome:
+def _share_incident(row: Notification, incidents: dict[int, Incident]) -> None:
+    if row.incident_id is None:
+        return
+    if row.incident_id in incidents:
+        row.incident = incidents[row.incident_id]
+    else:
+        incidents[row.incident_id] = row.incident
+
+
+def notification_send(*, notification_id: int) -> SendOutcome:
     """Send one outbox row through its channel backend. Safe to call any number of times.
 
     Claims the row in one statement (pending, or sending with an expired lease → sending,
@@ -86,35 +134,42 @@ def notification_send(
     send, the write is tried again for a few seconds, then the error is raised: the row stays
     sending and is sent again, with the same idempotency key, after the lease.
     """
-    from ..channels import PermanentDeliveryError, TransientDeliveryError, backend_for
-
     # One UPDATE … RETURNING claims the row; on PostgreSQL the incident a channel shows comes
-    # with it, in the same round trip. Elsewhere a batch (``incidents``) reads each incident once.
+    # with it, in the same round trip.
     row = OUTBOX.claim(notification_id, related="incident")
     if row is None:
         return SendOutcome("skipped", notification_id)
-    claim = row.claimed_at
-    if incidents is not None and row.incident_id is not None:
-        if row.incident_id in incidents:
-            row.incident = incidents[row.incident_id]
-        else:
-            incidents[row.incident_id] = row.incident
+    provider_id, failure = _attempt(row, claim=row.claimed_at)
+    if failure is not None:
+        return failure
+    provider_id = (provider_id or "")[:255]
+    sent_at = timezone.now()
+    _recorded(
+        lambda: OUTBOX.complete(row, provider_message_id=provider_id, sent_at=sent_at),
+        what=f"Notification {row.pk}",
+    )
+    return SendOutcome("sent", row.pk, attempts=row.attempts, detail=provider_id)
+
+
+def _attempt(row: Notification, *, claim: datetime) -> tuple[str | None, SendOutcome | None]:
+    """Send a claimed row through its channel, outside any transaction. Returns the provider's
+    message id, or the outcome of the failure it recorded."""
+    from ..channels import PermanentDeliveryError, TransientDeliveryError, backend_for
 
     try:
         backend = backend_for(row.channel)
-        provider_id = backend.send(row)
+        return backend.send(row), None
     except PermanentDeliveryError as exc:
-        return _record_failure(row, claim=claim, error=str(exc) or repr(exc), permanent=True)
+        return None, _record_failure(row, claim=claim, error=str(exc) or repr(exc), permanent=True)
     except TransientDeliveryError as exc:
-        return _record_failure(
+        return None, _record_failure(
             row, claim=claim, error=str(exc) or repr(exc), retry_after=exc.retry_after
         )
     except Exception as exc:
         # An unexpected error (a bug, a library surprise, the soft time limit) is retried:
         # giving up on a page after one odd exception is worse than trying again.
-        logger.exception("Notification %s: unexpected delivery error", notification_id)
-        return _record_failure(row, claim=claim, error=f"{type(exc).__name__}: {exc}")
-    return _record_sent(row, provider_id=provider_id or "")
+        logger.exception("Notification %s: unexpected delivery error", row.pk)
+        return None, _record_failure(row, claim=claim, error=f"{type(exc).__name__}: {exc}")
 
 
 # Pauses between the tries of the write that records a send. The message is already with the
@@ -123,26 +178,25 @@ def notification_send(
 RECORD_RETRY_DELAYS = (0.5, 1.0, 2.0)
 
 
-def _record_sent(row: Notification, *, provider_id: str) -> SendOutcome:
-    sent_at = timezone.now()
+def _recorded(write: Callable[[], object], *, what: str) -> None:
+    """Run the write that records sends, trying again through a short database outage."""
     for pause in (*RECORD_RETRY_DELAYS, None):
         try:
-            OUTBOX.complete(row, provider_message_id=provider_id[:255], sent_at=sent_at)
-            break
+            write()
+            return
         except (OperationalError, InterfaceError):
             if pause is None:
                 logger.error(
-                    "Notification %s was accepted by the provider but could not be recorded; "
-                    "it will be sent again, with the same idempotency key, after the lease",
-                    row.pk,
+                    "%s accepted by the provider but could not be recorded; sent again, with "
+                    "the same idempotency key, after the lease",
+                    what,
                 )
                 raise
-            logger.warning("Notification %s: recording the send failed; trying again", row.pk)
+            logger.warning("%s: recording the send failed; trying again", what)
             time.sleep(pause)
             if not connection.in_atomic_block:
                 # A broken connection is replaced on the next query.
                 connection.close_if_unusable_or_obsolete()
-    return SendOutcome("sent", row.pk, attempts=row.attempts, detail=provider_id)
 
 
 def _record_failure(

@@ -52,6 +52,7 @@ class OutboxSettings:
     lease: timedelta
     requeue_after: timedelta
     requeue_batch: int
+    send_chunk: int
 
 
 def outbox_settings() -> OutboxSettings:
@@ -66,6 +67,7 @@ def outbox_settings() -> OutboxSettings:
             seconds=float(getattr(settings, "VIGIL_NOTIFY_REQUEUE_AFTER_SECONDS", 60))
         ),
         requeue_batch=int(getattr(settings, "VIGIL_NOTIFY_REQUEUE_BATCH", 500)),
+        send_chunk=max(1, int(getattr(settings, "VIGIL_NOTIFY_SEND_CHUNK", 10))),
     )
 
 
@@ -188,11 +190,12 @@ def notification_enqueue_many(
 
     One ``INSERT … ON CONFLICT DO NOTHING RETURNING id`` per 500 rows (no SELECT, no
     savepoint), and after commit one broker message per 50 rows: a batch task that sends them
-    one after the other, each under its own claim (a message whose claim fails is skipped, one
-    that fails is retried on its own). ``queue`` is where the batch tasks go: the urgent queue
-    for the pages of a Sev 1-2 incident (those rows are marked urgent, so their retries and
-    re-queues stay on it), the default queue for other pages, ``vigil.bulk`` (the default) for
-    mailings, so a large mailing never delays a page.
+    one after the other, claimed and recorded in chunks (a message whose claim fails is
+    skipped, one that fails is retried on its own; see ``notification_send_batch``).
+    ``queue`` is where the batch tasks go: the urgent queue for the pages of a Sev 1-2
+    incident (those rows are marked urgent, so their retries and re-queues stay on it), the
+    default queue for other pages, ``vigil.bulk`` (the default) for mailings, so a large
+    mailing never delays a page.
 
     Idempotent like :func:`notification_enqueue`: a key that already has a row is skipped,
     including one a concurrent transaction inserted first (neither fails nor duplicates it), so

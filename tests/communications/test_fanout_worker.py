@@ -1,8 +1,9 @@
 """One status update to 1,000 subscribers through real processes: a Celery worker (and beat) on
 Redis, the test database on PostgreSQL, a local SMTP server as the mail provider. Every
 subscriber gets the update once; with the worker SIGKILLed midway and a new one started, every
-message still arrives — the ones in flight at the kill at most once more, with the same
-Message-ID (at least once towards the mail server, under one idempotency key)."""
+message still arrives — the ones in flight at the kill (a chunk of sends not yet recorded) at
+most once more, with the same Message-ID (at least once towards the mail server, under one
+idempotency key)."""
 
 from __future__ import annotations
 
@@ -184,6 +185,7 @@ def test_a_worker_killed_midway_loses_none_and_repeats_only_the_in_flight(
     assert len({next(iter(ids)) for ids in by_recipient.values()}) == SUBSCRIBERS
     repeats = len(received) - SUBSCRIBERS
     per_recipient = Counter(address for address, _ in received)
-    # Only what was in flight at the kill (one send per pool process) may arrive twice.
-    assert 0 <= repeats <= 1, per_recipient.most_common(3)
+    # Only what was in flight at the kill may arrive twice: the pool process's chunk of sends
+    # not yet recorded (VIGIL_NOTIFY_SEND_CHUNK, 10).
+    assert 0 <= repeats <= 10, per_recipient.most_common(3)
     assert Message.objects.count() == SUBSCRIBERS

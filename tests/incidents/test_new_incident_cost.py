@@ -107,17 +107,20 @@ def test_an_alert_opens_an_incident_and_pages_the_team_in_a_pinned_number_of_que
     assert set(pages.values_list("urgent", flat=True)) == {True}
     assert IncidentEvent.objects.get(incident=incident).status == "done"
 
-    # Sending the batch: the publish stamps cleared, then per page its claim and its record;
-    # the incident the messages show (the log backend's line, as a chat message's) is read
-    # once for the whole batch, not once per page.
+    # Sending the batch: the publish stamps cleared, then per chunk of up to ten pages one
+    # claim and one record of their sends; the incident the messages show (the log backend's
+    # line, as a chat message's) is read once for the whole batch, not once per page.
     ids = sorted(pages.values_list("pk", flat=True))
     log = "escalation.channels.log.LogBackend"
     settings.VIGIL_CHANNEL_BACKENDS = dict.fromkeys(
         set(pages.values_list("channel", flat=True)), log
     )
-    with django_assert_max_num_queries(1 + 2 * len(ids) + 1):
+    chunks = -(-len(ids) // settings.VIGIL_NOTIFY_SEND_CHUNK)
+    with django_assert_max_num_queries(1 + 2 * chunks + 1) as captured:
         assert notification_send_batch(notification_ids=ids) == len(ids)
     assert set(pages.values_list("status", flat=True)) == {"sent"}
+    updates = [q["sql"] for q in captured.captured_queries if "UPDATE " in q["sql"]]
+    assert len(updates) == 1 + 2 * chunks, updates
 
 
 def test_a_page_is_one_insert_and_one_broker_message_on_the_urgent_queue(

@@ -1,0 +1,203 @@
+"""A batch task's sends: up to ``VIGIL_NOTIFY_SEND_CHUNK`` rows claimed in one statement and
+their sends recorded in one statement, while each row keeps the rules of its own claim: a failure is
+recorded for that row alone, a row another attempt took over is not overwritten, a chunk that
+used half the lease gives its unsent rows back and claims them again, and a worker stopped in
+the middle of a chunk records what it sent and leaves the rest claimable."""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable
+
+import pytest
+
+from escalation.channels import TransientDeliveryError
+from escalation.models import Notification, NotificationStatus
+from escalation.outbox import OutboxMessage, notification_enqueue_many
+from escalation.services import delivery
+from escalation.services.delivery import notification_send_batch
+
+pytestmark = pytest.mark.django_db
+
+# What the scripted backend does for a recipient, before it answers: raise, or change things.
+script: dict[str, Callable[[Notification], None]] = {}
+sent_to: list[str] = []
+
+
+class ScriptedBackend:
+    """Sends by noting the recipient; a script can make one recipient fail or wait."""
+
+    def send(self, notification: Notification) -> str:
+        action = script.get(notification.recipient)
+        if action is not None:
+            action(notification)
+        sent_to.append(notification.recipient)
+        return f"id-{notification.recipient}"
+
+
+@pytest.fixture(autouse=True)
+def scripted(settings, django_capture_on_commit_callbacks):
+    settings.VIGIL_CHANNEL_BACKENDS = {
+        "webhook": "tests.escalation.test_outbox_batch.ScriptedBackend"
+    }
+    script.clear()
+    sent_to.clear()
+    yield
+    script.clear()
+    sent_to.clear()
+
+
+def _rows(count: int) -> list[int]:
+    messages = [
+        OutboxMessage(
+            channel="webhook",
+            recipient=f"hook{n}",
+            subject="Sev 1: checkout down",
+            body="Checkout is down",
+            template="page",
+            reason="Initial notification",
+            idempotency_key=f"batch:{n}",
+        )
+        for n in range(count)
+    ]
+    new: list[int] = []
+    notification_enqueue_many(messages, new_ids=new)  # its publish is never run here
+    return new
+
+
+def _states(ids: list[int]) -> list[tuple[str, int]]:
+    rows = Notification.objects.in_bulk(ids)
+    return [(rows[pk].status, rows[pk].attempts) for pk in ids]
+
+
+def test_a_chunk_is_one_claim_and_one_record_and_every_row_keeps_its_own_result(
+    django_assert_max_num_queries, settings
+):
+    assert settings.VIGIL_NOTIFY_SEND_CHUNK == 10
+    ids = _rows(13)
+    with django_assert_max_num_queries(1 + 2 * 2 + 1):
+        assert notification_send_batch(notification_ids=ids) == 13
+    assert sent_to == [f"hook{n}" for n in range(13)]
+    rows = Notification.objects.in_bulk(ids)
+    for n, pk in enumerate(ids):
+        assert rows[pk].status == NotificationStatus.SENT
+        assert rows[pk].provider_message_id == f"id-hook{n}"
+        assert rows[pk].sent_at is not None
+        assert rows[pk].attempts == 1
+    # Each row its own sent time, in the order they were sent.
+    times = [rows[pk].sent_at for pk in ids]
+    assert times == sorted(times)
+
+
+def test_a_failure_in_the_middle_is_recorded_for_that_row_alone():
+    ids = _rows(4)
+
+    def down(notification):
+        raise TransientDeliveryError("HTTP 503")
+
+    script["hook1"] = down
+    assert notification_send_batch(notification_ids=ids) == 3
+    assert _states(ids) == [
+        ("sent", 1),
+        ("pending", 1),
+        ("sent", 1),
+        ("sent", 1),
+    ]
+    waiting = Notification.objects.get(pk=ids[1])
+    assert "HTTP 503" in waiting.last_error
+    assert waiting.claimed_at is not None  # its failure was recorded under the chunk's claim
+    # Run again (the retry's task), only the failed row is sent.
+    script.clear()
+    sent_to.clear()
+    Notification.objects.filter(pk=ids[1]).update(next_attempt_at=waiting.created_at)
+    assert notification_send_batch(notification_ids=ids) == 1
+    assert sent_to == ["hook1"]
+
+
+def test_a_row_taken_over_by_another_attempt_is_not_overwritten_by_the_chunk_s_record():
+    ids = _rows(3)
+    taken_over = {}
+
+    def lapse(notification):
+        # Meanwhile another worker claimed row 0 again (its lease had lapsed): a new claim.
+        row = Notification.objects.get(pk=ids[0])
+        taken_over["claim"] = row.claimed_at.replace(year=row.claimed_at.year + 1)
+        Notification.objects.filter(pk=ids[0]).update(claimed_at=taken_over["claim"])
+
+    script["hook2"] = lapse
+    assert notification_send_batch(notification_ids=ids) == 3  # three were sent by this task
+    row = Notification.objects.get(pk=ids[0])
+    assert row.status == NotificationStatus.SENDING  # the other attempt's to record
+    assert row.claimed_at == taken_over["claim"]
+    assert row.provider_message_id == ""
+    assert _states(ids[1:]) == [("sent", 1), ("sent", 1)]
+
+
+def test_a_chunk_that_used_half_the_lease_gives_its_unsent_rows_back_and_claims_them_again(
+    monkeypatch, settings
+):
+    settings.VIGIL_NOTIFY_LEASE_SECONDS = 120
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(
+        delivery, "time", types.SimpleNamespace(monotonic=lambda: clock["now"], sleep=None)
+    )
+    claims: dict[str, object] = {}
+
+    def slow(notification):
+        claims[notification.recipient] = notification.claimed_at
+        clock["now"] += 61  # a provider that takes just over half the lease
+
+    ids = _rows(3)
+    for n in range(3):
+        script[f"hook{n}"] = slow
+    assert notification_send_batch(notification_ids=ids) == 3
+    assert sent_to == ["hook0", "hook1", "hook2"]
+    # Each row was sent under a claim taken after the previous send: no claim was older
+    # than half the lease when its row was sent, and no attempt was counted twice.
+    assert len(set(claims.values())) == 3
+    assert _states(ids) == [("sent", 1), ("sent", 1), ("sent", 1)]
+
+
+def test_a_worker_stopped_mid_chunk_records_what_it_sent_and_gives_back_what_it_did_not_reach():
+    ids = _rows(4)
+
+    class Stopped(BaseException):
+        """As a worker's hard stop: not an error a delivery records."""
+
+    def stop(notification):
+        raise Stopped
+
+    script["hook2"] = stop
+    with pytest.raises(Stopped):
+        notification_send_batch(notification_ids=ids)
+    assert sent_to == ["hook0", "hook1"]
+    states = _states(ids)
+    assert states[:2] == [("sent", 1), ("sent", 1)]
+    # The row being sent stays claimed until its lease runs out (it may have been sent);
+    # the one never reached is claimable again at once, its attempt not counted.
+    assert states[2] == ("sending", 1)
+    assert states[3] == ("pending", 0)
+    assert Notification.objects.get(pk=ids[3]).claimed_at is None
+    script.clear()
+    sent_to.clear()
+    assert notification_send_batch(notification_ids=ids) == 1
+    assert sent_to == ["hook3"]
+
+
+@pytest.mark.parametrize(("chunk", "recorded_before_the_third"), [(10, 0), (1, 2)])
+def test_the_chunk_size_says_how_many_sends_wait_for_their_record(
+    settings, chunk, recorded_before_the_third
+):
+    """With chunks of 10, the first two sends are recorded with the third's chunk; with
+    ``VIGIL_NOTIFY_SEND_CHUNK=1`` each send is recorded before the next one goes out."""
+    settings.VIGIL_NOTIFY_SEND_CHUNK = chunk
+    ids = _rows(3)
+    seen = {}
+
+    def look(notification):
+        seen["sent"] = Notification.objects.filter(pk__in=ids[:2], status="sent").count()
+
+    script["hook2"] = look
+    assert notification_send_batch(notification_ids=ids) == 3
+    assert seen["sent"] == recorded_before_the_third
+    assert _states(ids) == [("sent", 1)] * 3

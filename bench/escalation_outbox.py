@@ -2,16 +2,24 @@
 """Benchmark: outbox throughput. Notifications delivered per second by one real Celery worker to
 a local HTTP sink, against the same worker running a no-op task, on PostgreSQL + Redis.
 
-Both runs queue all their tasks first, then start the worker (prefork, concurrency 1, prefetch
-1, the production settings) and time from the first completed task to the last, so worker
-start-up is not counted. A delivery is the whole path of ``escalation.notification_send``:
-claim the row (one UPDATE … RETURNING, committed), sign and POST the webhook, record ``sent``
-(one UPDATE matching the claim). The no-op task only stamps its completion time in Redis
-(one pipelined round trip), which is the floor of what any task costs on this worker and
-broker. Prints both rates and their ratio.
+Every run queues all its tasks first, then starts the worker (prefork, concurrency 1,
+prefetch 1, the production settings) and times from the first completed task to the last, so
+worker start-up is not counted. Two delivery runs:
+
+- one task per row, the path of a retry, a re-queued row or a single message
+  (``escalation.notification_send``): claim the row (one UPDATE … RETURNING, committed), sign
+  and POST the webhook, record ``sent`` (one UPDATE matching the claim);
+- batch tasks of ``--batch`` rows, as the pages of one incident are published
+  (``notification_enqueue_many`` → ``escalation.notification_send_batch``): per chunk of
+  ``VIGIL_NOTIFY_SEND_CHUNK`` rows one claim, the POSTs, one record.
+
+The no-op task only stamps its completion time in Redis (one pipelined round trip), which is
+the floor of what any task costs on this worker and broker. Prints the rates and each delivery
+rate's ratio to the no-op's.
 
     python bench/escalation_outbox.py [--database-url postgres://postgres@127.0.0.1:5432/vigil_bench_outbox]
                                       [--broker-url redis://127.0.0.1:6379/0] [--count 2000]
+                                      [--batch 9]
 
 The database is dropped and recreated. In the Redis database given, Vigil's queues and the
 bench's own keys are cleared before each run.
@@ -74,6 +82,12 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--count", type=int, default=2000, help="tasks per run")
     parser.add_argument("--warmup", type=int, default=50, help="untimed deliveries first")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=9,
+        help="rows per batch task in the batched run (9: the pages of one Sev 1 incident)",
+    )
     return parser.parse_args()
 
 
@@ -179,7 +193,7 @@ def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen:
                 "config",
                 "worker",
                 "--queues",
-                "vigil.urgent,vigil,vigil.sweeps",
+                "vigil.urgent,vigil,vigil.sweeps,vigil.bulk",
                 "--pool",
                 "prefork",
                 "--concurrency",
@@ -242,6 +256,55 @@ def enqueue(count: int, prefix: str) -> None:
             )
 
 
+def enqueue_batches(count: int, prefix: str, size: int) -> None:
+    """As pages are written: ``size`` rows per call of ``notification_enqueue_many`` (one
+    incident's pages), each call one batch task on the urgent queue after commit."""
+    from django.db import transaction
+
+    from escalation.outbox import OutboxMessage, notification_enqueue_many
+    from incidents.events import urgent_queue
+
+    with transaction.atomic():
+        for start in range(0, count, size):
+            notification_enqueue_many(
+                [
+                    OutboxMessage(
+                        channel="webhook",
+                        recipient="bench",
+                        subject="Sev 1: checkout down",
+                        body="Checkout is down. Acknowledge: https://vigil.example.org/ack/x/",
+                        template="page",
+                        reason="Outbox benchmark",
+                        idempotency_key=f"{prefix}:{index}",
+                    )
+                    for index in range(start, min(start + size, count))
+                ],
+                queue=urgent_queue(),
+            )
+
+
+def deliver(args, env, log, sink, prefix: str, write) -> float:
+    """Rows committed and tasks queued first, then the worker starts; deliveries per second
+    from the sink's first POST to its last."""
+    sink.times.clear()
+    write()
+    worker = start_worker(env, log)
+    try:
+        wait(
+            lambda: sent_count(prefix) == args.count,
+            timeout=600,
+            what=f"the deliveries ({prefix})",
+            process=worker,
+            log=log,
+        )
+    finally:
+        stop_worker(worker)
+    times = sorted(sink.times)
+    if len(times) != args.count:
+        sys.exit(f"the sink received {len(times)} deliveries for {args.count} notifications")
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
 def sent_count(prefix: str) -> int:
     from escalation.models import Notification
 
@@ -284,24 +347,11 @@ def main() -> None:
     finally:
         stop_worker(worker)
 
-    # Deliveries: rows committed and tasks queued first, then the worker starts.
-    sink.times.clear()
-    enqueue(args.count, "bench")
-    worker = start_worker(env, log)
-    try:
-        wait(
-            lambda: sent_count("bench") == args.count,
-            timeout=600,
-            what="the deliveries",
-            process=worker,
-            log=log,
-        )
-    finally:
-        stop_worker(worker)
-    times = sorted(sink.times)
-    if len(times) != args.count:
-        sys.exit(f"the sink received {len(times)} deliveries for {args.count} notifications")
-    delivered_rate = (len(times) - 1) / (times[-1] - times[0])
+    # One task per row (a retry, a re-queue, a single message), then batch tasks (pages).
+    delivered_rate = deliver(args, env, log, sink, "bench", lambda: enqueue(args.count, "bench"))
+    batched_rate = deliver(
+        args, env, log, sink, "batch", lambda: enqueue_batches(args.count, "batch", args.batch)
+    )
 
     # No-op tasks on the same worker and broker.
     for index in range(args.count):
@@ -322,10 +372,22 @@ def main() -> None:
     noop_rate = (args.count - 1) / (last - first)
     clear_broker(args.broker_url)
 
-    print(f"  delivered to a local HTTP sink: {delivered_rate:8.1f} notifications/s")
-    print(f"  no-op task:                     {noop_rate:8.1f} tasks/s")
-    print(f"  ratio delivered / no-op:        {delivered_rate / noop_rate:8.2f}")
-    print(f"  cost of a delivery over a no-op: {1000 / delivered_rate - 1000 / noop_rate:.2f} ms")
+    rows = [
+        ("one task per row, to a local HTTP sink:", f"{delivered_rate:8.1f} notifications/s"),
+        (
+            f"batch tasks of {args.batch} rows (one incident's pages):",
+            f"{batched_rate:8.1f} notifications/s",
+        ),
+        ("no-op task:", f"{noop_rate:8.1f} tasks/s"),
+        ("ratio one task per row / no-op:", f"{delivered_rate / noop_rate:8.2f}"),
+        ("ratio batched / no-op:", f"{batched_rate / noop_rate:8.2f}"),
+    ]
+    for label, value in rows:
+        print(f"  {label:<50}{value}")
+    print(
+        f"  cost of a delivery over a no-op: {1000 / delivered_rate - 1000 / noop_rate:.2f} ms "
+        f"(one task per row), {1000 / batched_rate - 1000 / noop_rate:.2f} ms (batched)"
+    )
 
 
 if __name__ == "__main__":

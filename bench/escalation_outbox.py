@@ -236,6 +236,17 @@ def wait(predicate, *, timeout: float, what: str, process: subprocess.Popen, log
         time.sleep(0.05)
 
 
+# Every benchmark notification: a page to the webhook sink (its key differs per row).
+PAGE = {
+    "channel": "webhook",
+    "recipient": "bench",
+    "subject": "Sev 1: checkout down",
+    "body": "Checkout is down. Acknowledge: https://vigil.example.org/ack/x/",
+    "template": "page",
+    "reason": "Outbox benchmark",
+}
+
+
 def enqueue(count: int, prefix: str) -> None:
     from django.db import transaction
 
@@ -244,16 +255,7 @@ def enqueue(count: int, prefix: str) -> None:
     # One transaction: the rows commit together, then their tasks are published.
     with transaction.atomic():
         for index in range(count):
-            notification_enqueue(
-                incident=None,
-                channel="webhook",
-                recipient="bench",
-                subject="Sev 1: checkout down",
-                body="Checkout is down. Acknowledge: https://vigil.example.org/ack/x/",
-                template="page",
-                reason="Outbox benchmark",
-                idempotency_key=f"{prefix}:{index}",
-            )
+            notification_enqueue(incident=None, idempotency_key=f"{prefix}:{index}", **PAGE)
 
 
 def enqueue_batches(count: int, prefix: str, size: int) -> None:
@@ -268,15 +270,7 @@ def enqueue_batches(count: int, prefix: str, size: int) -> None:
         for start in range(0, count, size):
             notification_enqueue_many(
                 [
-                    OutboxMessage(
-                        channel="webhook",
-                        recipient="bench",
-                        subject="Sev 1: checkout down",
-                        body="Checkout is down. Acknowledge: https://vigil.example.org/ack/x/",
-                        template="page",
-                        reason="Outbox benchmark",
-                        idempotency_key=f"{prefix}:{index}",
-                    )
+                    OutboxMessage(idempotency_key=f"{prefix}:{index}", **PAGE)
                     for index in range(start, min(start + size, count))
                 ],
                 queue=urgent_queue(),

@@ -6,10 +6,12 @@ the middle of a chunk records what it sent and leaves the rest claimable."""
 
 from __future__ import annotations
 
+import threading
 import types
 from collections.abc import Callable
 
 import pytest
+from django.db import connection
 
 from escalation.channels import TransientDeliveryError
 from escalation.models import Notification, NotificationStatus
@@ -201,3 +203,39 @@ def test_the_chunk_size_says_how_many_sends_wait_for_their_record(
     assert notification_send_batch(notification_ids=ids) == 3
     assert seen["sent"] == recorded_before_the_third
     assert _states(ids) == [("sent", 1)] * 3
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_two_batch_tasks_over_the_same_rows_at_once_send_each_row_once():
+    """A duplicate batch task (a re-queue while the first was still working): both claim
+    chunks of the same rows at the same moment; each row is claimed, sent and recorded by
+    one of them only."""
+    ids = _rows(40)
+    barrier = threading.Barrier(2)
+    counts: list[int] = []
+    errors: list[BaseException] = []
+
+    def batch(order: list[int]) -> None:
+        try:
+            barrier.wait()
+            counts.append(notification_send_batch(notification_ids=order))
+        except BaseException as exc:  # surfaced in the main thread
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    # One in the rows' order, one backwards: their chunks overlap throughout.
+    threads = [
+        threading.Thread(target=batch, args=(list(ids),)),
+        threading.Thread(target=batch, args=(list(reversed(ids)),)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert sum(counts) == 40
+    assert sorted(sent_to) == sorted(f"hook{n}" for n in range(40))
+    assert _states(ids) == [("sent", 1)] * 40

@@ -14,11 +14,12 @@ from typing import Any
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from incidents.events import default_queue, urgent_queue
 from incidents.models import Incident, Kind, MessageChannel, Source
 from incidents.services.common import timeline_record
 
 from ..models import Notification, NotificationStatus
-from .outbox import OUTBOX, outbox_settings, send_task_publish
+from .outbox import BULK_QUEUE, OUTBOX, batch_tasks_publish, outbox_settings, send_task_publish
 
 logger = logging.getLogger(__name__)
 
@@ -281,25 +282,24 @@ def notifications_requeue(*, now: datetime | None = None) -> int:
     back to pending, the attempt counted). A row whose task is still waiting in a queue is
     left alone, so a backlog is never doubled.
     Returns how many were re-queued. Safe to run twice at once (``incidents.queue``); the
-    claim in :func:`notification_send` makes any duplicate task harmless."""
+    claims in :func:`notification_send_batch` make any duplicate task harmless.
+
+    They go out as batch tasks of up to 50 rows per queue, as pages are first published, not
+    one task per row: after a broker lost its queues, the rows it lost are sent at the batch
+    tasks' rate, with one broker message per 50."""
     conf = outbox_settings()
     with transaction.atomic():
         due = OUTBOX.requeue(now=now, batch=conf.requeue_batch)
         # Each back on its own queue: a page of a Sev 1-2 incident on the urgent one, a
         # mailing's message on the bulk one (a lost mailing never lands in front of pages).
-        kinds = {
-            pk: (urgent, bulk)
-            for pk, urgent, bulk in Notification.objects.filter(pk__in=due).values_list(
-                "pk", "urgent", "bulk"
-            )
-        }
-        for pk in due:
-            urgent, bulk = kinds.get(pk, (False, False))
-            transaction.on_commit(
-                lambda pk=pk, urgent=urgent, bulk=bulk: send_task_publish(
-                    pk, urgent=urgent, bulk=bulk
-                )
-            )
+        queues: dict[str, list[int]] = {}
+        rows = Notification.objects.filter(pk__in=due).order_by("pk")
+        for pk, urgent, bulk in rows.values_list("pk", "urgent", "bulk"):
+            queue = urgent_queue() if urgent else BULK_QUEUE if bulk else default_queue()
+            queues.setdefault(queue, []).append(pk)
+        if queues:
+            groups = [(ids, queue) for queue, ids in queues.items()]
+            transaction.on_commit(lambda: batch_tasks_publish(groups))
     if due:
         logger.info("Re-queued %s notification(s)", len(due))
     return len(due)

@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "EMAIL_HEADERS",
     "OutboxMessage",
+    "batch_tasks_publish",
     "notification_enqueue",
     "notification_enqueue_many",
     "outbox_settings",
@@ -260,7 +261,7 @@ def notification_enqueue_groups(
             written[index][key] = new[key]
     batches = [(list(ids.values()), groups[index][1]) for index, ids in enumerate(written) if ids]
     if batches:
-        transaction.on_commit(lambda: _publish_groups(batches))
+        transaction.on_commit(lambda: batch_tasks_publish(batches))
     return written
 
 
@@ -305,7 +306,7 @@ def _insert_new(rows: list[Notification]) -> dict[str, int]:
     return {values[1]: values[0] for values in returned if values and values[0] is not None}
 
 
-def _publish_groups(groups: list[tuple[list[int], str]]) -> None:
+def batch_tasks_publish(groups: list[tuple[list[int], str]]) -> None:
     """Publish the batch tasks of each group on its queue, then stamp every row whose message
     is with the broker in one statement; a batch whose publish fails stays unmarked for the
     sweep."""

@@ -45,10 +45,10 @@ Durability. The claim, the record of a success and the publish stamp are bookkee
 loss in a database crash only means the work is done again: a lost claim leaves the row
 pending (its task runs it again), a lost success leaves it running until the lease (then it is
 sent again, with the same idempotency key), a lost stamp makes the sweep publish a duplicate
-task. On PostgreSQL they therefore commit with ``synchronous_commit`` off (:func:`_bookkeeping`),
-which saves the WAL flush (several milliseconds) per statement; a crash loses at most the last
-fraction of a second of them, never a row or a message. Everything else, the rows themselves
-included, commits durably.
+task. On PostgreSQL they therefore commit with ``synchronous_commit`` off
+(:func:`incidents.queue_statements.bookkeeping`), which saves the WAL flush (several
+milliseconds) per statement; a crash loses at most the last fraction of a second of them, never
+a row or a message. Everything else, the rows themselves included, commits durably.
 """
 
 from __future__ import annotations
@@ -62,8 +62,9 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, models
 from django.db.models import Case, F, Q, Value, When
-from django.db.models.sql import UpdateQuery
 from django.utils import timezone
+
+from .queue_statements import bookkeeping, bookkeeping_update, claim_sql, row_from_db
 
 __all__ = ["Failure", "WorkQueue", "WorkStatus", "backoff_delay"]
 
@@ -106,54 +107,12 @@ def _seconds(value: float | Callable[[], float]) -> float:
 
 
 DEFAULT_PUBLISH_LEASE = 600.0
-# The claim statement of each (model, database vendor, due only, relation joined, number of
-# rows), built once.
-_CLAIM_SQL: dict[tuple[type, str, bool, str | None, int], str] = {}
 
 
 def default_publish_lease() -> float:
     """How long a published task is trusted to be waiting in its queue: past it, the requeue
     sweep presumes the message lost (a broker that lost its data) and publishes another."""
     return float(getattr(settings, "VIGIL_PUBLISH_LEASE_SECONDS", DEFAULT_PUBLISH_LEASE))
-
-
-def _bookkeeping(sql: str, params: list[Any]) -> tuple[list[tuple], int]:
-    """Run one write statement (with ``RETURNING`` or not); returns its rows and row count.
-
-    Outside a transaction on PostgreSQL, the statement is sent as ``SET LOCAL
-    synchronous_commit TO OFF; <statement>`` in one round trip: the two run as one implicit
-    transaction whose commit does not wait for the WAL flush. Only for writes whose loss in a
-    database crash means the work is done again (see the module docstring), never for the
-    rows themselves. Inside the caller's transaction it is a plain statement: the setting
-    would otherwise cover the caller's own writes."""
-    fast = (
-        connection.vendor == "postgresql"
-        and not connection.in_atomic_block
-        and not connection.settings_dict.get("OPTIONS", {}).get("server_side_binding")
-    )
-    with connection.cursor() as cursor:
-        if fast:
-            cursor.execute(f"SET LOCAL synchronous_commit TO OFF; {sql}", params)
-            cursor.nextset()
-        else:
-            cursor.execute(sql, params)
-        rows = cursor.fetchall() if cursor.description else []
-        return rows, cursor.rowcount
-
-
-def _from_db(model: type[models.Model], values: tuple) -> Any:
-    """An instance of ``model`` from a row of all its concrete columns, converted as the ORM
-    would."""
-    fields = model._meta.concrete_fields
-    converted = []
-    for field, value in zip(fields, values, strict=True):
-        expression = field.get_col(model._meta.db_table)
-        for converter in connection.ops.get_db_converters(expression) + field.get_db_converters(
-            connection
-        ):
-            value = converter(value, expression, connection)
-        converted.append(value)
-    return model.from_db(connection.alias, [f.attname for f in fields], converted)
 
 
 @dataclass(frozen=True)
@@ -226,59 +185,24 @@ class WorkQueue:
         now = now or timezone.now()
         when = connection.ops.adapt_datetimefield_value
         joined = related if related and connection.vendor == "postgresql" else None
-        sql = self._claim_sql(connection.vendor, due_only, joined, count=len(pks))
+        sql = claim_sql(self.model, due_only=due_only, related=joined, count=len(pks))
         params: list[Any] = [self.running, when(now), *pks, self.pending]
         if due_only:
             params.append(when(now))
         params += [self.running, when(now - timedelta(seconds=_seconds(self.lease)))]
-        rows, _ = _bookkeeping(sql, params)
+        rows, _ = bookkeeping(sql, params)
         own = len(self.model._meta.concrete_fields)
         target = self.model._meta.get_field(joined).related_model if joined else None
         claimed = []
         for values in rows:
-            row = _from_db(self.model, values[:own])
+            row = row_from_db(self.model, values[:own])
             if target is not None:
                 joined_values = values[own:]
                 # A null foreign key joins nothing: every joined column is NULL, its key too.
                 key = joined_values[target._meta.concrete_fields.index(target._meta.pk)]
-                setattr(row, joined, None if key is None else _from_db(target, joined_values))
+                setattr(row, joined, None if key is None else row_from_db(target, joined_values))
             claimed.append(row)
         return claimed
-
-    def _claim_sql(
-        self, vendor: str, due_only: bool, related: str | None = None, *, count: int = 1
-    ) -> str:
-        key = (self.model, vendor, due_only, related, count)
-        sql = _CLAIM_SQL.get(key)
-        if sql is None:
-            meta = self.model._meta
-            quote = connection.ops.quote_name
-            col = {
-                name: quote(meta.get_field(name).column)
-                for name in ("status", "claimed_at", "attempts", "next_attempt_at")
-            }
-            due = f" AND {col['next_attempt_at']} <= %s" if due_only else ""
-            match = "= %s" if count == 1 else f"IN ({', '.join(['%s'] * count)})"
-            columns = [quote(f.column) for f in meta.concrete_fields]
-            sql = (
-                f"UPDATE {quote(meta.db_table)} SET {col['status']} = %s, "
-                f"{col['claimed_at']} = %s, {col['attempts']} = {col['attempts']} + 1 "
-                f"WHERE {quote(meta.pk.column)} {match} AND (({col['status']} = %s{due}) OR "
-                f"({col['status']} = %s AND ({col['claimed_at']} IS NULL OR "
-                f"{col['claimed_at']} <= %s))) "
-                f"RETURNING {', '.join(columns)}"
-            )
-            if related:
-                field = meta.get_field(related)
-                target = field.related_model._meta
-                joined = [f"r.{quote(f.column)}" for f in target.concrete_fields]
-                sql = (
-                    f"WITH c AS ({sql}) SELECT {', '.join(f'c.{c}' for c in columns)}, "
-                    f"{', '.join(joined)} FROM c LEFT JOIN {quote(target.db_table)} r "
-                    f"ON r.{quote(field.target_field.column)} = c.{quote(field.column)}"
-                )
-            _CLAIM_SQL[key] = sql
-        return sql
 
     def claim_locked(self, queryset: models.QuerySet, *, now: datetime | None = None) -> Any | None:
         """Inside the caller's transaction: lock the first claimable row of ``queryset`` that no
@@ -325,54 +249,43 @@ class WorkQueue:
             self.running,
             self.pending,
         ]
-        return bool(_bookkeeping(sql, params)[1])
+        return bool(bookkeeping(sql, params)[1])
 
-    def complete_many(self, rows: list[Any], *, claim: datetime, fields: dict[int, dict]) -> int:
+    def complete_many(self, fields: dict[int, dict], *, claim: datetime) -> int:
         """:meth:`complete` for rows claimed together (:meth:`claim_many`, one ``claimed_at``),
-        in one statement: each row gets its own ``fields[row.pk]`` (every row the same field
-        names). The same rules as :meth:`complete`: a row another attempt took over, or one
-        already done, is not written. Returns how many rows it changed."""
-        if not rows:
+        in one statement: the row of each key of ``fields`` gets its own values (every row the
+        same field names). The same rules as :meth:`complete`: a row another attempt took over,
+        or one already done, is not written. Returns how many rows it changed."""
+        if not fields:
             return 0
-        names = list(fields[rows[0].pk])
         values: dict[str, Any] = {"status": self.done, self.error_field: ""}
-        meta = self.model._meta
-        for name in names:
-            field = meta.get_field(name)
+        for name in next(iter(fields.values())):
+            field = self.model._meta.get_field(name)
             values[name] = Case(
-                *(When(pk=row.pk, then=Value(fields[row.pk][name], field)) for row in rows),
+                *(When(pk=pk, then=Value(row[name], field)) for pk, row in fields.items()),
                 output_field=field,
             )
-        matched = self.model._default_manager.filter(
-            pk__in=[row.pk for row in rows],
-            claimed_at=claim,
-            status__in=[self.running, self.pending],
+        rows = self.model._default_manager.filter(
+            pk__in=list(fields), claimed_at=claim, status__in=[self.running, self.pending]
         )
-        query = matched.query.chain(UpdateQuery)
-        query.add_update_values(values)
-        sql, params = query.get_compiler(matched.db).as_sql()
-        return _bookkeeping(sql, list(params))[1]
+        return bookkeeping_update(rows, values)
 
     def release(self, pks: list[int], *, claim: datetime) -> int:
         """Give back rows claimed with :meth:`claim_many` that were not worked on (the batch
-        ran short of its lease): pending again, due now, the attempt not counted, no publish
-        stamp. Only rows still held by ``claim``. One bookkeeping statement."""
+        ran short of its lease, or an error stopped it): pending again, due now, the attempt
+        not counted. Only rows still held by ``claim``. One bookkeeping statement."""
         if not pks:
             return 0
-        matched = self.model._default_manager.filter(
-            pk__in=pks, claimed_at=claim, status=self.running
-        )
-        query = matched.query.chain(UpdateQuery)
-        query.add_update_values(
+        rows = self.model._default_manager.filter(pk__in=pks, claimed_at=claim, status=self.running)
+        return bookkeeping_update(
+            rows,
             {
                 "status": self.pending,
                 "claimed_at": None,
                 "attempts": F("attempts") - 1,
                 "next_attempt_at": timezone.now(),
-            }
+            },
         )
-        sql, params = query.get_compiler(matched.db).as_sql()
-        return _bookkeeping(sql, list(params))[1]
 
     def complete_locked(self, row: Any, **fields: Any) -> None:
         """Mark a row claimed with :meth:`claim_locked` done, in the caller's transaction."""
@@ -485,10 +398,7 @@ class WorkQueue:
             rows = rows.filter(pk__in=ids)
         if filters:
             rows = rows.filter(**filters)
-        query = rows.query.chain(UpdateQuery)
-        query.add_update_values({"published_at": now or timezone.now()})
-        sql, params = query.get_compiler(rows.db).as_sql()
-        return _bookkeeping(sql, list(params))[1]
+        return bookkeeping_update(rows, {"published_at": now or timezone.now()})
 
     def mark_taken(self, ids: list[int], *, now: datetime | None = None) -> int:
         """Clear the publish stamp of pending rows a task has taken up and is about to work on
@@ -505,10 +415,7 @@ class WorkQueue:
         rows = self.model._default_manager.filter(
             pk__in=ids, status=self.pending, published_at__isnull=False, next_attempt_at__lte=now
         )
-        query = rows.query.chain(UpdateQuery)
-        query.add_update_values({"published_at": None, "next_attempt_at": now})
-        sql, params = query.get_compiler(rows.db).as_sql()
-        return _bookkeeping(sql, list(params))[1]
+        return bookkeeping_update(rows, {"published_at": None, "next_attempt_at": now})
 
     def requeue(
         self,

@@ -100,11 +100,8 @@ def notification_send_batch(*, notification_ids: list[int]) -> int:
         finally:
             # Also when an error stops the chunk: what was sent is recorded, and what was not
             # reached is given back (claimable again at once, not only after the lease).
-            sent_rows = [row for row in rows if row.pk in done]
             _recorded(
-                lambda sent_rows=sent_rows, done=done, claim=claim: OUTBOX.complete_many(
-                    sent_rows, claim=claim, fields=done
-                ),
+                lambda done=done, claim=claim: OUTBOX.complete_many(done, claim=claim),
                 what=f"Notification(s) {', '.join(str(pk) for pk in done)}",
             )
             OUTBOX.release([row.pk for row in rows[reached:]], claim=claim)

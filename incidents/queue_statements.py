@@ -1,0 +1,100 @@
+"""The SQL of :mod:`incidents.queue`: the claim statement, the bookkeeping writes that commit
+without waiting for the WAL flush on PostgreSQL, and model instances built from the rows a
+statement returns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import connection, models
+from django.db.models.sql import UpdateQuery
+
+__all__ = ["bookkeeping", "bookkeeping_update", "claim_sql", "row_from_db"]
+
+# The claim statement of each (model, database vendor, due only, relation joined, number of
+# rows), built once.
+_CLAIM_SQL: dict[tuple[type, str, bool, str | None, int], str] = {}
+
+
+def bookkeeping(sql: str, params: list[Any]) -> tuple[list[tuple], int]:
+    """Run one write statement (with ``RETURNING`` or not); returns its rows and row count.
+
+    Outside a transaction on PostgreSQL, the statement is sent as ``SET LOCAL
+    synchronous_commit TO OFF; <statement>`` in one round trip: the two run as one implicit
+    transaction whose commit does not wait for the WAL flush. Only for writes whose loss in a
+    database crash means the work is done again (see the module docstring), never for the
+    rows themselves. Inside the caller's transaction it is a plain statement: the setting
+    would otherwise cover the caller's own writes."""
+    fast = (
+        connection.vendor == "postgresql"
+        and not connection.in_atomic_block
+        and not connection.settings_dict.get("OPTIONS", {}).get("server_side_binding")
+    )
+    with connection.cursor() as cursor:
+        if fast:
+            cursor.execute(f"SET LOCAL synchronous_commit TO OFF; {sql}", params)
+            cursor.nextset()
+        else:
+            cursor.execute(sql, params)
+        rows = cursor.fetchall() if cursor.description else []
+        return rows, cursor.rowcount
+
+
+def row_from_db(model: type[models.Model], values: tuple) -> Any:
+    """An instance of ``model`` from a row of all its concrete columns, converted as the ORM
+    would."""
+    fields = model._meta.concrete_fields
+    converted = []
+    for field, value in zip(fields, values, strict=True):
+        expression = field.get_col(model._meta.db_table)
+        for converter in connection.ops.get_db_converters(expression) + field.get_db_converters(
+            connection
+        ):
+            value = converter(value, expression, connection)
+        converted.append(value)
+    return model.from_db(connection.alias, [f.attname for f in fields], converted)
+
+
+def bookkeeping_update(rows: models.QuerySet, values: dict[str, Any]) -> int:
+    """``rows.update(**values)`` as one :func:`bookkeeping` statement; returns the row count."""
+    query = rows.query.chain(UpdateQuery)
+    query.add_update_values(values)
+    sql, params = query.get_compiler(rows.db).as_sql()
+    return bookkeeping(sql, list(params))[1]
+
+
+def claim_sql(model: type[models.Model], *, due_only: bool, related: str | None, count: int) -> str:
+    """``UPDATE … SET status = running, claimed_at = now, attempts = attempts + 1 WHERE id
+    (= one | IN several) AND <claimable> RETURNING <every column>``; with ``related`` (a
+    foreign key), as a common table expression joined to that row's columns (PostgreSQL)."""
+    key = (model, connection.vendor, due_only, related, count)
+    sql = _CLAIM_SQL.get(key)
+    if sql is None:
+        meta = model._meta
+        quote = connection.ops.quote_name
+        col = {
+            name: quote(meta.get_field(name).column)
+            for name in ("status", "claimed_at", "attempts", "next_attempt_at")
+        }
+        due = f" AND {col['next_attempt_at']} <= %s" if due_only else ""
+        match = "= %s" if count == 1 else f"IN ({', '.join(['%s'] * count)})"
+        columns = [quote(f.column) for f in meta.concrete_fields]
+        sql = (
+            f"UPDATE {quote(meta.db_table)} SET {col['status']} = %s, "
+            f"{col['claimed_at']} = %s, {col['attempts']} = {col['attempts']} + 1 "
+            f"WHERE {quote(meta.pk.column)} {match} AND (({col['status']} = %s{due}) OR "
+            f"({col['status']} = %s AND ({col['claimed_at']} IS NULL OR "
+            f"{col['claimed_at']} <= %s))) "
+            f"RETURNING {', '.join(columns)}"
+        )
+        if related:
+            field = meta.get_field(related)
+            target = field.related_model._meta
+            joined = [f"r.{quote(f.column)}" for f in target.concrete_fields]
+            sql = (
+                f"WITH c AS ({sql}) SELECT {', '.join(f'c.{c}' for c in columns)}, "
+                f"{', '.join(joined)} FROM c LEFT JOIN {quote(target.db_table)} r "
+                f"ON r.{quote(field.target_field.column)} = c.{quote(field.column)}"
+            )
+        _CLAIM_SQL[key] = sql
+    return sql

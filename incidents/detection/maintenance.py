@@ -15,8 +15,9 @@ window has ended is treated as a new alert: it joins the group's active incident
 one, and that incident's timeline says when it first fired and that it paged no one then. A
 resolve during a window is applied as usual.
 
-The windows active at a delivery's receipt time are read once per delivery, in one query
-(:func:`windows_active`, on the ``ends_at`` index).
+The windows active at a delivery's receipt time are read once per delivery
+(:func:`windows_active`): from the windows each process keeps while none changes, or in one
+query on the ``ends_at`` index.
 
 Windows are written through :func:`maintenance_window_create`, :func:`maintenance_window_update`
 and :func:`maintenance_window_delete` (admin and API); they need
@@ -37,6 +38,7 @@ from ..errors import InvalidInput
 from ..models import Integration, MaintenanceWindow, Service
 from ..services.catalog import ServiceInUse, require_policy_perm, validated_save
 from ..services.common import audited_delete
+from .state import DETECTION_CONFIG
 
 WINDOW_FIELDS = ("reason", "integration", "service", "starts_at", "ends_at")
 CHANGEABLE_FIELDS = ("reason", "starts_at", "ends_at")
@@ -191,12 +193,36 @@ def maintenance_windows_list():
     return MaintenanceWindow.objects.select_related("integration", "service", "created_by")
 
 
+# The windows kept per process: every one that had not ended a day before they were read. A
+# delivery received before that (retried long after) reads them from the database.
+WINDOWS_LOOKBACK = timedelta(days=1)
+
+
+def _windows_unended() -> tuple[datetime, list[MaintenanceWindow]]:
+    since = timezone.now() - WINDOWS_LOOKBACK
+    return since, list(
+        MaintenanceWindow.objects.filter(ends_at__gt=since).order_by("-ends_at", "id")
+    )
+
+
 def windows_active(
     *, integration: Integration, service_ids: Iterable[int | None], at: datetime
 ) -> list[MaintenanceWindow]:
     """The windows active at ``at`` that may silence alerts of ``integration`` routed to one of
-    ``service_ids`` (one query, on the ``ends_at`` index)."""
+    ``service_ids``, the one ending last first: read from the windows kept per process while
+    none changes, or in one query (on the ``ends_at`` index)."""
     services = {pk for pk in service_ids if pk is not None}
+    since, unended = DETECTION_CONFIG.get("windows", _windows_unended)
+    if at >= since:
+        return [
+            window
+            for window in unended
+            if window.starts_at <= at < window.ends_at
+            and (
+                window.integration_id == integration.pk
+                or (window.integration_id is None and window.service_id in services)
+            )
+        ]
     target = Q(integration=integration)
     if services:
         target |= Q(integration__isnull=True, service_id__in=sorted(services))

@@ -30,6 +30,7 @@ from ..models import Integration, RoutingRule, Service, SeverityLevel
 from ..services.catalog import policy_row_update, require_policy_perm, validated_save
 from ..services.common import audited_delete
 from .parsing import IncomingAlert
+from .state import DETECTION_CONFIG
 
 ROUTING_RULE_FIELDS = ("position", "match", "service", "severity", "enabled")
 MATCH_LABELS_MAX = 20
@@ -135,11 +136,15 @@ def routing_rule_delete(*, rule: RoutingRule, actor: Any, source: str) -> None:
 
 
 def routing_rules_for(*, integration: Integration) -> list[RoutingRule]:
-    """The integration's enabled rules in the order they are tried (one query)."""
-    return list(
-        RoutingRule.objects.filter(integration=integration, enabled=True)
-        .select_related("service")
-        .order_by("position", "id")
+    """The integration's enabled rules in the order they are tried (one query, none while
+    the rules and services are unchanged). Not to be changed by the caller."""
+    return DETECTION_CONFIG.get(
+        f"routing:{integration.pk}",
+        lambda: list(
+            RoutingRule.objects.filter(integration=integration, enabled=True)
+            .select_related("service")
+            .order_by("position", "id")
+        ),
     )
 
 

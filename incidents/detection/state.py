@@ -7,10 +7,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ..memo import Versioned
 from ..models import (
+    AlertRule,
     Integration,
     Kind,
+    MaintenanceWindow,
+    RoutingRule,
+    Service,
     Source,
+)
+
+# What processing a delivery reads besides the delivery: the integration's routing rules (with
+# their services), the alert rules and the maintenance windows; kept per process while none of
+# them changes (:mod:`incidents.memo`).
+DETECTION_CONFIG = Versioned(
+    "detection:config", models=(RoutingRule, Service, AlertRule, MaintenanceWindow)
 )
 
 

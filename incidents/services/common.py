@@ -11,9 +11,19 @@ from django.db import models
 from django.utils import timezone
 
 from ..errors import ActionForbidden, InvalidInput
+from ..memo import Versioned
 from ..models import Incident, Kind, PriorityMatrixCell, SeverityLevel, Source, TimelineEntry
 
 User = AbstractBaseUser
+
+# The severity levels and the priority matrix, read for every new incident and every severity
+# change: kept per process while neither changes (:mod:`incidents.memo`).
+POLICY_ROWS = Versioned("incidents:policy", models=(SeverityLevel, PriorityMatrixCell))
+
+
+def severity_levels() -> dict[int, SeverityLevel]:
+    """Every severity level by its number. Not to be changed by the caller."""
+    return POLICY_ROWS.get("severities", lambda: {s.level: s for s in SeverityLevel.objects.all()})
 
 
 def require_perm(actor: Any, perm: str, action: str) -> None:
@@ -106,14 +116,18 @@ def timeline_record_many(*, entries: Iterable[Mapping[str, Any]]) -> list[Timeli
 
 def priority_for(*, impact: str, urgency: str) -> int:
     """Priority 1–4 from the priority matrix (§2.2) as currently configured."""
-    cell = (
-        PriorityMatrixCell.objects.filter(impact=impact, urgency=urgency).only("priority").first()
+    cells = POLICY_ROWS.get(
+        "matrix",
+        lambda: {
+            (cell.impact, cell.urgency): cell.priority for cell in PriorityMatrixCell.objects.all()
+        },
     )
-    if cell is None:
+    priority = cells.get((impact, urgency))
+    if priority is None:
         raise InvalidInput(
             {"impact": f"The priority matrix has no cell for urgency {urgency} × impact {impact}."}
         )
-    return cell.priority
+    return priority
 
 
 def apply_sla(incident: Incident, severity: SeverityLevel, *, running_only: bool = False) -> None:
@@ -137,6 +151,7 @@ __all__ = [
     "audited_save",
     "priority_for",
     "require_perm",
+    "severity_levels",
     "timeline_record",
     "timeline_record_many",
 ]

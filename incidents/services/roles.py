@@ -18,6 +18,8 @@ from .policy import can_hold_response_role, response_role_refusal
 
 def check_role_holders(roles: dict[str, Any]) -> None:
     """Refuse (InvalidInput on ``roles``) users named for a role who cannot hold one."""
+    if not any(user is not None for user in roles.values()):
+        return
     errors = []
     names = dict(ResponseRole.objects.values_list("key", "name"))
     for key, user in roles.items():

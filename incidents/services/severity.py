@@ -11,7 +11,14 @@ from ..errors import InvalidInput
 from ..events import INCIDENT_SEVERITY_CHANGED, announce
 from ..models import Incident, Kind, SeverityLevel, Status
 from ..timeformat import when
-from .common import apply_sla, audited_save, priority_for, require_perm, timeline_record
+from .common import (
+    apply_sla,
+    audited_save,
+    priority_for,
+    require_perm,
+    severity_levels,
+    timeline_record,
+)
 from .incidents import FINAL_STATUSES, actor_id, clean_reason
 from .policy import (
     incident_policy_get,
@@ -26,7 +33,12 @@ def severity_resolve(value: int | SeverityLevel) -> SeverityLevel:
     if isinstance(value, SeverityLevel):
         return value
     try:
-        return SeverityLevel.objects.get(level=int(value))
+        number = int(value)
+        known = severity_levels().get(number)
+        if known is not None:
+            return known
+        # Not among the levels kept: added behind the ORM's back, perhaps.
+        return SeverityLevel.objects.get(level=number)
     except (SeverityLevel.DoesNotExist, TypeError, ValueError):
         known = ", ".join(str(v) for v in SeverityLevel.objects.values_list("level", flat=True))
         raise InvalidInput(

@@ -567,8 +567,11 @@ def test_the_sweep_costs_a_fixed_claim_plus_a_fixed_amount_per_silent_integratio
         with django_assert_max_num_queries(CLAIM_QUERIES + silent * PER_SILENT) as queries:
             assert heartbeat_sweep_task() == silent
         counts[silent] = len(queries)
-    per_silent = (counts[2] - CLAIM_QUERIES) // 2
-    assert counts[5] == CLAIM_QUERIES + 5 * per_silent
+    # Fixed: the claim, and the maintenance windows read once when this process does not keep
+    # them (their version token expired in the six minutes the clock moved).
+    per_silent, rest = divmod(counts[5] - counts[2], 3)
+    assert rest == 0
+    assert counts[2] - 2 * per_silent <= CLAIM_QUERIES + 1
 
 
 def test_a_failing_integration_does_not_stop_the_others(clock, monkeypatch):

@@ -1,0 +1,187 @@
+"""The policy rows each process keeps (routing rules, alert rules, maintenance windows, severity
+levels, the priority matrix, the paged roles and contacts): a committed change reaches the next
+alert in every process, an uncommitted one only its own transaction, and without the cache
+everything is read from the database.
+
+These tests commit (``transaction=True``): the version token moves only when a change commits.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import timedelta
+
+import pytest
+from django.core.cache import cache
+from django.db import transaction
+
+from escalation.services.recipients import PEOPLE, contact_ids_known
+from incidents.detection.maintenance import maintenance_window_create
+from incidents.detection.routing import routing_rule_create
+from incidents.detection.state import DETECTION_CONFIG
+from incidents.models import Alert, Contact, Incident, Service, SeverityLevel, Source
+from incidents.services import incident_create
+from incidents.services.catalog import severity_level_update
+from incidents.services.common import POLICY_ROWS
+from tests.incidents.detection_fixtures import (
+    alertmanager_payload,
+    at_now,  # noqa: F401
+    hook_path,
+    make_integration,
+    post,
+    process_pending,
+)
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.usefixtures("at_now"),
+]
+
+
+@pytest.fixture
+def services():
+    return (
+        Service.objects.create(slug="checkout", name="Checkout"),
+        Service.objects.create(slug="payments", name="Payments"),
+    )
+
+
+@pytest.fixture
+def integration(services):
+    return make_integration("alertmanager", service=services[0])
+
+
+def _fire(client, django_capture_on_commit_callbacks, integration, number: int, **labels) -> Alert:
+    """One Alertmanager notification of a new group with one alert; processed as a worker
+    would. Returns the stored alert."""
+    body = copy.deepcopy(alertmanager_payload())
+    name = f"Memo{number}"
+    body["groupKey"] = f'{{}}:{{alertname="{name}"}}'
+    body["groupLabels"] = {"alertname": name}
+    body["alerts"] = body["alerts"][:1]
+    body["alerts"][0]["labels"].update({"alertname": name, **labels})
+    body["alerts"][0]["fingerprint"] = f"{number:016x}"
+    response, _ = post(
+        client,
+        hook_path(integration),
+        body,
+        capture=django_capture_on_commit_callbacks,
+        Authorization=f"Bearer {integration.secret}",
+    )
+    assert response.status_code == 202, response.content
+    assert set(process_pending()) <= {"processed"}
+    return Alert.objects.select_related("incident").get(fingerprint=f"{number:016x}")
+
+
+def _services(alert: Alert) -> list[str]:
+    return list(alert.incident.services.values_list("slug", flat=True))
+
+
+def test_a_committed_routing_rule_routes_the_next_alert_in_every_process(
+    client, django_capture_on_commit_callbacks, integration, services
+):
+    assert _services(_fire(client, django_capture_on_commit_callbacks, integration, 1)) == [
+        "checkout"
+    ]
+    assert DETECTION_CONFIG.memo  # the rules are kept now
+    remembered = DETECTION_CONFIG.memo  # what another process still holds in memory
+
+    routing_rule_create(
+        integration=integration,
+        actor=None,
+        source=Source.ADMIN,
+        match={"team": "payments"},
+        service=services[1],
+    )
+
+    alert = _fire(client, django_capture_on_commit_callbacks, integration, 2, team="payments")
+    assert _services(alert) == ["payments"]
+    DETECTION_CONFIG.memo = remembered
+    alert = _fire(client, django_capture_on_commit_callbacks, integration, 3, team="payments")
+    assert _services(alert) == ["payments"]
+
+
+def test_a_committed_maintenance_window_silences_the_next_alert_at_once(
+    client, django_capture_on_commit_callbacks, integration, services
+):
+    from django.utils import timezone
+
+    assert _fire(client, django_capture_on_commit_callbacks, integration, 1).incident_id
+    now = timezone.now()
+    window = maintenance_window_create(
+        actor=None,
+        source=Source.ADMIN,
+        now=now,
+        reason="Failover test",
+        integration=integration,
+        starts_at=now - timedelta(minutes=1),
+        ends_at=now + timedelta(hours=1),
+    )
+    alert = _fire(client, django_capture_on_commit_callbacks, integration, 2)
+    assert alert.incident_id is None and alert.maintenance_id == window.pk
+    assert Incident.objects.count() == 1
+
+
+def test_an_uncommitted_routing_rule_is_seen_only_by_its_transaction(
+    client, django_capture_on_commit_callbacks, integration, services
+):
+    _fire(client, django_capture_on_commit_callbacks, integration, 1)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        routing_rule_create(
+            integration=integration,
+            actor=None,
+            source=Source.ADMIN,
+            match={"team": "payments"},
+            service=services[1],
+        )
+        alert = _fire(client, django_capture_on_commit_callbacks, integration, 2, team="payments")
+        assert _services(alert) == ["payments"]
+        raise RuntimeError("rolled back")
+    alert = _fire(client, django_capture_on_commit_callbacks, integration, 3, team="payments")
+    assert _services(alert) == ["checkout"]
+
+
+def test_a_committed_severity_target_applies_to_the_next_incident():
+    def logged() -> Incident:
+        return incident_create(actor=None, source=Source.API, title="Checkout down", severity=1)
+
+    first = logged()
+    assert first.response_due_at - first.detected_at == timedelta(minutes=15)
+    assert POLICY_ROWS.memo
+    severity_level_update(
+        severity=SeverityLevel.objects.get(level=1),
+        actor=None,
+        source=Source.ADMIN,
+        response_target=timedelta(minutes=10),
+    )
+    second = logged()
+    assert second.response_due_at - second.detected_at == timedelta(minutes=10)
+
+
+def test_a_deleted_contact_is_no_longer_known():
+    contact = Contact.objects.create(name="Leaving", email="leaving@example.com")
+    pk = contact.pk
+    assert pk in contact_ids_known()
+    assert PEOPLE.memo
+    contact.delete()
+    assert pk not in contact_ids_known()
+
+
+def test_without_the_cache_everything_is_read_from_the_database(
+    client, django_capture_on_commit_callbacks, integration, services, monkeypatch
+):
+    def down(*args, **kwargs):
+        raise ConnectionError("cache down")
+
+    monkeypatch.setattr(cache, "get", down)
+    routing_rule_create(
+        integration=integration,
+        actor=None,
+        source=Source.ADMIN,
+        match={"team": "payments"},
+        service=services[1],
+    )
+    alert = _fire(client, django_capture_on_commit_callbacks, integration, 1, team="payments")
+    assert _services(alert) == ["payments"]
+    assert alert.incident.severity_id == 1
+    assert not DETECTION_CONFIG.memo and not POLICY_ROWS.memo

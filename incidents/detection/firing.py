@@ -295,6 +295,7 @@ def _open(
         services=[service] if service is not None else [],
         impact_started_at=min(starts) if starts else None,
         paging=lead.cls.paging,
+        timeline=run.entries,
     )
     Alert.objects.filter(pk__in=[item.alert_id for item in new_alerts]).update(incident=incident)
     group.incident = incident

@@ -12,6 +12,7 @@ from .events import EventHandling, EventStatus, HandlingStatus, IncidentEvent
 from .incident import (
     ACTIVE_STATUSES,
     CLOSE_REQUIRED_FIELDS,
+    INCIDENT_HISTORY,
     ORDERED_TIMESTAMPS,
     REPORT_STATUS,
     RESOLVE_REQUIRED_FIELDS,
@@ -51,6 +52,7 @@ from .timeline import AppendOnlyError, Kind, Source, TimelineEntry
 __all__ = [
     "ACTIVE_STATUSES",
     "CLOSE_REQUIRED_FIELDS",
+    "INCIDENT_HISTORY",
     "ORDERED_TIMESTAMPS",
     "REPORT_STATUS",
     "RESOLVE_REQUIRED_FIELDS",

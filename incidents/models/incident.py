@@ -194,6 +194,11 @@ def _resolution_breached_q(now: datetime) -> Q:
     return Q(resolution_breach_recorded=True) | late | still_open
 
 
+# The incident's history, services included; kept by name so that a new incident's first
+# record can be written once its services are set (``incidents.services.creation``).
+INCIDENT_HISTORY = HistoricalRecords(m2m_fields=["services"])
+
+
 class Incident(models.Model):
     """An incident (§2, §4.2, §6). Its status changes only through the lifecycle services."""
 
@@ -260,7 +265,7 @@ class Incident(models.Model):
         editable=False,
     )
 
-    history = HistoricalRecords(m2m_fields=[services])
+    history = INCIDENT_HISTORY
     objects = IncidentQuerySet.as_manager()
 
     class Meta:

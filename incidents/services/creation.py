@@ -12,6 +12,7 @@ from django.utils import timezone
 from ..errors import InvalidInput
 from ..events import INCIDENT_CREATED, announce
 from ..models import (
+    INCIDENT_HISTORY,
     DetectionSource,
     Incident,
     IncidentDaySequence,
@@ -79,6 +80,24 @@ def _allocate_number(day: Any) -> tuple[int, str]:
     return last, f"INC-{day:%Y-%m%d}-{last:03d}"
 
 
+def _save_new(incident: Incident, *, services: list[Service], actor: Any) -> None:
+    """Insert the incident, its services and one history record that holds them: three
+    statements and the history's read of the services, where saving and then adding the
+    services (which reads the current ones, and records history again) takes eight."""
+    incident.skip_history_when_saving = True  # type: ignore[attr-defined]
+    try:
+        audited_save(incident, actor=actor, reason="created")
+    finally:
+        del incident.skip_history_when_saving  # type: ignore[attr-defined]
+    through = Incident.services.through
+    unique = {service.pk: service for service in services}
+    if unique:
+        through.objects.bulk_create(
+            [through(incident_id=incident.pk, service_id=pk) for pk in unique]
+        )
+    INCIDENT_HISTORY.create_historical_record(incident, "+")
+
+
 def incident_create(
     *,
     actor: Any,
@@ -100,6 +119,7 @@ def incident_create(
     detected_at: datetime | None = None,
     roles: dict[str, Any] | None = None,
     paging: str = "team",
+    timeline: list[dict[str, Any]] | None = None,
 ) -> Incident:
     """Log a new incident (§4.2 step 1): ID, priority from the matrix, SLA clocks, timeline.
 
@@ -114,7 +134,9 @@ def incident_create(
     ``declarer_is_incident_manager`` is on. ``paging`` (one of ``PAGING_MODES``) says who is
     told, and travels in the ``incident_created`` event. Sends ``incident_created`` after
     commit. Not idempotent: each call logs a new incident (deduplication is the caller's,
-    e.g. alert grouping).
+    e.g. alert grouping). A caller that writes timeline entries of its own in one INSERT
+    (alert processing, ``timeline_record_many``) passes their list as ``timeline``: the
+    "logged" entry is appended to it instead of written at once.
     """
     require_perm(actor, "incidents.add_incident", "create")
     check_choice("paging", paging, PAGING_MODES)
@@ -170,10 +192,7 @@ def incident_create(
     with transaction.atomic(savepoint=bool(roles)):
         incident.day = timezone.localdate(now)
         incident.sequence, incident.number = _allocate_number(incident.day)
-        audited_save(incident, actor=actor, reason="created")
-        if service_list:
-            # A new incident has none yet: add, not set (which first reads the current ones).
-            incident.services.add(*service_list)
+        _save_new(incident, services=service_list, actor=actor)
         message = (
             f"Incident logged: Sev {level.level} ({level.name}), P{incident.priority} (impact "
             f"{impact} × urgency {urgency}), detected via "
@@ -183,14 +202,18 @@ def incident_create(
         if priority_reason:
             message += f" Priority P{incident.priority} confirmed: {priority_reason}"
             data["priority_reason"] = priority_reason
-        timeline_record(
-            incident=incident,
-            kind=Kind.CREATED,
-            source=source,
-            actor=actor,
-            message=message,
-            data=data,
-        )
+        entry = {
+            "incident": incident,
+            "kind": Kind.CREATED,
+            "source": source,
+            "actor": actor,
+            "message": message,
+            "data": data,
+        }
+        if timeline is None:
+            timeline_record(**entry)
+        else:
+            timeline.append({**entry, "occurred_at": now})
         announce(
             INCIDENT_CREATED,
             incident=incident,

@@ -13,6 +13,7 @@ from incidents.events import (
     INCIDENT_SEVERITY_CHANGED,
     INCIDENT_TRANSITIONED,
     INCIDENT_UPDATED,
+    event_incident,
     events_subscribe,
 )
 from incidents.models import Incident, IncidentEvent, Status
@@ -27,7 +28,7 @@ def on_incident_transitioned(event: IncidentEvent) -> None:
     """An incident resolved: prepare its restoration notice draft."""
     if event.payload.get("to_status") != Status.RESOLVED:
         return
-    incident = Incident.objects.get(pk=event.incident_id)
+    incident = event_incident(event)
     status_update_restoration_prepare(incident=incident)
 
 
@@ -40,7 +41,7 @@ CLOCK_HANDLER = "communications.first_update_clock"
 def clock_on_incident_transitioned(event: IncidentEvent) -> None:
     """Acknowledged (or acknowledged by taking action) while customer-facing: start the
     first-update clock. Cancelled: stop it."""
-    incident = Incident.objects.get(pk=event.incident_id)
+    incident = event_incident(event)
     if event.payload.get("to_status") == Status.CANCELLED:
         clock_for_incident_stop(incident=incident)
     else:
@@ -52,7 +53,7 @@ def clock_on_incident_updated(event: IncidentEvent) -> None:
     internal: stop it."""
     if "customer_facing" not in event.payload.get("fields", ()):
         return
-    incident = Incident.objects.get(pk=event.incident_id)
+    incident = event_incident(event)
     if incident.customer_facing:
         clock_for_incident_start(incident=incident)
     else:
@@ -76,7 +77,7 @@ def direct_contact_on_event(event: IncidentEvent) -> None:
         return
     if event.name == INCIDENT_TRANSITIONED and event.payload.get("action") != "reopen":
         return
-    direct_contact_tasks_create(incident=Incident.objects.get(pk=event.incident_id))
+    direct_contact_tasks_create(incident=event_incident(event))
 
 
 def direct_contact_on_role_assigned(event: IncidentEvent) -> None:
@@ -85,7 +86,7 @@ def direct_contact_on_role_assigned(event: IncidentEvent) -> None:
 
     if event.payload.get("role_key") != "incident_manager" or not event.payload.get("user_id"):
         return
-    direct_contact_tasks_assign_unowned(incident=Incident.objects.get(pk=event.incident_id))
+    direct_contact_tasks_assign_unowned(incident=event_incident(event))
 
 
 # The stakeholder schedule (§5.2) follows incidents under a handler name of its own, retried (or

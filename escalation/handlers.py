@@ -19,6 +19,7 @@ from incidents.events import (
     INCIDENT_SEVERITY_CHANGED,
     INCIDENT_TRANSITIONED,
     INCIDENT_UPDATED,
+    event_incident,
     events_subscribe,
 )
 from incidents.models import Incident, IncidentEvent, SeverityLevel
@@ -37,7 +38,7 @@ HANDLER = "escalation"
 
 
 def _incident(event: IncidentEvent) -> Incident:
-    return Incident.objects.select_related("severity").get(pk=event.incident_id)
+    return event_incident(event)
 
 
 def on_incident_created(event: IncidentEvent) -> None:

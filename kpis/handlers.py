@@ -4,6 +4,8 @@ incident's change committed, once per event, in event order per incident."""
 
 from __future__ import annotations
 
+from incidents.events import event_incident
+
 # --- the customer satisfaction survey -----------------------------------------------------------
 
 SURVEY_HANDLER = "kpis.survey"
@@ -12,13 +14,13 @@ SURVEY_HANDLER = "kpis.survey"
 def survey_on_transitioned(event) -> None:
     """Resolved: invite the affected customers' contacts to the survey (a reopen and a second
     resolution invite no one twice)."""
-    from incidents.models import Incident, Status
+    from incidents.models import Status
 
     from .services.survey import survey_send
 
     if event.payload.get("to_status") != Status.RESOLVED:
         return
-    incident = Incident.objects.get(pk=event.incident_id)
+    incident = event_incident(event)
     survey_send(incident=incident)
 
 

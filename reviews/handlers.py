@@ -4,6 +4,8 @@ the incident's change committed, once per event, in event order per incident."""
 
 from __future__ import annotations
 
+from incidents.events import event_incident
+
 # The 48-hour documentation rule (§4.2 step 4) follows incidents under a handler name of its own.
 DOCUMENTATION_HANDLER = "reviews.documentation"
 
@@ -11,7 +13,7 @@ DOCUMENTATION_HANDLER = "reviews.documentation"
 def documentation_on_transitioned(event) -> None:
     """Resolved: start the documentation clock (restart it after a reopen). Reopened: pause it.
     Closed: the report may have been completed on the way."""
-    from incidents.models import Incident, Status
+    from incidents.models import Status
 
     from .services.documentation import (
         documentation_clock_pause,
@@ -19,7 +21,7 @@ def documentation_on_transitioned(event) -> None:
         documentation_completed_check,
     )
 
-    incident = Incident.objects.get(pk=event.incident_id)
+    incident = event_incident(event)
     to_status = event.payload.get("to_status")
     if to_status == Status.RESOLVED:
         documentation_clock_start(incident=incident)
@@ -31,13 +33,12 @@ def documentation_on_transitioned(event) -> None:
 
 def documentation_on_updated(event) -> None:
     """A report field edited: the report may now be complete (counted from the edit)."""
-    from incidents.models import Incident
 
     from .services.documentation import REPORT_FIELDS, documentation_completed_check
 
     if not set(REPORT_FIELDS) & set(event.payload.get("fields", ())):
         return
-    incident = Incident.objects.get(pk=event.incident_id)
+    incident = event_incident(event)
     documentation_completed_check(incident=incident, at=event.occurred_at)
 
 
@@ -63,11 +64,11 @@ def booking_on_transitioned(event) -> None:
     no-op when one is booked already, e.g. on demand before closing)."""
     if event.payload.get("action") != "close":
         return
-    from incidents.models import Incident, Source
+    from incidents.models import Source
 
     from .services.booking import review_book, review_required
 
-    incident = Incident.objects.get(pk=event.incident_id)
+    incident = event_incident(event)
     if review_required(incident=incident):
         review_book(incident=incident, actor=None, source=Source.SYSTEM, required=True)
 

@@ -30,6 +30,7 @@ from incidents.queue import WorkQueue
 
 from ..models import Notification, NotificationStatus
 from .message_checks import EMAIL_HEADERS, message_checked
+from .recipients import contact_ids_known
 
 logger = logging.getLogger(__name__)
 
@@ -276,7 +277,7 @@ def _insert_new(rows: list[Notification]) -> dict[str, int]:
     # foreign key: such a row is written without its contact.
     contact_ids = {row.contact_id for row in rows if row.contact_id}
     if contact_ids:
-        alive = set(Contact.objects.filter(pk__in=contact_ids).values_list("pk", flat=True))
+        alive = contact_ids_known()
         for row in rows:
             if row.contact_id and row.contact_id not in alive:
                 row.contact_id = None

@@ -8,13 +8,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from incidents.memo import Versioned
 from incidents.models import Channel, Contact, Incident, ResponseRole, channel_address
 
 __all__ = [
     "BROADCAST_CHANNELS",
     "BROADCAST_RECIPIENT",
     "PAGED_ROLES",
+    "PEOPLE",
     "Recipient",
+    "contact_ids_known",
     "recipient_for_contact",
     "recipient_for_user",
     "recipients_merge",
@@ -30,6 +33,17 @@ PAGED_ROLES = (
 # message per page, to the destination configured under this name.
 BROADCAST_CHANNELS = (Channel.TEAMS, Channel.WEBHOOK)
 BROADCAST_RECIPIENT = "default"
+
+# The paged roles with their primary contacts, and which contacts exist: read for every new
+# incident's pages, kept per process while no role or contact changes (:mod:`incidents.memo`).
+PEOPLE = Versioned("escalation:people", models=(ResponseRole, Contact))
+
+
+def contact_ids_known() -> frozenset[int]:
+    """The ids of every contact. Not to be changed by the caller."""
+    return PEOPLE.get(
+        "contact_ids", lambda: frozenset(Contact.objects.values_list("pk", flat=True))
+    )
 
 
 # --- recipients ------------------------------------------------------------------------------
@@ -147,7 +161,12 @@ def response_team(incident: Incident) -> tuple[list[Recipient], list[str]]:
             role__key__in=PAGED_ROLES
         )
     }
-    roles = ResponseRole.objects.filter(key__in=PAGED_ROLES).select_related("primary_contact")
+    roles = PEOPLE.get(
+        "paged_roles",
+        lambda: list(
+            ResponseRole.objects.filter(key__in=PAGED_ROLES).select_related("primary_contact")
+        ),
+    )
     found: list[Recipient] = []
     nobody: list[str] = []
     for role in sorted(roles, key=lambda r: PAGED_ROLES.index(r.key)):

@@ -48,8 +48,9 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Q, QuerySet, prefetch_related_objects
+from django.db.models.constants import OnConflict
 from django.utils import timezone
 
 from incidents.models import (
@@ -122,9 +123,6 @@ def escalation_start(*, incident: Incident, now: datetime | None = None) -> Inci
     Idempotent: an incident that already has an escalation keeps it unchanged.
     """
     now = now or timezone.now()
-    existing = IncidentEscalation.objects.filter(incident=incident).first()
-    if existing is not None:
-        return existing
     esc = IncidentEscalation(
         incident=incident,
         started_at=now,
@@ -133,11 +131,20 @@ def escalation_start(*, incident: Incident, now: datetime | None = None) -> Inci
         ack_due_at=incident.response_due_at if incident.acknowledged_at is None else None,
     )
     esc.next_due_at = _next_due(esc, incident, set())
-    try:
-        with transaction.atomic():
-            esc.save()
-    except IntegrityError:
+    # INSERT … ON CONFLICT DO NOTHING RETURNING id, without reading first (a new incident has
+    # none) and without a savepoint: an incident that has one already (a second call, a race
+    # the event's lock all but rules out) keeps it, read back.
+    fields = [f for f in IncidentEscalation._meta.concrete_fields if not f.primary_key]
+    returned = IncidentEscalation.objects._insert(
+        [esc],
+        fields=fields,
+        returning_fields=[IncidentEscalation._meta.pk],
+        on_conflict=OnConflict.IGNORE,
+    )
+    if not (returned and returned[0] and returned[0][0]):  # a skipped row comes back as [None]
         return IncidentEscalation.objects.get(incident=incident)
+    esc.pk = returned[0][0]
+    esc._state.adding = False
     return esc
 
 

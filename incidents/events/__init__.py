@@ -26,7 +26,7 @@ Events, outbound notifications and inbound deliveries share one claim / lease / 
 mechanism (:mod:`incidents.queue`).
 """
 
-from .following import FollowResult, incident_events_follow
+from .following import FollowResult, event_incident, incident_events_follow
 from .recording import announce, default_queue, urgent_queue
 from .recovery import event_handling_retry, events_requeue
 from .registry import (
@@ -54,6 +54,7 @@ __all__ = [
     "announce",
     "default_queue",
     "event_handling_retry",
+    "event_incident",
     "events_requeue",
     "events_subscribe",
     "events_unsubscribe",

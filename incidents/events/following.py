@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from ..models import Kind, Source
+from ..models import Incident, Kind, Source
 from ..models.events import EventHandling, EventStatus, HandlingStatus, IncidentEvent
 from ..queue import backoff_delay
 from .recording import EVENT_QUEUE, events_kick, setting
@@ -80,6 +80,16 @@ def incident_events_follow(*, incident_id: int, now: datetime | None = None) -> 
     return result
 
 
+def event_incident(event: IncidentEvent) -> Incident:
+    """The event's incident (with its severity), for a handler to work on. The first handler
+    of an event followed at once gets the one read with the event (a query fewer); the others
+    read it afresh, and so see what the handlers before them wrote."""
+    incident = event._state.fields_cache.pop("incident", None)
+    if incident is None:
+        incident = Incident.objects.select_related("severity").get(pk=event.incident_id)
+    return incident
+
+
 def _follow_at_once(pk: int, *, now: datetime) -> int | tuple[str, Exception] | None:
     """The common case in one transaction and a handful of statements: an event that no
     dispatcher has touched yet (no attempt, no handler record), due, and not locked by
@@ -101,6 +111,7 @@ def _follow_at_once(pk: int, *, now: datetime) -> int | tuple[str, Exception] | 
         with transaction.atomic():
             event = (
                 IncidentEvent.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("incident__severity")
                 .filter(pk=pk, status=EventStatus.PENDING, attempts=0, next_attempt_at__lte=now)
                 .first()
             )

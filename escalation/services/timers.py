@@ -50,14 +50,17 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Q, QuerySet, prefetch_related_objects
-from django.db.models.constants import OnConflict
 from django.utils import timezone
 
 from incidents.models import (
     Incident,
     Status,
 )
-from incidents.services.common import timeline_record, timeline_record_many
+from incidents.services.common import (
+    insert_unless_present,
+    timeline_record,
+    timeline_record_many,
+)
 from incidents.timeformat import when
 
 from ..models import EscalationEvent, IncidentEscalation
@@ -134,17 +137,8 @@ def escalation_start(*, incident: Incident, now: datetime | None = None) -> Inci
     # INSERT … ON CONFLICT DO NOTHING RETURNING id, without reading first (a new incident has
     # none) and without a savepoint: an incident that has one already (a second call, a race
     # the event's lock all but rules out) keeps it, read back.
-    fields = [f for f in IncidentEscalation._meta.concrete_fields if not f.primary_key]
-    returned = IncidentEscalation.objects._insert(
-        [esc],
-        fields=fields,
-        returning_fields=[IncidentEscalation._meta.pk],
-        on_conflict=OnConflict.IGNORE,
-    )
-    if not (returned and returned[0] and returned[0][0]):  # a skipped row comes back as [None]
+    if not insert_unless_present(esc):
         return IncidentEscalation.objects.get(incident=incident)
-    esc.pk = returned[0][0]
-    esc._state.adding = False
     return esc
 
 

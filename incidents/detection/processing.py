@@ -34,7 +34,6 @@ import time
 from datetime import datetime
 
 from django.db import OperationalError, transaction
-from django.db.models.constants import OnConflict
 from django.utils import timezone
 
 from ..models import (
@@ -44,7 +43,7 @@ from ..models import (
     Integration,
     WebhookDelivery,
 )
-from ..services.common import timeline_record_many
+from ..services.common import insert_unless_present, timeline_record_many
 from .firing import alerts_fire
 from .heartbeat import heartbeat_alerts_take
 from .intake import INBOUND
@@ -203,17 +202,7 @@ def _group_lock(integration: Integration, key: str) -> AlertGroup:
         # first delivery of this group that inserted it holds us until it commits; then
         # nothing is returned, and its row can be locked.
         group = AlertGroup(integration=integration, key_hash=key_hash, key=key)
-        fields = [f for f in AlertGroup._meta.concrete_fields if not f.primary_key]
-        returned = AlertGroup.objects._insert(
-            [group],
-            fields=fields,
-            returning_fields=[AlertGroup._meta.pk],
-            on_conflict=OnConflict.IGNORE,
-        )
-        if returned and returned[0]:  # a skipped single row comes back as [None]
-            group.pk = returned[0][0]
-            group._state.adding = False
-        else:
+        if not insert_unless_present(group):
             group = rows.get()
     return group
 

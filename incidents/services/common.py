@@ -8,6 +8,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import models
+from django.db.models.constants import OnConflict
 from django.utils import timezone
 
 from ..errors import ActionForbidden, InvalidInput
@@ -101,6 +102,25 @@ def timeline_record(
     return entry
 
 
+def insert_unless_present(instance: models.Model) -> bool:
+    """Insert ``instance`` with one ``INSERT … ON CONFLICT DO NOTHING RETURNING id``: no
+    savepoint for a race on a unique key. True (and its pk set) when the row was inserted;
+    False when a row with its unique values exists already (the caller reads that one)."""
+    model = type(instance)
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    returned = model._default_manager._insert(
+        [instance],
+        fields=fields,
+        returning_fields=[model._meta.pk],
+        on_conflict=OnConflict.IGNORE,
+    )
+    if not (returned and returned[0] and returned[0][0]):  # a skipped row comes back as [None]
+        return False
+    instance.pk = returned[0][0]
+    instance._state.adding = False
+    return True
+
+
 def timeline_record_many(*, entries: Iterable[Mapping[str, Any]]) -> list[TimelineEntry]:
     """Append several timeline entries in one INSERT (say, every alert of one delivery).
 
@@ -149,6 +169,7 @@ __all__ = [
     "apply_sla",
     "audited_delete",
     "audited_save",
+    "insert_unless_present",
     "priority_for",
     "require_perm",
     "severity_levels",

@@ -73,6 +73,16 @@ def _fire(client, django_capture_on_commit_callbacks, integration, number: int, 
     return Alert.objects.select_related("incident").get(fingerprint=f"{number:016x}")
 
 
+def _route_team_payments(integration, services) -> None:
+    routing_rule_create(
+        integration=integration,
+        actor=None,
+        source=Source.ADMIN,
+        match={"team": "payments"},
+        service=services[1],
+    )
+
+
 def _services(alert: Alert) -> list[str]:
     return list(alert.incident.services.values_list("slug", flat=True))
 
@@ -86,13 +96,7 @@ def test_a_committed_routing_rule_routes_the_next_alert_in_every_process(
     assert DETECTION_CONFIG.memo  # the rules are kept now
     remembered = DETECTION_CONFIG.memo  # what another process still holds in memory
 
-    routing_rule_create(
-        integration=integration,
-        actor=None,
-        source=Source.ADMIN,
-        match={"team": "payments"},
-        service=services[1],
-    )
+    _route_team_payments(integration, services)
 
     alert = _fire(client, django_capture_on_commit_callbacks, integration, 2, team="payments")
     assert _services(alert) == ["payments"]
@@ -127,13 +131,7 @@ def test_an_uncommitted_routing_rule_is_seen_only_by_its_transaction(
 ):
     _fire(client, django_capture_on_commit_callbacks, integration, 1)
     with pytest.raises(RuntimeError), transaction.atomic():
-        routing_rule_create(
-            integration=integration,
-            actor=None,
-            source=Source.ADMIN,
-            match={"team": "payments"},
-            service=services[1],
-        )
+        _route_team_payments(integration, services)
         alert = _fire(client, django_capture_on_commit_callbacks, integration, 2, team="payments")
         assert _services(alert) == ["payments"]
         raise RuntimeError("rolled back")
@@ -174,13 +172,7 @@ def test_without_the_cache_everything_is_read_from_the_database(
         raise ConnectionError("cache down")
 
     monkeypatch.setattr(cache, "get", down)
-    routing_rule_create(
-        integration=integration,
-        actor=None,
-        source=Source.ADMIN,
-        match={"team": "payments"},
-        service=services[1],
-    )
+    _route_team_payments(integration, services)
     alert = _fire(client, django_capture_on_commit_callbacks, integration, 1, team="payments")
     assert _services(alert) == ["payments"]
     assert alert.incident.severity_id == 1

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC
+from functools import cache
+from typing import Any
 
 import django_filters as filters
 from django.core.exceptions import ValidationError
@@ -123,3 +126,44 @@ class IncidentFilter(filters.FilterSet):
         if not value:
             return queryset
         return queryset.filter(Q(number__icontains=value) | Q(title__icontains=value))
+
+
+def choice_filters(params: Any, *, ignored: Iterable[str] = ()) -> list[tuple[str, list]] | None:
+    """The query's filters as (column, values) when all of them are ``IncidentFilter``'s plain
+    multiple-choice filters (``status``, ``severity``, ``priority``) with only valid values,
+    besides the parameters ``ignored``; otherwise None, and the FilterSet reads them (and
+    answers a bad value with its 400). Spares the common request the filter form: building
+    it deep-copies every field, and each of its filters clones the queryset."""
+    accepted = _plain_choice_filters()
+    ignored = set(ignored)
+    found = []
+    for name in params:
+        if name in ignored:
+            continue
+        if name not in accepted:
+            return None
+        column, valid = accepted[name]
+        values = params.getlist(name)
+        if not values or any(value not in valid for value in values):
+            return None
+        found.append((column, list(dict.fromkeys(valid[value] for value in values))))
+    return found
+
+
+@cache
+def _plain_choice_filters() -> dict[str, tuple[str, dict[str, Any]]]:
+    # The filters whose whole effect is "column IN (values)": valid values are the choices'
+    # keys as text (what the form's MultipleChoiceField accepts), each for its stored value.
+    plain = {}
+    for name, declared in IncidentFilter.base_filters.items():
+        if (
+            type(declared) is filters.MultipleChoiceFilter
+            and declared.method is None
+            and declared.lookup_expr == "exact"
+            and declared.always_filter
+            and not (declared.exclude or declared.conjoined or declared.distinct)
+        ):
+            choices = {str(key): key for key, _ in declared.extra["choices"]}
+            if declared.null_value not in choices:
+                plain[name] = (declared.field_name, choices)
+    return plain

@@ -8,8 +8,10 @@ import json
 import re
 from typing import Any
 
+from django.conf import settings
 from django.db.models import F
 from django.http import Http404, HttpResponse
+from django.urls import get_script_prefix, get_urlconf
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -45,10 +47,16 @@ from ..services import (
 from ..services.lifecycle import action_permission
 from .base import VigilAPIView
 from .errors import READ_ERRORS, WRITE_ERRORS, error_responses
-from .filters import IncidentFilter
+from .filters import IncidentFilter, choice_filters
 from .history import history_entries, incident_history_records, previous_record
 from .pagination import StableOrderingFilter, VigilCursorPagination
-from .rows import attach_related, json_row, json_rows_supported, with_related
+from .rows import (
+    attach_related,
+    json_page_rows,
+    json_row,
+    json_rows_supported,
+    with_related,
+)
 
 _NUMBER_RE = re.compile(NUMBER_PATTERN)
 
@@ -94,6 +102,12 @@ class IncidentListView(IncidentViewMixin, VigilAPIView, GenericAPIView):
     filter_backends = [*VigilAPIView.filter_backends, StableOrderingFilter]
     ordering_fields = ["detected_at", "created_at", "updated_at", "severity", "priority"]
     ordering = ["-detected_at"]
+    # The paginator's parameters: with only these and choice filters, a request takes the
+    # plain path (json_plain_page).
+    page_parameters = (
+        IncidentPagination.cursor_query_param,
+        IncidentPagination.page_size_query_param,
+    )
 
     def get_queryset(self):
         # The selector's rows without its prefetches: a page's services and role holders are
@@ -119,6 +133,9 @@ class IncidentListView(IncidentViewMixin, VigilAPIView, GenericAPIView):
     )
     def get(self, request: Request) -> HttpResponse:
         if json_rows_supported() and request.accepted_renderer.format == "json":
+            filters = choice_filters(request.query_params, ignored=self.page_parameters)
+            if filters is not None:
+                return self.json_plain_page(request, filters)
             return self.json_page(request)
         queryset = self.filter_queryset(self.get_queryset())
         page = self.paginate_queryset(queryset)
@@ -133,18 +150,35 @@ class IncidentListView(IncidentViewMixin, VigilAPIView, GenericAPIView):
         ordering = self.paginator.get_ordering(request, queryset, self)
         position = ordering[0].lstrip("-")
         rows = queryset.values(*{"id", "status", position}, api_row=json_row(now=timezone.now()))
-        page = self.paginate_queryset(rows)
+        return self.json_response(self.paginate_queryset(rows))
+
+    def json_plain_page(self, request: Request, filters: list[tuple[str, list]]) -> HttpResponse:
+        """``json_page`` for the common request, only choice filters (``status=open``) and the
+        default ordering: no filter form, no queryset. Anything else (a bad value included)
+        takes ``json_page``, where the FilterSet reads it; tests check both give the same
+        pages."""
+        now = timezone.now()
+        ordering = self.paginator.get_ordering(request, None, self)
+
+        def fetch(**page: Any) -> list[dict[str, Any]]:
+            return json_page_rows(filters=filters, now=now, **page)
+
+        page = self.paginator.paginate_rows(fetch, request, model=Incident, ordering=ordering)
+        return self.json_response(page)
+
+    def json_response(self, page: list[dict[str, Any]]) -> HttpResponse:
         serializer = IncidentSerializer(context=self.get_serializer_context())
+        # The URL's JSON with "__pk__" for the pk: digits need no escaping.
+        url = _url_json(serializer)
         actions: dict[str, str] = {}
-        url = serializer.url_template()
         results = []
         for row in page:
             status = row["status"]
             if status not in actions:
-                actions[status] = json.dumps(serializer.status_actions(status))
+                actions[status] = _actions_json(serializer, self.request, status)
             results.append(
                 f'{row["api_row"][:-1]}, "actions" : {actions[status]}, '
-                f'"url" : {json.dumps(url.replace("__pk__", str(row["id"])))}}}'
+                f'"url" : {url.replace("__pk__", str(row["id"]))}}}'
             )
         body = (
             f'{{"next": {json.dumps(self.paginator.get_next_link())}, '
@@ -174,6 +208,33 @@ class IncidentListView(IncidentViewMixin, VigilAPIView, GenericAPIView):
             actor=request.user, source=Source.API, **serializer.validated_data
         )
         return self.incident_response(incident, status.HTTP_201_CREATED)
+
+
+# What a list page repeats on every request, kept per process: both are functions of code and
+# settings only, never of stored data.
+_URL_JSON: dict[tuple[Any, ...], str] = {}
+_ACTIONS_JSON: dict[tuple[str, tuple[bool, ...]], str] = {}
+
+
+def _url_json(serializer: IncidentSerializer) -> str:
+    key = (settings.VIGIL_BASE_URL, get_script_prefix(), get_urlconf())
+    if key not in _URL_JSON:
+        _URL_JSON[key] = json.dumps(serializer.url_template())
+    return _URL_JSON[key]
+
+
+def _actions_json(serializer: IncidentSerializer, request: Request, status: str) -> str:
+    """The actions a user may take from ``status`` as JSON. They depend on the status and on
+    the user's answers for the action permissions only (``IncidentSerializer.status_actions``),
+    read with the view's permission."""
+    known = getattr(request, "permissions", {})
+    wanted = IncidentListView.prefetch_permissions
+    if not all(name in known for name in wanted):
+        return json.dumps(serializer.status_actions(status))
+    key = (status, tuple(known[name] for name in wanted))
+    if key not in _ACTIONS_JSON:
+        _ACTIONS_JSON[key] = json.dumps(serializer.status_actions(status))
+    return _ACTIONS_JSON[key]
 
 
 class IncidentDetailView(IncidentViewMixin, VigilAPIView):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.filters import OrderingFilter
-from rest_framework.pagination import Cursor, CursorPagination
+from rest_framework.pagination import Cursor, CursorPagination, _reverse_ordering
 
 INVALID_CURSOR = "Invalid cursor: use the `next` or `previous` link of a previous page."
 
@@ -36,6 +38,69 @@ class VigilCursorPagination(CursorPagination):
     def paginate_queryset(self, queryset, request, view=None):
         self._model = queryset.model
         return super().paginate_queryset(queryset, request, view)
+
+    def paginate_rows(
+        self,
+        fetch: Callable[..., Sequence[dict[str, Any]]],
+        request,
+        *,
+        model,
+        ordering: tuple[str, ...],
+    ) -> list[dict[str, Any]]:
+        """``paginate_queryset`` for rows read without a queryset: the same cursor, page and
+        links, with the query left to ``fetch(ordering=, before=, after=, offset=, limit=)``.
+        It returns, as dicts holding ``ordering[0]``'s field, the rows in ``ordering`` whose
+        first field is before (or after) the position given, from ``offset``, at most
+        ``limit`` of them. The steps are DRF's, in its order; only the queryset's ``order_by``,
+        ``filter`` and slice became arguments."""
+        self.request = request
+        self.page_size = self.get_page_size(request)
+        self.base_url = request.build_absolute_uri()
+        self.ordering = ordering
+        self._model = model
+        self.cursor = self.decode_cursor(request)
+        offset, reverse, current_position = self.cursor or (0, False, None)
+        before = after = None
+        if current_position is not None:
+            # DRF: (cursor reversed) XOR (ordering descending) pages towards smaller values.
+            if reverse != ordering[0].startswith("-"):
+                before = current_position
+            else:
+                after = current_position
+        results = list(
+            fetch(
+                ordering=_reverse_ordering(ordering) if reverse else ordering,
+                before=before,
+                after=after,
+                offset=offset,
+                limit=self.page_size + 1,
+            )
+        )
+        self.page = results[: self.page_size]
+        if len(results) > len(self.page):
+            has_following_position = True
+            following_position = self._get_position_from_instance(results[-1], ordering)
+        else:
+            has_following_position = False
+            following_position = None
+        if reverse:
+            self.page.reverse()
+            self.has_next = current_position is not None or offset > 0
+            self.has_previous = has_following_position
+            if self.has_next:
+                self.next_position = current_position
+            if self.has_previous:
+                self.previous_position = following_position
+        else:
+            self.has_next = has_following_position
+            self.has_previous = current_position is not None or offset > 0
+            if self.has_next:
+                self.next_position = following_position
+            if self.has_previous:
+                self.previous_position = current_position
+        if (self.has_previous or self.has_next) and self.template is not None:
+            self.display_page_controls = True
+        return self.page
 
     def decode_cursor(self, request):
         try:

@@ -1,0 +1,219 @@
+#!/usr/bin/env python
+"""Benchmark: what one alert that opens an incident costs the worker, in-process, on PostgreSQL.
+
+The storm bench (``alert_storm.py``) measures the whole installation under a storm, where the
+machine's other processes (gunicorn, the broker, the sends) blur what the path itself costs.
+This one runs the path alone, in one process, one incident after the other: the intake task
+turns a stored Alertmanager delivery (a new group, one Sev 1 alert) into an alert and an
+incident (``alert_delivery_process_task``), then the incident's ``incident_created`` event is
+followed by every subscribed handler (``incident_events_follow``: escalation pages the response
+team into the outbox, the stakeholder schedule, the direct-contact tasks, the KPI rollups). The
+pages are not sent (no worker consumes the broker).
+
+Prints, per incident: the median and mean milliseconds of each step and of the whole path, the
+queries of each step (counted on a separate pass), and the whole path beside the database's
+``SELECT 1`` round trip measured in the same run (the ratio is what compares across machines).
+
+Creates (drops first) its own database, migrates it and uses a Redis database for the cache, as
+production does. Deliveries are accepted through the real webhook view (Django's test client).
+
+    python bench/new_incident_path.py [--count 300] [--warm 20]
+        [--database-url postgres://postgres@127.0.0.1:5432/vigil_bench_path]
+        [--redis-url redis://127.0.0.1:6379/6] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from escalation_sweep import configure, reachable_contacts, recreate_database  # noqa: E402
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/vigil_bench_path"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/6"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=300, help="incidents timed")
+    parser.add_argument("--warm", type=int, default=20, help="incidents opened before timing")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_PATH_DATABASE_URL", DEFAULT_DATABASE_URL),
+        help="PostgreSQL database to (re)create for the bench; it is dropped first.",
+    )
+    parser.add_argument(
+        "--redis-url", default=DEFAULT_REDIS_URL, help="Redis database for the cache (flushed)"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="print a cProfile of the timed incidents"
+    )
+    return parser.parse_args()
+
+
+def load_average() -> str:
+    return Path("/proc/loadavg").read_text().strip()
+
+
+def body(number: int) -> bytes:
+    name = f"Path-{number:05d}"
+    labels = {"alertname": name, "job": "path", "instance": f"host-{number}:9100"}
+    labels["severity"] = "critical"
+    starts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60))
+    return json.dumps(
+        {
+            "version": "4",
+            "groupKey": f'{{}}:{{alertname="{name}"}}',
+            "status": "firing",
+            "receiver": "vigil",
+            "groupLabels": {"alertname": name},
+            "commonLabels": labels,
+            "commonAnnotations": {},
+            "externalURL": "http://alertmanager.example.com:9093",
+            "alerts": [
+                {
+                    "status": "firing",
+                    "labels": labels,
+                    "annotations": {"summary": f"{name} down"},
+                    "startsAt": starts,
+                    "endsAt": "0001-01-01T00:00:00Z",
+                    "fingerprint": f"{number:016x}",
+                }
+            ],
+        }
+    ).encode()
+
+
+def main() -> None:
+    args = parse_args()
+    configure(args.database_url)
+    os.environ["REDIS_URL"] = args.redis_url
+    recreate_database(args.database_url)
+
+    import django
+
+    django.setup()
+    from django.core.cache import cache
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from incidents.detection.integrations import integration_create, integration_urls
+    from incidents.events import incident_events_follow
+    from incidents.models import Alert, Service, Source, WebhookDelivery
+    from incidents.tasks import alert_delivery_process_task
+
+    call_command("migrate", verbosity=0)
+    reachable_contacts()
+    cache.clear()
+    service = Service.objects.create(slug="checkout", name="Checkout", customer_facing=True)
+    integration = integration_create(
+        actor=None, source=Source.ADMIN, kind="alertmanager", name="path", service=service
+    )
+    path = integration_urls(integration)["webhook_url"].split("://", 1)[-1]
+    path = "/" + path.split("/", 1)[1]
+    client = Client()
+    total = args.warm + args.count + 5
+    for number in range(total):
+        response = client.post(
+            path,
+            body(number),
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {integration.secret}"},
+        )
+        assert response.status_code == 202, response.content
+    deliveries = list(WebhookDelivery.objects.order_by("pk").values_list("pk", flat=True))
+
+    def one(delivery_id: int) -> tuple[float, float]:
+        start = time.perf_counter()
+        assert alert_delivery_process_task(delivery_id) == "processed"
+        opened = time.perf_counter()
+        incident_id = (
+            Alert.objects.filter(group__incident__isnull=False)
+            .order_by("-pk")
+            .values_list("incident_id", flat=True)
+            .first()
+        )
+        followed_at = time.perf_counter()
+        incident_events_follow(incident_id=incident_id)
+        done = time.perf_counter()
+        return (opened - start) * 1000, (done - followed_at) * 1000
+
+    for delivery_id in deliveries[: args.warm]:
+        one(delivery_id)
+
+    with connection.cursor() as cursor:
+        trips = []
+        for _ in range(500):
+            start = time.perf_counter()
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+            trips.append((time.perf_counter() - start) * 1000)
+    round_trip = statistics.median(trips)
+
+    load_start = load_average()
+    cpu_start = time.process_time()
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    timed = [one(pk) for pk in deliveries[args.warm : args.warm + args.count]]
+    if profiler is not None:
+        import pstats
+
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(60)
+    cpu = (time.process_time() - cpu_start) * 1000 / args.count
+    load_end = load_average()
+
+    counted = []
+    for delivery_id in deliveries[args.warm + args.count :]:
+        with CaptureQueriesContext(connection) as process_queries:
+            assert alert_delivery_process_task(delivery_id) == "processed"
+        incident_id = Alert.objects.order_by("-pk").values_list("incident_id", flat=True).first()
+        with CaptureQueriesContext(connection) as follow_queries:
+            incident_events_follow(incident_id=incident_id)
+        counted.append((len(process_queries), len(follow_queries)))
+
+    process = [p for p, _ in timed]
+    follow = [f for _, f in timed]
+    whole = [p + f for p, f in timed]
+    queries = min(counted, key=sum)
+    print(
+        f"New-incident path, {args.count} incidents after {args.warm} warm-up "
+        f"(2 CPUs, load {load_start} at the start, {load_end} at the end)"
+    )
+    print(f"  SELECT 1 round trip: {round_trip:.3f} ms (median of 500)")
+    print(
+        f"  intake (alert opens the incident): median {statistics.median(process):.2f} ms, "
+        f"mean {statistics.mean(process):.2f} ms, {queries[0]} queries"
+    )
+    print(
+        f"  following incident_created (every handler): median {statistics.median(follow):.2f}"
+        f" ms, mean {statistics.mean(follow):.2f} ms, {queries[1]} queries"
+    )
+    median = statistics.median(whole)
+    print(
+        f"  whole path: median {median:.2f} ms, mean {statistics.mean(whole):.2f} ms, "
+        f"{sum(queries)} queries; process CPU {cpu:.2f} ms per incident"
+    )
+    print(f"  whole path / round trip: {median / round_trip:.0f}x")
+    print(f"  incidents/s one after the other: {1000 / statistics.mean(whole):.1f}")
+    connection.close()
+    cache.clear()
+
+
+if __name__ == "__main__":
+    main()

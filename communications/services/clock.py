@@ -33,7 +33,8 @@ from incidents.models import Incident, IncidentEvent, Kind, Source, Status
 from incidents.services.common import timeline_record
 from incidents.timeformat import time_text
 
-from ..models import CommunicationPolicy, FirstUpdateClock, StatusUpdate, UpdateState
+from ..models import FirstUpdateClock, StatusUpdate, UpdateState
+from .policy import communication_policy_get
 
 __all__ = [
     "clock_for_incident_start",
@@ -43,11 +44,6 @@ __all__ = [
 
 
 # --- starting and stopping -------------------------------------------------------------------
-
-
-def _policy() -> CommunicationPolicy:
-    policy, _ = CommunicationPolicy.objects.get_or_create(pk=1)
-    return policy
 
 
 def minutes_text(value: timedelta) -> str:
@@ -156,7 +152,7 @@ def clock_for_incident_start(*, incident: Incident) -> FirstUpdateClock | None:
             )
         return existing
 
-    policy = _policy()
+    policy = communication_policy_get()
     since = _customer_facing_since(incident)
     confirmed_at = max(incident.acknowledged_at, since) if since else incident.acknowledged_at
     due_minutes = policy.first_update_minutes

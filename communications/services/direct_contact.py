@@ -56,6 +56,7 @@ from ..models import (
     DirectContactStatus,
     DirectContactTask,
 )
+from .policy import communication_policy_get
 
 logger = logging.getLogger(__name__)
 
@@ -88,11 +89,6 @@ class DirectContactClosed(TransitionNotAllowed):
             f"The direct-contact task for {task.customer} is already closed "
             f"({task.get_status_display().lower()}).",
         )
-
-
-def _policy() -> CommunicationPolicy:
-    policy, _ = CommunicationPolicy.objects.get_or_create(pk=1)
-    return policy
 
 
 def _local(value: datetime) -> str:
@@ -216,7 +212,7 @@ def direct_contact_tasks_create(*, incident: Incident) -> list[DirectContactTask
     outbox. Idempotent: the incident row is locked and a task is unique per incident and
     customer, so concurrent calls create each task once. Returns the tasks created."""
     locked = Incident.objects.select_for_update().get(pk=incident.pk)
-    policy = _policy()
+    policy = communication_policy_get()
     if not _needs_direct_contact(locked, policy):
         return []
     have = set(
@@ -421,7 +417,7 @@ def direct_contact_sweep(
     sweeps at once remind once. Returns how many reminders were sent."""
     now = now or timezone.now()
     deadline = time.monotonic() + time_budget if time_budget is not None else None
-    policy = _policy()
+    policy = communication_policy_get()
     sent = 0
     after = 0
     while True:

@@ -3,25 +3,65 @@ approval before an update is published, and the 30-minute rule with its reminder
 
 from __future__ import annotations
 
+import copy
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.db import transaction
 
 from incidents.errors import InvalidInput
+from incidents.memo import Versioned
 from incidents.models import SeverityLevel
 from incidents.services.common import audited_save
 
 from ..errors import require
-from ..models import CommunicationPolicy
+from ..models import CommunicationPolicy, StakeholderGroup, StatusPageSettings
 
 POLICY_FIELDS = ("approval_severities", "first_update_minutes", "reminder_minutes")
 MAX_MINUTES = 24 * 60
 
 
-def communication_policy_get() -> CommunicationPolicy:
-    """The policy row (created with the defaults if a database lost it)."""
+# The communication policy, the status page's time zone and the active stakeholder groups, read
+# for every new incident's schedules and clocks: kept per process while none of them changes
+# (:mod:`incidents.memo`).
+COMMUNICATION_POLICY = Versioned(
+    "communications:policy", models=(CommunicationPolicy, StatusPageSettings, StakeholderGroup)
+)
+
+
+def _policy_row() -> CommunicationPolicy:
     policy, _ = CommunicationPolicy.objects.get_or_create(pk=1)
     return policy
+
+
+def communication_policy_get() -> CommunicationPolicy:
+    """The policy row (created with the defaults if a database lost it); a copy of the one
+    kept per process, the caller's own to change."""
+    return copy.deepcopy(COMMUNICATION_POLICY.get("policy", _policy_row))
+
+
+def status_time_zone() -> ZoneInfo:
+    """The status page's time zone (UTC when it has none, or an unknown one): what times in
+    messages to people outside the response team are written in."""
+    name = COMMUNICATION_POLICY.get(
+        "time_zone",
+        lambda: StatusPageSettings.objects.filter(pk=1).values_list("time_zone", flat=True).first(),
+    )
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def stakeholder_groups_active() -> list[StakeholderGroup]:
+    """The active stakeholder groups in their order. The groups are shared: not to be
+    changed by the caller."""
+    return list(
+        COMMUNICATION_POLICY.get(
+            "stakeholder_groups",
+            lambda: list(StakeholderGroup.objects.filter(active=True).order_by("position", "name")),
+        )
+    )
 
 
 def _int_list(value: Any, field: str) -> list[int]:

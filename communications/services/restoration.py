@@ -6,7 +6,7 @@ only."""
 from __future__ import annotations
 
 from datetime import datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from django.utils import timezone
 
@@ -15,13 +15,13 @@ from incidents.models import Incident, Status
 from ..models import (
     Component,
     ComponentStatus,
-    StatusPageSettings,
     StatusUpdate,
     StatusUpdateComponent,
     UpdateKind,
     UpdateState,
     UpdateStatus,
 )
+from .policy import status_time_zone
 from .updates import TITLE_MAX, status_update_create
 
 __all__ = [
@@ -29,14 +29,6 @@ __all__ = [
     "restoration_components",
     "status_update_restoration_prepare",
 ]
-
-
-def _page_zone() -> ZoneInfo:
-    name = StatusPageSettings.objects.filter(pk=1).values_list("time_zone", flat=True).first()
-    try:
-        return ZoneInfo(name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
 
 
 def _span(start: datetime, end: datetime, zone: ZoneInfo) -> str:
@@ -95,7 +87,7 @@ def restoration_body(*, incident: Incident, components: list[Component]) -> str:
     )
     return (
         f"**Service restored.** {restored}\n\n"
-        f"**Impact:** {_span(start, end, _page_zone())}, {_duration(start, end)} in all, "
+        f"**Impact:** {_span(start, end, status_time_zone())}, {_duration(start, end)} in all, "
         f"{'customers of ' + names if components else 'some customers'} may have been unable to "
         "use the service normally.\n\n"
         "We apologise for the disruption this caused and thank you for your patience."

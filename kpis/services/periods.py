@@ -8,6 +8,8 @@ import zoneinfo
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 
+from incidents.memo import Versioned
+
 from ..models import KpiPolicy
 
 __all__ = [
@@ -38,8 +40,17 @@ class Period:
         return bool(re.fullmatch(r"\d{4}-\d{2}", self.label))
 
 
+# The KPI policy's time zone, read for every incident event the rollups follow: kept per
+# process while the policy is unchanged (:mod:`incidents.memo`).
+KPI_POLICY = Versioned("kpis:policy", models=(KpiPolicy,))
+
+
+def _policy_time_zone_name() -> str | None:
+    return KpiPolicy.objects.filter(pk=1).values_list("time_zone", flat=True).first()
+
+
 def policy_zone() -> tzinfo:
-    name = KpiPolicy.objects.filter(pk=1).values_list("time_zone", flat=True).first() or "UTC"
+    name = KPI_POLICY.get("time_zone", _policy_time_zone_name) or "UTC"
     try:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):

@@ -47,6 +47,13 @@ PROCESS_QUERIES = 18
 # every outbox row in one INSERT, the timeline entry, the handler's record, the event done. The
 # paged roles' primary contacts and which contacts exist are kept per process.
 FOLLOW_QUERIES = 12
+# Every app following the event, as in production: the above, plus the direct-contact tasks
+# (the incident, the tasks it has, the customers of its services), the stakeholder schedules
+# (the incident, its schedules, the new ones, a timeline entry) and the KPI rollup (the month
+# marked stale), each of the communications handlers in a savepoint of its own. The
+# communication policy, the status page's time zone, the stakeholder groups and the KPI time
+# zone are kept per process.
+FOLLOW_ALL_QUERIES = 27
 
 
 def _policy_committed() -> None:
@@ -159,3 +166,26 @@ def test_a_page_is_one_insert_and_one_broker_message_on_the_urgent_queue(
         incident_events_follow(incident_id=incident.pk)
     ids = sorted(Notification.objects.filter(incident=incident).values_list("pk", flat=True))
     assert published == [(ids, "vigil.urgent")]
+
+
+def test_every_app_follows_the_new_incident_in_a_pinned_number_of_queries(
+    client, django_capture_on_commit_callbacks, django_assert_max_num_queries, service
+):
+    integration = make_integration("alertmanager", service=service)
+    _policy_committed()
+    first = _deliver(client, django_capture_on_commit_callbacks, integration, _alert(4))
+    alert_delivery_process_task(first)
+    incident_events_follow(incident_id=Incident.objects.get().pk)
+
+    delivery = _deliver(client, django_capture_on_commit_callbacks, integration, _alert(5))
+    assert alert_delivery_process_task(delivery) == "processed"
+    incident = Incident.objects.latest("pk")
+    with django_assert_max_num_queries(FOLLOW_ALL_QUERIES):
+        result = incident_events_follow(incident_id=incident.pk)
+    assert result.events_done == 1 and result.handled == len(_handlers_of_created())
+    assert Notification.objects.filter(incident=incident).count() >= 3
+    assert incident.stakeholder_schedules.exists()
+
+
+def _handlers_of_created() -> list[str]:
+    return [name for name, h in _handlers.items() if "incident_created" in h.callbacks]

@@ -177,3 +177,21 @@ def test_without_the_cache_everything_is_read_from_the_database(
     assert _services(alert) == ["payments"]
     assert alert.incident.severity_id == 1
     assert not DETECTION_CONFIG.memo and not POLICY_ROWS.memo
+
+
+def test_a_committed_stakeholder_group_change_reaches_the_next_incident():
+    from communications.models import StakeholderGroup
+    from communications.services.policy import COMMUNICATION_POLICY
+    from incidents.events import incident_events_follow
+
+    def followed() -> Incident:
+        incident = incident_create(actor=None, source=Source.API, title="Checkout down", severity=1)
+        incident_events_follow(incident_id=incident.pk)
+        return incident
+
+    assert followed().stakeholder_schedules.exists()
+    assert COMMUNICATION_POLICY.memo
+    for group in StakeholderGroup.objects.filter(active=True):
+        group.active = False
+        group.save()
+    assert not followed().stakeholder_schedules.exists()

@@ -350,6 +350,7 @@ def test_the_query_count_is_fixed_whatever_the_data(scraper, state, django_asser
         with CaptureQueriesContext(connection) as computation:
             kpi_results(period=period_month(NOW.date(), zone=UTC))
         budget = OWN_QUERIES + len(computation)
+        parse(scraper.get(URL))  # what each process keeps (the policy rows) is read once
         with django_assert_max_num_queries(budget) as first:
             parse(scraper.get(URL))
         for day in range(1, 6):
@@ -358,4 +359,5 @@ def test_the_query_count_is_fixed_whatever_the_data(scraper, state, django_asser
             enqueue(f"metrics:more:{day}")
         with django_assert_max_num_queries(budget) as second:
             parse(scraper.get(URL))
-    assert len(first) == len(second) == budget
+    # The computation above also read what each process keeps: at most its budget.
+    assert len(first) == len(second) <= budget

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from incidents.models import Channel
 
-from ...models import CommunicationPolicy, StatusPageSettings
+from ..policy import status_time_zone
 
 KEY_PREFIX = "stakeholder"
 NOTE_MAX = 4000
@@ -38,17 +38,8 @@ class StakeholderAction:
 # --- small helpers -------------------------------------------------------------------------------
 
 
-def _policy() -> CommunicationPolicy:
-    policy, _ = CommunicationPolicy.objects.get_or_create(pk=1)
-    return policy
-
-
 def _zone() -> ZoneInfo:
-    name = StatusPageSettings.objects.filter(pk=1).values_list("time_zone", flat=True).first()
-    try:
-        return ZoneInfo(name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
+    return status_time_zone()
 
 
 def _hhmm(value: datetime, zone: ZoneInfo) -> str:

@@ -12,8 +12,9 @@ from django.utils import timezone
 from incidents.models import Channel, Incident, Kind, Source, Status
 from incidents.services.common import timeline_record
 
-from ...models import SendKind, StakeholderGroup, StakeholderSchedule
-from .common import StakeholderAction, _every, _hhmm, _policy, _zone
+from ...models import SendKind, StakeholderSchedule
+from ..policy import communication_policy_get, stakeholder_groups_active
+from .common import StakeholderAction, _every, _hhmm, _zone
 from .compose import _content
 from .sending import _deliver
 
@@ -58,14 +59,14 @@ def stakeholder_schedules_sync(
         return []
     at = at or timezone.now()
     severity = incident.severity_id
-    groups = list(StakeholderGroup.objects.filter(active=True).order_by("position", "name"))
+    groups = stakeholder_groups_active()
     existing = {
         s.group_id: s
         for s in StakeholderSchedule.objects.select_for_update().filter(incident=incident)
     }
     if not existing and not any(g.interval_for(severity) for g in groups):
         return []  # most incidents (Sev 3-4): three queries and nothing to plan
-    lead = _policy().stakeholder_reminder_lead_minutes
+    lead = communication_policy_get().stakeholder_reminder_lead_minutes
     zone = _zone()
     changed: list[StakeholderSchedule] = []
     # Written together below. The incident's schedules are locked and its events are followed

@@ -11,7 +11,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from ...models import SendKind, StakeholderSchedule
-from .common import LATE_AFTER, StakeholderAction, _policy, _zone
+from ..policy import communication_policy_get
+from .common import LATE_AFTER, StakeholderAction, _zone
 from .compose import _content
 from .planning import _plan
 from .sending import _deliver, _remind
@@ -37,7 +38,7 @@ def _stakeholder_check(*, schedule_id: int, now: datetime) -> list[StakeholderAc
         schedule.next_check_at = None
         schedule.save(update_fields=["next_check_at"])
         return []
-    lead = _policy().stakeholder_reminder_lead_minutes
+    lead = communication_policy_get().stakeholder_reminder_lead_minutes
     zone = _zone()
     content = _content(incident=incident, group=group, since=schedule.last_sent_at)
     done: list[StakeholderAction] = []

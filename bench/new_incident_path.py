@@ -25,7 +25,6 @@ production does. Deliveries are accepted through the real webhook view (Django's
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -36,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from alert_storm import storm_bodies  # noqa: E402
 from escalation_sweep import configure, reachable_contacts, recreate_database  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/vigil_bench_path"
@@ -62,35 +62,6 @@ def parse_args() -> argparse.Namespace:
 
 def load_average() -> str:
     return Path("/proc/loadavg").read_text().strip()
-
-
-def body(number: int) -> bytes:
-    name = f"Path-{number:05d}"
-    labels = {"alertname": name, "job": "path", "instance": f"host-{number}:9100"}
-    labels["severity"] = "critical"
-    starts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60))
-    return json.dumps(
-        {
-            "version": "4",
-            "groupKey": f'{{}}:{{alertname="{name}"}}',
-            "status": "firing",
-            "receiver": "vigil",
-            "groupLabels": {"alertname": name},
-            "commonLabels": labels,
-            "commonAnnotations": {},
-            "externalURL": "http://alertmanager.example.com:9093",
-            "alerts": [
-                {
-                    "status": "firing",
-                    "labels": labels,
-                    "annotations": {"summary": f"{name} down"},
-                    "startsAt": starts,
-                    "endsAt": "0001-01-01T00:00:00Z",
-                    "fingerprint": f"{number:016x}",
-                }
-            ],
-        }
-    ).encode()
 
 
 def main() -> None:
@@ -124,10 +95,10 @@ def main() -> None:
     path = "/" + path.split("/", 1)[1]
     client = Client()
     total = args.warm + args.count + 5
-    for number in range(total):
+    for body in storm_bodies(total):
         response = client.post(
             path,
-            body(number),
+            body,
             content_type="application/json",
             headers={"Authorization": f"Bearer {integration.secret}"},
         )

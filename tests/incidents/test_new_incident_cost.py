@@ -22,7 +22,7 @@ from escalation.services.delivery import notification_send_batch
 from incidents.events import events_unsubscribe, incident_events_follow
 from incidents.events.registry import _handlers
 from incidents.memo import Versioned
-from incidents.models import Incident, IncidentEvent, WebhookDelivery
+from incidents.models import Incident, IncidentEvent, Integration, WebhookDelivery
 from incidents.tasks import alert_delivery_process_task
 from tests.incidents.detection_fixtures import (
     alertmanager_payload,
@@ -100,6 +100,17 @@ def _deliver(client, capture, integration, body) -> int:
     return WebhookDelivery.objects.latest("pk").pk
 
 
+def _warmed(client, capture, service) -> Integration:
+    """An Alertmanager integration whose first alert opened an incident that was followed:
+    what each process keeps (the policy rows, the snapshot) is warm."""
+    integration = make_integration("alertmanager", service=service)
+    _policy_committed()
+    first = _deliver(client, capture, integration, _alert(1))
+    alert_delivery_process_task(first)
+    incident_events_follow(incident_id=Incident.objects.get().pk)
+    return integration
+
+
 def test_an_alert_opens_an_incident_and_pages_the_team_in_a_pinned_number_of_queries(
     client,
     django_capture_on_commit_callbacks,
@@ -108,13 +119,7 @@ def test_an_alert_opens_an_incident_and_pages_the_team_in_a_pinned_number_of_que
     service,
     settings,
 ):
-    integration = make_integration("alertmanager", service=service)
-    _policy_committed()
-    # Warm what is cached per process (the policy snapshot, the integration's rules).
-    first = _deliver(client, django_capture_on_commit_callbacks, integration, _alert(1))
-    alert_delivery_process_task(first)
-    incident_events_follow(incident_id=Incident.objects.get().pk)
-
+    integration = _warmed(client, django_capture_on_commit_callbacks, service)
     delivery = _deliver(client, django_capture_on_commit_callbacks, integration, _alert(2))
     with django_assert_max_num_queries(PROCESS_QUERIES):
         assert alert_delivery_process_task(delivery) == "processed"
@@ -171,12 +176,7 @@ def test_a_page_is_one_insert_and_one_broker_message_on_the_urgent_queue(
 def test_every_app_follows_the_new_incident_in_a_pinned_number_of_queries(
     client, django_capture_on_commit_callbacks, django_assert_max_num_queries, service
 ):
-    integration = make_integration("alertmanager", service=service)
-    _policy_committed()
-    first = _deliver(client, django_capture_on_commit_callbacks, integration, _alert(4))
-    alert_delivery_process_task(first)
-    incident_events_follow(incident_id=Incident.objects.get().pk)
-
+    integration = _warmed(client, django_capture_on_commit_callbacks, service)
     delivery = _deliver(client, django_capture_on_commit_callbacks, integration, _alert(5))
     assert alert_delivery_process_task(delivery) == "processed"
     incident = Incident.objects.latest("pk")

@@ -7,21 +7,14 @@ the shared cache under a version token that any change of the policy moves."""
 from __future__ import annotations
 
 import json
-import logging
-import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.core.cache import cache
-from django.db import DEFAULT_DB_ALIAS, connection, transaction
-from django.db.models.signals import post_delete, post_migrate, post_save
-
+from incidents.memo import Versioned
 from incidents.models import Contact, EscalationContact, ResponseRole, SeverityLevel
 
 from ..models import EscalationStep
 from .recipients import recipient_for_contact
-
-logger = logging.getLogger(__name__)
 
 __all__ = [
     "BACKUP_ROLES",
@@ -33,6 +26,8 @@ __all__ = [
 ]
 
 BACKUP_ROLES = (ResponseRole.INCIDENT_MANAGER, ResponseRole.TECHNICAL_LEAD)
+# How long a change made behind the ORM's back may take to reach the snapshot.
+POLICY_CACHE_SECONDS = 300
 
 
 def step_key(severity: int, elapsed: timedelta) -> str:
@@ -107,86 +102,21 @@ def _policy_build() -> dict[str, Any]:
 # --- the policy snapshot's cache -------------------------------------------------------------
 #
 # Every new incident takes a snapshot, so during an alert storm it is read hundreds of times a
-# minute while the policy does not change. It is kept in the shared cache (Redis, or the file
-# cache of the embedded setup: shared by the web, worker and beat processes) under a version
-# token, itself in the cache; each process also remembers the last snapshot it read with its
-# token, so an unchanged policy costs one cache read and no query.
-#
-# The token changes whenever a transaction that saved or deleted any row the snapshot is made of
-# (a severity level, an escalation step, an escalation contact, a response role, a contact)
-# commits: the models' post_save/post_delete register the change with ``on_commit``, which every
-# process then sees through the shared token. Until it commits, the changing transaction reads
-# the policy from the database (it must see its own changes, and nobody else may); a rollback
-# discards the change and leaves the token alone. A migration changes the token too. A change
-# made behind the ORM's back (raw SQL, ``queryset.update()``, which the conventions forbid on
-# these audited models) applies within ``POLICY_CACHE_SECONDS``, when the token expires. If the
-# cache is down, every snapshot is read from the database.
+# minute while the policy does not change. It is kept per process and in the shared cache under
+# the version token of its rows (:mod:`incidents.memo`): an unchanged policy costs one cache
+# read and no query; any committed change of a severity level, an escalation step, an
+# escalation contact, a response role or a contact reaches every process's next snapshot; the
+# transaction making the change reads it from the database until it commits.
 
-POLICY_VERSION_KEY = "vigil:escalation:policy:version"
-POLICY_SNAPSHOT_KEY = "vigil:escalation:policy:snapshot:"
-POLICY_CACHE_SECONDS = 300
-# (token, the snapshot as JSON) this process read last; replaced whole, so threads never see
-# half of it.
-_policy_memo: tuple[str, str] = ("", "")
-
-
-def _policy_dirty() -> bool:
-    """Whether this connection's transaction changed the policy and has not committed yet."""
-    return any(func is _policy_version_bump for _, func, *_ in connection.run_on_commit)
+POLICY_SNAPSHOT = Versioned(
+    "escalation:policy",
+    models=(SeverityLevel, EscalationStep, EscalationContact, ResponseRole, Contact),
+    seconds=POLICY_CACHE_SECONDS,
+)
 
 
 def _policy_cached() -> str:
-    global _policy_memo
-    if _policy_dirty():
-        return json.dumps(_policy_build())
-    try:
-        version = cache.get(POLICY_VERSION_KEY)
-        if version is None:
-            version = uuid.uuid4().hex
-            if not cache.add(POLICY_VERSION_KEY, version, POLICY_CACHE_SECONDS):
-                version = cache.get(POLICY_VERSION_KEY) or version
-        memo = _policy_memo
-        if memo[0] == version:
-            return memo[1]
-        # The token is read before the policy: a change committed meanwhile moves the token,
-        # so what is stored here under the old one is never read again.
-        snapshot = cache.get(POLICY_SNAPSHOT_KEY + version)
-        if snapshot is None:
-            snapshot = json.dumps(_policy_build())
-            cache.set(POLICY_SNAPSHOT_KEY + version, snapshot, POLICY_CACHE_SECONDS)
-    except Exception:
-        logger.warning("Policy snapshot cache unavailable; reading the policy", exc_info=True)
-        return json.dumps(_policy_build())
-    _policy_memo = (version, snapshot)
-    return snapshot
-
-
-def _policy_version_bump() -> None:
-    """A new policy version: every process reads the policy afresh on its next snapshot."""
-    global _policy_memo
-    _policy_memo = ("", "")
-    try:
-        cache.set(POLICY_VERSION_KEY, uuid.uuid4().hex, POLICY_CACHE_SECONDS)
-    except Exception:
-        logger.warning("Policy snapshot cache unavailable; the change applies when it returns")
-
-
-def _policy_changed(*, using: str | None = None, **kwargs: Any) -> None:
-    transaction.on_commit(_policy_version_bump, using=using or DEFAULT_DB_ALIAS)
-
-
-def _policy_migrated(**kwargs: Any) -> None:
-    _policy_version_bump()
-
-
-for _model in (SeverityLevel, EscalationStep, EscalationContact, ResponseRole, Contact):
-    for _signal in (post_save, post_delete):
-        _signal.connect(
-            _policy_changed,
-            sender=_model,
-            dispatch_uid=f"escalation.policy_snapshot.{_signal is post_save}.{_model.__name__}",
-        )
-post_migrate.connect(_policy_migrated, dispatch_uid="escalation.policy_snapshot.migrated")
+    return POLICY_SNAPSHOT.get("snapshot", lambda: json.dumps(_policy_build()), shared=True)
 
 
 # --- reading a snapshot --------------------------------------------------------------------

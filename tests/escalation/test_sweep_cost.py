@@ -13,13 +13,14 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from escalation.models import EscalationEvent, EscalationStep, IncidentEscalation
 from escalation.services import escalation_sweep, policy_snapshot_take, timers
-from escalation.services import snapshot as snapshot_module
 from escalation.services.policy import escalation_step_update
+from escalation.services.snapshot import POLICY_SNAPSHOT
 from incidents.models import EscalationContact, Incident, Source
 from incidents.services import incident_create
 from tests.escalation import escalation_fixtures
@@ -166,7 +167,7 @@ def rows(snapshot: dict, severity: int) -> list[tuple[int, str]]:
 def test_a_committed_step_change_reaches_the_next_incident_in_every_process():
     before = policy_snapshot_take(now=T0)
     assert (3600, "cto") in rows(before, 1)
-    remembered = snapshot_module._policy_memo  # what another process would still hold in memory
+    remembered = POLICY_SNAPSHOT.memo  # what another process would still hold in memory
 
     step = EscalationStep.objects.get(severity_id=1, elapsed=HOUR)
     escalation_step_update(
@@ -175,7 +176,7 @@ def test_a_committed_step_change_reaches_the_next_incident_in_every_process():
 
     # This process, and another that remembered the old version: both read the new policy.
     assert (3600, "ceo") in rows(policy_snapshot_take(now=T0), 1)
-    snapshot_module._policy_memo = remembered
+    POLICY_SNAPSHOT.memo = remembered
     assert (3600, "ceo") in rows(policy_snapshot_take(now=T0), 1)
     incident = create(1)
     snapshot = IncidentEscalation.objects.get(incident=incident).policy_snapshot
@@ -211,8 +212,8 @@ def test_without_the_cache_the_snapshot_is_read_from_the_database(monkeypatch):
     def down(*args, **kwargs):
         raise ConnectionError("cache down")
 
-    monkeypatch.setattr(snapshot_module.cache, "get", down)
-    monkeypatch.setattr(snapshot_module, "_policy_memo", ("", ""))
+    monkeypatch.setattr(cache, "get", down)
+    monkeypatch.setattr(POLICY_SNAPSHOT, "memo", {})
     assert policy_snapshot_take(now=T0) == expected
 
 

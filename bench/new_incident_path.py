@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from alert_storm import storm_bodies  # noqa: E402
+from alert_storm import load_average, storm_bodies  # noqa: E402
 from escalation_sweep import configure, reachable_contacts, recreate_database  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/vigil_bench_path"
@@ -58,10 +58,6 @@ def parse_args() -> argparse.Namespace:
         "--profile", action="store_true", help="print a cProfile of the timed incidents"
     )
     return parser.parse_args()
-
-
-def load_average() -> str:
-    return Path("/proc/loadavg").read_text().strip()
 
 
 def main() -> None:

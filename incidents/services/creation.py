@@ -90,10 +90,10 @@ def _save_new(incident: Incident, *, services: list[Service], actor: Any) -> Non
     finally:
         del incident.skip_history_when_saving  # type: ignore[attr-defined]
     through = Incident.services.through
-    unique = {service.pk: service for service in services}
-    if unique:
+    service_ids = dict.fromkeys(service.pk for service in services)  # each once, in order
+    if service_ids:
         through.objects.bulk_create(
-            [through(incident_id=incident.pk, service_id=pk) for pk in unique]
+            [through(incident_id=incident.pk, service_id=pk) for pk in service_ids]
         )
     INCIDENT_HISTORY.create_historical_record(incident, "+")
 

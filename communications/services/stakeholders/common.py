@@ -10,8 +10,6 @@ from zoneinfo import ZoneInfo
 
 from incidents.models import Channel
 
-from ..policy import status_time_zone
-
 KEY_PREFIX = "stakeholder"
 NOTE_MAX = 4000
 # An update sent more than this after its due time is marked late (beat runs every 30 s; a
@@ -36,10 +34,6 @@ class StakeholderAction:
 
 
 # --- small helpers -------------------------------------------------------------------------------
-
-
-def _zone() -> ZoneInfo:
-    return status_time_zone()
 
 
 def _hhmm(value: datetime, zone: ZoneInfo) -> str:

@@ -21,7 +21,8 @@ from ...models import (
     StakeholderSchedule,
     StakeholderSend,
 )
-from .common import NOTE_MAX, NOTE_PERMISSION, SEND_PERMISSION, _hhmm, _zone
+from ..policy import status_time_zone
+from .common import NOTE_MAX, NOTE_PERMISSION, SEND_PERMISSION, _hhmm
 from .compose import _content
 from .sending import _deliver
 
@@ -81,7 +82,7 @@ def stakeholder_send_now(
     require(actor, SEND_PERMISSION, "send stakeholder updates")
     incident = _writable(incident, group, "update")
     now = timezone.now()
-    zone = _zone()
+    zone = status_time_zone()
     schedule = (
         StakeholderSchedule.objects.select_for_update()
         .filter(incident=incident, group=group)

@@ -13,8 +13,8 @@ from incidents.models import Channel, Incident, Kind, Source, Status
 from incidents.services.common import timeline_record
 
 from ...models import SendKind, StakeholderSchedule
-from ..policy import communication_policy_get, stakeholder_groups_active
-from .common import StakeholderAction, _every, _hhmm, _zone
+from ..policy import communication_policy_get, stakeholder_groups_active, status_time_zone
+from .common import StakeholderAction, _every, _hhmm
 from .compose import _content
 from .sending import _deliver
 
@@ -67,7 +67,7 @@ def stakeholder_schedules_sync(
     if not existing and not any(g.interval_for(severity) for g in groups):
         return []  # most incidents (Sev 3-4): three queries and nothing to plan
     lead = communication_policy_get().stakeholder_reminder_lead_minutes
-    zone = _zone()
+    zone = status_time_zone()
     changed: list[StakeholderSchedule] = []
     # Written together below. The incident's schedules are locked and its events are followed
     # one at a time, so no other writer adds one meanwhile: no savepoint per row.
@@ -149,7 +149,7 @@ def stakeholder_schedules_stop(*, incident: Incident) -> list[StakeholderAction]
         return []
     ended = _ended_at(incident)
     now = timezone.now()
-    zone = _zone()
+    zone = status_time_zone()
     done: list[StakeholderAction] = []
     schedules = (
         StakeholderSchedule.objects.select_for_update(of=("self",))

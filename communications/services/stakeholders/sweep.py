@@ -11,8 +11,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from ...models import SendKind, StakeholderSchedule
-from ..policy import communication_policy_get
-from .common import LATE_AFTER, StakeholderAction, _zone
+from ..policy import communication_policy_get, status_time_zone
+from .common import LATE_AFTER, StakeholderAction
 from .compose import _content
 from .planning import _plan
 from .sending import _deliver, _remind
@@ -39,7 +39,7 @@ def _stakeholder_check(*, schedule_id: int, now: datetime) -> list[StakeholderAc
         schedule.save(update_fields=["next_check_at"])
         return []
     lead = communication_policy_get().stakeholder_reminder_lead_minutes
-    zone = _zone()
+    zone = status_time_zone()
     content = _content(incident=incident, group=group, since=schedule.last_sent_at)
     done: list[StakeholderAction] = []
 

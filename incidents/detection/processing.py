@@ -32,8 +32,9 @@ import json
 import logging
 import time
 from datetime import datetime
+from functools import cache
 
-from django.db import OperationalError, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from ..models import (
@@ -43,7 +44,7 @@ from ..models import (
     Integration,
     WebhookDelivery,
 )
-from ..services.common import insert_unless_present, timeline_record_many
+from ..services.common import timeline_record_many
 from .firing import alerts_fire
 from .heartbeat import heartbeat_alerts_take
 from .intake import INBOUND
@@ -192,19 +193,42 @@ def _key_hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
 
 
+# The columns a new group is inserted with.
+_GROUP_COLUMNS = ("integration", "key_hash", "key", "created_at")
+
+
 def _group_lock(integration: Integration, key: str) -> AlertGroup:
-    """The group's row, locked until the transaction ends (created on first use)."""
+    """The group's row, locked until the transaction ends (created on first use), in one
+    statement: ``INSERT … ON CONFLICT DO UPDATE … RETURNING``. A new group is inserted; an
+    existing one is locked by the no-op update, as ``SELECT … FOR UPDATE`` would, and comes
+    back with its incident. A concurrent first delivery of this group that inserted it holds
+    us until it commits; then its row is the one updated and returned."""
     key_hash = _key_hash(key)
-    rows = AlertGroup.objects.select_for_update().filter(integration=integration, key_hash=key_hash)
-    group = rows.first()
-    if group is None:
-        # INSERT … ON CONFLICT DO NOTHING RETURNING id: no savepoint for the race. A concurrent
-        # first delivery of this group that inserted it holds us until it commits; then
-        # nothing is returned, and its row can be locked.
-        group = AlertGroup(integration=integration, key_hash=key_hash, key=key)
-        if not insert_unless_present(group):
-            group = rows.get()
+    sql = _group_upsert_sql()
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [integration.pk, key_hash, key, now])
+        pk, incident_id = cursor.fetchone()
+    group = AlertGroup.from_db(
+        connection.alias,
+        ["id", "integration_id", "key_hash", "key", "incident_id"],
+        [pk, integration.pk, key_hash, key, incident_id],
+    )
+    group.integration = integration
     return group
+
+
+@cache
+def _group_upsert_sql() -> str:
+    q = connection.ops.quote_name
+    col = {name: q(AlertGroup._meta.get_field(name).column) for name in _GROUP_COLUMNS}
+    table = q(AlertGroup._meta.db_table)
+    return (
+        f"INSERT INTO {table} ({', '.join(col.values())}) VALUES (%s, %s, %s, %s) "
+        f"ON CONFLICT ({col['integration']}, {col['key_hash']}) "
+        f"DO UPDATE SET {col['key']} = {table}.{col['key']} "
+        f"RETURNING {q('id')}, {q(AlertGroup._meta.get_field('incident').column)}"
+    )
 
 
 def _active_incident(group: AlertGroup) -> Incident | None:

@@ -12,6 +12,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django_fsm import FSMField, transition
 from simple_history.models import HistoricalRecords
+from simple_history.signals import (
+    post_create_historical_m2m_records,
+    pre_create_historical_m2m_records,
+)
 
 from .policy import Level, ResponseRole, SeverityLevel
 
@@ -194,9 +198,43 @@ def _resolution_breached_q(now: datetime) -> Q:
     return Q(resolution_breach_recorded=True) | late | still_open
 
 
+class IncidentHistoricalRecords(HistoricalRecords):
+    """simple-history's records of an incident, with one difference: the first record of a new
+    incident copies the service links that creation has just inserted and hands over as
+    ``_new_service_links`` (``incidents.services.creation``), instead of reading them back."""
+
+    def create_historical_record_m2ms(self, history_instance, instance):
+        links = instance.__dict__.pop("_new_service_links", None)
+        if links is None or any(link.pk is None for link in links):
+            super().create_historical_record_m2ms(history_instance, instance)
+            return
+        for field in history_instance._history_m2m_fields:
+            model = self.m2m_models[field]
+            columns = [f.attname for f in getattr(instance, field.name).through._meta.fields]
+            rows = [
+                model(history=history_instance, **{name: getattr(link, name) for name in columns})
+                for link in links
+            ]
+            pre_create_historical_m2m_records.send(
+                sender=model,
+                rows=rows,
+                history_instance=history_instance,
+                instance=instance,
+                field=field,
+            )
+            created = model.objects.bulk_create(rows)
+            post_create_historical_m2m_records.send(
+                sender=model,
+                created_rows=created,
+                history_instance=history_instance,
+                instance=instance,
+                field=field,
+            )
+
+
 # The incident's history, services included; kept by name so that a new incident's first
 # record can be written once its services are set (``incidents.services.creation``).
-INCIDENT_HISTORY = HistoricalRecords(m2m_fields=["services"])
+INCIDENT_HISTORY = IncidentHistoricalRecords(m2m_fields=["services"])
 
 
 class Incident(models.Model):

@@ -81,9 +81,10 @@ def _allocate_number(day: Any) -> tuple[int, str]:
 
 
 def _save_new(incident: Incident, *, services: list[Service], actor: Any) -> None:
-    """Insert the incident, its services and one history record that holds them: three
-    statements and the history's read of the services, where saving and then adding the
-    services (which reads the current ones, and records history again) takes eight."""
+    """Insert the incident, its services and one history record that holds them: four
+    statements (the history's services copied from the links inserted), where saving and then
+    adding the services (which reads the current ones, and records history again) takes
+    eight."""
     incident.skip_history_when_saving = True  # type: ignore[attr-defined]
     try:
         audited_save(incident, actor=actor, reason="created")
@@ -91,10 +92,11 @@ def _save_new(incident: Incident, *, services: list[Service], actor: Any) -> Non
         del incident.skip_history_when_saving  # type: ignore[attr-defined]
     through = Incident.services.through
     service_ids = dict.fromkeys(service.pk for service in services)  # each once, in order
-    if service_ids:
-        through.objects.bulk_create(
-            [through(incident_id=incident.pk, service_id=pk) for pk in service_ids]
-        )
+    links = through.objects.bulk_create(
+        [through(incident_id=incident.pk, service_id=pk) for pk in service_ids]
+    )
+    # The history record copies these links instead of reading them back.
+    incident.__dict__["_new_service_links"] = links
     INCIDENT_HISTORY.create_historical_record(incident, "+")
 
 

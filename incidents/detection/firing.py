@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from django.db import connection
@@ -55,23 +56,11 @@ def alerts_fire(
 ) -> Incident | None:
     """Count or store the group's firing alerts; new ones join ``incident`` (the group's
     active incident) or open one. Returns the group's incident."""
-    # A firing received before a resolve already applied to the alert is stale.
-    stale = set(
-        Alert.objects.filter(
-            integration=run.integration,
-            fingerprint__in=[a.fingerprint for a in alerts],
-            status=AlertStatus.RESOLVED,
-            last_received_at__gt=run.received,
-        ).values_list("fingerprint", flat=True)
-    )
-    run.result.stale += len(stale)
-    fresh = sorted((a for a in alerts if a.fingerprint not in stale), key=lambda a: a.fingerprint)
-    if not fresh:
-        return incident
     integration = run.integration
+    alerts = sorted(alerts, key=lambda a: a.fingerprint)
     routes = {
         a.fingerprint: route_alert(alert=a, integration=integration, rules=run.routing)
-        for a in fresh
+        for a in alerts
     }
     silenced = {}
     for fingerprint, route in routes.items():
@@ -82,11 +71,16 @@ def alerts_fire(
         a.fingerprint: alert_classify(
             alert=a, integration=integration, rules=run.rules, route=routes[a.fingerprint]
         )
-        for a in fresh
+        for a in alerts
     }
     rows = _upsert(
-        run, group=group, incident=incident, alerts=fresh, classes=classes, silenced=silenced
+        run, group=group, incident=incident, alerts=alerts, classes=classes, silenced=silenced
     )
+    # A firing received before a resolve already applied to the alert is stale: the statement
+    # writes nothing for it, and returns no row.
+    run.result.stale += len(alerts) - len(rows)
+    if not rows:
+        return incident
     new: list[tuple[int, str]] = []
     recorded_in: dict[int, int] = {}  # alert id -> the window it was recorded in
     elsewhere: dict[int, tuple[str, int]] = {}  # alert id -> (fingerprint, its incident)
@@ -117,7 +111,7 @@ def alerts_fire(
     if not new:
         return incident
     windows = MaintenanceWindow.objects.in_bulk(set(recorded_in.values())) if recorded_in else {}
-    by_fp = {a.fingerprint: a for a in fresh}
+    by_fp = {a.fingerprint: a for a in alerts}
     new_alerts = [
         NewAlert(
             alert_id=alert_id,
@@ -180,33 +174,11 @@ def _upsert(
 ) -> list[tuple[int, str, int, int | None, int | None]]:
     """Insert each alert, or count it on the firing row with its fingerprint; one statement.
     A silenced alert is inserted with its maintenance window and no incident; a repeat keeps
-    the row's incident and window. Returns (id, fingerprint, count, incident id, maintenance
-    window id) per alert: a count of 1 is a new alert."""
+    the row's incident and window. An alert whose fingerprint was resolved by a delivery
+    received later than this one is stale: it is neither inserted nor counted. Returns (id,
+    fingerprint, count, incident id, maintenance window id) per alert written: a count of 1 is
+    a new alert."""
     ops = connection.ops
-    table = Alert._meta.db_table
-    json_slot = "CAST(%s AS jsonb)" if connection.vendor == "postgresql" else "%s"
-    columns = [
-        "integration_id",
-        "group_id",
-        "incident_id",
-        "fingerprint",
-        "status",
-        "title",
-        "labels",
-        "annotations",
-        "raw",
-        "severity_id",
-        "rule_id",
-        "action",
-        "value",
-        "starts_at",
-        "starts_at_estimated",
-        "received_at",
-        "last_received_at",
-        "count",
-        "maintenance_id",
-    ]
-    slots = ", ".join(json_slot if c in ("labels", "annotations", "raw") else "%s" for c in columns)
     received = ops.adapt_datetimefield_value(run.received)
     params: list[Any] = []
     for alert in alerts:
@@ -233,21 +205,73 @@ def _upsert(
             1,
             window.pk if window is not None else None,
         ]
-    newer = f"EXCLUDED.last_received_at >= {table}.last_received_at"
+    params += [run.integration.pk, AlertStatus.RESOLVED, received]
+    with connection.cursor() as cursor:
+        cursor.execute(_upsert_sql(len(alerts)), params)
+        return [(row[0], row[1], row[2], row[3], row[4]) for row in cursor.fetchall()]
+
+
+# The alert's columns as the upsert writes them, in order.
+_UPSERT_FIELDS = (
+    "integration",
+    "group",
+    "incident",
+    "fingerprint",
+    "status",
+    "title",
+    "labels",
+    "annotations",
+    "raw",
+    "severity",
+    "rule",
+    "action",
+    "value",
+    "starts_at",
+    "starts_at_estimated",
+    "received_at",
+    "last_received_at",
+    "count",
+    "maintenance",
+)
+
+
+@lru_cache(maxsize=16)
+def _upsert_sql(count: int) -> str:
+    """``INSERT … SELECT`` of ``count`` rows of values, but those a later resolve has made
+    stale, ``ON CONFLICT`` with the firing row counting up instead."""
+    q = connection.ops.quote_name
+    fields = [Alert._meta.get_field(name) for name in _UPSERT_FIELDS]
+    columns = [q(field.column) for field in fields]
+    if connection.vendor == "postgresql":
+        # Values selected (not inserted directly) carry no column type: each says its own.
+        slots = ", ".join(f"CAST(%s AS {field.db_type(connection)})" for field in fields)
+    else:
+        slots = ", ".join("%s" for _ in fields)
+    table = q(Alert._meta.db_table)
+    column = {name: q(Alert._meta.get_field(name).column) for name in _UPSERT_FIELDS}
+    # VALUES names its columns column1, column2, … in both databases.
+    value = {name: f"v.column{n}" for n, name in enumerate(_UPSERT_FIELDS, start=1)}
+    stale = (
+        f"SELECT 1 FROM {table} s WHERE s.{column['integration']} = %s "
+        f"AND s.{column['fingerprint']} = {value['fingerprint']} "
+        f"AND s.{column['status']} = %s AND s.{column['last_received_at']} > %s"
+    )
+    newer = f"EXCLUDED.{column['last_received_at']} >= {table}.{column['last_received_at']}"
     refresh = ", ".join(
-        f"{c} = CASE WHEN {newer} THEN EXCLUDED.{c} ELSE {table}.{c} END"
+        f"{column[c]} = CASE WHEN {newer} THEN EXCLUDED.{column[c]} ELSE {table}.{column[c]} END"
         for c in ("title", "labels", "annotations", "raw", "last_received_at")
     )
-    sql = (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
-        + ", ".join(f"({slots})" for _ in alerts)
-        + f" ON CONFLICT (integration_id, fingerprint) WHERE status = 'firing' "
-        f"DO UPDATE SET count = {table}.count + 1, {refresh} "
-        "RETURNING id, fingerprint, count, incident_id, maintenance_id"
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) "
+        f"SELECT {', '.join(value.values())} FROM (VALUES "
+        + ", ".join(f"({slots})" for _ in range(count))
+        + f") AS v WHERE NOT EXISTS ({stale}) "
+        f"ON CONFLICT ({column['integration']}, {column['fingerprint']}) "
+        f"WHERE {column['status']} = 'firing' "
+        f"DO UPDATE SET {column['count']} = {table}.{column['count']} + 1, {refresh} "
+        f"RETURNING {q('id')}, {column['fingerprint']}, {column['count']}, "
+        f"{column['incident']}, {column['maintenance']}"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return [(row[0], row[1], row[2], row[3], row[4]) for row in cursor.fetchall()]
 
 
 def _describe(alert: IncomingAlert, cls: Classification) -> str:
@@ -297,9 +321,7 @@ def _open(
         paging=lead.cls.paging,
         timeline=run.entries,
     )
-    Alert.objects.filter(pk__in=[item.alert_id for item in new_alerts]).update(incident=incident)
-    group.incident = incident
-    group.save(update_fields=["incident"])
+    _link(incident, group=group, alert_ids=[item.alert_id for item in new_alerts])
     run.result.opened.append(incident.number)
     for item in new_alerts:
         if item is lead:
@@ -325,6 +347,27 @@ def _open(
             {"alert": lead.alert_id, "paging": "none"},
         )
     return incident
+
+
+def _link(incident: Incident, *, group: AlertGroup, alert_ids: list[int]) -> None:
+    """The new incident on its alerts and its group: on PostgreSQL one statement (the alerts'
+    UPDATE in a common table expression), elsewhere two."""
+    group.incident = incident
+    if connection.vendor != "postgresql":
+        Alert.objects.filter(pk__in=alert_ids).update(incident=incident)
+        group.save(update_fields=["incident"])
+        return
+    q = connection.ops.quote_name
+    on_alert = q(Alert._meta.get_field("incident").column)
+    on_group = q(AlertGroup._meta.get_field("incident").column)
+    marks = ", ".join(["%s"] * len(alert_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH linked AS (UPDATE {q(Alert._meta.db_table)} SET {on_alert} = %s "
+            f"WHERE {q('id')} IN ({marks})) "
+            f"UPDATE {q(AlertGroup._meta.db_table)} SET {on_group} = %s WHERE {q('id')} = %s",
+            [incident.pk, *alert_ids, incident.pk, group.pk],
+        )
 
 
 def _join(

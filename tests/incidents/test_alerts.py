@@ -3,6 +3,7 @@ order-independent processing, failed processing and its retry, the requeue sweep
 
 from __future__ import annotations
 
+import copy
 import json
 from datetime import timedelta
 
@@ -293,6 +294,35 @@ def test_stale_resolve_does_not_resolve_a_later_firing(
     alert_delivery_process_task(resolve.pk)
     alert = Alert.objects.get()
     assert (alert.status, alert.count) == ("firing", 2)
+
+
+def test_a_delivery_writes_its_fresh_alerts_and_skips_one_a_later_resolve_made_stale(
+    client, django_capture_on_commit_callbacks, service, at_now  # noqa: F811
+):
+    # Two alerts fire in one notification; a later one resolves the first alone. Processed
+    # out of order, the resolve is applied first: the first alert's firing is then stale and
+    # neither written nor counted, while the second one opens the incident.
+    am = make_integration("alertmanager", service=service)
+    firing = alertmanager_payload()
+    first, second = (a["fingerprint"] for a in firing["alerts"])
+    headers = {"Authorization": f"Bearer {am.secret}"}
+    capture = django_capture_on_commit_callbacks
+    post(client, hook_path(am), firing, capture=capture, **headers)
+    at_now.shift(1)
+    resolving = copy.deepcopy(firing)
+    resolving["alerts"] = [
+        {**resolving["alerts"][0], "status": "resolved", "endsAt": "2026-11-27T09:44:30Z"}
+    ]
+    resolving["status"] = "resolved"
+    post(client, hook_path(am), resolving, capture=capture, **headers)
+    older, later = WebhookDelivery.objects.order_by("pk")
+    assert alert_delivery_process_task(later.pk) == "processed"
+    assert alert_delivery_process_task(older.pk) == "processed"
+    alerts = dict(Alert.objects.values_list("fingerprint", "status"))
+    assert alerts == {first: "resolved", second: "firing"}
+    assert Alert.objects.get(fingerprint=first).count == 1
+    incident = Incident.objects.get()
+    assert list(incident.alerts.values_list("fingerprint", flat=True)) == [second]
 
 
 def test_a_task_run_twice_processes_once(client, django_capture_on_commit_callbacks, generic):

@@ -15,6 +15,7 @@ from django.utils import timezone
 from ..models import Incident, Kind, Source
 from ..models.events import EventHandling, EventStatus, HandlingStatus, IncidentEvent
 from ..queue import backoff_delay
+from .follow_statements import due_events, event_done
 from .recording import EVENT_QUEUE, events_kick, setting
 from .registry import Handler, subscribed_handlers
 
@@ -44,13 +45,7 @@ def incident_events_follow(*, incident_id: int, now: datetime | None = None) -> 
     earlier event, goes back to pending with its next attempt time, and a follow-up is queued
     for then. Safe to call any number of times, concurrently. Idempotent."""
     result = FollowResult()
-    ids = list(
-        IncidentEvent.objects.filter(
-            incident_id=incident_id, status__in=[EventStatus.PENDING, EventStatus.RUNNING]
-        )
-        .order_by("id")
-        .values_list("id", flat=True)[:200]
-    )
+    ids, first_taken = due_events(incident_id, now=now or timezone.now())
     urgent = False
     # While every earlier event of this call was followed completely, a later one cannot be
     # waiting behind an earlier one: it may take the one-transaction path.
@@ -58,7 +53,8 @@ def incident_events_follow(*, incident_id: int, now: datetime | None = None) -> 
     for pk in ids:
         known: tuple[str, Exception] | None = None
         if clean:
-            outcome = _follow_at_once(pk, now=now or timezone.now())
+            taken = first_taken and pk == ids[0]
+            outcome = _follow_at_once(pk, now=now or timezone.now(), taken=taken)
             if isinstance(outcome, int):
                 result.handled += outcome
                 result.events_done += 1
@@ -90,7 +86,9 @@ def event_incident(event: IncidentEvent) -> Incident:
     return incident
 
 
-def _follow_at_once(pk: int, *, now: datetime) -> int | tuple[str, Exception] | None:
+def _follow_at_once(
+    pk: int, *, now: datetime, taken: bool = False
+) -> int | tuple[str, Exception] | None:
     """The common case in one transaction and a handful of statements: an event that no
     dispatcher has touched yet (no attempt, no handler record), due, and not locked by
     another dispatcher, runs all its handlers one after the other, and is recorded done
@@ -102,11 +100,12 @@ def _follow_at_once(pk: int, *, now: datetime) -> int | tuple[str, Exception] | 
     event (the careful path takes it); ``(handler name, error)`` when a handler raised,
     after rolling everything back: the careful path then runs each handler in a transaction
     of its own and records this failure as the handler's attempt (it is not run twice for
-    one failure)."""
+    one failure). ``taken``: the event was taken up already (``due_events``)."""
     failing: list[tuple[str, Exception]] = []
     # Nothing below commits until the end: if this worker dies meanwhile, the event must look
     # like one whose kick was lost, for the sweep to queue it again soon.
-    EVENT_QUEUE.mark_taken([pk], now=now)
+    if not taken:
+        EVENT_QUEUE.mark_taken([pk], now=now)
     try:
         with transaction.atomic():
             event = (
@@ -124,22 +123,7 @@ def _follow_at_once(pk: int, *, now: datetime) -> int | tuple[str, Exception] | 
                 except Exception as exc:
                     failing.append((handler.name, exc))
                     raise
-            finished = timezone.now()
-            EventHandling.objects.bulk_create(
-                [
-                    EventHandling(
-                        event=event,
-                        handler=handler.name,
-                        status=HandlingStatus.DONE,
-                        attempts=1,
-                        finished_at=finished,
-                    )
-                    for handler in handlers
-                ]
-            )
-            IncidentEvent.objects.filter(pk=pk).update(
-                status=EventStatus.DONE, attempts=1, handled_at=finished, last_error=""
-            )
+            event_done(pk, handlers=[h.name for h in handlers], finished=timezone.now())
             return len(handlers)
     except Exception as exc:
         if failing:

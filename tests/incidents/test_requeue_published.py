@@ -11,6 +11,7 @@ from unittest import mock
 
 import pytest
 import time_machine
+from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
@@ -21,7 +22,13 @@ from escalation.services import notification_enqueue, notifications_requeue
 from escalation.services.outbox import OutboxMessage, notification_enqueue_many
 from incidents import tasks as incident_tasks
 from incidents.detection.intake import KICK_KEY, deliveries_requeue, delivery_accept
-from incidents.events import events_requeue
+from incidents.events import (
+    INCIDENT_CREATED,
+    events_requeue,
+    events_subscribe,
+    events_unsubscribe,
+    incident_events_follow,
+)
 from incidents.events.recording import EVENT_QUEUE
 from incidents.models import EventStatus, IncidentEvent, Source, WebhookDelivery
 from incidents.services import incident_create
@@ -263,3 +270,32 @@ def test_an_events_kick_marks_the_incidents_events_published(
         with django_capture_on_commit_callbacks(execute=True):
             assert events_requeue() == 0
         assert broker.count(incident.pk) == 1
+
+
+def test_an_event_whose_follower_dies_is_queued_again_after_the_grace_not_the_lease(
+    broker, clock, django_capture_on_commit_callbacks
+):
+    # The event's kick is with the broker (published); its follower takes it up and the worker
+    # dies inside a handler: the transaction is rolled back and the message is gone. Taking the
+    # event up cleared its publish stamp first, so the sweep queues it again after its short
+    # grace instead of waiting out the publish lease.
+    def dies(event):
+        raise SystemExit("worker killed")  # not an Exception: nothing catches it
+
+    with mock.patch.object(incident_tasks.incident_events_follow_task, "apply_async", broker):
+        with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+            incident = incident_create(actor=None, source=Source.SYSTEM, title="Dies", severity=4)
+        assert broker.count(incident.pk) == 1
+        events_subscribe(handler="tests.dies", event=INCIDENT_CREATED, callback=dies)
+        try:
+            with pytest.raises(SystemExit):
+                incident_events_follow(incident_id=incident.pk)
+        finally:
+            events_unsubscribe(handler="tests.dies")
+        event = IncidentEvent.objects.get(incident=incident)
+        assert (event.status, event.attempts, event.published_at) == (EventStatus.PENDING, 0, None)
+        assert not event.handlings.exists()
+        clock.shift(timedelta(seconds=settings.VIGIL_EVENT_REQUEUE_AFTER_SECONDS + 1))
+        with django_capture_on_commit_callbacks(execute=True):
+            assert events_requeue() == 1
+        assert broker.count(incident.pk) == 2

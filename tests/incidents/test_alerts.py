@@ -297,7 +297,10 @@ def test_stale_resolve_does_not_resolve_a_later_firing(
 
 
 def test_a_delivery_writes_its_fresh_alerts_and_skips_one_a_later_resolve_made_stale(
-    client, django_capture_on_commit_callbacks, service, at_now  # noqa: F811
+    client,
+    django_capture_on_commit_callbacks,
+    service,
+    at_now,  # noqa: F811
 ):
     # Two alerts fire in one notification; a later one resolves the first alone. Processed
     # out of order, the resolve is applied first: the first alert's firing is then stale and

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from django.db import connection
+from django.db import connection, models
 
 from ..models import (
     ACTIVE_STATUSES,
@@ -244,7 +244,14 @@ def _upsert_sql(count: int) -> str:
     columns = [q(field.column) for field in fields]
     if connection.vendor == "postgresql":
         # Values selected (not inserted directly) carry no column type: each says its own.
-        slots = ", ".join(f"CAST(%s AS {field.db_type(connection)})" for field in fields)
+        # Text as text, not varchar(n): an explicit cast would cut a value that is too long
+        # instead of refusing it, as storing it does.
+        slots = ", ".join(
+            "CAST(%s AS text)"
+            if isinstance(field, models.CharField | models.TextField)
+            else f"CAST(%s AS {field.db_type(connection)})"
+            for field in fields
+        )
     else:
         slots = ", ".join("%s" for _ in fields)
     table = q(Alert._meta.db_table)

@@ -706,6 +706,14 @@ def first_page(number: str) -> tuple[float | None, int]:
     return (sent.timestamp() if sent else None), rows.count()
 
 
+def _setup_alive(processes: list) -> None:
+    """Stop waiting as soon as a process of the setup has exited: nothing would drain its
+    queues any more (a worker that stopped takes ``make run``'s other processes with it)."""
+    for process, _, log in processes:
+        if process.poll() is not None:
+            sys.exit(f"a process of the setup exited ({process.returncode}): see {log}")
+
+
 def run_setup(args: argparse.Namespace) -> dict:
     setup = args.run_setup
     var_dir = Path(tempfile.mkdtemp(prefix=f"vigil-bench-storm-{setup}-"))
@@ -769,6 +777,7 @@ def run_setup(args: argparse.Namespace) -> dict:
                 sev1_thread.start()
             if time.monotonic() > deadline:
                 sys.exit(f"only {attached} of {args.alerts} alerts on incidents in time")
+            _setup_alive(processes)
         result["attached_s"] = time.time() - t0
         poster.join()
         result["statuses"] = {str(s): posted.count(s) for s in set(posted)}
@@ -789,6 +798,7 @@ def run_setup(args: argparse.Namespace) -> dict:
             backlog = broker_backlog(setup, env)
             if not any(left.values()) and backlog == 0:
                 break
+            _setup_alive(processes)
             if time.monotonic() > drain_deadline:
                 print(
                     f"  work still left after {args.drain_timeout:.0f} s more: {left}, broker "

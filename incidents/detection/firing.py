@@ -241,7 +241,6 @@ def _upsert_sql(count: int) -> str:
     stale, ``ON CONFLICT`` with the firing row counting up instead."""
     q = connection.ops.quote_name
     fields = [Alert._meta.get_field(name) for name in _UPSERT_FIELDS]
-    columns = [q(field.column) for field in fields]
     if connection.vendor == "postgresql":
         # Values selected (not inserted directly) carry no column type: each says its own.
         # Text as text, not varchar(n): an explicit cast would cut a value that is too long
@@ -255,7 +254,7 @@ def _upsert_sql(count: int) -> str:
     else:
         slots = ", ".join("%s" for _ in fields)
     table = q(Alert._meta.db_table)
-    column = {name: q(Alert._meta.get_field(name).column) for name in _UPSERT_FIELDS}
+    column = {field.name: q(field.column) for field in fields}
     # VALUES names its columns column1, column2, … in both databases.
     value = {name: f"v.column{n}" for n, name in enumerate(_UPSERT_FIELDS, start=1)}
     stale = (
@@ -269,7 +268,7 @@ def _upsert_sql(count: int) -> str:
         for c in ("title", "labels", "annotations", "raw", "last_received_at")
     )
     return (
-        f"INSERT INTO {table} ({', '.join(columns)}) "
+        f"INSERT INTO {table} ({', '.join(column.values())}) "
         f"SELECT {', '.join(value.values())} FROM (VALUES "
         + ", ".join(f"({slots})" for _ in range(count))
         + f") AS v WHERE NOT EXISTS ({stale}) "

@@ -12,7 +12,8 @@ ending in ``.<queue>.msg``) and renamed into place when whole. A rename within o
 atomic, so a worker sees the whole message or nothing. A file that still cannot be decoded (left
 by an older version, or by a full disk) is logged and skipped instead of stopping the worker; the
 work it carried is queued again by the requeue sweeps, which look at the database rows, not at
-the broker.
+the broker. Names are zero-padded so that the name order the transport reads in is the order of
+writing.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ class Channel(filesystem.Channel):
     def _put(self, queue, payload, **kwargs):
         """Put ``payload`` onto ``queue``: written under a hidden name, then renamed into the
         queue folder."""
-        name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
+        # Zero-padded: the transport takes files in name order, and an unpadded 999 would sort
+        # after 1000.
+        name = f"{round(monotonic() * 1000):016d}_{uuid.uuid4()}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
         hidden = os.path.join(self.data_folder_out, f".{name}.part")
         try:

@@ -69,14 +69,29 @@ def test_a_worker_reading_while_messages_are_written_gets_each_one_whole(channel
 
 def test_a_broken_message_file_is_skipped_not_fatal(channel, tmp_path, caplog):
     # Left by an older version that wrote in place, or by a full disk.
+    from queue import Empty
+
     (tmp_path / "queue" / f"1_broken.{QUEUE}.msg").write_bytes(b"")
     (tmp_path / "queue" / f"2_broken.{QUEUE}.msg").write_bytes(b'{"half": ')
     channel._put(QUEUE, {"page": 1})
-    with caplog.at_level(logging.ERROR, logger="config.broker"):
-        assert channel._get(QUEUE) == {"page": 1}
+    received = []
+    with caplog.at_level(logging.ERROR, logger="config.broker"), contextlib.suppress(Empty):
+        while True:
+            received.append(channel._get(QUEUE))
+    assert received == [{"page": 1}]
     assert len(caplog.records) == 2
-    assert "could not be decoded" in caplog.records[0].getMessage()
+    assert all("could not be decoded" in record.getMessage() for record in caplog.records)
     assert not list((tmp_path / "queue").iterdir())
+
+
+def test_messages_are_taken_in_the_order_they_were_written(channel, monkeypatch):
+    # The transport takes files in name order; the clock passing a power of ten (999 ms to
+    # 1,000 ms) must not put a later message first.
+    clock = iter([0.998, 0.999, 1.0, 1.001, 10.0])
+    monkeypatch.setattr("config.broker.monotonic", lambda: next(clock))
+    for n in range(5):
+        channel._put(QUEUE, {"n": n})
+    assert [message["n"] for message in _drain(channel, 5)] == [0, 1, 2, 3, 4]
 
 
 def test_the_embedded_default_uses_it(tmp_path):

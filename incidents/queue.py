@@ -26,7 +26,9 @@ A row left running past the lease (its worker was killed) is claimable again.
 :meth:`WorkQueue.complete_many` records them in one statement, each row still matched on that
 stamp; :meth:`WorkQueue.release` gives back claimed rows that were not worked on.
 :meth:`WorkQueue.claim_locked` is the short form for work that is itself one transaction (the
-inbound deliveries): the row lock held to the end of the caller's transaction is the lease.
+inbound deliveries): the row lock held to the end of the caller's transaction is the lease, and
+the result is recorded in that same transaction (:meth:`WorkQueue.complete_locked_many`,
+:meth:`WorkQueue.fail_locked`).
 
 Publishing and requeueing. A row records when a task that will work on it was published
 (``published_at``): :meth:`WorkQueue.mark_published` runs right after a *successful* publish, so
@@ -208,7 +210,7 @@ class WorkQueue:
         """Inside the caller's transaction: lock the first claimable row of ``queryset`` that no
         other transaction holds (``SKIP LOCKED``) and count the attempt. The lock, held until the
         caller's transaction ends, is the lease; the caller records the result in that same
-        transaction (:meth:`complete_locked`, :meth:`fail_locked`)."""
+        transaction (:meth:`complete_locked_many`, :meth:`fail_locked`)."""
         now = now or timezone.now()
         row = (
             queryset.select_for_update(skip_locked=True, of=("self",))
@@ -287,13 +289,14 @@ class WorkQueue:
             },
         )
 
-    def complete_locked(self, row: Any, **fields: Any) -> None:
-        """Mark a row claimed with :meth:`claim_locked` done, in the caller's transaction."""
-        row.status = self.done
-        setattr(row, self.error_field, "")
-        for name, value in fields.items():
-            setattr(row, name, value)
-        row.save(update_fields=["status", "attempts", self.error_field, *fields])
+    def complete_locked_many(self, rows: list[Any], **fields: Any) -> None:
+        """Mark rows locked in the caller's transaction (:meth:`claim_locked`, or a query of
+        the caller's with ``SKIP LOCKED``) done, the attempt counted: one statement. The
+        attempt is counted from the database's value, not the loaded row's."""
+        if rows:
+            self.model._default_manager.filter(pk__in=[row.pk for row in rows]).update(
+                status=self.done, attempts=F("attempts") + 1, **{self.error_field: ""}, **fields
+            )
 
     def fail(
         self,

@@ -60,6 +60,7 @@ def delivery_accept(
     remote_addr: str | None,
     alert_count: int,
     dedup_key: str = "",
+    group_hash: str = "",
 ) -> int:
     """Store a verified, valid delivery and queue its processing after commit; returns the
     delivery's id. Not idempotent: a sender's retry is a second delivery (its alerts are
@@ -81,8 +82,8 @@ def delivery_accept(
     ):
         cursor.execute(
             f"INSERT INTO {WebhookDelivery._meta.db_table} (integration_id, received_at, body, "
-            "headers, remote_addr, dedup_key, alert_count, status, attempts, error, "
-            f"next_attempt_at) VALUES (%s, %s, %s, {json_slot}, %s, %s, %s, %s, 0, '', %s) "
+            "headers, remote_addr, dedup_key, group_hash, alert_count, status, attempts, error, "
+            f"next_attempt_at) VALUES (%s, %s, %s, {json_slot}, %s, %s, %s, %s, %s, 0, '', %s) "
             "RETURNING id",
             [
                 integration_id,
@@ -91,6 +92,7 @@ def delivery_accept(
                 json.dumps(headers),
                 remote_addr,
                 dedup_key,
+                group_hash,
                 alert_count,
                 DeliveryStatus.PENDING,
                 now,

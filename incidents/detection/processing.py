@@ -12,7 +12,10 @@ Grouping. The alerts of one group (the sender's group key, or the integration's 
 labels) are processed under the row lock of their :class:`AlertGroup`, so concurrent
 deliveries of one group open one incident between them. A new alert joins the group's
 incident while it is active; otherwise it opens a new one. Groups are locked in key-hash
-order, so two deliveries never wait on each other in a cycle.
+order, so two deliveries never wait on each other in a cycle. A drain processes the waiting
+deliveries of one group together (see :func:`delivery_process`); a batch whose deliveries fall
+in other groups than noted on receipt (the grouping rule changed meanwhile) may lock two groups
+in another order than a concurrent drain, and a deadlock then rolls it back for a retry.
 
 Routing and maintenance. Each alert is routed by its integration's routing rules (service,
 default severity: :mod:`.routing`); a firing alert during a maintenance window of its
@@ -27,14 +30,15 @@ resolve received before a firing already applied.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
 from datetime import datetime
 from functools import cache
 
+from django.conf import settings
 from django.db import OperationalError, connection, transaction
+from django.db.models import Q, Subquery
 from django.utils import timezone
 
 from ..models import (
@@ -46,6 +50,7 @@ from ..models import (
 )
 from ..services.common import timeline_record_many
 from .firing import alerts_fire
+from .grouping import group_of, key_hash
 from .heartbeat import heartbeat_alerts_take
 from .intake import INBOUND
 from .maintenance import windows_active
@@ -77,29 +82,47 @@ def delivery_process(*, delivery_id: int | None = None) -> DeliveryResult:
     task to retry. Any other error rolls the alerts back, records the attempt and its error
     on the delivery and leaves it pending for the sweep, up to ``MAX_ATTEMPTS``; then it is
     marked failed (shown in the admin). Idempotent.
+
+    Batching by group. When the oldest fresh delivery's alerts all fell in one group on
+    receipt (``group_hash``), the next fresh pending deliveries of that group that no other
+    worker holds, up to ``VIGIL_ALERT_GROUP_BATCH`` in all, are processed after it, in order
+    of receipt, in the same transaction: one commit and one lock of the group for many
+    deliveries instead of one each, and two workers no longer queue on the group's lock one
+    delivery at a time. Each is processed exactly as it would be alone (its own receipt time,
+    routing, rules and timeline). An error in one rolls the batch back; that delivery's
+    attempt is recorded as above and the others, untouched, are taken again by the next
+    claim.
     """
-    claimed: list[int] = []
+    current: list[int] = []
     try:
         with transaction.atomic():
-            delivery = _claim(delivery_id)
-            if delivery is None:
+            if delivery_id is None:
+                batch = _claim_batch()
+            else:
+                batch = [d for d in [_claim(delivery_id)] if d is not None]
+            if not batch:
                 return DeliveryResult(outcome="skipped")
-            claimed.append(delivery.pk)
-            now = timezone.now()
-            # No savepoint: processing is expected to succeed; when it does not, everything
-            # it wrote is rolled back with the claim, and the attempt is recorded below.
-            result = _process(delivery, now=now)
-            INBOUND.complete_locked(delivery, processed_at=now)
+            results = []
+            for delivery in batch:
+                current[:] = [delivery.pk]
+                now = timezone.now()
+                # No savepoint: processing is expected to succeed; when it does not,
+                # everything written is rolled back with the claim, and the attempt of the
+                # delivery that failed is recorded below.
+                results.append(_process(delivery, now=now))
+            INBOUND.complete_locked_many(batch, processed_at=now)
+            result = results[0]
+            result.followers = len(batch) - 1
             return result
     except OperationalError:
         raise
     except Exception as exc:
-        if not claimed:
+        if not current:
             raise
-        logger.exception("Webhook delivery %s could not be processed", claimed[0])
+        logger.exception("Webhook delivery %s could not be processed", current[0])
         error = f"{type(exc).__name__}: {exc}"
     with transaction.atomic():
-        delivery = _claim(claimed[0])
+        delivery = _claim(current[0])
         if delivery is None:
             # Another worker took it meanwhile.
             return DeliveryResult(outcome="skipped")
@@ -111,14 +134,35 @@ def delivery_process(*, delivery_id: int | None = None) -> DeliveryResult:
         return DeliveryResult(outcome="failed")
 
 
-def _claim(delivery_id: int | None) -> WebhookDelivery | None:
+def _claim(delivery_id: int) -> WebhookDelivery | None:
     claim = WebhookDelivery.objects.select_related("integration", "integration__service")
-    if delivery_id is None:
-        # Fresh deliveries only: one that failed waits for the sweep's retry.
-        claim = claim.filter(attempts=0).order_by("received_at", "id")
-    else:
-        claim = claim.filter(pk=delivery_id)
-    return INBOUND.claim_locked(claim, now=timezone.now())
+    return INBOUND.claim_locked(claim.filter(pk=delivery_id), now=timezone.now())
+
+
+DEFAULT_GROUP_BATCH = 25
+
+
+def _claim_batch() -> list[WebhookDelivery]:
+    """The oldest fresh pending delivery no other transaction holds (the head) and, when its
+    alerts fell in one group on receipt, the next fresh pending deliveries of that group no
+    other transaction holds, up to ``VIGIL_ALERT_GROUP_BATCH`` in all, in order of receipt,
+    locked: one statement, the head found by a ``SKIP LOCKED`` subquery (index
+    ``delivery_pending``), its group's deliveries by ``delivery_group_pending``."""
+    limit = max(1, int(getattr(settings, "VIGIL_ALERT_GROUP_BATCH", DEFAULT_GROUP_BATCH)))
+    # Fresh deliveries only: one that failed waits for the sweep's retry.
+    fresh = WebhookDelivery.objects.filter(status=INBOUND.pending, attempts=0)
+    head = fresh.order_by("received_at", "id").select_for_update(skip_locked=True)[:1]
+    same_group = Q(
+        integration_id=Subquery(head.values("integration_id")),
+        group_hash=Subquery(head.values("group_hash")),
+    ) & ~Q(group_hash="")
+    rows = (
+        fresh.filter(Q(pk=Subquery(head.values("pk"))) | same_group)
+        .select_related("integration", "integration__service")
+        .select_for_update(skip_locked=True, of=("self",))
+        .order_by("received_at", "id")
+    )
+    return list(rows[:limit])
 
 
 def deliveries_drain(*, budget_seconds: float = DRAIN_BUDGET) -> int:
@@ -139,9 +183,10 @@ def deliveries_drain(*, budget_seconds: float = DRAIN_BUDGET) -> int:
         if time.monotonic() > deadline:
             deliveries_kick()
             break
-        if delivery_process().outcome == "skipped":
+        result = delivery_process()
+        if result.outcome == "skipped":
             break
-        done += 1
+        done += 1 + result.followers
     return done
 
 
@@ -170,9 +215,9 @@ def _process(delivery: WebhookDelivery, *, now: datetime) -> DeliveryResult:
     )
     groups: dict[str, tuple[str, list[IncomingAlert]]] = {}
     for alert in parsed.alerts:
-        key, reason = _group_of(integration, alert)
+        key, reason = group_of(integration.group_by, alert)
         groups.setdefault(key, (reason, []))[1].append(alert)
-    for key in sorted(groups, key=_key_hash):
+    for key in sorted(groups, key=key_hash):
         reason, alerts = groups[key]
         _process_group(run, key=key, reason=reason, alerts=alerts)
     if run.entries:
@@ -180,17 +225,6 @@ def _process(delivery: WebhookDelivery, *, now: datetime) -> DeliveryResult:
         run.entries = []
     incidents_auto_monitor(run)
     return run.result
-
-
-def _group_of(integration: Integration, alert: IncomingAlert) -> tuple[str, str]:
-    if integration.group_by:
-        parts = [f"{name}={alert.labels.get(name, '')}" for name in integration.group_by]
-        return "labels:" + ",".join(parts), f"same {', '.join(parts)} (grouping rule)"
-    return alert.group_key, alert.group_reason
-
-
-def _key_hash(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
 
 
 # The columns a new group is inserted with.
@@ -203,16 +237,16 @@ def _group_lock(integration: Integration, key: str) -> AlertGroup:
     existing one is locked by the no-op update, as ``SELECT … FOR UPDATE`` would, and comes
     back with its incident. A concurrent first delivery of this group that inserted it holds
     us until it commits; then its row is the one updated and returned."""
-    key_hash = _key_hash(key)
+    hashed = key_hash(key)
     sql = _group_upsert_sql()
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     with connection.cursor() as cursor:
-        cursor.execute(sql, [integration.pk, key_hash, key, now])
+        cursor.execute(sql, [integration.pk, hashed, key, now])
         pk, incident_id = cursor.fetchone()
     group = AlertGroup.from_db(
         connection.alias,
         ["id", "integration_id", "key_hash", "key", "incident_id"],
-        [pk, integration.pk, key_hash, key, incident_id],
+        [pk, integration.pk, hashed, key, incident_id],
     )
     group.integration = integration
     return group

@@ -41,6 +41,8 @@ class DeliveryResult:
     opened: list[str] = field(default_factory=list)
     joined: list[str] = field(default_factory=list)
     monitoring: list[str] = field(default_factory=list)
+    # Later pending deliveries of the same group processed in the same transaction.
+    followers: int = 0
 
 
 @dataclass

@@ -48,6 +48,7 @@ from django.views.decorators.csrf import csrf_exempt
 from ..models import Integration, IntegrationKind
 from ..models.detection import BASIC_AUTH_USER, SECRET_AUTH, IntegrationAuth, default_auth
 from ..ratelimit import rate_limit_hit, rate_parse
+from .grouping import delivery_group_hash
 from .intake import delivery_accept
 from .parsing import PayloadError, pagerduty_errors, parse_delivery, parse_pagerduty
 from .replay import signature_claim
@@ -175,6 +176,8 @@ class HookIntegration(NamedTuple):
     # The effective scheme (the kind's default filled in); a signature unless said otherwise.
     auth: str = IntegrationAuth.HMAC
     auth_header: str = "X-Vigil-Token"
+    # The grouping rule's label names (empty: the sender's own grouping).
+    group_by: tuple[str, ...] = ()
 
 
 # Integrations as looked up by the hooks, per process, for a few seconds: a stream of alerts
@@ -203,7 +206,7 @@ def _integration(key: str, kind: str) -> HookIntegration | None:
     # Hand-written: one indexed lookup, cheaper than building an ORM query.
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT id, secret, enabled, require_timestamp, auth, auth_header "
+            "SELECT id, secret, enabled, require_timestamp, auth, auth_header, group_by "
             f"FROM {Integration._meta.db_table} WHERE key = %s AND kind = %s",
             [key, kind],
         )
@@ -219,6 +222,7 @@ def _integration(key: str, kind: str) -> HookIntegration | None:
             require_timestamp=bool(row[3]),
             auth=row[4] or default_auth(kind, row[1]),
             auth_header=row[5],
+            group_by=tuple(json.loads(row[6]) if isinstance(row[6], str) else row[6] or ()),
         )
     ttl = float(getattr(settings, "VIGIL_HOOK_INTEGRATION_CACHE_SECONDS", DEFAULT_CACHE_SECONDS))
     if ttl > 0:
@@ -344,7 +348,13 @@ def _keyed_hook(request: HttpRequest, key: str, kind: str) -> JsonResponse:
             logger.info("%s test message for integration %s", kind, integration.pk)
             return JsonResponse(test.body, status=test.status)
         delivery_id = _accept(
-            request, integration, signed, now, body=text, alert_count=len(parsed.alerts)
+            request,
+            integration,
+            signed,
+            now,
+            body=text,
+            alert_count=len(parsed.alerts),
+            group_hash=delivery_group_hash(integration.group_by, parsed.alerts),
         )
     except Refused as refused:
         _log_refusal(request, kind, refused, integration)
@@ -477,6 +487,7 @@ def pagerduty_enqueue(request: HttpRequest) -> JsonResponse:
         remote_addr=request.META.get("REMOTE_ADDR") or None,
         alert_count=len(parsed.alerts),
         dedup_key=parsed.dedup_key,
+        group_hash=delivery_group_hash(integration.group_by, parsed.alerts),
     )
     return JsonResponse(
         {"status": "success", "message": "Event processed", "dedup_key": parsed.dedup_key},

@@ -66,6 +66,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from ..models import IntegrationKind, WebhookDelivery
+from .grouping import delivery_group_hash
 from .parsing import PayloadError, parse_delivery
 from .senders import SenderTest
 from .sns import (
@@ -244,7 +245,12 @@ def cloudwatch_hook(request: HttpRequest, key: str) -> JsonResponse:
             logger.info("CloudWatch integration %s: %s", integration.pk, ignored)
             return JsonResponse(ignored.body, status=ignored.status)
         delivery_id = _store(
-            request, integration, message, body=text, alert_count=len(parsed.alerts)
+            request,
+            integration,
+            message,
+            body=text,
+            alert_count=len(parsed.alerts),
+            group_hash=delivery_group_hash(integration.group_by, parsed.alerts),
         )
     except Refused as refused:
         _log_refusal(request, KIND, refused, integration)

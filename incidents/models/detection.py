@@ -387,6 +387,14 @@ class WebhookDelivery(models.Model):
         max_length=255, blank=True, help_text="PagerDuty events: the dedup key answered."
     )
     alert_count = models.PositiveIntegerField(default=0)
+    group_hash = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text=(
+            "The SHA-256 of the group key when all its alerts fell in one group on receipt "
+            "(empty otherwise): a drain processes pending deliveries of one group together."
+        ),
+    )
     status = models.CharField(
         max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
     )
@@ -420,6 +428,11 @@ class WebhookDelivery(models.Model):
                 condition=Q(status="pending"),
             ),
             models.Index(fields=["integration", "-received_at"], name="delivery_integration"),
+            models.Index(
+                fields=["integration", "group_hash", "received_at"],
+                name="delivery_group_pending",
+                condition=Q(status="pending") & ~Q(group_hash=""),
+            ),
         ]
 
     def __str__(self) -> str:

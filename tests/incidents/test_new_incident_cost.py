@@ -23,7 +23,7 @@ from incidents.events import events_unsubscribe, incident_events_follow
 from incidents.events.registry import _handlers
 from incidents.memo import Versioned
 from incidents.models import Incident, IncidentEvent, Integration, WebhookDelivery
-from incidents.tasks import alert_delivery_process_task
+from incidents.tasks import alert_deliveries_drain_task, alert_delivery_process_task
 from tests.incidents.detection_fixtures import (
     alertmanager_payload,
     at_now,  # noqa: F401
@@ -172,6 +172,24 @@ def test_an_alert_opens_an_incident_and_pages_the_team_in_a_pinned_number_of_que
     assert set(pages.values_list("status", flat=True)) == {"sent"}
     updates = [q["sql"] for q in captured.captured_queries if "UPDATE " in q["sql"]]
     assert len(updates) == 1 + 2 * chunks, updates
+
+
+def test_a_drain_opens_the_incident_in_as_many_statements_as_a_task_for_the_delivery(
+    client,
+    django_capture_on_commit_callbacks,
+    django_assert_max_num_queries,
+    escalation_only,
+    service,
+):
+    # The storm's path: drains take the oldest fresh delivery (with the rest of its group)
+    # in one claim, as the per-delivery task claims its own; then one claim finds none left.
+    integration = _warmed(client, django_capture_on_commit_callbacks, service)
+    _deliver(client, django_capture_on_commit_callbacks, integration, _alert(2))
+    # Raw: with the test's SAVEPOINT / RELEASE pair around each of the two transactions.
+    with django_assert_max_num_queries(PROCESS_STATEMENTS + 5) as processing:
+        assert alert_deliveries_drain_task() == 1
+    assert len(_statements(processing)) == PROCESS_STATEMENTS + 1, _statements(processing)
+    assert Incident.objects.latest("pk").severity_id == 1
 
 
 def test_a_page_is_one_insert_and_one_broker_message_on_the_urgent_queue(

@@ -433,6 +433,11 @@ class WebhookDelivery(models.Model):
                 name="delivery_group_pending",
                 condition=Q(status="pending") & ~Q(group_hash=""),
             ),
+            # For the requeue sweep's look for rows running past their lease (none: a delivery
+            # is processed under its row lock), which otherwise reads the whole table.
+            models.Index(
+                fields=["claimed_at"], name="delivery_running", condition=Q(status="running")
+            ),
         ]
 
     def __str__(self) -> str:

@@ -57,6 +57,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--profile", action="store_true", help="print a cProfile of the timed incidents"
     )
+    parser.add_argument(
+        "--joining",
+        type=int,
+        default=400,
+        help="deliveries of one group drained per round, each alone and batched (0: skip)",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of the joining comparison")
     return parser.parse_args()
 
 
@@ -178,8 +185,67 @@ def main() -> None:
     )
     print(f"  whole path / round trip: {median / round_trip:.0f}x")
     print(f"  incidents/s one after the other: {1000 / statistics.mean(whole):.1f}")
+    if args.joining:
+        joining(args, client, service)
     connection.close()
     cache.clear()
+
+
+def joining(args: argparse.Namespace, client, service) -> None:
+    """Many deliveries of one group waiting (a grouping rule by ``job``: the first alert opens
+    the incident, the others join it), drained by one process: each delivery in its own
+    transaction (``VIGIL_ALERT_GROUP_BATCH=1``) against the default batches, alternating."""
+    from django.conf import settings
+
+    from incidents.detection.integrations import integration_create, integration_urls
+    from incidents.detection.processing import deliveries_drain
+    from incidents.models import Alert, Source, WebhookDelivery
+
+    default = settings.VIGIL_ALERT_GROUP_BATCH
+    bodies = storm_bodies(args.joining)
+    figures: dict[int, list[float]] = {1: [], default: []}
+    load_start = load_average()
+    for round_ in range(args.rounds):
+        for batch in (1, default):
+            integration = integration_create(
+                actor=None,
+                source=Source.ADMIN,
+                kind="alertmanager",
+                name=f"joining {round_} {batch}",
+                service=service,
+                group_by=["job"],
+            )
+            path = integration_urls(integration)["webhook_url"].split("://", 1)[-1]
+            path = "/" + path.split("/", 1)[1]
+            for body in bodies:
+                response = client.post(
+                    path,
+                    body,
+                    content_type="application/json",
+                    headers={"Authorization": f"Bearer {integration.secret}"},
+                )
+                assert response.status_code == 202, response.content
+            settings.VIGIL_ALERT_GROUP_BATCH = batch
+            start = time.perf_counter()
+            done = deliveries_drain(budget_seconds=3600)
+            elapsed = time.perf_counter() - start
+            settings.VIGIL_ALERT_GROUP_BATCH = default
+            assert done == args.joining, done
+            assert not WebhookDelivery.objects.filter(integration=integration, status="pending")
+            attached = Alert.objects.filter(integration=integration, incident__isnull=False)
+            assert attached.values("incident").distinct().count() == 1
+            assert attached.count() == args.joining
+            figures[batch].append(elapsed * 1000 / args.joining)
+    load_end = load_average()
+    alone, batched = (statistics.median(figures[b]) for b in (1, default))
+    print(
+        f"Joining deliveries: {args.joining} deliveries of one group (one opens the incident, "
+        f"the rest join it), drained by one process, {args.rounds} rounds "
+        f"(load {load_start} at the start, {load_end} at the end)"
+    )
+    print(f"  each alone: {alone:.2f} ms per delivery ({1000 / alone:.0f}/s)")
+    print(f"  batched by {default}: {batched:.2f} ms per delivery ({1000 / batched:.0f}/s)")
+    print(f"  batched / alone throughput: {alone / batched:.2f}x")
 
 
 if __name__ == "__main__":

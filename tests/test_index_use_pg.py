@@ -1,0 +1,111 @@
+"""Every statement of the storm path and of every periodic task can be served by an index, on
+PostgreSQL: the tables they read grow without bound (deliveries, alerts, incidents,
+notifications, events, timeline, history), and a statement that must read a whole table gets
+slower with every day of use — the drain's claim once read every delivery ever stored, and the
+delivery sweep did so every 30 seconds.
+
+Each statement is explained with ``enable_seqscan`` off: PostgreSQL then scans a table
+sequentially only when no index can serve the statement. Small tables of policy and
+configuration, read whole on purpose (and kept per process), are allowed."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.conf import settings
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from config.celery import app
+from incidents.events import incident_events_follow
+from incidents.models import Incident
+from incidents.tasks import alert_deliveries_drain_task
+from tests.incidents.detection_fixtures import (
+    alertmanager_payload,
+    hook_path,
+    make_integration,
+    post,
+)
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
+
+# Tables of policy and configuration: a few rows each, edited by hand, read whole on purpose
+# (alert rules and contacts are kept per process, incidents.memo).
+SMALL_TABLES = {
+    "incidents_alertrule",
+    "incidents_contact",
+    "kpis_kpidefinition",
+}
+
+_SEQ_SCAN = re.compile(r"Seq Scan on (\w+)")
+
+
+def forced_seq_scans(queries: list[dict]) -> dict[str, str]:
+    """The tables some statement of ``queries`` can only read whole, with that statement."""
+    found: dict[str, str] = {}
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")
+        try:
+            for query in queries:
+                sql = query["sql"]
+                if not sql.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE", "WITH")):
+                    continue
+                cursor.execute("EXPLAIN " + sql)
+                for (line,) in cursor.fetchall():
+                    match = _SEQ_SCAN.search(line)
+                    if match and match.group(1) not in SMALL_TABLES:
+                        found.setdefault(match.group(1), sql)
+        finally:
+            cursor.execute("SET enable_seqscan = on")
+    return found
+
+
+def _storm_alert(number: int) -> dict:
+    body = alertmanager_payload()
+    name = f"Storm{number}"
+    body["groupKey"] = f'{{}}:{{alertname="{name}"}}'
+    body["groupLabels"] = {"alertname": name}
+    body["alerts"] = body["alerts"][:1]
+    body["alerts"][0]["labels"].update({"alertname": name, "severity": "critical"})
+    body["alerts"][0]["fingerprint"] = f"{number:016x}"
+    return body
+
+
+def _alert_opens_an_incident(client, capture, integration, number: int) -> None:
+    response, _ = post(
+        client,
+        hook_path(integration),
+        _storm_alert(number),
+        capture=capture,
+        Authorization=f"Bearer {integration.secret}",
+    )
+    assert response.status_code == 202, response.content
+    assert alert_deliveries_drain_task() == 1
+    incident_events_follow(incident_id=Incident.objects.latest("pk").pk)
+
+
+def test_the_storm_path_and_every_periodic_task_are_served_by_indexes(
+    client, django_capture_on_commit_callbacks, service
+):
+    integration = make_integration("alertmanager", service=service)
+    capture = django_capture_on_commit_callbacks
+    for number in range(3):
+        _alert_opens_an_incident(client, capture, integration, number)
+
+    with CaptureQueriesContext(connection) as path:
+        _alert_opens_an_incident(client, capture, integration, 3)
+    assert forced_seq_scans(path.captured_queries) == {}
+
+    # An hour later every timer of the open incidents has come due: the sweeps do their work
+    # (escalation steps, stakeholder updates, SLA breaches), not only their first look.
+    app.loader.import_default_modules()
+    with time_machine.travel(timezone.now() + timedelta(hours=1)):
+        for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
+            task = app.tasks[entry["task"]]
+            with CaptureQueriesContext(connection) as run:
+                task.run(*entry.get("args", ()), **entry.get("kwargs", {}))
+            assert forced_seq_scans(run.captured_queries) == {}, name

@@ -82,7 +82,7 @@ def main() -> None:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    from incidents.detection.integrations import integration_create, integration_urls
+    from incidents.detection.integrations import integration_create
     from incidents.events import incident_events_follow
     from incidents.models import Alert, Service, Source, WebhookDelivery
     from incidents.tasks import alert_delivery_process_task
@@ -94,18 +94,8 @@ def main() -> None:
     integration = integration_create(
         actor=None, source=Source.ADMIN, kind="alertmanager", name="path", service=service
     )
-    path = integration_urls(integration)["webhook_url"].split("://", 1)[-1]
-    path = "/" + path.split("/", 1)[1]
     client = Client()
-    total = args.warm + args.count + 5
-    for body in storm_bodies(total):
-        response = client.post(
-            path,
-            body,
-            content_type="application/json",
-            headers={"Authorization": f"Bearer {integration.secret}"},
-        )
-        assert response.status_code == 202, response.content
+    accept(client, integration, storm_bodies(args.warm + args.count + 5))
     deliveries = list(WebhookDelivery.objects.order_by("pk").values_list("pk", flat=True))
 
     def one(delivery_id: int) -> tuple[float, float]:
@@ -191,13 +181,29 @@ def main() -> None:
     cache.clear()
 
 
+def accept(client, integration, bodies: list[bytes]) -> None:
+    """POST each body to the integration's Alertmanager webhook through the real view."""
+    from incidents.detection.integrations import integration_urls
+
+    path = integration_urls(integration)["webhook_url"].split("://", 1)[-1]
+    path = "/" + path.split("/", 1)[1]
+    for body in bodies:
+        response = client.post(
+            path,
+            body,
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {integration.secret}"},
+        )
+        assert response.status_code == 202, response.content
+
+
 def joining(args: argparse.Namespace, client, service) -> None:
     """Many deliveries of one group waiting (a grouping rule by ``job``: the first alert opens
     the incident, the others join it), drained by one process: each delivery in its own
     transaction (``VIGIL_ALERT_GROUP_BATCH=1``) against the default batches, alternating."""
     from django.conf import settings
 
-    from incidents.detection.integrations import integration_create, integration_urls
+    from incidents.detection.integrations import integration_create
     from incidents.detection.processing import deliveries_drain
     from incidents.models import Alert, Source, WebhookDelivery
 
@@ -215,16 +221,7 @@ def joining(args: argparse.Namespace, client, service) -> None:
                 service=service,
                 group_by=["job"],
             )
-            path = integration_urls(integration)["webhook_url"].split("://", 1)[-1]
-            path = "/" + path.split("/", 1)[1]
-            for body in bodies:
-                response = client.post(
-                    path,
-                    body,
-                    content_type="application/json",
-                    headers={"Authorization": f"Bearer {integration.secret}"},
-                )
-                assert response.status_code == 202, response.content
+            accept(client, integration, bodies)
             settings.VIGIL_ALERT_GROUP_BATCH = batch
             start = time.perf_counter()
             done = deliveries_drain(budget_seconds=3600)

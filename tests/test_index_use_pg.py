@@ -25,10 +25,10 @@ from incidents.events import incident_events_follow
 from incidents.models import Incident
 from incidents.tasks import alert_deliveries_drain_task
 from tests.incidents.detection_fixtures import (
-    alertmanager_payload,
     hook_path,
     make_integration,
     post,
+    storm_alert,
 )
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
@@ -64,22 +64,11 @@ def forced_seq_scans(queries: list[dict]) -> dict[str, str]:
     return found
 
 
-def _storm_alert(number: int) -> dict:
-    body = alertmanager_payload()
-    name = f"Storm{number}"
-    body["groupKey"] = f'{{}}:{{alertname="{name}"}}'
-    body["groupLabels"] = {"alertname": name}
-    body["alerts"] = body["alerts"][:1]
-    body["alerts"][0]["labels"].update({"alertname": name, "severity": "critical"})
-    body["alerts"][0]["fingerprint"] = f"{number:016x}"
-    return body
-
-
 def _alert_opens_an_incident(client, capture, integration, number: int) -> None:
     response, _ = post(
         client,
         hook_path(integration),
-        _storm_alert(number),
+        storm_alert(number),
         capture=capture,
         Authorization=f"Bearer {integration.secret}",
     )

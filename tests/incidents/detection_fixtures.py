@@ -103,6 +103,35 @@ def post(client, path: str, body: Any, *, capture, content_type="application/jso
     return response, callbacks
 
 
+def fire_generic(client, capture, integration: Integration, **data: Any):
+    """POST the generic hook's JSON ``data`` (title "Alert" unless given), signed as the
+    README's recipe signs it; asserts it was accepted and returns the response."""
+    data.setdefault("title", "Alert")
+    body = json.dumps(data).encode()
+    response, _ = post(
+        client,
+        hook_path(integration),
+        body,
+        capture=capture,
+        **vigil_headers(integration.secret, body),
+    )
+    assert response.status_code == 202, response.content
+    return response
+
+
+def storm_alert(number: int) -> dict[str, Any]:
+    """An Alertmanager notification of a new group ``Storm<number>`` with one Sev 1 alert: one
+    alert of a storm that opens an incident each."""
+    body = copy.deepcopy(alertmanager_payload())
+    name = f"Storm{number}"
+    body["groupKey"] = f'{{}}:{{alertname="{name}"}}'
+    body["groupLabels"] = {"alertname": name}
+    body["alerts"] = body["alerts"][:1]
+    body["alerts"][0]["labels"].update({"alertname": name, "severity": "critical"})
+    body["alerts"][0]["fingerprint"] = f"{number:016x}"
+    return body
+
+
 def nothing_written() -> bool:
     """No delivery, alert or incident stored: what a refused request leaves."""
     return not (

@@ -4,7 +4,6 @@ order-independent processing, failed processing and its retry, the requeue sweep
 from __future__ import annotations
 
 import copy
-import json
 from datetime import timedelta
 
 import pytest
@@ -34,8 +33,8 @@ from tests.incidents.detection_fixtures import (
     make_integration,
     post,
     process_pending,
-    vigil_headers,
 )
+from tests.incidents.detection_fixtures import fire_generic as fire
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("at_now")]
 
@@ -47,20 +46,6 @@ process_pending = followed(process_pending)
 @pytest.fixture
 def generic(service):
     return make_integration("generic", service=service, default_severity=4)
-
-
-def fire(client, capture, integration, **data):
-    data.setdefault("title", "Alert")
-    body = json.dumps(data).encode()
-    response, _ = post(
-        client,
-        hook_path(integration),
-        body,
-        capture=capture,
-        **vigil_headers(integration.secret, body),
-    )
-    assert response.status_code == 202, response.content
-    return response
 
 
 def notified(incident: Incident, prefix: str) -> list[str]:

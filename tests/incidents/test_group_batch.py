@@ -6,7 +6,6 @@ claim."""
 from __future__ import annotations
 
 import copy
-import json
 import threading
 
 import pytest
@@ -20,10 +19,10 @@ from tests.events import followed
 from tests.incidents.detection_fixtures import (
     alertmanager_payload,
     at_now,  # noqa: F401
+    fire_generic,
     hook_path,
     make_integration,
     post,
-    vigil_headers,
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("at_now")]
@@ -37,16 +36,7 @@ def generic(service):
 
 
 def fire(client, capture, integration, **data) -> int:
-    body = json.dumps(data).encode()
-    response, _ = post(
-        client,
-        hook_path(integration),
-        body,
-        capture=capture,
-        **vigil_headers(integration.secret, body),
-    )
-    assert response.status_code == 202, response.content
-    return response.json()["delivery"]
+    return fire_generic(client, capture, integration, **data).json()["delivery"]
 
 
 def claims(queries) -> int:

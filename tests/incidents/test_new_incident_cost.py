@@ -12,8 +12,6 @@ transaction the path opens; in production those are BEGIN and COMMIT.
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 from django.db import connection
 
@@ -25,11 +23,11 @@ from incidents.memo import Versioned
 from incidents.models import Incident, IncidentEvent, Integration, WebhookDelivery
 from incidents.tasks import alert_deliveries_drain_task, alert_delivery_process_task
 from tests.incidents.detection_fixtures import (
-    alertmanager_payload,
     at_now,  # noqa: F401
     hook_path,
     make_integration,
     post,
+    storm_alert,
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("at_now")]
@@ -95,17 +93,6 @@ def escalation_only():
     _handlers.update(others)
 
 
-def _alert(number: int) -> dict:
-    body = copy.deepcopy(alertmanager_payload())
-    name = f"Storm{number}"
-    body["groupKey"] = f'{{}}:{{alertname="{name}"}}'
-    body["groupLabels"] = {"alertname": name}
-    body["alerts"] = body["alerts"][:1]
-    body["alerts"][0]["labels"].update({"alertname": name, "severity": "critical"})
-    body["alerts"][0]["fingerprint"] = f"{number:016x}"
-    return body
-
-
 def _deliver(client, capture, integration, body) -> int:
     response, _ = post(
         client,
@@ -123,7 +110,7 @@ def _warmed(client, capture, service) -> Integration:
     what each process keeps (the policy rows, the snapshot) is warm."""
     integration = make_integration("alertmanager", service=service)
     _policy_committed()
-    first = _deliver(client, capture, integration, _alert(1))
+    first = _deliver(client, capture, integration, storm_alert(1))
     alert_delivery_process_task(first)
     incident_events_follow(incident_id=Incident.objects.get().pk)
     return integration
@@ -138,7 +125,7 @@ def test_an_alert_opens_an_incident_and_pages_the_team_in_a_pinned_number_of_que
     settings,
 ):
     integration = _warmed(client, django_capture_on_commit_callbacks, service)
-    delivery = _deliver(client, django_capture_on_commit_callbacks, integration, _alert(2))
+    delivery = _deliver(client, django_capture_on_commit_callbacks, integration, storm_alert(2))
     with django_assert_max_num_queries(PROCESS_STATEMENTS + 2) as processing:
         assert alert_delivery_process_task(delivery) == "processed"
     assert len(_statements(processing)) == PROCESS_STATEMENTS, _statements(processing)
@@ -184,7 +171,7 @@ def test_a_drain_opens_the_incident_in_as_many_statements_as_a_task_for_the_deli
     # The storm's path: drains take the oldest fresh delivery (with the rest of its group)
     # in one claim, as the per-delivery task claims its own; then one claim finds none left.
     integration = _warmed(client, django_capture_on_commit_callbacks, service)
-    _deliver(client, django_capture_on_commit_callbacks, integration, _alert(2))
+    _deliver(client, django_capture_on_commit_callbacks, integration, storm_alert(2))
     # Raw: with the test's SAVEPOINT / RELEASE pair around each of the two transactions.
     with django_assert_max_num_queries(PROCESS_STATEMENTS + 5) as processing:
         assert alert_deliveries_drain_task() == 1
@@ -204,7 +191,7 @@ def test_a_page_is_one_insert_and_one_broker_message_on_the_urgent_queue(
         lambda args, queue, **kw: published.append((args[0], queue)),
     )
     integration = make_integration("alertmanager", service=service)
-    delivery = _deliver(client, django_capture_on_commit_callbacks, integration, _alert(3))
+    delivery = _deliver(client, django_capture_on_commit_callbacks, integration, storm_alert(3))
     alert_delivery_process_task(delivery)
     incident = Incident.objects.get()
     with django_capture_on_commit_callbacks(execute=True):
@@ -217,7 +204,7 @@ def test_every_app_follows_the_new_incident_in_a_pinned_number_of_queries(
     client, django_capture_on_commit_callbacks, django_assert_max_num_queries, service
 ):
     integration = _warmed(client, django_capture_on_commit_callbacks, service)
-    delivery = _deliver(client, django_capture_on_commit_callbacks, integration, _alert(5))
+    delivery = _deliver(client, django_capture_on_commit_callbacks, integration, storm_alert(5))
     assert alert_delivery_process_task(delivery) == "processed"
     incident = Incident.objects.latest("pk")
     with django_assert_max_num_queries(FOLLOW_ALL_QUERIES):

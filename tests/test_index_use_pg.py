@@ -1,8 +1,8 @@
 """Every statement of the storm path, of every periodic task and of the incident lists can be
-served by an index, on PostgreSQL: the tables they read grow without bound (deliveries, alerts, incidents,
-notifications, events, timeline, history), and a statement that must read a whole table gets
-slower with every day of use — the drain's claim once read every delivery ever stored, and the
-delivery sweep did so every 30 seconds.
+served by an index, on PostgreSQL: the tables they read grow without bound (deliveries, alerts,
+incidents, notifications, events, timeline, history), and a statement that must read a whole
+table gets slower with every day of use — the drain's claim once read every delivery ever
+stored, and the delivery sweep did so every 30 seconds.
 
 Each statement is explained with ``enable_seqscan`` off: PostgreSQL then scans a table
 sequentially only when no index can serve the statement. Small tables of policy and

@@ -167,8 +167,9 @@ def test_claim_locked_counts_the_attempt_in_the_callers_transaction():
     with transaction.atomic():
         claimed = QUEUE.claim_locked(IncidentEvent.objects.filter(attempts=0))
         assert claimed.pk == second.pk
-        QUEUE.complete_locked(claimed)
-    assert IncidentEvent.objects.get(pk=second.pk).status == "done"
+        QUEUE.complete_locked_many([claimed])
+    done = IncidentEvent.objects.get(pk=second.pk)
+    assert (done.status, done.attempts) == ("done", 1)
     assert IncidentEvent.objects.get(pk=first.pk).status == "pending"
 
 

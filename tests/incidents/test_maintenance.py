@@ -6,7 +6,6 @@ bad input refused with nothing written, and the cost of processing with windows 
 from __future__ import annotations
 
 import copy
-import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -29,11 +28,11 @@ from tests.factories import ServiceFactory
 from tests.incidents.detection_fixtures import (
     alertmanager_payload,
     at_now,  # noqa: F401
+    fire_generic,
     hook_path,
     make_integration,
     post,
     resolved,
-    vigil_headers,
 )
 from tests.incidents.detection_fixtures import process_pending as process_raw
 
@@ -90,16 +89,7 @@ def send_alertmanager(client, capture, integration, body) -> None:
 
 
 def send_generic(client, capture, integration, **data) -> None:
-    data.setdefault("title", "Alert")
-    body = json.dumps(data).encode()
-    response, _ = post(
-        client,
-        hook_path(integration),
-        body,
-        capture=capture,
-        **vigil_headers(integration.secret, body),
-    )
-    assert response.status_code == 202, response.content
+    fire_generic(client, capture, integration, **data)
     assert process_pending() == ["processed"]
 
 

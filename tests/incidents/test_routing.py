@@ -4,7 +4,6 @@ page, bad rules refused with nothing written."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -15,10 +14,8 @@ from tests.events import followed
 from tests.factories import ServiceFactory
 from tests.incidents.detection_fixtures import (
     at_now,  # noqa: F401
-    hook_path,
+    fire_generic,
     make_integration,
-    post,
-    vigil_headers,
 )
 from tests.incidents.detection_fixtures import process_pending as process_raw
 
@@ -53,15 +50,7 @@ def add_rule(api, integration, **data) -> RoutingRule:
 
 def fire(client, capture, integration, title: str, **data) -> Alert:
     data.setdefault("dedup_key", title)
-    body = json.dumps({"title": title, **data}).encode()
-    response, _ = post(
-        client,
-        hook_path(integration),
-        body,
-        capture=capture,
-        **vigil_headers(integration.secret, body),
-    )
-    assert response.status_code == 202, response.content
+    fire_generic(client, capture, integration, title=title, **data)
     assert process_pending() == ["processed"]
     return Alert.objects.get(fingerprint=data["dedup_key"])
 

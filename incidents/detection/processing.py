@@ -102,16 +102,16 @@ def delivery_process(*, delivery_id: int | None = None) -> DeliveryResult:
                 batch = [d for d in [_claim(delivery_id)] if d is not None]
             if not batch:
                 return DeliveryResult(outcome="skipped")
-            results = []
             for delivery in batch:
                 current[:] = [delivery.pk]
                 now = timezone.now()
                 # No savepoint: processing is expected to succeed; when it does not,
                 # everything written is rolled back with the claim, and the attempt of the
                 # delivery that failed is recorded below.
-                results.append(_process(delivery, now=now))
+                outcome = _process(delivery, now=now)
+                if delivery is batch[0]:
+                    result = outcome  # what the head delivery did; the followers are counted
             INBOUND.complete_locked_many(batch, processed_at=now)
-            result = results[0]
             result.followers = len(batch) - 1
             return result
     except OperationalError:

@@ -192,7 +192,7 @@ class WorkQueue:
         if due_only:
             params.append(when(now))
         params += [self.running, when(now - timedelta(seconds=_seconds(self.lease)))]
-        rows, _ = bookkeeping(sql, params)
+        rows, _ = bookkeeping(sql, params, returning=True)
         own = len(self.model._meta.concrete_fields)
         target = self.model._meta.get_field(joined).related_model if joined else None
         claimed = []

@@ -16,8 +16,9 @@ __all__ = ["bookkeeping", "bookkeeping_update", "claim_sql", "row_from_db"]
 _CLAIM_SQL: dict[tuple[type, str, bool, str | None, int], str] = {}
 
 
-def bookkeeping(sql: str, params: list[Any]) -> tuple[list[tuple], int]:
-    """Run one write statement (with ``RETURNING`` or not); returns its rows and row count.
+def bookkeeping(sql: str, params: list[Any], *, returning: bool = False) -> tuple[list[tuple], int]:
+    """Run one write statement; returns its rows (with ``returning``: the statement has a
+    ``RETURNING`` clause or is a query) and its row count.
 
     Outside a transaction on PostgreSQL, the statement is sent as ``SET LOCAL
     synchronous_commit TO OFF; <statement>`` in one round trip: the two run as one implicit
@@ -36,23 +37,45 @@ def bookkeeping(sql: str, params: list[Any]) -> tuple[list[tuple], int]:
             cursor.nextset()
         else:
             cursor.execute(sql, params)
-        rows = cursor.fetchall() if cursor.description else []
+        # Told, not asked: the cursor's description is built anew on each access.
+        rows = cursor.fetchall() if returning else []
         return rows, cursor.rowcount
+
+
+# The database converters of each concrete column of a model, per database vendor: the ORM's
+# own (e.g. a JSON column's decoding, a datetime's time zone), worked out once.
+_CONVERTERS: dict[tuple[type, str], list[tuple[Any, list[Any]]]] = {}
+
+
+def _converters(model: type[models.Model]) -> list[tuple[Any, list[Any]]]:
+    key = (model, connection.vendor)
+    found = _CONVERTERS.get(key)
+    if found is None:
+        found = []
+        for field in model._meta.concrete_fields:
+            expression = field.get_col(model._meta.db_table)
+            found.append(
+                (
+                    expression,
+                    connection.ops.get_db_converters(expression)
+                    + field.get_db_converters(connection),
+                )
+            )
+        _CONVERTERS[key] = found
+    return found
 
 
 def row_from_db(model: type[models.Model], values: tuple) -> Any:
     """An instance of ``model`` from a row of all its concrete columns, converted as the ORM
     would."""
-    fields = model._meta.concrete_fields
     converted = []
-    for field, value in zip(fields, values, strict=True):
-        expression = field.get_col(model._meta.db_table)
-        for converter in connection.ops.get_db_converters(expression) + field.get_db_converters(
-            connection
-        ):
+    for (expression, converters), value in zip(_converters(model), values, strict=True):
+        for converter in converters:
             value = converter(value, expression, connection)
         converted.append(value)
-    return model.from_db(connection.alias, [f.attname for f in fields], converted)
+    return model.from_db(
+        connection.alias, [f.attname for f in model._meta.concrete_fields], converted
+    )
 
 
 def bookkeeping_update(rows: models.QuerySet, values: dict[str, Any]) -> int:

@@ -43,6 +43,7 @@ def due_events(incident_id: int, *, now: datetime) -> tuple[list[int], bool]:
             EventStatus.PENDING,
             now,
         ],
+        returning=True,
     )
     return [row[0] for row in rows], True
 

@@ -14,8 +14,10 @@ worker start-up is not counted. Two delivery runs:
   ``VIGIL_NOTIFY_SEND_CHUNK`` rows one claim, the POSTs, one record.
 
 The no-op task only stamps its completion time in Redis (one pipelined round trip), which is
-the floor of what any task costs on this worker and broker. Prints the rates and each delivery
-rate's ratio to the no-op's.
+the floor of what any task costs on this worker and broker. A POST-only task makes the
+webhook channel's POST of a page-sized body and nothing else (no row claimed or recorded): the
+ceiling of any one-task-per-row HTTP delivery, whatever its database work. Prints the rates
+and each one's ratio to the no-op's.
 
     python bench/escalation_outbox.py [--database-url postgres://postgres@127.0.0.1:5432/vigil_bench_outbox]
                                       [--broker-url redis://127.0.0.1:6379/0] [--count 2000]
@@ -65,6 +67,24 @@ def noop_task(index: int) -> None:
     pipe.set(f"{NOOP_KEY}:last", now)
     pipe.incr(f"{NOOP_KEY}:count")
     pipe.execute()
+
+
+@shared_task(name="bench.post_only", ignore_result=True, acks_late=True)
+def post_only_task(index: int) -> None:
+    """A delivery's HTTP part alone: the webhook channel's POST (its session, headers and
+    error handling) of a body like a page's, and nothing else: no row claimed or recorded."""
+    from escalation.channels.base import post
+
+    body = (
+        b'{"event":"notification","id":%d,"subject":"Sev 1: checkout down",'
+        b'"body":"Checkout is down."}' % index
+    )
+    post(
+        service="Outbound webhook",
+        url=os.environ["VIGIL_WEBHOOK_URL"],
+        data=body,
+        headers={"Content-Type": "application/json", "Idempotency-Key": f"post:{index}"},
+    )
 
 
 def parse_args() -> argparse.Namespace:
@@ -347,6 +367,25 @@ def main() -> None:
         args, env, log, sink, "batch", lambda: enqueue_batches(args.count, "batch", args.batch)
     )
 
+    # The HTTP part of a delivery alone, one task each: what any one-task-per-row delivery
+    # costs at least, whatever its database work.
+    sink.times.clear()
+    for index in range(args.count):
+        post_only_task.apply_async(args=[index], queue="vigil")
+    worker = start_worker(env, log)
+    try:
+        wait(
+            lambda: len(sink.times) >= args.count,
+            timeout=600,
+            what="the POST-only tasks",
+            process=worker,
+            log=log,
+        )
+    finally:
+        stop_worker(worker)
+    times = sorted(sink.times)
+    post_rate = (len(times) - 1) / (times[-1] - times[0])
+
     # No-op tasks on the same worker and broker.
     for index in range(args.count):
         noop_task.apply_async(args=[index], queue="vigil")
@@ -372,15 +411,18 @@ def main() -> None:
             f"batch tasks of {args.batch} rows (one incident's pages):",
             f"{batched_rate:8.1f} notifications/s",
         ),
+        ("POST-only task (no database):", f"{post_rate:8.1f} tasks/s"),
         ("no-op task:", f"{noop_rate:8.1f} tasks/s"),
         ("ratio one task per row / no-op:", f"{delivered_rate / noop_rate:8.2f}"),
         ("ratio batched / no-op:", f"{batched_rate / noop_rate:8.2f}"),
+        ("ratio POST-only / no-op (one task per row's ceiling):", f"{post_rate / noop_rate:8.2f}"),
     ]
     for label, value in rows:
         print(f"  {label:<50}{value}")
     print(
         f"  cost of a delivery over a no-op: {1000 / delivered_rate - 1000 / noop_rate:.2f} ms "
-        f"(one task per row), {1000 / batched_rate - 1000 / noop_rate:.2f} ms (batched)"
+        f"(one task per row), {1000 / batched_rate - 1000 / noop_rate:.2f} ms (batched); "
+        f"of a POST alone: {1000 / post_rate - 1000 / noop_rate:.2f} ms"
     )
 
 

@@ -256,6 +256,17 @@ def wait(predicate, *, timeout: float, what: str, process: subprocess.Popen, log
         time.sleep(0.05)
 
 
+def run_worker_until(
+    env: dict[str, str], log: Path, predicate, *, what: str, timeout: float
+) -> None:
+    """Start a fresh worker on what is queued, wait until ``predicate`` holds, stop it."""
+    worker = start_worker(env, log)
+    try:
+        wait(predicate, timeout=timeout, what=what, process=worker, log=log)
+    finally:
+        stop_worker(worker)
+
+
 # Every benchmark notification: a page to the webhook sink (its key differs per row).
 PAGE = {
     "channel": "webhook",
@@ -302,17 +313,13 @@ def deliver(args, env, log, sink, prefix: str, write) -> float:
     from the sink's first POST to its last."""
     sink.times.clear()
     write()
-    worker = start_worker(env, log)
-    try:
-        wait(
-            lambda: sent_count(prefix) == args.count,
-            timeout=600,
-            what=f"the deliveries ({prefix})",
-            process=worker,
-            log=log,
-        )
-    finally:
-        stop_worker(worker)
+    run_worker_until(
+        env,
+        log,
+        lambda: sent_count(prefix) == args.count,
+        what=f"the deliveries ({prefix})",
+        timeout=600,
+    )
     times = sorted(sink.times)
     if len(times) != args.count:
         sys.exit(f"the sink received {len(times)} deliveries for {args.count} notifications")
@@ -349,17 +356,13 @@ def main() -> None:
 
     # Warm-up: the worker's first tasks pay for imports and connections.
     enqueue(args.warmup, "warmup")
-    worker = start_worker(env, log)
-    try:
-        wait(
-            lambda: sent_count("warmup") == args.warmup,
-            timeout=120,
-            what="the warm-up deliveries",
-            process=worker,
-            log=log,
-        )
-    finally:
-        stop_worker(worker)
+    run_worker_until(
+        env,
+        log,
+        lambda: sent_count("warmup") == args.warmup,
+        what="the warm-up deliveries",
+        timeout=120,
+    )
 
     # One task per row (a retry, a re-queue, a single message), then batch tasks (pages).
     delivered_rate = deliver(args, env, log, sink, "bench", lambda: enqueue(args.count, "bench"))
@@ -372,34 +375,26 @@ def main() -> None:
     sink.times.clear()
     for index in range(args.count):
         post_only_task.apply_async(args=[index], queue="vigil")
-    worker = start_worker(env, log)
-    try:
-        wait(
-            lambda: len(sink.times) >= args.count,
-            timeout=600,
-            what="the POST-only tasks",
-            process=worker,
-            log=log,
-        )
-    finally:
-        stop_worker(worker)
+    run_worker_until(
+        env,
+        log,
+        lambda: len(sink.times) >= args.count,
+        what="the POST-only tasks",
+        timeout=600,
+    )
     times = sorted(sink.times)
     post_rate = (len(times) - 1) / (times[-1] - times[0])
 
     # No-op tasks on the same worker and broker.
     for index in range(args.count):
         noop_task.apply_async(args=[index], queue="vigil")
-    worker = start_worker(env, log)
-    try:
-        wait(
-            lambda: int(broker.get(f"{NOOP_KEY}:count") or 0) == args.count,
-            timeout=600,
-            what="the no-op tasks",
-            process=worker,
-            log=log,
-        )
-    finally:
-        stop_worker(worker)
+    run_worker_until(
+        env,
+        log,
+        lambda: int(broker.get(f"{NOOP_KEY}:count") or 0) == args.count,
+        what="the no-op tasks",
+        timeout=600,
+    )
     first = float(broker.get(f"{NOOP_KEY}:first"))
     last = float(broker.get(f"{NOOP_KEY}:last"))
     noop_rate = (args.count - 1) / (last - first)

@@ -4,14 +4,10 @@ interval per component and step."""
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
-from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
 import pytest
-from django.db import connections
 from django.utils import timezone
 
 from communications.models import ComponentStatusInterval, Maintenance
@@ -19,39 +15,12 @@ from communications.services.components import component_create
 from communications.services.maintenance import maintenance_start, maintenance_sweep
 from incidents.models import Source
 from tests.factories import ServiceFactory
+from tests.threads import in_threads
 
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
 ]
-
-
-def in_threads(*functions: Callable[[], Any], timeout: float = 60) -> list[Any]:
-    """Run each function in its own thread (own connection), released together by a barrier."""
-    barrier = threading.Barrier(len(functions))
-    results: list[Any] = [None] * len(functions)
-    errors: list[BaseException] = []
-
-    def run(index: int, function: Callable[[], Any]) -> None:
-        try:
-            barrier.wait(timeout=timeout)
-            results[index] = function()
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [
-        threading.Thread(target=run, args=(i, f), daemon=True) for i, f in enumerate(functions)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout)
-        assert not thread.is_alive(), "a thread is stuck (deadlock?)"
-    if errors:
-        raise errors[0]
-    return results
 
 
 def test_concurrent_sweeps_move_each_window_once():

@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 import psycopg
 import pytest
 from django.conf import settings as django_settings
-from django.db import connection, connections
+from django.db import connection
 
 from escalation.handlers import HANDLER as ESCALATION
 from escalation.models import IncidentEscalation, Notification, NotificationStatus
@@ -49,6 +49,7 @@ from incidents.tasks import incident_events_follow_task
 from tests import workers
 from tests.escalation import escalation_fixtures
 from tests.events import follow_events
+from tests.threads import in_threads
 from tests.workers import CeleryLauncher, CeleryProcess, purge_broker, wait_for
 
 celery_worker = workers.celery_worker
@@ -319,35 +320,6 @@ def drained_broker() -> Iterator[None]:
         purge_broker()
 
 
-def in_threads(*jobs, timeout: float = 120) -> list:
-    """Each job in a thread of its own (its own database connection), released together."""
-    barrier = threading.Barrier(len(jobs))
-    results: list = [None] * len(jobs)
-    errors: list[BaseException] = []
-
-    def run(index: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            results[index] = jobs[index]()
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [
-        threading.Thread(target=run, args=(i,), name=f"dispatcher-{i}", daemon=True)
-        for i in range(len(jobs))
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout)
-        assert not thread.is_alive(), "a dispatcher is stuck (deadlock?)"
-    if errors:
-        raise errors[0]
-    return results
-
-
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize(
     ("lease", "same_order"),
@@ -375,7 +347,12 @@ def test_two_dispatchers_at_once_run_each_handler_once(
 
         return run
 
-    handled = in_threads(dispatcher(ids), dispatcher(ids if same_order else ids[::-1]))
+    handled = in_threads(
+        dispatcher(ids),
+        dispatcher(ids if same_order else ids[::-1]),
+        timeout=120,
+        start_timeout=30,
+    )
     # With lapsed leases, the dispatcher that lost a race leaves its event pending, due now
     # (in production it kicks itself again): follow what is left, as that kick would.
     follow_events()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +20,7 @@ from incidents.models import Incident, Kind, Source, TimelineEntry
 from incidents.services import incident_create, incident_transition
 from tests.escalation import escalation_fixtures
 from tests.events import followed
+from tests.threads import in_threads
 
 reachable_policy = escalation_fixtures.reachable_policy
 
@@ -30,35 +30,6 @@ pytestmark = [
     pytest.mark.postgres,
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
 ]
-
-
-def in_threads(*functions: Callable[[], Any], timeout: float = 60) -> list[Any]:
-    """Run each function in its own thread (own database connection), all released at once by
-    a barrier. Returns their results in order; re-raises the first exception."""
-    barrier = threading.Barrier(len(functions))
-    results: list[Any] = [None] * len(functions)
-    errors: list[BaseException] = []
-
-    def run(index: int, function: Callable[[], Any]) -> None:
-        try:
-            barrier.wait(timeout=timeout)
-            results[index] = function()
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [
-        threading.Thread(target=run, args=(i, f), daemon=True) for i, f in enumerate(functions)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout)
-        assert not thread.is_alive(), "a thread is stuck (deadlock?)"
-    if errors:
-        raise errors[0]
-    return results
 
 
 def create(severity: int = 1, **kwargs: Any) -> Incident:

@@ -6,7 +6,6 @@ claim."""
 from __future__ import annotations
 
 import copy
-import threading
 
 import pytest
 from django.db import connection
@@ -24,6 +23,7 @@ from tests.incidents.detection_fixtures import (
     make_integration,
     post,
 )
+from tests.threads import in_threads
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("at_now")]
 
@@ -154,25 +154,7 @@ def test_two_drains_at_once_process_every_delivery_of_two_busy_groups_once(
                 title=f"{group}-{n}",
                 group_key=group,
             )
-    done: list[int] = []
-    errors: list[BaseException] = []
-    start = threading.Barrier(2)
-
-    def work() -> None:
-        start.wait()
-        try:
-            done.append(deliveries_drain(budget_seconds=120))
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=work) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(180)
-    assert not errors, errors
+    done = in_threads(*[lambda: deliveries_drain(budget_seconds=120)] * 2, timeout=180)
     assert sum(done) == 80
     assert set(WebhookDelivery.objects.values_list("status", "attempts")) == {
         (DeliveryStatus.PROCESSED, 1)

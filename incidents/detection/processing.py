@@ -93,7 +93,8 @@ def delivery_process(*, delivery_id: int | None = None) -> DeliveryResult:
     attempt is recorded as above and the others, untouched, are taken again by the next
     claim.
     """
-    current: list[int] = []
+    # The delivery being processed when an error stops the batch.
+    current: int | None = None
     try:
         with transaction.atomic():
             if delivery_id is None:
@@ -103,7 +104,7 @@ def delivery_process(*, delivery_id: int | None = None) -> DeliveryResult:
             if not batch:
                 return DeliveryResult(outcome="skipped")
             for delivery in batch:
-                current[:] = [delivery.pk]
+                current = delivery.pk
                 now = timezone.now()
                 # No savepoint: processing is expected to succeed; when it does not,
                 # everything written is rolled back with the claim, and the attempt of the
@@ -117,12 +118,12 @@ def delivery_process(*, delivery_id: int | None = None) -> DeliveryResult:
     except OperationalError:
         raise
     except Exception as exc:
-        if not current:
+        if current is None:
             raise
-        logger.exception("Webhook delivery %s could not be processed", current[0])
+        logger.exception("Webhook delivery %s could not be processed", current)
         error = f"{type(exc).__name__}: {exc}"
     with transaction.atomic():
-        delivery = _claim(current[0])
+        delivery = _claim(current)
         if delivery is None:
             # Another worker took it meanwhile.
             return DeliveryResult(outcome="skipped")

@@ -109,12 +109,15 @@ def attach_related(incidents: Sequence[Incident]) -> None:
 # --- Whole rows as JSON, built by PostgreSQL ----------------------------------------------------
 #
 # On PostgreSQL, with times shown in UTC (the API's zone for token clients unless the installation
-# sets another), the list's rows are built as JSON text by the page query itself: no model
-# instances, no date-time parsing and formatting in Python, no serializer walk per field. The
-# text is IncidentSerializer's representation up to and including ``roles``; the view appends
-# ``actions`` (per status and user) and ``url``. tests/incidents/test_api_list_rows_pg.py checks
-# the two give the same incidents field for field; a field added to the serializer must be
-# added here too (the test fails until it is).
+# sets another), the list's rows come out of the page query as JSON text: no model instances, no
+# date-time parsing and formatting in Python, no serializer walk per field. Each incident keeps
+# the parts of its row that do not depend on the time of the request (``api_head``: ``id`` up to
+# ``updated_at``; ``api_roles``), written by triggers (migration 0017); the page query adds
+# ``sla``, whose breach flags depend on "now". The text is IncidentSerializer's representation up
+# to and including ``roles``; the view appends ``actions`` (per status and user) and ``url``.
+# tests/incidents/test_api_list_rows_pg.py checks the two give the same incidents field for
+# field, after every kind of change that shows in a row; a field added to the serializer must be
+# added to the trigger too (the test fails until it is).
 
 _UTC_ZONES = {"UTC", "Etc/UTC", "Etc/Universal", "Universal", "Zulu", "Etc/Zulu"}
 
@@ -130,14 +133,19 @@ def json_rows_supported() -> bool:
 def json_row(*, now: datetime) -> RawSQL:
     """The row as JSON text (``{...,"roles": {...}}``), for ``values(api_row=json_row(...))``
     on the incident list's queryset."""
-    sql, report_params, active = _json_row_sql()
-    return RawSQL(sql, (*report_params, *active, now, *active, now))
+    sql, active = _json_row_sql()
+    return RawSQL(sql, _json_row_params(active, now))
+
+
+def _json_row_params(active: tuple[str, ...], now: datetime) -> tuple[Any, ...]:
+    # Each breach test's active statuses and its "now", in the order _json_row_sql uses them.
+    return (*active, now, *active, now)
 
 
 def _iso(column: str) -> str:
     # iso(value) in UTC: seconds always, microseconds only when there are any, "Z"; NULL stays
-    # NULL. One to_char per value, not three: eleven columns, a statement parsed on every
-    # request.
+    # NULL. One to_char per value, not three. The triggers of migration 0017 format the stored
+    # times the same way.
     return (
         f"replace(to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
         "'.000000Z', 'Z')"
@@ -145,43 +153,15 @@ def _iso(column: str) -> str:
 
 
 @cache
-def _json_row_sql(alias: str = "") -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+def _json_row_sql(alias: str = "") -> tuple[str, tuple[str, ...]]:
     # ``alias``: the name the statement gives the incident table, if it gives one.
-    from django.contrib.auth import get_user_model
-
-    from ..models import REPORT_STATUS, ResponseRole, Service
-
     q = connection.ops.quote_name
     table = q(Incident._meta.db_table)
 
     def col(name: str) -> str:
         return f"{alias or table}.{q(name)}"
 
-    user_table = q(get_user_model()._meta.db_table)
-    through = Incident.services.through._meta
-    services = (
-        "(SELECT COALESCE(json_agg(s.slug ORDER BY s.name, s.id), '[]'::json) "
-        f"FROM {q(through.db_table)} l JOIN {q(Service._meta.db_table)} s "
-        f"ON s.id = l.{q(through.get_field('service').column)} "
-        f"WHERE l.{q(through.get_field('incident').column)} = {col('id')})"
-    )
-    # user_ref: the full name ("first last", stripped), else the username.
-    roles = (
-        "(SELECT COALESCE(json_object_agg(r.key, json_build_object("
-        "'id', u.id, 'username', u.username, 'name', "
-        "COALESCE(NULLIF(btrim(u.first_name || ' ' || u.last_name, E' \\t\\n\\r\\f\\v'), ''), "
-        "u.username)) ORDER BY r.position, r.id), '{}'::json) "
-        f"FROM {q(RoleAssignment._meta.db_table)} a "
-        f"JOIN {q(ResponseRole._meta.db_table)} r ON r.id = a.role_id "
-        f"JOIN {user_table} u ON u.id = a.user_id "
-        f"WHERE a.incident_id = {col('id')})"
-    )
-    duplicate = f"(SELECT d.number FROM {table} d WHERE d.id = {col('duplicate_of_id')})"
     active = tuple(status.value for status in ACTIVE_STATUSES)
-    report_status = (
-        f"CASE {col('status')} " + " ".join("WHEN %s THEN %s" for _ in REPORT_STATUS) + " END"
-    )
-    report_params = tuple(v for s, r in REPORT_STATUS.items() for v in (s.value, r.value))
     marks = ", ".join("%s" for _ in active)
     response_breached = (
         f"({col('response_breach_recorded')} OR CASE WHEN {col('acknowledged_at')} IS NOT NULL "
@@ -193,54 +173,19 @@ def _json_row_sql(alias: str = "") -> tuple[str, tuple[str, ...], tuple[str, ...
         f"THEN {col('resolved_at')} > {col('resolution_due_at')} "
         f"ELSE {col('status')} IN ({marks}) AND %s > {col('resolution_due_at')} END)"
     )
-    fields = [
-        ("id", col("number")),
-        ("title", col("title")),
-        ("summary", col("summary")),
-        ("severity", col("severity_id")),
-        ("impact", col("impact")),
-        ("urgency", col("urgency")),
-        ("priority", col("priority")),
-        ("status", col("status")),
-        ("report_status", report_status),
-        ("detection_source", col("detection_source")),
-        ("services", services),
-        ("customer_facing", col("customer_facing")),
-        ("affected_users", col("affected_users")),
-        ("business_impact", col("business_impact")),
-        ("root_cause", col("root_cause")),
-        ("resolution", col("resolution")),
-        ("lessons_learned", col("lessons_learned")),
-        ("cancel_reason", col("cancel_reason")),
-        ("duplicate_of", duplicate),
-        *(
-            (name, _iso(col(name)))
-            for name in (
-                "impact_started_at",
-                "detected_at",
-                "acknowledged_at",
-                "mitigated_at",
-                "resolved_at",
-                "closed_at",
-                "cancelled_at",
-                "created_at",
-                "updated_at",
-            )
-        ),
-        (
-            "sla",
-            "json_build_object("
-            f"'response_due', {_iso(col('response_due_at'))}, "
-            f"'resolution_due', {_iso(col('resolution_due_at'))}, "
-            f"'response_breached', {response_breached}, "
-            f"'resolution_breached', {resolution_breached})",
-        ),
-        ("roles", roles),
-    ]
-    body = ", ".join(f"'{name}', {expression}" for name, expression in fields)
-    # Placeholders, in order: the report statuses, then each breach test's active statuses
-    # and its "now" (json_row fills them).
-    return f"json_build_object({body})::text", report_params, active
+    sla = (
+        "json_build_object("
+        f"'response_due', {_iso(col('response_due_at'))}, "
+        f"'resolution_due', {_iso(col('resolution_due_at'))}, "
+        f"'response_breached', {response_breached}, "
+        f"'resolution_breached', {resolution_breached})"
+    )
+    # The stored head has no closing brace; the separators are json_build_object's own.
+    sql = (
+        f"{col('api_head')} || ', \"sla\" : ' || {sla}::text "
+        f"|| ', \"roles\" : ' || {col('api_roles')} || '}}'"
+    )
+    return sql, active
 
 
 def json_page_rows(
@@ -267,8 +212,8 @@ def json_page_rows(
     sql, names = _page_sql(
         tuple(ordering), shape, before is not None, after is not None, settings.USE_TZ
     )
-    _, report_params, active = _json_row_sql()
-    params: list[Any] = [*report_params, *active, now, *active, now]
+    _, active = _json_row_sql()
+    params: list[Any] = list(_json_row_params(active, now))
     for _, values in filters:
         params.extend(values)
     if before is not None or after is not None:
@@ -296,7 +241,7 @@ def _page_sql(
     def col(name: str) -> str:
         return f"{alias}.{q(Incident._meta.get_field(name).column)}"
 
-    row_sql, _, _ = _json_row_sql(alias)
+    row_sql, _ = _json_row_sql(alias)
     position = ordering[0].lstrip("-")
     names = tuple(dict.fromkeys((position, "id", "status")))
     columns = [col(name) for name in names]

@@ -284,6 +284,9 @@ def bench_token() -> str:
     from knox.models import AuthToken
 
     user = get_user_model().objects.get(username="im-0")
+    # One token, whatever ran before: knox reads all the user's tokens on every request, so
+    # tokens left by earlier runs would slow both endpoints alike and raise the ratio.
+    AuthToken.objects.filter(user=user).delete()
     _, token = AuthToken.objects.create(user=user)
     return token
 

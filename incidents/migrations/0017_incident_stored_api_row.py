@@ -68,6 +68,27 @@ def _iso(column: str) -> str:
     )
 
 
+def _marking(
+    incident: str, name: str, table: str, through: str, column: str, shown: tuple[str, ...]
+) -> list[str]:
+    """A function and a trigger after an update of ``table`` that changes one of the ``shown``
+    columns: every incident that ``through`` links to the row (by ``column``) is marked, and
+    the incidents' own trigger writes their rows again."""
+    changed = " OR ".join(f"OLD.{c} IS DISTINCT FROM NEW.{c}" for c in shown)
+    return [
+        f"""CREATE OR REPLACE FUNCTION vigil_incident_api_{name}() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE {incident} SET api_head = NULL
+    WHERE id IN (SELECT incident_id FROM {through} WHERE {column} = NEW.id);
+    RETURN NULL;
+END
+$$""",
+        f"""CREATE TRIGGER incident_api_{name} AFTER UPDATE ON {table} FOR EACH ROW
+WHEN ({changed}) EXECUTE FUNCTION vigil_incident_api_{name}()""",
+    ]
+
+
 def _statements(apps, q) -> tuple[list[str], list[str]]:
     """(forwards, backwards) SQL, with the tables' names as the models name them."""
     incident = q(apps.get_model("incidents", "Incident")._meta.db_table)
@@ -151,41 +172,12 @@ $$""",
 FOR EACH ROW EXECUTE FUNCTION vigil_incident_api_touch()""",
         f"""CREATE TRIGGER incident_api_assignments AFTER INSERT OR UPDATE OR DELETE ON {assignment}
 FOR EACH ROW EXECUTE FUNCTION vigil_incident_api_touch()""",
-        f"""CREATE OR REPLACE FUNCTION vigil_incident_api_service() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    UPDATE {incident} SET api_head = NULL
-    WHERE id IN (SELECT incident_id FROM {links} WHERE service_id = NEW.id);
-    RETURN NULL;
-END
-$$""",
-        f"""CREATE TRIGGER incident_api_service AFTER UPDATE ON {service} FOR EACH ROW
-WHEN (OLD.slug IS DISTINCT FROM NEW.slug OR OLD.name IS DISTINCT FROM NEW.name)
-EXECUTE FUNCTION vigil_incident_api_service()""",
-        f"""CREATE OR REPLACE FUNCTION vigil_incident_api_role() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    UPDATE {incident} SET api_head = NULL
-    WHERE id IN (SELECT incident_id FROM {assignment} WHERE role_id = NEW.id);
-    RETURN NULL;
-END
-$$""",
-        f"""CREATE TRIGGER incident_api_role AFTER UPDATE ON {role} FOR EACH ROW
-WHEN (OLD.key IS DISTINCT FROM NEW.key OR OLD.position IS DISTINCT FROM NEW.position)
-EXECUTE FUNCTION vigil_incident_api_role()""",
-        f"""CREATE OR REPLACE FUNCTION vigil_incident_api_user() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    UPDATE {incident} SET api_head = NULL
-    WHERE id IN (SELECT incident_id FROM {assignment} WHERE user_id = NEW.id);
-    RETURN NULL;
-END
-$$""",
-        f"""CREATE TRIGGER incident_api_user AFTER UPDATE ON {user} FOR EACH ROW
-WHEN (OLD.username IS DISTINCT FROM NEW.username
-      OR OLD.first_name IS DISTINCT FROM NEW.first_name
-      OR OLD.last_name IS DISTINCT FROM NEW.last_name)
-EXECUTE FUNCTION vigil_incident_api_user()""",
+        # A row other incidents' rows show: every incident that shows it.
+        *_marking(incident, "service", service, links, "service_id", ("slug", "name")),
+        *_marking(incident, "role", role, assignment, "role_id", ("key", "position")),
+        *_marking(
+            incident, "user", user, assignment, "user_id", ("username", "first_name", "last_name")
+        ),
         # Every incident already stored.
         f"UPDATE {incident} SET api_head = NULL",
     ]

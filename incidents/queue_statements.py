@@ -42,40 +42,41 @@ def bookkeeping(sql: str, params: list[Any], *, returning: bool = False) -> tupl
         return rows, cursor.rowcount
 
 
-# The database converters of each concrete column of a model, per database vendor: the ORM's
-# own (e.g. a JSON column's decoding, a datetime's time zone), worked out once.
-_CONVERTERS: dict[tuple[type, str], list[tuple[Any, list[Any]]]] = {}
+# Per model and database vendor: the attribute names of its concrete columns, and each column's
+# database converters, the ORM's own (e.g. a JSON column's decoding, a datetime's time zone),
+# worked out once.
+_CONVERTERS: dict[tuple[type, str], tuple[list[str], list[tuple[Any, list[Any]]]]] = {}
 
 
-def _converters(model: type[models.Model]) -> list[tuple[Any, list[Any]]]:
+def _converters(model: type[models.Model]) -> tuple[list[str], list[tuple[Any, list[Any]]]]:
     key = (model, connection.vendor)
     found = _CONVERTERS.get(key)
     if found is None:
-        found = []
-        for field in model._meta.concrete_fields:
+        fields = model._meta.concrete_fields
+        converters = []
+        for field in fields:
             expression = field.get_col(model._meta.db_table)
-            found.append(
+            converters.append(
                 (
                     expression,
                     connection.ops.get_db_converters(expression)
                     + field.get_db_converters(connection),
                 )
             )
-        _CONVERTERS[key] = found
+        found = _CONVERTERS[key] = ([f.attname for f in fields], converters)
     return found
 
 
 def row_from_db(model: type[models.Model], values: tuple) -> Any:
     """An instance of ``model`` from a row of all its concrete columns, converted as the ORM
     would."""
+    attnames, columns = _converters(model)
     converted = []
-    for (expression, converters), value in zip(_converters(model), values, strict=True):
+    for (expression, converters), value in zip(columns, values, strict=True):
         for converter in converters:
             value = converter(value, expression, connection)
         converted.append(value)
-    return model.from_db(
-        connection.alias, [f.attname for f in model._meta.concrete_fields], converted
-    )
+    return model.from_db(connection.alias, attnames, converted)
 
 
 def bookkeeping_update(rows: models.QuerySet, values: dict[str, Any]) -> int:

@@ -133,13 +133,15 @@ def json_rows_supported() -> bool:
 def json_row(*, now: datetime) -> RawSQL:
     """The row as JSON text (``{...,"roles": {...}}``), for ``values(api_row=json_row(...))``
     on the incident list's queryset."""
-    sql, active = _json_row_sql()
-    return RawSQL(sql, _json_row_params(active, now))
+    return RawSQL(_json_row_sql(), _json_row_params(now))
 
 
-def _json_row_params(active: tuple[str, ...], now: datetime) -> tuple[Any, ...]:
+_ACTIVE = tuple(status.value for status in ACTIVE_STATUSES)
+
+
+def _json_row_params(now: datetime) -> tuple[Any, ...]:
     # Each breach test's active statuses and its "now", in the order _json_row_sql uses them.
-    return (*active, now, *active, now)
+    return (*_ACTIVE, now, *_ACTIVE, now)
 
 
 def _iso(column: str) -> str:
@@ -153,7 +155,7 @@ def _iso(column: str) -> str:
 
 
 @cache
-def _json_row_sql(alias: str = "") -> tuple[str, tuple[str, ...]]:
+def _json_row_sql(alias: str = "") -> str:
     # ``alias``: the name the statement gives the incident table, if it gives one.
     q = connection.ops.quote_name
     table = q(Incident._meta.db_table)
@@ -161,8 +163,7 @@ def _json_row_sql(alias: str = "") -> tuple[str, tuple[str, ...]]:
     def col(name: str) -> str:
         return f"{alias or table}.{q(name)}"
 
-    active = tuple(status.value for status in ACTIVE_STATUSES)
-    marks = ", ".join("%s" for _ in active)
+    marks = ", ".join("%s" for _ in _ACTIVE)
     response_breached = (
         f"({col('response_breach_recorded')} OR CASE WHEN {col('acknowledged_at')} IS NOT NULL "
         f"THEN {col('acknowledged_at')} > {col('response_due_at')} "
@@ -181,11 +182,10 @@ def _json_row_sql(alias: str = "") -> tuple[str, tuple[str, ...]]:
         f"'resolution_breached', {resolution_breached})"
     )
     # The stored head has no closing brace; the separators are json_build_object's own.
-    sql = (
+    return (
         f"{col('api_head')} || ', \"sla\" : ' || {sla}::text "
         f"|| ', \"roles\" : ' || {col('api_roles')} || '}}'"
     )
-    return sql, active
 
 
 def json_page_rows(
@@ -212,8 +212,7 @@ def json_page_rows(
     sql, names = _page_sql(
         tuple(ordering), shape, before is not None, after is not None, settings.USE_TZ
     )
-    _, active = _json_row_sql()
-    params: list[Any] = list(_json_row_params(active, now))
+    params: list[Any] = list(_json_row_params(now))
     for _, values in filters:
         params.extend(values)
     if before is not None or after is not None:
@@ -241,7 +240,7 @@ def _page_sql(
     def col(name: str) -> str:
         return f"{alias}.{q(Incident._meta.get_field(name).column)}"
 
-    row_sql, _ = _json_row_sql(alias)
+    row_sql = _json_row_sql(alias)
     position = ordering[0].lstrip("-")
     names = tuple(dict.fromkeys((position, "id", "status")))
     columns = [col(name) for name in names]

@@ -132,6 +132,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # The policy's version tokens read once per request (incidents.memo).
+    "incidents.middleware.PolicyTokensMiddleware",
     # Error pages under /api/ and /hooks/ in the API's JSON shape (404, 500, ...).
     "incidents.api.middleware.JsonErrorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

@@ -7,3 +7,6 @@ class IncidentsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks, receivers  # noqa: F401
+        from .memo import tokens_scopes_connect
+
+        tokens_scopes_connect()

@@ -15,13 +15,23 @@ and leaves the token alone. A migration changes every token. A change made behin
 back (raw SQL, ``queryset.update()``, which the conventions forbid on these audited models)
 applies within ``seconds``, when the token expires. If the cache is down, everything is built
 from the database.
+
+Inside one unit of work (a worker's task, a web request: :func:`tokens_scope`) the tokens of
+every :class:`Versioned` are read together, with one ``get_many`` (one Redis ``MGET``), at the
+first read, and reused for at most :data:`SCOPE_TOKENS_SECONDS`: an incident opened by an alert
+reads its policy with one round trip instead of one per read. A change another process commits
+meanwhile applies from the next unit of work (or after those seconds); a change this process
+commits applies at once, its own token being replaced on commit.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from django.core.cache import cache
@@ -33,7 +43,31 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-__all__ = ["Versioned", "memos_forget"]
+__all__ = [
+    "SCOPE_TOKENS_SECONDS",
+    "Versioned",
+    "memos_forget",
+    "tokens_scope",
+    "tokens_scope_enter",
+    "tokens_scope_exit",
+    "tokens_scopes_connect",
+]
+
+# How long, at most, a unit of work reuses the version tokens it read (a long task, such as a
+# sweep of many due incidents, reads them again).
+SCOPE_TOKENS_SECONDS = 2.0
+
+
+class _Scope(threading.local):
+    """This thread's unit of work: how deeply scopes nest, the tokens read for it (key ->
+    token) and when they were read."""
+
+    depth = 0
+    tokens: dict[str, str] | None = None
+    read_at = 0.0
+
+
+_scope = _Scope()
 
 
 class Versioned:
@@ -77,11 +111,7 @@ class Versioned:
         if self.dirty():
             return build()
         try:
-            version = cache.get(self.version_key)
-            if version is None:
-                version = uuid.uuid4().hex
-                if not cache.add(self.version_key, version, self.seconds):
-                    version = cache.get(self.version_key) or version
+            version = self._version()
             hit = self.memo.get(key)
             if hit is not None and hit[0] == version:
                 return hit[1]
@@ -101,11 +131,34 @@ class Versioned:
         self.memo[key] = (version, value)
         return value
 
+    def _version(self) -> str:
+        """The current token: from this unit of work's tokens if there is one (all read at
+        once), otherwise from the cache; a missing token is created."""
+        tokens = _scope.tokens if _scope.depth else None
+        if _scope.depth and (
+            tokens is None or time.monotonic() - _scope.read_at > SCOPE_TOKENS_SECONDS
+        ):
+            tokens = cache.get_many([v.version_key for v in Versioned.instances])
+            _scope.tokens, _scope.read_at = tokens, time.monotonic()
+        version = tokens.get(self.version_key) if tokens is not None else None
+        if version is None:
+            version = cache.get(self.version_key)
+            if version is None:
+                version = uuid.uuid4().hex
+                if not cache.add(self.version_key, version, self.seconds):
+                    version = cache.get(self.version_key) or version
+            if tokens is not None:
+                tokens[self.version_key] = version
+        return version
+
     def bump(self) -> None:
-        """A new version: every process builds afresh on its next read."""
+        """A new version: every process builds afresh on its next read (this one at once)."""
         self.memo = {}
+        version = uuid.uuid4().hex
+        if _scope.tokens is not None:
+            _scope.tokens[self.version_key] = version
         try:
-            cache.set(self.version_key, uuid.uuid4().hex, self.seconds)
+            cache.set(self.version_key, version, self.seconds)
         except Exception:
             logger.warning(
                 "The cache is unavailable; the change of %s applies when it returns", self.name
@@ -122,3 +175,39 @@ def memos_forget() -> None:
     """Forget what this process keeps (the next read of each asks the shared token again)."""
     for versioned in Versioned.instances:
         versioned.memo = {}
+    _scope.tokens = None
+
+
+def tokens_scope_enter(**kwargs: Any) -> None:
+    """A unit of work begins (a task, a request): its first read takes every token at once.
+    Nested units share the outer one's tokens."""
+    if not _scope.depth:
+        _scope.tokens = None
+    _scope.depth += 1
+
+
+def tokens_scope_exit(**kwargs: Any) -> None:
+    """The unit of work ends: the next one reads the tokens again."""
+    _scope.depth = max(0, _scope.depth - 1)
+    if not _scope.depth:
+        _scope.tokens = None
+
+
+@contextmanager
+def tokens_scope() -> Iterator[None]:
+    """One unit of work (a request, a management command's run, a script's), as a task is:
+    :func:`tokens_scope_enter` and :func:`tokens_scope_exit` are connected to its signals."""
+    tokens_scope_enter()
+    try:
+        yield
+    finally:
+        tokens_scope_exit()
+
+
+def tokens_scopes_connect() -> None:
+    """Make every Celery task a unit of work (from ``AppConfig.ready``; a web request is one
+    through ``incidents.middleware.PolicyTokensMiddleware``)."""
+    from celery.signals import task_postrun, task_prerun
+
+    for signal, receiver in ((task_prerun, tokens_scope_enter), (task_postrun, tokens_scope_exit)):
+        signal.connect(receiver, weak=False, dispatch_uid=f"vigil.memo.{receiver.__name__}")

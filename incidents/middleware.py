@@ -1,4 +1,5 @@
-"""Per-request settings of the signed-in person."""
+"""Per-request settings of the signed-in person, and the request as one unit of work for the
+policy tokens."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
+from .memo import tokens_scope
 from .timeformat import zone_named
 
 # The session keeps the person's zone name ("" for the default zone), written when they sign in
@@ -47,3 +49,15 @@ class UserTimeZoneMiddleware:
             return self.get_response(request)
         finally:
             timezone.deactivate()
+
+
+class PolicyTokensMiddleware:
+    """Makes the request one unit of work of :mod:`incidents.memo`: the policy's version tokens
+    are read once, together, for all it reads."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        with tokens_scope():
+            return self.get_response(request)

@@ -19,6 +19,7 @@ from escalation.services.recipients import PEOPLE, contact_ids_known
 from incidents.detection.maintenance import maintenance_window_create
 from incidents.detection.routing import routing_rule_create
 from incidents.detection.state import DETECTION_CONFIG
+from incidents.memo import Versioned, tokens_scope
 from incidents.models import Alert, Contact, Incident, Service, SeverityLevel, Source
 from incidents.services import incident_create
 from incidents.services.catalog import severity_level_update
@@ -172,6 +173,7 @@ def test_without_the_cache_everything_is_read_from_the_database(
         raise ConnectionError("cache down")
 
     monkeypatch.setattr(cache, "get", down)
+    monkeypatch.setattr(cache, "get_many", down)
     _route_team_payments(integration, services)
     alert = _fire(client, django_capture_on_commit_callbacks, integration, 1, team="payments")
     assert _services(alert) == ["payments"]
@@ -195,3 +197,116 @@ def test_a_committed_stakeholder_group_change_reaches_the_next_incident():
         group.active = False
         group.save()
     assert not followed().stakeholder_schedules.exists()
+
+
+def _severity_10_minutes() -> None:
+    severity_level_update(
+        severity=SeverityLevel.objects.get(level=1),
+        actor=None,
+        source=Source.ADMIN,
+        response_target=timedelta(minutes=10),
+    )
+
+
+def _response_minutes() -> float:
+    incident = incident_create(actor=None, source=Source.API, title="Checkout down", severity=1)
+    return (incident.response_due_at - incident.detected_at) / timedelta(minutes=1)
+
+
+def test_a_unit_of_work_reads_every_token_with_one_cache_read(monkeypatch):
+    _response_minutes()  # every token exists and the rows are kept
+    reads = []
+    # The cache's own reads: one per token outside a unit of work, one get_many inside it (which
+    # a cache without a multi-key read, such as this local-memory one, makes of single reads).
+    tokens = {v.version_key for v in Versioned.instances}
+    real_get, real_get_many = cache.get, cache.get_many
+    inside: list[bool] = []
+
+    def get(key, *args, **kwargs):
+        if key in tokens and not inside:
+            reads.append("get")
+        return real_get(key, *args, **kwargs)
+
+    def get_many(keys, *args, **kwargs):
+        reads.append("get_many")
+        inside.append(True)
+        try:
+            return real_get_many(keys, *args, **kwargs)
+        finally:
+            inside.pop()
+
+    monkeypatch.setattr(cache, "get", get)
+    monkeypatch.setattr(cache, "get_many", get_many)
+    _response_minutes()
+    outside = len(reads)
+    assert outside >= 2 and set(reads) == {"get"}  # one read per policy read, outside a scope
+
+    reads.clear()
+    with tokens_scope():
+        for _ in range(3):
+            assert _response_minutes() == 15
+    assert reads == ["get_many"]
+    reads.clear()
+    _response_minutes()
+    assert len(reads) == outside  # the scope is over
+
+
+def _changed_by_another_process() -> None:
+    """The severity's response target changed and committed by another process: the row is
+    written behind this process's back, and the token in the cache moves."""
+    SeverityLevel.objects.filter(level=1).update(response_target=timedelta(minutes=10))
+    cache.set(POLICY_ROWS.version_key, "moved by another process")
+
+
+def test_in_a_unit_of_work_another_process_change_applies_from_the_next_one():
+    assert _response_minutes() == 15
+    with tokens_scope():
+        assert _response_minutes() == 15
+        _changed_by_another_process()
+        assert _response_minutes() == 15  # the tokens this unit of work read
+    with tokens_scope():
+        assert _response_minutes() == 10
+    assert _response_minutes() == 10
+
+
+def test_in_a_long_unit_of_work_the_tokens_are_read_again(monkeypatch):
+    import incidents.memo
+
+    with tokens_scope():
+        assert _response_minutes() == 15
+        _changed_by_another_process()
+        monkeypatch.setattr(incidents.memo, "SCOPE_TOKENS_SECONDS", 0.0)
+        assert _response_minutes() == 10
+
+
+def test_in_a_unit_of_work_this_process_change_applies_at_once():
+    with tokens_scope():
+        assert _response_minutes() == 15
+        _severity_10_minutes()
+        assert _response_minutes() == 10
+        assert len({POLICY_ROWS.memo[k][0] for k in POLICY_ROWS.memo}) == 1
+
+
+def test_a_task_and_a_request_are_units_of_work(api_as, incident_manager, monkeypatch):
+    from celery import shared_task
+
+    seen = []
+
+    @shared_task(name="tests.memo_scope_probe")
+    def probe() -> None:
+        seen.append(__import__("incidents.memo").memo._scope.depth)
+
+    probe.apply()
+    assert seen == [1]
+    depths = []
+    import incidents.memo
+
+    monkeypatch.setattr(
+        Versioned, "_version", lambda self: depths.append(incidents.memo._scope.depth) or "v"
+    )
+    response = api_as(incident_manager).post(
+        "/api/v1/incidents/", {"title": "Checkout down", "severity": 1}, format="json"
+    )
+    assert response.status_code == 201, response.content
+    assert depths and set(depths) == {1}
+    assert incidents.memo._scope.depth == 0

@@ -219,8 +219,10 @@ def notification_enqueue_groups(
     queue its batch tasks go to: the pages of one escalation sweep batch, many incidents' steps.
     All rows are written with one INSERT per 500 (and their contacts checked with one query);
     after commit each group is published as batch tasks of its own, so the pages of different
-    incidents are sent by different tasks, in parallel, not one after the other; then every
-    published row is stamped with one UPDATE. A key that appears twice keeps its first message.
+    incidents are sent by different tasks, in parallel, not one after the other (groups next to
+    each other that page one incident on one queue, such as its acknowledgement timeout and the
+    step a sweep fires with it, share their tasks); then every published row is stamped with one
+    UPDATE. A key that appears twice keeps its first message.
     Returns the rows written now, group by group: their ids by idempotency key, in message
     order (a key that already had a row is not there)."""
     wanted: dict[str, tuple[int, OutboxMessage]] = {}
@@ -260,10 +262,27 @@ def notification_enqueue_groups(
     for key, (index, _message) in wanted.items():
         if key in new:
             written[index][key] = new[key]
-    batches = [(list(ids.values()), groups[index][1]) for index, ids in enumerate(written) if ids]
+    batches: list[tuple[list[int], str]] = []
+    shared: int | None = None
+    for index, ids in enumerate(written):
+        if not ids:
+            continue
+        messages, queue = groups[index]
+        incident = _one_incident(messages)
+        if batches and incident is not None and incident == shared and batches[-1][1] == queue:
+            batches[-1][0].extend(ids.values())
+        else:
+            batches.append((list(ids.values()), queue))
+        shared = incident
     if batches:
         transaction.on_commit(lambda: batch_tasks_publish(batches))
     return written
+
+
+def _one_incident(messages: list[OutboxMessage]) -> int | None:
+    """The id of the incident every one of ``messages`` is about, if they share one."""
+    ids = {m.incident.pk if m.incident is not None else None for m in messages}
+    return ids.pop() if len(ids) == 1 else None
 
 
 def _insert_new(rows: list[Notification]) -> dict[str, int]:

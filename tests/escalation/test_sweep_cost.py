@@ -94,6 +94,36 @@ def test_a_due_incident_costs_at_most_20_queries(
 
 
 @pytest.mark.django_db
+def test_a_batch_writes_the_due_times_of_every_row_it_advanced_or_stopped(reachable_policy, clock):
+    """The due times of a batch go in one statement (on PostgreSQL ``UPDATE … FROM VALUES``):
+    each row gets its own, a time cleared is written as NULL whatever the other rows hold, and
+    rows whose incident was closed behind the services' back are stopped with their reason."""
+    from incidents.models import Status
+
+    owing = [create(1) for _ in range(3)]
+    closed = [create(1) for _ in range(2)]
+    Incident.objects.filter(pk__in=[i.pk for i in closed]).update(status=Status.RESOLVED)
+    before = {e.incident_id: e for e in IncidentEscalation.objects.all()}
+    clock.shift(31 * MIN)
+
+    escalation_sweep()
+
+    after = {e.incident_id: e for e in IncidentEscalation.objects.all()}
+    for incident in owing:
+        esc = after[incident.pk]
+        assert esc.ack_due_at is None  # fired once, cleared
+        assert esc.next_due_at is not None and esc.next_due_at > before[incident.pk].next_due_at
+        assert esc.stopped_at is None and esc.stop_reason == ""
+    assert len({after[i.pk].next_due_at for i in owing}) == 1  # same severity, same schedule
+    for incident in closed:
+        esc = after[incident.pk]
+        assert esc.stopped_at == T0 + 31 * MIN
+        assert esc.stop_reason == "Incident resolved."
+        assert esc.next_due_at is None and esc.ack_due_at is None
+    assert EscalationEvent.objects.filter(incident__in=closed).count() == 0
+
+
+@pytest.mark.django_db
 def test_a_sweep_out_of_time_stops_between_batches_and_the_next_finishes(
     reachable_policy, clock, monkeypatch
 ):
@@ -224,10 +254,11 @@ def test_without_the_cache_the_snapshot_is_read_from_the_database(monkeypatch):
 def test_a_batch_writes_its_pages_together_and_sends_each_incident_s_apart(
     reachable_policy, clock, django_capture_on_commit_callbacks, monkeypatch
 ):
-    """One INSERT for every page of the batch, but one task per page on its severity's queue
-    (the pages of different incidents go out in parallel, a Sev 1's on the urgent queue); a
-    contact deleted since the incident's policy snapshot is paged at the snapshot's address,
-    without the link to the contact row."""
+    """One INSERT for every page of the batch, but one task per incident on its severity's
+    queue (the pages of different incidents go out in parallel, a Sev 1's on the urgent queue;
+    the acknowledgement timeout and the steps one incident owes share its task); a contact
+    deleted since the incident's policy snapshot is paged at the snapshot's address, without
+    the link to the contact row."""
     from escalation import tasks
     from escalation.models import Notification
     from incidents.models import Contact
@@ -260,8 +291,11 @@ def test_a_batch_writes_its_pages_together_and_sends_each_incident_s_apart(
     assert sorted(pk for ids in by_task for pk in ids) == sorted(pages.values_list("pk", flat=True))
     for ids, queue in by_task.items():
         incidents = set(pages.filter(pk__in=ids).values_list("incident", flat=True))
-        assert len(incidents) == 1  # a task sends one incident's page
+        assert len(incidents) == 1  # a task sends one incident's pages
         assert queue == ("vigil.urgent" if incidents == {urgent.pk} else "vigil")
+    # Each incident's pages in one task, though it owed several steps.
+    assert len(by_task) == 2
+    assert [f.incident for f in fired].count(urgent.number) > 1
     assert set(pages.values_list("published_at", flat=True)) != {None}
     assert not pages.filter(published_at__isnull=True).exists()
     step_pages = pages.filter(

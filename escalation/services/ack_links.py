@@ -14,7 +14,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core import signing
 from django.db import IntegrityError, transaction
-from django.urls import reverse
+from django.urls import get_script_prefix, get_urlconf, reverse
 
 from incidents.models import Channel, Contact, Incident, Kind, ResponseRole, Source, Status
 from incidents.services import incident_acknowledge, incident_role_claim
@@ -86,7 +86,20 @@ def ack_link_make(
         # The response roles this page was for: acknowledging takes an empty one.
         payload["r"] = list(recipient.role_keys)
     token = signing.dumps(payload, salt=ACK_SALT, compress=True)
-    return AckLink(url=f"{settings.VIGIL_BASE_URL}{reverse('escalation:ack')}#{token}", nonce=nonce)
+    return AckLink(url=f"{settings.VIGIL_BASE_URL}{_ack_path()}#{token}", nonce=nonce)
+
+
+# The path of the acknowledge page per URL configuration and script prefix: reversing it costs
+# more than signing a link, and a page run pages many links.
+_ACK_PATHS: dict[tuple[object, str, str], str] = {}
+
+
+def _ack_path() -> str:
+    key = (get_urlconf(), settings.ROOT_URLCONF, get_script_prefix())
+    path = _ACK_PATHS.get(key)
+    if path is None:
+        path = _ACK_PATHS[key] = reverse("escalation:ack")
+    return path
 
 
 def ack_link_read(token: str) -> dict[str, Any]:

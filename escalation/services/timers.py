@@ -48,7 +48,7 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q, QuerySet, prefetch_related_objects
 from django.utils import timezone
 
@@ -407,12 +407,35 @@ def _advance_claimed(
     for esc in running:
         esc.next_due_at = _next_due(esc, esc.incident, fired_steps[esc.incident_id])
     if running:
-        IncidentEscalation.objects.bulk_update(running, ["ack_due_at", "next_due_at"])
+        _rows_update(running, ["ack_due_at", "next_due_at"])
     if stopped:
-        IncidentEscalation.objects.bulk_update(
-            stopped, ["stopped_at", "stop_reason", "next_due_at", "ack_due_at"]
-        )
+        _rows_update(stopped, ["stopped_at", "stop_reason", "next_due_at", "ack_due_at"])
     return out
+
+
+def _rows_update(rows: list[IncidentEscalation], fields: list[str]) -> None:
+    """``bulk_update(rows, fields)``; on PostgreSQL as one ``UPDATE … FROM (VALUES …)``, whose
+    SQL costs a fraction of the Python of the ORM's ``CASE WHEN`` per row and field."""
+    if connection.vendor != "postgresql" or len(rows) < 2:
+        IncidentEscalation.objects.bulk_update(rows, fields)
+        return
+    meta = IncidentEscalation._meta
+    quote = connection.ops.quote_name
+    columns = [meta.pk, *(meta.get_field(name) for name in fields)]
+    # Every value cast: a column whose first rows are NULL would otherwise be read as text.
+    row = "(" + ", ".join(f"%s::{c.db_type(connection)}" for c in columns) + ")"
+    names = ", ".join(f"v{index}" for index in range(len(columns)))
+    sets = ", ".join(f"{quote(c.column)} = v.v{index}" for index, c in enumerate(columns) if index)
+    sql = (
+        f"UPDATE {quote(meta.db_table)} AS t SET {sets} "
+        f"FROM (VALUES {', '.join([row] * len(rows))}) AS v({names}) "
+        f"WHERE t.{quote(meta.pk.column)} = v.v0"
+    )
+    params = [
+        c.get_db_prep_save(getattr(esc, c.attname), connection) for esc in rows for c in columns
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def _due_firings(esc: IncidentEscalation, fired: set[str], *, now: datetime) -> list[Firing]:

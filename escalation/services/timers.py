@@ -423,7 +423,12 @@ def _rows_update(rows: list[IncidentEscalation], fields: list[str]) -> None:
     quote = connection.ops.quote_name
     columns = [meta.pk, *(meta.get_field(name) for name in fields)]
     # Every value cast: a column whose first rows are NULL would otherwise be read as text.
-    row = "(" + ", ".join(f"%s::{c.db_type(connection)}" for c in columns) + ")"
+    # Strings as text, not varchar(n): a cast would cut a long value where the write must fail.
+    casts = [
+        "text" if c.get_internal_type() in ("CharField", "TextField") else c.db_type(connection)
+        for c in columns
+    ]
+    row = "(" + ", ".join(f"%s::{cast}" for cast in casts) + ")"
     names = ", ".join(f"v{index}" for index in range(len(columns)))
     sets = ", ".join(f"{quote(c.column)} = v.v{index}" for index, c in enumerate(columns) if index)
     sql = (

@@ -4,6 +4,7 @@ asserting on what actually arrived there, and on how failures are classified."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import email
 import hashlib
 import hmac
@@ -20,6 +21,7 @@ from escalation.channels import (
     TransientDeliveryError,
     backend_for,
 )
+from escalation.channels import base as channels_base
 from escalation.channels.email import EmailBackend, message_id
 from escalation.channels.log import LogBackend
 from escalation.channels.slack import SlackBackend
@@ -521,6 +523,64 @@ def test_webhook_receiver_down_is_transient(settings, make_notification):
     settings.VIGIL_WEBHOOK_URL = f"http://127.0.0.1:{free_port()}/vigil"
     settings.VIGIL_WEBHOOK_SECRET = "x"
     with pytest.raises(TransientDeliveryError, match="unreachable"):
+        WebhookBackend().send(make_notification("webhook", "noc"))
+
+
+@pytest.fixture
+def proxy(monkeypatch):
+    """A second local server standing in for an HTTP proxy named in the environment, as a
+    worker behind an egress proxy is configured."""
+    server = workers.HttpSink().start()
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    host, port = server.server.server_address[:2]
+    monkeypatch.setenv("HTTP_PROXY", f"http://vigil:pr0xy@{host}:{port}")
+    # The environment is read once per process and host: start from a fresh reading.
+    monkeypatch.setattr(channels_base, "_transports", {})
+    yield server
+    server.stop()
+
+
+def test_webhook_goes_through_the_proxy_named_in_the_environment(webhook, proxy, make_notification):
+    WebhookBackend().send(make_notification("webhook", "noc"))
+
+    assert webhook.requests() == []
+    [request] = proxy.requests()
+    assert request.path == f"{webhook.url}/noc"
+    expected = base64.b64encode(b"vigil:pr0xy").decode()
+    assert request.header("Proxy-Authorization") == f"Basic {expected}"
+    assert request.header(KEY_HEADER)
+
+
+def test_a_host_in_no_proxy_is_reached_directly(monkeypatch, webhook, proxy, make_notification):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    WebhookBackend().send(make_notification("webhook", "noc"))
+
+    assert proxy.requests() == []
+    [request] = webhook.requests()
+    assert request.path == "/noc"
+
+
+def test_a_proxy_that_is_down_is_transient(monkeypatch, webhook, make_notification):
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.setattr(channels_base, "_transports", {})
+    with pytest.raises(TransientDeliveryError, match="unreachable"):
+        WebhookBackend().send(make_notification("webhook", "noc"))
+    assert webhook.requests() == []
+
+
+def test_a_receivers_error_text_is_decoded_in_its_charset(webhook, make_notification):
+    webhook.reply(
+        Reply(
+            status=400,
+            body="Ung\u00fcltige Nutzlast".encode("latin-1"),
+            headers={"Content-Type": "text/plain; charset=ISO-8859-1"},
+        )
+    )
+    with pytest.raises(PermanentDeliveryError, match="HTTP 400: Ung\u00fcltige Nutzlast"):
         WebhookBackend().send(make_notification("webhook", "noc"))
 
 

@@ -584,6 +584,84 @@ def test_a_receivers_error_text_is_decoded_in_its_charset(webhook, make_notifica
         WebhookBackend().send(make_notification("webhook", "noc"))
 
 
+@pytest.fixture
+def https_sink(tmp_path):
+    """The HTTP sink behind TLS, with a certificate for 127.0.0.1 that no public CA signed;
+    yields the sink and the path of that certificate (a private CA bundle of one)."""
+    import datetime
+    import ipaddress
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vigil-test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    sink = workers.HttpSink()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    sink.server.socket = context.wrap_socket(sink.server.socket, server_side=True)
+    sink.start()
+    yield sink, cert_path
+    sink.stop()
+
+
+def test_https_to_a_certificate_no_trusted_ca_signed_is_refused(
+    settings, monkeypatch, https_sink, make_notification
+):
+    sink, _ = https_sink
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    monkeypatch.setattr(channels_base, "_transports", {})
+    host, port = sink.server.server_address[:2]
+    settings.VIGIL_WEBHOOK_URL = f"https://{host}:{port}/vigil"
+    settings.VIGIL_WEBHOOK_SECRET = "x"
+    with pytest.raises(TransientDeliveryError, match="CERTIFICATE_VERIFY_FAILED"):
+        WebhookBackend().send(make_notification("webhook", "noc"))
+    assert sink.requests() == []
+
+
+def test_https_trusts_the_ca_bundle_named_in_the_environment(
+    settings, monkeypatch, https_sink, make_notification
+):
+    sink, cert_path = https_sink
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert_path))
+    monkeypatch.setattr(channels_base, "_transports", {})
+    host, port = sink.server.server_address[:2]
+    settings.VIGIL_WEBHOOK_URL = f"https://{host}:{port}/vigil"
+    settings.VIGIL_WEBHOOK_SECRET = "x"
+    WebhookBackend().send(make_notification("webhook", "noc"))
+    [request] = sink.requests()
+    assert request.path == "/vigil"
+
+
 # --- configuration -------------------------------------------------------------------------------
 
 

@@ -125,14 +125,14 @@ class _Transport:
                 proxy, username=username or None, password=password or None, **options
             )
         else:
-            proxy = requests.utils.prepend_scheme_if_needed(proxy, "http")
-            username, password = requests.utils.get_auth_from_url(proxy)
+            url = requests.utils.prepend_scheme_if_needed(proxy, "http")
+            username, password = requests.utils.get_auth_from_url(url)
             headers = (
                 urllib3.make_headers(proxy_basic_auth=f"{username}:{password}")
                 if username
                 else None
             )
-            manager = urllib3.ProxyManager(proxy, proxy_headers=headers, **options)
+            manager = urllib3.ProxyManager(url, proxy_headers=headers, **options)
         self._managers[(proxy, ca)] = manager
         return manager
 

@@ -1,6 +1,7 @@
 """The Celery application: configured from Django settings (``CELERY_*``), tasks found per app."""
 
 import os
+import threading
 import time
 
 from celery import Celery
@@ -18,12 +19,22 @@ app.autodiscover_tasks()
 # that second fails the task's first query instead: the connection is closed after the task,
 # and a task with DATABASE_RETRY (the deliveries) is retried by Celery.
 PING_INTERVAL_SECONDS = 1.0
-# Per connection alias: when its current connection was last pinged or opened.
-_pinged_at: dict[str, float] = {}
-# Aliases whose ping this task skipped (their health_check_done was set here, not by a ping).
-_skipped: set[str] = set()
-# When the running task started: a ping during it is counted from then, the earliest it can be.
-_started_at = float("-inf")
+
+
+class _Pings(threading.local):
+    """Per worker thread, as Django's connections are (a threads or gevent pool)."""
+
+    def __init__(self) -> None:
+        # Per connection alias: when its current connection was last pinged or opened.
+        self.pinged_at: dict[str, float] = {}
+        # Aliases whose ping this task skipped (health_check_done set here, not by a ping).
+        self.skipped: set[str] = set()
+        # When the running task started: a ping during it is counted from then, the earliest
+        # it can have been.
+        self.started_at = float("-inf")
+
+
+_pings = _Pings()
 
 
 def _is_eager(sender) -> bool:
@@ -39,16 +50,16 @@ def _database_connections_before(sender=None, **kwargs) -> None:
         return
     from django.db import close_old_connections, connections
 
-    global _started_at
     close_old_connections()
-    now = _started_at = time.monotonic()
-    _skipped.clear()
+    state = _pings
+    now = state.started_at = time.monotonic()
+    state.skipped.clear()
     for conn in connections.all(initialized_only=True):
         if conn.connection is None:
-            _pinged_at.pop(conn.alias, None)
-        elif now - _pinged_at.get(conn.alias, float("-inf")) < PING_INTERVAL_SECONDS:
+            state.pinged_at.pop(conn.alias, None)
+        elif now - state.pinged_at.get(conn.alias, float("-inf")) < PING_INTERVAL_SECONDS:
             conn.health_check_done = True
-            _skipped.add(conn.alias)
+            state.skipped.add(conn.alias)
 
 
 @task_postrun.connect
@@ -59,12 +70,14 @@ def _database_connections_after(sender=None, **kwargs) -> None:
         return
     from django.db import close_old_connections, connections
 
+    state = _pings
     for conn in connections.all(initialized_only=True):
-        if conn.connection is not None and conn.health_check_done and conn.alias not in _skipped:
+        pinged = conn.health_check_done and conn.alias not in state.skipped
+        if conn.connection is not None and pinged:
             # Pinged (or opened) during this task.
-            _pinged_at[conn.alias] = _started_at
-    _skipped.clear()
+            state.pinged_at[conn.alias] = state.started_at
+    state.skipped.clear()
     close_old_connections()
     for conn in connections.all(initialized_only=True):
         if conn.connection is None:
-            _pinged_at.pop(conn.alias, None)
+            state.pinged_at.pop(conn.alias, None)

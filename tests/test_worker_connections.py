@@ -3,6 +3,7 @@ closed when broken, and pinged before a task's first query at most once a second
 
 from __future__ import annotations
 
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -20,7 +21,7 @@ def pings(monkeypatch):
     """Health checks on (as on PostgreSQL), counted."""
     conn = connections["default"]
     conn.ensure_connection()
-    monkeypatch.setattr(worker_setup, "_pinged_at", {})
+    monkeypatch.setattr(worker_setup, "_pings", worker_setup._Pings())
     monkeypatch.setattr(conn, "health_check_enabled", True)
     calls = []
     real = conn.is_usable
@@ -68,17 +69,29 @@ def test_the_connection_is_pinged_again_once_the_interval_has_passed(pings, monk
 def test_a_task_without_queries_does_not_keep_the_last_ping_fresh(pings, monkeypatch):
     monkeypatch.setattr(worker_setup, "PING_INTERVAL_SECONDS", 60.0)
     run_task()
-    first = worker_setup._pinged_at["default"]
+    first = worker_setup._pings.pinged_at["default"]
     run_task(query=False)
     run_task()
     # Counted from the start of the task that pinged, not moved on by the tasks after it.
-    assert worker_setup._pinged_at["default"] == first
+    assert worker_setup._pings.pinged_at["default"] == first
     assert len(pings) == 1
+
+
+def test_each_worker_thread_keeps_its_own_pings(pings, monkeypatch):
+    monkeypatch.setattr(worker_setup, "PING_INTERVAL_SECONDS", 60.0)
+    run_task()
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(dict(worker_setup._pings.pinged_at)))
+    thread.start()
+    thread.join()
+    # Another thread has other connections: this thread's ping says nothing about them.
+    assert seen == [{}]
+    assert "default" in worker_setup._pings.pinged_at
 
 
 def test_an_eager_task_leaves_the_connection_alone(pings):
     # An eager task runs inside the caller's request or test: its connection is the caller's.
     connections["default"].health_check_done = False
     run_task(eager=True)
-    assert worker_setup._pinged_at == {}
+    assert worker_setup._pings.pinged_at == {}
     assert len(pings) == 1

@@ -4,7 +4,6 @@ asserting on what actually arrived there, and on how failures are classified."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import email
 import hashlib
 import hmac
@@ -21,54 +20,27 @@ from escalation.channels import (
     TransientDeliveryError,
     backend_for,
 )
-from escalation.channels import base as channels_base
 from escalation.channels.email import EmailBackend, message_id
 from escalation.channels.log import LogBackend
 from escalation.channels.slack import SlackBackend
 from escalation.channels.teams import TeamsBackend
 from escalation.channels.twilio import TwilioSmsBackend, TwilioVoiceBackend
 from escalation.channels.webhook import WebhookBackend
-from escalation.services import notification_enqueue
 from tests import workers
+from tests.escalation import channel_fixtures
 from tests.workers import Reply
 
 # Fixtures shared with the other delivery tests (pytest finds them by these names).
 http_sink = workers.http_sink
 no_external_network = workers.no_external_network
+make_notification = channel_fixtures.make_notification
+webhook = channel_fixtures.webhook
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_external_network")]
 
-KEY_HEADER = "X-Vigil-Idempotency-Key"
-ACK_URL = "http://vigil.test/ack/#abc"
-
-
-@pytest.fixture
-def make_notification(incident):
-    counter = iter(range(1, 1000))
-
-    def make(channel: str, recipient: str, **extra):
-        n = next(counter)
-        fields = {
-            "incident": incident,
-            "channel": channel,
-            "recipient": recipient,
-            "subject": f"[Sev {incident.severity_id}] {incident.number} {incident.title}",
-            "body": f"{incident.title}\nAcknowledge: {ACK_URL}",
-            "template": "page",
-            "reason": "Initial notification (§4.2 step 1)",
-            "idempotency_key": f"test:{channel}:{recipient}:{n}",
-            "ack_url": ACK_URL,
-        }
-        fields.update(extra)
-        return notification_enqueue(**fields)
-
-    return make
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+KEY_HEADER = channel_fixtures.KEY_HEADER
+ACK_URL = channel_fixtures.ACK_URL
+free_port = channel_fixtures.free_port
 
 
 # --- email ---------------------------------------------------------------------------------------
@@ -447,14 +419,6 @@ def test_teams_bad_request_is_permanent(settings, http_sink, make_notification):
 # --- signed outbound webhook ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def webhook(settings, http_sink):
-    settings.VIGIL_WEBHOOK_URL = f"{http_sink.url}/vigil"
-    settings.VIGIL_WEBHOOK_URLS = {"noc": f"{http_sink.url}/noc"}
-    settings.VIGIL_WEBHOOK_SECRET = "s3cret-shared-with-the-receiver"
-    return http_sink
-
-
 def test_webhook_is_signed_over_the_raw_body(webhook, make_notification):
     webhook.reply(Reply(body="", headers={"X-Request-Id": "req-9"}))
     notification = make_notification("webhook", "noc")
@@ -524,142 +488,6 @@ def test_webhook_receiver_down_is_transient(settings, make_notification):
     settings.VIGIL_WEBHOOK_SECRET = "x"
     with pytest.raises(TransientDeliveryError, match="unreachable"):
         WebhookBackend().send(make_notification("webhook", "noc"))
-
-
-@pytest.fixture
-def proxy(monkeypatch):
-    """A second local server standing in for an HTTP proxy named in the environment, as a
-    worker behind an egress proxy is configured."""
-    server = workers.HttpSink().start()
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-    host, port = server.server.server_address[:2]
-    monkeypatch.setenv("HTTP_PROXY", f"http://vigil:pr0xy@{host}:{port}")
-    # The environment is read once per process and host: start from a fresh reading.
-    monkeypatch.setattr(channels_base, "_transports", {})
-    yield server
-    server.stop()
-
-
-def test_webhook_goes_through_the_proxy_named_in_the_environment(webhook, proxy, make_notification):
-    WebhookBackend().send(make_notification("webhook", "noc"))
-
-    assert webhook.requests() == []
-    [request] = proxy.requests()
-    assert request.path == f"{webhook.url}/noc"
-    expected = base64.b64encode(b"vigil:pr0xy").decode()
-    assert request.header("Proxy-Authorization") == f"Basic {expected}"
-    assert request.header(KEY_HEADER)
-
-
-def test_a_host_in_no_proxy_is_reached_directly(monkeypatch, webhook, proxy, make_notification):
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    WebhookBackend().send(make_notification("webhook", "noc"))
-
-    assert proxy.requests() == []
-    [request] = webhook.requests()
-    assert request.path == "/noc"
-
-
-def test_a_proxy_that_is_down_is_transient(monkeypatch, webhook, make_notification):
-    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
-    monkeypatch.setattr(channels_base, "_transports", {})
-    with pytest.raises(TransientDeliveryError, match="unreachable"):
-        WebhookBackend().send(make_notification("webhook", "noc"))
-    assert webhook.requests() == []
-
-
-def test_a_receivers_error_text_is_decoded_in_its_charset(webhook, make_notification):
-    webhook.reply(
-        Reply(
-            status=400,
-            body="Ung\u00fcltige Nutzlast".encode("latin-1"),
-            headers={"Content-Type": "text/plain; charset=ISO-8859-1"},
-        )
-    )
-    with pytest.raises(PermanentDeliveryError, match="HTTP 400: Ung\u00fcltige Nutzlast"):
-        WebhookBackend().send(make_notification("webhook", "noc"))
-
-
-@pytest.fixture
-def https_sink(tmp_path):
-    """The HTTP sink behind TLS, with a certificate for 127.0.0.1 that no public CA signed;
-    yields the sink and the path of that certificate (a private CA bundle of one)."""
-    import datetime
-    import ipaddress
-    import ssl
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vigil-test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    sink = workers.HttpSink()
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_path, key_path)
-    sink.server.socket = context.wrap_socket(sink.server.socket, server_side=True)
-    sink.start()
-    yield sink, cert_path
-    sink.stop()
-
-
-def test_https_to_a_certificate_no_trusted_ca_signed_is_refused(
-    settings, monkeypatch, https_sink, make_notification
-):
-    sink, _ = https_sink
-    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
-    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
-    monkeypatch.setattr(channels_base, "_transports", {})
-    host, port = sink.server.server_address[:2]
-    settings.VIGIL_WEBHOOK_URL = f"https://{host}:{port}/vigil"
-    settings.VIGIL_WEBHOOK_SECRET = "x"
-    with pytest.raises(TransientDeliveryError, match="CERTIFICATE_VERIFY_FAILED"):
-        WebhookBackend().send(make_notification("webhook", "noc"))
-    assert sink.requests() == []
-
-
-def test_https_trusts_the_ca_bundle_named_in_the_environment(
-    settings, monkeypatch, https_sink, make_notification
-):
-    sink, cert_path = https_sink
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert_path))
-    monkeypatch.setattr(channels_base, "_transports", {})
-    host, port = sink.server.server_address[:2]
-    settings.VIGIL_WEBHOOK_URL = f"https://{host}:{port}/vigil"
-    settings.VIGIL_WEBHOOK_SECRET = "x"
-    WebhookBackend().send(make_notification("webhook", "noc"))
-    [request] = sink.requests()
-    assert request.path == "/vigil"
 
 
 # --- configuration -------------------------------------------------------------------------------

@@ -29,8 +29,8 @@ from incidents.models import Incident, SeverityLevel, Source, Status
 from incidents.services import incident_create
 from tests import workers
 from tests.escalation import escalation_fixtures
+from tests.escalation.channel_fixtures import free_port
 from tests.escalation.escalation_fixtures import T0, TEAM
-from tests.escalation.test_channels import free_port
 from tests.events import followed
 from tests.workers import Reply
 

@@ -77,7 +77,5 @@ def _database_connections_after(sender=None, **kwargs) -> None:
             # Pinged (or opened) during this task.
             state.pinged_at[conn.alias] = state.started_at
     state.skipped.clear()
+    # A connection this closes is forgotten before the next task (its alias has no connection).
     close_old_connections()
-    for conn in connections.all(initialized_only=True):
-        if conn.connection is None:
-            state.pinged_at.pop(conn.alias, None)

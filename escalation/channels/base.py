@@ -173,17 +173,16 @@ def post(
             redirect=False,
             retries=False,
         )
-    except urllib3.exceptions.NewConnectionError as exc:
-        # Before TimeoutError: urllib3 makes a refused connection a kind of connect timeout.
-        raise TransientDeliveryError(f"{service} unreachable: {exc}") from exc
-    except urllib3.exceptions.TimeoutError as exc:
-        raise TransientDeliveryError(f"{service} timed out: {exc}") from exc
     except (
+        # Before TimeoutError: urllib3 makes a refused connection a kind of connect timeout.
+        urllib3.exceptions.NewConnectionError,
         urllib3.exceptions.ProtocolError,
         urllib3.exceptions.SSLError,
         urllib3.exceptions.ProxyError,
     ) as exc:
         raise TransientDeliveryError(f"{service} unreachable: {exc}") from exc
+    except urllib3.exceptions.TimeoutError as exc:
+        raise TransientDeliveryError(f"{service} timed out: {exc}") from exc
     except (urllib3.exceptions.HTTPError, ValueError) as exc:
         # A malformed URL, an unknown scheme, an undecodable answer.
         raise PermanentDeliveryError(f"{service} request failed: {exc}") from exc

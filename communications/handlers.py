@@ -101,12 +101,11 @@ def stakeholders_on_event(event: IncidentEvent) -> None:
     group that was on one getting its final message."""
     from .services.stakeholders import stakeholder_schedules_stop, stakeholder_schedules_sync
 
-    # Both services read the incident afresh (with its severity): no read here.
-    incident = Incident(pk=event.incident_id)
     if event.payload.get("to_status") in STAKEHOLDER_ENDED:
-        stakeholder_schedules_stop(incident=incident)
+        # It reads the incident afresh (with its severity): no read here.
+        stakeholder_schedules_stop(incident=Incident(pk=event.incident_id))
     else:
-        stakeholder_schedules_sync(incident=incident, at=event.occurred_at)
+        stakeholder_schedules_sync(incident=event_incident(event), at=event.occurred_at)
 
 
 def stakeholders_subscribe() -> None:

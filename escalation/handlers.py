@@ -9,6 +9,7 @@ handler that runs late (a worker was down) decides as it would have on time.
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
@@ -68,9 +69,11 @@ def on_incident_severity_changed(event: IncidentEvent) -> None:
     # is paged under the severity it raised to, even if it was changed again since.
     if new < old and incident.is_active:
         # The team is paged on the raised severity's channels (and under its keys), not on
-        # whatever the incident's severity is by the time this runs.
-        incident.severity = SeverityLevel.objects.get(level=new)
-        incident_page_team(incident=incident, reason="raised")
+        # whatever the incident's severity is by the time this runs. On a copy: the event's
+        # incident is shared by its handlers.
+        raised = copy.copy(incident)
+        raised.severity = SeverityLevel.objects.get(level=new)
+        incident_page_team(incident=raised, reason="raised")
 
 
 def on_incident_transitioned(event: IncidentEvent) -> None:

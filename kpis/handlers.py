@@ -44,13 +44,9 @@ def rollups_on_change(event) -> None:
     them within minutes."""
     from datetime import datetime
 
-    from incidents.models import Incident
-
     from .services.rollups import kpi_months_mark_stale, month_of
 
-    detected_at = (
-        Incident.objects.filter(pk=event.incident_id).values_list("detected_at", flat=True).first()
-    )
+    detected_at = event_incident(event).detected_at
     moments = [detected_at] if detected_at is not None else []
     previous = (event.payload or {}).get("previous_detected_at")
     if previous:

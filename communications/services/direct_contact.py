@@ -205,20 +205,29 @@ def _notify(*, task: DirectContactTask, point: str, now: datetime) -> int | None
 # --- creating ----------------------------------------------------------------------------------
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def direct_contact_tasks_create(*, incident: Incident) -> list[DirectContactTask]:
     """Create the missing direct-contact tasks of ``incident`` (see the module docstring for
     when and for whom), each with a timeline entry and an e-mail to its owner through the
-    outbox. Idempotent: the incident row is locked and a task is unique per incident and
-    customer, so concurrent calls create each task once. Returns the tasks created."""
-    locked = Incident.objects.select_for_update().get(pk=incident.pk)
+    outbox. ``incident``: as read for the event being followed. Idempotent: the tasks are
+    made with the incident row locked (and the rule checked again on it), and a task is
+    unique per incident and customer, so concurrent calls create each task once. An incident
+    that needs none, or affects no such customer, is decided without a lock. Returns the tasks
+    created. Part of the caller's transaction, without a savepoint of its own: an error rolls
+    back the caller's work too."""
     policy = communication_policy_get()
+    if not _needs_direct_contact(incident, policy):
+        return []
+    affected = list(_affected(incident))
+    if not affected:
+        return []
+    locked = Incident.objects.select_for_update().get(pk=incident.pk)
     if not _needs_direct_contact(locked, policy):
         return []
     have = set(
         DirectContactTask.objects.filter(incident=locked).values_list("customer_id", flat=True)
     )
-    customers = [c for c in _affected(locked) if c.pk not in have]
+    customers = [c for c in affected if c.pk not in have]
     if not customers:
         return []
     now = timezone.now()

@@ -77,12 +77,17 @@ def incident_events_follow(*, incident_id: int, now: datetime | None = None) -> 
 
 
 def event_incident(event: IncidentEvent) -> Incident:
-    """The event's incident (with its severity), for a handler to work on. The first handler
-    of an event followed at once gets the one read with the event (a query fewer); the others
-    read it afresh, and so see what the handlers before them wrote."""
-    incident = event._state.fields_cache.pop("incident", None)
+    """The event's incident (with its severity), for a handler to work on: read once per event
+    followed, and shared by its handlers (an event followed at once reads it with the event
+    row). Handlers react to an incident's change; they never write the incident row (a change
+    to an incident goes through the incidents services, which record an event of its own), so
+    the one read stays true for each of them. A handler must not change the instance either:
+    one that needs a variant of it works on a copy."""
+    cache = event._state.fields_cache
+    incident = cache.get("incident")
     if incident is None:
         incident = Incident.objects.select_related("severity").get(pk=event.incident_id)
+        cache["incident"] = incident
     return incident
 
 

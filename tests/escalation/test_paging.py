@@ -321,6 +321,37 @@ def test_a_raise_changed_again_before_it_is_followed_is_still_paged(reachable_po
     assert incident.notifications.count() == 6 + 9  # the drop to Sev 2 pages nobody
 
 
+def test_the_raise_is_paged_without_changing_the_incident_the_next_handlers_see(
+    reachable_policy, frozen
+):
+    from incidents.events import (
+        INCIDENT_SEVERITY_CHANGED,
+        event_incident,
+        events_subscribe,
+        events_unsubscribe,
+    )
+    from incidents.services import incident_change_severity as change_severity
+
+    # The handlers of an event share the incident read for it; escalation pages a raise under
+    # the raised severity on a copy, so a handler after it sees the incident as it is.
+    seen: list[int] = []
+    events_subscribe(
+        handler="tests.after_escalation",
+        event=INCIDENT_SEVERITY_CHANGED,
+        callback=lambda event: seen.append(event_incident(event).severity_id),
+    )
+    try:
+        incident = create(3)
+        change_severity(incident=incident, severity=1, actor=None, source=Source.SYSTEM)
+        change_severity(incident=incident, severity=2, actor=None, source=Source.SYSTEM)
+        follow_events()
+    finally:
+        events_unsubscribe(handler="tests.after_escalation")
+
+    assert incident.notifications.filter(idempotency_key__contains=":sev1:").count() == 9
+    assert seen == [2, 2]
+
+
 # --- the escalation starts with the incident ---------------------------------------------------
 
 

@@ -39,7 +39,7 @@ def _plan(schedule: StakeholderSchedule, *, due: datetime | None, lead: int) -> 
         schedule.next_check_at = due
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def stakeholder_schedules_sync(
     *, incident: Incident, at: datetime | None = None
 ) -> list[StakeholderSchedule]:
@@ -53,8 +53,9 @@ def stakeholder_schedules_sync(
       update (not before ``at``); without an interval for the new severity it pauses.
 
     Writes one timeline entry saying what changed. Idempotent: a second call changes nothing.
-    Returns the schedules started or re-planned. An incident that is not active: nothing."""
-    incident = Incident.objects.select_related("severity").get(pk=incident.pk)
+    Returns the schedules started or re-planned. An incident that is not active: nothing.
+    ``incident``: as read for the event being followed (with its severity). Part of the
+    caller's transaction, without a savepoint of its own."""
     if not incident.is_active:
         return []
     at = at or timezone.now()

@@ -13,22 +13,18 @@ from __future__ import annotations
 import base64
 import copy
 import http.server
-import ipaddress
 import json
 import ssl
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import certifi
 import pytest
 import time_machine
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import NameOID
 from django.core.cache import cache
 
 from incidents.models import Alert, Incident, WebhookDelivery
@@ -38,6 +34,7 @@ from tests.incidents.detection_fixtures import (
     payload,
     process_pending,
 )
+from tests.tls import self_signed_certificate, tls_files
 
 NOW = datetime(2026, 11, 27, 9, 45, tzinfo=UTC)
 TOPIC = "arn:aws:sns:us-east-1:123456789012:vigil-alarms"
@@ -68,31 +65,6 @@ pytestmark = pytest.mark.django_db
 # --- keys, certificates and the local SNS host -----------------------------------------------
 
 
-def _certificate(key: rsa.RSAPrivateKey, name: str, *, tls: bool) -> x509.Certificate:
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        # Wide: OpenSSL checks the TLS certificate against the real clock, Vigil the signing
-        # certificate against the travelled one.
-        .not_valid_before(datetime(2020, 1, 1, tzinfo=UTC))
-        .not_valid_after(datetime(2040, 1, 1, tzinfo=UTC))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-    )
-    if tls:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-    return builder.sign(key, hashes.SHA256())
-
-
 @dataclass
 class Keys:
     signing: rsa.RSAPrivateKey
@@ -104,22 +76,11 @@ class Keys:
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory) -> Keys:
     signing = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    signing_pem = _certificate(signing, "sns.amazonaws.com", tls=False).public_bytes(
+    signing_pem = self_signed_certificate(signing, "sns.amazonaws.com", tls=False).public_bytes(
         serialization.Encoding.PEM
     )
-    tls = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    folder: Path = tmp_path_factory.mktemp("sns-tls")
-    (folder / "cert.pem").write_bytes(
-        _certificate(tls, "localhost", tls=True).public_bytes(serialization.Encoding.PEM)
-    )
-    (folder / "key.pem").write_bytes(
-        tls.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return Keys(signing, signing_pem, str(folder / "cert.pem"), str(folder / "key.pem"))
+    tls_cert, tls_key = tls_files(tmp_path_factory.mktemp("sns-tls"))
+    return Keys(signing, signing_pem, str(tls_cert), str(tls_key))
 
 
 @dataclass

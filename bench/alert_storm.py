@@ -651,12 +651,19 @@ def broker_backlog(setup: str, env: dict[str, str]) -> int:
         folder = Path(env["VIGIL_VAR_DIR"]) / "broker" / "queue"
         return sum(1 for _ in folder.iterdir()) if folder.exists() else 0
     import redis
+    from django.conf import settings
 
     client = redis.Redis.from_url(env["REDIS_URL"])
     total = client.hlen("unacked")
-    for key in client.scan_iter(match="vigil*", count=1000):
-        if client.type(key) == b"list":
-            total += client.llen(key)
+    # The queues' lists only (Kombu names a queue's priority lists ``<queue>\x06\x16<n>``): the
+    # same Redis database holds other keys of Vigil, such as the API rate limiter's windows.
+    for queue in settings.VIGIL_ALL_QUEUES:
+        for key in client.scan_iter(match=f"{queue}*", count=1000):
+            name = key.decode()
+            if (name == queue or name.startswith(f"{queue}\x06\x16")) and client.type(
+                key
+            ) == b"list":
+                total += client.llen(key)
     return total
 
 

@@ -63,10 +63,16 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, models
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import F, Q
 from django.utils import timezone
 
-from .queue_statements import bookkeeping, bookkeeping_update, claim_sql, row_from_db
+from .queue_statements import (
+    bookkeeping,
+    bookkeeping_update,
+    claim_sql,
+    complete_many_sql,
+    row_from_db,
+)
 
 __all__ = ["Failure", "WorkQueue", "WorkStatus", "backoff_delay"]
 
@@ -260,17 +266,23 @@ class WorkQueue:
         or one already done, is not written. Returns how many rows it changed."""
         if not fields:
             return 0
-        values: dict[str, Any] = {"status": self.done, self.error_field: ""}
-        for name in next(iter(fields.values())):
-            field = self.model._meta.get_field(name)
-            values[name] = Case(
-                *(When(pk=pk, then=Value(row[name], field)) for pk, row in fields.items()),
-                output_field=field,
-            )
-        rows = self.model._default_manager.filter(
-            pk__in=list(fields), claimed_at=claim, status__in=[self.running, self.pending]
+        names = list(next(iter(fields.values())))
+        meta = self.model._meta
+        prepared = {name: meta.get_field(name) for name in names}
+        params: list[Any] = [self.done, ""]
+        for name, field in prepared.items():
+            for pk, row in fields.items():
+                params += [pk, field.get_db_prep_save(row[name], connection)]
+        params += [
+            *fields,
+            connection.ops.adapt_datetimefield_value(claim),
+            self.running,
+            self.pending,
+        ]
+        sql = complete_many_sql(
+            self.model, error_field=self.error_field, names=names, count=len(fields)
         )
-        return bookkeeping_update(rows, values)
+        return bookkeeping(sql, params)[1]
 
     def release(self, pks: list[int], *, claim: datetime) -> int:
         """Give back rows claimed with :meth:`claim_many` that were not worked on (the batch

@@ -9,11 +9,14 @@ from typing import Any
 from django.db import connection, models
 from django.db.models.sql import UpdateQuery
 
-__all__ = ["bookkeeping", "bookkeeping_update", "claim_sql", "row_from_db"]
+__all__ = ["bookkeeping", "bookkeeping_update", "claim_sql", "complete_many_sql", "row_from_db"]
 
 # The claim statement of each (model, database vendor, due only, relation joined, number of
 # rows), built once.
 _CLAIM_SQL: dict[tuple[type, str, bool, str | None, int], str] = {}
+# The statement recording several sends at once, per (model, database vendor, error field, the
+# fields each row gets, number of rows), built once.
+_COMPLETE_MANY_SQL: dict[tuple[type, str, str, tuple[str, ...], int], str] = {}
 
 
 def bookkeeping(sql: str, params: list[Any], *, returning: bool = False) -> tuple[list[tuple], int]:
@@ -121,4 +124,38 @@ def claim_sql(model: type[models.Model], *, due_only: bool, related: str | None,
                 f"ON r.{quote(field.target_field.column)} = c.{quote(field.column)}"
             )
         _CLAIM_SQL[key] = sql
+    return sql
+
+
+def complete_many_sql(
+    model: type[models.Model], *, error_field: str, names: list[str], count: int
+) -> str:
+    """``UPDATE … SET status = %s, <error> = %s, <name> = CASE id WHEN %s THEN %s … END, …
+    WHERE id IN (…) AND claimed_at = %s AND status IN (%s, %s)``: ``count`` rows each given
+    its own value of every field of ``names``. The parameters, in order: the done status, the
+    empty error, then per name each row's (id, value), then the ids, the claim stamp, and the
+    running and pending statuses. Each CASE is cast to its column's type where the database
+    needs it to unify the values (as the ORM's own ``Case`` is)."""
+    key = (model, connection.vendor, error_field, tuple(names), count)
+    sql = _COMPLETE_MANY_SQL.get(key)
+    if sql is None:
+        meta = model._meta
+        quote = connection.ops.quote_name
+        pk = quote(meta.pk.column)
+        whens = " ".join(["WHEN %s THEN %s"] * count)
+        assignments = [
+            f"{quote(meta.get_field('status').column)} = %s",
+            f"{quote(meta.get_field(error_field).column)} = %s",
+        ]
+        for name in names:
+            field = meta.get_field(name)
+            case = connection.ops.unification_cast_sql(field) % f"CASE {pk} {whens} END"
+            assignments.append(f"{quote(field.column)} = {case}")
+        sql = (
+            f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "
+            f"WHERE {pk} IN ({', '.join(['%s'] * count)}) AND "
+            f"{quote(meta.get_field('claimed_at').column)} = %s AND "
+            f"{quote(meta.get_field('status').column)} IN (%s, %s)"
+        )
+        _COMPLETE_MANY_SQL[key] = sql
     return sql

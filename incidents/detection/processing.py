@@ -38,7 +38,6 @@ from functools import cache
 
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
-from django.db.models import Q, Subquery
 from django.utils import timezone
 
 from ..models import (
@@ -46,8 +45,10 @@ from ..models import (
     AlertGroup,
     Incident,
     Integration,
+    Service,
     WebhookDelivery,
 )
+from ..queue_statements import row_from_db
 from ..services.common import timeline_record_many
 from .firing import alerts_fire
 from .grouping import group_of, key_hash
@@ -147,23 +148,76 @@ def _claim_batch() -> list[WebhookDelivery]:
     """The oldest fresh pending delivery no other transaction holds (the head) and, when its
     alerts fell in one group on receipt, the next fresh pending deliveries of that group no
     other transaction holds, up to ``VIGIL_ALERT_GROUP_BATCH`` in all, in order of receipt,
-    locked: one statement, the head found by a ``SKIP LOCKED`` subquery (index
-    ``delivery_pending``), its group's deliveries by ``delivery_group_pending``."""
+    locked, with their integration and its service: one statement, built once
+    (:func:`_claim_batch_sql`), the head found by a ``SKIP LOCKED`` common table expression
+    (index ``delivery_pending``), its group's deliveries by ``delivery_group_pending``."""
     limit = max(1, int(getattr(settings, "VIGIL_ALERT_GROUP_BATCH", DEFAULT_GROUP_BATCH)))
-    # Fresh deliveries only: one that failed waits for the sweep's retry.
-    fresh = WebhookDelivery.objects.filter(status=INBOUND.pending, attempts=0)
-    head = fresh.order_by("received_at", "id").select_for_update(skip_locked=True)[:1]
-    same_group = Q(
-        integration_id=Subquery(head.values("integration_id")),
-        group_hash=Subquery(head.values("group_hash")),
-    ) & ~Q(group_hash="")
-    rows = (
-        fresh.filter(Q(pk=Subquery(head.values("pk"))) | same_group)
-        .select_related("integration", "integration__service")
-        .select_for_update(skip_locked=True, of=("self",))
-        .order_by("received_at", "id")
+    pending = INBOUND.pending
+    with connection.cursor() as cursor:
+        cursor.execute(_claim_batch_sql(), [pending, pending, limit])
+        rows = cursor.fetchall()
+    delivery_count = len(WebhookDelivery._meta.concrete_fields)
+    integration_count = len(Integration._meta.concrete_fields)
+    claimed = []
+    for values in rows:
+        delivery = row_from_db(WebhookDelivery, values[:delivery_count])
+        integration = row_from_db(
+            Integration, values[delivery_count : delivery_count + integration_count]
+        )
+        service = values[delivery_count + integration_count :]
+        # A null key joined no service: every joined column is NULL, its key too.
+        if service[_SERVICE_PK] is not None:
+            integration.service = row_from_db(Service, service)
+        else:
+            integration.service = None
+        delivery.integration = integration
+        claimed.append(delivery)
+    return claimed
+
+
+_SERVICE_PK = Service._meta.concrete_fields.index(Service._meta.pk)
+
+
+@cache
+def _claim_batch_sql() -> str:
+    """The statement of :func:`_claim_batch` for this database: parameters the pending status
+    (twice) and the batch's size. Fresh deliveries only (no attempt yet): one that failed
+    waits for the sweep's retry. On SQLite, where a writing transaction holds the whole
+    database, without the row locks."""
+    q = connection.ops.quote_name
+    lock = connection.vendor == "postgresql"
+    table = q(WebhookDelivery._meta.db_table)
+    col = {
+        name: q(WebhookDelivery._meta.get_field(name).column)
+        for name in ("status", "attempts", "received_at", "group_hash", "integration")
+    }
+    pk = q(WebhookDelivery._meta.pk.column)
+
+    def columns(model: type, alias: str) -> str:
+        return ", ".join(f"{alias}.{q(f.column)}" for f in model._meta.concrete_fields)
+
+    def fresh(alias: str) -> str:
+        return f"{alias}.{col['status']} = %s AND {alias}.{col['attempts']} = 0"
+
+    return (
+        f"WITH head AS (SELECT h.{pk}, h.{col['integration']}, h.{col['group_hash']} "
+        f"FROM {table} h WHERE {fresh('h')} "
+        f"ORDER BY h.{col['received_at']}, h.{pk} LIMIT 1"
+        f"{' FOR UPDATE SKIP LOCKED' if lock else ''}) "
+        f"SELECT {columns(WebhookDelivery, 'd')}, {columns(Integration, 'i')}, "
+        f"{columns(Service, 's')} "
+        f"FROM {table} d "
+        f"INNER JOIN {q(Integration._meta.db_table)} i "
+        f"ON i.{q(Integration._meta.pk.column)} = d.{col['integration']} "
+        f"LEFT OUTER JOIN {q(Service._meta.db_table)} s "
+        f"ON s.{q(Service._meta.pk.column)} = i.{q(Integration._meta.get_field('service').column)} "
+        f"WHERE {fresh('d')} AND (d.{pk} = (SELECT {pk} FROM head) OR "
+        f"(d.{col['group_hash']} <> '' "
+        f"AND d.{col['group_hash']} = (SELECT {col['group_hash']} FROM head) "
+        f"AND d.{col['integration']} = (SELECT {col['integration']} FROM head))) "
+        f"ORDER BY d.{col['received_at']}, d.{pk} LIMIT %s"
+        f"{' FOR UPDATE OF d SKIP LOCKED' if lock else ''}"
     )
-    return list(rows[:limit])
 
 
 def deliveries_drain(*, budget_seconds: float = DRAIN_BUDGET) -> int:

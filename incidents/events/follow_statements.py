@@ -1,7 +1,7 @@
-"""The statements of following an incident's events that PostgreSQL runs as one where other
-databases need two: the due events read together with the first one taken up, and the
-handlers' records written together with the event marked done (data-modifying common table
-expressions)."""
+"""The statements of following an incident's events: those PostgreSQL runs as one where other
+databases need two (the due events read together with the first one taken up, and the
+handlers' records written together with the event marked done: data-modifying common table
+expressions), and the event locked with its incident, built once."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from functools import cache
 
 from django.db import connection
 
+from ..models import Incident, SeverityLevel
 from ..models.events import EventHandling, EventStatus, HandlingStatus, IncidentEvent
-from ..queue_statements import bookkeeping
+from ..queue_statements import bookkeeping, row_from_db
 
 # How many of an incident's events one call follows at most.
 FOLLOW_BATCH = 200
@@ -128,4 +129,53 @@ def _done_sql(count: int) -> str:
         f"UPDATE {q(IncidentEvent._meta.db_table)} SET {event['status']} = %s, "
         f"{event['attempts']} = %s, {event['handled_at']} = %s, {event['last_error']} = %s "
         f"WHERE {event['id']} = %s"
+    )
+
+
+def event_lock_fresh(pk: int, *, now: datetime) -> IncidentEvent | None:
+    """Event ``pk`` locked (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's transaction holds
+    the database) with its incident and the incident's severity, when it is pending, never
+    attempted and due; None otherwise, or when another transaction holds it. One statement,
+    built once."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _event_lock_sql(),
+            [pk, EventStatus.PENDING, connection.ops.adapt_datetimefield_value(now)],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    events, incidents = _COUNTS
+    event = row_from_db(IncidentEvent, row[:events])
+    incident = row_from_db(Incident, row[events : events + incidents])
+    incident.severity = row_from_db(SeverityLevel, row[events + incidents :])
+    event.incident = incident
+    return event
+
+
+_COUNTS = (len(IncidentEvent._meta.concrete_fields), len(Incident._meta.concrete_fields))
+
+
+@cache
+def _event_lock_sql() -> str:
+    q = connection.ops.quote_name
+
+    def columns(model: type, alias: str) -> str:
+        return ", ".join(f"{alias}.{q(f.column)}" for f in model._meta.concrete_fields)
+
+    event = {
+        name: q(IncidentEvent._meta.get_field(name).column)
+        for name in ("id", "incident", "status", "attempts", "next_attempt_at")
+    }
+    severity = Incident._meta.get_field("severity")
+    lock = " FOR UPDATE OF e SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    return (
+        f"SELECT {columns(IncidentEvent, 'e')}, {columns(Incident, 'i')}, "
+        f"{columns(SeverityLevel, 's')} FROM {q(IncidentEvent._meta.db_table)} e "
+        f"INNER JOIN {q(Incident._meta.db_table)} i "
+        f"ON i.{q(Incident._meta.pk.column)} = e.{event['incident']} "
+        f"INNER JOIN {q(SeverityLevel._meta.db_table)} s "
+        f"ON s.{q(severity.target_field.column)} = i.{q(severity.column)} "
+        f"WHERE e.{event['id']} = %s AND e.{event['status']} = %s AND e.{event['attempts']} = 0 "
+        f"AND e.{event['next_attempt_at']} <= %s{lock}"
     )

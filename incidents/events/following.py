@@ -15,7 +15,7 @@ from django.utils import timezone
 from ..models import Incident, Kind, Source
 from ..models.events import EventHandling, EventStatus, HandlingStatus, IncidentEvent
 from ..queue import backoff_delay
-from .follow_statements import due_events, event_done
+from .follow_statements import due_events, event_done, event_lock_fresh
 from .recording import EVENT_QUEUE, events_kick, setting
 from .registry import Handler, subscribed_handlers
 
@@ -113,12 +113,7 @@ def _follow_at_once(
         EVENT_QUEUE.mark_taken([pk], now=now)
     try:
         with transaction.atomic():
-            event = (
-                IncidentEvent.objects.select_for_update(skip_locked=True, of=("self",))
-                .select_related("incident__severity")
-                .filter(pk=pk, status=EventStatus.PENDING, attempts=0, next_attempt_at__lte=now)
-                .first()
-            )
+            event = event_lock_fresh(pk, now=now)
             if event is None:
                 return None
             handlers = subscribed_handlers(event.name)

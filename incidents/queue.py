@@ -408,12 +408,17 @@ class WorkQueue:
         docstring). Returns how many rows it stamped."""
         if ids is not None and not ids:
             return 0
+        stamp = now or timezone.now()
+        if ids is not None and not filters:
+            # The common case, written without the ORM's query building.
+            sql, params = self._by_ids("{published_at} = %s", "", ids)
+            return bookkeeping(sql, [connection.ops.adapt_datetimefield_value(stamp), *params])[1]
         rows = self.model._default_manager.all()
         if ids is not None:
             rows = rows.filter(pk__in=ids)
         if filters:
             rows = rows.filter(**filters)
-        return bookkeeping_update(rows, {"published_at": now or timezone.now()})
+        return bookkeeping_update(rows, {"published_at": stamp})
 
     def mark_taken(self, ids: list[int], *, now: datetime | None = None) -> int:
         """Clear the publish stamp of pending rows a task has taken up and is about to work on
@@ -427,10 +432,30 @@ class WorkQueue:
             return 0
         now = now or timezone.now()
         # Only rows due: a retry waiting for its backoff keeps its time.
-        rows = self.model._default_manager.filter(
-            pk__in=ids, status=self.pending, published_at__isnull=False, next_attempt_at__lte=now
+        sql, params = self._by_ids(
+            "{published_at} = NULL, {next_attempt_at} = %s",
+            " AND {status} = %s AND {published_at} IS NOT NULL AND {next_attempt_at} <= %s",
+            ids,
         )
-        return bookkeeping_update(rows, {"published_at": None, "next_attempt_at": now})
+        at = connection.ops.adapt_datetimefield_value(now)
+        return bookkeeping(sql, [at, *params, self.pending, at])[1]
+
+    def _by_ids(self, assignments: str, conditions: str, ids: list[int]) -> tuple[str, list]:
+        """``UPDATE <table> SET <assignments> WHERE id IN (<ids>)<conditions>``, the field names
+        in braces replaced by their quoted columns; returns it and the ids as parameters (the
+        placeholders of ``assignments`` come before them, those of ``conditions`` after)."""
+        meta = self.model._meta
+        quote = connection.ops.quote_name
+        columns = {
+            name: quote(meta.get_field(name).column)
+            for name in ("status", "published_at", "next_attempt_at")
+        }
+        sql = (
+            f"UPDATE {quote(meta.db_table)} SET {assignments.format(**columns)} "
+            f"WHERE {quote(meta.pk.column)} IN ({', '.join(['%s'] * len(ids))})"
+            f"{conditions.format(**columns)}"
+        )
+        return sql, list(ids)
 
     def requeue(
         self,

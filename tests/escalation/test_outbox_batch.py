@@ -9,9 +9,11 @@ from __future__ import annotations
 import threading
 import types
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from escalation.channels import TransientDeliveryError
 from escalation.models import Notification, NotificationStatus
@@ -239,3 +241,33 @@ def test_two_batch_tasks_over_the_same_rows_at_once_send_each_row_once():
     assert sum(counts) == 40
     assert sorted(sent_to) == sorted(f"hook{n}" for n in range(40))
     assert _states(ids) == [("sent", 1)] * 40
+
+
+def test_a_batch_task_takes_up_its_published_due_rows_and_leaves_a_row_waiting_for_its_retry(
+    settings,
+):
+    """Taken up: the due rows lose their publish stamp (a worker that dies now leaves them to
+    the sweep's short grace, not the publish lease) and are due now; a row waiting for its
+    retry's backoff keeps its stamp and its time."""
+    settings.VIGIL_NOTIFY_SEND_CHUNK = 1
+    ids = _rows(3)
+    stamped = timezone.now() - timedelta(seconds=30)
+    later = timezone.now() + timedelta(minutes=5)
+    Notification.objects.filter(pk__in=ids).update(published_at=stamped, next_attempt_at=stamped)
+    Notification.objects.filter(pk=ids[2]).update(next_attempt_at=later)
+
+    class Stopped(BaseException):
+        """As a worker's hard stop, at the first send."""
+
+    def stop(notification):
+        raise Stopped
+
+    script["hook0"] = stop
+    with pytest.raises(Stopped):
+        notification_send_batch(notification_ids=ids)
+    rows = Notification.objects.in_bulk(ids)
+    assert rows[ids[1]].status == "pending"
+    assert rows[ids[1]].published_at is None
+    assert stamped < rows[ids[1]].next_attempt_at <= timezone.now()
+    assert rows[ids[2]].published_at == stamped
+    assert rows[ids[2]].next_attempt_at == later

@@ -6,10 +6,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from functools import cache
 from typing import Any
 
+from django.contrib.auth import get_user_model
+from django.db import connection
+
 from incidents.memo import Versioned
-from incidents.models import Channel, Contact, Incident, ResponseRole, channel_address
+from incidents.models import (
+    Channel,
+    Contact,
+    Incident,
+    ResponseRole,
+    RoleAssignment,
+    channel_address,
+)
+from incidents.queue_statements import row_from_db
 
 __all__ = [
     "BROADCAST_CHANNELS",
@@ -153,14 +165,37 @@ def recipients_merge(recipients: Iterable[Recipient]) -> list[Recipient]:
     return list(merged.values())
 
 
+def _paged_role_holders(incident_id: int) -> dict[str, Any]:
+    """The users holding the incident's paged roles, by role key: one statement, built once
+    (it runs for every page of every incident)."""
+    user_model = get_user_model()
+    with connection.cursor() as cursor:
+        cursor.execute(_holders_sql(), [incident_id, *PAGED_ROLES])
+        return {row[0]: row_from_db(user_model, row[1:]) for row in cursor.fetchall()}
+
+
+@cache
+def _holders_sql() -> str:
+    q = connection.ops.quote_name
+    user_model = get_user_model()
+    field = RoleAssignment._meta.get_field
+    users = ", ".join(f"u.{q(f.column)}" for f in user_model._meta.concrete_fields)
+    return (
+        f"SELECT r.{q(ResponseRole._meta.get_field('key').column)}, {users} "
+        f"FROM {q(RoleAssignment._meta.db_table)} a "
+        f"INNER JOIN {q(ResponseRole._meta.db_table)} r "
+        f"ON r.{q(ResponseRole._meta.pk.column)} = a.{q(field('role').column)} "
+        f"INNER JOIN {q(user_model._meta.db_table)} u "
+        f"ON u.{q(user_model._meta.pk.column)} = a.{q(field('user').column)} "
+        f"WHERE a.{q(field('incident').column)} = %s "
+        f"AND r.{q(ResponseRole._meta.get_field('key').column)} "
+        f"IN ({', '.join(['%s'] * len(PAGED_ROLES))})"
+    )
+
+
 def response_team(incident: Incident) -> tuple[list[Recipient], list[str]]:
     """The people holding the paged roles now, and the roles nobody can be paged for."""
-    assigned = {
-        a.role.key: a.user
-        for a in incident.role_assignments.select_related("role", "user").filter(
-            role__key__in=PAGED_ROLES
-        )
-    }
+    assigned = _paged_role_holders(incident.pk)
     roles = PEOPLE.get(
         "paged_roles",
         lambda: list(

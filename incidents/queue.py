@@ -305,9 +305,22 @@ class WorkQueue:
         """Mark rows locked in the caller's transaction (:meth:`claim_locked`, or a query of
         the caller's with ``SKIP LOCKED``) done, the attempt counted: one statement. The
         attempt is counted from the database's value, not the loaded row's."""
-        if rows:
-            self.model._default_manager.filter(pk__in=[row.pk for row in rows]).update(
-                status=self.done, attempts=F("attempts") + 1, **{self.error_field: ""}, **fields
+        if not rows:
+            return
+        meta = self.model._meta
+        quote = connection.ops.quote_name
+        attempts = quote(meta.get_field("attempts").column)
+        assignments = [f"{attempts} = {attempts} + 1"]
+        params: list[Any] = []
+        for name, value in {"status": self.done, self.error_field: "", **fields}.items():
+            field = meta.get_field(name)
+            assignments.append(f"{quote(field.column)} = %s")
+            params.append(field.get_db_prep_save(value, connection))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "
+                f"WHERE {quote(meta.pk.column)} IN ({', '.join(['%s'] * len(rows))})",
+                [*params, *(row.pk for row in rows)],
             )
 
     def fail(

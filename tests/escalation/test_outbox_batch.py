@@ -69,6 +69,15 @@ def _rows(count: int) -> list[int]:
     return new
 
 
+class Stopped(BaseException):
+    """As a worker's hard stop: not an error a delivery records."""
+
+
+def stop(notification: Notification) -> None:
+    """A script that stops the worker at this recipient's send."""
+    raise Stopped
+
+
 def _states(ids: list[int]) -> list[tuple[str, int]]:
     rows = Notification.objects.in_bulk(ids)
     return [(rows[pk].status, rows[pk].attempts) for pk in ids]
@@ -164,13 +173,6 @@ def test_a_chunk_that_used_half_the_lease_gives_its_unsent_rows_back_and_claims_
 
 def test_a_worker_stopped_mid_chunk_records_what_it_sent_and_gives_back_what_it_did_not_reach():
     ids = _rows(4)
-
-    class Stopped(BaseException):
-        """As a worker's hard stop: not an error a delivery records."""
-
-    def stop(notification):
-        raise Stopped
-
     script["hook2"] = stop
     with pytest.raises(Stopped):
         notification_send_batch(notification_ids=ids)
@@ -255,14 +257,7 @@ def test_a_batch_task_takes_up_its_published_due_rows_and_leaves_a_row_waiting_f
     later = timezone.now() + timedelta(minutes=5)
     Notification.objects.filter(pk__in=ids).update(published_at=stamped, next_attempt_at=stamped)
     Notification.objects.filter(pk=ids[2]).update(next_attempt_at=later)
-
-    class Stopped(BaseException):
-        """As a worker's hard stop, at the first send."""
-
-    def stop(notification):
-        raise Stopped
-
-    script["hook0"] = stop
+    script["hook0"] = stop  # the worker stops at its first send
     with pytest.raises(Stopped):
         notification_send_batch(notification_ids=ids)
     rows = Notification.objects.in_bulk(ids)

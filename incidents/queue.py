@@ -72,6 +72,7 @@ from .queue_statements import (
     claim_sql,
     complete_many_sql,
     row_from_db,
+    rows_from_db,
 )
 
 __all__ = ["Failure", "WorkQueue", "WorkStatus", "backoff_delay"]
@@ -199,16 +200,14 @@ class WorkQueue:
             params.append(when(now))
         params += [self.running, when(now - timedelta(seconds=_seconds(self.lease)))]
         rows, _ = bookkeeping(sql, params, returning=True)
-        own = len(self.model._meta.concrete_fields)
-        target = self.model._meta.get_field(joined).related_model if joined else None
+        if joined is None:
+            return [row_from_db(self.model, values) for values in rows]
+        target = self.model._meta.get_field(joined).related_model
         claimed = []
         for values in rows:
-            row = row_from_db(self.model, values[:own])
-            if target is not None:
-                joined_values = values[own:]
-                # A null foreign key joins nothing: every joined column is NULL, its key too.
-                key = joined_values[target._meta.concrete_fields.index(target._meta.pk)]
-                setattr(row, joined, None if key is None else row_from_db(target, joined_values))
+            # A null foreign key joins nothing: every joined column is NULL, its key too.
+            row, related_row = rows_from_db(values, self.model, target)
+            setattr(row, joined, related_row)
             claimed.append(row)
         return claimed
 
@@ -230,6 +229,18 @@ class WorkQueue:
 
     # --- results -------------------------------------------------------------------------------
 
+    def _done_assignments(self, fields: dict[str, Any]) -> tuple[list[str], list[Any]]:
+        """``column = %s`` for the done status, an empty error and ``fields``, with their
+        values prepared by their fields."""
+        meta = self.model._meta
+        quote = connection.ops.quote_name
+        assignments, params = [], []
+        for name, value in {"status": self.done, self.error_field: "", **fields}.items():
+            field = meta.get_field(name)
+            assignments.append(f"{quote(field.column)} = %s")
+            params.append(field.get_db_prep_save(value, connection))
+        return assignments, params
+
     def complete(self, row: Any, **fields: Any) -> bool:
         """Mark a claimed row done, with ``fields`` (e.g. a provider's message id). One
         statement, ``UPDATE … WHERE id = … AND claimed_at = <this claim>``: a success stands
@@ -239,12 +250,7 @@ class WorkQueue:
         changed the row."""
         meta = self.model._meta
         quote = connection.ops.quote_name
-        values = {"status": self.done, self.error_field: "", **fields}
-        assignments, params = [], []
-        for name, value in values.items():
-            field = meta.get_field(name)
-            assignments.append(f"{quote(field.column)} = %s")
-            params.append(field.get_db_prep_save(value, connection))
+        assignments, params = self._done_assignments(fields)
         status = quote(meta.get_field("status").column)
         sql = (
             f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "
@@ -310,12 +316,8 @@ class WorkQueue:
         meta = self.model._meta
         quote = connection.ops.quote_name
         attempts = quote(meta.get_field("attempts").column)
-        assignments = [f"{attempts} = {attempts} + 1"]
-        params: list[Any] = []
-        for name, value in {"status": self.done, self.error_field: "", **fields}.items():
-            field = meta.get_field(name)
-            assignments.append(f"{quote(field.column)} = %s")
-            params.append(field.get_db_prep_save(value, connection))
+        assignments, params = self._done_assignments(fields)
+        assignments.append(f"{attempts} = {attempts} + 1")
         with connection.cursor() as cursor:
             cursor.execute(
                 f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "

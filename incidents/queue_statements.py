@@ -9,7 +9,15 @@ from typing import Any
 from django.db import connection, models
 from django.db.models.sql import UpdateQuery
 
-__all__ = ["bookkeeping", "bookkeeping_update", "claim_sql", "complete_many_sql", "row_from_db"]
+__all__ = [
+    "bookkeeping",
+    "bookkeeping_update",
+    "claim_sql",
+    "columns_sql",
+    "complete_many_sql",
+    "row_from_db",
+    "rows_from_db",
+]
 
 # The claim statement of each (model, database vendor, due only, relation joined, number of
 # rows), built once.
@@ -82,6 +90,28 @@ def row_from_db(model: type[models.Model], values: tuple) -> Any:
     return model.from_db(connection.alias, attnames, converted)
 
 
+def rows_from_db(values: tuple, *models_: type[models.Model]) -> list[Any]:
+    """One instance per model of ``models_`` from a row holding all their concrete columns one
+    model after the other (as :func:`columns_sql` selects them); None for a model whose
+    primary key is NULL (a LEFT JOIN that joined nothing)."""
+    found: list[Any] = []
+    start = 0
+    for model in models_:
+        fields = model._meta.concrete_fields
+        part = values[start : start + len(fields)]
+        start += len(fields)
+        key = part[fields.index(model._meta.pk)]
+        found.append(None if key is None else row_from_db(model, part))
+    return found
+
+
+def columns_sql(model: type[models.Model], alias: str) -> str:
+    """Every concrete column of ``model`` under the table alias ``alias``, in field order (the
+    order :func:`row_from_db` reads them in)."""
+    quote = connection.ops.quote_name
+    return ", ".join(f"{alias}.{quote(f.column)}" for f in model._meta.concrete_fields)
+
+
 def bookkeeping_update(rows: models.QuerySet, values: dict[str, Any]) -> int:
     """``rows.update(**values)`` as one :func:`bookkeeping` statement; returns the row count."""
     query = rows.query.chain(UpdateQuery)
@@ -117,10 +147,10 @@ def claim_sql(model: type[models.Model], *, due_only: bool, related: str | None,
         if related:
             field = meta.get_field(related)
             target = field.related_model._meta
-            joined = [f"r.{quote(f.column)}" for f in target.concrete_fields]
             sql = (
-                f"WITH c AS ({sql}) SELECT {', '.join(f'c.{c}' for c in columns)}, "
-                f"{', '.join(joined)} FROM c LEFT JOIN {quote(target.db_table)} r "
+                f"WITH c AS ({sql}) SELECT {columns_sql(model, 'c')}, "
+                f"{columns_sql(field.related_model, 'r')} "
+                f"FROM c LEFT JOIN {quote(target.db_table)} r "
                 f"ON r.{quote(field.target_field.column)} = c.{quote(field.column)}"
             )
         _CLAIM_SQL[key] = sql

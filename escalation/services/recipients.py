@@ -21,7 +21,7 @@ from incidents.models import (
     RoleAssignment,
     channel_address,
 )
-from incidents.queue_statements import row_from_db
+from incidents.queue_statements import columns_sql, row_from_db
 
 __all__ = [
     "BROADCAST_CHANNELS",
@@ -179,9 +179,8 @@ def _holders_sql() -> str:
     q = connection.ops.quote_name
     user_model = get_user_model()
     field = RoleAssignment._meta.get_field
-    users = ", ".join(f"u.{q(f.column)}" for f in user_model._meta.concrete_fields)
     return (
-        f"SELECT r.{q(ResponseRole._meta.get_field('key').column)}, {users} "
+        f"SELECT r.{q(ResponseRole._meta.get_field('key').column)}, {columns_sql(user_model, 'u')} "
         f"FROM {q(RoleAssignment._meta.db_table)} a "
         f"INNER JOIN {q(ResponseRole._meta.db_table)} r "
         f"ON r.{q(ResponseRole._meta.pk.column)} = a.{q(field('role').column)} "

@@ -48,7 +48,7 @@ from ..models import (
     Service,
     WebhookDelivery,
 )
-from ..queue_statements import row_from_db
+from ..queue_statements import columns_sql, rows_from_db
 from ..services.common import timeline_record_many
 from .firing import alerts_fire
 from .grouping import group_of, key_hash
@@ -156,26 +156,13 @@ def _claim_batch() -> list[WebhookDelivery]:
     with connection.cursor() as cursor:
         cursor.execute(_claim_batch_sql(), [pending, pending, limit])
         rows = cursor.fetchall()
-    delivery_count = len(WebhookDelivery._meta.concrete_fields)
-    integration_count = len(Integration._meta.concrete_fields)
     claimed = []
     for values in rows:
-        delivery = row_from_db(WebhookDelivery, values[:delivery_count])
-        integration = row_from_db(
-            Integration, values[delivery_count : delivery_count + integration_count]
-        )
-        service = values[delivery_count + integration_count :]
-        # A null key joined no service: every joined column is NULL, its key too.
-        if service[_SERVICE_PK] is not None:
-            integration.service = row_from_db(Service, service)
-        else:
-            integration.service = None
+        delivery, integration, service = rows_from_db(values, WebhookDelivery, Integration, Service)
+        integration.service = service
         delivery.integration = integration
         claimed.append(delivery)
     return claimed
-
-
-_SERVICE_PK = Service._meta.concrete_fields.index(Service._meta.pk)
 
 
 @cache
@@ -193,9 +180,6 @@ def _claim_batch_sql() -> str:
     }
     pk = q(WebhookDelivery._meta.pk.column)
 
-    def columns(model: type, alias: str) -> str:
-        return ", ".join(f"{alias}.{q(f.column)}" for f in model._meta.concrete_fields)
-
     def fresh(alias: str) -> str:
         return f"{alias}.{col['status']} = %s AND {alias}.{col['attempts']} = 0"
 
@@ -204,8 +188,8 @@ def _claim_batch_sql() -> str:
         f"FROM {table} h WHERE {fresh('h')} "
         f"ORDER BY h.{col['received_at']}, h.{pk} LIMIT 1"
         f"{' FOR UPDATE SKIP LOCKED' if lock else ''}) "
-        f"SELECT {columns(WebhookDelivery, 'd')}, {columns(Integration, 'i')}, "
-        f"{columns(Service, 's')} "
+        f"SELECT {columns_sql(WebhookDelivery, 'd')}, {columns_sql(Integration, 'i')}, "
+        f"{columns_sql(Service, 's')} "
         f"FROM {table} d "
         f"INNER JOIN {q(Integration._meta.db_table)} i "
         f"ON i.{q(Integration._meta.pk.column)} = d.{col['integration']} "

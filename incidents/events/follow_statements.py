@@ -13,7 +13,7 @@ from django.db import connection
 
 from ..models import Incident, SeverityLevel
 from ..models.events import EventHandling, EventStatus, HandlingStatus, IncidentEvent
-from ..queue_statements import bookkeeping, row_from_db
+from ..queue_statements import bookkeeping, columns_sql, rows_from_db
 
 # How many of an incident's events one call follows at most.
 FOLLOW_BATCH = 200
@@ -145,24 +145,15 @@ def event_lock_fresh(pk: int, *, now: datetime) -> IncidentEvent | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    events, incidents = _COUNTS
-    event = row_from_db(IncidentEvent, row[:events])
-    incident = row_from_db(Incident, row[events : events + incidents])
-    incident.severity = row_from_db(SeverityLevel, row[events + incidents :])
+    event, incident, severity = rows_from_db(row, IncidentEvent, Incident, SeverityLevel)
+    incident.severity = severity
     event.incident = incident
     return event
-
-
-_COUNTS = (len(IncidentEvent._meta.concrete_fields), len(Incident._meta.concrete_fields))
 
 
 @cache
 def _event_lock_sql() -> str:
     q = connection.ops.quote_name
-
-    def columns(model: type, alias: str) -> str:
-        return ", ".join(f"{alias}.{q(f.column)}" for f in model._meta.concrete_fields)
-
     event = {
         name: q(IncidentEvent._meta.get_field(name).column)
         for name in ("id", "incident", "status", "attempts", "next_attempt_at")
@@ -170,8 +161,8 @@ def _event_lock_sql() -> str:
     severity = Incident._meta.get_field("severity")
     lock = " FOR UPDATE OF e SKIP LOCKED" if connection.vendor == "postgresql" else ""
     return (
-        f"SELECT {columns(IncidentEvent, 'e')}, {columns(Incident, 'i')}, "
-        f"{columns(SeverityLevel, 's')} FROM {q(IncidentEvent._meta.db_table)} e "
+        f"SELECT {columns_sql(IncidentEvent, 'e')}, {columns_sql(Incident, 'i')}, "
+        f"{columns_sql(SeverityLevel, 's')} FROM {q(IncidentEvent._meta.db_table)} e "
         f"INNER JOIN {q(Incident._meta.db_table)} i "
         f"ON i.{q(Incident._meta.pk.column)} = e.{event['incident']} "
         f"INNER JOIN {q(SeverityLevel._meta.db_table)} s "

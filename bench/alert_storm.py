@@ -75,7 +75,7 @@ if str(ROOT) not in sys.path:
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/vigil_bench_storm"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/9"
 LOG = "escalation.channels.log.LogBackend"
-QUEUES = "vigil.urgent,vigil.sweeps,vigil.intake,vigil,vigil.bulk"
+QUEUES = "vigil.intake,vigil.urgent,vigil.sweeps,vigil,vigil.bulk"  # settings.VIGIL_ALL_QUEUES
 SETUPS = {
     "a": "(a) embedded default as make run starts it (SQLite, filesystem broker)",
     "b": "(b) PostgreSQL + Redis, gunicorn 2 workers, one Celery worker x2 + beat",

@@ -204,14 +204,14 @@ def accept(client, integration, bodies: list[bytes]) -> None:
 def joining(args: argparse.Namespace, client, service) -> None:
     """Many deliveries of one group waiting (a grouping rule by ``job``: the first alert opens
     the incident, the others join it), drained by one process: each delivery in its own
-    transaction (``VIGIL_ALERT_GROUP_BATCH=1``) against the default batches, alternating."""
+    transaction (``VIGIL_ALERT_BATCH=1``) against the default batches, alternating."""
     from django.conf import settings
 
     from incidents.detection.integrations import integration_create
     from incidents.detection.processing import deliveries_drain
     from incidents.models import Alert, Source, WebhookDelivery
 
-    default = settings.VIGIL_ALERT_GROUP_BATCH
+    default = settings.VIGIL_ALERT_BATCH
     bodies = storm_bodies(args.joining)
     figures: dict[int, list[float]] = {1: [], default: []}
     load_start = load_average()
@@ -226,11 +226,11 @@ def joining(args: argparse.Namespace, client, service) -> None:
                 group_by=["job"],
             )
             accept(client, integration, bodies)
-            settings.VIGIL_ALERT_GROUP_BATCH = batch
+            settings.VIGIL_ALERT_BATCH = batch
             start = time.perf_counter()
             done = deliveries_drain(budget_seconds=3600)
             elapsed = time.perf_counter() - start
-            settings.VIGIL_ALERT_GROUP_BATCH = default
+            settings.VIGIL_ALERT_BATCH = default
             assert done == args.joining, done
             assert not WebhookDelivery.objects.filter(integration=integration, status="pending")
             attached = Alert.objects.filter(integration=integration, incident__isnull=False)

@@ -321,11 +321,15 @@ CELERY_BEAT_SCHEDULE = {
 # this queue; run a worker that consumes it alone (the Procfile does), so a Sev 1 page never
 # waits behind Sev 4 traffic or a replayed backlog.
 VIGIL_URGENT_QUEUE = env.str("VIGIL_URGENT_QUEUE", default="vigil.urgent")
-# Every queue, in the order a worker consuming them all should take them (tests, benches).
+# Every queue, in the order one worker consuming them all takes them (a one-worker installation,
+# the tests, the benches): intake first, so an alert storm's alerts become incidents within
+# seconds instead of waiting behind the pages of the incidents opened before them; then urgent
+# paging, which a storm's stream of incidents does not hold up either (their following has a
+# lower broker priority on the urgent queue, incidents.events.recording.MANY_PRIORITY).
 VIGIL_ALL_QUEUES = (
+    VIGIL_INTAKE_QUEUE,
     VIGIL_URGENT_QUEUE,
     "vigil.sweeps",
-    VIGIL_INTAKE_QUEUE,
     "vigil",
     VIGIL_BULK_QUEUE,
 )
@@ -671,8 +675,8 @@ VIGIL_HOOK_INTEGRATION_CACHE_SECONDS = env.float(
 )
 # Drain tasks queued when deliveries arrive: how many worker processes share a stream of them.
 VIGIL_ALERT_DRAINS = env.int("VIGIL_ALERT_DRAINS", default=2)
-# How many pending deliveries of one group a drain processes in one transaction (1: each alone).
-VIGIL_ALERT_GROUP_BATCH = env.int("VIGIL_ALERT_GROUP_BATCH", default=25)
+# How many pending deliveries a drain processes in one transaction (1: each alone).
+VIGIL_ALERT_BATCH = env.int("VIGIL_ALERT_BATCH", default=25)
 # CloudWatch alarms through Amazon SNS: the hosts (a regular expression, matched whole) an SNS
 # message's signing certificate and subscription URL may be fetched from, over HTTPS only, and how
 # old a message's signed Timestamp may be (SNS retries an HTTP/S delivery for at most an hour).

@@ -90,6 +90,22 @@ def incident_events_follow_task(incident_id: int) -> int:
 
 
 @shared_task(
+    name="incidents.events_follow_many",
+    acks_late=True,
+    soft_time_limit=50,
+    time_limit=60,
+    ignore_result=True,
+)
+def incident_events_follow_many_task(incident_ids: list[int], urgent: bool) -> int:
+    """Run the handlers of many incidents' due events, one incident after the other, for a
+    short time budget; the rest is queued again (queued after a drain's batch of deliveries
+    commits). A duplicate or stale task finds nothing due."""
+    from .events.recording import incidents_events_follow_many
+
+    return incidents_events_follow_many(list(incident_ids), urgent=bool(urgent))
+
+
+@shared_task(
     name="incidents.events_sweep",
     acks_late=True,
     soft_time_limit=50,

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import quote, urlparse
 
 import pytest
+from django.conf import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -338,7 +339,7 @@ class CeleryLauncher:
             [
                 "worker",
                 "--queues",
-                "vigil.urgent,vigil.sweeps,vigil.intake,vigil,vigil.bulk",
+                ",".join(settings.VIGIL_ALL_QUEUES),
                 "--pool",
                 "prefork",
                 "--concurrency",

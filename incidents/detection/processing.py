@@ -40,6 +40,7 @@ from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
+from ..events.recording import kicks_collected
 from ..models import (
     ACTIVE_STATUSES,
     AlertGroup,
@@ -84,12 +85,17 @@ def delivery_process(*, delivery_id: int | None = None) -> DeliveryResult:
     on the delivery and leaves it pending for the sweep, up to ``MAX_ATTEMPTS``; then it is
     marked failed (shown in the admin). Idempotent.
 
-    Batching by group. When the oldest fresh delivery's alerts all fell in one group on
-    receipt (``group_hash``), the next fresh pending deliveries of that group that no other
-    worker holds, up to ``VIGIL_ALERT_GROUP_BATCH`` in all, are processed after it, in order
-    of receipt, in the same transaction: one commit and one lock of the group for many
-    deliveries instead of one each, and two workers no longer queue on the group's lock one
-    delivery at a time. Each is processed exactly as it would be alone (its own receipt time,
+    Batching. When the oldest fresh delivery's alerts all fell in one group on receipt
+    (``group_hash``), the next fresh pending deliveries whose alerts also fell in one group
+    each (of any group: in an alert storm each alert is a group of its own), that no other
+    worker holds, up to ``VIGIL_ALERT_BATCH`` in all, are processed with it in the same
+    transaction: one claim, one commit, one INSERT of timeline entries and one task that
+    follows the new incidents' events, instead of one each; and the deliveries of one group
+    take its lock once. The batch is processed in the order of its groups' hashes (a group's
+    deliveries in order of receipt), the order in which every drain locks groups, so two
+    drains whose batches share a group wait instead of deadlocking (a delivery regrouped
+    since receipt may still lock out of that order; a deadlock then rolls the batch back for
+    a retry). Each delivery is processed exactly as it would be alone (its own receipt time,
     routing, rules and timeline). An error in one rolls the batch back; that delivery's
     attempt is recorded as above and the others, untouched, are taken again by the next
     claim.
@@ -97,22 +103,33 @@ def delivery_process(*, delivery_id: int | None = None) -> DeliveryResult:
     # The delivery being processed when an error stops the batch.
     current: int | None = None
     try:
-        with transaction.atomic():
+        with transaction.atomic(), kicks_collected():
             if delivery_id is None:
                 batch = _claim_batch()
             else:
                 batch = [d for d in [_claim(delivery_id)] if d is not None]
             if not batch:
                 return DeliveryResult(outcome="skipped")
-            for delivery in batch:
+            head = batch[0]
+            # Timeline entries of the batch, written in one INSERT: before a delivery of a
+            # group already processed in this batch (it may write to the same incident
+            # directly), and at the end.
+            entries: list[dict] = []
+            seen: set[tuple[int, str]] = set()
+            for delivery in _lock_order(batch):
                 current = delivery.pk
+                group = (delivery.integration_id, delivery.group_hash)
+                if group in seen and entries:
+                    _entries_write(entries)
+                seen.add(group)
                 now = timezone.now()
                 # No savepoint: processing is expected to succeed; when it does not,
                 # everything written is rolled back with the claim, and the attempt of the
                 # delivery that failed is recorded below.
-                outcome = _process(delivery, now=now)
-                if delivery is batch[0]:
+                outcome = _process(delivery, now=now, entries=entries)
+                if delivery is head:
                     result = outcome  # what the head delivery did; the followers are counted
+            _entries_write(entries)
             INBOUND.complete_locked_many(batch, processed_at=now)
             result.followers = len(batch) - 1
             return result
@@ -136,22 +153,38 @@ def delivery_process(*, delivery_id: int | None = None) -> DeliveryResult:
         return DeliveryResult(outcome="failed")
 
 
+def _lock_order(batch: list[WebhookDelivery]) -> list[WebhookDelivery]:
+    """The batch in the order its groups are locked: by the hash of each delivery's group
+    noted on receipt (then integration, then receipt), the order every drain takes, so two
+    drains whose batches share groups wait for each other instead of deadlocking; a group's
+    deliveries stay in order of receipt."""
+    return sorted(batch, key=lambda d: (d.group_hash, d.integration_id, d.received_at, d.pk))
+
+
+def _entries_write(entries: list[dict]) -> None:
+    if entries:
+        timeline_record_many(entries=entries)
+        entries.clear()
+
+
 def _claim(delivery_id: int) -> WebhookDelivery | None:
     claim = WebhookDelivery.objects.select_related("integration", "integration__service")
     return INBOUND.claim_locked(claim.filter(pk=delivery_id), now=timezone.now())
 
 
-DEFAULT_GROUP_BATCH = 25
+DEFAULT_BATCH = 25
 
 
 def _claim_batch() -> list[WebhookDelivery]:
     """The oldest fresh pending delivery no other transaction holds (the head) and, when its
-    alerts fell in one group on receipt, the next fresh pending deliveries of that group no
-    other transaction holds, up to ``VIGIL_ALERT_GROUP_BATCH`` in all, in order of receipt,
-    locked, with their integration and its service: one statement, built once
+    alerts fell in one group on receipt, the next fresh pending deliveries no other
+    transaction holds whose alerts also fell in one group each (of any group and any
+    integration: a storm of new alerts is many groups), up to ``VIGIL_ALERT_BATCH`` in all, in
+    order of receipt, locked, with their integration and its service: one statement, built once
     (:func:`_claim_batch_sql`), the head found by a ``SKIP LOCKED`` common table expression
-    (index ``delivery_pending``), its group's deliveries by ``delivery_group_pending``."""
-    limit = max(1, int(getattr(settings, "VIGIL_ALERT_GROUP_BATCH", DEFAULT_GROUP_BATCH)))
+    (index ``delivery_pending``). A delivery whose alerts fell in several groups is processed
+    alone."""
+    limit = max(1, int(getattr(settings, "VIGIL_ALERT_BATCH", DEFAULT_BATCH)))
     pending = INBOUND.pending
     with connection.cursor() as cursor:
         cursor.execute(_claim_batch_sql(), [pending, pending, limit])
@@ -196,9 +229,7 @@ def _claim_batch_sql() -> str:
         f"LEFT OUTER JOIN {q(Service._meta.db_table)} s "
         f"ON s.{q(Service._meta.pk.column)} = i.{q(Integration._meta.get_field('service').column)} "
         f"WHERE {fresh('d')} AND (d.{pk} = (SELECT {pk} FROM head) OR "
-        f"(d.{col['group_hash']} <> '' "
-        f"AND d.{col['group_hash']} = (SELECT {col['group_hash']} FROM head) "
-        f"AND d.{col['integration']} = (SELECT {col['integration']} FROM head))) "
+        f"(d.{col['group_hash']} <> '' AND (SELECT {col['group_hash']} FROM head) <> '')) "
         f"ORDER BY d.{col['received_at']}, d.{pk} LIMIT %s"
         f"{' FOR UPDATE OF d SKIP LOCKED' if lock else ''}"
     )
@@ -229,7 +260,11 @@ def deliveries_drain(*, budget_seconds: float = DRAIN_BUDGET) -> int:
     return done
 
 
-def _process(delivery: WebhookDelivery, *, now: datetime) -> DeliveryResult:
+def _process(
+    delivery: WebhookDelivery, *, now: datetime, entries: list[dict] | None = None
+) -> DeliveryResult:
+    """Process one claimed delivery. Its timeline entries are appended to ``entries`` for
+    the caller to write (written here when None)."""
     integration = delivery.integration
     parsed = parse_delivery(
         integration.kind, json.loads(delivery.body), dedup_key=delivery.dedup_key
@@ -256,12 +291,14 @@ def _process(delivery: WebhookDelivery, *, now: datetime) -> DeliveryResult:
     for alert in parsed.alerts:
         key, reason = group_of(integration.group_by, alert)
         groups.setdefault(key, (reason, []))[1].append(alert)
+    if entries is not None:
+        run.entries = entries
     for key in sorted(groups, key=key_hash):
         reason, alerts = groups[key]
         _process_group(run, key=key, reason=reason, alerts=alerts)
-    if run.entries:
-        timeline_record_many(entries=run.entries)
-        run.entries = []
+    if entries is None or run.resolved_incidents:
+        # Before an incident moves to monitoring, which writes its own entry.
+        _entries_write(run.entries)
     incidents_auto_monitor(run)
     return run.result
 

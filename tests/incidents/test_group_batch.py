@@ -1,18 +1,30 @@
-"""A drain takes the pending deliveries of one group together: the oldest fresh delivery and
-the next ones of its group (as noted on receipt) are processed in one transaction, each as it
-would be alone; an error in one of them records that one and leaves the others to the next
-claim."""
+"""A drain takes pending deliveries together: the oldest fresh delivery and the next ones whose
+alerts fell in one group each (as noted on receipt) are processed in one transaction, each as
+it would be alone, a group's deliveries in order of receipt; the new incidents' events are
+followed by one task; an error in one of them records that one and leaves the others to the
+next claim."""
 
 from __future__ import annotations
 
 import copy
+from unittest import mock
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from incidents import tasks as incident_tasks
 from incidents.detection.processing import deliveries_drain
-from incidents.models import Alert, AlertGroup, DeliveryStatus, Incident, WebhookDelivery
+from incidents.events.recording import incidents_events_follow_many
+from incidents.models import (
+    Alert,
+    AlertGroup,
+    DeliveryStatus,
+    EventStatus,
+    Incident,
+    IncidentEvent,
+    WebhookDelivery,
+)
 from incidents.tasks import alert_deliveries_drain_task
 from tests.events import followed
 from tests.incidents.detection_fixtures import (
@@ -41,11 +53,11 @@ def fire(client, capture, integration, **data) -> int:
 
 def claims(queries) -> int:
     """How many times a drain claimed deliveries: one statement per claim (the oldest fresh
-    delivery and its group's, in order of receipt)."""
+    delivery and the next ones, in order of receipt)."""
     return sum(1 for q in queries if q["sql"].startswith("WITH head AS ("))
 
 
-def test_the_pending_deliveries_of_one_group_are_processed_together_in_receipt_order(
+def test_pending_deliveries_are_processed_together_each_group_in_receipt_order(
     client, django_capture_on_commit_callbacks, generic, settings
 ):
     capture = django_capture_on_commit_callbacks
@@ -59,8 +71,8 @@ def test_the_pending_deliveries_of_one_group_are_processed_together_in_receipt_o
 
     with CaptureQueriesContext(connection) as queries:
         assert drain() == 6
-    # The five "db" deliveries in one claim, the "web" one in the next, then none is left.
-    assert claims(queries.captured_queries) == 3
+    # The six deliveries of both groups in one claim, then none is left.
+    assert claims(queries.captured_queries) == 2
     assert not WebhookDelivery.objects.exclude(status=DeliveryStatus.PROCESSED).exists()
     assert set(WebhookDelivery.objects.values_list("attempts", flat=True)) == {1}
     db, other = (AlertGroup.objects.get(key=key).incident for key in ("db", "web"))
@@ -77,7 +89,7 @@ def test_the_pending_deliveries_of_one_group_are_processed_together_in_receipt_o
 
 
 def test_the_batch_size_is_a_setting(client, django_capture_on_commit_callbacks, generic, settings):
-    settings.VIGIL_ALERT_GROUP_BATCH = 2
+    settings.VIGIL_ALERT_BATCH = 2
     for n in range(5):
         fire(client, django_capture_on_commit_callbacks, generic, title=f"db-{n}", group_key="db")
     with CaptureQueriesContext(connection) as queries:
@@ -158,3 +170,48 @@ def test_two_drains_at_once_process_every_delivery_of_two_busy_groups_once(
     assert Incident.objects.count() == 2
     for group in AlertGroup.objects.all():
         assert Alert.objects.filter(incident=group.incident).count() == 40
+
+
+def test_a_storm_of_new_groups_is_one_batch_whose_incidents_one_task_follows(
+    client, django_capture_on_commit_callbacks, generic
+):
+    capture = django_capture_on_commit_callbacks
+    for n in range(6):
+        fire(client, capture, generic, title=f"host-{n} down", group_key=f"host-{n}")
+    publish = mock.Mock()
+    many, single = (
+        incident_tasks.incident_events_follow_many_task,
+        incident_tasks.incident_events_follow_task,
+    )
+    with (
+        mock.patch.object(many, "apply_async", publish),
+        mock.patch.object(single, "apply_async") as one,
+        CaptureQueriesContext(connection) as queries,
+        capture(execute=True),
+    ):
+        assert alert_deliveries_drain_task() == 6
+    assert claims(queries.captured_queries) == 2  # the six together, then none left
+    # Six incidents, their events queued as one task (Sev 3: the default queue), none alone.
+    numbers = set(Incident.objects.values_list("pk", flat=True))
+    assert len(numbers) == 6
+    assert one.call_count == 0
+    assert publish.call_count == 1
+    args, options = publish.call_args.kwargs["args"], publish.call_args.kwargs
+    assert sorted(args[0]) == sorted(numbers) and args[1] is False
+    assert options["queue"] == "vigil"
+    events = IncidentEvent.objects.filter(incident__in=numbers)
+    # Stamped published: the sweep leaves them to that task.
+    assert not events.filter(published_at__isnull=True).exists()
+    # Each delivery's timeline, as alone: "logged" and the alert that opened it.
+    for incident in Incident.objects.all():
+        kinds = list(incident.timeline.order_by("pk").values_list("kind", flat=True))
+        assert kinds == ["created", "alert"], kinds
+
+    # The task follows them one after the other; past its budget it queues the rest again.
+    with mock.patch.object(many, "apply_async") as again, capture(execute=True):
+        incidents_events_follow_many(args[0], urgent=False, budget_seconds=0)
+    assert again.call_args.kwargs["args"] == [args[0][1:], False]
+    assert events.filter(status=EventStatus.DONE).count() == 1
+    with capture(execute=True):
+        incidents_events_follow_many(args[0][1:], urgent=False)
+    assert events.filter(status=EventStatus.DONE).count() == 6

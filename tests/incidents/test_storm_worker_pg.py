@@ -20,6 +20,7 @@ import uuid
 from collections import Counter
 
 import pytest
+from django.conf import settings
 from django.db.models import Max, Min
 from django.test import Client
 from knox.models import AuthToken
@@ -55,7 +56,7 @@ pytestmark = [
 ALERTS = 1000
 FIRST_PAGE_WITHIN = 5.0
 # Every queue, in the order of the README's priorities: one worker does all the work.
-QUEUES = "vigil.urgent,vigil.sweeps,vigil.intake,vigil,vigil.bulk"
+QUEUES = ",".join(settings.VIGIL_ALL_QUEUES)
 LOG_BACKEND = "escalation.channels.log.LogBackend"
 SWEEP_SECONDS = "3"
 TASK_RUN = re.compile(r"Task (\S+)\[[0-9a-f-]+\] succeeded")

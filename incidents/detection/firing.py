@@ -21,10 +21,8 @@ from ..models import (
     MaintenanceWindow,
     Source,
 )
-from ..services import (
-    incident_change_severity,
-    incident_create,
-)
+from ..services import incident_change_severity
+from ..services.creation import NewIncident, incident_prepare, incidents_create_many
 from .maintenance import window_describe, window_for
 from .parsing import IncomingAlert
 from .routing import Route, route_alert, route_describe
@@ -123,16 +121,18 @@ def alerts_fire(
         for alert_id, fp in new
     ]
     if incident is None:
+        # The refired alerts are among the new ones the incident is opened with.
         incident = _open(run, group=group, reason=reason, new_alerts=new_alerts)
     else:
         if recorded_in:
             Alert.objects.filter(pk__in=list(recorded_in)).update(incident=incident)
+        if refired:
+            Alert.objects.filter(pk__in=list(refired)).update(incident=incident)
         _join(run, incident=incident, reason=reason, new_alerts=new_alerts)
     if refired:
-        Alert.objects.filter(pk__in=list(refired)).update(incident=incident)
         for alert_id, number in refired.items():
             run.note(
-                incident.pk,
+                incident,
                 f"Alert {by_fp[elsewhere[alert_id][0]].title} kept firing after {number} "
                 "ended (resolved, closed or cancelled): it counts as new here.",
                 {"alert": alert_id, "after_incident": number},
@@ -314,21 +314,25 @@ def _open(
         f"({integration.get_kind_display()}):\n" + "\n".join(lines)
     )
     service = lead.route.service
-    incident = incident_create(
-        actor=None,
-        source=Source.WEBHOOK,
-        title=lead.alert.title,
-        severity=lead.cls.severity,
-        urgency=lead.cls.urgency,
-        summary=summary,
-        detection_source=lead.alert.detection_source,
-        services=[service] if service is not None else [],
-        impact_started_at=min(starts) if starts else None,
-        paging=lead.cls.paging,
-        timeline=run.entries,
-    )
-    _link(incident, group=group, alert_ids=[item.alert_id for item in new_alerts])
-    run.result.opened.append(incident.number)
+    alert_ids = [item.alert_id for item in new_alerts]
+    details: dict[str, Any] = {
+        "actor": None,
+        "source": Source.WEBHOOK,
+        "title": lead.alert.title,
+        "severity": lead.cls.severity,
+        "urgency": lead.cls.urgency,
+        "summary": summary,
+        "detection_source": lead.alert.detection_source,
+        "services": [service] if service is not None else [],
+        "impact_started_at": min(starts) if starts else None,
+        "paging": lead.cls.paging,
+    }
+    # Checked now, written with the other incidents the caller's batch of deliveries opens
+    # (openings_write); the timeline entries below are written after them.
+    new = incident_prepare(**details)
+    incident = new.incident
+    run.entries.append({**new.entry(), "occurred_at": new.now})
+    run.openings.append(Opening(new=new, group=group, alert_ids=alert_ids, result=run.result))
     for item in new_alerts:
         if item is lead:
             estimated = (
@@ -339,41 +343,68 @@ def _open(
             message = f"Alert opened this incident: {_describe(item.alert, item.cls)}.{estimated}"
         else:
             message = f"Alert joined: {_describe(item.alert, item.cls)}. Grouped by {reason}."
-        run.note(incident.pk, message + _recorded_note(item), _alert_data(item, reason))
+        run.note(incident, message + _recorded_note(item), _alert_data(item, reason))
     if lead.route.rule is not None:
         run.note(
-            incident.pk,
+            incident,
             route_describe(lead.route, integration),
             {"alert": lead.alert_id, "routing_rule": lead.route.rule.pk},
         )
     if lead.cls.paging == "none":
         run.note(
-            incident.pk,
+            incident,
             f"Nobody paged: {lead.cls.why}.",
             {"alert": lead.alert_id, "paging": "none"},
         )
     return incident
 
 
-def _link(incident: Incident, *, group: AlertGroup, alert_ids: list[int]) -> None:
-    """The new incident on its alerts and its group: on PostgreSQL one statement (the alerts'
-    UPDATE in a common table expression), elsewhere two."""
-    group.incident = incident
-    if connection.vendor != "postgresql":
-        Alert.objects.filter(pk__in=alert_ids).update(incident=incident)
-        group.save(update_fields=["incident"])
+@dataclass
+class Opening:
+    """An incident the alerts of a group open, prepared and not written yet."""
+
+    new: NewIncident
+    group: AlertGroup
+    alert_ids: list[int]
+    result: Any  # the delivery's DeliveryResult, told the incident's number once written
+
+
+def openings_write(openings: list[Opening]) -> None:
+    """Write the incidents prepared by a batch of deliveries (``Run.openings``) and put each on
+    its alerts and group: the incidents' own rows in a few INSERTs for all of them
+    (``incidents_create_many``), then one UPDATE of the alerts and one of the groups. Before
+    the batch's timeline entries are written, and before a delivery reads a group that was
+    opened."""
+    if not openings:
         return
+    incidents_create_many([opening.new for opening in openings])
+    _link_many(openings)
+    for opening in openings:
+        opening.group.incident = opening.new.incident
+        opening.result.opened.append(opening.new.incident.number)
+    openings.clear()
+
+
+def _link_many(openings: list[Opening]) -> None:
     q = connection.ops.quote_name
-    on_alert = q(Alert._meta.get_field("incident").column)
-    on_group = q(AlertGroup._meta.get_field("incident").column)
-    marks = ", ".join(["%s"] * len(alert_ids))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH linked AS (UPDATE {q(Alert._meta.db_table)} SET {on_alert} = %s "
-            f"WHERE {q('id')} IN ({marks})) "
-            f"UPDATE {q(AlertGroup._meta.db_table)} SET {on_group} = %s WHERE {q('id')} = %s",
-            [incident.pk, *alert_ids, incident.pk, group.pk],
-        )
+    slot = "CAST(%s AS bigint)" if connection.vendor == "postgresql" else "%s"
+    for model, pairs in (
+        (
+            Alert,
+            [(pk, o.new.incident.pk) for o in openings for pk in o.alert_ids],
+        ),
+        (AlertGroup, [(o.group.pk, o.new.incident.pk) for o in openings]),
+    ):
+        table = q(model._meta.db_table)
+        column = q(model._meta.get_field("incident").column)
+        values = ", ".join(f"({slot}, {slot})" for _ in pairs)
+        # VALUES names its columns column1, column2, … in both databases.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET {column} = v.column2 FROM (VALUES {values}) AS v "
+                f"WHERE {table}.{q('id')} = v.column1",
+                [value for pair in pairs for value in pair],
+            )
 
 
 def _join(

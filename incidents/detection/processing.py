@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 
@@ -51,7 +52,7 @@ from ..models import (
 )
 from ..queue_statements import columns_sql, rows_from_db
 from ..services.common import timeline_record_many
-from .firing import alerts_fire
+from .firing import Opening, alerts_fire, openings_write
 from .grouping import group_of, key_hash
 from .heartbeat import heartbeat_alerts_take
 from .intake import INBOUND
@@ -114,22 +115,22 @@ def delivery_process(*, delivery_id: int | None = None) -> DeliveryResult:
             # Timeline entries of the batch, written in one INSERT: before a delivery of a
             # group already processed in this batch (it may write to the same incident
             # directly), and at the end.
-            entries: list[dict] = []
+            pending = _Pending()
             seen: set[tuple[int, str]] = set()
             for delivery in _lock_order(batch):
                 current = delivery.pk
                 group = (delivery.integration_id, delivery.group_hash)
-                if group in seen and entries:
-                    _entries_write(entries)
+                if group in seen:
+                    pending.write()
                 seen.add(group)
                 now = timezone.now()
                 # No savepoint: processing is expected to succeed; when it does not,
                 # everything written is rolled back with the claim, and the attempt of the
                 # delivery that failed is recorded below.
-                outcome = _process(delivery, now=now, entries=entries)
+                outcome = _process(delivery, now=now, pending=pending)
                 if delivery is head:
                     result = outcome  # what the head delivery did; the followers are counted
-            _entries_write(entries)
+            pending.write()
             INBOUND.complete_locked_many(batch, processed_at=now)
             result.followers = len(batch) - 1
             return result
@@ -161,7 +162,22 @@ def _lock_order(batch: list[WebhookDelivery]) -> list[WebhookDelivery]:
     return sorted(batch, key=lambda d: (d.group_hash, d.integration_id, d.received_at, d.pk))
 
 
-def _entries_write(entries: list[dict]) -> None:
+@dataclass
+class _Pending:
+    """What a batch's deliveries write together: the incidents their alerts open (in a few
+    INSERTs for all, ``openings_write``) and then their timeline entries (one INSERT). Written
+    before a delivery of a group already processed in the batch (it reads the group's incident,
+    and may write to it directly), and at the end."""
+
+    entries: list[dict] = field(default_factory=list)
+    openings: list[Opening] = field(default_factory=list)
+
+    def write(self) -> None:
+        _pending_write(self.entries, self.openings)
+
+
+def _pending_write(entries: list[dict], openings: list[Opening]) -> None:
+    openings_write(openings)
     if entries:
         timeline_record_many(entries=entries)
         entries.clear()
@@ -260,11 +276,9 @@ def deliveries_drain(*, budget_seconds: float = DRAIN_BUDGET) -> int:
     return done
 
 
-def _process(
-    delivery: WebhookDelivery, *, now: datetime, entries: list[dict] | None = None
-) -> DeliveryResult:
-    """Process one claimed delivery. Its timeline entries are appended to ``entries`` for
-    the caller to write (written here when None)."""
+def _process(delivery: WebhookDelivery, *, now: datetime, pending: _Pending) -> DeliveryResult:
+    """Process one claimed delivery. The incidents it opens and its timeline entries are left
+    in ``pending`` for the caller to write with the batch's."""
     integration = delivery.integration
     parsed = parse_delivery(
         integration.kind, json.loads(delivery.body), dedup_key=delivery.dedup_key
@@ -291,14 +305,13 @@ def _process(
     for alert in parsed.alerts:
         key, reason = group_of(integration.group_by, alert)
         groups.setdefault(key, (reason, []))[1].append(alert)
-    if entries is not None:
-        run.entries = entries
+    run.entries, run.openings = pending.entries, pending.openings
     for key in sorted(groups, key=key_hash):
         reason, alerts = groups[key]
         _process_group(run, key=key, reason=reason, alerts=alerts)
-    if entries is None or run.resolved_incidents:
+    if run.resolved_incidents:
         # Before an incident moves to monitoring, which writes its own entry.
-        _entries_write(run.entries)
+        pending.write()
     incidents_auto_monitor(run)
     return run.result
 
@@ -356,6 +369,12 @@ def _active_incident(group: AlertGroup) -> Incident | None:
 
 def _process_group(run: Run, *, key: str, reason: str, alerts: list[IncomingAlert]) -> None:
     group = _group_lock(run.integration, key)
+    opened = next((o for o in run.openings if o.group.pk == group.pk), None)
+    if opened is not None:
+        # An incident this batch opened for the group and has not written yet (a delivery
+        # regrouped since receipt falls in a group the batch has seen): written first.
+        _pending_write(run.entries, run.openings)
+        group.incident = opened.new.incident
     incident = _active_incident(group)
     # The last word of the delivery on each alert counts.
     latest: dict[str, IncomingAlert] = {}
@@ -367,6 +386,9 @@ def _process_group(run: Run, *, key: str, reason: str, alerts: list[IncomingAler
     acks = [a for a in latest.values() if a.action == "acknowledge"]
     if firing:
         incident = alerts_fire(run, group=group, incident=incident, reason=reason, alerts=firing)
+        if (resolving or acks) and run.openings:
+            # They read the group's incident: it must be written.
+            openings_write(run.openings)
     for alert in resolving:
         alert_resolve(run, group=group, alert=alert)
     for alert in acks:

@@ -61,11 +61,20 @@ class Run:
     # Timeline entries to append in one go (``timeline_record_many``) when the run ends.
     entries: list[dict[str, Any]] = field(default_factory=list)
     resolved_incidents: set[int] = field(default_factory=set)
+    # Incidents opened by the delivery's alerts, written by the caller with those of the other
+    # deliveries of its batch (``firing.openings_write``): a storm's in a few INSERTs.
+    openings: list[Any] = field(default_factory=list)
 
-    def note(self, incident_id: int, message: str, data: dict[str, Any]) -> None:
+    def note(self, incident: int | Any, message: str, data: dict[str, Any]) -> None:
+        """An alert entry on the incident's timeline (an id, or an incident that may not be
+        written yet: the entries are written after it)."""
         self.entries.append(
             {
-                "incident_id": incident_id,
+                **(
+                    {"incident_id": incident}
+                    if isinstance(incident, int)
+                    else {"incident": incident}
+                ),
                 "kind": Kind.ALERT,
                 "source": Source.WEBHOOK,
                 "actor": None,

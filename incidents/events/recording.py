@@ -57,7 +57,9 @@ def announce(
         handled_at=None if followed else now,
     )
     if followed:
-        _kick_after_commit(incident.pk, urgent)
+        incident_id = incident.pk
+        if not _collect(incident_id, urgent):
+            transaction.on_commit(lambda: events_kick(incident_id=incident_id, urgent=urgent))
     return event
 
 
@@ -90,7 +92,10 @@ def announce_many(name: str, items: list[tuple[Incident, dict[str, Any]]]) -> li
     IncidentEvent.objects.bulk_create(events)
     if followed:
         for event in events:
-            _kick_after_commit(event.incident_id, event.urgent)
+            if not _collect(event.incident_id, event.urgent):
+                transaction.on_commit(
+                    lambda i=event.incident_id, u=event.urgent: events_kick(incident_id=i, urgent=u)
+                )
     return events
 
 
@@ -98,14 +103,14 @@ def _is_urgent(incident: Incident) -> bool:
     return bool(incident.severity_id and incident.severity_id <= URGENT_SEVERITY)
 
 
-def _kick_after_commit(incident_id: int, urgent: bool) -> None:
-    """Queue the following of the incident's events after the transaction commits: at once, or
-    with the others of a :func:`kicks_collected` block."""
+def _collect(incident_id: int, urgent: bool) -> bool:
+    """Inside a :func:`kicks_collected` block, note the incident for its one kick and return
+    True; outside, False (the caller queues its own kick after commit)."""
     collected = _collected.get()
-    if collected is not None:
-        collected[incident_id] = collected.get(incident_id, False) or urgent
-    else:
-        transaction.on_commit(lambda: events_kick(incident_id=incident_id, urgent=urgent))
+    if collected is None:
+        return False
+    collected[incident_id] = collected.get(incident_id, False) or urgent
+    return True
 
 
 # The incidents whose events were announced inside :func:`kicks_collected`, each with whether

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -230,6 +231,43 @@ class IncidentHistoricalRecords(HistoricalRecords):
                 instance=instance,
                 field=field,
             )
+
+    def create_first_records(self, items: list[tuple[Any, list[Any], Any]], *, reason: str) -> None:
+        """The first history records ("+") of new incidents, each with the service links
+        creation has just inserted for it, as :meth:`create_historical_record` writes one:
+        one INSERT for the records and one for their links, however many incidents.
+        ``items``: (incident, its links, who created it)."""
+        if not items:
+            return
+        history = getattr(items[0][0], self.manager_name).model
+        records = []
+        for instance, _links, actor in items:
+            instance._history_user = actor
+            records.append(
+                history(
+                    history_date=getattr(instance, "_history_date", timezone.now()),
+                    history_type="+",
+                    history_user=self.get_history_user(instance),
+                    history_change_reason=reason[:100],
+                    **{
+                        f.attname: getattr(instance, f.attname)
+                        for f in self.fields_included(instance)
+                    },
+                )
+            )
+        history.objects.bulk_create(records)
+        rows: dict[Any, list[Any]] = {}
+        for record, (instance, links, _actor) in zip(records, items, strict=True):
+            for field in record._history_m2m_fields:
+                model = self.m2m_models[field]
+                columns = [f.attname for f in getattr(instance, field.name).through._meta.fields]
+                rows.setdefault(model, []).extend(
+                    model(history=record, **{name: getattr(link, name) for name in columns})
+                    for link in links
+                )
+        for model, created in rows.items():
+            if created:
+                model.objects.bulk_create(created)
 
 
 # The incident's history, services included; kept by name so that a new incident's first

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ from django.utils import timezone
 
 from ..errors import InvalidInput
 from ..events import INCIDENT_CREATED, announce
+from ..events.recording import announce_many
 from ..models import (
     INCIDENT_HISTORY,
     DetectionSource,
@@ -100,6 +102,119 @@ def _save_new(incident: Incident, *, services: list[Service], actor: Any) -> Non
     INCIDENT_HISTORY.create_historical_record(incident, "+")
 
 
+@dataclass
+class NewIncident:
+    """An incident checked and built by :func:`incident_prepare`, not written yet."""
+
+    incident: Incident
+    services: list[Service]
+    actor: Any
+    source: str
+    paging: str
+    priority_reason: str
+    now: datetime
+
+    def entry(self) -> dict[str, Any]:
+        """The incident's first timeline entry ("logged"), as ``timeline_record`` takes it."""
+        incident, level = self.incident, self.incident.severity
+        message = (
+            f"Incident logged: Sev {level.level} ({level.name}), P{incident.priority} (impact "
+            f"{incident.impact} × urgency {incident.urgency}), detected via "
+            f"{incident.get_detection_source_display().lower()}."
+        )
+        data: dict[str, Any] = {"severity": level.level, "priority": incident.priority}
+        if self.priority_reason:
+            message += f" Priority P{incident.priority} confirmed: {self.priority_reason}"
+            data["priority_reason"] = self.priority_reason
+        return {
+            "incident": incident,
+            "kind": Kind.CREATED,
+            "source": self.source,
+            "actor": self.actor,
+            "message": message,
+            "data": data,
+        }
+
+
+def incident_prepare(
+    *,
+    actor: Any,
+    source: str,
+    title: str,
+    severity: int | SeverityLevel,
+    impact: str | None = None,
+    urgency: str | None = None,
+    priority_reason: str = "",
+    summary: str = "",
+    detection_source: str = DetectionSource.MONITORING,
+    services: Iterable[Service | str] = (),
+    customer_facing: bool | None = None,
+    affected_users: int | None = None,
+    business_impact: str = "",
+    root_cause: str = "",
+    resolution: str = "",
+    impact_started_at: datetime | None = None,
+    detected_at: datetime | None = None,
+    paging: str = "team",
+) -> NewIncident:
+    """Every check of :func:`incident_create` and the incident it would write, unsaved: reads
+    only (a refusal leaves no trace). :func:`incidents_create_many` writes such incidents."""
+    require_perm(actor, "incidents.add_incident", "create")
+    check_choice("paging", paging, PAGING_MODES)
+    title = (title or "").strip()
+    if not title:
+        raise InvalidInput({"title": "A title is required."})
+    level = severity_resolve(severity)
+    default_impact, default_urgency = severity_defaults(level)
+    impact = impact or default_impact
+    urgency = urgency or default_urgency
+    check_choice("impact", impact, Level.values)
+    check_choice("urgency", urgency, Level.values)
+    priority_reason = clean_reason("priority_reason", priority_reason)
+    priority = priority_check(
+        actor=actor, severity=level, impact=impact, urgency=urgency, reason=priority_reason
+    )
+    check_choice("detection_source", detection_source, DetectionSource.values)
+    service_list = services_resolve(services)
+    check_count("affected_users", affected_users)
+    now = timezone.now()
+    impact_started_at = reported_time("impact_started_at", impact_started_at, now)
+    detected_at = reported_time("detected_at", detected_at, now)
+
+    incident = Incident(
+        title=title[:200],
+        summary=summary,
+        severity=level,
+        impact=impact,
+        urgency=urgency,
+        priority=priority,
+        detection_source=detection_source,
+        customer_facing=(
+            any(s.customer_facing for s in service_list)
+            if customer_facing is None
+            else customer_facing
+        ),
+        affected_users=affected_users,
+        business_impact=business_impact,
+        root_cause=root_cause,
+        resolution=resolution,
+        impact_started_at=impact_started_at,
+        detected_at=detected_at or now,
+        created_by=actor,
+    )
+    validate_times(incident, now)
+    apply_sla(incident, level)
+    return NewIncident(
+        incident=incident,
+        services=service_list,
+        actor=actor,
+        source=source,
+        paging=paging,
+        priority_reason=priority_reason,
+        now=now,
+    )
+
+
 def incident_create(
     *,
     actor: Any,
@@ -140,53 +255,29 @@ def incident_create(
     (alert processing, ``timeline_record_many``) passes their list as ``timeline``: the
     "logged" entry is appended to it instead of written at once.
     """
-    require_perm(actor, "incidents.add_incident", "create")
-    check_choice("paging", paging, PAGING_MODES)
-    title = (title or "").strip()
-    if not title:
-        raise InvalidInput({"title": "A title is required."})
-    level = severity_resolve(severity)
-    default_impact, default_urgency = severity_defaults(level)
-    impact = impact or default_impact
-    urgency = urgency or default_urgency
-    check_choice("impact", impact, Level.values)
-    check_choice("urgency", urgency, Level.values)
-    priority_reason = clean_reason("priority_reason", priority_reason)
-    priority = priority_check(
-        actor=actor, severity=level, impact=impact, urgency=urgency, reason=priority_reason
-    )
     roles = dict(roles or {})
-    check_role_holders(roles)
-    check_choice("detection_source", detection_source, DetectionSource.values)
-    service_list = services_resolve(services)
-    check_count("affected_users", affected_users)
-    now = timezone.now()
-    impact_started_at = reported_time("impact_started_at", impact_started_at, now)
-    detected_at = reported_time("detected_at", detected_at, now)
-
-    incident = Incident(
-        title=title[:200],
-        summary=summary,
-        severity=level,
+    new = incident_prepare(
+        actor=actor,
+        source=source,
+        title=title,
+        severity=severity,
         impact=impact,
         urgency=urgency,
-        priority=priority,
+        priority_reason=priority_reason,
+        summary=summary,
         detection_source=detection_source,
-        customer_facing=(
-            any(s.customer_facing for s in service_list)
-            if customer_facing is None
-            else customer_facing
-        ),
+        services=services,
+        customer_facing=customer_facing,
         affected_users=affected_users,
         business_impact=business_impact,
         root_cause=root_cause,
         resolution=resolution,
         impact_started_at=impact_started_at,
-        detected_at=detected_at or now,
-        created_by=actor,
+        detected_at=detected_at,
+        paging=paging,
     )
-    validate_times(incident, now)
-    apply_sla(incident, level)
+    check_role_holders(roles)
+    incident, now = new.incident, new.now
     # Everything above only reads and checks: a refusal leaves no trace and no broken
     # transaction behind. The writes below expect no error, so inside a caller's transaction
     # (alert processing) they add no savepoint, unless roles are assigned (their permission
@@ -194,24 +285,8 @@ def incident_create(
     with transaction.atomic(savepoint=bool(roles)):
         incident.day = timezone.localdate(now)
         incident.sequence, incident.number = _allocate_number(incident.day)
-        _save_new(incident, services=service_list, actor=actor)
-        message = (
-            f"Incident logged: Sev {level.level} ({level.name}), P{incident.priority} (impact "
-            f"{impact} × urgency {urgency}), detected via "
-            f"{incident.get_detection_source_display().lower()}."
-        )
-        data: dict[str, Any] = {"severity": level.level, "priority": incident.priority}
-        if priority_reason:
-            message += f" Priority P{incident.priority} confirmed: {priority_reason}"
-            data["priority_reason"] = priority_reason
-        entry = {
-            "incident": incident,
-            "kind": Kind.CREATED,
-            "source": source,
-            "actor": actor,
-            "message": message,
-            "data": data,
-        }
+        _save_new(incident, services=new.services, actor=actor)
+        entry = new.entry()
         if timeline is None:
             timeline_record(**entry)
         else:
@@ -247,4 +322,70 @@ def incident_create(
     return incident
 
 
-__all__ = ["PAGING_MODES", "incident_create"]
+def incidents_create_many(news: list[NewIncident]) -> None:
+    """Write incidents prepared by :func:`incident_prepare` (without roles), as
+    :func:`incident_create` would one by one, in a few statements for all of them: their
+    numbers in one UPDATE per day, the incidents, their service links and their first history
+    records (with the links) in one INSERT each, and their ``incident_created`` events in one.
+    The caller writes their "logged" timeline entries (``NewIncident.entry``) with its own,
+    after this. Runs in the caller's transaction, which holds the day's number counter until
+    it ends."""
+    if not news:
+        return
+    by_day: dict[Any, list[Incident]] = {}
+    for new in news:
+        by_day.setdefault(timezone.localdate(new.now), []).append(new.incident)
+    for day, incidents in by_day.items():
+        for incident, (sequence, number) in zip(
+            incidents, _allocate_numbers(day, len(incidents)), strict=True
+        ):
+            incident.day, incident.sequence, incident.number = day, sequence, number
+    Incident.objects.bulk_create([new.incident for new in news])
+    through = Incident.services.through
+    links: dict[int, list[Any]] = {}
+    rows = []
+    for new in news:
+        for pk in dict.fromkeys(service.pk for service in new.services):
+            row = through(incident_id=new.incident.pk, service_id=pk)
+            links.setdefault(new.incident.pk, []).append(row)
+            rows.append(row)
+    through.objects.bulk_create(rows)
+    INCIDENT_HISTORY.create_first_records(
+        [(new.incident, links.get(new.incident.pk, []), new.actor) for new in news],
+        reason="created",
+    )
+    announce_many(
+        INCIDENT_CREATED,
+        [
+            (
+                new.incident,
+                {"actor_id": actor_id(new.actor), "source": new.source, "paging": new.paging},
+            )
+            for new in news
+        ],
+    )
+
+
+def _allocate_numbers(day: Any, count: int) -> list[tuple[int, str]]:
+    """The next ``count`` sequence numbers of the day and their IDs, as :func:`_allocate_number`
+    gives them one by one: one UPDATE on every day but the first."""
+    table = connection.ops.quote_name(IncidentDaySequence._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET last = last + %s WHERE day = %s RETURNING last", [count, day]
+        )
+        row = cursor.fetchone()
+    if row is None:
+        first = _allocate_number(day)
+        return [first, *(_allocate_numbers(day, count - 1) if count > 1 else [])]
+    last = row[0]
+    return [(n, f"INC-{day:%Y-%m%d}-{n:03d}") for n in range(last - count + 1, last + 1)]
+
+
+__all__ = [
+    "PAGING_MODES",
+    "NewIncident",
+    "incident_create",
+    "incident_prepare",
+    "incidents_create_many",
+]

@@ -35,6 +35,7 @@ from tests.incidents.detection_fixtures import (
     make_integration,
     post,
 )
+from tests.incidents.incident_rows import incidents_seen
 from tests.threads import in_threads
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("at_now")]
@@ -215,3 +216,40 @@ def test_a_storm_of_new_groups_is_one_batch_whose_incidents_one_task_follows(
     with capture(execute=True):
         incidents_events_follow_many(args[0][1:], urgent=False)
     assert events.filter(status=EventStatus.DONE).count() == 6
+
+
+def test_a_batch_opens_its_incidents_as_deliveries_processed_one_by_one_do(
+    client, django_capture_on_commit_callbacks, service, settings
+):
+    """The incidents a batch of deliveries opens (written together: numbers, rows, service
+    links, first history records, events, alert and group links, timeline) are those its
+    deliveries open one batch each: nothing differs but the ids and times."""
+    capture = django_capture_on_commit_callbacks
+    integration = make_integration("generic", service=service, default_severity=3)
+    results = {}
+    for mode, batch in (("alone", 1), ("batched", 25)):
+        settings.VIGIL_ALERT_BATCH = batch
+        first = Incident.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+        for n in range(5):
+            fire(
+                client,
+                capture,
+                integration,
+                title=f"{mode}-host-{n} down",
+                group_key=f"{mode}-host-{n}",
+                severity="critical" if n % 2 else "warning",
+            )
+        with CaptureQueriesContext(connection) as queries:
+            assert drain() == 5
+        results[mode] = (
+            incidents_seen(Incident.objects.filter(pk__gt=first), strip=("alone-", "batched-")),
+            claims(queries),
+        )
+    (alone, alone_claims), (batched, batched_claims) = results["alone"], results["batched"]
+    assert (alone_claims, batched_claims) == (6, 2)
+    assert len(batched) == 5
+    # In another order: a batch goes by its groups' hashes.
+    assert sorted(batched, key=lambda i: i["title"]) == sorted(alone, key=lambda i: i["title"])
+    numbers = list(Incident.objects.order_by("pk").values_list("number", flat=True))
+    # One sequence for the day, in order, none skipped or given twice.
+    assert [int(number.rsplit("-", 1)[1]) for number in numbers] == list(range(1, 11))

@@ -7,9 +7,10 @@ incident that pages the response team), posted by ``--threads`` client threads, 
     ``manage.py migrate`` (no demo data; the seeded policy comes with the migrations), then the
     Procfile's processes started the way ``make run`` starts them (``python -m config.devrun
     --port P``, ``DJANGO_DEBUG=1``): SQLite and Kombu's filesystem broker;
-(b) PostgreSQL + Redis: gunicorn (2 workers, production settings, DEBUG off), ONE Celery
-    worker at concurrency 2 consuming every queue
-    (``vigil.urgent,vigil.sweeps,vigil.intake,vigil,vigil.bulk``) and beat, so the sweeps run
+(b) PostgreSQL + Redis: gunicorn as the Procfile runs it (``config/gunicorn.py``: gthread,
+    2 worker processes; production settings, DEBUG off), ONE Celery worker at concurrency 2
+    consuming every queue in ``VIGIL_ALL_QUEUES``'s order
+    (``vigil.intake,vigil.urgent,vigil.sweeps,vigil,vigil.bulk``) and beat, so the sweeps run
     as in production.
 
 Every seeded contact is given a phone number, a Slack handle and a login (as
@@ -23,10 +24,12 @@ through the API (``POST /api/v1/incidents/`` with a token); its first-page laten
 POST's response to the first of its notifications reaching status sent (``sent_at``).
 
 Per setup it prints: accept req/s (first POST to last response), seconds until every alert is
-on an incident and the new incidents/s this makes (from the first POST), seconds until the
-queues are empty (no pending delivery, event or notification, nothing left in the broker), the
-mid-storm Sev 1's first-page latency, and what was done more than once (notifications sent
-after more than one attempt, events followed more than once).
+on an incident and the new incidents/s this makes (from the first POST), the CPU seconds each
+kind of process used until then (from /proc: PostgreSQL, Redis, the web server, the workers,
+beat, this bench's client threads and polling), seconds until the queues are empty (no pending
+delivery, event or notification, nothing left in the broker), the mid-storm Sev 1's first-page
+latency, and what was done more than once (notifications sent after more than one attempt,
+events followed more than once).
 
 Baseline, in the same run (before the setups start): psycopg, one connection, single-row
 autocommit INSERTs of one incident-shaped row plus three notification-shaped rows per incident
@@ -456,6 +459,42 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def cpu_by_process() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by the processes of this machine that take
+    part in a storm, by role: PostgreSQL, Redis, the web server, the Celery workers, beat,
+    this bench (its client threads and its polling), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    me = os.getpid()
+    used: dict[str, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            command = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        seconds = (int(fields[11]) + int(fields[12])) / tick
+        if int(entry) == me:
+            role = "this bench (client threads, polling)"
+        elif name.startswith("postgres"):
+            role = "PostgreSQL"
+        elif name.startswith("redis"):
+            role = "Redis"
+        elif "gunicorn" in command:
+            role = "web (gunicorn)"
+        elif "celery" in command and " beat" in command:
+            role = "beat"
+        elif "celery" in command and " worker" in command:
+            role = "urgent worker" if "urgent@" in command else "Celery worker"
+        else:
+            continue
+        used[role] = used.get(role, 0.0) + seconds
+    return used
+
+
 def stop(process: subprocess.Popen, *, group: bool = True, wait: float = 40) -> None:
     """SIGTERM (to its process group, or to it alone: devrun stops its own processes), then
     SIGKILL to it and everything it started, if still running after ``wait`` seconds."""
@@ -516,18 +555,18 @@ def start_setup(setup: str, env: dict[str, str], var_dir: Path, port: int):
         devrun = start([sys.executable, "-m", "config.devrun", "--port", str(port)], env, log)
         return [(devrun, False, log)], procfile_workers()
     bin_dir = Path(sys.executable).parent
+    # As the Procfile's web process runs it (config/gunicorn.py: gthread workers, whose threads
+    # keep a sender's connection open), with 2 worker processes.
     gunicorn = start(
         [
             str(bin_dir / "gunicorn"),
-            "config.wsgi:application",
-            "--workers",
-            "2",
-            "--bind",
-            f"127.0.0.1:{port}",
+            "config.wsgi",
+            "--config",
+            "python:config.gunicorn",
             "--log-level",
             "warning",
         ],
-        env,
+        {**env, "WEB_CONCURRENCY": "2", "VIGIL_BIND": "127.0.0.1", "PORT": str(port)},
         var_dir / "gunicorn.log",
     )
     worker_log = var_dir / "worker.log"
@@ -619,25 +658,40 @@ def storm_bodies(count: int) -> list[bytes]:
 
 
 def post_all(url: str, bodies: list[bytes], secret: str, threads: int, posted: list) -> float:
-    """POST every body from ``threads`` threads; appends each answer's status to ``posted``."""
-    import requests
+    """POST every body from ``threads`` threads, each on one kept-alive connection
+    (``http.client``: the load generator shares the machine's two cores with Vigil, and
+    ``requests`` spent about as much CPU per POST as the webhook view itself); appends each
+    answer's status to ``posted``."""
+    import http.client
 
+    parts = urlparse(url)
     local = threading.local()
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {secret}"}
 
     def send(body: bytes) -> None:
-        session = getattr(local, "session", None)
-        if session is None:
-            session = local.session = requests.Session()
-        try:
-            status = session.post(
-                url,
-                data=body,
-                headers={"Content-Type": "application/json", "Authorization": f"Bearer {secret}"},
-                timeout=120,
-            ).status_code
-        except requests.RequestException as exc:
-            status = type(exc).__name__
-        posted.append(status)
+        for attempt in (1, 2):
+            connection = getattr(local, "connection", None)
+            if connection is None:
+                connection = local.connection = http.client.HTTPConnection(
+                    parts.hostname, parts.port, timeout=120
+                )
+            try:
+                connection.request("POST", parts.path, body=body, headers=headers)
+                response = connection.getresponse()
+                response.read()
+                posted.append(response.status)
+                return
+            except (OSError, http.client.HTTPException) as exc:
+                connection.close()
+                local.connection = None
+                # Sent again only when a kept-alive connection was closed by the server before
+                # it answered (the request was not taken), as requests/urllib3 do.
+                stale = isinstance(
+                    exc, http.client.RemoteDisconnected | BrokenPipeError | ConnectionResetError
+                )
+                if attempt == 2 or not stale:
+                    posted.append(type(exc).__name__)
+                    return
 
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=threads) as pool:
@@ -760,6 +814,7 @@ def run_setup(args: argparse.Namespace) -> dict:
         posted: list = []
         sev1: dict = {}
         sev1_thread: threading.Thread | None = None
+        cpu_start = cpu_by_process()
         t0 = time.time()
         poster = threading.Thread(
             target=lambda: result.update(
@@ -786,6 +841,8 @@ def run_setup(args: argparse.Namespace) -> dict:
                 sys.exit(f"only {attached} of {args.alerts} alerts on incidents in time")
             _setup_alive(processes)
         result["attached_s"] = time.time() - t0
+        cpu_end = cpu_by_process()
+        result["cpu"] = {role: cpu_end[role] - cpu_start.get(role, 0.0) for role in sorted(cpu_end)}
         poster.join()
         result["statuses"] = {str(s): posted.count(s) for s in set(posted)}
         if sev1_thread is not None:
@@ -895,6 +952,12 @@ def report(result: dict, base: dict[str, float]) -> dict[str, float | None]:
         f"  every alert on an incident after {result['attached_s']:.1f} s: "
         f"{result['incidents']} incidents, {rate:.1f} new incidents/s"
     )
+    if result.get("cpu"):
+        spent = ", ".join(
+            f"{role} {seconds:.2f}"
+            for role, seconds in sorted(result["cpu"].items(), key=lambda item: -item[1])
+        )
+        print(f"  CPU seconds until then, by process: {spent}")
     if result["empty_s"] is None:
         print(f"  queues NOT empty at the end of the wait: {result['left']}")
     else:

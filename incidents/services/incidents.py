@@ -80,7 +80,8 @@ def check_choice(field: str, value: str, choices: Iterable[str]) -> None:
 def services_resolve(values: Iterable[Service | str]) -> list[Service]:
     items = list(values)
     slugs = [v for v in items if not isinstance(v, Service)]
-    found = {s.slug: s for s in Service.objects.filter(slug__in=slugs)}
+    # Services given as rows (alert routing) need no lookup, nor its query building.
+    found = {s.slug: s for s in Service.objects.filter(slug__in=slugs)} if slugs else {}
     missing = [s for s in slugs if s not in found]
     if missing:
         raise InvalidInput({"services": f"Unknown service(s): {', '.join(map(str, missing))}."})

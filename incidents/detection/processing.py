@@ -35,7 +35,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
@@ -116,21 +116,29 @@ def delivery_process(*, delivery_id: int | None = None) -> DeliveryResult:
             # group already processed in this batch (it may write to the same incident
             # directly), and at the end.
             pending = _Pending()
-            seen: set[tuple[int, str]] = set()
+            prepared = []
             for delivery in _lock_order(batch):
+                current = delivery.pk
+                prepared.append(_prepare(delivery, now=timezone.now()))
+            current = None
+            if len(prepared) > 1:
+                pending.groups = _groups_lock(prepared)
+            seen: set[tuple[int, str]] = set()
+            for prep in prepared:
+                delivery = prep.delivery
                 current = delivery.pk
                 group = (delivery.integration_id, delivery.group_hash)
                 if group in seen:
                     pending.write()
                 seen.add(group)
-                now = timezone.now()
                 # No savepoint: processing is expected to succeed; when it does not,
                 # everything written is rolled back with the claim, and the attempt of the
                 # delivery that failed is recorded below.
-                outcome = _process(delivery, now=now, pending=pending)
+                outcome = _process(prep, pending=pending)
                 if delivery is head:
                     result = outcome  # what the head delivery did; the followers are counted
             pending.write()
+            now = timezone.now()
             INBOUND.complete_locked_many(batch, processed_at=now)
             result.followers = len(batch) - 1
             return result
@@ -171,6 +179,8 @@ class _Pending:
 
     entries: list[dict] = field(default_factory=list)
     openings: list[Opening] = field(default_factory=list)
+    # The batch's groups, locked together (_groups_lock), by (integration id, key).
+    groups: dict[tuple[int, str], AlertGroup] = field(default_factory=dict)
 
     def write(self) -> None:
         _pending_write(self.entries, self.openings)
@@ -276,9 +286,17 @@ def deliveries_drain(*, budget_seconds: float = DRAIN_BUDGET) -> int:
     return done
 
 
-def _process(delivery: WebhookDelivery, *, now: datetime, pending: _Pending) -> DeliveryResult:
-    """Process one claimed delivery. The incidents it opens and its timeline entries are left
-    in ``pending`` for the caller to write with the batch's."""
+@dataclass
+class _Prepared:
+    """A claimed delivery read: its alerts by group, and what processing it carries along."""
+
+    delivery: WebhookDelivery
+    run: Run
+    groups: dict[str, tuple[str, list[IncomingAlert]]]
+
+
+def _prepare(delivery: WebhookDelivery, *, now: datetime) -> _Prepared:
+    """Read a claimed delivery: its alerts, grouped, with the rules its processing applies."""
     integration = delivery.integration
     parsed = parse_delivery(
         integration.kind, json.loads(delivery.body), dedup_key=delivery.dedup_key
@@ -305,9 +323,16 @@ def _process(delivery: WebhookDelivery, *, now: datetime, pending: _Pending) -> 
     for alert in parsed.alerts:
         key, reason = group_of(integration.group_by, alert)
         groups.setdefault(key, (reason, []))[1].append(alert)
-    run.entries, run.openings = pending.entries, pending.openings
-    for key in sorted(groups, key=key_hash):
-        reason, alerts = groups[key]
+    return _Prepared(delivery=delivery, run=run, groups=groups)
+
+
+def _process(prep: _Prepared, *, pending: _Pending) -> DeliveryResult:
+    """Process one claimed delivery. The incidents it opens and its timeline entries are left
+    in ``pending`` for the caller to write with the batch's."""
+    run = prep.run
+    run.entries, run.openings, run.groups = pending.entries, pending.openings, pending.groups
+    for key in sorted(prep.groups, key=key_hash):
+        reason, alerts = prep.groups[key]
         _process_group(run, key=key, reason=reason, alerts=alerts)
     if run.resolved_incidents:
         # Before an incident moves to monitoring, which writes its own entry.
@@ -318,6 +343,64 @@ def _process(delivery: WebhookDelivery, *, now: datetime, pending: _Pending) -> 
 
 # The columns a new group is inserted with.
 _GROUP_COLUMNS = ("integration", "key_hash", "key", "created_at")
+
+
+def _groups_lock(prepared: list[_Prepared]) -> dict[tuple[int, str], AlertGroup]:
+    """The rows of every group of a batch's deliveries, locked until the transaction ends
+    (created on first use), as :func:`_group_lock` locks one, in one statement for all of them,
+    taken in the order of their keys' hashes (the order of every drain). A value the database
+    refuses (rolled back to a savepoint) leaves each delivery to lock its own groups, so that
+    the refusal is recorded on the delivery that brought it. Returns the groups by
+    (integration id, key): one instance per group, shared by the deliveries of the batch."""
+    wanted: dict[tuple[int, str], tuple[Integration, str]] = {}
+    for prep in prepared:
+        for key in prep.groups:
+            wanted.setdefault((prep.run.integration.pk, key), (prep.run.integration, key_hash(key)))
+    order = sorted(wanted, key=lambda found: (wanted[found][1], found[0]))
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    params: list = []
+    for integration_id, key in order:
+        params += [integration_id, wanted[(integration_id, key)][1], key, now]
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(_groups_upsert_sql(len(order)), params)
+            rows = cursor.fetchall()
+    except OperationalError:
+        raise
+    except Exception:
+        logger.warning("The groups of a batch could not be locked together", exc_info=True)
+        return {}
+    by_hash = {
+        (integration_id, hashed): (pk, incident_id)
+        for pk, incident_id, integration_id, hashed in rows
+    }
+    groups = {}
+    for (integration_id, key), (integration, hashed) in wanted.items():
+        pk, incident_id = by_hash[(integration_id, hashed)]
+        group = AlertGroup.from_db(
+            connection.alias,
+            ["id", "integration_id", "key_hash", "key", "incident_id"],
+            [pk, integration_id, hashed, key, incident_id],
+        )
+        group.integration = integration
+        groups[(integration_id, key)] = group
+    return groups
+
+
+@lru_cache(maxsize=8)
+def _groups_upsert_sql(count: int) -> str:
+    q = connection.ops.quote_name
+    col = {name: q(AlertGroup._meta.get_field(name).column) for name in _GROUP_COLUMNS}
+    table = q(AlertGroup._meta.db_table)
+    # The rows are locked in the order of the VALUES list.
+    return (
+        f"INSERT INTO {table} ({', '.join(col.values())}) VALUES "
+        + ", ".join(["(%s, %s, %s, %s)"] * count)
+        + f" ON CONFLICT ({col['integration']}, {col['key_hash']}) "
+        f"DO UPDATE SET {col['key']} = {table}.{col['key']} "
+        f"RETURNING {q('id')}, {q(AlertGroup._meta.get_field('incident').column)}, "
+        f"{col['integration']}, {col['key_hash']}"
+    )
 
 
 def _group_lock(integration: Integration, key: str) -> AlertGroup:
@@ -368,7 +451,7 @@ def _active_incident(group: AlertGroup) -> Incident | None:
 
 
 def _process_group(run: Run, *, key: str, reason: str, alerts: list[IncomingAlert]) -> None:
-    group = _group_lock(run.integration, key)
+    group = run.groups.get((run.integration.pk, key)) or _group_lock(run.integration, key)
     opened = next((o for o in run.openings if o.group.pk == group.pk), None)
     if opened is not None:
         # An incident this batch opened for the group and has not written yet (a delivery

@@ -64,6 +64,8 @@ class Run:
     # Incidents opened by the delivery's alerts, written by the caller with those of the other
     # deliveries of its batch (``firing.openings_write``): a storm's in a few INSERTs.
     openings: list[Any] = field(default_factory=list)
+    # The groups of the caller's batch, locked already, by (integration id, key).
+    groups: dict[tuple[int, str], Any] = field(default_factory=dict)
 
     def note(self, incident: int | Any, message: str, data: dict[str, Any]) -> None:
         """An alert entry on the incident's timeline (an id, or an incident that may not be

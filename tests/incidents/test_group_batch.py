@@ -253,3 +253,31 @@ def test_a_batch_opens_its_incidents_as_deliveries_processed_one_by_one_do(
     numbers = list(Incident.objects.order_by("pk").values_list("number", flat=True))
     # One sequence for the day, in order, none skipped or given twice.
     assert [int(number.rsplit("-", 1)[1]) for number in numbers] == list(range(1, 11))
+
+
+def test_a_batch_whose_groups_cannot_be_locked_together_locks_them_one_by_one(
+    client, django_capture_on_commit_callbacks, generic
+):
+    # The statement that locks the batch's groups together fails (a value the database
+    # refuses): rolled back to its savepoint, each delivery locks its own groups, and a delivery
+    # whose group is refused is recorded as failed there, the others processed.
+    capture = django_capture_on_commit_callbacks
+    for n in range(3):
+        fire(client, capture, generic, title=f"db-{n}", group_key=f"host-{n}")
+    fire(client, capture, generic, title="db-again", group_key="host-0")
+    refused = mock.patch(
+        "incidents.detection.processing._groups_upsert_sql",
+        lambda count: (
+            "INSERT INTO incidents_alertgroup (integration_id, key_hash, key, created_at) VALUES "
+            + ", ".join(["(%s, %s, CAST(%s AS text) || NULL, %s)"] * count)
+            + " RETURNING id, incident_id, integration_id, key_hash"
+        ),
+    )
+    with refused, CaptureQueriesContext(connection) as queries:
+        assert drain() == 4
+    assert claims(queries) == 2
+    assert set(WebhookDelivery.objects.values_list("status", "attempts")) == {
+        (DeliveryStatus.PROCESSED, 1)
+    }
+    assert Incident.objects.count() == 3
+    assert AlertGroup.objects.get(key="host-0").incident.alerts.count() == 2

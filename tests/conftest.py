@@ -55,9 +55,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def _memos_forgotten():
     """Each test starts with nothing kept in this process from an earlier test's rows (those
     rows were rolled back without the commit that moves the version token)."""
+    from incidents.detection import intake
     from incidents.memo import memos_forget
 
     memos_forget()
+    # Nor the time its web side last saw the delivery kick flag set.
+    intake._flag_seen_at = 0.0
     yield
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 from datetime import datetime
 from typing import Any
 
@@ -168,6 +169,13 @@ class _KickFlag:
 
 kick_flag = _KickFlag()
 
+# A process that saw the kick flag set skips looking again for this long (a request costs no
+# Redis round trip then). Safe because a drain, before it ends, looks once more after
+# processing.DRAIN_LINGER, which is longer: the drain that clears the flag after it was seen
+# finds every delivery committed within this time (deliveries_kick).
+KICK_MEMO_SECONDS = 0.02
+_flag_seen_at = 0.0
+
 
 def deliveries_kick() -> bool:
     """Make sure a drain will look at every delivery committed so far. Runs after the commit
@@ -176,14 +184,24 @@ def deliveries_kick() -> bool:
     The cache key ``KICK_KEY`` means "drains are queued and have not begun to look": a drain
     deletes it before it scans, so a delivery committed before the deletion is found by that
     scan, and one committed after it finds no key and queues new drains. During a stream of
-    alerts a request therefore costs one ``SET NX`` rather than a broker message. The key
+    alerts a request therefore costs one ``SET NX`` rather than a broker message, and none at
+    all within ``KICK_MEMO_SECONDS`` of the last one its process sent. The key
     expires after ``KICK_TTL`` seconds, so a lost drain holds nothing up for long, and the
     sweep picks up whatever is left pending.
     """
     from ..tasks import alert_deliveries_drain_task
 
+    global _flag_seen_at
+    now = time.monotonic()
+    # The flag was set a moment ago: it is set or was cleared since by a drain that has not
+    # ended, and that drain looks again after DRAIN_LINGER (> KICK_MEMO_SECONDS) from its last
+    # empty look, which comes after this delivery's commit.
+    if now - _flag_seen_at < KICK_MEMO_SECONDS:
+        return False
     try:
-        if not kick_flag.set():
+        newly = kick_flag.set()
+        _flag_seen_at = now
+        if not newly:
             return False
     except Exception:
         logger.exception("The delivery kick key is unavailable; queueing drains anyway")
@@ -192,6 +210,7 @@ def deliveries_kick() -> bool:
             alert_deliveries_drain_task.apply_async()
     except Exception:
         logger.exception("Could not queue delivery drains; the sweep will pick them up")
+        _flag_seen_at = 0.0
         with contextlib.suppress(Exception):
             kick_flag.clear()
         return False

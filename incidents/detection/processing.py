@@ -70,6 +70,9 @@ logger = logging.getLogger(__name__)
 # so a worker that also consumes the urgent queue takes a Sev 1 page between two drains
 # instead of after a whole storm.
 DRAIN_BUDGET = 0.5
+# How long a drain that found nothing waits before it looks once more and ends: longer than
+# intake.KICK_MEMO_SECONDS, the time a web process goes without setting the kick flag.
+DRAIN_LINGER = 0.05
 
 
 # --- the entry point -----------------------------------------------------------------------------
@@ -275,13 +278,21 @@ def deliveries_drain(*, budget_seconds: float = DRAIN_BUDGET) -> int:
         logger.exception("The delivery kick key is unavailable")
     deadline = time.monotonic() + budget_seconds
     done = 0
+    lingered = False
     while True:
         if time.monotonic() > deadline:
             deliveries_kick()
             break
         result = delivery_process()
         if result.outcome == "skipped":
-            break
+            if lingered:
+                break
+            # Once more after a moment: a request that saw the kick flag set within
+            # intake.KICK_MEMO_SECONDS queued no drain, and counts on this look.
+            lingered = True
+            time.sleep(DRAIN_LINGER)
+            continue
+        lingered = False
         done += 1 + result.followers
     return done
 

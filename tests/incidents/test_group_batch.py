@@ -54,7 +54,8 @@ def fire(client, capture, integration, **data) -> int:
 
 def claims(queries) -> int:
     """How many times a drain claimed deliveries: one statement per claim (the oldest fresh
-    delivery and the next ones, in order of receipt)."""
+    delivery and the next ones, in order of receipt). A drain that finds none left looks once
+    more after a moment before it ends: two claims find none."""
     return sum(1 for q in queries if q["sql"].startswith("WITH head AS ("))
 
 
@@ -72,8 +73,8 @@ def test_pending_deliveries_are_processed_together_each_group_in_receipt_order(
 
     with CaptureQueriesContext(connection) as queries:
         assert drain() == 6
-    # The six deliveries of both groups in one claim, then none is left.
-    assert claims(queries.captured_queries) == 2
+    # The six deliveries of both groups in one claim, then none is left (two looks).
+    assert claims(queries.captured_queries) == 3
     assert not WebhookDelivery.objects.exclude(status=DeliveryStatus.PROCESSED).exists()
     assert set(WebhookDelivery.objects.values_list("attempts", flat=True)) == {1}
     db, other = (AlertGroup.objects.get(key=key).incident for key in ("db", "web"))
@@ -95,7 +96,7 @@ def test_the_batch_size_is_a_setting(client, django_capture_on_commit_callbacks,
         fire(client, django_capture_on_commit_callbacks, generic, title=f"db-{n}", group_key="db")
     with CaptureQueriesContext(connection) as queries:
         assert drain() == 5
-    assert claims(queries.captured_queries) == 4  # 2 + 2 + 1, then none left
+    assert claims(queries.captured_queries) == 5  # 2 + 2 + 1, then none left (two looks)
     assert Alert.objects.filter(incident__isnull=False).count() == 5
     assert Incident.objects.count() == 1
 
@@ -144,7 +145,8 @@ def test_a_delivery_whose_alerts_fall_in_several_groups_is_processed_alone(
     assert first.group_hash == second.group_hash != ""
     with CaptureQueriesContext(connection) as queries:
         assert drain() == 3
-    assert claims(queries.captured_queries) == 3  # alone, then the other two together, then none
+    # Alone, then the other two together, then none left (two looks).
+    assert claims(queries.captured_queries) == 4
     assert not WebhookDelivery.objects.exclude(status=DeliveryStatus.PROCESSED).exists()
 
 
@@ -191,7 +193,7 @@ def test_a_storm_of_new_groups_is_one_batch_whose_incidents_one_task_follows(
         capture(execute=True),
     ):
         assert alert_deliveries_drain_task() == 6
-    assert claims(queries.captured_queries) == 2  # the six together, then none left
+    assert claims(queries.captured_queries) == 3  # the six together, then none left (two looks)
     # Six incidents, their events queued as one task (Sev 3: the default queue), none alone.
     numbers = set(Incident.objects.values_list("pk", flat=True))
     assert len(numbers) == 6
@@ -246,7 +248,7 @@ def test_a_batch_opens_its_incidents_as_deliveries_processed_one_by_one_do(
             claims(queries),
         )
     (alone, alone_claims), (batched, batched_claims) = results["alone"], results["batched"]
-    assert (alone_claims, batched_claims) == (6, 2)
+    assert (alone_claims, batched_claims) == (7, 3)
     assert len(batched) == 5
     # In another order: a batch goes by its groups' hashes.
     assert sorted(batched, key=lambda i: i["title"]) == sorted(alone, key=lambda i: i["title"])
@@ -275,9 +277,44 @@ def test_a_batch_whose_groups_cannot_be_locked_together_locks_them_one_by_one(
     )
     with refused, CaptureQueriesContext(connection) as queries:
         assert drain() == 4
-    assert claims(queries) == 2
+    assert claims(queries) == 3
     assert set(WebhookDelivery.objects.values_list("status", "attempts")) == {
         (DeliveryStatus.PROCESSED, 1)
     }
     assert Incident.objects.count() == 3
     assert AlertGroup.objects.get(key="host-0").incident.alerts.count() == 2
+
+
+def test_a_request_right_after_a_kick_queues_nothing_and_the_drain_looks_again_for_it(
+    client, django_capture_on_commit_callbacks, generic, monkeypatch
+):
+    from incidents.detection import intake, processing
+
+    capture = django_capture_on_commit_callbacks
+    intake.kick_flag.clear()
+    sets = []
+    real_set = intake.kick_flag.set
+    monkeypatch.setattr(intake.kick_flag, "set", lambda: sets.append(1) or real_set())
+    fire(client, capture, generic, title="first", group_key="a")
+    fire(client, capture, generic, title="second", group_key="b")
+    # The requests' after-commit kicks: the first sets the flag (and queues drains); within
+    # KICK_MEMO_SECONDS of it, the second does not even look at the flag.
+    assert intake.deliveries_kick() is True
+    assert intake.deliveries_kick() is False
+    assert len(sets) == 1
+
+    # A drain clears the flag, finds what is pending, and finds nothing; a delivery committed
+    # then, by a request that saw the flag set a moment before and queued no drain, is found by
+    # the drain's last look, DRAIN_LINGER later.
+    late = []
+
+    def linger(seconds):
+        assert seconds > intake.KICK_MEMO_SECONDS
+        if not late:
+            late.append(fire(client, capture, generic, title="late", group_key="c"))
+
+    monkeypatch.setattr(processing.time, "sleep", linger)
+    assert drain() == 3
+    assert len(late) == 1
+    assert sorted(Alert.objects.values_list("title", flat=True)) == ["first", "late", "second"]
+    assert not WebhookDelivery.objects.exclude(status=DeliveryStatus.PROCESSED).exists()

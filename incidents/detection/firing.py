@@ -44,16 +44,19 @@ class NewAlert:
     recorded_in: MaintenanceWindow | None = None
 
 
-def alerts_fire(
-    run: Run,
-    *,
-    group: AlertGroup,
-    incident: Incident | None,
-    reason: str,
-    alerts: list[IncomingAlert],
-) -> Incident | None:
-    """Count or store the group's firing alerts; new ones join ``incident`` (the group's
-    active incident) or open one. Returns the group's incident."""
+@dataclass(frozen=True)
+class Fire:
+    """A group's firing alerts of one delivery, by fingerprint, with the route, the class and
+    the maintenance window (silenced) each one is stored with."""
+
+    alerts: list[IncomingAlert]
+    routes: dict[str, Route]
+    classes: dict[str, Classification]
+    silenced: dict[str, MaintenanceWindow]
+
+
+def fire_prepare(run: Run, alerts: list[IncomingAlert]) -> Fire:
+    """Route and classify firing alerts, and find those a maintenance window silences."""
     integration = run.integration
     alerts = sorted(alerts, key=lambda a: a.fingerprint)
     routes = {
@@ -71,9 +74,53 @@ def alerts_fire(
         )
         for a in alerts
     }
-    rows = _upsert(
-        run, group=group, incident=incident, alerts=alerts, classes=classes, silenced=silenced
-    )
+    return Fire(alerts=alerts, routes=routes, classes=classes, silenced=silenced)
+
+
+def alerts_upsert_many(
+    items: list[tuple[Run, AlertGroup, Fire]],
+) -> list[list[tuple]]:
+    """The upsert of :func:`alerts_fire` for the firing alerts of many deliveries' groups
+    (none with an active incident, and no (integration, fingerprint) twice: a row is written
+    once per statement), in one statement. Returns each item's rows, as ``alerts_fire``
+    takes them."""
+    params: list[Any] = []
+    count = 0
+    for run, group, fire in items:
+        params += _upsert_params(run, group=group, incident=None, fire=fire)
+        count += len(fire.alerts)
+    params.append(AlertStatus.RESOLVED)
+    with connection.cursor() as cursor:
+        cursor.execute(_upsert_sql(count), params)
+        found = {(row[5], row[1]): row[:5] for row in cursor.fetchall()}
+    return [
+        [
+            found[(run.integration.pk, a.fingerprint)]
+            for a in fire.alerts
+            if (run.integration.pk, a.fingerprint) in found
+        ]
+        for run, _group, fire in items
+    ]
+
+
+def alerts_fire(
+    run: Run,
+    *,
+    group: AlertGroup,
+    incident: Incident | None,
+    reason: str,
+    alerts: list[IncomingAlert],
+    upserted: tuple[Fire, list[tuple]] | None = None,
+) -> Incident | None:
+    """Count or store the group's firing alerts; new ones join ``incident`` (the group's
+    active incident) or open one. Returns the group's incident. ``upserted``: the alerts'
+    rows written already with those of other deliveries (:func:`alerts_upsert_many`)."""
+    if upserted is not None:
+        fire, rows = upserted
+    else:
+        fire = fire_prepare(run, alerts)
+        rows = _upsert(run, group=group, incident=incident, fire=fire)
+    alerts, routes, classes, silenced = fire.alerts, fire.routes, fire.classes, fire.silenced
     # A firing received before a resolve already applied to the alert is stale: the statement
     # writes nothing for it, and returns no row.
     run.result.stale += len(alerts) - len(rows)
@@ -168,9 +215,7 @@ def _upsert(
     *,
     group: AlertGroup,
     incident: Incident | None,
-    alerts: list[IncomingAlert],
-    classes: dict[str, Classification],
-    silenced: dict[str, MaintenanceWindow],
+    fire: Fire,
 ) -> list[tuple[int, str, int, int | None, int | None]]:
     """Insert each alert, or count it on the firing row with its fingerprint; one statement.
     A silenced alert is inserted with its maintenance window and no incident; a repeat keeps
@@ -178,12 +223,22 @@ def _upsert(
     received later than this one is stale: it is neither inserted nor counted. Returns (id,
     fingerprint, count, incident id, maintenance window id) per alert written: a count of 1 is
     a new alert."""
+    params = _upsert_params(run, group=group, incident=incident, fire=fire)
+    params.append(AlertStatus.RESOLVED)
+    with connection.cursor() as cursor:
+        cursor.execute(_upsert_sql(len(fire.alerts)), params)
+        return [(row[0], row[1], row[2], row[3], row[4]) for row in cursor.fetchall()]
+
+
+def _upsert_params(
+    run: Run, *, group: AlertGroup, incident: Incident | None, fire: Fire
+) -> list[Any]:
     ops = connection.ops
     received = ops.adapt_datetimefield_value(run.received)
     params: list[Any] = []
-    for alert in alerts:
-        cls = classes[alert.fingerprint]
-        window = silenced.get(alert.fingerprint)
+    for alert in fire.alerts:
+        cls = fire.classes[alert.fingerprint]
+        window = fire.silenced.get(alert.fingerprint)
         params += [
             run.integration.pk,
             group.pk,
@@ -205,10 +260,7 @@ def _upsert(
             1,
             window.pk if window is not None else None,
         ]
-    params += [run.integration.pk, AlertStatus.RESOLVED, received]
-    with connection.cursor() as cursor:
-        cursor.execute(_upsert_sql(len(alerts)), params)
-        return [(row[0], row[1], row[2], row[3], row[4]) for row in cursor.fetchall()]
+    return params
 
 
 # The alert's columns as the upsert writes them, in order.
@@ -257,10 +309,13 @@ def _upsert_sql(count: int) -> str:
     column = {field.name: q(field.column) for field in fields}
     # VALUES names its columns column1, column2, … in both databases.
     value = {name: f"v.column{n}" for n, name in enumerate(_UPSERT_FIELDS, start=1)}
+    # Each row's own integration and receipt time: one statement may carry the alerts of
+    # several deliveries (alerts_upsert_many).
     stale = (
-        f"SELECT 1 FROM {table} s WHERE s.{column['integration']} = %s "
+        f"SELECT 1 FROM {table} s WHERE s.{column['integration']} = {value['integration']} "
         f"AND s.{column['fingerprint']} = {value['fingerprint']} "
-        f"AND s.{column['status']} = %s AND s.{column['last_received_at']} > %s"
+        f"AND s.{column['status']} = %s "
+        f"AND s.{column['last_received_at']} > {value['last_received_at']}"
     )
     newer = f"EXCLUDED.{column['last_received_at']} >= {table}.{column['last_received_at']}"
     refresh = ", ".join(
@@ -276,7 +331,7 @@ def _upsert_sql(count: int) -> str:
         f"WHERE {column['status']} = 'firing' "
         f"DO UPDATE SET {column['count']} = {table}.{column['count']} + 1, {refresh} "
         f"RETURNING {q('id')}, {column['fingerprint']}, {column['count']}, "
-        f"{column['incident']}, {column['maintenance']}"
+        f"{column['incident']}, {column['maintenance']}, {column['integration']}"
     )
 
 

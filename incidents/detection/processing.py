@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache, lru_cache
@@ -52,7 +53,7 @@ from ..models import (
 )
 from ..queue_statements import columns_sql, rows_from_db
 from ..services.common import timeline_record_many
-from .firing import Opening, alerts_fire, openings_write
+from .firing import Fire, Opening, alerts_fire, alerts_upsert_many, fire_prepare, openings_write
 from .grouping import group_of, key_hash
 from .heartbeat import heartbeat_alerts_take
 from .intake import INBOUND
@@ -126,6 +127,7 @@ def delivery_process(*, delivery_id: int | None = None) -> DeliveryResult:
             current = None
             if len(prepared) > 1:
                 pending.groups = _groups_lock(prepared)
+                _alerts_upsert_together(prepared, pending.groups)
             seen: set[tuple[int, str]] = set()
             for prep in prepared:
                 delivery = prep.delivery
@@ -304,6 +306,8 @@ class _Prepared:
     delivery: WebhookDelivery
     run: Run
     groups: dict[str, tuple[str, list[IncomingAlert]]]
+    # The rows of a group's firing alerts, written with those of other deliveries.
+    upserted: dict[str, tuple[Fire, list[tuple]]] = field(default_factory=dict)
 
 
 def _prepare(delivery: WebhookDelivery, *, now: datetime) -> _Prepared:
@@ -344,7 +348,7 @@ def _process(prep: _Prepared, *, pending: _Pending) -> DeliveryResult:
     run.entries, run.openings, run.groups = pending.entries, pending.openings, pending.groups
     for key in sorted(prep.groups, key=key_hash):
         reason, alerts = prep.groups[key]
-        _process_group(run, key=key, reason=reason, alerts=alerts)
+        _process_group(run, key=key, reason=reason, alerts=alerts, upserted=prep.upserted.get(key))
     if run.resolved_incidents:
         # Before an incident moves to monitoring, which writes its own entry.
         pending.write()
@@ -461,7 +465,70 @@ def _active_incident(group: AlertGroup) -> Incident | None:
 # --- one group ------------------------------------------------------------------------------------
 
 
-def _process_group(run: Run, *, key: str, reason: str, alerts: list[IncomingAlert]) -> None:
+def _alerts_upsert_together(
+    prepared: list[_Prepared], groups: dict[tuple[int, str], AlertGroup]
+) -> None:
+    """Write the firing alerts of a batch's deliveries in one statement
+    (``alerts_upsert_many``) where that changes nothing: a delivery whose groups are each its
+    own in the batch and have no incident yet (a storm: new groups), whose alerts all fire,
+    and none of whose fingerprints comes in another delivery of the batch (whose count it
+    would race). The rest are written delivery by delivery, as before."""
+    groups_used = Counter((p.run.integration.pk, key) for p in prepared for key in p.groups)
+    fingerprints = Counter(
+        (p.run.integration.pk, a.fingerprint)
+        for p in prepared
+        for _, alerts in p.groups.values()
+        for a in {a.fingerprint: a for a in alerts}.values()
+    )
+    items: list[tuple[Run, AlertGroup, Fire]] = []
+    places: list[tuple[_Prepared, str]] = []
+    for prep in prepared:
+        integration_id = prep.run.integration.pk
+        plan = []
+        for key, (_reason, alerts) in prep.groups.items():
+            group = groups.get((integration_id, key))
+            latest = _latest(alerts)
+            if (
+                group is None
+                or group.incident_id is not None
+                or groups_used[(integration_id, key)] > 1
+                or any(a.action not in FIRING for a in latest)
+                or any(fingerprints[(integration_id, a.fingerprint)] > 1 for a in latest)
+            ):
+                plan = []
+                break
+            plan.append((key, group, latest))
+        for key, group, latest in plan:
+            items.append((prep.run, group, fire_prepare(prep.run, latest)))
+            places.append((prep, key))
+    if len(items) < 2:
+        return
+    for (prep, key), (_run, _group, fire), rows in zip(
+        places, items, alerts_upsert_many(items), strict=True
+    ):
+        prep.upserted[key] = (fire, rows)
+
+
+FIRING = ("firing", "trigger")
+
+
+def _latest(alerts: list[IncomingAlert]) -> list[IncomingAlert]:
+    """The last word of a delivery on each of its alerts, in order of last mention."""
+    latest: dict[str, IncomingAlert] = {}
+    for alert in alerts:
+        latest.pop(alert.fingerprint, None)
+        latest[alert.fingerprint] = alert
+    return list(latest.values())
+
+
+def _process_group(
+    run: Run,
+    *,
+    key: str,
+    reason: str,
+    alerts: list[IncomingAlert],
+    upserted: tuple[Fire, list[tuple]] | None = None,
+) -> None:
     group = run.groups.get((run.integration.pk, key)) or _group_lock(run.integration, key)
     opened = next((o for o in run.openings if o.group.pk == group.pk), None)
     if opened is not None:
@@ -471,15 +538,14 @@ def _process_group(run: Run, *, key: str, reason: str, alerts: list[IncomingAler
         group.incident = opened.new.incident
     incident = _active_incident(group)
     # The last word of the delivery on each alert counts.
-    latest: dict[str, IncomingAlert] = {}
-    for alert in alerts:
-        latest.pop(alert.fingerprint, None)
-        latest[alert.fingerprint] = alert
-    firing = [a for a in latest.values() if a.action in ("firing", "trigger")]
-    resolving = [a for a in latest.values() if a.action in ("resolved", "resolve")]
-    acks = [a for a in latest.values() if a.action == "acknowledge"]
+    latest = _latest(alerts)
+    firing = [a for a in latest if a.action in FIRING]
+    resolving = [a for a in latest if a.action in ("resolved", "resolve")]
+    acks = [a for a in latest if a.action == "acknowledge"]
     if firing:
-        incident = alerts_fire(run, group=group, incident=incident, reason=reason, alerts=firing)
+        incident = alerts_fire(
+            run, group=group, incident=incident, reason=reason, alerts=firing, upserted=upserted
+        )
         if (resolving or acks) and run.openings:
             # They read the group's incident: it must be written.
             openings_write(run.openings)

@@ -53,7 +53,10 @@ def incidents_seen(incidents, *, strip: tuple[str, ...] = ()) -> list[dict]:
                     (e.name, e.payload, e.urgent, e.status, e.source)
                     for e in incident.events.order_by("pk")
                 ],
-                "alerts": sorted(plain(a.title) for a in Alert.objects.filter(incident=incident)),
+                "alerts": sorted(
+                    (plain(a.title), a.count, a.status, a.severity, a.action, a.starts_at_estimated)
+                    for a in Alert.objects.filter(incident=incident)
+                ),
                 "groups": AlertGroup.objects.filter(incident=incident).count(),
             }
         )

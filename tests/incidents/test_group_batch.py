@@ -318,3 +318,21 @@ def test_a_request_right_after_a_kick_queues_nothing_and_the_drain_looks_again_f
     assert len(late) == 1
     assert sorted(Alert.objects.values_list("title", flat=True)) == ["first", "late", "second"]
     assert not WebhookDelivery.objects.exclude(status=DeliveryStatus.PROCESSED).exists()
+
+
+def test_deliveries_of_a_batch_that_share_an_alert_count_it_as_one_by_one(
+    client, django_capture_on_commit_callbacks, generic
+):
+    # Two groups, one alert (dedup key): the second delivery counts a repeat on the first's
+    # row, as it would alone (a batch writes no row twice in one statement).
+    capture = django_capture_on_commit_callbacks
+    for group in ("a", "b", "c"):
+        fire(client, capture, generic, title="disk full", group_key=group, dedup_key="disk")
+    fire(client, capture, generic, title="cpu hot", group_key="d")
+    assert drain() == 4
+    assert set(WebhookDelivery.objects.values_list("status", "attempts")) == {
+        (DeliveryStatus.PROCESSED, 1)
+    }
+    disk = Alert.objects.get(fingerprint="disk")
+    assert disk.count == 3
+    assert Incident.objects.count() == 2

@@ -39,54 +39,62 @@ def announce(
 
     An event no handler follows is stored as handled at once (it is still the audit of what
     happened, and later handlers do not replay history)."""
+    followed = _followed(name)
+    event = _event(
+        name, incident, followed=followed, source=source, actor_id=actor_id, payload=payload
+    )
+    event.save(force_insert=True)
+    if followed:
+        incident_id, urgent = incident.pk, event.urgent
+        if not _collect(incident_id, urgent):
+            transaction.on_commit(lambda: events_kick(incident_id=incident_id, urgent=urgent))
+    return event
+
+
+def _followed(name: str) -> bool:
     if name not in EVENT_NAMES:
         raise ValueError(f"Unknown incident event {name!r}.")
+    return bool(subscribed_handlers(name))
+
+
+def _event(
+    name: str,
+    incident: Incident,
+    *,
+    followed: bool,
+    source: str,
+    actor_id: int | None,
+    payload: dict[str, Any],
+) -> IncidentEvent:
+    """The event's row, not saved: pending for its handlers, or handled at once when no
+    handler follows it."""
     now = timezone.now()
-    followed = bool(subscribed_handlers(name))
-    urgent = _is_urgent(incident)
-    event = IncidentEvent.objects.create(
+    return IncidentEvent(
         incident=incident,
         name=name,
         payload=payload,
         actor_id=actor_id,
         source=source,
         occurred_at=now,
-        urgent=urgent,
+        urgent=_is_urgent(incident),
         status=EventStatus.PENDING if followed else EventStatus.DONE,
         next_attempt_at=now,
         handled_at=None if followed else now,
     )
-    if followed:
-        incident_id = incident.pk
-        if not _collect(incident_id, urgent):
-            transaction.on_commit(lambda: events_kick(incident_id=incident_id, urgent=urgent))
-    return event
 
 
 def announce_many(name: str, items: list[tuple[Incident, dict[str, Any]]]) -> list[IncidentEvent]:
     """:func:`announce` for many incidents at once, in one INSERT: ``items`` holds (incident,
     keyword arguments of ``announce``: ``source``, ``actor_id`` and the payload)."""
-    if name not in EVENT_NAMES:
-        raise ValueError(f"Unknown incident event {name!r}.")
-    now = timezone.now()
-    followed = bool(subscribed_handlers(name))
+    followed = _followed(name)
     events = []
     for incident, options in items:
         payload = dict(options)
         source = payload.pop("source", Source.SYSTEM)
         actor_id = payload.pop("actor_id", None)
         events.append(
-            IncidentEvent(
-                incident=incident,
-                name=name,
-                payload=payload,
-                actor_id=actor_id,
-                source=source,
-                occurred_at=now,
-                urgent=_is_urgent(incident),
-                status=EventStatus.PENDING if followed else EventStatus.DONE,
-                next_attempt_at=now,
-                handled_at=None if followed else now,
+            _event(
+                name, incident, followed=followed, source=source, actor_id=actor_id, payload=payload
             )
         )
     IncidentEvent.objects.bulk_create(events)

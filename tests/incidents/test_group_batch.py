@@ -216,7 +216,7 @@ def test_a_storm_of_new_groups_is_one_batch_whose_incidents_one_task_follows(
     assert again.call_args.kwargs["args"] == [args[0][1:], False]
     assert events.filter(status=EventStatus.DONE).count() == 1
     with capture(execute=True):
-        incidents_events_follow_many(args[0][1:], urgent=False)
+        incidents_events_follow_many(args[0][1:], urgent=False, budget_seconds=60)
     assert events.filter(status=EventStatus.DONE).count() == 6
 
 

@@ -94,16 +94,17 @@ def delivery_process(*, delivery_id: int | None = None) -> DeliveryResult:
     (``group_hash``), the next fresh pending deliveries whose alerts also fell in one group
     each (of any group: in an alert storm each alert is a group of its own), that no other
     worker holds, up to ``VIGIL_ALERT_BATCH`` in all, are processed with it in the same
-    transaction: one claim, one commit, one INSERT of timeline entries and one task that
-    follows the new incidents' events, instead of one each; and the deliveries of one group
-    take its lock once. The batch is processed in the order of its groups' hashes (a group's
-    deliveries in order of receipt), the order in which every drain locks groups, so two
-    drains whose batches share a group wait instead of deadlocking (a delivery regrouped
-    since receipt may still lock out of that order; a deadlock then rolls the batch back for
-    a retry). Each delivery is processed exactly as it would be alone (its own receipt time,
-    routing, rules and timeline). An error in one rolls the batch back; that delivery's
-    attempt is recorded as above and the others, untouched, are taken again by the next
-    claim.
+    transaction: one claim, one statement that locks all their groups, one that writes their
+    firing alerts where no two of them share an alert or a group, a few that write the
+    incidents they open, one INSERT of timeline entries, one commit and one task that follows
+    the new incidents' events, instead of each of these per delivery. The batch is processed
+    in the order of its groups' hashes (a group's deliveries in order of receipt), the order in
+    which every drain locks groups, so two drains whose batches share a group wait instead of
+    deadlocking (a delivery regrouped since receipt may still lock out of that order; a
+    deadlock then rolls the batch back for a retry). Each delivery is processed exactly as it
+    would be alone (its own receipt time, routing, rules and timeline). An error in one rolls
+    the batch back; that delivery's attempt is recorded as above and the others, untouched,
+    are taken again by the next claim.
     """
     # The delivery being processed when an error stops the batch.
     current: int | None = None
@@ -116,9 +117,9 @@ def delivery_process(*, delivery_id: int | None = None) -> DeliveryResult:
             if not batch:
                 return DeliveryResult(outcome="skipped")
             head = batch[0]
-            # Timeline entries of the batch, written in one INSERT: before a delivery of a
-            # group already processed in this batch (it may write to the same incident
-            # directly), and at the end.
+            # What the batch's deliveries write together (the incidents they open, their
+            # timeline entries): before a delivery of a group already processed in this batch
+            # (it may read or write the same incident), and at the end.
             pending = _Pending()
             prepared = []
             for delivery in _lock_order(batch):
@@ -472,7 +473,8 @@ def _alerts_upsert_together(
     (``alerts_upsert_many``) where that changes nothing: a delivery whose groups are each its
     own in the batch and have no incident yet (a storm: new groups), whose alerts all fire,
     and none of whose fingerprints comes in another delivery of the batch (whose count it
-    would race). The rest are written delivery by delivery, as before."""
+    would race). The rest are written delivery by delivery, as before, and all of them when
+    the database refuses the statement."""
     groups_used = Counter((p.run.integration.pk, key) for p in prepared for key in p.groups)
     fingerprints = Counter(
         (p.run.integration.pk, a.fingerprint)
@@ -503,9 +505,17 @@ def _alerts_upsert_together(
             places.append((prep, key))
     if len(items) < 2:
         return
-    for (prep, key), (_run, _group, fire), rows in zip(
-        places, items, alerts_upsert_many(items), strict=True
-    ):
+    try:
+        with transaction.atomic():
+            written = alerts_upsert_many(items)
+    except OperationalError:
+        raise
+    except Exception:
+        # A value the database refuses: rolled back to the savepoint, each delivery writes its
+        # own alerts, so that the refusal is recorded on the delivery that brought it.
+        logger.warning("The alerts of a batch could not be written together", exc_info=True)
+        return
+    for (prep, key), (_run, _group, fire), rows in zip(places, items, written, strict=True):
         prep.upserted[key] = (fire, rows)
 
 

@@ -336,3 +336,28 @@ def test_deliveries_of_a_batch_that_share_an_alert_count_it_as_one_by_one(
     disk = Alert.objects.get(fingerprint="disk")
     assert disk.count == 3
     assert Incident.objects.count() == 2
+
+
+def test_a_batch_whose_alerts_cannot_be_written_together_writes_them_one_by_one(
+    client, django_capture_on_commit_callbacks, generic
+):
+    # The statement that writes the batch's alerts together is refused: rolled back to its
+    # savepoint, each delivery writes its own, and every delivery is processed.
+    from django.db import IntegrityError
+
+    capture = django_capture_on_commit_callbacks
+    for n in range(3):
+        fire(client, capture, generic, title=f"db-{n}", group_key=f"host-{n}")
+
+    def refused(items):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        raise IntegrityError("refused")
+
+    with mock.patch("incidents.detection.processing.alerts_upsert_many", refused):
+        assert drain() == 3
+    assert set(WebhookDelivery.objects.values_list("status", "attempts")) == {
+        (DeliveryStatus.PROCESSED, 1)
+    }
+    assert Incident.objects.count() == 3
+    assert Alert.objects.filter(incident__isnull=False).count() == 3

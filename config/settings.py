@@ -676,7 +676,10 @@ VIGIL_HOOK_INTEGRATION_CACHE_SECONDS = env.float(
 # Drain tasks queued when deliveries arrive: how many worker processes share a stream of them.
 VIGIL_ALERT_DRAINS = env.int("VIGIL_ALERT_DRAINS", default=2)
 # How many pending deliveries a drain processes in one transaction (1: each alone).
-VIGIL_ALERT_BATCH = env.int("VIGIL_ALERT_BATCH", default=25)
+# VIGIL_ALERT_GROUP_BATCH is its former name, from when a batch held one group's deliveries.
+VIGIL_ALERT_BATCH = env.int(
+    "VIGIL_ALERT_BATCH", default=env.int("VIGIL_ALERT_GROUP_BATCH", default=25)
+)
 # CloudWatch alarms through Amazon SNS: the hosts (a regular expression, matched whole) an SNS
 # message's signing certificate and subscription URL may be fetched from, over HTTPS only, and how
 # old a message's signed Timestamp may be (SNS retries an HTTP/S delivery for at most an hour).

@@ -441,25 +441,33 @@ def openings_write(openings: list[Opening]) -> None:
 
 
 def _link_many(openings: list[Opening]) -> None:
+    """The new incidents on their alerts and groups: on PostgreSQL one statement (the alerts'
+    UPDATE in a common table expression), elsewhere two."""
     q = connection.ops.quote_name
-    slot = "CAST(%s AS bigint)" if connection.vendor == "postgresql" else "%s"
+    postgres = connection.vendor == "postgresql"
+    slot = "CAST(%s AS bigint)" if postgres else "%s"
+    statements, params = [], []
     for model, pairs in (
-        (
-            Alert,
-            [(pk, o.new.incident.pk) for o in openings for pk in o.alert_ids],
-        ),
+        (Alert, [(pk, o.new.incident.pk) for o in openings for pk in o.alert_ids]),
         (AlertGroup, [(o.group.pk, o.new.incident.pk) for o in openings]),
     ):
         table = q(model._meta.db_table)
         column = q(model._meta.get_field("incident").column)
         values = ", ".join(f"({slot}, {slot})" for _ in pairs)
         # VALUES names its columns column1, column2, … in both databases.
-        with connection.cursor() as cursor:
+        statements.append(
+            f"UPDATE {table} SET {column} = v.column2 FROM (VALUES {values}) AS v "
+            f"WHERE {table}.{q('id')} = v.column1"
+        )
+        params.append([value for pair in pairs for value in pair])
+    with connection.cursor() as cursor:
+        if postgres:
             cursor.execute(
-                f"UPDATE {table} SET {column} = v.column2 FROM (VALUES {values}) AS v "
-                f"WHERE {table}.{q('id')} = v.column1",
-                [value for pair in pairs for value in pair],
+                f"WITH linked AS ({statements[0]}) {statements[1]}", params[0] + params[1]
             )
+        else:
+            for sql, values in zip(statements, params, strict=True):
+                cursor.execute(sql, values)
 
 
 def _join(

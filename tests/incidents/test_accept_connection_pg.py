@@ -14,7 +14,11 @@ from django.test.utils import CaptureQueriesContext
 from incidents.models import WebhookDelivery
 from tests.incidents.detection_fixtures import hook_path, make_integration, post, storm_alert
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+# Transactional: emptied after the test; serialized_rollback restores the seeded policy.
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
 
 
 WRAPPER = type(connections["default"])

@@ -393,13 +393,7 @@ def _groups_lock(prepared: list[_Prepared]) -> dict[tuple[int, str], AlertGroup]
     groups = {}
     for (integration_id, key), (integration, hashed) in wanted.items():
         pk, incident_id = by_hash[(integration_id, hashed)]
-        group = AlertGroup.from_db(
-            connection.alias,
-            ["id", "integration_id", "key_hash", "key", "incident_id"],
-            [pk, integration_id, hashed, key, incident_id],
-        )
-        group.integration = integration
-        groups[(integration_id, key)] = group
+        groups[(integration_id, key)] = _group_row(integration, key, hashed, pk, incident_id)
     return groups
 
 
@@ -431,6 +425,13 @@ def _group_lock(integration: Integration, key: str) -> AlertGroup:
     with connection.cursor() as cursor:
         cursor.execute(sql, [integration.pk, hashed, key, now])
         pk, incident_id = cursor.fetchone()
+    return _group_row(integration, key, hashed, pk, incident_id)
+
+
+def _group_row(
+    integration: Integration, key: str, hashed: str, pk: int, incident_id: int | None
+) -> AlertGroup:
+    """The group's instance from what its lock returned."""
     group = AlertGroup.from_db(
         connection.alias,
         ["id", "integration_id", "key_hash", "key", "incident_id"],

@@ -5,7 +5,7 @@ import threading
 import time
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -79,3 +79,17 @@ def _database_connections_after(sender=None, **kwargs) -> None:
     state.skipped.clear()
     # A connection this closes is forgotten before the next task (its alias has no connection).
     close_old_connections()
+
+
+@worker_init.connect
+def _warm_up(**kwargs) -> None:
+    """Before the pool starts: import what the first tasks would (config.warmup), once, in the
+    main process whose modules the prefork pool's processes inherit."""
+    import django
+    from django.apps import apps
+
+    if not apps.ready:
+        django.setup()
+    from config import warmup
+
+    warmup.worker()

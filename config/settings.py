@@ -152,6 +152,19 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
+# The inbound webhooks (HOOKS_PATHS: /hooks/..., PagerDuty's /v2/enqueue) pass through these
+# only, when served by config.wsgi: a monitoring system has no session, signs in with no user
+# and sends no CSRF token or cookie, and what the others do (sessions, sign-in, messages, the
+# admin's time zone and live panels, the login lockout) cost a third of an alert's accept.
+# The security headers, the policy tokens and the JSON error shape stay.
+HOOKS_PATHS = ("/hooks/", "/v2/enqueue")
+HOOKS_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "incidents.middleware.PolicyTokensMiddleware",
+    "incidents.api.middleware.JsonErrorsMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
 

@@ -65,6 +65,15 @@ def _memos_forgotten():
 
 
 @pytest.fixture
+def client():
+    """Django's test client, routed as the WSGI application routes requests
+    (tests/routed_client.py)."""
+    from tests.routed_client import RoutedClient
+
+    return RoutedClient()
+
+
+@pytest.fixture
 def make_user(db):
     def make(*groups: str, **kwargs):
         return UserFactory(groups=groups, **kwargs)

@@ -217,3 +217,20 @@ def test_a_celery_worker_imports_its_modules_before_its_pool_starts():
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
+
+
+@pytest.mark.django_db
+def test_a_hook_url_without_its_trailing_slash_says_so(service):
+    integration = make_integration("alertmanager", service=service)
+    path = hook_path(integration).rstrip("/")
+    status, _, content = call(
+        "POST",
+        path,
+        json.dumps(alertmanager_payload()).encode(),
+        content_type="application/json",
+        authorization=f"Bearer {integration.secret}",
+    )
+    error = json.loads(content)
+    assert (status, error["code"]) == (404, "not_found")
+    assert error["detail"] == f"Not found: this path needs its trailing slash ({path}/)."
+    assert not WebhookDelivery.objects.exists()

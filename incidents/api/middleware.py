@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import is_valid_path
 
 JSON_PREFIXES = ("/api/", "/hooks/", "/v2/enqueue")
 KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
@@ -45,6 +46,11 @@ def json_error(status: int, reason: str) -> JsonResponse:
     )
 
 
+def _slash_missing(request: HttpRequest) -> bool:
+    path = request.path_info
+    return not path.endswith("/") and is_valid_path(f"{path}/", getattr(request, "urlconf", None))
+
+
 class JsonErrorsMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -58,6 +64,18 @@ class JsonErrorsMiddleware:
         ):
             return response
         replaced = json_error(response.status_code, response.reason_phrase)
+        if response.status_code == 404 and _slash_missing(request):
+            # Django's CommonMiddleware would redirect, which a sender's POST does not follow
+            # (the webhooks are served without it: config/settings.py, HOOKS_MIDDLEWARE).
+            replaced = JsonResponse(
+                {
+                    "status": 404,
+                    "code": "not_found",
+                    "detail": f"Not found: this path needs its trailing slash ({request.path}/).",
+                    "errors": {},
+                },
+                status=404,
+            )
         for name in KEPT_HEADERS:
             if name in response:
                 replaced[name] = response[name]

@@ -109,3 +109,48 @@ def test_the_web_server_turns_it_on(monkeypatch):
     monkeypatch.setattr(base, "POLL_FOR_WRITE_LOCK", False)
     gunicorn.post_worker_init(worker=None)
     assert base.POLL_FOR_WRITE_LOCK is True
+
+
+def test_one_thread_of_a_process_polls_at_a_time(polling, held, monkeypatch):
+    """Four requests wait for the lock another process holds: one of them asks SQLite at a
+    time (the others wait on the process's lock, spending no CPU); all get it once it is
+    released, one after another."""
+    path, holder = held
+    polls = {"now": 0, "most": 0, "total": 0}
+    counting = threading.Lock()
+    poll = base.DatabaseWrapper._poll_for_write_lock
+
+    def counted(self, deadline, timeout):
+        with counting:
+            polls["now"] += 1
+            polls["total"] += 1
+            polls["most"] = max(polls["most"], polls["now"])
+        try:
+            return poll(self, deadline, timeout)
+        finally:
+            with counting:
+                polls["now"] -= 1
+
+    monkeypatch.setattr(base.DatabaseWrapper, "_poll_for_write_lock", counted)
+    started = [_begin_in_thread(path) for _ in range(4)]
+    time.sleep(0.3)
+    assert polls == {"now": 1, "most": 1, "total": 1}
+    holder.execute("COMMIT")
+    for thread, _ in started:
+        thread.join(5)
+    assert [outcome.get("error") for _, outcome in started] == [None] * 4
+    assert polls["most"] == 1 and polls["total"] == 4
+    assert sorted(r[0] for r in holder.execute("SELECT x FROM t")) == [1, 2, 2, 2, 2]
+
+
+def test_a_request_waiting_its_turn_gives_up_after_the_timeout(polling, held):
+    path, _ = held
+    first, _ = _begin_in_thread(path, timeout=1.0)
+    time.sleep(0.05)
+    started = time.monotonic()
+    second, outcome = _begin_in_thread(path, timeout=0.3)
+    second.join(5)
+    assert isinstance(outcome.get("error"), sqlite3.OperationalError)
+    assert "locked" in str(outcome["error"])
+    assert 0.3 <= time.monotonic() - started < 1.0
+    first.join(5)

@@ -82,14 +82,17 @@ def _database_connections_after(sender=None, **kwargs) -> None:
 
 
 @worker_init.connect
-def _warm_up(**kwargs) -> None:
+def worker_warm_up(**kwargs) -> None:
     """Before the pool starts: import what the first tasks would (config.warmup), once, in the
-    main process whose modules the prefork pool's processes inherit."""
+    main process whose modules the prefork pool's processes inherit. On the embedded SQLite
+    database the worker keeps no log of its queries with DEBUG on (config/sqlite)."""
     import django
     from django.apps import apps
 
     if not apps.ready:
         django.setup()
     from config import warmup
+    from config.sqlite import base
 
+    base.KEEP_QUERY_LOG = False
     warmup.worker()

@@ -52,7 +52,9 @@ control_socket_disable = True
 
 def post_worker_init(worker) -> None:
     """A request asks for SQLite's write lock every half millisecond (config/sqlite), so it is
-    not starved by the workers' back-to-back transactions. No effect on PostgreSQL."""
+    not starved by the workers' back-to-back transactions, and no log of its queries is kept
+    with DEBUG on. No effect on PostgreSQL."""
     from config.sqlite import base
 
     base.POLL_FOR_WRITE_LOCK = True
+    base.KEEP_QUERY_LOG = False

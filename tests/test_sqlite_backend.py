@@ -107,8 +107,59 @@ def test_the_web_server_turns_it_on(monkeypatch):
     from config import gunicorn
 
     monkeypatch.setattr(base, "POLL_FOR_WRITE_LOCK", False)
+    monkeypatch.setattr(base, "KEEP_QUERY_LOG", True)
     gunicorn.post_worker_init(worker=None)
     assert base.POLL_FOR_WRITE_LOCK is True
+    assert base.KEEP_QUERY_LOG is False
+
+
+def test_the_servers_keep_no_query_log_with_debug_on(
+    tmp_path, monkeypatch, settings, django_db_blocker
+):
+    """With DEBUG on, a web or Celery worker process runs its statements without Django's debug
+    cursor (which quoted every statement's parameters with one more SQLite statement); the
+    shell keeps ``connection.queries``, and so does a process whose ``django.db.backends``
+    logger is at DEBUG."""
+    import logging
+
+    settings.DEBUG = True
+    wrapper = _wrapper(tmp_path / "log.sqlite3")
+    try:
+        monkeypatch.setattr(base, "KEEP_QUERY_LOG", True)
+        assert wrapper.queries_logged is True
+        monkeypatch.setattr(base, "KEEP_QUERY_LOG", False)
+        assert wrapper.queries_logged is False
+        with django_db_blocker.unblock(), wrapper.cursor() as cursor:
+            cursor.execute("SELECT %s", [1])
+        assert wrapper.queries == []
+        statements = logging.getLogger("django.db.backends")
+        level = statements.level
+        statements.setLevel(logging.DEBUG)
+        try:
+            assert wrapper.queries_logged is True
+        finally:
+            statements.setLevel(level)
+        wrapper.force_debug_cursor = True  # as django_assert_num_queries does
+        assert wrapper.queries_logged is True
+        settings.DEBUG = False
+        wrapper.force_debug_cursor = False
+        monkeypatch.setattr(base, "KEEP_QUERY_LOG", True)
+        assert wrapper.queries_logged is False
+    finally:
+        with django_db_blocker.unblock():
+            wrapper.close()
+
+
+def test_a_celery_worker_keeps_no_query_log(monkeypatch):
+    from celery.signals import worker_init
+
+    from config.celery import worker_warm_up
+
+    monkeypatch.setattr(base, "KEEP_QUERY_LOG", True)
+    monkeypatch.setattr("config.warmup.worker", lambda: None)
+    assert worker_warm_up in [ref() for _, ref in worker_init.receivers]
+    worker_warm_up(sender=None)
+    assert base.KEEP_QUERY_LOG is False
 
 
 def test_one_thread_of_a_process_polls_at_a_time(polling, held, monkeypatch):

@@ -212,8 +212,8 @@ def test_a_web_worker_imports_its_modules_before_it_serves():
 
 def test_a_celery_worker_imports_its_modules_before_its_pool_starts():
     done = _fresh_python(
-        "import django; django.setup(); from celery.signals import worker_init; "
-        f"from config.celery import app; worker_init.send(sender=None); {LOADED}"
+        "import django; django.setup(); from config.celery import worker_warm_up; "
+        f"worker_warm_up(sender=None); {LOADED}"
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout

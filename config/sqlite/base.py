@@ -14,10 +14,17 @@ One thread of a process polls at a time; the process's other threads wait for th
 lock of the process, without spending CPU (a try costs about as much as a small INSERT: eight
 threads polling during an alert storm took half of the web processes' CPU). Only one of them
 could take the write lock anyway.
+
+The servers' processes (web and Celery workers: :data:`KEEP_QUERY_LOG` off) keep no log of
+their queries with DEBUG on, as ``manage.py shell`` still does (``connection.queries``). Nobody
+reads it there, and with DEBUG on (``make run``) Django quoted every statement's parameters for
+it with one more SQLite statement, a seventh of the worker's CPU in an alert storm. Setting the
+``django.db.backends`` logger to DEBUG keeps the log (and logs the statements).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -27,9 +34,20 @@ from django.db.backends.sqlite3 import base
 POLL_FOR_WRITE_LOCK = False
 POLL_SECONDS = 0.0005
 _polling = threading.Lock()
+# Off in the web server's and the Celery workers' processes.
+KEEP_QUERY_LOG = True
+_statements = logging.getLogger("django.db.backends")
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    @property
+    def queries_logged(self) -> bool:
+        if self.force_debug_cursor:
+            return True
+        return super().queries_logged and (
+            KEEP_QUERY_LOG or _statements.isEnabledFor(logging.DEBUG)
+        )
+
     def _start_transaction_under_autocommit(self) -> None:
         if not POLL_FOR_WRITE_LOCK or self.transaction_mode != "IMMEDIATE":
             super()._start_transaction_under_autocommit()

@@ -77,6 +77,17 @@ def call(method: str, path: str, body: bytes = b"", **headers: str):
     return started["status"], started["headers"], content
 
 
+def post_alert(integration, path: str | None = None):
+    """The sample Alertmanager notification, as Alertmanager sends it to ``integration``."""
+    return call(
+        "POST",
+        path or hook_path(integration),
+        json.dumps(alertmanager_payload()).encode(),
+        content_type="application/json",
+        authorization=f"Bearer {integration.secret}",
+    )
+
+
 def header_names(headers) -> set[str]:
     return {name.lower() for name, _ in headers}
 
@@ -105,15 +116,8 @@ def test_hook_paths(path, hook):
 @pytest.mark.django_db(transaction=False)
 def test_an_alert_is_accepted_through_the_hooks_chain(service, django_assert_max_num_queries):
     integration = make_integration("alertmanager", service=service)
-    body = json.dumps(alertmanager_payload()).encode()
     with django_assert_max_num_queries(2):  # the integration's lookup, the delivery's INSERT
-        status, headers, content = call(
-            "POST",
-            hook_path(integration),
-            body,
-            content_type="application/json",
-            authorization=f"Bearer {integration.secret}",
-        )
+        status, headers, content = post_alert(integration)
     assert status == 202, content
     assert WebhookDelivery.objects.filter(integration=integration).count() == 1
     # The security headers stay; nothing of a browser's session is set or varied on.
@@ -146,17 +150,10 @@ def test_hook_errors_keep_the_json_shape(service):
 @pytest.mark.django_db
 def test_a_server_error_in_a_hook_is_json_and_logged(service, caplog):
     integration = make_integration("alertmanager", service=service)
-    body = json.dumps(alertmanager_payload()).encode()
     with mock.patch(
         "incidents.detection.views.delivery_accept", side_effect=RuntimeError("disk full")
     ):
-        status, _, content = call(
-            "POST",
-            hook_path(integration),
-            body,
-            content_type="application/json",
-            authorization=f"Bearer {integration.secret}",
-        )
+        status, _, content = post_alert(integration)
     assert status == 500
     assert json.loads(content)["code"] == "server_error"
     assert "disk full" not in content.decode()
@@ -223,13 +220,7 @@ def test_a_celery_worker_imports_its_modules_before_its_pool_starts():
 def test_a_hook_url_without_its_trailing_slash_says_so(service):
     integration = make_integration("alertmanager", service=service)
     path = hook_path(integration).rstrip("/")
-    status, _, content = call(
-        "POST",
-        path,
-        json.dumps(alertmanager_payload()).encode(),
-        content_type="application/json",
-        authorization=f"Bearer {integration.secret}",
-    )
+    status, _, content = post_alert(integration, path)
     error = json.loads(content)
     assert (status, error["code"]) == (404, "not_found")
     assert error["detail"] == f"Not found: this path needs its trailing slash ({path}/)."

@@ -39,8 +39,10 @@ def _is_json(response: HttpResponse) -> bool:
     return content_type == "application/json" or content_type.endswith("+json")
 
 
-def json_error(status: int, reason: str) -> JsonResponse:
-    code, detail = _ERRORS.get(status, ("error", reason or "Error."))
+def json_error(status: int, reason: str, detail: str | None = None) -> JsonResponse:
+    """The error in the API's shape; ``detail`` replaces the status's usual one."""
+    code, usual = _ERRORS.get(status, ("error", reason or "Error."))
+    detail = detail or usual
     return JsonResponse(
         {"status": status, "code": code, "detail": detail, "errors": {}}, status=status
     )
@@ -63,19 +65,12 @@ class JsonErrorsMiddleware:
             or _is_json(response)
         ):
             return response
-        replaced = json_error(response.status_code, response.reason_phrase)
+        detail = None
         if response.status_code == 404 and _slash_missing(request):
             # Django's CommonMiddleware would redirect, which a sender's POST does not follow
             # (the webhooks are served without it: config/settings.py, HOOKS_MIDDLEWARE).
-            replaced = JsonResponse(
-                {
-                    "status": 404,
-                    "code": "not_found",
-                    "detail": f"Not found: this path needs its trailing slash ({request.path}/).",
-                    "errors": {},
-                },
-                status=404,
-            )
+            detail = f"Not found: this path needs its trailing slash ({request.path}/)."
+        replaced = json_error(response.status_code, response.reason_phrase, detail)
         for name in KEPT_HEADERS:
             if name in response:
                 replaced[name] = response[name]

@@ -702,8 +702,9 @@ def post_all(url: str, bodies: list[bytes], secret: str, threads: int, posted: l
 def broker_backlog(setup: str, env: dict[str, str]) -> int:
     """Messages waiting or taken but not acknowledged, in the broker."""
     if setup == "a":
+        # A folder per queue (config/broker.py); a name with a leading dot is being written.
         folder = Path(env["VIGIL_VAR_DIR"]) / "broker" / "queue"
-        return sum(1 for _ in folder.iterdir()) if folder.exists() else 0
+        return sum(1 for path in folder.rglob("*.msg") if not path.name.startswith("."))
     import redis
     from django.conf import settings
 

@@ -245,7 +245,8 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesyste
 if CELERY_BROKER_URL.startswith("filesystem://"):
     for sub in ("queue", "processed", "control"):
         (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
-    # Kombu's filesystem transport, writing each message whole before a worker can see it.
+    # Kombu's filesystem transport, writing each message whole before a worker can see it, a
+    # folder per queue, with priorities (config/broker.py).
     CELERY_BROKER_TRANSPORT = "config.broker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
@@ -260,6 +261,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         # 1/interval tasks a second (at 0.1 s, an alert storm's pages fell minutes behind).
         # Listing a folder a hundred times a second costs little.
         "polling_interval": env.float("VIGIL_EMBEDDED_BROKER_POLL_SECONDS", default=0.01),
+        # As on Redis (below): a worker takes the first non-empty queue of its --queues.
+        "queue_order_strategy": "priority",
     }
 else:
     # Longer than any task's hard time limit, so a slow task is not handed to a second worker.

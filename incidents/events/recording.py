@@ -204,7 +204,7 @@ def events_kick_many(incident_ids: list[int], *, urgent: bool) -> bool:
 
 # The broker priority of a task following several incidents' events. On Redis, 0 (a message
 # without priority) is taken first, then 3, 6 and 9 (Kombu's priority steps) within each queue;
-# the embedded filesystem broker has no priorities (first in, first out).
+# the embedded filesystem broker takes 0 to 9 in order (config/broker.py).
 MANY_PRIORITY = 6
 
 # How long one task following many incidents' events works before it queues the rest and ends,

@@ -691,7 +691,11 @@ VIGIL_HOOK_INTEGRATION_CACHE_SECONDS = env.float(
     "VIGIL_HOOK_INTEGRATION_CACHE_SECONDS", default=5.0
 )
 # Drain tasks queued when deliveries arrive: how many worker processes share a stream of them.
-VIGIL_ALERT_DRAINS = env.int("VIGIL_ALERT_DRAINS", default=2)
+# One on SQLite: its single writer runs one drain's transaction at a time, so a second drain
+# only splits the deliveries into smaller batches, each paying a transaction's fixed cost.
+VIGIL_ALERT_DRAINS = env.int(
+    "VIGIL_ALERT_DRAINS", default=1 if _db["ENGINE"] == "config.sqlite" else 2
+)
 # How many pending deliveries a drain processes in one transaction (1: each alone).
 # VIGIL_ALERT_GROUP_BATCH is its former name, from when a batch held one group's deliveries.
 VIGIL_ALERT_BATCH = env.int(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from datetime import datetime
 from typing import Any
 
@@ -239,7 +240,9 @@ class IncidentHistoricalRecords(HistoricalRecords):
         ``items``: (incident, its links, who created it)."""
         if not items:
             return
-        history = getattr(items[0][0], self.manager_name).model
+        # The descriptor itself: reading ``Incident.history`` builds a manager class each time
+        # (``HistoryManager.from_queryset``), about 0.2 ms.
+        history = inspect.getattr_static(type(items[0][0]), self.manager_name).model
         records = []
         for instance, _links, actor in items:
             instance._history_user = actor

@@ -242,23 +242,9 @@ def test_a_celery_worker_answers_a_remote_control_ping_through_it(tmp_path):
     environ.update(
         DJANGO_DEBUG="1", VIGIL_VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="config.settings"
     )
+    command = "celery -A config worker --hostname ping@%h --queues vigil.intake --pool solo"
     worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--hostname",
-            "ping@%h",
-            "--queues",
-            "vigil.intake",
-            "--pool",
-            "solo",
-            "--loglevel",
-            "WARNING",
-        ],
+        [sys.executable, "-m", *command.split(), "--loglevel", "WARNING"],
         env=environ,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import is_valid_path
 
-JSON_PREFIXES = ("/api/", "/hooks/", "/v2/enqueue")
 KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
 
 _ERRORS = {
@@ -56,12 +56,14 @@ def _slash_missing(request: HttpRequest) -> bool:
 class JsonErrorsMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
+        # The API and the inbound webhooks (config/settings.py, HOOKS_PATHS).
+        self.prefixes = ("/api/", *settings.HOOKS_PATHS)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
         if (
             response.status_code < 400
-            or not request.path_info.startswith(JSON_PREFIXES)
+            or not request.path_info.startswith(self.prefixes)
             or _is_json(response)
         ):
             return response

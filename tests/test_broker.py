@@ -215,14 +215,23 @@ def test_a_worker_takes_the_first_non_empty_of_its_queues(tmp_path):
     assert received == ["intake"] * 3 + ["bulk"] * 3
 
 
-def test_the_embedded_default_uses_it(tmp_path):
-    # The settings as a fresh checkout reads them: no broker or Redis configured.
+def _embedded_environ(var_dir) -> dict[str, str]:
+    """The environment of a fresh checkout's `make run`: no broker, Redis or database
+    configured, Vigil's own settings, everything kept under ``var_dir``."""
     environ = {
         key: value
         for key, value in os.environ.items()
-        if key not in ("CELERY_BROKER_URL", "REDIS_URL", "DATABASE_URL")
+        if key not in ("CELERY_BROKER_URL", "REDIS_URL", "DATABASE_URL", "CELERY_TASK_ALWAYS_EAGER")
     }
-    environ.update(DJANGO_DEBUG="1", VIGIL_VAR_DIR=str(tmp_path))
+    environ.update(
+        DJANGO_DEBUG="1", VIGIL_VAR_DIR=str(var_dir), DJANGO_SETTINGS_MODULE="config.settings"
+    )
+    return environ
+
+
+def test_the_embedded_default_uses_it(tmp_path):
+    # The settings as a fresh checkout reads them: no broker or Redis configured.
+    environ = _embedded_environ(tmp_path)
     code = "import config.settings as s; print(s.CELERY_BROKER_URL, s.CELERY_BROKER_TRANSPORT)"
     result = subprocess.run(
         [sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True
@@ -234,14 +243,7 @@ def test_a_celery_worker_answers_a_remote_control_ping_through_it(tmp_path):
     # The broadcast goes out through the control folder to the worker's own queue, and the
     # reply comes back on a reply queue that is deleted afterwards: put, get and delete as a
     # real Celery worker and client use them.
-    environ = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("CELERY_BROKER_URL", "REDIS_URL", "DATABASE_URL", "CELERY_TASK_ALWAYS_EAGER")
-    }
-    environ.update(
-        DJANGO_DEBUG="1", VIGIL_VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="config.settings"
-    )
+    environ = _embedded_environ(tmp_path)
     command = "celery -A config worker --hostname ping@%h --queues vigil.intake --pool solo"
     worker = subprocess.Popen(
         [sys.executable, "-m", *command.split(), "--loglevel", "WARNING"],

@@ -21,6 +21,9 @@ def pings(monkeypatch):
     """Health checks on (as on PostgreSQL), counted."""
     conn = connections["default"]
     conn.ensure_connection()
+    # The connection may have been opened by an earlier test of this process nearly
+    # CONN_MAX_AGE ago: its age must not close it (and a new one open unpinged) mid-test.
+    monkeypatch.setattr(conn, "close_at", None)
     monkeypatch.setattr(worker_setup, "_pings", worker_setup._Pings())
     monkeypatch.setattr(conn, "health_check_enabled", True)
     calls = []

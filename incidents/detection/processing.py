@@ -267,9 +267,10 @@ def _claim_batch_sql() -> str:
     )
 
 
-def deliveries_drain(*, budget_seconds: float = DRAIN_BUDGET) -> int:
+def deliveries_drain(*, budget_seconds: float | None = None) -> int:
     """Process fresh pending deliveries, oldest first, one transaction each, until none is
-    left to claim or ``budget_seconds`` have passed (then drains are queued again). Several
+    left to claim or ``budget_seconds`` (``DRAIN_BUDGET``) have passed (then drains are
+    queued again). Several
     drains run side by side, each claiming the next delivery no other holds. Returns how
     many it processed."""
     from .intake import deliveries_kick, kick_flag
@@ -279,7 +280,7 @@ def deliveries_drain(*, budget_seconds: float = DRAIN_BUDGET) -> int:
         kick_flag.clear()
     except Exception:
         logger.exception("The delivery kick key is unavailable")
-    deadline = time.monotonic() + budget_seconds
+    deadline = time.monotonic() + (DRAIN_BUDGET if budget_seconds is None else budget_seconds)
     done = 0
     lingered = False
     while True:

@@ -21,9 +21,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models.constants import OnConflict
 from django.utils import timezone
 
+from incidents.bulk import rows_insert
 from incidents.events import default_queue, urgent_queue
 from incidents.models import Contact, Incident
 from incidents.queue import WorkQueue
@@ -288,10 +288,8 @@ def _one_incident(messages: list[OutboxMessage]) -> int | None:
 def _insert_new(rows: list[Notification]) -> dict[str, int]:
     """Insert ``rows`` in one statement, skipping those whose idempotency key already has a
     row; returns the id of each row inserted by its key. ``bulk_create(ignore_conflicts=True)``
-    writes the same statement but does not return the ids, so this asks the ORM's insert query
-    for them (PostgreSQL and SQLite 3.35+ return the inserted rows only)."""
-    meta = Notification._meta
-    key_field = meta.get_field("idempotency_key")
+    writes the same statement but does not return the ids; ``rows_insert`` does
+    (PostgreSQL and SQLite 3.35+ return the inserted rows only)."""
     # A contact deleted since the policy snapshot was taken would fail the whole INSERT on its
     # foreign key: such a row is written without its contact.
     contact_ids = {row.contact_id for row in rows if row.contact_id}
@@ -316,14 +314,8 @@ def _insert_new(rows: list[Notification]) -> dict[str, int]:
                 status=NotificationStatus.PENDING,
             ).values_list("idempotency_key", "pk")
         )
-    for row in rows:
-        row._prepare_related_fields_for_save(operation_name="bulk_create")
-    fields = [f for f in meta.concrete_fields if not f.primary_key]
-    returned = Notification.objects._insert(
-        rows, fields=fields, returning_fields=[meta.pk, key_field], on_conflict=OnConflict.IGNORE
-    )
-    # A single row that was skipped comes back as [None].
-    return {values[1]: values[0] for values in returned if values and values[0] is not None}
+    inserted = rows_insert(rows, ignore_conflicts=True, key="idempotency_key")
+    return {row.idempotency_key: row.pk for row in inserted}
 
 
 def batch_tasks_publish(groups: list[tuple[list[int], str]]) -> None:

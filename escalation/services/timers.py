@@ -52,6 +52,7 @@ from django.db import connection, transaction
 from django.db.models import Q, QuerySet, prefetch_related_objects
 from django.utils import timezone
 
+from incidents.bulk import rows_insert
 from incidents.models import (
     Incident,
     Status,
@@ -377,7 +378,7 @@ def _advance_claimed(
             firing.event = create_event(**event_fields(firing, now=now))
     elif firings:
         events = [EscalationEvent(**event_fields(f, now=now)) for f in firings]
-        EscalationEvent.objects.bulk_create(events)
+        rows_insert(events)
         for firing, event in zip(firings, events, strict=True):
             firing.event = event
 

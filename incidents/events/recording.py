@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from ..bulk import rows_insert
 from ..models import Incident, Source
 from ..models.events import EventStatus, IncidentEvent
 from ..queue import WorkQueue
@@ -97,7 +98,7 @@ def announce_many(name: str, items: list[tuple[Incident, dict[str, Any]]]) -> li
                 name, incident, followed=followed, source=source, actor_id=actor_id, payload=payload
             )
         )
-    IncidentEvent.objects.bulk_create(events)
+    rows_insert(events)
     if followed:
         for event in events:
             if not _collect(event.incident_id, event.urgent):

@@ -19,6 +19,7 @@ from simple_history.signals import (
     pre_create_historical_m2m_records,
 )
 
+from ..bulk import rows_insert
 from .policy import Level, ResponseRole, SeverityLevel
 
 
@@ -258,7 +259,7 @@ class IncidentHistoricalRecords(HistoricalRecords):
                     },
                 )
             )
-        history.objects.bulk_create(records)
+        rows_insert(records)
         rows: dict[Any, list[Any]] = {}
         for record, (instance, links, _actor) in zip(records, items, strict=True):
             for field in record._history_m2m_fields:
@@ -268,9 +269,9 @@ class IncidentHistoricalRecords(HistoricalRecords):
                     model(history=record, **{name: getattr(link, name) for name in columns})
                     for link in links
                 )
-        for model, created in rows.items():
+        for created in rows.values():
             if created:
-                model.objects.bulk_create(created)
+                rows_insert(created)
 
 
 # The incident's history, services included; kept by name so that a new incident's first

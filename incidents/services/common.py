@@ -11,6 +11,7 @@ from django.db import models
 from django.db.models.constants import OnConflict
 from django.utils import timezone
 
+from ..bulk import rows_insert
 from ..errors import ActionForbidden, InvalidInput
 from ..memo import Versioned
 from ..models import Incident, Kind, PriorityMatrixCell, SeverityLevel, Source, TimelineEntry
@@ -131,7 +132,7 @@ def timeline_record_many(*, entries: Iterable[Mapping[str, Any]]) -> list[Timeli
     rows = [_timeline_entry(**entry) for entry in entries]
     if not rows:
         return []
-    return TimelineEntry.objects.bulk_create(rows)
+    return rows_insert(rows)
 
 
 def priority_for(*, impact: str, urgency: str) -> int:

@@ -10,6 +10,7 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from ..bulk import rows_insert
 from ..errors import InvalidInput
 from ..events import INCIDENT_CREATED, announce
 from ..events.recording import announce_many
@@ -340,7 +341,7 @@ def incidents_create_many(news: list[NewIncident]) -> None:
             incidents, _allocate_numbers(day, len(incidents)), strict=True
         ):
             incident.day, incident.sequence, incident.number = day, sequence, number
-    Incident.objects.bulk_create([new.incident for new in news])
+    rows_insert([new.incident for new in news])
     through = Incident.services.through
     links: dict[int, list[Any]] = {}
     rows = []
@@ -349,7 +350,7 @@ def incidents_create_many(news: list[NewIncident]) -> None:
             row = through(incident_id=new.incident.pk, service_id=pk)
             links.setdefault(new.incident.pk, []).append(row)
             rows.append(row)
-    through.objects.bulk_create(rows)
+    rows_insert(rows)
     INCIDENT_HISTORY.create_first_records(
         [(new.incident, links.get(new.incident.pk, []), new.actor) for new in news],
         reason="created",

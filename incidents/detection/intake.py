@@ -22,10 +22,16 @@ from django.core.cache import cache
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from config.sqlite import base as sqlite_backend
+from config.sqlite.group import GroupCommit
+
 from ..models import DeliveryStatus, WebhookDelivery
 from ..queue import WorkQueue
 
 logger = logging.getLogger(__name__)
+
+# The deliveries accepted by the threads of one web process on SQLite, written together.
+ACCEPTS = GroupCommit()
 
 DEFAULT_REQUEUE_AFTER = 60.0
 REQUEUE_BATCH = 500
@@ -75,7 +81,8 @@ def delivery_accept(
     json_slot = "CAST(%s AS jsonb)" if connection.vendor == "postgresql" else "%s"
     # On SQLite the INSERT runs in a transaction, which in the web server asks for the write
     # lock every half millisecond (config/sqlite) where a lone statement would sleep in SQLite's
-    # backoff behind the workers. PostgreSQL needs no BEGIN/COMMIT round trips for it.
+    # backoff behind the workers, and shares it with the other requests of its process
+    # accepting at the same moment. PostgreSQL needs no BEGIN/COMMIT round trips for it.
     sqlite = connection.vendor == "sqlite"
     sql = (
         f"INSERT INTO {WebhookDelivery._meta.db_table} (integration_id, received_at, body, "
@@ -95,6 +102,12 @@ def delivery_accept(
         DeliveryStatus.PENDING,
         now,
     ]
+    if sqlite and sqlite_backend.POLL_FOR_WRITE_LOCK and not connection.in_atomic_block:
+        # A web process on the embedded setup: with the other requests writing at this moment,
+        # in one transaction (config/sqlite/group.py).
+        delivery_id = ACCEPTS.fetchone(sql, params)[0]
+        deliveries_kick()
+        return delivery_id
     checked_later = _health_check_deferred()
     try:
         with (

@@ -58,66 +58,57 @@ def accept(integration_id: int, n: int) -> int:
     )
 
 
-def wait_for(predicate, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
-def test_requests_accepting_at_once_share_one_transaction_and_get_their_own_rows(web_process):
+def accept_together(web_process, integration_for) -> dict[int, object]:
+    """``len(integration_for)`` requests accept at once, request ``n`` for the integration
+    ``integration_for[n]``: one leads (it holds the write lock and waits at the gate, its own
+    statement queued with the others'), the gate opens once all are queued. Returns each
+    request's delivery id, or the error it raised."""
     accepts, gate = web_process
-    integration = make_integration("generic")
-    results: dict[int, int] = {}
+    outcome: dict[int, object] = {}
 
     def request(n: int):
         def run():
-            results[n] = accept(integration.pk, n)
+            try:
+                outcome[n] = accept(integration_for[n], n)
+            except IntegrityError as exc:
+                outcome[n] = exc
 
         return run
 
+    count = len(integration_for)
     racers = threading.Thread(
-        target=lambda: in_threads(*[request(n) for n in range(8)], timeout=60), daemon=True
+        target=lambda: in_threads(*[request(n) for n in range(count)], timeout=60), daemon=True
     )
     racers.start()
-    # One leads: it holds the write lock and waits at the gate, its own statement queued
-    # with the other seven's.
-    wait_for(lambda: len(accepts._queue) == 8)
+    deadline = time.monotonic() + 20
+    while len(accepts._queue) < count:
+        assert time.monotonic() < deadline, "the requests did not queue behind one leader"
+        time.sleep(0.01)
     gate.set()
     racers.join(60)
-    assert len(results) == 8 and len(set(results.values())) == 8
+    assert len(outcome) == count
+    return outcome
+
+
+def test_requests_accepting_at_once_share_one_transaction_and_get_their_own_rows(web_process):
+    integration = make_integration("generic")
+    results = accept_together(web_process, [integration.pk] * 8)
+    assert len(set(results.values())) == 8
     rows = {d.pk: d for d in WebhookDelivery.objects.all()}
     assert set(rows) == set(results.values())
     for n, pk in results.items():
         assert json.loads(rows[pk].body) == {"title": f"alert {n}"}
         assert rows[pk].group_hash == f"g{n}" and rows[pk].status == "pending"
     # One transaction wrote all eight.
+    accepts, _gate = web_process
     assert (accepts.groups, accepts.statements) == (1, 8)
 
 
-def test_a_bad_row_fails_only_its_own_request(web_process, monkeypatch):
-    accepts, gate = web_process
+def test_a_bad_row_fails_only_its_own_request(web_process):
     integration = make_integration("generic")
-    outcome: dict[int, object] = {}
-
-    def request(n: int):
-        def run():
-            try:
-                # Request 3 names an integration that does not exist: its foreign key fails
-                # at commit, and with it the whole group's transaction.
-                outcome[n] = accept(integration.pk if n != 3 else 999_999, n)
-            except IntegrityError as exc:
-                outcome[n] = exc
-
-        return run
-
-    racers = threading.Thread(
-        target=lambda: in_threads(*[request(n) for n in range(6)], timeout=60), daemon=True
-    )
-    racers.start()
-    wait_for(lambda: len(accepts._queue) == 6)
-    gate.set()
-    racers.join(60)
+    # Request 3 names an integration that does not exist: its foreign key fails at commit,
+    # and with it the whole group's transaction.
+    outcome = accept_together(web_process, [integration.pk] * 3 + [999_999] + [integration.pk] * 2)
     assert isinstance(outcome.pop(3), IntegrityError)
     assert all(isinstance(pk, int) for pk in outcome.values())
     assert set(WebhookDelivery.objects.values_list("pk", flat=True)) == set(outcome.values())

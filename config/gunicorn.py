@@ -52,9 +52,12 @@ control_socket_disable = True
 
 def post_worker_init(worker) -> None:
     """A request asks for SQLite's write lock every half millisecond (config/sqlite), so it is
-    not starved by the workers' back-to-back transactions, and no log of its queries is kept
-    with DEBUG on. No effect on PostgreSQL."""
+    not starved by the workers' back-to-back transactions; the webhooks the threads of a
+    worker accept at one moment are written in one transaction (incidents/group_commit.py);
+    and no log of its queries is kept with DEBUG on. No effect on PostgreSQL."""
     from config.sqlite import base
+    from incidents import group_commit
 
     base.POLL_FOR_WRITE_LOCK = True
     base.KEEP_QUERY_LOG = False
+    group_commit.ENABLED = True

@@ -110,12 +110,15 @@ def test_outside_the_web_server_it_is_djangos_backend(monkeypatch, held):
 
 def test_the_web_server_turns_it_on(monkeypatch):
     from config import gunicorn
+    from incidents import group_commit
 
     monkeypatch.setattr(base, "POLL_FOR_WRITE_LOCK", False)
     monkeypatch.setattr(base, "KEEP_QUERY_LOG", True)
+    monkeypatch.setattr(group_commit, "ENABLED", False)
     gunicorn.post_worker_init(worker=None)
     assert base.POLL_FOR_WRITE_LOCK is True
     assert base.KEEP_QUERY_LOG is False
+    assert group_commit.ENABLED is True
 
 
 def test_the_servers_keep_no_query_log_with_debug_on(

@@ -22,9 +22,8 @@ from django.core.cache import cache
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from config.sqlite import base as sqlite_backend
-from config.sqlite.group import GroupCommit
-
+from .. import group_commit
+from ..group_commit import GroupCommit
 from ..models import DeliveryStatus, WebhookDelivery
 from ..queue import WorkQueue
 
@@ -102,9 +101,9 @@ def delivery_accept(
         DeliveryStatus.PENDING,
         now,
     ]
-    if sqlite and sqlite_backend.POLL_FOR_WRITE_LOCK and not connection.in_atomic_block:
+    if sqlite and group_commit.ENABLED and not connection.in_atomic_block:
         # A web process on the embedded setup: with the other requests writing at this moment,
-        # in one transaction (config/sqlite/group.py).
+        # in one transaction (incidents/group_commit.py).
         delivery_id = ACCEPTS.fetchone(sql, params)[0]
         deliveries_kick()
         return delivery_id

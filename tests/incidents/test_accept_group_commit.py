@@ -1,4 +1,4 @@
-"""Group commit of accepted deliveries on the embedded setup (config/sqlite/group.py): the
+"""Group commit of accepted deliveries on the embedded setup (incidents/group_commit.py): the
 requests of one web process that accept at the same moment write their rows in one
 transaction, and each gets its own delivery back; one bad row fails only its own request."""
 
@@ -13,8 +13,9 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 
 from config.sqlite import base as sqlite_backend
-from config.sqlite.group import GroupCommit
+from incidents import group_commit
 from incidents.detection import intake
+from incidents.group_commit import GroupCommit
 from incidents.models import WebhookDelivery
 from tests.incidents.detection_fixtures import make_integration
 from tests.threads import in_threads
@@ -32,6 +33,7 @@ def web_process(monkeypatch):
     """As in a web server's worker process on SQLite, with a group commit of the test's own
     whose leader, once it holds the write lock, waits for ``gate`` before it writes."""
     monkeypatch.setattr(sqlite_backend, "POLL_FOR_WRITE_LOCK", True)
+    monkeypatch.setattr(group_commit, "ENABLED", True)
     monkeypatch.setattr(intake, "deliveries_kick", lambda: False)
     gate = threading.Event()
 

@@ -1,10 +1,12 @@
-"""Group commit: the one-statement writes of the threads of one process, in one transaction.
+"""Group commit on SQLite: the one-statement writes of the threads of one process, in one
+transaction.
 
 On the embedded setup every accepted webhook is one INSERT, and SQLite has a single writer:
 during an alert storm each request's transaction waited for the write lock behind the
 workers' (and the other requests'), then held it for its one row. Here the threads of a web
 process that write at the same moment share a transaction: the first becomes the leader and
-asks for the lock (``BEGIN IMMEDIATE``, polling as :mod:`config.sqlite.base` does); once it
+asks for the lock (``BEGIN IMMEDIATE``, polling as the embedded setup's SQLite backend does in
+a web process); once it
 holds it, it runs every statement queued by then, its own and the other threads', each as
 its own statement, commits once and hands each thread its statement's first row. Threads
 that queue while a leader writes wait for it to finish; the next of them leads.
@@ -12,6 +14,10 @@ that queue while a leader writes wait for it to finish; the next of them leads.
 A statement that fails rolls the transaction back; every thread of the group then runs its
 statement again alone, so one bad row fails only its own request. Waiting for the lock and
 its timeout are those of a transaction of its own.
+
+:data:`ENABLED` is set by the web server's worker processes (``config/gunicorn.py``); elsewhere
+(Celery workers, ``manage.py``, tests unless they set it) each write is a transaction of its
+own, as it always was on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -22,7 +28,10 @@ from typing import Any
 
 from django.db import connection, transaction
 
-__all__ = ["GroupCommit"]
+__all__ = ["ENABLED", "GroupCommit"]
+
+# Set in the web server's worker processes; used there on SQLite only.
+ENABLED = False
 
 
 @dataclass(eq=False)

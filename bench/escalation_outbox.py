@@ -16,12 +16,14 @@ worker start-up is not counted. Two delivery runs:
 The no-op task only stamps its completion time in Redis (one pipelined round trip), which is
 the floor of what any task costs on this worker and broker. A POST-only task makes the
 webhook channel's POST of a page-sized body and nothing else (no row claimed or recorded): the
-ceiling of any one-task-per-row HTTP delivery, whatever its database work. Prints the rates
-and each one's ratio to the no-op's.
+ceiling of any one-task-per-row HTTP delivery, whatever its database work. Each of
+``--rounds`` rounds runs the no-op, the three kinds, and the no-op again, and takes each kind's
+ratio against the mean of the two no-op runs around it (the machine's speed drifts within
+minutes). Prints every round, then the medians and ranges of the rates and ratios.
 
     python bench/escalation_outbox.py [--database-url postgres://postgres@127.0.0.1:5432/vigil_bench_outbox]
                                       [--broker-url redis://127.0.0.1:6379/0] [--count 2000]
-                                      [--batch 9]
+                                      [--batch 9] [--rounds 3]
 
 The database is dropped and recreated. In the Redis database given, Vigil's queues and the
 bench's own keys are cleared before each run.
@@ -33,6 +35,7 @@ import argparse
 import http.server
 import os
 import secrets
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -102,6 +105,12 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--count", type=int, default=2000, help="tasks per run")
     parser.add_argument("--warmup", type=int, default=50, help="untimed deliveries first")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds of every kind, each between two no-op runs (medians are printed)",
+    )
     parser.add_argument(
         "--batch",
         type=int,
@@ -364,56 +373,105 @@ def main() -> None:
         timeout=120,
     )
 
-    # One task per row (a retry, a re-queue, a single message), then batch tasks (pages).
-    delivered_rate = deliver(args, env, log, sink, "bench", lambda: enqueue(args.count, "bench"))
-    batched_rate = deliver(
-        args, env, log, sink, "batch", lambda: enqueue_batches(args.count, "batch", args.batch)
-    )
+    def post_only() -> float:
+        # The HTTP part of a delivery alone, one task each: what any one-task-per-row delivery
+        # costs at least, whatever its database work.
+        sink.times.clear()
+        for index in range(args.count):
+            post_only_task.apply_async(args=[index], queue="vigil")
+        run_worker_until(
+            env,
+            log,
+            lambda: len(sink.times) >= args.count,
+            what="the POST-only tasks",
+            timeout=600,
+        )
+        times = sorted(sink.times)
+        return (len(times) - 1) / (times[-1] - times[0])
 
-    # The HTTP part of a delivery alone, one task each: what any one-task-per-row delivery
-    # costs at least, whatever its database work.
-    sink.times.clear()
-    for index in range(args.count):
-        post_only_task.apply_async(args=[index], queue="vigil")
-    run_worker_until(
-        env,
-        log,
-        lambda: len(sink.times) >= args.count,
-        what="the POST-only tasks",
-        timeout=600,
-    )
-    times = sorted(sink.times)
-    post_rate = (len(times) - 1) / (times[-1] - times[0])
+    def noop() -> float:
+        # No-op tasks on the same worker and broker.
+        clear_broker(args.broker_url)
+        for index in range(args.count):
+            noop_task.apply_async(args=[index], queue="vigil")
+        run_worker_until(
+            env,
+            log,
+            lambda: int(broker.get(f"{NOOP_KEY}:count") or 0) == args.count,
+            what="the no-op tasks",
+            timeout=600,
+        )
+        first = float(broker.get(f"{NOOP_KEY}:first"))
+        last = float(broker.get(f"{NOOP_KEY}:last"))
+        clear_broker(args.broker_url)
+        return (args.count - 1) / (last - first)
 
-    # No-op tasks on the same worker and broker.
-    for index in range(args.count):
-        noop_task.apply_async(args=[index], queue="vigil")
-    run_worker_until(
-        env,
-        log,
-        lambda: int(broker.get(f"{NOOP_KEY}:count") or 0) == args.count,
-        what="the no-op tasks",
-        timeout=600,
-    )
-    first = float(broker.get(f"{NOOP_KEY}:first"))
-    last = float(broker.get(f"{NOOP_KEY}:last"))
-    noop_rate = (args.count - 1) / (last - first)
-    clear_broker(args.broker_url)
+    # Each round measures every kind one after the other, the no-op first and last, and a
+    # kind's ratio is taken against the mean of the two no-op runs around it: the machine's
+    # speed drifts within minutes, more than the differences measured.
+    kinds = ("per row", "batched", "POST-only")
+    rates: dict[str, list[float]] = {kind: [] for kind in (*kinds, "no-op")}
+    ratios: dict[str, list[float]] = {kind: [] for kind in kinds}
+    for round_ in range(1, args.rounds + 1):
+        before = noop()
+        measured = {
+            # One task per row (a retry, a re-queue, a single message), then batch tasks.
+            "per row": deliver(
+                args,
+                env,
+                log,
+                sink,
+                f"bench{round_}",
+                lambda r=round_: enqueue(args.count, f"bench{r}"),
+            ),
+            "batched": deliver(
+                args,
+                env,
+                log,
+                sink,
+                f"batch{round_}",
+                lambda r=round_: enqueue_batches(args.count, f"batch{r}", args.batch),
+            ),
+            "POST-only": post_only(),
+        }
+        after = noop()
+        reference = (before + after) / 2
+        rates["no-op"] += [before, after]
+        print(
+            f"  round {round_}: no-op {before:.1f} and {after:.1f} tasks/s; "
+            + ", ".join(
+                f"{kind} {rate:.1f}/s ({rate / reference:.2f})" for kind, rate in measured.items()
+            )
+            + f" (load {os.getloadavg()[0]:.2f})"
+        )
+        for kind, rate in measured.items():
+            rates[kind].append(rate)
+            ratios[kind].append(rate / reference)
 
-    rows = [
-        ("one task per row, to a local HTTP sink:", f"{delivered_rate:8.1f} notifications/s"),
-        (
-            f"batch tasks of {args.batch} rows (one incident's pages):",
-            f"{batched_rate:8.1f} notifications/s",
-        ),
-        ("POST-only task (no database):", f"{post_rate:8.1f} tasks/s"),
-        ("no-op task:", f"{noop_rate:8.1f} tasks/s"),
-        ("ratio one task per row / no-op:", f"{delivered_rate / noop_rate:8.2f}"),
-        ("ratio batched / no-op:", f"{batched_rate / noop_rate:8.2f}"),
-        ("ratio POST-only / no-op (one task per row's ceiling):", f"{post_rate / noop_rate:8.2f}"),
-    ]
-    for label, value in rows:
-        print(f"  {label:<50}{value}")
+    def median(values: list[float]) -> float:
+        return statistics.median(values)
+
+    def spread(values: list[float], digits: int) -> str:
+        return f"{min(values):.{digits}f}–{max(values):.{digits}f}"
+
+    noop_rate = median(rates["no-op"])
+    labels = {
+        "per row": "one task per row, to a local HTTP sink:",
+        "batched": f"batch tasks of {args.batch} rows (one incident's pages):",
+        "POST-only": "POST-only task (no database):",
+    }
+    print(f"Medians of {args.rounds} rounds (ranges in brackets):")
+    for kind in kinds:
+        unit = "tasks/s" if kind == "POST-only" else "notifications/s"
+        print(f"  {labels[kind]:<50}{median(rates[kind]):8.1f} {unit} [{spread(rates[kind], 1)}]")
+    print(f"  {'no-op task:':<50}{noop_rate:8.1f} tasks/s [{spread(rates['no-op'], 1)}]")
+    for kind, label in (
+        ("per row", "ratio one task per row / no-op:"),
+        ("batched", "ratio batched / no-op:"),
+        ("POST-only", "ratio POST-only / no-op (one task per row's ceiling):"),
+    ):
+        print(f"  {label:<50}{median(ratios[kind]):8.2f} [{spread(ratios[kind], 2)}]")
+    delivered_rate, batched_rate, post_rate = (median(rates[kind]) for kind in kinds)
     print(
         f"  cost of a delivery over a no-op: {1000 / delivered_rate - 1000 / noop_rate:.2f} ms "
         f"(one task per row), {1000 / batched_rate - 1000 / noop_rate:.2f} ms (batched); "

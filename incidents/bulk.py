@@ -19,21 +19,21 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, NotSupportedError, connection, connections, models
+from django.db import DEFAULT_DB_ALIAS, NotSupportedError, connections, models
 from django.db.models.constants import OnConflict
 from django.db.models.expressions import DatabaseDefault
 
 __all__ = ["rows_insert"]
 
 # Per (model, vendor): the fields written (every concrete one but the primary key), whether
-# each writes None as NULL, and the head of the statement (the table and its columns), worked
-# out once.
-_PLANS: dict[tuple[type, str], tuple[list[models.Field], list[bool], str]] = {}
+# each writes None as NULL, the head of the statement (the table and its columns) and whether
+# the fields allow the plain statement at all (_plain), worked out once.
+_PLANS: dict[tuple[type, str], tuple[list[models.Field], list[bool], str, bool]] = {}
 # Per (model, vendor, rows, ignore conflicts, returned columns): the statement.
 _SQL: dict[tuple[type, str, int, bool, tuple[str, ...]], str] = {}
 
 
-def _plan(model: type[models.Model], db: Any) -> tuple[list[models.Field], list[bool], str]:
+def _plan(model: type[models.Model], db: Any) -> tuple[list[models.Field], list[bool], str, bool]:
     key = (model, db.vendor)
     plan = _PLANS.get(key)
     if plan is None:
@@ -42,7 +42,7 @@ def _plan(model: type[models.Model], db: Any) -> tuple[list[models.Field], list[
         null = [_none_is_null(f, db) for f in fields]
         quote = db.ops.quote_name
         head = f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)})"
-        plan = _PLANS[key] = (fields, null, head)
+        plan = _PLANS[key] = (fields, null, head, _plain(fields, db))
     return plan
 
 
@@ -111,14 +111,14 @@ def rows_insert(
     # The connection itself, not django.db.connection: each attribute read through that proxy
     # costs a context-local lookup, and preparing a value reads several.
     db = connections[DEFAULT_DB_ALIAS]
-    fields, null, head = _plan(model, db)
+    fields, null, head, plain = _plan(model, db)
     if (
         not db.features.can_return_rows_from_bulk_insert
-        or not _plain(fields, db)
+        or not plain
         or any(obj.pk is not None for obj in objs)
         or (ignore_conflicts and key is None)
     ):
-        return _bulk_create(model, objs, ignore_conflicts=ignore_conflicts, key=key)
+        return _bulk_create(db, model, objs, ignore_conflicts=ignore_conflicts, key=key)
     meta = model._meta
     back = [meta.pk.column]
     if ignore_conflicts:
@@ -133,7 +133,7 @@ def rows_insert(
                 values.append(None)
                 continue
             if isinstance(value, DatabaseDefault) or hasattr(value, "resolve_expression"):
-                return _bulk_create(model, objs, ignore_conflicts=ignore_conflicts, key=key)
+                return _bulk_create(db, model, objs, ignore_conflicts=ignore_conflicts, key=key)
             values.append(field.get_db_prep_save(value, db))
         prepared.append(values)
     size = _batch_size(db, fields, objs)
@@ -182,6 +182,7 @@ def _batch_size(db: Any, fields: list[models.Field], objs: Sequence[models.Model
 
 
 def _bulk_create(
+    db: Any,
     model: type[models.Model],
     objs: Sequence[models.Model],
     *,
@@ -193,7 +194,7 @@ def _bulk_create(
     rows from a bulk insert (an SQLite older than 3.35) is not supported there."""
     if not ignore_conflicts:
         return model._default_manager.bulk_create(list(objs))
-    if key is None or not connection.features.can_return_rows_from_bulk_insert:
+    if key is None or not db.features.can_return_rows_from_bulk_insert:
         raise NotSupportedError("rows_insert(ignore_conflicts=True) needs a key and RETURNING")
     meta = model._meta
     key_field = meta.get_field(key)
@@ -212,6 +213,6 @@ def _bulk_create(
         pk = by_key.pop(str(getattr(obj, key_field.attname)), None)
         if pk is not None:
             obj.pk = pk
-            obj._state.adding, obj._state.db = False, connection.alias
+            obj._state.adding, obj._state.db = False, db.alias
             inserted.append(obj)
     return inserted

@@ -49,7 +49,7 @@ class GroupCommit:
         self._cond = threading.Condition()
         self._queue: list[_Write] = []
         self._leading = False
-        # How many transactions wrote how many statements (for tests and the bench).
+        # How many transactions wrote how many statements (the tests read them).
         self.groups = 0
         self.statements = 0
 

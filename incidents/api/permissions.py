@@ -18,6 +18,8 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import connection
 from rest_framework.permissions import BasePermission
 
+from ..prepared import prepared_cursor
+
 # The backends whose permissions permissions_held reads itself: Django's ModelBackend, and
 # django-axes's standalone backend, which grants none.
 _READ_HERE = {
@@ -43,7 +45,7 @@ def permissions_held(user: Any, perms: Iterable[str]) -> set[str]:
     known: dict[str, bool] = user.__dict__.setdefault("_vigil_perms_held", {})
     missing = sorted(perms - known.keys())
     if missing:
-        with connection.cursor() as cursor:
+        with prepared_cursor() as cursor:
             cursor.execute(_held_sql(len(missing)), [*missing, user.pk, user.pk])
             granted = {name for (name,) in cursor.fetchall()}
         known.update({name: name in granted for name in missing})

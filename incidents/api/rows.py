@@ -23,6 +23,7 @@ from django.db.models.functions import JSONObject
 from django.utils import timezone
 
 from ..models import ACTIVE_STATUSES, Incident, RoleAssignment
+from ..prepared import prepared_cursor
 from ..serializers import ASSIGNMENTS, SERVICES
 
 _ARRAYS = connection.vendor == "postgresql"
@@ -219,7 +220,7 @@ def json_page_rows(
         field = Incident._meta.get_field(position)
         params.append(field.to_python(after if before is None else before))
     params += [limit, offset]
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 

@@ -1,0 +1,110 @@
+"""Prepared statements on PostgreSQL (``incidents.prepared``): the work rows' bookkeeping
+writes outside a transaction (as a worker runs them) commit without waiting for the WAL flush,
+are prepared once they have run ``VIGIL_DB_PREPARE_THRESHOLD`` times on the connection, and
+fall back to one simple query when prepared statements are off; the incident list's page and
+the API's permission check are prepared too. Transactional tests: inside a test's transaction
+every bookkeeping write is a plain statement."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import ProgrammingError, connection
+from django.utils import timezone
+
+from incidents.models import EventStatus, IncidentEvent, Source
+from incidents.queue import WorkQueue
+from incidents.queue_statements import bookkeeping
+from incidents.services import incident_create
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
+
+QUEUE = WorkQueue(model=IncidentEvent, lease=60)
+
+
+def pending_event() -> IncidentEvent:
+    incident = incident_create(actor=None, source=Source.SYSTEM, title="Queue test", severity=4)
+    event = incident.events.get()
+    IncidentEvent.objects.filter(pk=event.pk).update(
+        status=EventStatus.PENDING, next_attempt_at=timezone.now(), handled_at=None
+    )
+    return event
+
+
+def prepared() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [statement for (statement,) in cursor.fetchall()]
+
+
+def synchronous_commit() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
+
+
+def test_claims_and_records_are_prepared_after_the_threshold():
+    assert connection.connection.prepare_threshold == 5  # the default of the settings
+    events = [pending_event() for _ in range(7)]
+    for event in events:
+        claimed = QUEUE.claim(event.pk)
+        assert (claimed.pk, claimed.status, claimed.attempts) == (event.pk, "running", 1)
+        assert QUEUE.claim(event.pk) is None  # held by a live lease
+        assert QUEUE.complete(claimed)
+        assert not QUEUE.complete(claimed)  # already done: never rewritten
+
+    assert set(
+        IncidentEvent.objects.filter(pk__in=[e.pk for e in events]).values_list("status", flat=True)
+    ) == {"done"}
+    table = IncidentEvent._meta.db_table
+    statements = [s for s in prepared() if s.startswith(f'UPDATE "{table}"')]
+    # The claim and the record of a success, each prepared once for the connection.
+    claims = [s for s in statements if '"attempts" = "attempts" + 1' in s]
+    records = [
+        s for s in statements if s.startswith(f'UPDATE "{table}" SET "status" = $1, "last_error"')
+    ]
+    assert (len(claims), len(records)) == (1, 1), statements
+    assert synchronous_commit() == "on"  # the setting stayed in each write's transaction
+
+
+def test_a_bookkeeping_write_commits_without_waiting_for_the_flush():
+    assert bookkeeping("SHOW synchronous_commit", [], returning=True)[0] == [("off",)]
+    assert synchronous_commit() == "on"
+
+
+def test_without_prepared_statements_it_is_one_simple_query(monkeypatch):
+    connection.ensure_connection()
+    monkeypatch.setattr(connection.connection, "prepare_threshold", None)
+    event = pending_event()
+    for _ in range(6):
+        assert bookkeeping("SHOW synchronous_commit", [], returning=True)[0] == [("off",)]
+    claimed = QUEUE.claim(event.pk)
+    assert claimed.status == "running"
+    assert prepared() == []
+    assert synchronous_commit() == "on"
+
+
+def test_a_failing_write_raises_djangos_error_and_the_connection_goes_on():
+    event = pending_event()
+    with pytest.raises(ProgrammingError):
+        bookkeeping('UPDATE "no_such_table" SET x = %s', [1])
+    assert QUEUE.claim(event.pk).status == "running"
+    assert synchronous_commit() == "on"
+
+
+def test_the_incident_lists_page_and_permission_check_are_prepared(
+    api_as, incident_manager, make_incident
+):
+    for number in range(3):
+        make_incident(title=f"Prepared {number}")
+    client = api_as(incident_manager)
+    pages = [client.get("/api/v1/incidents/?status=open") for _ in range(7)]
+    assert {page.status_code for page in pages} == {200}
+    first = pages[0].json()
+    assert [row["title"] for row in first["results"]] == [f"Prepared {n}" for n in (2, 1, 0)]
+    assert pages[-1].json() == first  # the prepared statement answers as the first did
+    statements = prepared()
+    assert any(s.startswith("SELECT") and '"api_head"' in s for s in statements), statements
+    assert any("auth_permission" in s for s in statements), statements

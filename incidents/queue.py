@@ -71,6 +71,7 @@ from .queue_statements import (
     bookkeeping_update,
     claim_sql,
     complete_many_sql,
+    complete_sql,
     row_from_db,
     rows_from_db,
 )
@@ -249,14 +250,10 @@ class WorkQueue:
         over records nothing, and a row already done is never rewritten. Returns whether it
         changed the row."""
         meta = self.model._meta
-        quote = connection.ops.quote_name
-        assignments, params = self._done_assignments(fields)
-        status = quote(meta.get_field("status").column)
-        sql = (
-            f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "
-            f"WHERE {quote(meta.pk.column)} = %s AND "
-            f"{quote(meta.get_field('claimed_at').column)} = %s AND {status} IN (%s, %s)"
-        )
+        sql = complete_sql(self.model, error_field=self.error_field, names=tuple(fields))
+        params: list[Any] = [self.done, ""]
+        for name, value in fields.items():
+            params.append(meta.get_field(name).get_db_prep_save(value, connection))
         params += [
             row.pk,
             connection.ops.adapt_datetimefield_value(row.claimed_at),

@@ -17,6 +17,7 @@ __all__ = [
     "claim_sql",
     "columns_sql",
     "complete_many_sql",
+    "complete_sql",
     "row_from_db",
     "rows_from_db",
 ]
@@ -24,6 +25,9 @@ __all__ = [
 # The claim statement of each (model, database vendor, due only, relation joined, number of
 # rows), built once.
 _CLAIM_SQL: dict[tuple[type, str, bool, str | None, int], str] = {}
+# The statement recording one send, per (model, database vendor, error field, the fields it
+# sets), built once.
+_COMPLETE_SQL: dict[tuple[type, str, str, tuple[str, ...]], str] = {}
 # The statement recording several sends at once, per (model, database vendor, error field, the
 # fields each row gets, number of rows), built once.
 _COMPLETE_MANY_SQL: dict[tuple[type, str, str, tuple[str, ...], int], str] = {}
@@ -169,6 +173,25 @@ def claim_sql(model: type[models.Model], *, due_only: bool, related: str | None,
                 f"ON r.{quote(field.target_field.column)} = c.{quote(field.column)}"
             )
         _CLAIM_SQL[key] = sql
+    return sql
+
+
+def complete_sql(model: type[models.Model], *, error_field: str, names: tuple[str, ...]) -> str:
+    """``UPDATE … SET status = %s, <error> = %s, <name> = %s, … WHERE id = %s AND claimed_at =
+    %s AND status IN (%s, %s)``: one claimed row done, with the values of ``names``."""
+    key = (model, connection.vendor, error_field, names)
+    sql = _COMPLETE_SQL.get(key)
+    if sql is None:
+        meta = model._meta
+        quote = connection.ops.quote_name
+        columns = ["status", error_field, *names]
+        assignments = ", ".join(f"{quote(meta.get_field(n).column)} = %s" for n in columns)
+        sql = _COMPLETE_SQL[key] = (
+            f"UPDATE {quote(meta.db_table)} SET {assignments} "
+            f"WHERE {quote(meta.pk.column)} = %s AND "
+            f"{quote(meta.get_field('claimed_at').column)} = %s AND "
+            f"{quote(meta.get_field('status').column)} IN (%s, %s)"
+        )
     return sql
 
 

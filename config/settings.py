@@ -210,9 +210,10 @@ else:
     _db.setdefault("CONN_MAX_AGE", env.int("DJANGO_CONN_MAX_AGE", default=60))
     _db.setdefault("CONN_HEALTH_CHECKS", True)
     # Django binds parameters on the client, so its own queries are never prepared; Vigil's
-    # work-row bookkeeping (claims, records of sends, publish stamps) binds on the server and
-    # is prepared after this many runs on a connection. 0: never (a PgBouncer before 1.21 in
-    # transaction mode cannot keep prepared statements).
+    # few hot hand-written statements (incidents/prepared.py: work-row bookkeeping, the API
+    # list's page and permission check) bind on the server and are prepared after this many
+    # runs on a connection. 0: never (a PgBouncer before 1.21 in transaction mode cannot keep
+    # prepared statements).
     _prepare = env.int("VIGIL_DB_PREPARE_THRESHOLD", default=5) or None
     _db.setdefault("OPTIONS", {}).setdefault("prepare_threshold", _prepare)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

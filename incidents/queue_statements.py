@@ -42,8 +42,8 @@ def bookkeeping(sql: str, params: list[Any], *, returning: bool = False) -> tupl
     the WAL flush. Only for writes whose loss in a database crash means the work is done again
     (see the module docstring), never for the rows themselves. Where statements are prepared
     (:mod:`incidents.prepared`) the two are sent in one pipeline, whose single sync makes them
-    one implicit transaction, and the statement is prepared (its cost about halves);
-    otherwise both go as one simple query. Inside the caller's transaction it is a plain
+    one implicit transaction, and PostgreSQL no longer parses and plans the statement each
+    time; otherwise both go as one simple query. Inside the caller's transaction it is a plain
     statement: the setting would otherwise cover the caller's own writes."""
     if connection.vendor != "postgresql" or connection.in_atomic_block:
         with connection.cursor() as cursor:

@@ -14,7 +14,8 @@ from typing import ParamSpec, TypeVar
 from django.utils import timezone
 
 from incidents.events import FollowResult, incident_events_follow
-from incidents.models import EventStatus, IncidentEvent
+from incidents.models import EventStatus, IncidentEvent, Source
+from incidents.services import incident_create
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -57,3 +58,15 @@ def followed(action: Callable[P, R]) -> Callable[P, R]:
         return result
 
     return run
+
+
+def pending_event() -> IncidentEvent:
+    """A new incident's event as a plain work row: pending, due now, followed by nobody (for
+    tests of the work-row mechanism itself)."""
+    incident = incident_create(actor=None, source=Source.SYSTEM, title="Queue test", severity=4)
+    event = incident.events.get()
+    IncidentEvent.objects.filter(pk=event.pk).update(
+        status=EventStatus.PENDING, next_attempt_at=timezone.now(), handled_at=None
+    )
+    event.refresh_from_db()
+    return event

@@ -11,9 +11,9 @@ import time_machine
 from django.db import transaction
 from django.utils import timezone
 
-from incidents.models import EventStatus, IncidentEvent, Source
+from incidents.models import IncidentEvent
 from incidents.queue import WorkQueue, backoff_delay
-from incidents.services import incident_create
+from tests.events import pending_event
 
 pytestmark = pytest.mark.django_db
 
@@ -33,19 +33,8 @@ def clock():
         yield traveller
 
 
-def row() -> IncidentEvent:
-    incident = incident_create(actor=None, source=Source.SYSTEM, title="Queue test", severity=4)
-    event = incident.events.get()
-    # The event is followed by nobody in these tests; make it a plain pending row.
-    IncidentEvent.objects.filter(pk=event.pk).update(
-        status=EventStatus.PENDING, next_attempt_at=timezone.now(), handled_at=None
-    )
-    event.refresh_from_db()
-    return event
-
-
 def test_a_claim_is_a_lease(clock):
-    work = row()
+    work = pending_event()
     claimed = QUEUE.claim(work.pk)
     assert (claimed.status, claimed.attempts, claimed.claimed_at) == (
         "running",
@@ -60,7 +49,7 @@ def test_a_claim_is_a_lease(clock):
 
 
 def test_due_only_waits_for_the_next_attempt(clock):
-    work = row()
+    work = pending_event()
     IncidentEvent.objects.filter(pk=work.pk).update(
         next_attempt_at=timezone.now() + timedelta(seconds=5)
     )
@@ -69,7 +58,7 @@ def test_due_only_waits_for_the_next_attempt(clock):
 
 
 def test_failures_back_off_then_give_up(clock):
-    work = row()
+    work = pending_event()
     delays = []
     for attempt in (1, 2):
         claimed = QUEUE.claim(work.pk, due_only=True)
@@ -90,14 +79,14 @@ def test_failures_back_off_then_give_up(clock):
 
 
 def test_a_permanent_failure_gives_up_at_once():
-    claimed = QUEUE.claim(row().pk)
+    claimed = QUEUE.claim(pending_event().pk)
     with transaction.atomic():
         failure = QUEUE.fail(claimed, claim=claimed.claimed_at, error="no", permanent=True)
     assert (failure.outcome, failure.row.attempts) == ("failed", 1)
 
 
 def test_a_superseded_claim_records_nothing(clock):
-    work = row()
+    work = pending_event()
     stale = QUEUE.claim(work.pk)
     clock.shift(timedelta(seconds=61))
     current = QUEUE.claim(work.pk)
@@ -117,7 +106,7 @@ def test_a_superseded_claim_records_nothing(clock):
 
 
 def test_a_success_from_a_lapsed_lease_stands_while_no_other_attempt_took_over(clock):
-    work = row()
+    work = pending_event()
     claimed = QUEUE.claim(work.pk)
     clock.shift(timedelta(seconds=61))  # past the lease: the sweep put it back to pending
     with transaction.atomic():
@@ -127,7 +116,7 @@ def test_a_success_from_a_lapsed_lease_stands_while_no_other_attempt_took_over(c
 
 
 def test_requeue_takes_lost_and_stuck_rows_once(clock):
-    lost, stuck, fresh = row(), row(), row()
+    lost, stuck, fresh = pending_event(), pending_event(), pending_event()
     QUEUE.claim(stuck.pk)
     clock.shift(timedelta(seconds=20))
     IncidentEvent.objects.filter(pk=fresh.pk).update(next_attempt_at=timezone.now())
@@ -148,7 +137,7 @@ def test_requeue_takes_lost_and_stuck_rows_once(clock):
 
 
 def test_retry_now_gives_a_failed_row_a_fresh_budget():
-    claimed = QUEUE.claim(row().pk)
+    claimed = QUEUE.claim(pending_event().pk)
     with transaction.atomic():
         QUEUE.fail(claimed, claim=claimed.claimed_at, error="x", permanent=True)
     failed = IncidentEvent.objects.get(pk=claimed.pk)
@@ -159,7 +148,7 @@ def test_retry_now_gives_a_failed_row_a_fresh_budget():
 
 
 def test_claim_locked_counts_the_attempt_in_the_callers_transaction():
-    first, second = row(), row()
+    first, second = pending_event(), pending_event()
     with transaction.atomic():
         claimed = QUEUE.claim_locked(IncidentEvent.objects.order_by("id"))
         assert claimed.pk == first.pk and claimed.attempts == 1

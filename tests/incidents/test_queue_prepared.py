@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import pytest
 from django.db import ProgrammingError, connection
-from django.utils import timezone
 
-from incidents.models import EventStatus, IncidentEvent, Source
+from incidents.models import IncidentEvent
 from incidents.queue import WorkQueue
 from incidents.queue_statements import bookkeeping
-from incidents.services import incident_create
+from tests.events import pending_event
 
 pytestmark = [
     pytest.mark.postgres,
@@ -22,15 +21,6 @@ pytestmark = [
 ]
 
 QUEUE = WorkQueue(model=IncidentEvent, lease=60)
-
-
-def pending_event() -> IncidentEvent:
-    incident = incident_create(actor=None, source=Source.SYSTEM, title="Queue test", severity=4)
-    event = incident.events.get()
-    IncidentEvent.objects.filter(pk=event.pk).update(
-        status=EventStatus.PENDING, next_attempt_at=timezone.now(), handled_at=None
-    )
-    return event
 
 
 def prepared() -> list[str]:

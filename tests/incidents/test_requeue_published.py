@@ -32,6 +32,7 @@ from incidents.events import (
 from incidents.events.recording import EVENT_QUEUE
 from incidents.models import EventStatus, IncidentEvent, Source, WebhookDelivery
 from incidents.services import incident_create
+from tests.events import pending_event
 from tests.incidents.detection_fixtures import make_integration
 
 pytestmark = pytest.mark.django_db
@@ -232,15 +233,6 @@ def test_queued_deliveries_are_not_republished_but_a_failed_publish_is_once(
 
 
 # --- incident events -------------------------------------------------------------------------
-
-
-def pending_event() -> IncidentEvent:
-    incident = incident_create(actor=None, source=Source.SYSTEM, title="Queue test", severity=4)
-    event = incident.events.get()
-    IncidentEvent.objects.filter(pk=event.pk).update(
-        status=EventStatus.PENDING, next_attempt_at=timezone.now(), handled_at=None
-    )
-    return event
 
 
 def test_events_whose_kick_is_queued_are_not_requeued_but_unmarked_ones_are_once(

@@ -32,6 +32,12 @@ most that long behind the names already listed.
 ``config/settings.py`` as for Redis), a worker consuming several queues takes the first
 non-empty one in the order it consumes them (``--queues``), instead of Kombu's round robin.
 
+**Leftovers.** A process killed between writing a message and renaming it into place leaves its
+hidden ``.part`` file; one killed between taking a message and removing it leaves a hidden
+``.taken-`` file. Neither is ever listed, and the message is lost either way (the requeue sweeps
+queue its work again). A consumer that lists a queue removes such files once they are
+:data:`LEFTOVER_SECONDS` old, looking at most every :data:`LEFTOVER_CHECK_SECONDS`.
+
 Messages written by an earlier version straight into the data folder
 (``<time>_<uuid>.<queue>.msg``) are moved into their queue's folder when a consumer first lists
 that queue.
@@ -48,7 +54,7 @@ import shutil
 import uuid
 from collections import deque
 from queue import Empty
-from time import monotonic
+from time import monotonic, time
 
 from kombu.transport import filesystem
 from kombu.utils.encoding import bytes_to_str, str_to_bytes
@@ -61,6 +67,10 @@ logger = logging.getLogger(__name__)
 # (so a message of a higher priority written meanwhile is seen).
 RELIST_SECONDS = 0.1
 SUFFIX = ".msg"
+# A hidden file this old was left by a process that stopped while writing or taking a message
+# (either takes milliseconds); a queue's folder is looked over for them this often.
+LEFTOVER_SECONDS = 600.0
+LEFTOVER_CHECK_SECONDS = 60.0
 _SAFE_QUEUE = re.compile(r"\A[A-Za-z0-9_@-][A-Za-z0-9._@-]*\Z")
 
 
@@ -98,6 +108,8 @@ class Channel(filesystem.Channel):
         # queue -> (names still to try from the last listing, when it was listed)
         self._listed: dict[str, tuple[deque, float]] = {}
         self._legacy_checked: set[str] = set()
+        # queue -> when its folder was last looked over for leftovers (monotonic)
+        self._leftovers_checked: dict[str, float] = {}
         super().__init__(*args, **kwargs)
 
     # --- writing ---------------------------------------------------------------------------
@@ -131,11 +143,34 @@ class Channel(filesystem.Channel):
 
     def _names(self, queue: str) -> list[str]:
         """The message files of ``queue``'s folder, in the order they are taken."""
+        folder = self._folder_in(queue)
         try:
-            names = os.listdir(self._folder_in(queue))
+            names = os.listdir(folder)
         except FileNotFoundError:
             return []
+        self._remove_leftovers(queue, folder, names)
         return sorted(name for name in names if name.endswith(SUFFIX) and name[0] != ".")
+
+    def _remove_leftovers(self, queue: str, folder: str, names: list[str]) -> None:
+        now = monotonic()
+        last = self._leftovers_checked.get(queue)
+        if last is not None and now - last < LEFTOVER_CHECK_SECONDS:
+            return
+        self._leftovers_checked[queue] = now
+        oldest = time() - LEFTOVER_SECONDS
+        for name in names:
+            if not (name.startswith(".taken-") or (name[:1] == "." and name.endswith(".part"))):
+                continue
+            path = os.path.join(folder, name)
+            with contextlib.suppress(OSError):
+                if os.stat(path).st_mtime < oldest:
+                    os.remove(path)
+                    logger.warning(
+                        "Removed %s from queue %s, left by a process that stopped while writing "
+                        "or taking a message; the requeue sweeps queue its work again",
+                        name,
+                        queue,
+                    )
 
     def _next_name(self, queue: str) -> str:
         listed = self._listed.get(queue)

@@ -273,3 +273,26 @@ def test_a_celery_worker_answers_a_remote_control_ping_through_it(tmp_path):
     # The reply queue's folder went with it; no message is left anywhere.
     assert not [path for path in queues.rglob("*") if path.is_file()]
     assert not [path.name for path in queues.iterdir() if "reply" in path.name]
+
+
+def test_files_left_by_a_killed_writer_or_reader_are_removed_once_old(channel, tmp_path, caplog):
+    from config import broker
+
+    channel._put(QUEUE, {"page": 1})
+    folder = tmp_path / "queue" / QUEUE
+    old, fresh = time.time() - broker.LEFTOVER_SECONDS - 60, time.time()
+    left = {
+        ".0_0000000000000001_killed-writer.part": old,
+        ".taken-0_0000000000000002_killed-reader.msg": old,
+        ".0_0000000000000003_writing-now.part": fresh,
+    }
+    for name, when in left.items():
+        (folder / name).write_bytes(b'{"half": ')
+        os.utime(folder / name, (when, when))
+    with caplog.at_level(logging.WARNING, logger="config.broker"):
+        assert channel._size(QUEUE) == 1  # the hidden files are never messages
+    remaining = sorted(path.name for path in folder.iterdir())
+    assert remaining == [".0_0000000000000003_writing-now.part", *channel._names(QUEUE)]
+    assert len(caplog.records) == 2
+    assert all("left by a process that stopped" in r.getMessage() for r in caplog.records)
+    assert channel._get(QUEUE) == {"page": 1}

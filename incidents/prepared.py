@@ -21,7 +21,7 @@ from typing import Any
 
 from django.db import connection
 
-__all__ = ["prepared_cursor", "prepares"]
+__all__ = ["prepared_cursor", "prepares", "server_cursor"]
 
 
 def prepares() -> bool:
@@ -44,6 +44,14 @@ def prepared_cursor() -> Iterator[Any]:
         with connection.cursor() as cursor:
             yield cursor
         return
+    with server_cursor() as cursor:
+        yield cursor
+
+
+@contextmanager
+def server_cursor() -> Iterator[Any]:
+    """The server-binding cursor of :func:`prepared_cursor`, for a caller that has asked
+    :func:`prepares` itself."""
     import psycopg
 
     # Django's private hook that wraps a driver cursor as ``connection.cursor()`` does.

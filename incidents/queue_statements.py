@@ -9,7 +9,7 @@ from typing import Any
 from django.db import connection, models
 from django.db.models.sql import UpdateQuery
 
-from .prepared import prepared_cursor, prepares
+from .prepared import prepares, server_cursor
 
 __all__ = [
     "bookkeeping",
@@ -50,7 +50,7 @@ def bookkeeping(sql: str, params: list[Any], *, returning: bool = False) -> tupl
             cursor.execute(sql, params)
             return _result(cursor, returning)
     if prepares():
-        with prepared_cursor() as cursor:
+        with server_cursor() as cursor:
             with connection.connection.pipeline():
                 # Sent on the driver's cursor, unlogged: the setting travels with the
                 # statement (one round trip), as in the simple query, which Django logs and

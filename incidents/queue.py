@@ -67,6 +67,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from .queue_statements import (
+    UNSYNCED,
     bookkeeping,
     bookkeeping_update,
     claim_sql,
@@ -464,7 +465,7 @@ class WorkQueue:
         }
         sql = (
             f"UPDATE {quote(meta.db_table)} SET {assignments.format(**columns)} "
-            f"WHERE {quote(meta.pk.column)} IN ({', '.join(['%s'] * len(ids))})"
+            f"WHERE {UNSYNCED}{quote(meta.pk.column)} IN ({', '.join(['%s'] * len(ids))})"
             f"{conditions.format(**columns)}"
         )
         return sql, list(ids)

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import connection, models
+import psycopg
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.db.models.sql import UpdateQuery
 
 from .prepared import prepares, server_cursor
 
 __all__ = [
+    "UNSYNCED",
     "bookkeeping",
     "bookkeeping_update",
     "claim_sql",
@@ -33,19 +35,46 @@ _COMPLETE_SQL: dict[tuple[type, str, str, tuple[str, ...]], str] = {}
 _COMPLETE_MANY_SQL: dict[tuple[type, str, str, tuple[str, ...], int], str] = {}
 
 
+# Written right after the WHERE of a bookkeeping statement: an SQL comment, ignored where it
+# stays (SQLite, a caller's transaction). Outside a transaction on PostgreSQL,
+# :func:`bookkeeping` puts the condition below in its place.
+UNSYNCED = "/* unsynced */"
+# ``SET LOCAL synchronous_commit TO OFF`` as a condition of the statement itself: a one-time
+# filter (no column in it) that PostgreSQL evaluates once, before the statement writes
+# anything, and that holds. The setting lasts until the statement's implicit transaction ends,
+# whose commit then does not wait for the WAL flush.
+_UNSYNCED_CONDITION = "(SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL AND "
+
+
 def bookkeeping(sql: str, params: list[Any], *, returning: bool = False) -> tuple[list[tuple], int]:
     """Run one write statement; returns its rows (with ``returning``: the statement has a
     ``RETURNING`` clause or is a query) and its row count.
 
-    Outside a transaction on PostgreSQL, the statement runs in one implicit transaction after
-    ``SET LOCAL synchronous_commit TO OFF``, in one round trip: its commit does not wait for
-    the WAL flush. Only for writes whose loss in a database crash means the work is done again
-    (see the module docstring), never for the rows themselves. Where statements are prepared
-    (:mod:`incidents.prepared`) the two are sent in one pipeline, whose single sync makes them
-    one implicit transaction, and PostgreSQL no longer parses and plans the statement each
-    time; otherwise both go as one simple query. Inside the caller's transaction it is a plain
-    statement: the setting would otherwise cover the caller's own writes."""
+    Outside a transaction on PostgreSQL, the statement runs in one implicit transaction with
+    ``synchronous_commit`` off, in one round trip: its commit does not wait for the WAL flush.
+    Only for writes whose loss in a database crash means the work is done again (see the
+    module docstring), never for the rows themselves. A statement with :data:`UNSYNCED` right
+    after its ``WHERE`` sets it itself (it is then one statement, which psycopg prepares where
+    statements are prepared: :mod:`incidents.prepared`); any other is preceded by ``SET LOCAL
+    synchronous_commit TO OFF``, both sent in one pipeline (whose single sync makes them one
+    implicit transaction) or as one simple query. Inside the caller's transaction it is a
+    plain statement: the setting would otherwise cover the caller's own writes."""
     if connection.vendor != "postgresql" or connection.in_atomic_block:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return _result(cursor, returning)
+    if UNSYNCED in sql:
+        sql = sql.replace(UNSYNCED, _UNSYNCED_CONDITION, 1)
+        db = connections[DEFAULT_DB_ALIAS]
+        if not db.queries_logged and not db.execute_wrappers:
+            # The driver's own cursor, binding on the server (and so prepared, where statements
+            # are: incidents.prepared), in Django's translation of its errors. What Django's
+            # cursor wrapper adds besides is the query log and the execute wrappers, neither
+            # in use here.
+            db.ensure_connection()
+            with db.wrap_database_errors, psycopg.Cursor(db.connection) as cursor:
+                cursor.execute(sql, params)
+                return _result(cursor, returning)
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return _result(cursor, returning)
@@ -158,7 +187,7 @@ def claim_sql(model: type[models.Model], *, due_only: bool, related: str | None,
         sql = (
             f"UPDATE {quote(meta.db_table)} SET {col['status']} = %s, "
             f"{col['claimed_at']} = %s, {col['attempts']} = {col['attempts']} + 1 "
-            f"WHERE {quote(meta.pk.column)} {match} AND (({col['status']} = %s{due}) OR "
+            f"WHERE {UNSYNCED}{quote(meta.pk.column)} {match} AND (({col['status']} = %s{due}) OR "
             f"({col['status']} = %s AND ({col['claimed_at']} IS NULL OR "
             f"{col['claimed_at']} <= %s))) "
             f"RETURNING {', '.join(columns)}"
@@ -188,7 +217,7 @@ def complete_sql(model: type[models.Model], *, error_field: str, names: tuple[st
         assignments = ", ".join(f"{quote(meta.get_field(n).column)} = %s" for n in columns)
         sql = _COMPLETE_SQL[key] = (
             f"UPDATE {quote(meta.db_table)} SET {assignments} "
-            f"WHERE {quote(meta.pk.column)} = %s AND "
+            f"WHERE {UNSYNCED}{quote(meta.pk.column)} = %s AND "
             f"{quote(meta.get_field('claimed_at').column)} = %s AND "
             f"{quote(meta.get_field('status').column)} IN (%s, %s)"
         )
@@ -221,7 +250,7 @@ def complete_many_sql(
             assignments.append(f"{quote(field.column)} = {case}")
         sql = (
             f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "
-            f"WHERE {pk} IN ({', '.join(['%s'] * count)}) AND "
+            f"WHERE {UNSYNCED}{pk} IN ({', '.join(['%s'] * count)}) AND "
             f"{quote(meta.get_field('claimed_at').column)} = %s AND "
             f"{quote(meta.get_field('status').column)} IN (%s, %s)"
         )

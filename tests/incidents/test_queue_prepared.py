@@ -1,18 +1,20 @@
 """Prepared statements on PostgreSQL (``incidents.prepared``): the work rows' bookkeeping
-writes outside a transaction (as a worker runs them) commit without waiting for the WAL flush,
-are prepared once they have run ``VIGIL_DB_PREPARE_THRESHOLD`` times on the connection, and
-fall back to one simple query when prepared statements are off; the incident list's page and
-the API's permission check are prepared too. Transactional tests: inside a test's transaction
-every bookkeeping write is a plain statement."""
+writes outside a transaction (as a worker runs them) commit without waiting for the WAL flush
+(the claim and the record of a send set it in the statement itself, the others in a ``SET
+LOCAL`` sent with them), are prepared once they have run ``VIGIL_DB_PREPARE_THRESHOLD`` times
+on the connection, and still run unprepared when prepared statements are off; the incident
+list's page and the API's permission check are prepared too. Transactional tests: inside a
+test's transaction every bookkeeping write is a plain statement."""
 
 from __future__ import annotations
 
+import psycopg
 import pytest
-from django.db import ProgrammingError, connection
+from django.db import OperationalError, ProgrammingError, connection, transaction
 
 from incidents.models import IncidentEvent
 from incidents.queue import WorkQueue
-from incidents.queue_statements import bookkeeping
+from incidents.queue_statements import UNSYNCED, bookkeeping
 from tests.events import pending_event
 
 pytestmark = [
@@ -64,12 +66,39 @@ def test_a_bookkeeping_write_commits_without_waiting_for_the_flush():
     assert synchronous_commit() == "on"
 
 
+def setting_in_statement(pk: int) -> str:
+    """A marked statement that reads the setting while it writes."""
+    table = connection.ops.quote_name(IncidentEvent._meta.db_table)
+    rows, count = bookkeeping(
+        f"UPDATE {table} SET attempts = attempts WHERE {UNSYNCED}id = %s "
+        "RETURNING current_setting('synchronous_commit')",
+        [pk],
+        returning=True,
+    )
+    assert count == 1
+    return rows[0][0]
+
+
+def test_a_marked_statement_sets_it_for_its_own_transaction_only(django_assert_num_queries):
+    event = pending_event()
+    for _ in range(7):  # prepared from the fifth run on
+        assert setting_in_statement(event.pk) == "off"
+    assert synchronous_commit() == "on"
+    # Counted (and logged) by Django's own cursor: one statement, still with the setting.
+    with django_assert_num_queries(1):
+        assert setting_in_statement(event.pk) == "off"
+    # In the caller's transaction the mark stays a comment: the caller's writes keep theirs.
+    with transaction.atomic():
+        assert setting_in_statement(event.pk) == "on"
+
+
 def test_without_prepared_statements_it_is_one_simple_query(monkeypatch):
     connection.ensure_connection()
     monkeypatch.setattr(connection.connection, "prepare_threshold", None)
     event = pending_event()
     for _ in range(6):
         assert bookkeeping("SHOW synchronous_commit", [], returning=True)[0] == [("off",)]
+        assert setting_in_statement(event.pk) == "off"
     claimed = QUEUE.claim(event.pk)
     assert claimed.status == "running"
     assert prepared() == []
@@ -80,8 +109,32 @@ def test_a_failing_write_raises_djangos_error_and_the_connection_goes_on():
     event = pending_event()
     with pytest.raises(ProgrammingError):
         bookkeeping('UPDATE "no_such_table" SET x = %s', [1])
+    with pytest.raises(ProgrammingError):  # a marked one, on the driver's cursor
+        bookkeeping(f'UPDATE "no_such_table" SET x = %s WHERE {UNSYNCED}y = 1', [1])
     assert QUEUE.claim(event.pk).status == "running"
     assert synchronous_commit() == "on"
+
+
+def test_a_claim_on_a_dropped_connection_raises_djangos_error_and_the_next_one_reconnects():
+    event = pending_event()
+    connection.ensure_connection()
+    backend = connection.connection.info.backend_pid
+    settings = connection.settings_dict
+    with psycopg.connect(
+        host=settings["HOST"] or None,
+        port=settings["PORT"] or None,
+        user=settings["USER"],
+        dbname=settings["NAME"],
+        autocommit=True,
+    ) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [backend])
+    # Django's error (what the delivery tasks retry on), the connection marked as failed ...
+    with pytest.raises(OperationalError):
+        QUEUE.claim(event.pk)
+    assert connection.errors_occurred
+    # ... so that the check after a task (or request) replaces it.
+    connection.close_if_unusable_or_obsolete()
+    assert QUEUE.claim(event.pk).status == "running"
 
 
 def test_the_incident_lists_page_and_permission_check_are_prepared(

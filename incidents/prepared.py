@@ -4,7 +4,8 @@ Django binds parameters on the client: every statement reaches PostgreSQL as new
 it parses and plans again each time. For the few statements Vigil writes by hand and runs all
 the time (a work row's claim and the record of its send, the incident list's page, the API's
 permission check) that is a good part of their cost. :func:`prepared_cursor` gives a cursor
-that binds on the server: psycopg prepares a statement once it has run
+that binds on the server (the bookkeeping writes of :mod:`incidents.queue_statements` use the
+driver's cursor directly, to the same effect): psycopg prepares a statement once it has run
 ``VIGIL_DB_PREPARE_THRESHOLD`` times on the connection (the database ``OPTIONS``'
 ``prepare_threshold``), and PostgreSQL then runs its plan again. A ``ROLLBACK`` on the
 connection makes psycopg forget (and deallocate) what it prepared; it is prepared again.

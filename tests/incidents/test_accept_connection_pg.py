@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from unittest import mock
 
-import psycopg
 import pytest
 from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
 from incidents.models import WebhookDelivery
 from tests.incidents.detection_fixtures import hook_path, make_integration, post, storm_alert
+from tests.pg import terminate_backend
 
 # Transactional: emptied after the test; serialized_rollback restores the seeded policy.
 pytestmark = [
@@ -56,16 +56,7 @@ def test_a_delivery_is_stored_on_a_new_connection_when_the_kept_one_died(
     assert [q["sql"].split()[0] for q in queries] == ["INSERT"], queries.captured_queries
     assert health_check.call_count == 0
 
-    backend = connection.connection.info.backend_pid
-    settings = connection.settings_dict
-    with psycopg.connect(
-        host=settings["HOST"] or None,
-        port=settings["PORT"] or None,
-        user=settings["USER"],
-        dbname=settings["NAME"],
-        autocommit=True,
-    ) as other:
-        other.execute("SELECT pg_terminate_backend(%s)", [backend])
+    backend = terminate_backend(connection)
     request_starts()
     with checks as health_check:
         fire(3)

@@ -8,7 +8,6 @@ test's transaction every bookkeeping write is a plain statement."""
 
 from __future__ import annotations
 
-import psycopg
 import pytest
 from django.db import OperationalError, ProgrammingError, connection, transaction
 
@@ -16,6 +15,7 @@ from incidents.models import IncidentEvent
 from incidents.queue import WorkQueue
 from incidents.queue_statements import UNSYNCED, bookkeeping
 from tests.events import pending_event
+from tests.pg import terminate_backend
 
 pytestmark = [
     pytest.mark.postgres,
@@ -117,17 +117,7 @@ def test_a_failing_write_raises_djangos_error_and_the_connection_goes_on():
 
 def test_a_claim_on_a_dropped_connection_raises_djangos_error_and_the_next_one_reconnects():
     event = pending_event()
-    connection.ensure_connection()
-    backend = connection.connection.info.backend_pid
-    settings = connection.settings_dict
-    with psycopg.connect(
-        host=settings["HOST"] or None,
-        port=settings["PORT"] or None,
-        user=settings["USER"],
-        dbname=settings["NAME"],
-        autocommit=True,
-    ) as other:
-        other.execute("SELECT pg_terminate_backend(%s)", [backend])
+    terminate_backend(connection)
     # Django's error (what the delivery tasks retry on), the connection marked as failed ...
     with pytest.raises(OperationalError):
         QUEUE.claim(event.pk)

@@ -4,8 +4,8 @@ Django binds parameters on the client: every statement reaches PostgreSQL as new
 it parses and plans again each time. For the few statements Vigil writes by hand and runs all
 the time (a work row's claim and the record of its send, the incident list's page, the API's
 permission check) that is a good part of their cost. :func:`prepared_cursor` gives a cursor
-that binds on the server (the bookkeeping writes of :mod:`incidents.queue_statements` use the
-driver's cursor directly, to the same effect): psycopg prepares a statement once it has run
+that binds on the server (the bookkeeping writes of :mod:`incidents.queue_statements` bind on
+the server through the driver's cursor directly): psycopg prepares a statement once it has run
 ``VIGIL_DB_PREPARE_THRESHOLD`` times on the connection (the database ``OPTIONS``'
 ``prepare_threshold``), and PostgreSQL then runs its plan again. A ``ROLLBACK`` on the
 connection makes psycopg forget (and deallocate) what it prepared; it is prepared again.
@@ -22,7 +22,7 @@ from typing import Any
 
 from django.db import connection
 
-__all__ = ["prepared_cursor", "prepares", "server_cursor"]
+__all__ = ["prepared_cursor", "prepares"]
 
 
 def prepares() -> bool:
@@ -45,14 +45,6 @@ def prepared_cursor() -> Iterator[Any]:
         with connection.cursor() as cursor:
             yield cursor
         return
-    with server_cursor() as cursor:
-        yield cursor
-
-
-@contextmanager
-def server_cursor() -> Iterator[Any]:
-    """The server-binding cursor of :func:`prepared_cursor`, for a caller that has asked
-    :func:`prepares` itself."""
     import psycopg
 
     # Django's private hook that wraps a driver cursor as ``connection.cursor()`` does.

@@ -10,8 +10,6 @@ import psycopg
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.db.models.sql import UpdateQuery
 
-from .prepared import prepares, server_cursor
-
 __all__ = [
     "UNSYNCED",
     "bookkeeping",
@@ -35,7 +33,7 @@ _COMPLETE_SQL: dict[tuple[type, str, str, tuple[str, ...]], str] = {}
 _COMPLETE_MANY_SQL: dict[tuple[type, str, str, tuple[str, ...], int], str] = {}
 
 
-# Written right after the WHERE of a bookkeeping statement: an SQL comment, ignored where it
+# Written right after the WHERE of every bookkeeping statement: an SQL comment, ignored where it
 # stays (SQLite, a caller's transaction). Outside a transaction on PostgreSQL,
 # :func:`bookkeeping` puts the condition below in its place.
 UNSYNCED = "/* unsynced */"
@@ -47,52 +45,31 @@ _UNSYNCED_CONDITION = "(SELECT set_config('synchronous_commit', 'off', true)) IS
 
 
 def bookkeeping(sql: str, params: list[Any], *, returning: bool = False) -> tuple[list[tuple], int]:
-    """Run one write statement; returns its rows (with ``returning``: the statement has a
-    ``RETURNING`` clause or is a query) and its row count.
+    """Run one write statement with :data:`UNSYNCED` right after its ``WHERE``; returns its rows
+    (with ``returning``: the statement has a ``RETURNING`` clause) and its row count.
 
-    Outside a transaction on PostgreSQL, the statement runs in one implicit transaction with
-    ``synchronous_commit`` off, in one round trip: its commit does not wait for the WAL flush.
-    Only for writes whose loss in a database crash means the work is done again (see the
-    module docstring), never for the rows themselves. A statement with :data:`UNSYNCED` right
-    after its ``WHERE`` sets it itself (it is then one statement, which psycopg prepares where
-    statements are prepared: :mod:`incidents.prepared`); any other is preceded by ``SET LOCAL
-    synchronous_commit TO OFF``, both sent in one pipeline (whose single sync makes them one
-    implicit transaction) or as one simple query. Inside the caller's transaction it is a
-    plain statement: the setting would otherwise cover the caller's own writes."""
-    if connection.vendor != "postgresql" or connection.in_atomic_block:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return _result(cursor, returning)
-    if UNSYNCED in sql:
+    Outside a transaction on PostgreSQL, the statement runs alone in one implicit transaction
+    with ``synchronous_commit`` off (the mark becomes the setting), in one round trip: its
+    commit does not wait for the WAL flush. Only for writes whose loss in a database crash
+    means the work is done again (see the module docstring), never for the rows themselves.
+    It binds on the server, so psycopg prepares it where statements are prepared
+    (:mod:`incidents.prepared`). Inside the caller's transaction, and on SQLite, it is a plain
+    statement: the setting would otherwise cover the caller's own writes."""
+    if UNSYNCED not in sql:
+        raise ValueError(f"A bookkeeping statement needs {UNSYNCED} after its WHERE: {sql}")
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor == "postgresql" and not db.in_atomic_block:
         sql = sql.replace(UNSYNCED, _UNSYNCED_CONDITION, 1)
-        db = connections[DEFAULT_DB_ALIAS]
         if not db.queries_logged and not db.execute_wrappers:
-            # The driver's own cursor, binding on the server (and so prepared, where statements
-            # are: incidents.prepared), in Django's translation of its errors. What Django's
+            # The driver's own cursor, in Django's translation of its errors. What Django's
             # cursor wrapper adds besides is the query log and the execute wrappers, neither
             # in use here.
             db.ensure_connection()
             with db.wrap_database_errors, psycopg.Cursor(db.connection) as cursor:
                 cursor.execute(sql, params)
                 return _result(cursor, returning)
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return _result(cursor, returning)
-    if prepares():
-        with server_cursor() as cursor:
-            with connection.connection.pipeline():
-                # Sent on the driver's cursor, unlogged: the setting travels with the
-                # statement (one round trip), as in the simple query, which Django logs and
-                # counts as one.
-                cursor.cursor.execute("SET LOCAL synchronous_commit TO OFF")
-                cursor.execute(sql, params)
-            return _result(cursor, returning)
-    with connection.cursor() as cursor:
-        if connection.settings_dict.get("OPTIONS", {}).get("server_side_binding"):
-            cursor.execute(sql, params)  # one statement per query: no setting
-        else:
-            cursor.execute(f"SET LOCAL synchronous_commit TO OFF; {sql}", params)
-            cursor.nextset()
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
         return _result(cursor, returning)
 
 
@@ -165,7 +142,8 @@ def bookkeeping_update(rows: models.QuerySet, values: dict[str, Any]) -> int:
     query = rows.query.chain(UpdateQuery)
     query.add_update_values(values)
     sql, params = query.get_compiler(rows.db).as_sql()
-    return bookkeeping(sql, list(params))[1]
+    # The first WHERE of a compiled UPDATE is its own (any subquery comes after it).
+    return bookkeeping(sql.replace(" WHERE ", f" WHERE {UNSYNCED}", 1), list(params))[1]
 
 
 def claim_sql(model: type[models.Model], *, due_only: bool, related: str | None, count: int) -> str:

@@ -13,7 +13,7 @@ from django.db import connection
 
 from ..models import Incident, SeverityLevel
 from ..models.events import EventHandling, EventStatus, HandlingStatus, IncidentEvent
-from ..queue_statements import bookkeeping, columns_sql, rows_from_db
+from ..queue_statements import UNSYNCED, bookkeeping, columns_sql, rows_from_db
 
 # How many of an incident's events one call follows at most.
 FOLLOW_BATCH = 200
@@ -64,7 +64,8 @@ def _due_sql() -> str:
         f"WITH due AS (SELECT {col['id']} FROM {table} WHERE {col['incident']} = %s "
         f"AND {col['status']} IN (%s, %s) ORDER BY {col['id']} LIMIT %s), "
         f"taken AS (UPDATE {table} SET {col['published_at']} = NULL, "
-        f"{col['next_attempt_at']} = %s WHERE {col['id']} = (SELECT min({col['id']}) FROM due) "
+        f"{col['next_attempt_at']} = %s WHERE {UNSYNCED}{col['id']} = "
+        f"(SELECT min({col['id']}) FROM due) "
         f"AND {col['status']} = %s AND {col['published_at']} IS NOT NULL "
         f"AND {col['next_attempt_at']} <= %s) "
         f"SELECT {col['id']} FROM due ORDER BY {col['id']}"

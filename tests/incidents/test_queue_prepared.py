@@ -1,8 +1,8 @@
 """Prepared statements on PostgreSQL (``incidents.prepared``): the work rows' bookkeeping
 writes outside a transaction (as a worker runs them) commit without waiting for the WAL flush
-(the claim and the record of a send set it in the statement itself, the others in a ``SET
-LOCAL`` sent with them), are prepared once they have run ``VIGIL_DB_PREPARE_THRESHOLD`` times
-on the connection, and still run unprepared when prepared statements are off; the incident
+(each sets it in the statement itself), are prepared once they have run
+``VIGIL_DB_PREPARE_THRESHOLD`` times on the connection, and still run unprepared when prepared
+statements are off; the incident
 list's page and the API's permission check are prepared too. Transactional tests: inside a
 test's transaction every bookkeeping write is a plain statement."""
 
@@ -61,11 +61,6 @@ def test_claims_and_records_are_prepared_after_the_threshold():
     assert synchronous_commit() == "on"  # the setting stayed in each write's transaction
 
 
-def test_a_bookkeeping_write_commits_without_waiting_for_the_flush():
-    assert bookkeeping("SHOW synchronous_commit", [], returning=True)[0] == [("off",)]
-    assert synchronous_commit() == "on"
-
-
 def setting_in_statement(pk: int) -> str:
     """A marked statement that reads the setting while it writes."""
     table = connection.ops.quote_name(IncidentEvent._meta.db_table)
@@ -77,6 +72,16 @@ def setting_in_statement(pk: int) -> str:
     )
     assert count == 1
     return rows[0][0]
+
+
+def test_a_bookkeeping_write_commits_without_waiting_for_the_flush():
+    assert setting_in_statement(pending_event().pk) == "off"
+    assert synchronous_commit() == "on"
+
+
+def test_a_statement_without_the_mark_is_refused():
+    with pytest.raises(ValueError, match="needs"):
+        bookkeeping('UPDATE "incidents_incidentevent" SET attempts = attempts WHERE id = 0', [])
 
 
 def test_a_marked_statement_sets_it_for_its_own_transaction_only(django_assert_num_queries):
@@ -92,12 +97,11 @@ def test_a_marked_statement_sets_it_for_its_own_transaction_only(django_assert_n
         assert setting_in_statement(event.pk) == "on"
 
 
-def test_without_prepared_statements_it_is_one_simple_query(monkeypatch):
+def test_without_prepared_statements_they_still_run_unprepared(monkeypatch):
     connection.ensure_connection()
     monkeypatch.setattr(connection.connection, "prepare_threshold", None)
     event = pending_event()
     for _ in range(6):
-        assert bookkeeping("SHOW synchronous_commit", [], returning=True)[0] == [("off",)]
         assert setting_in_statement(event.pk) == "off"
     claimed = QUEUE.claim(event.pk)
     assert claimed.status == "running"
@@ -107,9 +111,7 @@ def test_without_prepared_statements_it_is_one_simple_query(monkeypatch):
 
 def test_a_failing_write_raises_djangos_error_and_the_connection_goes_on():
     event = pending_event()
-    with pytest.raises(ProgrammingError):
-        bookkeeping('UPDATE "no_such_table" SET x = %s', [1])
-    with pytest.raises(ProgrammingError):  # a marked one, on the driver's cursor
+    with pytest.raises(ProgrammingError):  # on the driver's cursor
         bookkeeping(f'UPDATE "no_such_table" SET x = %s WHERE {UNSYNCED}y = 1', [1])
     assert QUEUE.claim(event.pk).status == "running"
     assert synchronous_commit() == "on"

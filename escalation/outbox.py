@@ -19,6 +19,9 @@ module.
   delivers them in batches (same idempotency); :class:`OutboxMessage` is one of its messages.
   :func:`email_message_id` is the Message-ID the email channel gives a key's message, for
   threading headers (``In-Reply-To``/``References``, allowed names in :data:`EMAIL_HEADERS`).
+* :func:`notification_enqueue_together` sends the few messages of one event (a stakeholder
+  update to a group) each as :func:`notification_enqueue` would, queue and idempotency alike,
+  but with one INSERT and batch tasks; it returns their ids.
 * :func:`notification_get` is a message's current state by its idempotency key;
   :func:`notification_list` an incident's messages, newest first.
   :func:`notification_states` the state of many at once (a mailing's delivery tracking).
@@ -53,6 +56,7 @@ from .services.outbox import (
     OutboxMessage,
     notification_enqueue,
     notification_enqueue_many,
+    notification_enqueue_together,
 )
 
 __all__ = [
@@ -64,6 +68,7 @@ __all__ = [
     "email_message_id",
     "notification_enqueue",
     "notification_enqueue_many",
+    "notification_enqueue_together",
     "notification_get",
     "notification_list",
     "notification_states",

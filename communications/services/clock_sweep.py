@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from escalation.outbox import notification_enqueue
+from escalation.outbox import OutboxMessage, notification_enqueue_together
 from incidents.models import Channel, Incident, Kind, Source
 from incidents.services.common import timeline_record
 
@@ -102,6 +102,7 @@ def _remind(
         f"Publish a status update from the incident page:\n"
         f"{settings.VIGIL_BASE_URL}{incident.get_absolute_url()}\n"
     )
+    messages = []
     for person in people:
         for channel in _channels(incident):
             address = person.address(channel)
@@ -110,20 +111,22 @@ def _remind(
                     {"recipient": person.name, "channel": channel, "why": "no address"}
                 )
                 continue
-            notification = notification_enqueue(
-                incident=incident,
-                channel=channel,
-                recipient=address,
-                subject=subject,
-                body=body,
-                template="communications/first_update_reminder",
-                reason=f"First public update {point}",
-                idempotency_key=f"{KEY_PREFIX}:{incident.pk}:{point}:{person.key}:{channel}",
-                contact=person.contact,
-                context={"kind": "first_update", "point": point, "incident": incident.number},
+            messages.append(
+                OutboxMessage(
+                    incident=incident,
+                    channel=channel,
+                    recipient=address,
+                    subject=subject,
+                    body=body,
+                    template="communications/first_update_reminder",
+                    reason=f"First public update {point}",
+                    idempotency_key=f"{KEY_PREFIX}:{incident.pk}:{point}:{person.key}:{channel}",
+                    contact=person.contact,
+                    context={"kind": "first_update", "point": point, "incident": incident.number},
+                )
             )
-            sent.notifications.append(notification.pk)
             sent.reached.setdefault(person.name, []).append(channel)
+    sent.notifications.extend(notification_enqueue_together(messages))
     return sent, people
 
 

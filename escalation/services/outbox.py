@@ -212,6 +212,33 @@ def notification_enqueue_many(
     return len(written)
 
 
+def notification_enqueue_together(messages: list[OutboxMessage]) -> list[int]:
+    """The messages of one event, each as :func:`notification_enqueue` would send it alone (on
+    the urgent queue when its incident is Sev 1-2, else on the default one), but written with
+    one INSERT and, after commit, sent by batch tasks instead of one task per message: a
+    stakeholder update to a group, a reminder to the communications lead and the backup.
+    Returns each message's row id, in order; for a key that already had a row, that row's (as
+    :func:`notification_enqueue` returns the existing row)."""
+    by_queue: dict[str, list[OutboxMessage]] = {}
+    for message in messages:
+        incident = message.incident
+        urgent = incident is not None and incident.severity_id <= URGENT_SEVERITY
+        by_queue.setdefault(urgent_queue() if urgent else default_queue(), []).append(message)
+    ids: dict[str, int] = {}
+    for written in notification_enqueue_groups(
+        [(grouped, queue) for queue, grouped in by_queue.items()]
+    ):
+        ids.update(written)
+    known = [m.idempotency_key for m in messages if m.idempotency_key not in ids]
+    if known:
+        ids.update(
+            Notification.objects.filter(idempotency_key__in=known).values_list(
+                "idempotency_key", "pk"
+            )
+        )
+    return [ids[message.idempotency_key] for message in messages]
+
+
 def notification_enqueue_groups(
     groups: list[tuple[list[OutboxMessage], str]],
 ) -> list[dict[str, int]]:

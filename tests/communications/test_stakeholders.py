@@ -29,7 +29,7 @@ from communications.services.stakeholders import (
 from communications.tasks import stakeholder_sweep_task
 from escalation.models import Notification
 from incidents.errors import ActionForbidden, InvalidInput
-from incidents.models import Incident, Source
+from incidents.models import Incident, Source, TimelineEntry
 from incidents.services import (
     incident_cancel,
     incident_change_severity,
@@ -417,6 +417,43 @@ def test_members_are_reached_on_every_channel_of_the_group(clock, make_user):
     assert ("sms", "+14155550100") in reached
     assert ("email", "coo@example.com") in reached
     assert len([r for r in reached if r[0] == "email"]) == 4
+
+
+def test_a_send_to_a_group_is_one_insert_and_batch_tasks_on_the_incidents_queue(
+    clock, make_user, django_capture_on_commit_callbacks, monkeypatch
+):
+    from escalation import tasks
+
+    published: list[tuple[list[int], str]] = []
+    monkeypatch.setattr(
+        tasks.notification_send_batch_task,
+        "apply_async",
+        lambda args, queue, **kw: published.append((args[0], queue)),
+    )
+    monkeypatch.setattr(
+        tasks.notification_send_task,
+        "apply_async",
+        lambda *args, **kw: pytest.fail("a stakeholder message was sent in a task of its own"),
+    )
+    for n in range(3):
+        user = make_user(username=f"vp{n}", email=f"vp{n}@example.com")
+        StakeholderMember.objects.create(group=group(EXEC), user=user)
+    incident = create(severity=1)
+    note(incident, EXEC, "Rollback under way.")
+    clock.move_to(T0 + 120 * MIN)
+    with django_capture_on_commit_callbacks(execute=True):
+        stakeholder_sweep_task()
+    [send] = StakeholderSend.objects.filter(incident=incident, group=group(EXEC))
+    [entry] = TimelineEntry.objects.filter(incident=incident, data__send=send.pk)
+    sent = list(
+        Notification.objects.filter(pk__in=entry.data["notifications"]).values_list(
+            "pk", "recipient"
+        )
+    )
+    assert len(sent) == send.recipients == 6  # the group's 3 seeded members and 3 more
+    assert {"vp0@example.com", "vp1@example.com", "vp2@example.com"} <= {r for _, r in sent}
+    mine = [(ids, queue) for ids, queue in published if set(ids) & set(entry.data["notifications"])]
+    assert mine == [(sorted(entry.data["notifications"]), "vigil.urgent")]
 
 
 # --- permissions and bad input ------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """``notification_enqueue_many``: a mailing's rows written in the caller's transaction, once per
 key (across calls and within one call), refused as a whole when a message is malformed (nothing
 written), delivered after commit in tasks of 50 with the email's HTML part, allowed headers and
-the Message-ID derived from the key."""
+the Message-ID derived from the key. ``notification_enqueue_together``: the messages of one
+event on the queue each would take alone, in batch tasks, their ids returned in order."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from escalation.outbox import (
     OutboxMessage,
     email_message_id,
     notification_enqueue_many,
+    notification_enqueue_together,
 )
 
 pytestmark = pytest.mark.django_db
@@ -220,3 +222,77 @@ class FlakyBackend:
 
     def send_messages(self, messages):
         raise ConnectionRefusedError("the mail server is restarting")
+
+
+def _published(monkeypatch) -> tuple[list, list]:
+    """What would go to the broker: batch tasks (ids, queue) and one-row tasks (id, queue)."""
+    from escalation import tasks
+
+    batches: list[tuple[list[int], str]] = []
+    singles: list[tuple[int, str]] = []
+    monkeypatch.setattr(
+        tasks.notification_send_batch_task,
+        "apply_async",
+        lambda args, queue, **kw: batches.append((args[0], queue)),
+    )
+    monkeypatch.setattr(
+        tasks.notification_send_task,
+        "apply_async",
+        lambda args, queue, **kw: singles.append((args[0], queue)),
+    )
+    return batches, singles
+
+
+def test_together_each_on_its_own_queue_in_batch_tasks_ids_in_order(
+    make_incident, django_capture_on_commit_callbacks, django_assert_num_queries, monkeypatch
+):
+    batches, singles = _published(monkeypatch)
+    sev1, sev3 = make_incident(severity=1), make_incident(severity=3)
+    existing = message(7, incident=sev1, idempotency_key="event:7")
+    with django_capture_on_commit_callbacks(execute=True):
+        [first] = notification_enqueue_together([existing])
+    batches.clear()
+    messages = [
+        message(1, incident=sev1, idempotency_key="event:1"),
+        message(2, incident=sev3, idempotency_key="event:2"),
+        message(7, incident=sev1, idempotency_key="event:7", body="written before"),
+        message(3, incident=sev1, idempotency_key="event:3"),
+        message(4, idempotency_key="event:4"),
+        message(1, incident=sev1, idempotency_key="event:1", body="the same key again"),
+    ]
+    with django_capture_on_commit_callbacks(execute=True):
+        with django_assert_num_queries(2):  # one INSERT, one SELECT of the key written before
+            ids = notification_enqueue_together(messages)
+        assert batches == []  # nothing leaves before commit
+    rows = {row.idempotency_key: row for row in Notification.objects.all()}
+    assert ids == [rows[m.idempotency_key].pk for m in messages]
+    assert ids[2] == first and ids[5] == ids[0]
+    assert rows["event:7"].body == "Hello 7"  # the row written before is not changed
+    assert rows["event:1"].body == "Hello 1"  # a key's first message is kept
+    # As notification_enqueue would send each alone: Sev 1-2 on the urgent queue, the rest on
+    # the default one; only the rows written now; one batch task per queue, none per row.
+    assert sorted(batches) == sorted(
+        [
+            ([rows["event:1"].pk, rows["event:3"].pk], "vigil.urgent"),
+            ([rows["event:2"].pk, rows["event:4"].pk], "vigil"),
+        ]
+    )
+    assert singles == []
+    assert [rows[k].urgent for k in ("event:1", "event:2", "event:3", "event:4")] == [
+        True,
+        False,
+        True,
+        False,
+    ]
+    assert not any(row.bulk for row in rows.values())
+    assert all(row.published_at is not None for row in rows.values())
+
+
+def test_together_delivers_every_message(eager, make_incident, django_capture_on_commit_callbacks):
+    incident = make_incident(severity=2)
+    with django_capture_on_commit_callbacks(execute=True):
+        notification_enqueue_together(
+            [message(n, incident=incident, idempotency_key=f"event:{n}") for n in range(3)]
+        )
+    assert sorted(m.to[0] for m in mail.outbox) == [f"person{n}@example.org" for n in range(3)]
+    assert Notification.objects.filter(status=NotificationStatus.SENT).count() == 3

@@ -37,6 +37,7 @@ def test_the_public_surface_is_sending_reading_state_and_the_backlog():
         "email_message_id",
         "notification_enqueue",
         "notification_enqueue_many",
+        "notification_enqueue_together",
         "notification_get",
         "notification_list",
         "notification_states",

@@ -28,9 +28,10 @@ channel, without anyone having to remember it.
   group that was on a schedule, or was sent an update on demand, one final message. A
   cancelled incident sends it only to the groups that had already been told something.
 
-Every message leaves through the outbox (``escalation.outbox.notification_enqueue``), keyed per
-(incident, group, due time, kind, recipient, channel). Times in messages are shown in the status
-page's time zone, with the zone's name.
+Every message leaves through the outbox, a send's messages together
+(``escalation.outbox.notification_enqueue_together``: one INSERT, batch tasks), keyed per
+(incident, group, due time, kind, recipient, channel). Times in messages are shown in the
+status page's time zone, with the zone's name.
 
 The package, by concern: :mod:`.planning` (starting, re-planning and stopping schedules),
 :mod:`.compose` (the message text), :mod:`.recipients` (who a message reaches),

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from escalation.outbox import notification_enqueue
+from escalation.outbox import OutboxMessage, notification_enqueue_together
 from incidents.models import Channel, Contact, Incident
 
 from ...models import SendKind, StakeholderGroup
@@ -110,30 +110,31 @@ def _enqueue(
     subject: str,
     body: str,
 ) -> list[int]:
-    ids = []
-    for recipient in reach.recipients:
-        notification = notification_enqueue(
-            incident=incident,
-            channel=recipient.channel,
-            recipient=recipient.address,
-            subject=subject,
-            body=body,
-            template=f"communications/stakeholder_{kind}",
-            reason=f"Stakeholder {SendKind(kind).label.lower()}: {group.name}"[:200],
-            idempotency_key=(
-                f"{KEY_PREFIX}:{incident.pk}:{group.pk}:{_stamp(due_at)}:{kind}:"
-                f"{recipient.key}:{recipient.channel}"
-            ),
-            contact=recipient.contact,
-            context={
-                "kind": "stakeholder",
-                "send": kind,
-                "group": group.name,
-                "incident": incident.number,
-            },
-        )
-        ids.append(notification.pk)
-    return ids
+    return notification_enqueue_together(
+        [
+            OutboxMessage(
+                incident=incident,
+                channel=recipient.channel,
+                recipient=recipient.address,
+                subject=subject,
+                body=body,
+                template=f"communications/stakeholder_{kind}",
+                reason=f"Stakeholder {SendKind(kind).label.lower()}: {group.name}"[:200],
+                idempotency_key=(
+                    f"{KEY_PREFIX}:{incident.pk}:{group.pk}:{_stamp(due_at)}:{kind}:"
+                    f"{recipient.key}:{recipient.channel}"
+                ),
+                contact=recipient.contact,
+                context={
+                    "kind": "stakeholder",
+                    "send": kind,
+                    "group": group.name,
+                    "incident": incident.number,
+                },
+            )
+            for recipient in reach.recipients
+        ]
+    )
 
 
 def _reached_text(reach: _Reach) -> str:

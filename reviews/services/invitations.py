@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
-from escalation.outbox import notification_enqueue
+from escalation.outbox import OutboxMessage, notification_enqueue_together
 from incidents.timeformat import time_text, when
 
 from ..models import AttendeeReason, Review, ReviewAttendee, ReviewPolicy
@@ -87,20 +87,26 @@ def send(
     if review.location:
         lines.append(f"Where: {review.location}")
     body = "\n".join(lines) + "\n\n" + invitation_description(review) + "\n"
-    for attendee in to:
-        notification_enqueue(
-            incident=review.incident,
-            channel="email",
-            recipient=attendee.email,
-            subject=subject,
-            body=body,
-            template=INVITATION_TEMPLATE,
-            reason=f"Post-incident review {method.lower()}",
-            idempotency_key=(
-                f"review-invite:{review.uid}:{_key_part(attendee.email)}:{review.sequence}:{method}"
-            ),
-            context={"ics": ics, "ics_method": method, "review": review.pk},
-        )
-        if method == "REQUEST":
+    notification_enqueue_together(
+        [
+            OutboxMessage(
+                incident=review.incident,
+                channel="email",
+                recipient=attendee.email,
+                subject=subject,
+                body=body,
+                template=INVITATION_TEMPLATE,
+                reason=f"Post-incident review {method.lower()}",
+                idempotency_key=(
+                    f"review-invite:{review.uid}:{_key_part(attendee.email)}:"
+                    f"{review.sequence}:{method}"
+                ),
+                context={"ics": ics, "ics_method": method, "review": review.pk},
+            )
+            for attendee in to
+        ]
+    )
+    if method == "REQUEST":
+        for attendee in to:
             attendee.invited_sequence = review.sequence
             attendee.save(update_fields=["invited_sequence"])

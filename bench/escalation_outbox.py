@@ -51,6 +51,8 @@ sys.path.insert(0, str(ROOT))
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/vigil_bench_outbox"
 NOOP_KEY = "vigil-bench:noop"
+# When each no-op task ran, in the order they ran.
+NOOP_TIMES = f"{NOOP_KEY}:times"
 
 
 _redis_clients: dict = {}
@@ -64,10 +66,8 @@ def noop_task(index: int) -> None:
     client = _redis_clients.get(os.getpid())
     if client is None:
         client = _redis_clients[os.getpid()] = redis.Redis.from_url(os.environ["CELERY_BROKER_URL"])
-    now = time.time()
     pipe = client.pipeline(transaction=False)
-    pipe.setnx(f"{NOOP_KEY}:first", now)
-    pipe.set(f"{NOOP_KEY}:last", now)
+    pipe.rpush(NOOP_TIMES, time.time())
     pipe.incr(f"{NOOP_KEY}:count")
     pipe.execute()
 
@@ -110,6 +110,12 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=3,
         help="rounds of every kind, each between two no-op runs (medians are printed)",
+    )
+    parser.add_argument(
+        "--block",
+        type=int,
+        default=200,
+        help="tasks per block in the mixed run (no-op and one-row blocks alternating)",
     )
     parser.add_argument(
         "--batch",
@@ -287,6 +293,11 @@ PAGE = {
 }
 
 
+def rate(times: list[float]) -> float:
+    """Tasks per second from the sorted times of a run's tasks, first to last."""
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
 def enqueue(count: int, prefix: str) -> None:
     from django.db import transaction
 
@@ -334,7 +345,7 @@ def deliver(args, env, log, sink, prefix: str, write) -> float:
     times = sorted(sink.times)
     if len(times) != args.count:
         sys.exit(f"the sink received {len(times)} deliveries for {args.count} notifications")
-    return (len(times) - 1) / (times[-1] - times[0])
+    return rate(times)
 
 
 def sent_count(prefix: str) -> int:
@@ -359,6 +370,8 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     import redis
+
+    from incidents.events import default_queue
 
     broker = redis.Redis.from_url(args.broker_url)
     log = Path(env["VIGIL_VAR_DIR"]) / "worker.log"
@@ -389,7 +402,7 @@ def main() -> None:
             timeout=600,
         )
         times = sorted(sink.times)
-        return (len(times) - 1) / (times[-1] - times[0])
+        return rate(times)
 
     def noop() -> float:
         # No-op tasks on the same worker and broker.
@@ -403,10 +416,52 @@ def main() -> None:
             what="the no-op tasks",
             timeout=600,
         )
-        first = float(broker.get(f"{NOOP_KEY}:first"))
-        last = float(broker.get(f"{NOOP_KEY}:last"))
+        times = noop_times()
         clear_broker(args.broker_url)
-        return (args.count - 1) / (last - first)
+        return rate(times)
+
+    def noop_times() -> list[float]:
+        return sorted(float(t) for t in broker.lrange(NOOP_TIMES, 0, -1))
+
+    def mixed(prefix: str) -> list[float]:
+        # Blocks of no-op tasks and of one-row deliveries, alternating in one queue and run by
+        # one worker: each block of deliveries is compared with the no-op blocks just before
+        # and after it, a second apart, where the separate runs are a minute apart (the
+        # machine's speed changes within a minute: the CPU time of the same delivery code
+        # doubled within one 8-second run).
+        size = args.block
+        blocks = max(2, args.count // size)
+        clear_broker(args.broker_url)
+        sink.times.clear()
+        queue = default_queue()
+        for block in range(blocks):
+            for index in range(size):
+                noop_task.apply_async(args=[index], queue=queue)
+            # Committed at once: these rows' send tasks follow on the same (default) queue.
+            enqueue(size, f"{prefix}-{block}")
+        for index in range(size):
+            noop_task.apply_async(args=[index], queue=queue)
+        run_worker_until(
+            env,
+            log,
+            lambda: (
+                len(sink.times) >= blocks * size
+                and int(broker.get(f"{NOOP_KEY}:count") or 0) == (blocks + 1) * size
+            ),
+            what="the mixed run",
+            timeout=600,
+        )
+        noops, posts = noop_times(), sorted(sink.times)
+        clear_broker(args.broker_url)
+        if not (noops[size - 1] < posts[0] and posts[-1] < noops[-size]):
+            sys.exit("the mixed run's tasks did not run in the order they were queued")
+        found = []
+        # The first pair is the worker's warm-up (its first connection, statements prepared).
+        for block in range(1, blocks):
+            before = rate(noops[block * size : (block + 1) * size])
+            after = rate(noops[(block + 1) * size : (block + 2) * size])
+            found.append(rate(posts[block * size : (block + 1) * size]) / ((before + after) / 2))
+        return found
 
     # Each round measures every kind one after the other, the no-op first and last, and a
     # kind's ratio is taken against the mean of the two no-op runs around it: the machine's
@@ -414,6 +469,7 @@ def main() -> None:
     kinds = ("per row", "batched", "POST-only")
     rates: dict[str, list[float]] = {kind: [] for kind in (*kinds, "no-op")}
     ratios: dict[str, list[float]] = {kind: [] for kind in kinds}
+    mixed_ratios: list[float] = []
     for round_ in range(1, args.rounds + 1):
         before = noop()
         measured = {
@@ -442,13 +498,21 @@ def main() -> None:
         print(
             f"  round {round_}: no-op {before:.1f} and {after:.1f} tasks/s; "
             + ", ".join(
-                f"{kind} {rate:.1f}/s ({rate / reference:.2f})" for kind, rate in measured.items()
+                f"{kind} {value:.1f}/s ({value / reference:.2f})"
+                for kind, value in measured.items()
             )
             + f" (load {os.getloadavg()[0]:.2f})"
         )
-        for kind, rate in measured.items():
-            rates[kind].append(rate)
-            ratios[kind].append(rate / reference)
+        for kind, value in measured.items():
+            rates[kind].append(value)
+            ratios[kind].append(value / reference)
+        found = mixed(f"mixed{round_}")
+        mixed_ratios.extend(found)
+        print(
+            f"  round {round_}, mixed in blocks of {args.block}: one task per row / the no-op "
+            f"blocks around it {statistics.median(found):.2f} [{min(found):.2f}–"
+            f"{max(found):.2f}] over {len(found)} blocks (load {os.getloadavg()[0]:.2f})"
+        )
 
     def median(values: list[float]) -> float:
         return statistics.median(values)
@@ -473,6 +537,8 @@ def main() -> None:
         ("POST-only", "ratio POST-only / no-op (one task per row's ceiling):"),
     ):
         print(f"  {label:<50}{median(ratios[kind]):8.2f} [{spread(ratios[kind], 2)}]")
+    label = f"ratio one task per row / no-op, mixed ({len(mixed_ratios)} blocks):"
+    print(f"  {label:<50}{median(mixed_ratios):8.2f} [{spread(mixed_ratios, 2)}]")
     delivered_rate, batched_rate, post_rate = (median(rates[kind]) for kind in kinds)
     print(
         f"  cost of a delivery over a no-op: {1000 / delivered_rate - 1000 / noop_rate:.2f} ms "

@@ -19,11 +19,13 @@ webhook channel's POST of a page-sized body and nothing else (no row claimed or 
 ceiling of any one-task-per-row HTTP delivery, whatever its database work. Each of
 ``--rounds`` rounds runs the no-op, the three kinds, and the no-op again, and takes each kind's
 ratio against the mean of the two no-op runs around it (the machine's speed drifts within
-minutes). Prints every round, then the medians and ranges of the rates and ratios.
+minutes), then a mixed run: blocks of ``--block`` no-op tasks and of one-row deliveries
+alternating in one queue, each delivery block against the no-op blocks just before and after
+it. Prints every round, then the medians and ranges of the rates and ratios.
 
     python bench/escalation_outbox.py [--database-url postgres://postgres@127.0.0.1:5432/vigil_bench_outbox]
                                       [--broker-url redis://127.0.0.1:6379/0] [--count 2000]
-                                      [--batch 9] [--rounds 3]
+                                      [--batch 9] [--rounds 3] [--block 200]
 
 The database is dropped and recreated. In the Redis database given, Vigil's queues and the
 bench's own keys are cleared before each run.

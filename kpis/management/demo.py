@@ -113,7 +113,12 @@ def _followers_muted() -> Iterator[None]:
 # The services that write the history's e-mails (review invitations, survey invitations, action
 # item notices) into the outbox, each under the name it imported the outbox's function as.
 HISTORY_MAILERS = ("reviews.services", "kpis.services", "communications.services")
-OUTBOX_FUNCTIONS = ("notification_enqueue", "notification_enqueue_many")
+# Each stand-in returns what nothing written looks like (no row, no ids).
+OUTBOX_FUNCTIONS = {
+    "notification_enqueue": lambda *args, **kwargs: None,
+    "notification_enqueue_many": lambda *args, **kwargs: 0,
+    "notification_enqueue_together": lambda *args, **kwargs: [],
+}
 
 
 @contextlib.contextmanager
@@ -127,14 +132,10 @@ def _history_not_mailed() -> Iterator[None]:
         for name, module in list(sys.modules.items()):
             if module is None or not name.startswith(HISTORY_MAILERS):
                 continue
-            for function in OUTBOX_FUNCTIONS:
+            for function, stand_in in OUTBOX_FUNCTIONS.items():
                 if hasattr(module, function):
-                    stack.enter_context(mock.patch.object(module, function, _not_sent))
+                    stack.enter_context(mock.patch.object(module, function, stand_in))
         yield
-
-
-def _not_sent(*args, **kwargs) -> None:
-    return None
 
 
 def already_loaded() -> bool:

@@ -38,6 +38,7 @@ from incidents.services import (
     incident_resolve,
 )
 from tests.events import followed
+from tests.outbox import published_tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -422,19 +423,7 @@ def test_members_are_reached_on_every_channel_of_the_group(clock, make_user):
 def test_a_send_to_a_group_is_one_insert_and_batch_tasks_on_the_incidents_queue(
     clock, make_user, django_capture_on_commit_callbacks, monkeypatch
 ):
-    from escalation import tasks
-
-    published: list[tuple[list[int], str]] = []
-    monkeypatch.setattr(
-        tasks.notification_send_batch_task,
-        "apply_async",
-        lambda args, queue, **kw: published.append((args[0], queue)),
-    )
-    monkeypatch.setattr(
-        tasks.notification_send_task,
-        "apply_async",
-        lambda *args, **kw: pytest.fail("a stakeholder message was sent in a task of its own"),
-    )
+    published, singles = published_tasks(monkeypatch)
     for n in range(3):
         user = make_user(username=f"vp{n}", email=f"vp{n}@example.com")
         StakeholderMember.objects.create(group=group(EXEC), user=user)
@@ -454,6 +443,7 @@ def test_a_send_to_a_group_is_one_insert_and_batch_tasks_on_the_incidents_queue(
     assert {"vp0@example.com", "vp1@example.com", "vp2@example.com"} <= {r for _, r in sent}
     mine = [(ids, queue) for ids, queue in published if set(ids) & set(entry.data["notifications"])]
     assert mine == [(sorted(entry.data["notifications"]), "vigil.urgent")]
+    assert singles == []  # no stakeholder message in a task of its own
 
 
 # --- permissions and bad input ------------------------------------------------------------------

@@ -19,6 +19,7 @@ from escalation.outbox import (
     notification_enqueue_many,
     notification_enqueue_together,
 )
+from tests.outbox import published_tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -224,29 +225,10 @@ class FlakyBackend:
         raise ConnectionRefusedError("the mail server is restarting")
 
 
-def _published(monkeypatch) -> tuple[list, list]:
-    """What would go to the broker: batch tasks (ids, queue) and one-row tasks (id, queue)."""
-    from escalation import tasks
-
-    batches: list[tuple[list[int], str]] = []
-    singles: list[tuple[int, str]] = []
-    monkeypatch.setattr(
-        tasks.notification_send_batch_task,
-        "apply_async",
-        lambda args, queue, **kw: batches.append((args[0], queue)),
-    )
-    monkeypatch.setattr(
-        tasks.notification_send_task,
-        "apply_async",
-        lambda args, queue, **kw: singles.append((args[0], queue)),
-    )
-    return batches, singles
-
-
 def test_together_each_on_its_own_queue_in_batch_tasks_ids_in_order(
     make_incident, django_capture_on_commit_callbacks, django_assert_num_queries, monkeypatch
 ):
-    batches, singles = _published(monkeypatch)
+    batches, singles = published_tasks(monkeypatch)
     sev1, sev3 = make_incident(severity=1), make_incident(severity=3)
     existing = message(7, incident=sev1, idempotency_key="event:7")
     with django_capture_on_commit_callbacks(execute=True):

@@ -156,6 +156,12 @@ def notification_enqueue(
 URGENT_SEVERITY = 2
 
 
+def severity_queue(severity: int) -> str:
+    """The queue of a message about an incident of ``severity``: the urgent one for Sev 1-2,
+    the default one otherwise."""
+    return urgent_queue() if severity <= URGENT_SEVERITY else default_queue()
+
+
 @dataclass(frozen=True)
 class OutboxMessage:
     """One message for :func:`notification_enqueue_many`: the arguments of
@@ -222,8 +228,8 @@ def notification_enqueue_together(messages: list[OutboxMessage]) -> list[int]:
     by_queue: dict[str, list[OutboxMessage]] = {}
     for message in messages:
         incident = message.incident
-        urgent = incident is not None and incident.severity_id <= URGENT_SEVERITY
-        by_queue.setdefault(urgent_queue() if urgent else default_queue(), []).append(message)
+        queue = default_queue() if incident is None else severity_queue(incident.severity_id)
+        by_queue.setdefault(queue, []).append(message)
     ids: dict[str, int] = {}
     for written in notification_enqueue_groups(
         [(grouped, queue) for queue, grouped in by_queue.items()]

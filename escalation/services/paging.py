@@ -31,7 +31,6 @@ from django.conf import settings
 from django.template.loader import render_to_string, select_template
 from django.utils import timezone
 
-from incidents.events import default_queue, urgent_queue
 from incidents.models import (
     Channel,
     EscalationContact,
@@ -45,7 +44,7 @@ from incidents.timeformat import user_zones
 
 from ..models import Notification
 from .ack_links import ack_link_make
-from .outbox import URGENT_SEVERITY, OutboxMessage, notification_enqueue_groups
+from .outbox import OutboxMessage, notification_enqueue_groups, severity_queue
 from .recipients import (
     BROADCAST_CHANNELS,
     BROADCAST_RECIPIENT,
@@ -283,7 +282,7 @@ def recipients_plan(
             )
         )
     return PagePlan(
-        messages=messages, queue=_page_queue(base["severity"]), result=result, reached=reached
+        messages=messages, queue=severity_queue(base["severity"]), result=result, reached=reached
     )
 
 
@@ -308,10 +307,6 @@ def pages_write(plans: list[PagePlan]) -> None:
             if m.idempotency_key in new
         ]
         result.sent = [Notification(pk=pk) for pk in sorted(new.values())]
-
-
-def _page_queue(severity: int) -> str:
-    return urgent_queue() if severity <= URGENT_SEVERITY else default_queue()
 
 
 def _channel_list(channels: Iterable[str]) -> str:

@@ -67,7 +67,12 @@ def notification_send_batch(*, notification_ids: list[int]) -> int:
     has used half the lease gives its unsent rows back and claims them again, so a slow
     provider never lets a claim lapse while its row waits its turn. The sends of a chunk are
     recorded after its last one, so a worker killed mid-chunk leaves up to a chunk of sent
-    rows unrecorded: they are sent again, with the same idempotency key, after the lease."""
+    rows unrecorded: they are sent again, with the same idempotency key, after the lease.
+
+    The rows of a chunk whose send failed and wait for their backoff go out again together
+    too: one batch task per queue and span of delays (:func:`_retries_publish`), published as
+    the chunk ends, not a one-row task each (in an outage of a provider every page of a storm
+    fails)."""
     OUTBOX.mark_taken(notification_ids)
     # The pages of one batch are mostly one incident's: read it once, not once per row.
     incidents: dict[int, Incident] = {}
@@ -83,6 +88,7 @@ def notification_send_batch(*, notification_ids: list[int]) -> int:
         claim = rows[0].claimed_at
         started = time.monotonic()
         done: dict[int, dict] = {}
+        retries: list[tuple[int, str, float]] = []
         reached = 0
         try:
             for row in rows:
@@ -91,7 +97,7 @@ def notification_send_batch(*, notification_ids: list[int]) -> int:
                     break
                 reached += 1
                 _share_incident(row, incidents)
-                provider_id, failure = _attempt(row, claim=claim)
+                provider_id, failure = _attempt(row, claim=claim, retries=retries)
                 if failure is None:
                     done[row.pk] = {
                         "provider_message_id": (provider_id or "")[:255],
@@ -100,11 +106,15 @@ def notification_send_batch(*, notification_ids: list[int]) -> int:
         finally:
             # Also when an error stops the chunk: what was sent is recorded, and what was not
             # reached is given back (claimable again at once, not only after the lease).
-            _recorded(
-                lambda done=done, claim=claim: OUTBOX.complete_many(done, claim=claim),
-                what=f"Notification(s) {', '.join(str(pk) for pk in done)}",
-            )
-            OUTBOX.release([row.pk for row in rows[reached:]], claim=claim)
+            try:
+                _recorded(
+                    lambda done=done, claim=claim: OUTBOX.complete_many(done, claim=claim),
+                    what=f"Notification(s) {', '.join(str(pk) for pk in done)}",
+                )
+                OUTBOX.release([row.pk for row in rows[reached:]], claim=claim)
+            finally:
+                # The failures are committed: their retries go out even if recording failed.
+                _retries_publish(retries)
         sent += len(done)
     return sent
 
@@ -149,9 +159,12 @@ def notification_send(*, notification_id: int) -> SendOutcome:
     return SendOutcome("sent", row.pk, attempts=row.attempts, detail=provider_id)
 
 
-def _attempt(row: Notification, *, claim: datetime) -> tuple[str | None, SendOutcome | None]:
+def _attempt(
+    row: Notification, *, claim: datetime, retries: list[tuple[int, str, float]] | None = None
+) -> tuple[str | None, SendOutcome | None]:
     """Send a claimed row through its channel, outside any transaction. Returns the provider's
-    message id, or the outcome of the failure it recorded."""
+    message id, or the outcome of the failure it recorded (a retry's task published after
+    commit, or with ``retries`` noted there for the caller to publish)."""
     from ..channels import PermanentDeliveryError, TransientDeliveryError, backend_for
 
     try:
@@ -161,13 +174,19 @@ def _attempt(row: Notification, *, claim: datetime) -> tuple[str | None, SendOut
         return None, _record_failure(row, claim=claim, error=str(exc) or repr(exc), permanent=True)
     except TransientDeliveryError as exc:
         return None, _record_failure(
-            row, claim=claim, error=str(exc) or repr(exc), retry_after=exc.retry_after
+            row,
+            claim=claim,
+            error=str(exc) or repr(exc),
+            retry_after=exc.retry_after,
+            retries=retries,
         )
     except Exception as exc:
         # An unexpected error (a bug, a library surprise, the soft time limit) is retried:
         # giving up on a page after one odd exception is worse than trying again.
         logger.exception("Notification %s: unexpected delivery error", row.pk)
-        return None, _record_failure(row, claim=claim, error=f"{type(exc).__name__}: {exc}")
+        return None, _record_failure(
+            row, claim=claim, error=f"{type(exc).__name__}: {exc}", retries=retries
+        )
 
 
 # Pauses between the tries of the write that records a send. The message is already with the
@@ -204,9 +223,11 @@ def _record_failure(
     error: str,
     permanent: bool = False,
     retry_after: float | None = None,
+    retries: list[tuple[int, str, float]] | None = None,
 ) -> SendOutcome:
     conf = outbox_settings()
     error = error[:2000]
+    retry: tuple[int, str, float] | None = None
     with transaction.atomic():
         failure = OUTBOX.fail(
             row,
@@ -239,10 +260,48 @@ def _record_failure(
             # Longer waits are left to the requeue sweep: a broker ETA far in the future can be
             # redelivered early by Redis once it exceeds the visibility timeout.
             urgent, bulk = locked.urgent, locked.bulk
-            transaction.on_commit(
-                lambda: send_task_publish(row.pk, urgent=urgent, bulk=bulk, countdown=delay)
-            )
+            if retries is None:
+                transaction.on_commit(
+                    lambda: send_task_publish(row.pk, urgent=urgent, bulk=bulk, countdown=delay)
+                )
+            else:
+                retry = (row.pk, _queue(urgent=urgent, bulk=bulk), delay)
+    if retry is not None and retries is not None:
+        # Once this transaction (the outermost one in a worker) has committed: the batch
+        # task publishes it with the chunk's other retries.
+        retries.append(retry)
     return SendOutcome("retry", row.pk, attempts=locked.attempts, detail=error, retry_in=delay)
+
+
+def _queue(*, urgent: bool, bulk: bool) -> str:
+    """A row's queue: a page of a Sev 1-2 incident on the urgent one, a mailing's message on the
+    bulk one (a mailing never lands in front of pages), the rest on the default one."""
+    return urgent_queue() if urgent else BULK_QUEUE if bulk else default_queue()
+
+
+def _retries_publish(retries: list[tuple[int, str, float]]) -> None:
+    """Publish the retries of a batch task's chunk: per queue, the rows whose delays lie within
+    twice the shortest of them plus a second go in one batch task, due at the longest (the
+    backoff's jitter spans a factor of two, so the rows of one attempt stay together, and none
+    waits more than twice its own delay and a second). Never raises: a retry whose publish
+    fails stays unmarked, and the requeue sweep publishes it after
+    ``VIGIL_NOTIFY_REQUEUE_AFTER_SECONDS``."""
+    by_queue: dict[str, list[tuple[float, int]]] = {}
+    for pk, queue, delay in retries:
+        by_queue.setdefault(queue, []).append((delay, pk))
+    for queue, waiting in by_queue.items():
+        waiting.sort()
+        groups: list[list[tuple[float, int]]] = []
+        for delay, pk in waiting:
+            if groups and delay <= 2 * groups[-1][0][0] + 1:
+                groups[-1].append((delay, pk))
+            else:
+                groups.append([(delay, pk)])
+        for group in groups:
+            try:
+                batch_tasks_publish([([pk for _, pk in group], queue)], countdown=group[-1][0])
+            except Exception:
+                logger.exception("Could not queue the retries of %s notification(s)", len(group))
 
 
 def _timeline_failure(row: Notification, *, error: str, permanent: bool) -> None:
@@ -292,8 +351,7 @@ def notifications_requeue(*, now: datetime | None = None) -> int:
         queues: dict[str, list[int]] = {}
         rows = Notification.objects.filter(pk__in=due).order_by("pk")
         for pk, urgent, bulk in rows.values_list("pk", "urgent", "bulk"):
-            queue = urgent_queue() if urgent else BULK_QUEUE if bulk else default_queue()
-            queues.setdefault(queue, []).append(pk)
+            queues.setdefault(_queue(urgent=urgent, bulk=bulk), []).append(pk)
         if queues:
             groups = [(ids, queue) for queue, ids in queues.items()]
             transaction.on_commit(lambda: batch_tasks_publish(groups))

@@ -351,18 +351,21 @@ def _insert_new(rows: list[Notification]) -> dict[str, int]:
     return {row.idempotency_key: row.pk for row in inserted}
 
 
-def batch_tasks_publish(groups: list[tuple[list[int], str]]) -> None:
-    """Publish the batch tasks of each group on its queue, then stamp every row whose message
-    is with the broker in one statement; a batch whose publish fails stays unmarked for the
-    sweep."""
+def batch_tasks_publish(
+    groups: list[tuple[list[int], str]], *, countdown: float | None = None
+) -> None:
+    """Publish the batch tasks of each group on its queue (due in ``countdown`` seconds: the
+    retries of a batch), then stamp every row whose message is with the broker in one
+    statement; a batch whose publish fails stays unmarked for the sweep."""
     from ..tasks import notification_send_batch_task
 
+    options: dict[str, Any] = {"countdown": countdown} if countdown else {}
     published: list[int] = []
     for ids, queue in groups:
         for start in range(0, len(ids), BULK_TASK_BATCH):
             batch = ids[start : start + BULK_TASK_BATCH]
             try:
-                notification_send_batch_task.apply_async(args=[batch], queue=queue)
+                notification_send_batch_task.apply_async(args=[batch], queue=queue, **options)
             except Exception:
                 logger.exception("Could not queue %s notification(s); the sweep will", len(batch))
                 continue

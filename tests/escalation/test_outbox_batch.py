@@ -266,3 +266,163 @@ def test_a_batch_task_takes_up_its_published_due_rows_and_leaves_a_row_waiting_f
     assert stamped < rows[ids[1]].next_attempt_at <= timezone.now()
     assert rows[ids[2]].published_at == stamped
     assert rows[ids[2]].next_attempt_at == later
+
+
+# --- the retries of a batch --------------------------------------------------------------
+
+
+@pytest.fixture
+def publishes(monkeypatch):
+    """The send tasks the outbox would publish, kept: (task, ids, queue, countdown). The
+    callbacks after commit run as they would outside the test's transaction."""
+    from escalation import tasks
+
+    found: list[tuple[str, object, str, float | None]] = []
+    monkeypatch.setattr(
+        tasks.notification_send_batch_task,
+        "apply_async",
+        lambda args, queue, countdown=None: found.append(("batch", args[0], queue, countdown)),
+    )
+    monkeypatch.setattr(
+        tasks.notification_send_task,
+        "apply_async",
+        lambda args, queue, countdown=None: found.append(("one", args[0], queue, countdown)),
+    )
+    return found
+
+
+@pytest.fixture
+def on_commit(django_capture_on_commit_callbacks):
+    return django_capture_on_commit_callbacks
+
+
+def down(notification: Notification) -> None:
+    raise TransientDeliveryError("HTTP 503")
+
+
+def limited(seconds: float) -> Callable[[Notification], None]:
+    def answer(notification: Notification) -> None:
+        raise TransientDeliveryError("HTTP 429", retry_after=seconds)
+
+    return answer
+
+
+def test_the_failed_sends_of_a_chunk_are_retried_in_one_batch_task_due_after_their_backoff(
+    publishes, on_commit
+):
+    """A provider that is down for a whole batch: no one-row task per failed send, but one
+    batch task per chunk, due when the last of its rows is, and every row stamped published
+    (the requeue sweep leaves it to that task)."""
+    ids = _rows(13)
+    Notification.objects.filter(pk__in=ids).update(bulk=False)
+    for n in range(13):
+        script[f"hook{n}"] = down
+    started = timezone.now()
+    with on_commit(execute=True):
+        assert notification_send_batch(notification_ids=ids) == 0
+    assert [(task, queue) for task, _, queue, _ in publishes] == [
+        ("batch", "vigil"),
+        ("batch", "vigil"),
+    ]
+    assert [sorted(ids_) for _, ids_, _, _ in publishes] == [ids[:10], ids[10:]]
+    rows = Notification.objects.in_bulk(ids)
+    for _, batch, _, countdown in publishes:
+        waits = [(rows[pk].next_attempt_at - started).total_seconds() for pk in batch]
+        # The first attempt's backoff: 5 to 10 s (10 s, halved and jittered).
+        assert all(4.9 < wait < 10.5 for wait in waits)
+        # Due once every row of it is: none is claimed early, none waits much longer.
+        assert max(waits) - 0.5 < countdown <= 10
+    for pk in ids:
+        assert (rows[pk].status, rows[pk].attempts) == ("pending", 1)
+        assert rows[pk].published_at is not None
+
+
+def test_retries_far_apart_go_in_separate_batch_tasks_and_each_queue_gets_its_own(
+    publishes, on_commit
+):
+    """A row held back by the provider's Retry-After does not hold back the rows due in
+    seconds, and a retry of a Sev 1-2 page stays on the urgent queue."""
+    ids = _rows(5)
+    Notification.objects.filter(pk__in=ids).update(bulk=False)
+    Notification.objects.filter(pk=ids[4]).update(urgent=True)
+    script["hook0"] = down
+    script["hook1"] = limited(300)
+    script["hook2"] = down
+    script["hook4"] = down
+    with on_commit(execute=True):
+        assert notification_send_batch(notification_ids=ids) == 1
+    found = sorted(
+        (queue, sorted(batch), countdown // 100) for _, batch, queue, countdown in publishes
+    )
+    assert found == [
+        ("vigil", [ids[0], ids[2]], 0),
+        ("vigil", [ids[1]], 3),
+        ("vigil.urgent", [ids[4]], 0),
+    ]
+    assert {task for task, *_ in publishes} == {"batch"}
+
+
+def test_a_single_row_s_task_still_retries_with_a_task_of_its_own(publishes, on_commit):
+    from escalation.services.delivery import notification_send
+
+    ids = _rows(1)
+    Notification.objects.filter(pk__in=ids).update(bulk=False)
+    script["hook0"] = limited(30)
+    with on_commit(execute=True):
+        assert notification_send(notification_id=ids[0]).result == "retry"
+    assert [(task, batch, queue, countdown) for task, batch, queue, countdown in publishes] == [
+        ("one", ids[0], "vigil", 30.0)
+    ]
+
+
+def test_the_retries_are_published_when_the_worker_stops_mid_chunk(publishes, on_commit):
+    ids = _rows(3)
+    Notification.objects.filter(pk__in=ids).update(bulk=False)
+    script["hook0"] = down
+    script["hook1"] = stop
+    with on_commit(execute=True), pytest.raises(Stopped):
+        notification_send_batch(notification_ids=ids)
+    assert [(task, batch, queue) for task, batch, queue, _ in publishes] == [
+        ("batch", [ids[0]], "vigil")
+    ]
+    assert Notification.objects.get(pk=ids[0]).published_at is not None
+
+
+def test_a_retry_whose_publish_fails_is_left_unmarked_for_the_requeue_sweep(monkeypatch, on_commit):
+    from escalation import tasks
+
+    def broken(*args, **kwargs):
+        raise ConnectionError("broker away")
+
+    monkeypatch.setattr(tasks.notification_send_batch_task, "apply_async", broken)
+    ids = _rows(2)
+    script["hook0"] = down
+    with on_commit(execute=True):
+        assert notification_send_batch(notification_ids=ids) == 1
+    waiting = Notification.objects.get(pk=ids[0])
+    assert (waiting.status, waiting.published_at) == ("pending", None)
+
+
+def test_eagerly_the_retry_batch_sends_what_failed(settings, on_commit):
+    """With tasks run at once, the retry's batch task runs and sends the row that failed."""
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    from config.celery import app
+
+    app.conf.task_always_eager = True
+    try:
+        ids = _rows(3)
+        failures = []
+
+        def once(notification):
+            if not failures:
+                failures.append(notification.recipient)
+                raise TransientDeliveryError("HTTP 503")
+
+        script["hook1"] = once
+        with on_commit(execute=True):
+            assert notification_send_batch(notification_ids=ids) == 2
+    finally:
+        app.conf.task_always_eager = False
+    assert failures == ["hook1"]
+    assert sorted(sent_to) == ["hook0", "hook1", "hook2"]
+    assert _states(ids) == [("sent", 1), ("sent", 2), ("sent", 1)]

@@ -167,6 +167,46 @@ def test_a_provider_answering_500_then_200_is_retried_after_retry_after(celery_w
     assert notification.last_error == ""
 
 
+def test_the_pages_of_a_batch_that_all_failed_are_retried_together_after_retry_after(
+    celery_worker, http_sink
+):
+    """A provider down for a whole batch: the worker sends every page again, after the
+    provider's Retry-After, in the order written (the failures' retries travel as batch tasks
+    with a countdown; which tasks are published is checked in test_outbox_batch.py)."""
+    from escalation.outbox import OutboxMessage, notification_enqueue_many
+    from incidents.events import default_queue
+
+    for _ in range(6):
+        http_sink.reply(Reply(status=503, body="down", headers={"Retry-After": "2"}))
+    celery_worker.worker(worker_env(http_sink, VIGIL_NOTIFY_BACKOFF_BASE_SECONDS="0.1"))
+    keys = [f"storm:{n}" for n in range(6)]
+    with transaction.atomic():
+        notification_enqueue_many(
+            [
+                OutboxMessage(
+                    channel="webhook",
+                    recipient="noc",
+                    subject="Sev 1: checkout down",
+                    body="Checkout is down.",
+                    template="page",
+                    reason="Initial notification",
+                    idempotency_key=key,
+                )
+                for key in keys
+            ],
+            queue=default_queue(),
+        )
+
+    rows = Notification.objects.filter(idempotency_key__in=keys)
+    wait_for(lambda: rows.filter(status=NotificationStatus.SENT).count() == 6, timeout=60)
+    requests = http_sink.requests()
+    assert [request.header(KEY_HEADER) for request in requests] == keys + keys
+    # The provider's Retry-After, not the 0.1 s backoff, between the last failure and the
+    # first retry.
+    assert requests[6].at - requests[5].at >= 2.0
+    assert sorted(rows.values_list("attempts", flat=True)) == [2] * 6
+
+
 def test_a_provider_answering_400_fails_without_retry_loops(celery_worker, http_sink):
     http_sink.default = Reply(status=400, body="no such hook")
     incident = incident_create(actor=None, source=Source.SYSTEM, title="Checkout down", severity=2)

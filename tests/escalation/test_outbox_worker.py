@@ -56,18 +56,20 @@ def worker_env(sink, **extra: str) -> dict[str, str]:
     return env
 
 
+# A page to the webhook sink, as these tests write it (each with its own key).
+PAGE = {
+    "channel": "webhook",
+    "recipient": "noc",
+    "subject": "Sev 1: checkout down",
+    "body": "Checkout is down.",
+    "template": "page",
+    "reason": "Initial notification",
+}
+
+
 def enqueue(key: str, incident=None) -> Notification:
     with transaction.atomic():
-        return notification_enqueue(
-            incident=incident,
-            channel="webhook",
-            recipient="noc",
-            subject="Sev 1: checkout down",
-            body="Checkout is down.",
-            template="page",
-            reason="Initial notification",
-            idempotency_key=key,
-        )
+        return notification_enqueue(incident=incident, idempotency_key=key, **PAGE)
 
 
 def status_of(notification: Notification) -> str:
@@ -182,19 +184,7 @@ def test_the_pages_of_a_batch_that_all_failed_are_retried_together_after_retry_a
     keys = [f"storm:{n}" for n in range(6)]
     with transaction.atomic():
         notification_enqueue_many(
-            [
-                OutboxMessage(
-                    channel="webhook",
-                    recipient="noc",
-                    subject="Sev 1: checkout down",
-                    body="Checkout is down.",
-                    template="page",
-                    reason="Initial notification",
-                    idempotency_key=key,
-                )
-                for key in keys
-            ],
-            queue=default_queue(),
+            [OutboxMessage(idempotency_key=key, **PAGE) for key in keys], queue=default_queue()
         )
 
     rows = Notification.objects.filter(idempotency_key__in=keys)

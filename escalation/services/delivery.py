@@ -14,12 +14,11 @@ from typing import Any
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from incidents.events import default_queue, urgent_queue
 from incidents.models import Incident, Kind, MessageChannel, Source
 from incidents.services.common import timeline_record
 
 from ..models import Notification, NotificationStatus
-from .outbox import BULK_QUEUE, OUTBOX, batch_tasks_publish, outbox_settings, send_task_publish
+from .outbox import OUTBOX, batch_tasks_publish, outbox_settings, row_queue, send_task_publish
 
 logger = logging.getLogger(__name__)
 
@@ -265,18 +264,12 @@ def _record_failure(
                     lambda: send_task_publish(row.pk, urgent=urgent, bulk=bulk, countdown=delay)
                 )
             else:
-                retry = (row.pk, _queue(urgent=urgent, bulk=bulk), delay)
+                retry = (row.pk, row_queue(urgent=urgent, bulk=bulk), delay)
     if retry is not None and retries is not None:
         # Once this transaction (the outermost one in a worker) has committed: the batch
         # task publishes it with the chunk's other retries.
         retries.append(retry)
     return SendOutcome("retry", row.pk, attempts=locked.attempts, detail=error, retry_in=delay)
-
-
-def _queue(*, urgent: bool, bulk: bool) -> str:
-    """A row's queue: a page of a Sev 1-2 incident on the urgent one, a mailing's message on the
-    bulk one (a mailing never lands in front of pages), the rest on the default one."""
-    return urgent_queue() if urgent else BULK_QUEUE if bulk else default_queue()
 
 
 def _retries_publish(retries: list[tuple[int, str, float]]) -> None:
@@ -351,7 +344,7 @@ def notifications_requeue(*, now: datetime | None = None) -> int:
         queues: dict[str, list[int]] = {}
         rows = Notification.objects.filter(pk__in=due).order_by("pk")
         for pk, urgent, bulk in rows.values_list("pk", "urgent", "bulk"):
-            queues.setdefault(_queue(urgent=urgent, bulk=bulk), []).append(pk)
+            queues.setdefault(row_queue(urgent=urgent, bulk=bulk), []).append(pk)
         if queues:
             groups = [(ids, queue) for queue, ids in queues.items()]
             transaction.on_commit(lambda: batch_tasks_publish(groups))

@@ -378,6 +378,13 @@ def batch_tasks_publish(
         _mark_published(published)
 
 
+def row_queue(*, urgent: bool, bulk: bool) -> str:
+    """A row's queue by its flags: a page of a Sev 1-2 incident on the urgent one, a mailing's
+    message on the bulk one (a mailing never lands in front of pages), the rest on the default
+    one."""
+    return urgent_queue() if urgent else BULK_QUEUE if bulk else default_queue()
+
+
 def send_task_publish(
     notification_id: int, *, urgent: bool, bulk: bool = False, countdown: float | None = None
 ) -> None:
@@ -386,8 +393,7 @@ def send_task_publish(
     publishes it again after ``VIGIL_NOTIFY_REQUEUE_AFTER_SECONDS``."""
     from ..tasks import notification_send_task
 
-    queue = urgent_queue() if urgent else BULK_QUEUE if bulk else default_queue()
-    options: dict[str, Any] = {"queue": queue}
+    options: dict[str, Any] = {"queue": row_queue(urgent=urgent, bulk=bulk)}
     if countdown:
         options["countdown"] = countdown
     try:

@@ -265,7 +265,7 @@ def _record_failure(
                 )
             else:
                 retry = (row.pk, row_queue(urgent=urgent, bulk=bulk), delay)
-    if retry is not None and retries is not None:
+    if retry is not None:
         # Once this transaction (the outermost one in a worker) has committed: the batch
         # task publishes it with the chunk's other retries.
         retries.append(retry)

@@ -20,6 +20,7 @@ from escalation.models import Notification, NotificationStatus
 from escalation.outbox import OutboxMessage, notification_enqueue_many
 from escalation.services import delivery
 from escalation.services.delivery import notification_send_batch
+from tests.outbox import published_tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -273,26 +274,16 @@ def test_a_batch_task_takes_up_its_published_due_rows_and_leaves_a_row_waiting_f
 
 @pytest.fixture
 def publishes(monkeypatch):
-    """The send tasks the outbox would publish, kept: (task, ids, queue, countdown). The
-    callbacks after commit run as they would outside the test's transaction."""
-    from escalation import tasks
-
-    found: list[tuple[str, object, str, float | None]] = []
-    monkeypatch.setattr(
-        tasks.notification_send_batch_task,
-        "apply_async",
-        lambda args, queue, countdown=None: found.append(("batch", args[0], queue, countdown)),
-    )
-    monkeypatch.setattr(
-        tasks.notification_send_task,
-        "apply_async",
-        lambda args, queue, countdown=None: found.append(("one", args[0], queue, countdown)),
-    )
-    return found
+    """The send tasks the outbox would publish, kept: the batch tasks (ids, queue), the one-row
+    tasks (id, queue), and the countdowns of all of them in the order published."""
+    countdowns: list[float | None] = []
+    batches, singles = published_tasks(monkeypatch, countdowns=countdowns)
+    return batches, singles, countdowns
 
 
 @pytest.fixture
 def on_commit(django_capture_on_commit_callbacks):
+    """The callbacks after commit, run as they would outside the test's transaction."""
     return django_capture_on_commit_callbacks
 
 
@@ -320,13 +311,12 @@ def test_the_failed_sends_of_a_chunk_are_retried_in_one_batch_task_due_after_the
     started = timezone.now()
     with on_commit(execute=True):
         assert notification_send_batch(notification_ids=ids) == 0
-    assert [(task, queue) for task, _, queue, _ in publishes] == [
-        ("batch", "vigil"),
-        ("batch", "vigil"),
-    ]
-    assert [sorted(ids_) for _, ids_, _, _ in publishes] == [ids[:10], ids[10:]]
+    batches, singles, countdowns = publishes
+    assert singles == []
+    assert [queue for _, queue in batches] == ["vigil", "vigil"]
+    assert [sorted(batch) for batch, _ in batches] == [ids[:10], ids[10:]]
     rows = Notification.objects.in_bulk(ids)
-    for _, batch, _, countdown in publishes:
+    for (batch, _), countdown in zip(batches, countdowns, strict=True):
         waits = [(rows[pk].next_attempt_at - started).total_seconds() for pk in batch]
         # The first attempt's backoff: 5 to 10 s (10 s, halved and jittered).
         assert all(4.9 < wait < 10.5 for wait in waits)
@@ -351,15 +341,17 @@ def test_retries_far_apart_go_in_separate_batch_tasks_and_each_queue_gets_its_ow
     script["hook4"] = down
     with on_commit(execute=True):
         assert notification_send_batch(notification_ids=ids) == 1
+    batches, singles, countdowns = publishes
     found = sorted(
-        (queue, sorted(batch), countdown // 100) for _, batch, queue, countdown in publishes
+        (queue, sorted(batch), countdown // 100)
+        for (batch, queue), countdown in zip(batches, countdowns, strict=True)
     )
     assert found == [
         ("vigil", [ids[0], ids[2]], 0),
         ("vigil", [ids[1]], 3),
         ("vigil.urgent", [ids[4]], 0),
     ]
-    assert {task for task, *_ in publishes} == {"batch"}
+    assert singles == []
 
 
 def test_a_single_row_s_task_still_retries_with_a_task_of_its_own(publishes, on_commit):
@@ -370,9 +362,7 @@ def test_a_single_row_s_task_still_retries_with_a_task_of_its_own(publishes, on_
     script["hook0"] = limited(30)
     with on_commit(execute=True):
         assert notification_send(notification_id=ids[0]).result == "retry"
-    assert [(task, batch, queue, countdown) for task, batch, queue, countdown in publishes] == [
-        ("one", ids[0], "vigil", 30.0)
-    ]
+    assert publishes == ([], [(ids[0], "vigil")], [30.0])
 
 
 def test_the_retries_are_published_when_the_worker_stops_mid_chunk(publishes, on_commit):
@@ -382,9 +372,8 @@ def test_the_retries_are_published_when_the_worker_stops_mid_chunk(publishes, on
     script["hook1"] = stop
     with on_commit(execute=True), pytest.raises(Stopped):
         notification_send_batch(notification_ids=ids)
-    assert [(task, batch, queue) for task, batch, queue, _ in publishes] == [
-        ("batch", [ids[0]], "vigil")
-    ]
+    batches, singles, _ = publishes
+    assert (batches, singles) == ([([ids[0]], "vigil")], [])
     assert Notification.objects.get(pk=ids[0]).published_at is not None
 
 
